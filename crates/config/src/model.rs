@@ -1,0 +1,270 @@
+//! The validated, typed configuration that the rest of zkgate consumes.
+//! Every default is resolved here: consumers never see an `Option` that means
+//! "use the default".
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+/// Built-in defaults, documented in `docs/configuration.md`.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `admin.bind`.
+    pub const ADMIN_BIND: &str = "127.0.0.1:9900";
+    /// `timeouts.connect`.
+    pub const CONNECT: Duration = Duration::from_secs(3);
+    /// `timeouts.client_header`.
+    pub const CLIENT_HEADER: Duration = Duration::from_secs(10);
+    /// `timeouts.client_idle`.
+    pub const CLIENT_IDLE: Duration = Duration::from_secs(60);
+    /// `timeouts.server`.
+    pub const SERVER: Duration = Duration::from_secs(30);
+    /// `timeouts.tunnel`.
+    pub const TUNNEL: Duration = Duration::from_secs(3600);
+    /// `retries`.
+    pub const RETRIES: u32 = 2;
+    /// A frontend's `max_connections`.
+    pub const MAX_CONNECTIONS: u32 = 20_000;
+    /// A server's `weight`.
+    pub const WEIGHT: u32 = 1;
+    /// The largest allowed `weight`, as in HAProxy.
+    pub const MAX_WEIGHT: u32 = 256;
+}
+
+/// A whole, valid zkgate configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The admin listener.
+    pub admin: AdminConfig,
+    /// Frontends, sorted by name.
+    pub frontends: Vec<FrontendConfig>,
+    /// Backends, sorted by name.
+    pub backends: Vec<BackendConfig>,
+}
+
+impl Config {
+    /// The backend called `name`.
+    pub fn backend(&self, name: &str) -> Option<&BackendConfig> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+}
+
+/// `admin:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Address of the metrics/health/status listener.
+    pub bind: SocketAddr,
+}
+
+/// Whether a frontend or backend speaks HTTP or forwards raw TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Layer 7: HTTP/1.1 reverse proxy.
+    Http,
+    /// Layer 4: bytes both ways.
+    Tcp,
+}
+
+impl Mode {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Http => "http",
+            Mode::Tcp => "tcp",
+        }
+    }
+}
+
+/// Every timeout, resolved from the section, then `defaults`, then built-ins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a TCP connection to a server.
+    pub connect: Duration,
+    /// Receiving a client's complete request headers.
+    pub client_header: Duration,
+    /// A keep-alive client connection with no request in flight.
+    pub client_idle: Duration,
+    /// Waiting for a server's response headers.
+    pub server: Duration,
+    /// Inactivity in both directions of a TCP-mode connection.
+    pub tunnel: Duration,
+}
+
+/// One `frontends:` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrontendConfig {
+    /// The frontend's name (its YAML key).
+    pub name: String,
+    /// Listening addresses.
+    pub binds: Vec<SocketAddr>,
+    /// http or tcp.
+    pub mode: Mode,
+    /// Concurrent client connections accepted; beyond it, accepting pauses. 0 = unlimited.
+    pub max_connections: u32,
+    /// Routes, first match wins (http only).
+    pub routes: Vec<RouteConfig>,
+    /// The backend used when no route matches.
+    pub default_backend: Option<String>,
+    /// Add `X-Forwarded-For/-Proto/-Host` (http only).
+    pub forwarded_headers: bool,
+    /// Effective timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// One route of an http frontend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    /// Host to match, exact or `*.suffix`.
+    pub host: Option<HostPattern>,
+    /// Path prefix to match.
+    pub path_prefix: Option<String>,
+    /// Request headers that must be present with exactly these values.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Target backend.
+    pub backend: String,
+}
+
+/// A route's `host:` pattern, lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `api.example.com`
+    Exact(String),
+    /// `*.example.com`, kept as `.example.com`: matches any name ending in it.
+    Suffix(String),
+}
+
+impl HostPattern {
+    /// Whether a request's host (lowercase, without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(name) => host.eq_ignore_ascii_case(name),
+            HostPattern::Suffix(suffix) => {
+                host.len() > suffix.len()
+                    && host.as_bytes()[host.len() - suffix.len()..]
+                        .eq_ignore_ascii_case(suffix.as_bytes())
+            }
+        }
+    }
+}
+
+/// Load-balancing algorithm of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin.
+    RoundRobin,
+}
+
+/// One `backends:` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// The backend's name (its YAML key).
+    pub name: String,
+    /// http or tcp; must match every frontend that uses it.
+    pub mode: Mode,
+    /// Algorithm.
+    pub balance: Balance,
+    /// Static servers.
+    pub servers: Vec<ServerConfig>,
+    /// Extra attempts on other servers when connecting fails.
+    pub retries: u32,
+    /// Effective timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// A server's administrative state, with HAProxy's meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AdminState {
+    /// Takes traffic.
+    Ready,
+    /// Takes no new traffic; in-flight traffic finishes.
+    Drain,
+    /// Takes no traffic at all.
+    Maint,
+}
+
+impl AdminState {
+    /// The YAML/znode spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
+        }
+    }
+
+    /// Parses `ready | drain | maint`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ready" => Some(AdminState::Ready),
+            "drain" => Some(AdminState::Drain),
+            "maint" => Some(AdminState::Maint),
+            _ => None,
+        }
+    }
+}
+
+/// A server address as written: an IP or a hostname, and a port.
+/// Hostnames are resolved by the control plane, never on the request path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerAddress {
+    /// IP literal or DNS name.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl ServerAddress {
+    /// Parses `host:port` or `[v6]:port`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(ServerAddress {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
+        }
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{text}` has no port: write HOST:PORT, like 10.0.0.5:8080"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{port}` in `{text}` is not a port number (1-65535)"))?;
+        if port == 0 {
+            return Err(format!("port 0 in `{text}`: give the server's real port"));
+        }
+        let valid_name = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .split('.')
+                .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if !valid_name {
+            return Err(format!("`{host}` in `{text}` is neither an IP address nor a host name"));
+        }
+        Ok(ServerAddress {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+/// One static server of a backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Where it listens.
+    pub address: ServerAddress,
+    /// 0–256; 0 takes no new traffic.
+    pub weight: u32,
+    /// ready, drain or maint.
+    pub state: AdminState,
+}

@@ -1,0 +1,170 @@
+use super::*;
+
+const VALID: &str = r#"
+admin:
+  bind: 127.0.0.1:9901
+defaults:
+  timeouts: { connect: 250ms, server: 5s }
+  retries: 1
+frontends:
+  web:
+    bind: ["127.0.0.1:8080"]
+    routes:
+      - { host: api.example.com, path_prefix: /v1, backend: api }
+      - { host: "*.example.com", headers: { x-canary: "1" }, backend: web }
+    default_backend: web
+    timeouts: { client_idle: 5s }
+  db:
+    bind: ["127.0.0.1:5432"]
+    mode: tcp
+    default_backend: pg
+backends:
+  web:
+    servers:
+      - { address: "127.0.0.1:9001", weight: 5 }
+      - { address: "localhost:9002", state: drain }
+  api:
+    servers: [{ address: "[::1]:9003", weight: 0 }]
+    timeouts: { server: 1s }
+  pg:
+    mode: tcp
+    servers: [{ address: "127.0.0.1:15432" }]
+"#;
+
+fn errors_of(text: &str) -> Vec<String> {
+    match parse(text, "zkgate.yaml") {
+        Ok(_) => panic!("expected errors"),
+        Err(errs) => errs.to_string().lines().map(str::to_owned).collect(),
+    }
+}
+
+#[test]
+fn a_valid_document_resolves_every_default() {
+    let config = parse(VALID, "t").unwrap();
+    assert_eq!(config.admin.bind, "127.0.0.1:9901".parse().unwrap());
+    let web = &config.frontends[1];
+    assert_eq!(web.name, "web");
+    assert_eq!(web.timeouts.connect, std::time::Duration::from_millis(250));
+    assert_eq!(web.timeouts.client_idle, std::time::Duration::from_secs(5));
+    assert_eq!(web.timeouts.client_header, defaults::CLIENT_HEADER);
+    assert!(web.forwarded_headers);
+    assert_eq!(web.routes.len(), 2);
+    assert_eq!(web.routes[1].host, Some(HostPattern::Suffix(".example.com".into())));
+    let db = &config.frontends[0];
+    assert_eq!(db.mode, Mode::Tcp);
+    assert!(!db.forwarded_headers);
+    let api = config.backend("api").unwrap();
+    assert_eq!(api.timeouts.server, std::time::Duration::from_secs(1));
+    assert_eq!(api.retries, 1);
+    assert_eq!(api.servers[0].address.host, "::1");
+    let web_backend = config.backend("web").unwrap();
+    assert_eq!(web_backend.servers[1].state, AdminState::Drain);
+    assert_eq!(web_backend.servers[1].weight, 1);
+}
+
+#[test]
+fn an_empty_document_is_a_valid_configuration_with_nothing_to_serve() {
+    let config = parse("", "t").unwrap();
+    assert!(config.frontends.is_empty());
+    assert_eq!(config.admin.bind.to_string(), defaults::ADMIN_BIND);
+}
+
+#[test]
+fn unknown_field_is_reported_with_its_position_and_the_expected_names() {
+    let errs = errors_of("backends:\n  web:\n    servers: []\n    balanse: roundrobin\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("zkgate.yaml:4:5: backends.web"), "{}", errs[0]);
+    assert!(errs[0].contains("unknown field `balanse`"), "{}", errs[0]);
+    assert!(errs[0].contains("balance"), "{}", errs[0]);
+}
+
+#[test]
+fn bad_duration_names_the_field_and_the_expected_form() {
+    let errs = errors_of("defaults:\n  timeouts:\n    connect: 3 parsecs\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("zkgate.yaml:3:5: defaults.timeouts.connect"), "{}", errs[0]);
+    assert!(errs[0].contains("like 250ms, 10s or 1h"), "{}", errs[0]);
+}
+
+#[test]
+fn a_number_without_unit_is_not_a_duration() {
+    let errs = errors_of("defaults:\n  timeouts: { server: 30 }\n");
+    assert!(errs[0].contains("a unit is required, like 30s"), "{}", errs[0]);
+}
+
+#[test]
+fn route_to_missing_backend_lists_the_defined_ones() {
+    let errs = errors_of(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:1\"]\n    routes:\n      - { path_prefix: /a, backend: nope }\n    default_backend: b\nbackends:\n  b: {}\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("zkgate.yaml:5:28: frontends.web.routes[0].backend"), "{}", errs[0]);
+    assert!(errs[0].contains("backend `nope` is not defined (defined backends: b)"), "{}", errs[0]);
+}
+
+#[test]
+fn duplicate_bind_points_at_the_second_and_names_the_first() {
+    let errs = errors_of(
+        "frontends:\n  a:\n    bind: [\"127.0.0.1:80\"]\n    default_backend: b\n  c:\n    bind: [\"127.0.0.1:80\"]\n    default_backend: b\nbackends:\n  b: {}\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("zkgate.yaml:6:12: frontends.c.bind[0]"), "{}", errs[0]);
+    assert!(errs[0].contains("already bound by frontends.a.bind[0]"), "{}", errs[0]);
+}
+
+#[test]
+fn every_error_is_reported_at_once_in_document_order() {
+    let errs = errors_of(
+        "frontends:\n  a:\n    bind: [\"nowhere\"]\n    default_backend: x\n  b:\n    bind: [\"127.0.0.1:2\"]\n    mode: udp\n    default_backend: y\nbackends:\n  y:\n    servers: [{ address: \"10.0.0.1\" }, { address: \"10.0.0.2:80\", weight: 300 }]\n",
+    );
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert!(errs[0].contains("frontends.a.bind[0]: `nowhere` is not a listen address"));
+    assert!(errs[1].contains("frontends.a.default_backend: backend `x` is not defined"));
+    assert!(errs[2].contains("frontends.b.mode: unknown mode `udp`"));
+    assert!(errs[3].contains("servers[0].address: `10.0.0.1` has no port"));
+    assert!(errs[4].contains("servers[1].weight: weight 300 is out of range"));
+}
+
+#[test]
+fn features_not_built_yet_are_refused_not_ignored() {
+    let errs = errors_of(
+        "backends:\n  b:\n    balance: leastconn\n    sticky: { cookie: S }\n    zookeeper: { path: /services/b }\n",
+    );
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(errs.iter().all(|e| e.contains("not supported yet")), "{errs:?}");
+}
+
+#[test]
+fn mode_mismatch_between_frontend_and_backend_is_an_error() {
+    let errs = errors_of("frontends:\n  a:\n    bind: [\"127.0.0.1:3\"]\n    default_backend: b\nbackends:\n  b: { mode: tcp }\n");
+    assert!(errs[0].contains("has mode tcp, but this frontend has mode http"), "{errs:?}");
+}
+
+#[test]
+fn yaml_syntax_errors_carry_their_position() {
+    let errs = errors_of("frontends:\n  a: [\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("zkgate.yaml:"), "{}", errs[0]);
+    assert!(errs[0].contains("invalid YAML"), "{}", errs[0]);
+}
+
+#[test]
+fn host_patterns_match_exact_names_and_any_depth_of_subdomain() {
+    let exact = HostPattern::Exact("api.example.com".into());
+    assert!(exact.matches("API.example.com"));
+    assert!(!exact.matches("x.api.example.com"));
+    let wildcard = HostPattern::Suffix(".example.com".into());
+    assert!(wildcard.matches("a.example.com"));
+    assert!(wildcard.matches("a.b.Example.com"));
+    assert!(!wildcard.matches("example.com"));
+    assert!(!wildcard.matches("badexample.com"));
+}
+
+#[test]
+fn server_addresses_accept_ips_and_host_names_only_with_a_port() {
+    assert_eq!(ServerAddress::parse("Web-1.internal:80").unwrap().host, "web-1.internal");
+    assert_eq!(ServerAddress::parse("[::1]:80").unwrap().to_string(), "[::1]:80");
+    assert!(ServerAddress::parse("web:0").is_err());
+    assert!(ServerAddress::parse("we b:80").is_err());
+    assert!(ServerAddress::parse(":80").is_err());
+}
