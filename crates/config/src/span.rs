@@ -134,7 +134,7 @@ frontends:
         assert_eq!(at(&index, "frontends"), (1, 1));
         assert_eq!(at(&index, "frontends.web"), (2, 3));
         assert_eq!(at(&index, "frontends.web.bind[1]"), (3, 28));
-        assert_eq!(at(&index, "frontends.web.routes[0].backend"), (5, 34));
+        assert_eq!(at(&index, "frontends.web.routes[0].backend"), (5, 32));
         assert_eq!(at(&index, "frontends.web.routes[1].backend"), (7, 9));
     }
 
