@@ -1,1 +1,18 @@
+//! zkgate's routing table and everything it is built from: the control plane
+//! compiles a `Config` into one immutable [`RoutingTable`]; the data plane only
+//! reads it.
 
+mod balance;
+mod build;
+pub mod metrics;
+mod server;
+mod table;
+
+pub use balance::RoundRobin;
+pub use build::{Resolved, TableBuilder};
+pub use metrics::Metrics;
+pub use server::{ActiveRequest, ServerState};
+pub use table::{Backend, Frontend, FrontendId, RoutingTable, Server};
+
+#[cfg(test)]
+mod tests;

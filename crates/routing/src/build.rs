@@ -1,0 +1,177 @@
+//! Config (+ resolved addresses) → `RoutingTable`. Runs in the control plane,
+//! off the data path; carries per-server state over from the previous table.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::warn;
+use zkgate_config::{AdminState, BackendConfig, Config, FrontendConfig, ServerAddress};
+
+use crate::balance::RoundRobin;
+use crate::metrics::{BackendMetrics, FrontendMetrics, Metrics};
+use crate::server::{RegistryGeneration, ServerRegistry};
+use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable, Server};
+
+/// Host names already resolved by the control plane.
+pub type Resolved = HashMap<ServerAddress, SocketAddr>;
+
+/// Builds successive routing tables; owned by the control plane.
+pub struct TableBuilder {
+    metrics: Metrics,
+    servers: ServerRegistry,
+    frontend_ids: HashMap<String, FrontendId>,
+    backend_names: HashSet<Arc<str>>,
+    generation: u64,
+}
+
+impl TableBuilder {
+    /// A builder whose first table has generation 1.
+    pub fn new(metrics: Metrics) -> Self {
+        TableBuilder {
+            metrics,
+            servers: ServerRegistry::default(),
+            frontend_ids: HashMap::new(),
+            backend_names: HashSet::new(),
+            generation: 0,
+        }
+    }
+
+    /// The stable id of frontend `name` (assigned on first sight, never reused).
+    pub fn frontend_id(&mut self, name: &str) -> FrontendId {
+        let next = FrontendId(self.frontend_ids.len() as u32);
+        *self.frontend_ids.entry(name.to_owned()).or_insert(next)
+    }
+
+    /// Builds the next table. Servers whose host name is missing from
+    /// `resolved` are left out (and logged); the rest of the backend still serves.
+    pub fn build(&mut self, config: &Config, resolved: &Resolved) -> RoutingTable {
+        let started = Instant::now();
+        self.generation += 1;
+        let generation = self.generation;
+        let mut servers = self.servers.generation(&self.metrics);
+        let backends: Vec<Arc<Backend>> = config
+            .backends
+            .iter()
+            .map(|b| Arc::new(build_backend(b, resolved, &mut servers, &self.metrics, generation)))
+            .collect();
+        servers.finish();
+
+        let by_name: HashMap<&str, &Arc<Backend>> = backends.iter().map(|b| (&*b.name, b)).collect();
+        let mut frontends: Vec<Option<Arc<Frontend>>> = Vec::new();
+        for fe in &config.frontends {
+            let id = self.frontend_id(&fe.name);
+            let index = id.0 as usize;
+            if frontends.len() <= index {
+                frontends.resize(index + 1, None);
+            }
+            frontends[index] = Some(Arc::new(build_frontend(id, fe, &by_name, &self.metrics)));
+        }
+
+        let names: HashSet<Arc<str>> = backends.iter().map(|b| Arc::clone(&b.name)).collect();
+        for gone in self.backend_names.difference(&names) {
+            for state in [AdminState::Ready, AdminState::Drain, AdminState::Maint] {
+                self.metrics.backend_servers.remove_label_values(&[gone, state.as_str()]).ok();
+            }
+        }
+        self.backend_names = names;
+
+        self.metrics.table_build_seconds.observe(started.elapsed().as_secs_f64());
+        RoutingTable::new(generation, frontends, backends)
+    }
+}
+
+fn build_backend(
+    config: &BackendConfig,
+    resolved: &Resolved,
+    registry: &mut RegistryGeneration<'_>,
+    metrics: &Metrics,
+    generation: u64,
+) -> Backend {
+    let name: Arc<str> = config.name.as_str().into();
+    let mut servers: Vec<Server> = Vec::with_capacity(config.servers.len());
+    for server in &config.servers {
+        let Some(&address) = resolved.get(&server.address) else {
+            warn!(backend = %name, server = %server.address, "server left out: its host name did not resolve");
+            continue;
+        };
+        if servers.iter().any(|s| s.address() == address) {
+            warn!(backend = %name, server = %server.address, %address, "server left out: another entry resolves to the same address");
+            continue;
+        }
+        servers.push(Server {
+            state: registry.claim(&name, address),
+            weight: server.weight,
+            admin: server.state,
+        });
+    }
+
+    let mut by_state = [0i64; 3];
+    for server in &servers {
+        let labels = &[&*name, &*server.state.label];
+        let up = server.admin == AdminState::Ready && server.weight > 0;
+        metrics.server_up.with_label_values(labels).set(i64::from(up));
+        metrics.server_weight.with_label_values(labels).set(i64::from(server.weight));
+        by_state[server.admin as usize] += 1;
+    }
+    for state in [AdminState::Ready, AdminState::Drain, AdminState::Maint] {
+        metrics
+            .backend_servers
+            .with_label_values(&[&name, state.as_str()])
+            .set(by_state[state as usize]);
+    }
+
+    // Only ready servers take new traffic; drain and maint finish what they have.
+    let weighted: Vec<(u32, u32)> = servers
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.admin == AdminState::Ready)
+        .map(|(i, s)| (i as u32, s.weight))
+        .collect();
+    // Spread where each generation's cycle starts (Fibonacci hashing).
+    let start = generation.wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize;
+    Backend {
+        metrics: BackendMetrics::resolve(metrics, &name),
+        name,
+        mode: config.mode,
+        timeouts: config.timeouts,
+        retries: config.retries,
+        servers: servers.into_boxed_slice(),
+        balancer: RoundRobin::new(&weighted, start),
+    }
+}
+
+fn build_frontend(
+    id: FrontendId,
+    config: &FrontendConfig,
+    backends: &HashMap<&str, &Arc<Backend>>,
+    metrics: &Metrics,
+) -> Frontend {
+    // Validation guarantees every referenced backend exists.
+    let lookup = |name: &str| backends.get(name).map(|b| Arc::clone(b));
+    let routes = config
+        .routes
+        .iter()
+        .filter_map(|route| {
+            Some(Route {
+                host: route.host.clone(),
+                path_prefix: route.path_prefix.as_deref().map(Into::into),
+                headers: route.headers.clone().into_boxed_slice(),
+                backend: lookup(&route.backend)?,
+            })
+        })
+        .collect();
+    Frontend {
+        id,
+        name: config.name.as_str().into(),
+        mode: config.mode,
+        binds: config.binds.clone(),
+        max_connections: config.max_connections,
+        forwarded_headers: config.forwarded_headers,
+        timeouts: config.timeouts,
+        routes,
+        default_backend: config.default_backend.as_deref().and_then(lookup),
+        metrics: FrontendMetrics::resolve(metrics, &config.name),
+    }
+}

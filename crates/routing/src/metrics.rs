@@ -1,0 +1,214 @@
+//! Every Prometheus metric zkgate exports, registered once into a registry
+//! passed in. Names are part of the product contract (SPEC §7).
+
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
+};
+
+/// Metric names, in one place.
+pub mod names {
+    /// `zkgate_build_info{version}`
+    pub const BUILD_INFO: &str = "zkgate_build_info";
+    /// `zkgate_frontend_connections_total{frontend}`
+    pub const FRONTEND_CONNECTIONS_TOTAL: &str = "zkgate_frontend_connections_total";
+    /// `zkgate_frontend_active_connections{frontend}`
+    pub const FRONTEND_ACTIVE_CONNECTIONS: &str = "zkgate_frontend_active_connections";
+    /// `zkgate_frontend_requests_total{frontend}`
+    pub const FRONTEND_REQUESTS_TOTAL: &str = "zkgate_frontend_requests_total";
+    /// `zkgate_frontend_bytes_received_total{frontend}`
+    pub const FRONTEND_BYTES_RECEIVED_TOTAL: &str = "zkgate_frontend_bytes_received_total";
+    /// `zkgate_frontend_bytes_sent_total{frontend}`
+    pub const FRONTEND_BYTES_SENT_TOTAL: &str = "zkgate_frontend_bytes_sent_total";
+    /// `zkgate_backend_responses_total{backend,code}`
+    pub const BACKEND_RESPONSES_TOTAL: &str = "zkgate_backend_responses_total";
+    /// `zkgate_backend_response_seconds{backend}`
+    pub const BACKEND_RESPONSE_SECONDS: &str = "zkgate_backend_response_seconds";
+    /// `zkgate_backend_connect_errors_total{backend}`
+    pub const BACKEND_CONNECT_ERRORS_TOTAL: &str = "zkgate_backend_connect_errors_total";
+    /// `zkgate_backend_retries_total{backend}`
+    pub const BACKEND_RETRIES_TOTAL: &str = "zkgate_backend_retries_total";
+    /// `zkgate_backend_no_server_total{backend}`
+    pub const BACKEND_NO_SERVER_TOTAL: &str = "zkgate_backend_no_server_total";
+    /// `zkgate_backend_servers{backend,state}`
+    pub const BACKEND_SERVERS: &str = "zkgate_backend_servers";
+    /// `zkgate_server_up{backend,server}`
+    pub const SERVER_UP: &str = "zkgate_server_up";
+    /// `zkgate_server_weight{backend,server}`
+    pub const SERVER_WEIGHT: &str = "zkgate_server_weight";
+    /// `zkgate_server_active_requests{backend,server}`
+    pub const SERVER_ACTIVE_REQUESTS: &str = "zkgate_server_active_requests";
+    /// `zkgate_server_requests_total{backend,server}`
+    pub const SERVER_REQUESTS_TOTAL: &str = "zkgate_server_requests_total";
+    /// `zkgate_routing_table_generation`
+    pub const ROUTING_TABLE_GENERATION: &str = "zkgate_routing_table_generation";
+    /// `zkgate_routing_table_swaps_total`
+    pub const ROUTING_TABLE_SWAPS_TOTAL: &str = "zkgate_routing_table_swaps_total";
+    /// `zkgate_routing_table_build_seconds`
+    pub const ROUTING_TABLE_BUILD_SECONDS: &str = "zkgate_routing_table_build_seconds";
+    /// `zkgate_config_reloads_total{result}`
+    pub const CONFIG_RELOADS_TOTAL: &str = "zkgate_config_reloads_total";
+}
+
+/// Response classes used as the `code` label: index = status / 100 - 1.
+pub const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The metric families. Cloning is cheap (handles share their storage).
+#[derive(Clone)]
+pub struct Metrics {
+    pub(crate) frontend_connections: IntCounterVec,
+    pub(crate) frontend_active_connections: IntGaugeVec,
+    pub(crate) frontend_requests: IntCounterVec,
+    pub(crate) frontend_bytes_received: IntCounterVec,
+    pub(crate) frontend_bytes_sent: IntCounterVec,
+    pub(crate) backend_responses: IntCounterVec,
+    pub(crate) backend_response_seconds: HistogramVec,
+    pub(crate) backend_connect_errors: IntCounterVec,
+    pub(crate) backend_retries: IntCounterVec,
+    pub(crate) backend_no_server: IntCounterVec,
+    pub(crate) backend_servers: IntGaugeVec,
+    pub(crate) server_up: IntGaugeVec,
+    pub(crate) server_weight: IntGaugeVec,
+    pub(crate) server_active_requests: IntGaugeVec,
+    pub(crate) server_requests: IntCounterVec,
+    /// Generation of the table in service.
+    pub table_generation: IntGauge,
+    /// Tables published.
+    pub table_swaps: IntCounter,
+    /// Time to build a table.
+    pub table_build_seconds: Histogram,
+    /// Reloads by result (`ok`, `error`).
+    pub config_reloads: IntCounterVec,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+impl Metrics {
+    /// Registers every family into `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        use names::*;
+        let build_info = gauge_vec(registry, BUILD_INFO, "zkgate version", &["version"])?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let fe = &["frontend"];
+        let be = &["backend"];
+        let srv = &["backend", "server"];
+        let response_seconds = HistogramVec::new(
+            HistogramOpts::new(BACKEND_RESPONSE_SECONDS, "Time from sending a request to a server to its response headers")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            be,
+        )?;
+        registry.register(Box::new(response_seconds.clone()))?;
+        let table_generation = IntGauge::new(ROUTING_TABLE_GENERATION, "Generation of the routing table in service")?;
+        registry.register(Box::new(table_generation.clone()))?;
+        let table_swaps = IntCounter::new(ROUTING_TABLE_SWAPS_TOTAL, "Routing tables published")?;
+        registry.register(Box::new(table_swaps.clone()))?;
+        let table_build_seconds = Histogram::with_opts(
+            HistogramOpts::new(ROUTING_TABLE_BUILD_SECONDS, "Time to build a routing table")
+                .buckets(exponential_buckets(0.000_01, 4.0, 10)?),
+        )?;
+        registry.register(Box::new(table_build_seconds.clone()))?;
+        Ok(Metrics {
+            frontend_connections: counter_vec(registry, FRONTEND_CONNECTIONS_TOTAL, "Client connections accepted", fe)?,
+            frontend_active_connections: gauge_vec(registry, FRONTEND_ACTIVE_CONNECTIONS, "Client connections open", fe)?,
+            frontend_requests: counter_vec(registry, FRONTEND_REQUESTS_TOTAL, "HTTP requests received", fe)?,
+            frontend_bytes_received: counter_vec(registry, FRONTEND_BYTES_RECEIVED_TOTAL, "Bytes read from clients", fe)?,
+            frontend_bytes_sent: counter_vec(registry, FRONTEND_BYTES_SENT_TOTAL, "Bytes written to clients", fe)?,
+            backend_responses: counter_vec(
+                registry,
+                BACKEND_RESPONSES_TOTAL,
+                "Responses sent to clients by status class",
+                &["backend", "code"],
+            )?,
+            backend_response_seconds: response_seconds,
+            backend_connect_errors: counter_vec(registry, BACKEND_CONNECT_ERRORS_TOTAL, "Failed connections to servers", be)?,
+            backend_retries: counter_vec(registry, BACKEND_RETRIES_TOTAL, "Requests retried on another server", be)?,
+            backend_no_server: counter_vec(registry, BACKEND_NO_SERVER_TOTAL, "Requests that found no usable server", be)?,
+            backend_servers: gauge_vec(registry, BACKEND_SERVERS, "Servers by state", &["backend", "state"])?,
+            server_up: gauge_vec(registry, SERVER_UP, "1 while the server can take new traffic", srv)?,
+            server_weight: gauge_vec(registry, SERVER_WEIGHT, "Configured weight", srv)?,
+            server_active_requests: gauge_vec(registry, SERVER_ACTIVE_REQUESTS, "Requests or connections in flight", srv)?,
+            server_requests: counter_vec(registry, SERVER_REQUESTS_TOTAL, "Requests or connections sent", srv)?,
+            table_generation,
+            table_swaps,
+            table_build_seconds,
+            config_reloads: counter_vec(registry, CONFIG_RELOADS_TOTAL, "Configuration reloads by result", &["result"])?,
+        })
+    }
+
+    /// Counts a reload with `result` `ok` or `error`.
+    pub fn count_reload(&self, result: &str) {
+        self.config_reloads.with_label_values(&[result]).inc();
+    }
+}
+
+/// Handles of one frontend's series, resolved when a table is built.
+#[derive(Clone)]
+pub struct FrontendMetrics {
+    /// Connections accepted.
+    pub connections: IntCounter,
+    /// Connections open.
+    pub active_connections: IntGauge,
+    /// HTTP requests.
+    pub requests: IntCounter,
+    /// Bytes from clients.
+    pub bytes_received: IntCounter,
+    /// Bytes to clients.
+    pub bytes_sent: IntCounter,
+}
+
+impl FrontendMetrics {
+    pub(crate) fn resolve(metrics: &Metrics, frontend: &str) -> Self {
+        let l = &[frontend];
+        FrontendMetrics {
+            connections: metrics.frontend_connections.with_label_values(l),
+            active_connections: metrics.frontend_active_connections.with_label_values(l),
+            requests: metrics.frontend_requests.with_label_values(l),
+            bytes_received: metrics.frontend_bytes_received.with_label_values(l),
+            bytes_sent: metrics.frontend_bytes_sent.with_label_values(l),
+        }
+    }
+}
+
+/// Handles of one backend's series, resolved when a table is built.
+#[derive(Clone)]
+pub struct BackendMetrics {
+    /// Responses by class, indexed by `status / 100 - 1`.
+    pub responses: [IntCounter; 5],
+    /// Time to response headers.
+    pub response_seconds: Histogram,
+    /// Failed connects.
+    pub connect_errors: IntCounter,
+    /// Retries.
+    pub retries: IntCounter,
+    /// No usable server.
+    pub no_server: IntCounter,
+}
+
+impl BackendMetrics {
+    pub(crate) fn resolve(metrics: &Metrics, backend: &str) -> Self {
+        let l = &[backend];
+        BackendMetrics {
+            responses: CODE_CLASSES.map(|class| metrics.backend_responses.with_label_values(&[backend, class])),
+            response_seconds: metrics.backend_response_seconds.with_label_values(l),
+            connect_errors: metrics.backend_connect_errors.with_label_values(l),
+            retries: metrics.backend_retries.with_label_values(l),
+            no_server: metrics.backend_no_server.with_label_values(l),
+        }
+    }
+
+    /// Counts a response sent to a client.
+    pub fn count_response(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.responses[class].inc();
+    }
+}

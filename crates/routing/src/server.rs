@@ -1,0 +1,121 @@
+//! Per-server live state that outlives any one routing table.
+//!
+//! A server is identified by (backend, address). Its counters are created the
+//! first time a table contains it and handed to every later table that still
+//! contains it, so a swap loses no counter and no in-flight request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus::{IntCounter, IntGauge};
+
+use crate::metrics::Metrics;
+
+/// Identity of a server across tables.
+pub type ServerKey = (Arc<str>, SocketAddr);
+
+/// Live, shared state of one server.
+#[derive(Debug)]
+pub struct ServerState {
+    /// Where the server listens.
+    pub address: SocketAddr,
+    /// `address` as text, used in labels and logs.
+    pub label: Arc<str>,
+    /// Requests (http) or connections (tcp) in flight.
+    pub active: IntGauge,
+    /// Requests or connections sent, ever.
+    pub requests: IntCounter,
+}
+
+impl ServerState {
+    /// Marks one request in flight until the returned guard drops.
+    pub fn start_request(self: &Arc<Self>) -> ActiveRequest {
+        self.requests.inc();
+        self.active.inc();
+        ActiveRequest(Arc::clone(self))
+    }
+}
+
+/// Keeps a server's `active` count raised while alive.
+#[derive(Debug)]
+pub struct ActiveRequest(Arc<ServerState>);
+
+impl ActiveRequest {
+    /// The server this request went to.
+    pub fn server(&self) -> &Arc<ServerState> {
+        &self.0
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.active.dec();
+    }
+}
+
+/// Owned by the control plane: the states of every server in the table in service.
+#[derive(Default)]
+pub struct ServerRegistry {
+    states: HashMap<ServerKey, Arc<ServerState>>,
+}
+
+impl ServerRegistry {
+    /// Starts a new generation: servers claimed during it are kept by `finish`.
+    pub fn generation(&mut self, metrics: &Metrics) -> RegistryGeneration<'_> {
+        RegistryGeneration {
+            registry: self,
+            metrics: metrics.clone(),
+            claimed: HashMap::new(),
+        }
+    }
+}
+
+/// The servers of the table being built.
+pub struct RegistryGeneration<'a> {
+    registry: &'a mut ServerRegistry,
+    metrics: Metrics,
+    claimed: HashMap<ServerKey, Arc<ServerState>>,
+}
+
+impl RegistryGeneration<'_> {
+    /// The state of `address` in `backend`, carried over or new.
+    pub fn claim(&mut self, backend: &Arc<str>, address: SocketAddr) -> Arc<ServerState> {
+        let key = (Arc::clone(backend), address);
+        if let Some(state) = self.claimed.get(&key) {
+            return Arc::clone(state);
+        }
+        let state = self.registry.states.get(&key).cloned().unwrap_or_else(|| {
+            let label: Arc<str> = address.to_string().into();
+            let labels = &[&**backend, &*label];
+            Arc::new(ServerState {
+                address,
+                label: Arc::clone(&label),
+                active: self.metrics.server_active_requests.with_label_values(labels),
+                requests: self.metrics.server_requests.with_label_values(labels),
+            })
+        });
+        self.claimed.insert(key, Arc::clone(&state));
+        state
+    }
+
+    /// Replaces the registry's contents with the claimed servers and drops the
+    /// metric series of servers no table contains any more.
+    pub fn finish(self) {
+        for ((backend, _), state) in &self.registry.states {
+            if !self.claimed.contains_key(&(Arc::clone(backend), state.address)) {
+                let labels = &[&**backend, &*state.label];
+                for family in [
+                    &self.metrics.server_active_requests,
+                    &self.metrics.server_up,
+                    &self.metrics.server_weight,
+                ] {
+                    // A series that was never set is simply absent.
+                    family.remove_label_values(labels).ok();
+                }
+                self.metrics.server_requests.remove_label_values(labels).ok();
+            }
+        }
+        self.registry.states = self.claimed;
+    }
+}

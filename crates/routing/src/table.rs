@@ -1,0 +1,185 @@
+//! The immutable routing table the data plane reads: frontends → routes →
+//! backends → servers and their balancer. Built by `TableBuilder`, published
+//! with one `ArcSwap` store, never modified afterwards.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use zkgate_config::{AdminState, HostPattern, Mode, Timeouts};
+
+use crate::balance::RoundRobin;
+use crate::metrics::{BackendMetrics, FrontendMetrics};
+use crate::server::ServerState;
+
+/// Stable identity of a frontend across tables: listeners keep it, tables index by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrontendId(pub u32);
+
+/// Everything the data plane needs to route, frozen at one generation.
+pub struct RoutingTable {
+    /// Increases by one with every table built.
+    pub generation: u64,
+    /// Indexed by `FrontendId`.
+    frontends: Vec<Option<Arc<Frontend>>>,
+    /// Sorted by name.
+    backends: Vec<Arc<Backend>>,
+}
+
+impl RoutingTable {
+    /// A table with nothing in it, served before the first build.
+    pub fn empty() -> Self {
+        RoutingTable {
+            generation: 0,
+            frontends: Vec::new(),
+            backends: Vec::new(),
+        }
+    }
+
+    pub(crate) fn new(generation: u64, frontends: Vec<Option<Arc<Frontend>>>, backends: Vec<Arc<Backend>>) -> Self {
+        RoutingTable { generation, frontends, backends }
+    }
+
+    /// The frontend a listener serves, if it still exists in this table.
+    #[inline]
+    pub fn frontend(&self, id: FrontendId) -> Option<&Arc<Frontend>> {
+        self.frontends.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    /// Every frontend.
+    pub fn frontends(&self) -> impl Iterator<Item = &Arc<Frontend>> {
+        self.frontends.iter().flatten()
+    }
+
+    /// Every backend, by name.
+    pub fn backends(&self) -> &[Arc<Backend>] {
+        &self.backends
+    }
+
+    /// The backend called `name`.
+    pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
+        self.backends
+            .binary_search_by(|b| (*b.name).cmp(name))
+            .ok()
+            .map(|i| &self.backends[i])
+    }
+}
+
+/// A frontend: where to listen and how to choose a backend.
+pub struct Frontend {
+    /// Stable id.
+    pub id: FrontendId,
+    /// Name from the configuration.
+    pub name: Arc<str>,
+    /// http or tcp.
+    pub mode: Mode,
+    /// Listening addresses.
+    pub binds: Vec<SocketAddr>,
+    /// Concurrent connections allowed, 0 = unlimited.
+    pub max_connections: u32,
+    /// Add X-Forwarded-* headers.
+    pub forwarded_headers: bool,
+    /// Effective timeouts.
+    pub timeouts: Timeouts,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) default_backend: Option<Arc<Backend>>,
+    /// Metric handles.
+    pub metrics: FrontendMetrics,
+}
+
+pub(crate) struct Route {
+    pub(crate) host: Option<HostPattern>,
+    pub(crate) path_prefix: Option<Box<str>>,
+    pub(crate) headers: Box<[(HeaderName, HeaderValue)]>,
+    pub(crate) backend: Arc<Backend>,
+}
+
+impl Route {
+    fn matches(&self, host: Option<&str>, path: &str, headers: &HeaderMap) -> bool {
+        if let Some(pattern) = &self.host {
+            match host {
+                Some(host) if pattern.matches(host) => {}
+                _ => return false,
+            }
+        }
+        if let Some(prefix) = &self.path_prefix {
+            if !path.starts_with(&**prefix) {
+                return false;
+            }
+        }
+        self.headers
+            .iter()
+            .all(|(name, value)| headers.get_all(name).iter().any(|v| v == value))
+    }
+}
+
+impl Frontend {
+    /// The backend for a request: the first matching route, else the default.
+    /// `host` is the request's host without port.
+    #[inline]
+    pub fn select_backend(&self, host: Option<&str>, path: &str, headers: &HeaderMap) -> Option<&Arc<Backend>> {
+        self.routes
+            .iter()
+            .find(|route| route.matches(host, path, headers))
+            .map(|route| &route.backend)
+            .or(self.default_backend.as_ref())
+    }
+
+    /// The backend of a tcp frontend.
+    pub fn default_backend(&self) -> Option<&Arc<Backend>> {
+        self.default_backend.as_ref()
+    }
+}
+
+/// One server as this table sees it.
+pub struct Server {
+    /// Live state shared across tables.
+    pub state: Arc<ServerState>,
+    /// Weight 0–256.
+    pub weight: u32,
+    /// ready / drain / maint.
+    pub admin: AdminState,
+}
+
+impl Server {
+    /// Where to connect.
+    pub fn address(&self) -> SocketAddr {
+        self.state.address
+    }
+}
+
+/// A backend: its servers and the balancer over them.
+pub struct Backend {
+    /// Name from the configuration.
+    pub name: Arc<str>,
+    /// http or tcp.
+    pub mode: Mode,
+    /// Effective timeouts.
+    pub timeouts: Timeouts,
+    /// Extra attempts on other servers after a failed connect.
+    pub retries: u32,
+    /// Every server, eligible or not.
+    pub servers: Box<[Server]>,
+    pub(crate) balancer: RoundRobin,
+    /// Metric handles.
+    pub metrics: BackendMetrics,
+}
+
+/// Most attempts a pick makes to find a server not tried yet.
+const MAX_PICK_ATTEMPTS: usize = 64;
+
+impl Backend {
+    /// The next server by the balancer, or `None` if no server takes traffic.
+    #[inline]
+    pub fn pick(&self) -> Option<&Server> {
+        self.balancer.next().map(|i| &self.servers[i as usize])
+    }
+
+    /// The next server whose address is not in `tried` (for retries).
+    pub fn pick_untried(&self, tried: &[SocketAddr]) -> Option<&Server> {
+        let attempts = self.balancer.cycle_len().min(MAX_PICK_ATTEMPTS);
+        (0..attempts)
+            .filter_map(|_| self.pick())
+            .find(|server| !tried.contains(&server.address()))
+    }
+}

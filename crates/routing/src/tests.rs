@@ -1,0 +1,123 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use prometheus::Registry;
+
+use crate::{Metrics, Resolved, TableBuilder};
+
+const CONFIG: &str = r#"
+frontends:
+  web:
+    bind: ["127.0.0.1:18080"]
+    routes:
+      - { host: api.example.com, path_prefix: /v1, backend: api }
+      - { host: "*.example.com", headers: { x-canary: "1" }, backend: canary }
+    default_backend: web
+backends:
+  web:
+    servers:
+      - { address: "127.0.0.1:9001", weight: 2 }
+      - { address: "127.0.0.1:9002", weight: 1 }
+      - { address: "127.0.0.1:9003", state: drain }
+  api: { servers: [{ address: "127.0.0.1:9101" }] }
+  canary: { servers: [{ address: "127.0.0.1:9201" }] }
+"#;
+
+fn resolved(config: &zkgate_config::Config) -> Resolved {
+    config
+        .backends
+        .iter()
+        .flat_map(|b| &b.servers)
+        .map(|s| (s.address.clone(), s.address.to_string().parse::<SocketAddr>().unwrap()))
+        .collect()
+}
+
+fn builder() -> (TableBuilder, Registry) {
+    let registry = Registry::new();
+    (TableBuilder::new(Metrics::register(&registry).unwrap()), registry)
+}
+
+fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    pairs
+        .iter()
+        .map(|(k, v)| (http::HeaderName::from_static(k), http::HeaderValue::from_static(v)))
+        .collect()
+}
+
+#[test]
+fn routes_match_first_by_host_path_and_headers_else_default() {
+    let config = zkgate_config::parse(CONFIG, "t").unwrap();
+    let (mut builder, _) = builder();
+    let table = builder.build(&config, &resolved(&config));
+    let web = table.frontends().next().unwrap();
+    let backend = |host, path, h: &HeaderMap| web.select_backend(host, path, h).map(|b| b.name.to_string());
+    let none = HeaderMap::new();
+    assert_eq!(backend(Some("api.example.com"), "/v1/users", &none).unwrap(), "api");
+    assert_eq!(backend(Some("api.example.com"), "/v2", &none).unwrap(), "web");
+    assert_eq!(backend(Some("x.example.com"), "/", &headers(&[("x-canary", "1")])).unwrap(), "canary");
+    assert_eq!(backend(Some("x.example.com"), "/", &headers(&[("x-canary", "2")])).unwrap(), "web");
+    assert_eq!(backend(None, "/v1", &none).unwrap(), "web");
+}
+
+#[test]
+fn only_ready_servers_are_picked_in_weight_ratio() {
+    let config = zkgate_config::parse(CONFIG, "t").unwrap();
+    let (mut builder, _) = builder();
+    let table = builder.build(&config, &resolved(&config));
+    let web = table.backend("web").unwrap();
+    let mut counts = std::collections::HashMap::new();
+    for _ in 0..300 {
+        *counts.entry(web.pick().unwrap().address().port()).or_insert(0) += 1;
+    }
+    assert_eq!(counts.get(&9001), Some(&200));
+    assert_eq!(counts.get(&9002), Some(&100));
+    assert_eq!(counts.get(&9003), None);
+}
+
+#[test]
+fn retries_pick_a_server_not_tried_yet() {
+    let config = zkgate_config::parse(CONFIG, "t").unwrap();
+    let (mut builder, _) = builder();
+    let table = builder.build(&config, &resolved(&config));
+    let web = table.backend("web").unwrap();
+    let first = web.pick().unwrap().address();
+    let second = web.pick_untried(&[first]).unwrap().address();
+    assert_ne!(first, second);
+    assert!(web.pick_untried(&[first, second]).is_none());
+}
+
+#[test]
+fn server_state_survives_a_rebuild_and_removed_servers_lose_their_series() {
+    let config = zkgate_config::parse(CONFIG, "t").unwrap();
+    let (mut builder, registry) = builder();
+    let first = builder.build(&config, &resolved(&config));
+    let in_flight = first.backend("api").unwrap().servers[0].state.start_request();
+
+    let changed = CONFIG.replace("127.0.0.1:9002", "127.0.0.1:9009");
+    let config = zkgate_config::parse(&changed, "t").unwrap();
+    let second = builder.build(&config, &resolved(&config));
+    assert_eq!(second.generation, first.generation + 1);
+    let api = &second.backend("api").unwrap().servers[0].state;
+    assert!(Arc::ptr_eq(api, in_flight.server()));
+    assert_eq!(api.active.get(), 1);
+    drop(in_flight);
+    assert_eq!(api.active.get(), 0);
+
+    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+    assert!(text.contains(r#"zkgate_server_weight{backend="web",server="127.0.0.1:9009"} 1"#), "{text}");
+    assert!(!text.contains("127.0.0.1:9002"), "{text}");
+    assert!(text.contains(r#"zkgate_backend_servers{backend="web",state="drain"} 1"#), "{text}");
+}
+
+#[test]
+fn frontend_ids_are_stable_across_tables() {
+    let config = zkgate_config::parse(CONFIG, "t").unwrap();
+    let (mut builder, _) = builder();
+    let id = builder.frontend_id("other");
+    let table = builder.build(&config, &resolved(&config));
+    let web = table.frontends().next().unwrap().id;
+    assert_ne!(web, id);
+    assert_eq!(builder.frontend_id("web"), web);
+    assert!(table.frontend(id).is_none());
+}
