@@ -1,1 +1,37 @@
+//! zkgate's data plane. It only reads: every connection or request loads the
+//! current [`RoutingTable`] once and never waits on the control plane.
 
+mod clock;
+mod connections;
+mod http;
+mod io;
+mod listener;
+mod tcp;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use zkgate_routing::RoutingTable;
+
+pub use connections::Connections;
+pub use listener::{bind, Listener};
+
+/// What every listener and connection shares: the published table and the
+/// process-wide connection tracker.
+#[derive(Clone)]
+pub struct Proxy {
+    /// The routing table in service; replaced as a whole by the control plane.
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    /// Open client connections, for graceful shutdown.
+    pub connections: Connections,
+}
+
+impl Proxy {
+    /// A data plane serving `table`.
+    pub fn new(table: Arc<ArcSwap<RoutingTable>>) -> Self {
+        Proxy {
+            table,
+            connections: Connections::default(),
+        }
+    }
+}

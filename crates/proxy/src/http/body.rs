@@ -1,0 +1,119 @@
+//! The response body zkgate sends to clients: either a server's body streamed
+//! through, or a short message of zkgate's own.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use zkgate_routing::ActiveRequest;
+
+use super::upstream::{self, Sender};
+use crate::io::ConnActivity;
+
+/// Marks the client connection's request finished when dropped.
+pub struct RequestDone(pub Arc<ConnActivity>);
+
+impl Drop for RequestDone {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+/// A response body towards the client.
+pub struct ProxyBody {
+    kind: Kind,
+    done: Option<RequestDone>,
+}
+
+enum Kind {
+    Upstream(Streamed),
+    Message(Option<Bytes>),
+}
+
+/// A server's body, with what to release when it ends.
+struct Streamed {
+    body: Incoming,
+    /// The server connection, returned to the pool once the body was read to its end.
+    reuse: Option<(SocketAddr, Sender)>,
+    finished: bool,
+    _active: ActiveRequest,
+}
+
+impl Drop for Streamed {
+    fn drop(&mut self) {
+        if self.finished || self.body.is_end_stream() {
+            if let Some((server, sender)) = self.reuse.take() {
+                upstream::checkin(server, sender);
+            }
+        }
+    }
+}
+
+impl ProxyBody {
+    /// A server's body; `reuse` goes back to the pool when it ends.
+    pub fn upstream(body: Incoming, reuse: (SocketAddr, Sender), active: ActiveRequest) -> Self {
+        ProxyBody {
+            kind: Kind::Upstream(Streamed {
+                body,
+                reuse: Some(reuse),
+                finished: false,
+                _active: active,
+            }),
+            done: None,
+        }
+    }
+
+    /// A complete body of zkgate's own.
+    pub fn message(bytes: Bytes) -> Self {
+        ProxyBody {
+            kind: Kind::Message(Some(bytes)),
+            done: None,
+        }
+    }
+
+    /// Attaches the guard that marks the client's request finished.
+    pub fn with_done(mut self, done: RequestDone) -> Self {
+        self.done = Some(done);
+        self
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.kind {
+            Kind::Message(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(streamed) => {
+                let polled = Pin::new(&mut streamed.body).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => streamed.finished = true,
+                    Poll::Ready(Some(Ok(_))) => streamed.finished = streamed.body.is_end_stream(),
+                    Poll::Ready(Some(Err(_))) => streamed.reuse = None,
+                    Poll::Pending => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Message(bytes) => bytes.is_none(),
+            Kind::Upstream(streamed) => streamed.finished || streamed.body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Message(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Kind::Message(None) => SizeHint::with_exact(0),
+            Kind::Upstream(streamed) => streamed.body.size_hint(),
+        }
+    }
+}

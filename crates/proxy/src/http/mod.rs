@@ -1,0 +1,121 @@
+//! The HTTP/1.1 reverse proxy: one task per client connection, hyper on both
+//! sides, bodies streamed with back-pressure in constant memory.
+
+mod body;
+mod headers;
+mod response;
+mod service;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::debug;
+use zkgate_routing::Frontend;
+
+use crate::clock;
+use crate::connections::ConnectionGuard;
+use crate::io::{Activity, ConnActivity, CountingIo};
+use crate::Proxy;
+
+use service::ProxyService;
+
+/// Largest request head accepted (request line + headers); beyond it: 431.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most request headers accepted; beyond it: 431.
+const MAX_HEADERS: usize = 100;
+
+/// Serves one client connection until it closes, times out, or shutdown asks
+/// it to finish.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, frontend: &Arc<Frontend>, proxy: Proxy, mut guard: ConnectionGuard) {
+    let activity = ConnActivity::new();
+    let io = CountingIo::new(
+        stream,
+        frontend.metrics.bytes_received.clone(),
+        frontend.metrics.bytes_sent.clone(),
+        Some(Arc::clone(&activity)),
+    );
+    let service = ProxyService::new(proxy, frontend.id, peer, Arc::clone(&activity));
+    let mut conn = http1::Builder::new()
+        .keep_alive(true)
+        .half_close(false)
+        // zkgate enforces client_header/client_idle itself, with a 408 for a
+        // request cut short (hyper would close without one).
+        .header_read_timeout(None)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .serve_connection(TokioIo::new(io), service);
+
+    let header_timeout = frontend.timeouts.client_header;
+    let idle_timeout = frontend.timeouts.client_idle;
+    let mut deadline = tokio::time::Instant::now() + header_timeout;
+    let mut draining = *guard.shutdown.borrow();
+    if draining {
+        std::pin::Pin::new(&mut conn).graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = &mut conn => {
+                if let Err(err) = result {
+                    debug!(%peer, error = %err, "client connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                match expired(activity.snapshot(), header_timeout, idle_timeout) {
+                    Expiry::NotYet(next) => deadline = next,
+                    Expiry::Idle => {
+                        debug!(%peer, "closing idle client connection");
+                        return;
+                    }
+                    Expiry::HeaderTimeout => {
+                        debug!(%peer, "client did not send complete headers in time");
+                        let mut io = conn.into_parts().io.into_inner().into_inner();
+                        // Best effort: the client may already be gone.
+                        if io.write_all(&response::REQUEST_TIMEOUT_RAW).await.is_ok() {
+                            io.shutdown().await.ok();
+                        }
+                        return;
+                    }
+                }
+            }
+            changed = guard.shutdown.changed(), if !draining => {
+                draining = true;
+                if changed.is_ok() {
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+enum Expiry {
+    NotYet(tokio::time::Instant),
+    Idle,
+    HeaderTimeout,
+}
+
+fn expired(activity: Activity, header_timeout: Duration, idle_timeout: Duration) -> Expiry {
+    let now = clock::now_ms();
+    let due = |since_ms: u64, limit: Duration, then: Expiry| {
+        let at = since_ms + limit.as_millis() as u64;
+        if now >= at {
+            then
+        } else {
+            Expiry::NotYet(clock::instant_of(at).into())
+        }
+    };
+    match activity {
+        // Look again later; a request in flight is governed by server timeouts.
+        Activity::Busy => Expiry::NotYet(tokio::time::Instant::now() + header_timeout.min(idle_timeout)),
+        // A new connection must start its first request within client_header.
+        Activity::Idle { since_ms, first: true } => due(since_ms, header_timeout, Expiry::Idle),
+        Activity::Idle { since_ms, first: false } => due(since_ms, idle_timeout, Expiry::Idle),
+        Activity::ReadingHeaders { since_ms } => due(since_ms, header_timeout, Expiry::HeaderTimeout),
+    }
+}

@@ -1,0 +1,36 @@
+//! Answers zkgate gives itself: short, plain, without internal detail.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::body::ProxyBody;
+
+/// Sent on the raw socket when a client's request head does not arrive in time.
+pub const REQUEST_TIMEOUT_RAW: [u8; 113] = *b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n";
+
+/// A plain-text error answer.
+pub fn error(status: StatusCode) -> Response<ProxyBody> {
+    let text: &'static str = match status {
+        StatusCode::BAD_GATEWAY => "bad gateway\n",
+        StatusCode::SERVICE_UNAVAILABLE => "no server available\n",
+        StatusCode::GATEWAY_TIMEOUT => "gateway timeout\n",
+        StatusCode::BAD_REQUEST => "bad request\n",
+        _ => "error\n",
+    };
+    let mut response = Response::new(ProxyBody::message(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_raw_408_declares_its_exact_body_length() {
+        let text = std::str::from_utf8(&super::REQUEST_TIMEOUT_RAW).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+}

@@ -1,0 +1,121 @@
+//! Listening sockets. Each is bound with SO_REUSEPORT (so a new zkgate can
+//! bind the same ports before the old one stops) and serves one frontend by
+//! id: the frontend's current mode, timeouts and routes come from the table at
+//! accept time, so a reload changes them without rebinding.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use zkgate_config::Mode;
+use zkgate_routing::FrontendId;
+
+use crate::Proxy;
+
+/// Binds `address` for listening, with SO_REUSEADDR and SO_REUSEPORT.
+pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// A running accept loop; dropping or stopping it closes the listening socket
+/// but leaves accepted connections alone.
+pub struct Listener {
+    /// The frontend it serves.
+    pub frontend: FrontendId,
+    /// The bound address.
+    pub address: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+impl Listener {
+    /// Starts accepting on `socket` for `frontend`.
+    pub fn spawn(socket: std::net::TcpListener, frontend: FrontendId, proxy: Proxy) -> std::io::Result<Self> {
+        let address = socket.local_addr()?;
+        let listener = TcpListener::from_std(socket)?;
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(accept_loop(listener, frontend, proxy, stopped));
+        info!(%address, frontend = frontend.0, "listening");
+        Ok(Listener { frontend, address, stop })
+    }
+
+    /// Stops accepting.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// How long to wait before accepting again when over `max_connections` or
+/// out of file descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+
+async fn accept_loop(listener: TcpListener, id: FrontendId, proxy: Proxy, mut stopped: watch::Receiver<bool>) {
+    loop {
+        if over_limit(&proxy, id) {
+            // Leave new clients in the kernel's backlog until a slot frees up.
+            tokio::select! {
+                _ = tokio::time::sleep(ACCEPT_PAUSE) => continue,
+                _ = stopped.changed() => break,
+            }
+        }
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.changed() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => serve(stream, peer, id, &proxy),
+            Err(err) => {
+                // EMFILE and friends: back off rather than spin.
+                warn!(error = %err, "accept failed");
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+            }
+        }
+    }
+    debug!(address = ?listener.local_addr().ok(), "listener stopped");
+}
+
+fn over_limit(proxy: &Proxy, id: FrontendId) -> bool {
+    let table = proxy.table.load();
+    table.frontend(id).is_some_and(|fe| {
+        fe.max_connections > 0 && fe.metrics.active_connections.get() >= i64::from(fe.max_connections)
+    })
+}
+
+fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {
+    let table = proxy.table.load_full();
+    let Some(frontend) = table.frontend(id).cloned() else {
+        // The frontend was removed and this listener is about to stop.
+        return;
+    };
+    if let Err(err) = stream.set_nodelay(true) {
+        debug!(error = %err, "set_nodelay failed");
+    }
+    let guard = proxy.connections.open();
+    let proxy = proxy.clone();
+    tokio::spawn(async move {
+        frontend.metrics.connections.inc();
+        frontend.metrics.active_connections.inc();
+        match frontend.mode {
+            Mode::Http => crate::http::serve(stream, peer, &frontend, proxy, guard).await,
+            Mode::Tcp => crate::tcp::serve(stream, peer, &frontend, table, guard).await,
+        }
+        frontend.metrics.active_connections.dec();
+    });
+}
