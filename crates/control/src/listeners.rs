@@ -1,0 +1,79 @@
+//! Keeps the bound listeners in line with the configuration. New sockets are
+//! bound before a new table is published (so a bind failure refuses the
+//! reload); removed ones stop accepting after it, leaving their accepted
+//! connections alone.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use tracing::info;
+use zkgate_config::Config;
+use zkgate_proxy::{Listener, Proxy};
+use zkgate_routing::{FrontendId, TableBuilder};
+
+/// Sockets bound for a configuration that is not yet in service.
+pub struct Bound {
+    desired: HashMap<SocketAddr, FrontendId>,
+    sockets: Vec<(SocketAddr, FrontendId, std::net::TcpListener)>,
+}
+
+/// The running listeners, by configured address.
+#[derive(Default)]
+pub struct Listeners {
+    running: HashMap<SocketAddr, Listener>,
+}
+
+impl Listeners {
+    /// Binds every address of `config` not already served by the same frontend.
+    pub fn bind_new(
+        &self,
+        config: &Config,
+        builder: &mut TableBuilder,
+    ) -> Result<Bound, (SocketAddr, std::io::Error)> {
+        let mut desired = HashMap::new();
+        let mut sockets = Vec::new();
+        for frontend in &config.frontends {
+            let id = builder.frontend_id(&frontend.name);
+            for &address in &frontend.binds {
+                desired.insert(address, id);
+                if self.running.get(&address).is_some_and(|l| l.frontend == id) {
+                    continue;
+                }
+                // SO_REUSEPORT lets this bind succeed even while an old listener holds the port.
+                let socket = zkgate_proxy::bind(address).map_err(|err| (address, err))?;
+                sockets.push((address, id, socket));
+            }
+        }
+        Ok(Bound { desired, sockets })
+    }
+
+    /// Starts the newly bound listeners and stops the ones no longer wanted.
+    pub fn commit(&mut self, bound: Bound, proxy: &Proxy) {
+        for (address, id, socket) in bound.sockets {
+            match Listener::spawn(socket, id, proxy.clone()) {
+                Ok(listener) => {
+                    // Replacing drops (and so stops) a listener of another frontend.
+                    self.running.insert(address, listener);
+                }
+                Err(err) => tracing::error!(%address, error = %err, "cannot start listener"),
+            }
+        }
+        self.running.retain(|address, listener| {
+            let keep = bound.desired.get(address) == Some(&listener.frontend);
+            if !keep {
+                info!(%address, "no longer listening");
+            }
+            keep
+        });
+    }
+
+    /// Stops every listener.
+    pub fn stop_all(&mut self) {
+        self.running.clear();
+    }
+
+    /// The bound addresses.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.running.values().map(|l| l.address).collect()
+    }
+}
