@@ -1,1 +1,19 @@
+//! Real parts for zkgate's tests, on loopback and free ports only:
+//! ZooKeeper from the Debian package (standalone or an ensemble), HTTP and TCP
+//! servers that say who answered, a zkgate process, and small clients.
 
+pub mod client;
+pub mod http_server;
+pub mod ports;
+pub mod process;
+pub mod tcp_server;
+pub mod wait;
+pub mod zookeeper;
+
+pub use client::{http_get, http_request, raw_exchange, Reply};
+pub use http_server::HttpServer;
+pub use ports::free_port;
+pub use process::Zkgate;
+pub use tcp_server::TcpServer;
+pub use wait::wait_until;
+pub use zookeeper::ZooKeeper;

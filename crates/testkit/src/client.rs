@@ -1,0 +1,69 @@
+//! Minimal HTTP/1.1 and raw-socket clients for assertions.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A complete HTTP response.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// `GET path` on a new connection to `addr`.
+pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<Reply> {
+    let request = Request::get(path).header("host", "localhost").body(Full::new(Bytes::new()));
+    http_request(addr, request.expect("valid request")).await
+}
+
+/// Sends `request` on a new connection to `addr` and reads the whole answer.
+pub async fn http_request(addr: SocketAddr, request: Request<Full<Bytes>>) -> std::io::Result<Reply> {
+    let io_error = |e: hyper::Error| std::io::Error::other(e);
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(io_error)?;
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.map_err(io_error)?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(io_error)?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// Writes `bytes` on a new connection and returns everything read until the
+/// peer closes or `timeout` passes.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(bytes).await?;
+    let mut answer = Vec::new();
+    // A timeout just ends the read: what arrived so far is the answer.
+    let _timed_out = tokio::time::timeout(timeout, stream.read_to_end(&mut answer)).await;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}

@@ -1,0 +1,146 @@
+//! A zkgate process started from its binary with a configuration file in a
+//! temporary directory, for end-to-end tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::client::http_get;
+use crate::ports::free_addr;
+use crate::wait::wait_until;
+
+/// A running zkgate; killed on drop.
+pub struct Zkgate {
+    /// The admin listener.
+    pub admin: SocketAddr,
+    dir: TempDir,
+    process: Option<Child>,
+}
+
+impl Zkgate {
+    /// Starts `binary` with `config` (YAML without an `admin:` section: one on
+    /// a free port is added) and waits until `/ready` answers 200.
+    pub async fn start(binary: &str, config: &str) -> Self {
+        let admin = free_addr();
+        let dir = tempfile::Builder::new().prefix("zkgate-run-").tempdir().expect("temp dir");
+        let mut zkgate = Zkgate {
+            admin,
+            dir,
+            process: None,
+        };
+        std::fs::write(zkgate.config_path(), zkgate.with_admin(config)).expect("write config");
+        let log = std::fs::File::create(zkgate.log_path()).expect("log file");
+        let child = Command::new(binary)
+            .arg("run")
+            .arg("-c")
+            .arg(zkgate.config_path())
+            .env("ZKGATE_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start zkgate");
+        zkgate.process = Some(child);
+        zkgate.wait_ready().await;
+        zkgate
+    }
+
+    fn with_admin(&self, config: &str) -> String {
+        format!("admin:\n  bind: {}\n{config}", self.admin)
+    }
+
+    /// The configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("zkgate.yaml")
+    }
+
+    /// zkgate's log (stdout and stderr).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("zkgate.log")
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let admin = self.admin;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(reply) = http_get(admin, "/ready").await {
+                if reply.status == 200 {
+                    return;
+                }
+            }
+            if let Some(status) = self.process.as_mut().and_then(|p| p.try_wait().ok().flatten()) {
+                panic!("zkgate exited with {status} before it was ready; log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "zkgate not ready after 20s; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.process.as_ref().expect("zkgate is running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {pid} failed");
+    }
+
+    /// Writes a new configuration (an `admin:` section is added) and sends
+    /// SIGHUP; returns once zkgate logged the outcome.
+    pub async fn reload(&self, config: &str) {
+        let before = self.reload_outcomes();
+        std::fs::write(self.config_path(), self.with_admin(config)).expect("write config");
+        self.signal("HUP");
+        wait_until("zkgate to finish the reload", Duration::from_secs(10), || async {
+            (self.reload_outcomes() > before).then_some(())
+        })
+        .await;
+    }
+
+    fn reload_outcomes(&self) -> usize {
+        let log = self.log();
+        log.matches("reload refused").count() + log.matches("routing table published").count()
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics").await.expect("scrape /metrics").text()
+    }
+
+    /// The value of one metric series, like `zkgate_routing_table_generation`
+    /// or `zkgate_frontend_requests_total{frontend="web"}`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.process.take().expect("zkgate is running").wait().expect("wait for zkgate")
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("zkgate is running").id()
+    }
+}
+
+impl Drop for Zkgate {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
