@@ -52,7 +52,11 @@ fn check(path: &std::path::Path) -> ExitCode {
         Err(errors) => {
             eprintln!("{errors}");
             let n = errors.errors.len();
-            eprintln!("{}: {n} error{}", path.display(), if n == 1 { "" } else { "s" });
+            eprintln!(
+                "{}: {n} error{}",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
             ExitCode::FAILURE
         }
     }
@@ -60,7 +64,9 @@ fn check(path: &std::path::Path) -> ExitCode {
 
 fn run(path: PathBuf) -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("ZKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("ZKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -73,7 +79,10 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("zkgate: cannot start the runtime: {err}");

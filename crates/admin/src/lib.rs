@@ -36,7 +36,10 @@ impl Readiness {
 
     /// The current reasons.
     pub fn reasons(&self) -> Vec<String> {
-        self.reasons.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reasons
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -91,7 +94,10 @@ impl Admin {
                 if reasons.is_empty() {
                     text(StatusCode::OK, "ready\n".into())
                 } else {
-                    text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", reasons.join("; ")))
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {}\n", reasons.join("; ")),
+                    )
                 }
             }
             "/metrics" => {
@@ -106,10 +112,16 @@ impl Admin {
                         );
                         response
                     }
-                    Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {err}\n")),
+                    Err(err) => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("cannot encode metrics: {err}\n"),
+                    ),
                 }
             }
-            _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /healthz or /ready\n".into()),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: try /metrics, /healthz or /ready\n".into(),
+            ),
         }
     }
 }
@@ -117,8 +129,9 @@ impl Admin {
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
     response
 }

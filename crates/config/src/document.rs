@@ -60,7 +60,10 @@ impl Document {
                 "backends" => doc.backends = named(name, value, &mut doc.unreadable, errors),
                 other => errors.push(ConfigError::new(
                     other,
-                    format!("unknown section `{other}`, expected one of: {}", SECTIONS.join(", ")),
+                    format!(
+                        "unknown section `{other}`, expected one of: {}",
+                        SECTIONS.join(", ")
+                    ),
                 )),
             }
         }
@@ -123,7 +126,11 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Deserializes one section, recording the failing field's full path.
-fn section<T: DeserializeOwned>(prefix: &str, value: Value, errors: &mut Vec<ConfigError>) -> Option<T> {
+fn section<T: DeserializeOwned>(
+    prefix: &str,
+    value: Value,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(item) => Some(item),
         Err(err) => {

@@ -59,7 +59,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|err| {
-        ConfigErrors::single(&origin, ConfigError::new("", format!("cannot read the file: {err}")))
+        ConfigErrors::single(
+            &origin,
+            ConfigError::new("", format!("cannot read the file: {err}")),
+        )
     })?;
     parse(&text, &origin)
 }

@@ -245,11 +245,16 @@ impl ServerAddress {
         }
         let valid_name = !host.is_empty()
             && host.len() <= 253
-            && host
-                .split('.')
-                .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
         if !valid_name {
-            return Err(format!("`{host}` in `{text}` is neither an IP address nor a host name"));
+            return Err(format!(
+                "`{host}` in `{text}` is neither an IP address nor a host name"
+            ));
         }
         Ok(ServerAddress {
             host: host.to_ascii_lowercase(),

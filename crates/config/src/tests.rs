@@ -49,7 +49,10 @@ fn a_valid_document_resolves_every_default() {
     assert_eq!(web.timeouts.client_header, defaults::CLIENT_HEADER);
     assert!(web.forwarded_headers);
     assert_eq!(web.routes.len(), 2);
-    assert_eq!(web.routes[1].host, Some(HostPattern::Suffix(".example.com".into())));
+    assert_eq!(
+        web.routes[1].host,
+        Some(HostPattern::Suffix(".example.com".into()))
+    );
     let db = &config.frontends[0];
     assert_eq!(db.mode, Mode::Tcp);
     assert!(!db.forwarded_headers);
@@ -73,7 +76,11 @@ fn an_empty_document_is_a_valid_configuration_with_nothing_to_serve() {
 fn unknown_field_is_reported_with_its_position_and_the_expected_names() {
     let errs = errors_of("backends:\n  web:\n    servers: []\n    balanse: roundrobin\n");
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].starts_with("zkgate.yaml:4:5: backends.web"), "{}", errs[0]);
+    assert!(
+        errs[0].starts_with("zkgate.yaml:4:5: backends.web"),
+        "{}",
+        errs[0]
+    );
     assert!(errs[0].contains("unknown field `balanse`"), "{}", errs[0]);
     assert!(errs[0].contains("balance"), "{}", errs[0]);
 }
@@ -82,14 +89,22 @@ fn unknown_field_is_reported_with_its_position_and_the_expected_names() {
 fn bad_duration_names_the_field_and_the_expected_form() {
     let errs = errors_of("defaults:\n  timeouts:\n    connect: 3 parsecs\n");
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].starts_with("zkgate.yaml:3:5: defaults.timeouts.connect"), "{}", errs[0]);
+    assert!(
+        errs[0].starts_with("zkgate.yaml:3:5: defaults.timeouts.connect"),
+        "{}",
+        errs[0]
+    );
     assert!(errs[0].contains("like 250ms, 10s or 1h"), "{}", errs[0]);
 }
 
 #[test]
 fn a_number_without_unit_is_not_a_duration() {
     let errs = errors_of("defaults:\n  timeouts: { server: 30 }\n");
-    assert!(errs[0].contains("a unit is required, like 30s"), "{}", errs[0]);
+    assert!(
+        errs[0].contains("a unit is required, like 30s"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
@@ -98,8 +113,16 @@ fn route_to_missing_backend_lists_the_defined_ones() {
         "frontends:\n  web:\n    bind: [\"127.0.0.1:1\"]\n    routes:\n      - { path_prefix: /a, backend: nope }\n    default_backend: b\nbackends:\n  b: {}\n",
     );
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].starts_with("zkgate.yaml:5:28: frontends.web.routes[0].backend"), "{}", errs[0]);
-    assert!(errs[0].contains("backend `nope` is not defined (defined backends: b)"), "{}", errs[0]);
+    assert!(
+        errs[0].starts_with("zkgate.yaml:5:28: frontends.web.routes[0].backend"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[0].contains("backend `nope` is not defined (defined backends: b)"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
@@ -108,8 +131,16 @@ fn duplicate_bind_points_at_the_second_and_names_the_first() {
         "frontends:\n  a:\n    bind: [\"127.0.0.1:80\"]\n    default_backend: b\n  c:\n    bind: [\"127.0.0.1:80\"]\n    default_backend: b\nbackends:\n  b: {}\n",
     );
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].starts_with("zkgate.yaml:6:12: frontends.c.bind[0]"), "{}", errs[0]);
-    assert!(errs[0].contains("already bound by frontends.a.bind[0]"), "{}", errs[0]);
+    assert!(
+        errs[0].starts_with("zkgate.yaml:6:12: frontends.c.bind[0]"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[0].contains("already bound by frontends.a.bind[0]"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
@@ -131,13 +162,19 @@ fn features_not_built_yet_are_refused_not_ignored() {
         "backends:\n  b:\n    balance: leastconn\n    sticky: { cookie: S }\n    zookeeper: { path: /services/b }\n",
     );
     assert_eq!(errs.len(), 3, "{errs:?}");
-    assert!(errs.iter().all(|e| e.contains("not supported yet")), "{errs:?}");
+    assert!(
+        errs.iter().all(|e| e.contains("not supported yet")),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn mode_mismatch_between_frontend_and_backend_is_an_error() {
     let errs = errors_of("frontends:\n  a:\n    bind: [\"127.0.0.1:3\"]\n    default_backend: b\nbackends:\n  b: { mode: tcp }\n");
-    assert!(errs[0].contains("has mode tcp, but this frontend has mode http"), "{errs:?}");
+    assert!(
+        errs[0].contains("has mode tcp, but this frontend has mode http"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -162,8 +199,14 @@ fn host_patterns_match_exact_names_and_any_depth_of_subdomain() {
 
 #[test]
 fn server_addresses_accept_ips_and_host_names_only_with_a_port() {
-    assert_eq!(ServerAddress::parse("Web-1.internal:80").unwrap().host, "web-1.internal");
-    assert_eq!(ServerAddress::parse("[::1]:80").unwrap().to_string(), "[::1]:80");
+    assert_eq!(
+        ServerAddress::parse("Web-1.internal:80").unwrap().host,
+        "web-1.internal"
+    );
+    assert_eq!(
+        ServerAddress::parse("[::1]:80").unwrap().to_string(),
+        "[::1]:80"
+    );
     assert!(ServerAddress::parse("web:0").is_err());
     assert!(ServerAddress::parse("we b:80").is_err());
     assert!(ServerAddress::parse(":80").is_err());

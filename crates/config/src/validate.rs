@@ -14,7 +14,10 @@ use crate::raw::{RawBackend, RawFrontend, RawRoute, RawTimeouts};
 /// Feature fields that parse but whose behaviour is not built yet: refusing
 /// them beats silently ignoring what the operator asked for.
 fn not_supported(path: String, what: &str) -> ConfigError {
-    ConfigError::new(path, format!("not supported yet: {what}; remove it to run this configuration"))
+    ConfigError::new(
+        path,
+        format!("not supported yet: {what}; remove it to run this configuration"),
+    )
 }
 
 /// Checks the whole document; returns a `Config` only when no error was found.
@@ -22,12 +25,18 @@ pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config>
     let before = errors.len();
     let admin_bind = doc.admin.bind.as_deref().unwrap_or(defaults::ADMIN_BIND);
     let admin = AdminConfig {
-        bind: socket_addr("admin.bind", admin_bind, errors).unwrap_or(([127, 0, 0, 1], 9900).into()),
+        bind: socket_addr("admin.bind", admin_bind, errors)
+            .unwrap_or(([127, 0, 0, 1], 9900).into()),
     };
     if doc.zookeeper.is_some() {
         errors.push(not_supported("zookeeper".into(), "ZooKeeper discovery"));
     }
-    let default_timeouts = timeouts("defaults.timeouts", &doc.defaults.timeouts, &builtin_timeouts(), errors);
+    let default_timeouts = timeouts(
+        "defaults.timeouts",
+        &doc.defaults.timeouts,
+        &builtin_timeouts(),
+        errors,
+    );
     let default_retries = doc.defaults.retries.unwrap_or(defaults::RETRIES);
 
     let backends: Vec<BackendConfig> = doc
@@ -36,7 +45,10 @@ pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config>
         .filter_map(|(name, raw)| backend(name, raw, &default_timeouts, default_retries, errors))
         .collect();
     let modes: HashMap<&str, Mode> = backends.iter().map(|b| (b.name.as_str(), b.mode)).collect();
-    let refs = References { modes, unreadable: &doc.unreadable };
+    let refs = References {
+        modes,
+        unreadable: &doc.unreadable,
+    };
 
     let mut bound: HashMap<SocketAddr, String> = HashMap::new();
     bound.insert(admin.bind, "admin.bind".into());
@@ -49,7 +61,11 @@ pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config>
     if errors.len() > before {
         return None;
     }
-    let mut config = Config { admin, frontends, backends };
+    let mut config = Config {
+        admin,
+        frontends,
+        backends,
+    };
     config.frontends.sort_by(|a, b| a.name.cmp(&b.name));
     config.backends.sort_by(|a, b| a.name.cmp(&b.name));
     Some(config)
@@ -99,7 +115,12 @@ fn builtin_timeouts() -> Timeouts {
     }
 }
 
-fn timeouts(path: &str, raw: &RawTimeouts, inherited: &Timeouts, errors: &mut Vec<ConfigError>) -> Timeouts {
+fn timeouts(
+    path: &str,
+    raw: &RawTimeouts,
+    inherited: &Timeouts,
+    errors: &mut Vec<ConfigError>,
+) -> Timeouts {
     let mut pick = |name: &str, own: Option<crate::duration::Duration>, fallback| match own {
         Some(d) if d.0.is_zero() => {
             errors.push(ConfigError::new(
@@ -138,7 +159,10 @@ fn mode(path: String, raw: Option<&str>, errors: &mut Vec<ConfigError>) -> Mode 
         None | Some("http") => Mode::Http,
         Some("tcp") => Mode::Tcp,
         Some(other) => {
-            errors.push(ConfigError::new(path, format!("unknown mode `{other}`, expected http or tcp")));
+            errors.push(ConfigError::new(
+                path,
+                format!("unknown mode `{other}`, expected http or tcp"),
+            ));
             Mode::Http
         }
     }
@@ -156,7 +180,10 @@ fn frontend(
     let mode = mode(at("mode"), raw.mode.as_deref(), errors);
 
     if raw.bind.is_empty() {
-        errors.push(ConfigError::new(at("bind"), "no listen address: add one, like [\"0.0.0.0:8080\"]"));
+        errors.push(ConfigError::new(
+            at("bind"),
+            "no listen address: add one, like [\"0.0.0.0:8080\"]",
+        ));
     }
     let mut binds = Vec::new();
     for (i, text) in raw.bind.iter().enumerate() {
@@ -184,7 +211,10 @@ fn frontend(
         errors.push(not_supported(at("access"), "access control lists"));
     }
     if raw.max_connections_per_client != 0 {
-        errors.push(not_supported(at("max_connections_per_client"), "per-client connection limits"));
+        errors.push(not_supported(
+            at("max_connections_per_client"),
+            "per-client connection limits",
+        ));
     }
     if let Some(limit) = &raw.rate_limit {
         if limit.requests_per_second != 0 || limit.burst != 0 {
@@ -236,7 +266,10 @@ fn frontend(
 fn route_config(path: &str, raw: &RawRoute, errors: &mut Vec<ConfigError>) -> Option<RouteConfig> {
     let before = errors.len();
     if raw.access.is_some() {
-        errors.push(not_supported(format!("{path}.access"), "access control lists"));
+        errors.push(not_supported(
+            format!("{path}.access"),
+            "access control lists",
+        ));
     }
     let host = raw.host.as_deref().and_then(|host| {
         let lower = host.to_ascii_lowercase();
@@ -245,15 +278,19 @@ fn route_config(path: &str, raw: &RawRoute, errors: &mut Vec<ConfigError>) -> Op
             None => (HostPattern::Exact(lower.clone()), lower.clone()),
         };
         let valid = !name.is_empty()
-            && name
-                .split('.')
-                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            && name.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
         if valid {
             Some(pattern)
         } else {
             errors.push(ConfigError::new(
                 format!("{path}.host"),
-                format!("`{host}` is not a host name or `*.suffix` pattern (write it without a port)"),
+                format!(
+                    "`{host}` is not a host name or `*.suffix` pattern (write it without a port)"
+                ),
             ));
             None
         }
@@ -269,9 +306,15 @@ fn route_config(path: &str, raw: &RawRoute, errors: &mut Vec<ConfigError>) -> Op
     let mut headers = Vec::new();
     for (name, value) in &raw.headers {
         let at = format!("{path}.headers.{name}");
-        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             (Ok(n), Ok(v)) => headers.push((n, v)),
-            (Err(_), _) => errors.push(ConfigError::new(at, format!("`{name}` is not a valid header name"))),
+            (Err(_), _) => errors.push(ConfigError::new(
+                at,
+                format!("`{name}` is not a valid header name"),
+            )),
             (_, Err(_)) => errors.push(ConfigError::new(
                 at,
                 format!("`{value}` is not a valid header value (visible ASCII only)"),
@@ -313,14 +356,38 @@ fn backend(
     let unsupported: [(&str, bool, &str); 10] = [
         ("hash_method", raw.hash_method.is_some(), "hash_method"),
         ("zookeeper", raw.zookeeper.is_some(), "ZooKeeper discovery"),
-        ("health_check", raw.health_check.is_some(), "active health checks"),
-        ("outlier_detection", raw.outlier_detection.is_some(), "outlier detection"),
-        ("panic_threshold", raw.panic_threshold != 0, "panic threshold"),
-        ("slow_start", raw.slow_start.is_some_and(|d| !d.0.is_zero()), "slow start"),
+        (
+            "health_check",
+            raw.health_check.is_some(),
+            "active health checks",
+        ),
+        (
+            "outlier_detection",
+            raw.outlier_detection.is_some(),
+            "outlier detection",
+        ),
+        (
+            "panic_threshold",
+            raw.panic_threshold != 0,
+            "panic threshold",
+        ),
+        (
+            "slow_start",
+            raw.slow_start.is_some_and(|d| !d.0.is_zero()),
+            "slow start",
+        ),
         ("sticky", raw.sticky.is_some(), "sticky sessions"),
         ("tls", raw.tls.is_some(), "TLS to servers"),
-        ("send_proxy", raw.send_proxy.as_deref().is_some_and(|p| p != "none"), "send_proxy"),
-        ("max_connections_per_server", raw.max_connections_per_server != 0, "per-server connection limits"),
+        (
+            "send_proxy",
+            raw.send_proxy.as_deref().is_some_and(|p| p != "none"),
+            "send_proxy",
+        ),
+        (
+            "max_connections_per_server",
+            raw.max_connections_per_server != 0,
+            "per-server connection limits",
+        ),
     ];
     for (field, present, what) in unsupported {
         if present {
@@ -350,7 +417,10 @@ fn backend(
         if weight > defaults::MAX_WEIGHT {
             errors.push(ConfigError::new(
                 format!("{path}.weight"),
-                format!("weight {weight} is out of range: use 0 to {}", defaults::MAX_WEIGHT),
+                format!(
+                    "weight {weight} is out of range: use 0 to {}",
+                    defaults::MAX_WEIGHT
+                ),
             ));
         }
         let state = match server.state.as_deref() {
@@ -370,7 +440,11 @@ fn backend(
             ));
             continue;
         }
-        servers.push(ServerConfig { address, weight, state });
+        servers.push(ServerConfig {
+            address,
+            weight,
+            state,
+        });
     }
 
     Some(BackendConfig {

@@ -62,10 +62,11 @@ impl ControlPlane {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry)?;
         let readiness = Readiness::not_ready("listeners are not bound yet");
-        let admin_socket = zkgate_proxy::bind(config.admin.bind).map_err(|source| StartError::Bind {
-            address: config.admin.bind,
-            source,
-        })?;
+        let admin_socket =
+            zkgate_proxy::bind(config.admin.bind).map_err(|source| StartError::Bind {
+                address: config.admin.bind,
+                source,
+            })?;
         let admin = Admin {
             registry,
             readiness: Arc::clone(&readiness),
@@ -110,11 +111,17 @@ impl ControlPlane {
                 _ = interrupt.recv() => break,
             }
         }
-        info!(connections = self.proxy.connections.count(), "shutting down: no longer accepting");
+        info!(
+            connections = self.proxy.connections.count(),
+            "shutting down: no longer accepting"
+        );
         self.listeners.stop_all();
         let left = self.proxy.connections.drain(SHUTDOWN_GRACE).await;
         if left > 0 {
-            warn!(connections = left, "grace period over; closing remaining connections");
+            warn!(
+                connections = left,
+                "grace period over; closing remaining connections"
+            );
         }
         Ok(())
     }
@@ -159,7 +166,11 @@ impl ControlPlane {
         self.table.store(Arc::new(table));
         self.metrics.table_generation.set(generation as i64);
         self.metrics.table_swaps.inc();
-        info!(generation, swap_us = started.elapsed().as_micros() as u64, "routing table published");
+        info!(
+            generation,
+            swap_us = started.elapsed().as_micros() as u64,
+            "routing table published"
+        );
     }
 
     /// The addresses being listened on (bound ports included when the

@@ -89,7 +89,12 @@ pub struct CountingIo<T> {
 }
 
 impl<T> CountingIo<T> {
-    pub fn new(inner: T, received: IntCounter, sent: IntCounter, activity: Option<Arc<ConnActivity>>) -> Self {
+    pub fn new(
+        inner: T,
+        received: IntCounter,
+        sent: IntCounter,
+        activity: Option<Arc<ConnActivity>>,
+    ) -> Self {
         CountingIo {
             inner,
             received,
@@ -104,7 +109,11 @@ impl<T> CountingIo<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
@@ -119,7 +128,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = result {
             self.sent.inc_by(n as u64);

@@ -17,7 +17,11 @@ use crate::Proxy;
 
 /// Binds `address` for listening, with SO_REUSEADDR and SO_REUSEPORT.
 pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     if address.is_ipv6() {
@@ -41,13 +45,21 @@ pub struct Listener {
 
 impl Listener {
     /// Starts accepting on `socket` for `frontend`.
-    pub fn spawn(socket: std::net::TcpListener, frontend: FrontendId, proxy: Proxy) -> std::io::Result<Self> {
+    pub fn spawn(
+        socket: std::net::TcpListener,
+        frontend: FrontendId,
+        proxy: Proxy,
+    ) -> std::io::Result<Self> {
         let address = socket.local_addr()?;
         let listener = TcpListener::from_std(socket)?;
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(accept_loop(listener, frontend, proxy, stopped));
         info!(%address, frontend = frontend.0, "listening");
-        Ok(Listener { frontend, address, stop })
+        Ok(Listener {
+            frontend,
+            address,
+            stop,
+        })
     }
 
     /// Stops accepting.
@@ -66,7 +78,12 @@ impl Drop for Listener {
 /// out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 
-async fn accept_loop(listener: TcpListener, id: FrontendId, proxy: Proxy, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    id: FrontendId,
+    proxy: Proxy,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         if over_limit(&proxy, id) {
             // Leave new clients in the kernel's backlog until a slot frees up.
@@ -94,7 +111,8 @@ async fn accept_loop(listener: TcpListener, id: FrontendId, proxy: Proxy, mut st
 fn over_limit(proxy: &Proxy, id: FrontendId) -> bool {
     let table = proxy.table.load();
     table.frontend(id).is_some_and(|fe| {
-        fe.max_connections > 0 && fe.metrics.active_connections.get() >= i64::from(fe.max_connections)
+        fe.max_connections > 0
+            && fe.metrics.active_connections.get() >= i64::from(fe.max_connections)
     })
 }
 

@@ -19,8 +19,16 @@ use crate::connections::ConnectionGuard;
 const BUFFER_SIZE: usize = 16 * 1024;
 
 /// Serves one client connection of a tcp frontend.
-pub async fn serve(client: TcpStream, peer: SocketAddr, frontend: &Frontend, table: Arc<RoutingTable>, guard: ConnectionGuard) {
-    let Some(backend) = frontend.default_backend() else { return };
+pub async fn serve(
+    client: TcpStream,
+    peer: SocketAddr,
+    frontend: &Frontend,
+    table: Arc<RoutingTable>,
+    guard: ConnectionGuard,
+) {
+    let Some(backend) = frontend.default_backend() else {
+        return;
+    };
     let Some((server, upstream)) = connect(backend).await else {
         debug!(%peer, backend = %backend.name, "no server reachable; closing client connection");
         return;
@@ -55,13 +63,22 @@ async fn connect(backend: &Backend) -> Option<(&zkgate_routing::Server, TcpStrea
             backend.metrics.retries.inc();
         }
         tried.push(server.address());
-        match tokio::time::timeout(backend.timeouts.connect, TcpStream::connect(server.address())).await {
+        match tokio::time::timeout(
+            backend.timeouts.connect,
+            TcpStream::connect(server.address()),
+        )
+        .await
+        {
             Ok(Ok(stream)) => {
                 stream.set_nodelay(true).ok();
                 return Some((server, stream));
             }
-            Ok(Err(err)) => warn!(backend = %backend.name, server = %server.address(), error = %err, "cannot connect to server"),
-            Err(_) => warn!(backend = %backend.name, server = %server.address(), "connect to server timed out"),
+            Ok(Err(err)) => {
+                warn!(backend = %backend.name, server = %server.address(), error = %err, "cannot connect to server")
+            }
+            Err(_) => {
+                warn!(backend = %backend.name, server = %server.address(), "connect to server timed out")
+            }
         }
         backend.metrics.connect_errors.inc();
     }
@@ -72,7 +89,13 @@ async fn connect(backend: &Backend) -> Option<(&zkgate_routing::Server, TcpStrea
 }
 
 /// Copies both ways until both directions have ended, or nothing moved for `idle`.
-async fn relay(client: TcpStream, server: TcpStream, idle: Duration, received: IntCounter, sent: IntCounter) {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    idle: Duration,
+    received: IntCounter,
+    sent: IntCounter,
+) {
     let last_activity = AtomicU64::new(clock::now_ms());
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();

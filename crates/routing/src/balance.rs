@@ -77,7 +77,11 @@ impl RoundRobin {
         }
         let mut heap: BinaryHeap<Slot> = weights
             .iter()
-            .map(|&(server, weight)| Slot { numerator: 1, weight, server })
+            .map(|&(server, weight)| Slot {
+                numerator: 1,
+                weight,
+                server,
+            })
             .collect();
         let mut cycle = Vec::with_capacity(total as usize);
         while let Some(mut slot) = heap.pop() {

@@ -54,11 +54,20 @@ impl TableBuilder {
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
-            .map(|b| Arc::new(build_backend(b, resolved, &mut servers, &self.metrics, generation)))
+            .map(|b| {
+                Arc::new(build_backend(
+                    b,
+                    resolved,
+                    &mut servers,
+                    &self.metrics,
+                    generation,
+                ))
+            })
             .collect();
         servers.finish();
 
-        let by_name: HashMap<&str, &Arc<Backend>> = backends.iter().map(|b| (&*b.name, b)).collect();
+        let by_name: HashMap<&str, &Arc<Backend>> =
+            backends.iter().map(|b| (&*b.name, b)).collect();
         let mut frontends: Vec<Option<Arc<Frontend>>> = Vec::new();
         for fe in &config.frontends {
             let id = self.frontend_id(&fe.name);
@@ -72,12 +81,17 @@ impl TableBuilder {
         let names: HashSet<Arc<str>> = backends.iter().map(|b| Arc::clone(&b.name)).collect();
         for gone in self.backend_names.difference(&names) {
             for state in [AdminState::Ready, AdminState::Drain, AdminState::Maint] {
-                self.metrics.backend_servers.remove_label_values(&[gone, state.as_str()]).ok();
+                self.metrics
+                    .backend_servers
+                    .remove_label_values(&[gone, state.as_str()])
+                    .ok();
             }
         }
         self.backend_names = names;
 
-        self.metrics.table_build_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .table_build_seconds
+            .observe(started.elapsed().as_secs_f64());
         RoutingTable::new(generation, frontends, backends)
     }
 }
@@ -111,8 +125,14 @@ fn build_backend(
     for server in &servers {
         let labels = &[&*name, &*server.state.label];
         let up = server.admin == AdminState::Ready && server.weight > 0;
-        metrics.server_up.with_label_values(labels).set(i64::from(up));
-        metrics.server_weight.with_label_values(labels).set(i64::from(server.weight));
+        metrics
+            .server_up
+            .with_label_values(labels)
+            .set(i64::from(up));
+        metrics
+            .server_weight
+            .with_label_values(labels)
+            .set(i64::from(server.weight));
         by_state[server.admin as usize] += 1;
     }
     for state in [AdminState::Ready, AdminState::Drain, AdminState::Maint] {

@@ -2,8 +2,8 @@
 //! passed in. Names are part of the product contract (SPEC §7).
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Metric names, in one place.
@@ -81,13 +81,23 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
     let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
 }
 
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
@@ -98,17 +108,28 @@ impl Metrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         use names::*;
         let build_info = gauge_vec(registry, BUILD_INFO, "zkgate version", &["version"])?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         let fe = &["frontend"];
         let be = &["backend"];
         let srv = &["backend", "server"];
         let response_seconds = HistogramVec::new(
-            HistogramOpts::new(BACKEND_RESPONSE_SECONDS, "Time from sending a request to a server to its response headers")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            HistogramOpts::new(
+                BACKEND_RESPONSE_SECONDS,
+                "Time from sending a request to a server to its response headers",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
             be,
         )?;
         registry.register(Box::new(response_seconds.clone()))?;
-        let table_generation = IntGauge::new(ROUTING_TABLE_GENERATION, "Generation of the routing table in service")?;
+        let table_generation = IntGauge::new(
+            ROUTING_TABLE_GENERATION,
+            "Generation of the routing table in service",
+        )?;
         registry.register(Box::new(table_generation.clone()))?;
         let table_swaps = IntCounter::new(ROUTING_TABLE_SWAPS_TOTAL, "Routing tables published")?;
         registry.register(Box::new(table_swaps.clone()))?;
@@ -118,11 +139,36 @@ impl Metrics {
         )?;
         registry.register(Box::new(table_build_seconds.clone()))?;
         Ok(Metrics {
-            frontend_connections: counter_vec(registry, FRONTEND_CONNECTIONS_TOTAL, "Client connections accepted", fe)?,
-            frontend_active_connections: gauge_vec(registry, FRONTEND_ACTIVE_CONNECTIONS, "Client connections open", fe)?,
-            frontend_requests: counter_vec(registry, FRONTEND_REQUESTS_TOTAL, "HTTP requests received", fe)?,
-            frontend_bytes_received: counter_vec(registry, FRONTEND_BYTES_RECEIVED_TOTAL, "Bytes read from clients", fe)?,
-            frontend_bytes_sent: counter_vec(registry, FRONTEND_BYTES_SENT_TOTAL, "Bytes written to clients", fe)?,
+            frontend_connections: counter_vec(
+                registry,
+                FRONTEND_CONNECTIONS_TOTAL,
+                "Client connections accepted",
+                fe,
+            )?,
+            frontend_active_connections: gauge_vec(
+                registry,
+                FRONTEND_ACTIVE_CONNECTIONS,
+                "Client connections open",
+                fe,
+            )?,
+            frontend_requests: counter_vec(
+                registry,
+                FRONTEND_REQUESTS_TOTAL,
+                "HTTP requests received",
+                fe,
+            )?,
+            frontend_bytes_received: counter_vec(
+                registry,
+                FRONTEND_BYTES_RECEIVED_TOTAL,
+                "Bytes read from clients",
+                fe,
+            )?,
+            frontend_bytes_sent: counter_vec(
+                registry,
+                FRONTEND_BYTES_SENT_TOTAL,
+                "Bytes written to clients",
+                fe,
+            )?,
             backend_responses: counter_vec(
                 registry,
                 BACKEND_RESPONSES_TOTAL,
@@ -130,18 +176,58 @@ impl Metrics {
                 &["backend", "code"],
             )?,
             backend_response_seconds: response_seconds,
-            backend_connect_errors: counter_vec(registry, BACKEND_CONNECT_ERRORS_TOTAL, "Failed connections to servers", be)?,
-            backend_retries: counter_vec(registry, BACKEND_RETRIES_TOTAL, "Requests retried on another server", be)?,
-            backend_no_server: counter_vec(registry, BACKEND_NO_SERVER_TOTAL, "Requests that found no usable server", be)?,
-            backend_servers: gauge_vec(registry, BACKEND_SERVERS, "Servers by state", &["backend", "state"])?,
-            server_up: gauge_vec(registry, SERVER_UP, "1 while the server can take new traffic", srv)?,
+            backend_connect_errors: counter_vec(
+                registry,
+                BACKEND_CONNECT_ERRORS_TOTAL,
+                "Failed connections to servers",
+                be,
+            )?,
+            backend_retries: counter_vec(
+                registry,
+                BACKEND_RETRIES_TOTAL,
+                "Requests retried on another server",
+                be,
+            )?,
+            backend_no_server: counter_vec(
+                registry,
+                BACKEND_NO_SERVER_TOTAL,
+                "Requests that found no usable server",
+                be,
+            )?,
+            backend_servers: gauge_vec(
+                registry,
+                BACKEND_SERVERS,
+                "Servers by state",
+                &["backend", "state"],
+            )?,
+            server_up: gauge_vec(
+                registry,
+                SERVER_UP,
+                "1 while the server can take new traffic",
+                srv,
+            )?,
             server_weight: gauge_vec(registry, SERVER_WEIGHT, "Configured weight", srv)?,
-            server_active_requests: gauge_vec(registry, SERVER_ACTIVE_REQUESTS, "Requests or connections in flight", srv)?,
-            server_requests: counter_vec(registry, SERVER_REQUESTS_TOTAL, "Requests or connections sent", srv)?,
+            server_active_requests: gauge_vec(
+                registry,
+                SERVER_ACTIVE_REQUESTS,
+                "Requests or connections in flight",
+                srv,
+            )?,
+            server_requests: counter_vec(
+                registry,
+                SERVER_REQUESTS_TOTAL,
+                "Requests or connections sent",
+                srv,
+            )?,
             table_generation,
             table_swaps,
             table_build_seconds,
-            config_reloads: counter_vec(registry, CONFIG_RELOADS_TOTAL, "Configuration reloads by result", &["result"])?,
+            config_reloads: counter_vec(
+                registry,
+                CONFIG_RELOADS_TOTAL,
+                "Configuration reloads by result",
+                &["result"],
+            )?,
         })
     }
 
@@ -198,7 +284,11 @@ impl BackendMetrics {
     pub(crate) fn resolve(metrics: &Metrics, backend: &str) -> Self {
         let l = &[backend];
         BackendMetrics {
-            responses: CODE_CLASSES.map(|class| metrics.backend_responses.with_label_values(&[backend, class])),
+            responses: CODE_CLASSES.map(|class| {
+                metrics
+                    .backend_responses
+                    .with_label_values(&[backend, class])
+            }),
             response_seconds: metrics.backend_response_seconds.with_label_values(l),
             connect_errors: metrics.backend_connect_errors.with_label_values(l),
             retries: metrics.backend_retries.with_label_values(l),

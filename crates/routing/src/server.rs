@@ -91,7 +91,10 @@ impl RegistryGeneration<'_> {
             Arc::new(ServerState {
                 address,
                 label: Arc::clone(&label),
-                active: self.metrics.server_active_requests.with_label_values(labels),
+                active: self
+                    .metrics
+                    .server_active_requests
+                    .with_label_values(labels),
                 requests: self.metrics.server_requests.with_label_values(labels),
             })
         });
@@ -103,7 +106,10 @@ impl RegistryGeneration<'_> {
     /// metric series of servers no table contains any more.
     pub fn finish(self) {
         for ((backend, _), state) in &self.registry.states {
-            if !self.claimed.contains_key(&(Arc::clone(backend), state.address)) {
+            if !self
+                .claimed
+                .contains_key(&(Arc::clone(backend), state.address))
+            {
                 let labels = &[&**backend, &*state.label];
                 for family in [
                     &self.metrics.server_active_requests,
@@ -113,7 +119,10 @@ impl RegistryGeneration<'_> {
                     // A series that was never set is simply absent.
                     family.remove_label_values(labels).ok();
                 }
-                self.metrics.server_requests.remove_label_values(labels).ok();
+                self.metrics
+                    .server_requests
+                    .remove_label_values(labels)
+                    .ok();
             }
         }
         self.registry.states = self.claimed;

@@ -36,8 +36,16 @@ impl RoutingTable {
         }
     }
 
-    pub(crate) fn new(generation: u64, frontends: Vec<Option<Arc<Frontend>>>, backends: Vec<Arc<Backend>>) -> Self {
-        RoutingTable { generation, frontends, backends }
+    pub(crate) fn new(
+        generation: u64,
+        frontends: Vec<Option<Arc<Frontend>>>,
+        backends: Vec<Arc<Backend>>,
+    ) -> Self {
+        RoutingTable {
+            generation,
+            frontends,
+            backends,
+        }
     }
 
     /// The frontend a listener serves, if it still exists in this table.
@@ -117,7 +125,12 @@ impl Frontend {
     /// The backend for a request: the first matching route, else the default.
     /// `host` is the request's host without port.
     #[inline]
-    pub fn select_backend(&self, host: Option<&str>, path: &str, headers: &HeaderMap) -> Option<&Arc<Backend>> {
+    pub fn select_backend(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<&Arc<Backend>> {
         self.routes
             .iter()
             .find(|route| route.matches(host, path, headers))

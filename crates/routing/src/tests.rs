@@ -29,19 +29,32 @@ fn resolved(config: &zkgate_config::Config) -> Resolved {
         .backends
         .iter()
         .flat_map(|b| &b.servers)
-        .map(|s| (s.address.clone(), s.address.to_string().parse::<SocketAddr>().unwrap()))
+        .map(|s| {
+            (
+                s.address.clone(),
+                s.address.to_string().parse::<SocketAddr>().unwrap(),
+            )
+        })
         .collect()
 }
 
 fn builder() -> (TableBuilder, Registry) {
     let registry = Registry::new();
-    (TableBuilder::new(Metrics::register(&registry).unwrap()), registry)
+    (
+        TableBuilder::new(Metrics::register(&registry).unwrap()),
+        registry,
+    )
 }
 
 fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     pairs
         .iter()
-        .map(|(k, v)| (http::HeaderName::from_static(k), http::HeaderValue::from_static(v)))
+        .map(|(k, v)| {
+            (
+                http::HeaderName::from_static(k),
+                http::HeaderValue::from_static(v),
+            )
+        })
         .collect()
 }
 
@@ -51,12 +64,27 @@ fn routes_match_first_by_host_path_and_headers_else_default() {
     let (mut builder, _) = builder();
     let table = builder.build(&config, &resolved(&config));
     let web = table.frontends().next().unwrap();
-    let backend = |host, path, h: &HeaderMap| web.select_backend(host, path, h).map(|b| b.name.to_string());
+    let backend = |host, path, h: &HeaderMap| {
+        web.select_backend(host, path, h)
+            .map(|b| b.name.to_string())
+    };
     let none = HeaderMap::new();
-    assert_eq!(backend(Some("api.example.com"), "/v1/users", &none).unwrap(), "api");
-    assert_eq!(backend(Some("api.example.com"), "/v2", &none).unwrap(), "web");
-    assert_eq!(backend(Some("x.example.com"), "/", &headers(&[("x-canary", "1")])).unwrap(), "canary");
-    assert_eq!(backend(Some("x.example.com"), "/", &headers(&[("x-canary", "2")])).unwrap(), "web");
+    assert_eq!(
+        backend(Some("api.example.com"), "/v1/users", &none).unwrap(),
+        "api"
+    );
+    assert_eq!(
+        backend(Some("api.example.com"), "/v2", &none).unwrap(),
+        "web"
+    );
+    assert_eq!(
+        backend(Some("x.example.com"), "/", &headers(&[("x-canary", "1")])).unwrap(),
+        "canary"
+    );
+    assert_eq!(
+        backend(Some("x.example.com"), "/", &headers(&[("x-canary", "2")])).unwrap(),
+        "web"
+    );
     assert_eq!(backend(None, "/v1", &none).unwrap(), "web");
 }
 
@@ -68,7 +96,9 @@ fn only_ready_servers_are_picked_in_weight_ratio() {
     let web = table.backend("web").unwrap();
     let mut counts = std::collections::HashMap::new();
     for _ in 0..300 {
-        *counts.entry(web.pick().unwrap().address().port()).or_insert(0) += 1;
+        *counts
+            .entry(web.pick().unwrap().address().port())
+            .or_insert(0) += 1;
     }
     assert_eq!(counts.get(&9001), Some(&200));
     assert_eq!(counts.get(&9002), Some(&100));
@@ -92,7 +122,9 @@ fn server_state_survives_a_rebuild_and_removed_servers_lose_their_series() {
     let config = zkgate_config::parse(CONFIG, "t").unwrap();
     let (mut builder, registry) = builder();
     let first = builder.build(&config, &resolved(&config));
-    let in_flight = first.backend("api").unwrap().servers[0].state.start_request();
+    let in_flight = first.backend("api").unwrap().servers[0]
+        .state
+        .start_request();
 
     let changed = CONFIG.replace("127.0.0.1:9002", "127.0.0.1:9009");
     let config = zkgate_config::parse(&changed, "t").unwrap();
@@ -104,10 +136,18 @@ fn server_state_survives_a_rebuild_and_removed_servers_lose_their_series() {
     drop(in_flight);
     assert_eq!(api.active.get(), 0);
 
-    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
-    assert!(text.contains(r#"zkgate_server_weight{backend="web",server="127.0.0.1:9009"} 1"#), "{text}");
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.contains(r#"zkgate_server_weight{backend="web",server="127.0.0.1:9009"} 1"#),
+        "{text}"
+    );
     assert!(!text.contains("127.0.0.1:9002"), "{text}");
-    assert!(text.contains(r#"zkgate_backend_servers{backend="web",state="drain"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"zkgate_backend_servers{backend="web",state="drain"} 1"#),
+        "{text}"
+    );
 }
 
 #[test]

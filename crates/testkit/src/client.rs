@@ -35,12 +35,17 @@ impl Reply {
 
 /// `GET path` on a new connection to `addr`.
 pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<Reply> {
-    let request = Request::get(path).header("host", "localhost").body(Full::new(Bytes::new()));
+    let request = Request::get(path)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()));
     http_request(addr, request.expect("valid request")).await
 }
 
 /// Sends `request` on a new connection to `addr` and reads the whole answer.
-pub async fn http_request(addr: SocketAddr, request: Request<Full<Bytes>>) -> std::io::Result<Reply> {
+pub async fn http_request(
+    addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+) -> std::io::Result<Reply> {
     let io_error = |e: hyper::Error| std::io::Error::other(e);
     let stream = TcpStream::connect(addr).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -59,7 +64,11 @@ pub async fn http_request(addr: SocketAddr, request: Request<Full<Bytes>>) -> st
 
 /// Writes `bytes` on a new connection and returns everything read until the
 /// peer closes or `timeout` passes.
-pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> std::io::Result<String> {
+pub async fn raw_exchange(
+    addr: SocketAddr,
+    bytes: &[u8],
+    timeout: Duration,
+) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.write_all(bytes).await?;
     let mut answer = Vec::new();

@@ -36,6 +36,7 @@ pub struct HttpServer {
     /// Where it listens.
     pub addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -86,14 +87,21 @@ impl Checksum {
 impl HttpServer {
     /// Starts a server called `name`.
     pub async fn start(name: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let requests = Arc::new(AtomicUsize::new(0));
         let name_arc: Arc<str> = name.into();
+        let connections = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&requests);
+        let accepted = Arc::clone(&connections);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let name = Arc::clone(&name_arc);
                 let counter = Arc::clone(&counter);
                 tokio::spawn(async move {
@@ -113,8 +121,14 @@ impl HttpServer {
             name: name.to_owned(),
             addr,
             requests,
+            connections,
             task,
         }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Requests answered so far.
@@ -125,14 +139,21 @@ impl HttpServer {
 
 type AnswerBody = Either<Full<Bytes>, PatternBody>;
 
-async fn answer(name: Arc<str>, request: Request<Incoming>) -> Result<Response<AnswerBody>, Infallible> {
+async fn answer(
+    name: Arc<str>,
+    request: Request<Incoming>,
+) -> Result<Response<AnswerBody>, Infallible> {
     let path = request.uri().path().to_owned();
     let mut status = StatusCode::OK;
     let body: AnswerBody = if let Some(ms) = path.strip_prefix("/delay/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
         Either::Left(Full::new(Bytes::from(name.to_string())))
     } else if let Some(code) = path.strip_prefix("/status/") {
-        status = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+        status = code
+            .parse()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::OK);
         Either::Left(Full::new(Bytes::from(name.to_string())))
     } else if path == "/headers" {
         let mut text = String::new();
@@ -164,9 +185,10 @@ async fn answer(name: Arc<str>, request: Request<Incoming>) -> Result<Response<A
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert("x-served-by", name.parse().expect("server names are header-safe"));
+    response.headers_mut().insert(
+        "x-served-by",
+        name.parse().expect("server names are header-safe"),
+    );
     Ok(response)
 }
 
@@ -180,7 +202,10 @@ impl Body for PatternBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if self.offset >= self.length {
             return Poll::Ready(None);
         }

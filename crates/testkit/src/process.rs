@@ -25,7 +25,10 @@ impl Zkgate {
     /// a free port is added) and waits until `/ready` answers 200.
     pub async fn start(binary: &str, config: &str) -> Self {
         let admin = free_addr();
-        let dir = tempfile::Builder::new().prefix("zkgate-run-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("zkgate-run-")
+            .tempdir()
+            .expect("temp dir");
         let mut zkgate = Zkgate {
             admin,
             dir,
@@ -76,10 +79,21 @@ impl Zkgate {
                     return;
                 }
             }
-            if let Some(status) = self.process.as_mut().and_then(|p| p.try_wait().ok().flatten()) {
-                panic!("zkgate exited with {status} before it was ready; log:\n{}", self.log());
+            if let Some(status) = self
+                .process
+                .as_mut()
+                .and_then(|p| p.try_wait().ok().flatten())
+            {
+                panic!(
+                    "zkgate exited with {status} before it was ready; log:\n{}",
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "zkgate not ready after 20s; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "zkgate not ready after 20s; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -100,9 +114,11 @@ impl Zkgate {
         let before = self.reload_outcomes();
         std::fs::write(self.config_path(), self.with_admin(config)).expect("write config");
         self.signal("HUP");
-        wait_until("zkgate to finish the reload", Duration::from_secs(10), || async {
-            (self.reload_outcomes() > before).then_some(())
-        })
+        wait_until(
+            "zkgate to finish the reload",
+            Duration::from_secs(10),
+            || async { (self.reload_outcomes() > before).then_some(()) },
+        )
         .await;
     }
 
@@ -113,21 +129,33 @@ impl Zkgate {
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
-        http_get(self.admin, "/metrics").await.expect("scrape /metrics").text()
+        http_get(self.admin, "/metrics")
+            .await
+            .expect("scrape /metrics")
+            .text()
     }
 
     /// The value of one metric series, like `zkgate_routing_table_generation`
     /// or `zkgate_frontend_requests_total{frontend="web"}`.
     pub async fn metric(&self, series: &str) -> Option<f64> {
         let text = self.metrics().await;
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        text.lines().find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
     }
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
         self.signal("TERM");
-        self.process.take().expect("zkgate is running").wait().expect("wait for zkgate")
+        self.process
+            .take()
+            .expect("zkgate is running")
+            .wait()
+            .expect("wait for zkgate")
     }
 
     /// Process id.

@@ -28,14 +28,18 @@ impl Drop for TcpServer {
 impl TcpServer {
     /// Starts a server called `name`.
     pub async fn start(name: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&connections);
         let goodbye = format!("served-by {name}\n");
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else { continue };
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 counter.fetch_add(1, Ordering::SeqCst);
                 let goodbye = goodbye.clone();
                 tokio::spawn(async move {

@@ -13,7 +13,8 @@ use tempfile::TempDir;
 use crate::ports::free_port;
 
 const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
-const INSTALL_HINT: &str = "install it with: sudo apt-get install -y zookeeper (./scripts/test.sh does this)";
+const INSTALL_HINT: &str =
+    "install it with: sudo apt-get install -y zookeeper (./scripts/test.sh does this)";
 /// How long a node may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -43,8 +44,13 @@ impl ZooKeeper {
 
     fn start(size: usize) -> Self {
         check_installed();
-        let root = tempfile::Builder::new().prefix("zkgate-zk-").tempdir().expect("temp dir");
-        let ports: Vec<(u16, u16, u16)> = (0..size).map(|_| (free_port(), free_port(), free_port())).collect();
+        let root = tempfile::Builder::new()
+            .prefix("zkgate-zk-")
+            .tempdir()
+            .expect("temp dir");
+        let ports: Vec<(u16, u16, u16)> = (0..size)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
         let mut nodes = Vec::new();
         for (i, &(client_port, _, _)) in ports.iter().enumerate() {
             let id = i + 1;
@@ -213,8 +219,14 @@ impl Drop for ZooKeeper {
 }
 
 fn check_installed() {
-    assert!(Path::new(ZOOKEEPER_JAR).exists(), "ZooKeeper is not installed ({ZOOKEEPER_JAR} is missing): {INSTALL_HINT}");
-    let java = Command::new("java").arg("-version").stderr(Stdio::null()).status();
+    assert!(
+        Path::new(ZOOKEEPER_JAR).exists(),
+        "ZooKeeper is not installed ({ZOOKEEPER_JAR} is missing): {INSTALL_HINT}"
+    );
+    let java = Command::new("java")
+        .arg("-version")
+        .stderr(Stdio::null())
+        .status();
     assert!(
         java.is_ok_and(|s| s.success()),
         "java is not installed: install it with: sudo apt-get install -y default-jre-headless"

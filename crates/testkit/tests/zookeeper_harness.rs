@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use zookeeper_client::{Acls, Client, CreateMode, EventType, SessionState};
 use zkgate_testkit::{wait_until, ZooKeeper};
+use zookeeper_client::{Acls, Client, CreateMode, EventType, SessionState};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -18,7 +18,9 @@ async fn standalone_server_takes_writes_and_fires_watches() {
     let (data, _, watcher) = client.get_and_watch_data("/smoke").await.unwrap();
     assert_eq!(data, b"one");
     client.set_data("/smoke", b"two", None).await.unwrap();
-    let event = tokio::time::timeout(TIMEOUT, watcher.changed()).await.unwrap();
+    let event = tokio::time::timeout(TIMEOUT, watcher.changed())
+        .await
+        .unwrap();
     assert_eq!(event.event_type, EventType::NodeDataChanged);
     assert_eq!(client.get_data("/smoke").await.unwrap().0, b"two");
 }
@@ -27,7 +29,11 @@ async fn standalone_server_takes_writes_and_fires_watches() {
 async fn ensemble_keeps_serving_a_client_while_any_one_node_is_down() {
     let mut zk = ZooKeeper::ensemble();
     let modes: Vec<String> = (0..3).filter_map(|i| zk.mode(i)).collect();
-    assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
+    assert_eq!(
+        modes.iter().filter(|m| *m == "leader").count(),
+        1,
+        "{modes:?}"
+    );
     let client = Client::connector()
         .with_session_timeout(Duration::from_secs(10))
         .connect(&zk.connect_string())
@@ -39,12 +45,16 @@ async fn ensemble_keeps_serving_a_client_while_any_one_node_is_down() {
     for node in 0..3 {
         zk.kill(node);
         let path = format!("/failover/after-kill-{node}");
-        wait_until(&format!("a write with node {node} down"), TIMEOUT, || async {
-            match client.create(&path, b"", &persistent).await {
-                Ok(_) | Err(zookeeper_client::Error::NodeExists) => Some(()),
-                Err(_) => None,
-            }
-        })
+        wait_until(
+            &format!("a write with node {node} down"),
+            TIMEOUT,
+            || async {
+                match client.create(&path, b"", &persistent).await {
+                    Ok(_) | Err(zookeeper_client::Error::NodeExists) => Some(()),
+                    Err(_) => None,
+                }
+            },
+        )
         .await;
         zk.restart(node);
     }
@@ -84,7 +94,10 @@ async fn a_killed_standalone_server_comes_back_with_its_data() {
     {
         let client = Client::connect(&zk.connect_string()).await.unwrap();
         let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
-        client.create("/durable", b"kept", &persistent).await.unwrap();
+        client
+            .create("/durable", b"kept", &persistent)
+            .await
+            .unwrap();
     }
     zk.kill(0);
     assert!(zk.mode(0).is_none());

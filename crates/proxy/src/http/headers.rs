@@ -78,10 +78,16 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_those_named_by_connection_are_removed() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
@@ -102,7 +108,10 @@ mod tests {
     #[test]
     fn host_is_taken_without_port_from_uri_or_header() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("Api.example.com:8080"));
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("Api.example.com:8080"),
+        );
         let origin: http::Uri = "/x".parse().unwrap();
         assert_eq!(request_host(&origin, &headers), Some("Api.example.com"));
         let absolute: http::Uri = "http://other.example/x".parse().unwrap();

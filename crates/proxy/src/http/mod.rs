@@ -32,7 +32,13 @@ const MAX_HEADERS: usize = 100;
 
 /// Serves one client connection until it closes, times out, or shutdown asks
 /// it to finish.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, frontend: &Arc<Frontend>, proxy: Proxy, mut guard: ConnectionGuard) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    frontend: &Arc<Frontend>,
+    proxy: Proxy,
+    mut guard: ConnectionGuard,
+) {
     let activity = ConnActivity::new();
     let io = CountingIo::new(
         stream,
@@ -47,7 +53,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, frontend: &Arc<Frontend>
         // zkgate enforces client_header/client_idle itself, with a 408 for a
         // request cut short (hyper would close without one).
         .header_read_timeout(None)
-        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
         .serve_connection(TokioIo::new(io), service);
 
@@ -112,10 +118,20 @@ fn expired(activity: Activity, header_timeout: Duration, idle_timeout: Duration)
     };
     match activity {
         // Look again later; a request in flight is governed by server timeouts.
-        Activity::Busy => Expiry::NotYet(tokio::time::Instant::now() + header_timeout.min(idle_timeout)),
+        Activity::Busy => {
+            Expiry::NotYet(tokio::time::Instant::now() + header_timeout.min(idle_timeout))
+        }
         // A new connection must start its first request within client_header.
-        Activity::Idle { since_ms, first: true } => due(since_ms, header_timeout, Expiry::Idle),
-        Activity::Idle { since_ms, first: false } => due(since_ms, idle_timeout, Expiry::Idle),
-        Activity::ReadingHeaders { since_ms } => due(since_ms, header_timeout, Expiry::HeaderTimeout),
+        Activity::Idle {
+            since_ms,
+            first: true,
+        } => due(since_ms, header_timeout, Expiry::Idle),
+        Activity::Idle {
+            since_ms,
+            first: false,
+        } => due(since_ms, idle_timeout, Expiry::Idle),
+        Activity::ReadingHeaders { since_ms } => {
+            due(since_ms, header_timeout, Expiry::HeaderTimeout)
+        }
     }
 }

@@ -33,7 +33,12 @@ struct ClientConn {
 }
 
 impl ProxyService {
-    pub fn new(proxy: Proxy, frontend: FrontendId, peer: SocketAddr, activity: Arc<ConnActivity>) -> Self {
+    pub fn new(
+        proxy: Proxy,
+        frontend: FrontendId,
+        peer: SocketAddr,
+        activity: Arc<ConnActivity>,
+    ) -> Self {
         ProxyService {
             conn: Arc::new(ClientConn {
                 proxy,
@@ -87,7 +92,11 @@ impl ClientConn {
 }
 
 /// Rewrites a client request into the request sent to the server.
-fn prepare(request: &mut Request<Incoming>, forwarded: bool, peer: SocketAddr) -> Result<(), StatusCode> {
+fn prepare(
+    request: &mut Request<Incoming>,
+    forwarded: bool,
+    peer: SocketAddr,
+) -> Result<(), StatusCode> {
     let authority = request.uri().authority().cloned();
     if authority.is_some() || request.uri().scheme().is_some() {
         // Absolute form (`GET http://host/path`): servers expect origin form.
@@ -102,7 +111,8 @@ fn prepare(request: &mut Request<Incoming>, forwarded: bool, peer: SocketAddr) -
     let headers = request.headers_mut();
     if let Some(authority) = authority {
         // RFC 9112 §3.2.2: the URI's authority wins over any Host header.
-        let host = header::HeaderValue::from_str(authority.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
+        let host = header::HeaderValue::from_str(authority.as_str())
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
         headers.insert(header::HOST, host);
     }
     strip_hop_by_hop(headers);
@@ -177,14 +187,18 @@ async fn attempt_on(backend: &Backend, server: &Server, mut request: Request<Inc
         }
         let active = server.state.start_request();
         let started = Instant::now();
-        let sent = tokio::time::timeout(backend.timeouts.server, sender.try_send_request(request)).await;
+        let sent =
+            tokio::time::timeout(backend.timeouts.server, sender.try_send_request(request)).await;
         match sent {
             Err(_) => {
                 debug!(backend = %backend.name, server = %address, "server timed out");
                 return Attempt::Failed(StatusCode::GATEWAY_TIMEOUT);
             }
             Ok(Ok(response)) => {
-                backend.metrics.response_seconds.observe(started.elapsed().as_secs_f64());
+                backend
+                    .metrics
+                    .response_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 return Attempt::Answered(relay(response, address, sender, active));
             }
             Ok(Err(mut failed)) => match failed.take_message() {
