@@ -1,0 +1,129 @@
+//! `zkgate check`: every error at once, each naming its place; every shipped
+//! example configuration is valid.
+
+mod common;
+
+use std::process::Command;
+
+use common::ZKGATE;
+
+fn check(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let output = Command::new(ZKGATE)
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&output.stderr).replace(&*path.to_string_lossy(), "broken.yaml");
+    (output.status.success(), text)
+}
+
+#[test]
+fn every_error_is_printed_with_file_line_and_column_and_the_exit_code_is_1() {
+    let (ok, text) = check(
+        r#"frontends:
+  a:
+    bind: ["127.0.0.1:8080"]
+    default_backend: missing
+  b:
+    bind: ["127.0.0.1:8080"]
+    default_backend: web
+backends:
+  web:
+    timeouts: { connect: 5 minutes please }
+  api:
+    servers: []
+    balanse: roundrobin
+"#,
+    );
+    assert!(!ok);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(
+            "broken.yaml:4:5: frontends.a.default_backend: backend `missing` is not defined"
+        ),
+        "{text}"
+    );
+    assert!(lines[1].starts_with("broken.yaml:6:12: frontends.b.bind[0]: 127.0.0.1:8080 is already bound by frontends.a.bind[0]"), "{text}");
+    assert!(
+        lines[2].starts_with("broken.yaml:10:17: backends.web.timeouts.connect: invalid duration"),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with("broken.yaml:13:5: backends.api"),
+        "{text}"
+    );
+    assert!(lines[3].contains("unknown field `balanse`"), "{text}");
+    assert_eq!(lines[4], "broken.yaml: 4 errors", "{text}");
+}
+
+#[test]
+fn a_missing_file_is_one_clear_line() {
+    let output = Command::new(ZKGATE)
+        .args(["check", "-c", "/nonexistent/zkgate.yaml"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.starts_with("/nonexistent/zkgate.yaml: cannot read the file"),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_example_in_config_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let output = Command::new(ZKGATE)
+                .arg("check")
+                .arg("-c")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{}:\n{}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "expected example configurations in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn run_refuses_an_invalid_configuration_with_the_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "frontends:\n  a:\n    bind: [\"nowhere\"]\n    default_backend: b\nbackends:\n  b: {}\n",
+    )
+    .unwrap();
+    let output = Command::new(ZKGATE)
+        .arg("run")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("frontends.a.bind[0]: `nowhere` is not a listen address"),
+        "{text}"
+    );
+    assert!(text.contains("not starting"), "{text}");
+}

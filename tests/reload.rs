@@ -1,0 +1,118 @@
+//! SIGHUP reloads: a valid file swaps the table and the listeners without
+//! touching requests in flight; an invalid one changes nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use zkgate_testkit::{free_port, http_get, HttpServer, Zkgate};
+
+use common::{servers, ZKGATE};
+
+fn web_config(port: u16, servers_yaml: &str) -> String {
+    format!(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {servers_yaml}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_new_requests_while_a_long_request_completes() {
+    let (old, new) = (
+        HttpServer::start("old").await,
+        HttpServer::start("new").await,
+    );
+    let port = free_port();
+    let addr = ([127, 0, 0, 1], port).into();
+    let zkgate = Zkgate::start(ZKGATE, &web_config(port, &servers(&[(old.addr, 1)]))).await;
+
+    let long = tokio::spawn(async move { http_get(addr, "/delay/1500").await });
+    zkgate_testkit::wait_until(
+        "the long request to reach the old server",
+        Duration::from_secs(5),
+        || async { (old.requests() == 1).then_some(()) },
+    )
+    .await;
+
+    zkgate
+        .reload(&web_config(port, &servers(&[(new.addr, 1)])))
+        .await;
+    for _ in 0..5 {
+        assert_eq!(http_get(addr, "/").await.unwrap().text(), "new");
+    }
+    let long = long.await.unwrap().unwrap();
+    assert_eq!((long.status.as_u16(), long.text().as_str()), (200, "old"));
+    assert_eq!(
+        zkgate.metric("zkgate_routing_table_generation").await,
+        Some(2.0)
+    );
+    assert_eq!(
+        zkgate
+            .metric(r#"zkgate_config_reloads_total{result="ok"}"#)
+            .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_file_leaves_the_running_configuration_untouched() {
+    let server = HttpServer::start("kept").await;
+    let port = free_port();
+    let addr = ([127, 0, 0, 1], port).into();
+    let zkgate = Zkgate::start(ZKGATE, &web_config(port, &servers(&[(server.addr, 1)]))).await;
+
+    let broken = web_config(port, &servers(&[(server.addr, 1)]))
+        .replace("default_backend: web", "default_backend: nope");
+    zkgate.reload(&broken).await;
+    let log = zkgate.log();
+    assert!(log.contains("reload refused"), "{log}");
+    assert!(log.contains("backend `nope` is not defined"), "{log}");
+    assert_eq!(http_get(addr, "/").await.unwrap().text(), "kept");
+
+    zkgate.reload("frontends: [this is not a mapping").await;
+    assert_eq!(http_get(addr, "/").await.unwrap().text(), "kept");
+    assert_eq!(
+        zkgate
+            .metric(r#"zkgate_config_reloads_total{result="error"}"#)
+            .await,
+        Some(2.0)
+    );
+    assert_eq!(
+        zkgate.metric("zkgate_routing_table_generation").await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_binds_added_listeners_and_unbinds_removed_ones_without_cutting_requests() {
+    let server = HttpServer::start("s").await;
+    let (first, second) = (free_port(), free_port());
+    let first_addr = ([127, 0, 0, 1], first).into();
+    let second_addr = ([127, 0, 0, 1], second).into();
+    let zkgate = Zkgate::start(ZKGATE, &web_config(first, &servers(&[(server.addr, 1)]))).await;
+
+    let in_flight = tokio::spawn(async move { http_get(first_addr, "/delay/1000").await });
+    zkgate_testkit::wait_until(
+        "the request to be in flight",
+        Duration::from_secs(5),
+        || async { (server.requests() == 1).then_some(()) },
+    )
+    .await;
+
+    zkgate
+        .reload(&web_config(second, &servers(&[(server.addr, 1)])))
+        .await;
+    assert_eq!(http_get(second_addr, "/").await.unwrap().text(), "s");
+    zkgate_testkit::wait_until(
+        "the removed listener to close",
+        Duration::from_secs(5),
+        || async {
+            tokio::net::TcpStream::connect(first_addr)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    let finished = in_flight.await.unwrap().unwrap();
+    assert_eq!(finished.status, 200);
+}
