@@ -200,15 +200,24 @@ impl ZooKeeper {
     }
 
     /// Expires a session the way ZooKeeper's own tests do: a second client
-    /// attaches to the same session (id and password) and closes it.
+    /// attaches to the same session (id and password) and closes it. The
+    /// session's owner may win the connection back while the twin attaches,
+    /// so attaching is retried until it sticks.
     pub async fn expire_session(&self, session: zookeeper_client::SessionInfo) {
-        let twin = zookeeper_client::Client::connector()
-            .with_session(session)
-            .connect(&self.connect_string())
-            .await
-            .expect("attach to the session to expire");
-        // Dropping the last handle of a non-detached session closes it on the server.
-        drop(twin);
+        let mut last_error = None;
+        for _ in 0..60 {
+            let attached = zookeeper_client::Client::connector()
+                .with_session(session.clone())
+                .with_connection_timeout(Duration::from_millis(500))
+                .connect(&self.connect_string())
+                .await;
+            match attached {
+                // Dropping the last handle of a non-detached session closes it on the server.
+                Ok(twin) => return drop(twin),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        panic!("cannot attach to the session to expire it: {last_error:?}");
     }
 }
 
