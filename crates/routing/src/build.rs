@@ -10,9 +10,9 @@ use tracing::warn;
 use zkgate_config::{AdminState, BackendConfig, Config, FrontendConfig, ServerAddress};
 
 use crate::balance::RoundRobin;
-use crate::metrics::{BackendMetrics, FrontendMetrics, Metrics};
 use crate::server::{RegistryGeneration, ServerRegistry};
 use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable, Server};
+use zkgate_metrics::{BackendMetrics, FrontendMetrics, Metrics};
 
 /// Host names already resolved by the control plane.
 pub type Resolved = HashMap<ServerAddress, SocketAddr>;

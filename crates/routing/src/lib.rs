@@ -4,15 +4,14 @@
 
 mod balance;
 mod build;
-pub mod metrics;
 mod server;
 mod table;
 
 pub use balance::RoundRobin;
 pub use build::{Resolved, TableBuilder};
-pub use metrics::Metrics;
 pub use server::{ActiveRequest, ServerState};
 pub use table::{Backend, Frontend, FrontendId, RoutingTable, Server};
+pub use zkgate_metrics::Metrics;
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use prometheus::{IntCounter, IntGauge};
 
-use crate::metrics::Metrics;
+use zkgate_metrics::Metrics;
 
 /// Identity of a server across tables.
 pub type ServerKey = (Arc<str>, SocketAddr);

@@ -9,8 +9,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use zkgate_config::{AdminState, HostPattern, Mode, Timeouts};
 
 use crate::balance::RoundRobin;
-use crate::metrics::{BackendMetrics, FrontendMetrics};
 use crate::server::ServerState;
+use zkgate_metrics::{BackendMetrics, FrontendMetrics};
 
 /// Stable identity of a frontend across tables: listeners keep it, tables index by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

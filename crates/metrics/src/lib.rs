@@ -48,6 +48,17 @@ pub mod names {
     pub const ROUTING_TABLE_BUILD_SECONDS: &str = "zkgate_routing_table_build_seconds";
     /// `zkgate_config_reloads_total{result}`
     pub const CONFIG_RELOADS_TOTAL: &str = "zkgate_config_reloads_total";
+    /// `zkgate_zookeeper_connected`
+    pub const ZOOKEEPER_CONNECTED: &str = "zkgate_zookeeper_connected";
+    /// `zkgate_zookeeper_session_expirations_total`
+    pub const ZOOKEEPER_SESSION_EXPIRATIONS_TOTAL: &str =
+        "zkgate_zookeeper_session_expirations_total";
+    /// `zkgate_zookeeper_watch_events_total`
+    pub const ZOOKEEPER_WATCH_EVENTS_TOTAL: &str = "zkgate_zookeeper_watch_events_total";
+    /// `zkgate_discovery_members{backend}`
+    pub const DISCOVERY_MEMBERS: &str = "zkgate_discovery_members";
+    /// `zkgate_discovery_invalid_members{backend}`
+    pub const DISCOVERY_INVALID_MEMBERS: &str = "zkgate_discovery_invalid_members";
 }
 
 /// Response classes used as the `code` label: index = status / 100 - 1.
@@ -56,21 +67,36 @@ pub const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// The metric families. Cloning is cheap (handles share their storage).
 #[derive(Clone)]
 pub struct Metrics {
-    pub(crate) frontend_connections: IntCounterVec,
-    pub(crate) frontend_active_connections: IntGaugeVec,
-    pub(crate) frontend_requests: IntCounterVec,
-    pub(crate) frontend_bytes_received: IntCounterVec,
-    pub(crate) frontend_bytes_sent: IntCounterVec,
-    pub(crate) backend_responses: IntCounterVec,
-    pub(crate) backend_response_seconds: HistogramVec,
-    pub(crate) backend_connect_errors: IntCounterVec,
-    pub(crate) backend_retries: IntCounterVec,
-    pub(crate) backend_no_server: IntCounterVec,
-    pub(crate) backend_servers: IntGaugeVec,
-    pub(crate) server_up: IntGaugeVec,
-    pub(crate) server_weight: IntGaugeVec,
-    pub(crate) server_active_requests: IntGaugeVec,
-    pub(crate) server_requests: IntCounterVec,
+    /// `zkgate_frontend_connections_total`
+    pub frontend_connections: IntCounterVec,
+    /// `zkgate_frontend_active_connections`
+    pub frontend_active_connections: IntGaugeVec,
+    /// `zkgate_frontend_requests_total`
+    pub frontend_requests: IntCounterVec,
+    /// `zkgate_frontend_bytes_received_total`
+    pub frontend_bytes_received: IntCounterVec,
+    /// `zkgate_frontend_bytes_sent_total`
+    pub frontend_bytes_sent: IntCounterVec,
+    /// `zkgate_backend_responses_total`
+    pub backend_responses: IntCounterVec,
+    /// `zkgate_backend_response_seconds`
+    pub backend_response_seconds: HistogramVec,
+    /// `zkgate_backend_connect_errors_total`
+    pub backend_connect_errors: IntCounterVec,
+    /// `zkgate_backend_retries_total`
+    pub backend_retries: IntCounterVec,
+    /// `zkgate_backend_no_server_total`
+    pub backend_no_server: IntCounterVec,
+    /// `zkgate_backend_servers`
+    pub backend_servers: IntGaugeVec,
+    /// `zkgate_server_up`
+    pub server_up: IntGaugeVec,
+    /// `zkgate_server_weight`
+    pub server_weight: IntGaugeVec,
+    /// `zkgate_server_active_requests`
+    pub server_active_requests: IntGaugeVec,
+    /// `zkgate_server_requests_total`
+    pub server_requests: IntCounterVec,
     /// Generation of the table in service.
     pub table_generation: IntGauge,
     /// Tables published.
@@ -79,6 +105,16 @@ pub struct Metrics {
     pub table_build_seconds: Histogram,
     /// Reloads by result (`ok`, `error`).
     pub config_reloads: IntCounterVec,
+    /// 1 while a ZooKeeper session is connected.
+    pub zookeeper_connected: IntGauge,
+    /// ZooKeeper sessions that expired.
+    pub zookeeper_session_expirations: IntCounter,
+    /// Watch events received from ZooKeeper.
+    pub zookeeper_watch_events: IntCounter,
+    /// Members of a ZooKeeper-backed backend in use.
+    pub discovery_members: IntGaugeVec,
+    /// Members skipped because their data does not parse.
+    pub discovery_invalid_members: IntGaugeVec,
 }
 
 fn counter_vec(
@@ -138,7 +174,37 @@ impl Metrics {
                 .buckets(exponential_buckets(0.000_01, 4.0, 10)?),
         )?;
         registry.register(Box::new(table_build_seconds.clone()))?;
+        let zookeeper_connected = IntGauge::new(
+            ZOOKEEPER_CONNECTED,
+            "1 while the ZooKeeper session is connected",
+        )?;
+        registry.register(Box::new(zookeeper_connected.clone()))?;
+        let zookeeper_session_expirations = IntCounter::new(
+            ZOOKEEPER_SESSION_EXPIRATIONS_TOTAL,
+            "ZooKeeper sessions that expired",
+        )?;
+        registry.register(Box::new(zookeeper_session_expirations.clone()))?;
+        let zookeeper_watch_events = IntCounter::new(
+            ZOOKEEPER_WATCH_EVENTS_TOTAL,
+            "Watch events received from ZooKeeper",
+        )?;
+        registry.register(Box::new(zookeeper_watch_events.clone()))?;
         Ok(Metrics {
+            zookeeper_connected,
+            zookeeper_session_expirations,
+            zookeeper_watch_events,
+            discovery_members: gauge_vec(
+                registry,
+                DISCOVERY_MEMBERS,
+                "Members of a ZooKeeper-backed backend in use",
+                be,
+            )?,
+            discovery_invalid_members: gauge_vec(
+                registry,
+                DISCOVERY_INVALID_MEMBERS,
+                "Members skipped because their znode data does not parse",
+                be,
+            )?,
             frontend_connections: counter_vec(
                 registry,
                 FRONTEND_CONNECTIONS_TOTAL,
@@ -253,7 +319,8 @@ pub struct FrontendMetrics {
 }
 
 impl FrontendMetrics {
-    pub(crate) fn resolve(metrics: &Metrics, frontend: &str) -> Self {
+    /// Resolves the handles of `frontend`.
+    pub fn resolve(metrics: &Metrics, frontend: &str) -> Self {
         let l = &[frontend];
         FrontendMetrics {
             connections: metrics.frontend_connections.with_label_values(l),
@@ -281,7 +348,8 @@ pub struct BackendMetrics {
 }
 
 impl BackendMetrics {
-    pub(crate) fn resolve(metrics: &Metrics, backend: &str) -> Self {
+    /// Resolves the handles of `backend`.
+    pub fn resolve(metrics: &Metrics, backend: &str) -> Self {
         let l = &[backend];
         BackendMetrics {
             responses: CODE_CLASSES.map(|class| {
