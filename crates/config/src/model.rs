@@ -25,6 +25,8 @@ pub mod defaults {
     pub const TUNNEL: Duration = Duration::from_secs(3600);
     /// `retries`.
     pub const RETRIES: u32 = 2;
+    /// `zookeeper.session_timeout`.
+    pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
     /// A frontend's `max_connections`.
     pub const MAX_CONNECTIONS: u32 = 20_000;
     /// A server's `weight`.
@@ -38,6 +40,8 @@ pub mod defaults {
 pub struct Config {
     /// The admin listener.
     pub admin: AdminConfig,
+    /// The ZooKeeper ensemble, if any backend follows it.
+    pub zookeeper: Option<ZookeeperConfig>,
     /// Frontends, sorted by name.
     pub frontends: Vec<FrontendConfig>,
     /// Backends, sorted by name.
@@ -49,6 +53,89 @@ impl Config {
     pub fn backend(&self, name: &str) -> Option<&BackendConfig> {
         self.backends.iter().find(|b| b.name == name)
     }
+}
+
+/// `zookeeper:`: how to reach the ensemble.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZookeeperConfig {
+    /// `host:port,host:port,…`
+    pub connect: String,
+    /// Path prefix applied to every znode path, like `/prod`.
+    pub chroot: Option<String>,
+    /// Session timeout asked of ZooKeeper.
+    pub session_timeout: Duration,
+    /// Digest credentials.
+    pub auth: Option<ZookeeperAuth>,
+}
+
+/// Digest authentication; the password is read from the environment when connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZookeeperAuth {
+    /// User name.
+    pub user: String,
+    /// Name of the environment variable holding the password.
+    pub password_env: String,
+}
+
+impl ZookeeperAuth {
+    /// `user:password`, as ZooKeeper's digest scheme takes it.
+    pub fn credentials(&self) -> Result<String, String> {
+        std::env::var(&self.password_env)
+            .map(|password| format!("{}:{password}", self.user))
+            .map_err(|_| {
+                format!(
+                    "environment variable {} (zookeeper.auth.password_env) is not set",
+                    self.password_env
+                )
+            })
+    }
+}
+
+/// How the children of a backend's znode describe servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemberFormat {
+    /// zkgate's own JSON, or the address as the znode name.
+    Zkgate,
+    /// Finagle/Aurora serverset `member_*` nodes.
+    Serverset,
+    /// Apache Curator service discovery instances.
+    Curator,
+    /// Airbnb Nerve (SmartStack) registrations.
+    Nerve,
+}
+
+impl MemberFormat {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberFormat::Zkgate => "zkgate",
+            MemberFormat::Serverset => "serverset",
+            MemberFormat::Curator => "curator",
+            MemberFormat::Nerve => "nerve",
+        }
+    }
+}
+
+/// What to do when ZooKeeper says a backend has no members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnEmpty {
+    /// Keep serving the last non-empty set (a mass deletion is more often an accident).
+    KeepLast,
+    /// Obey: the backend has no ZooKeeper servers.
+    Apply,
+}
+
+/// A backend's `zookeeper:` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// The znode whose children are the servers.
+    pub path: String,
+    /// How the children are written.
+    pub format: MemberFormat,
+    /// serverset only: use this additional endpoint instead of `serviceEndpoint`.
+    pub endpoint: Option<String>,
+    /// Behaviour on an empty member list.
+    pub on_empty: OnEmpty,
 }
 
 /// `admin:`.
@@ -167,6 +254,8 @@ pub struct BackendConfig {
     pub balance: Balance,
     /// Static servers.
     pub servers: Vec<ServerConfig>,
+    /// Servers discovered in ZooKeeper, merged with the static ones.
+    pub discovery: Option<DiscoveryConfig>,
     /// Extra attempts on other servers when connecting fails.
     pub retries: u32,
     /// Effective timeouts.

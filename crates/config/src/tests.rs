@@ -159,7 +159,7 @@ fn every_error_is_reported_at_once_in_document_order() {
 #[test]
 fn features_not_built_yet_are_refused_not_ignored() {
     let errs = errors_of(
-        "backends:\n  b:\n    balance: leastconn\n    sticky: { cookie: S }\n    zookeeper: { path: /services/b }\n",
+        "backends:\n  b:\n    balance: leastconn\n    sticky: { cookie: S }\n    health_check: { kind: tcp }\n",
     );
     assert_eq!(errs.len(), 3, "{errs:?}");
     assert!(
@@ -210,4 +210,74 @@ fn server_addresses_accept_ips_and_host_names_only_with_a_port() {
     assert!(ServerAddress::parse("web:0").is_err());
     assert!(ServerAddress::parse("we b:80").is_err());
     assert!(ServerAddress::parse(":80").is_err());
+}
+
+#[test]
+fn zookeeper_backends_resolve_their_discovery_settings() {
+    let config = parse(
+        "zookeeper:\n  connect: \"127.0.0.1:2181, 127.0.0.1:2182\"\n  chroot: /prod\nbackends:\n  web:\n    zookeeper: { path: /services/web }\n  ss:\n    zookeeper: { path: /aurora/web, format: serverset, endpoint: http, on_empty: apply }\n",
+        "t",
+    )
+    .unwrap();
+    let zk = config.zookeeper.unwrap();
+    assert_eq!(zk.connect, "127.0.0.1:2181,127.0.0.1:2182");
+    assert_eq!(zk.chroot.as_deref(), Some("/prod"));
+    assert_eq!(zk.session_timeout, defaults::SESSION_TIMEOUT);
+    let web = config
+        .backends
+        .iter()
+        .find(|b| b.name == "web")
+        .unwrap()
+        .discovery
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (web.format, web.on_empty),
+        (MemberFormat::Zkgate, OnEmpty::KeepLast)
+    );
+    let ss = config
+        .backends
+        .iter()
+        .find(|b| b.name == "ss")
+        .unwrap()
+        .discovery
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (ss.format, ss.endpoint.as_deref(), ss.on_empty),
+        (MemberFormat::Serverset, Some("http"), OnEmpty::Apply)
+    );
+}
+
+#[test]
+fn zookeeper_mistakes_are_each_reported() {
+    let errs = errors_of(
+        "zookeeper:\n  connect: \"zk1\"\n  chroot: prod/\n  auth: { user: u, password_env: ZKGATE_TEST_UNSET_PASSWORD }\nbackends:\n  web:\n    zookeeper: { path: /services/web/, format: eureka, endpoint: http }\n",
+    );
+    assert_eq!(errs.len(), 6, "{errs:#?}");
+    assert!(
+        errs[0].contains("zookeeper.connect: server 1: `zk1` has no port"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].contains("zookeeper.chroot: `prod/` must be an absolute znode path"),
+        "{errs:#?}"
+    );
+    assert!(errs[2].contains("ZKGATE_TEST_UNSET_PASSWORD"), "{errs:#?}");
+    assert!(
+        errs[3].contains("backends.web.zookeeper.path: `/services/web/` has an empty path segment"),
+        "{errs:#?}"
+    );
+    assert!(errs[4].contains("unknown format `eureka`"), "{errs:#?}");
+    assert!(errs[5].contains("needs `format: serverset`"), "{errs:#?}");
+}
+
+#[test]
+fn a_zookeeper_backend_needs_the_zookeeper_section() {
+    let errs = errors_of("backends:\n  web:\n    zookeeper: { path: /services/web }\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("no top-level `zookeeper:` section"),
+        "{errs:?}"
+    );
 }

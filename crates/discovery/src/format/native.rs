@@ -1,0 +1,49 @@
+//! zkgate's own format: JSON `{"address","weight","state","zone","tags"}`, or
+//! empty data with the address as the znode's name (so
+//! `zkCli.sh create -e /services/web/10.0.0.5:8080 ""` registers a server).
+//! Unknown fields are ignored so newer writers work with older readers.
+
+use serde::{Deserialize, Serialize};
+use zkgate_config::{AdminState, ServerAddress, ServerConfig};
+
+#[derive(Deserialize, Serialize)]
+struct Native {
+    address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weight: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<String>,
+}
+
+pub fn decode(name: &str, data: &[u8]) -> Result<ServerConfig, String> {
+    if data.iter().all(u8::is_ascii_whitespace) {
+        let address = ServerAddress::parse(name)
+            .map_err(|why| format!("empty data and the name is no address: {why}"))?;
+        return Ok(ServerConfig {
+            address,
+            weight: zkgate_config::defaults::WEIGHT,
+            state: AdminState::Ready,
+        });
+    }
+    let native: Native = super::json(data)?;
+    let state = match native.state.as_deref() {
+        None => AdminState::Ready,
+        Some(text) => AdminState::parse(text)
+            .ok_or_else(|| format!("unknown state `{text}` (ready, drain or maint)"))?,
+    };
+    Ok(ServerConfig {
+        address: ServerAddress::parse(&native.address)?,
+        weight: super::weight(native.weight)?,
+        state,
+    })
+}
+
+/// The JSON `zkgate server add|set` writes.
+pub fn encode(server: &ServerConfig) -> Vec<u8> {
+    let native = Native {
+        address: server.address.to_string(),
+        weight: Some(i64::from(server.weight)),
+        state: Some(server.state.as_str().to_owned()),
+    };
+    serde_json::to_vec(&native).unwrap_or_default()
+}

@@ -1,0 +1,53 @@
+//! Finagle/Aurora serversets: `member_<seq>` children holding
+//! `{"serviceEndpoint":{"host","port"},"additionalEndpoints":{NAME:{…}},"status":"ALIVE","shard":N}`.
+//! Only ALIVE members take traffic; other children are not members.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use zkgate_config::{AdminState, ServerConfig};
+
+use super::Decoded;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceInstance {
+    service_endpoint: Option<Endpoint>,
+    #[serde(default)]
+    additional_endpoints: HashMap<String, Endpoint>,
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Endpoint {
+    host: String,
+    port: i64,
+}
+
+pub fn decode(name: &str, data: &[u8], endpoint: Option<&str>) -> Result<Decoded, String> {
+    if !name.starts_with("member_") {
+        return Ok(Decoded::NotAMember);
+    }
+    let instance: ServiceInstance = super::json(data)?;
+    let chosen = match endpoint {
+        Some(wanted) => instance
+            .additional_endpoints
+            .get(wanted)
+            .ok_or_else(|| format!("no additional endpoint `{wanted}`"))?,
+        None => instance
+            .service_endpoint
+            .as_ref()
+            .ok_or("no serviceEndpoint")?,
+    };
+    let state = match instance.status.as_deref() {
+        Some("ALIVE") => AdminState::Ready,
+        // STARTING, STOPPING, STOPPED, DEAD, WARNING: Finagle sends them nothing.
+        Some(_) => AdminState::Maint,
+        None => return Err("no status".into()),
+    };
+    Ok(Decoded::Member(ServerConfig {
+        address: super::address(&chosen.host, chosen.port)?,
+        weight: zkgate_config::defaults::WEIGHT,
+        state,
+    }))
+}

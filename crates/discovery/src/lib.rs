@@ -1,0 +1,95 @@
+//! zkgate's ZooKeeper discovery. One session per process; for each backend
+//! with a `zookeeper:` block, a persistent recursive watch on its path. Every
+//! change is pushed to the control plane as an [`Update`]: a `Reset` with the
+//! whole member list after each (re)sync — never a diff on top of state that
+//! may have missed events across a reconnect — then `Upsert`/`Remove` per
+//! changed child.
+
+pub mod format;
+pub mod ops;
+mod session;
+mod watcher;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use zkgate_config::{DiscoveryConfig, ServerConfig, ZookeeperConfig};
+use zkgate_metrics::Metrics;
+
+pub use session::connect;
+
+/// One backend to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchSpec {
+    /// The backend's name.
+    pub backend: Arc<str>,
+    /// Its `zookeeper:` block.
+    pub config: DiscoveryConfig,
+}
+
+/// A child znode decoded: a server, or why its data was refused.
+pub type Decoded = Result<ServerConfig, String>;
+
+/// A change in one backend's membership.
+#[derive(Debug)]
+pub struct Update {
+    /// The backend.
+    pub backend: Arc<str>,
+    /// What changed.
+    pub change: Change,
+}
+
+/// What changed, by child znode name.
+#[derive(Debug)]
+pub enum Change {
+    /// The complete member list, after the first sync and every resync.
+    Reset(Vec<(String, Decoded)>),
+    /// A child was created or its data changed.
+    Upsert(String, Decoded),
+    /// A child was deleted (or is no longer a member).
+    Remove(String),
+}
+
+/// How long to wait before retrying a failed ZooKeeper read.
+const RETRY_DELAY: Duration = Duration::from_millis(250);
+
+/// The running discovery; stops when dropped.
+pub struct Discovery {
+    specs: watch::Sender<Vec<WatchSpec>>,
+    task: JoinHandle<()>,
+}
+
+impl Discovery {
+    /// Connects to `zookeeper` (retrying with backoff for as long as it
+    /// takes) and watches `specs`, sending updates on `updates`.
+    pub fn start(
+        zookeeper: ZookeeperConfig,
+        specs: Vec<WatchSpec>,
+        updates: mpsc::Sender<Update>,
+        metrics: Metrics,
+    ) -> Self {
+        let (specs_tx, specs_rx) = watch::channel(specs);
+        let task = tokio::spawn(session::run(zookeeper, specs_rx, updates, metrics));
+        Discovery {
+            specs: specs_tx,
+            task,
+        }
+    }
+
+    /// Replaces the set of watched backends (after a reload).
+    pub fn set_specs(&self, specs: Vec<WatchSpec>) {
+        self.specs.send_if_modified(|current| {
+            let changed = *current != specs;
+            *current = specs;
+            changed
+        });
+    }
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,156 @@
+//! The ZooKeeper session: connect with backoff, keep the backend watchers
+//! running while it lives, and start over with a new session when it expires.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+use zkgate_config::{DiscoveryConfig, ZookeeperConfig};
+use zkgate_metrics::Metrics;
+use zookeeper_client::{Client, SessionState};
+
+use crate::{watcher, Update, WatchSpec};
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Opens a session to `zookeeper` (auth and chroot applied).
+pub async fn connect(zookeeper: &ZookeeperConfig, timeout: Duration) -> Result<Client, String> {
+    let mut connector = Client::connector()
+        .with_session_timeout(zookeeper.session_timeout)
+        .with_connection_timeout(timeout);
+    if let Some(auth) = &zookeeper.auth {
+        let credentials = auth.credentials()?;
+        connector = connector.with_auth("digest", credentials.as_bytes());
+    }
+    let client = connector.connect(&zookeeper.connect).await.map_err(|err| {
+        format!(
+            "cannot connect to ZooKeeper at {}: {err}",
+            zookeeper.connect
+        )
+    })?;
+    match &zookeeper.chroot {
+        Some(chroot) => client
+            .chroot(chroot.as_str())
+            .map_err(|_| format!("invalid chroot {chroot}")),
+        None => Ok(client),
+    }
+}
+
+enum SessionEnd {
+    Expired,
+    Failed,
+    Shutdown,
+}
+
+/// Runs sessions one after another until the discovery is dropped.
+pub async fn run(
+    zookeeper: ZookeeperConfig,
+    mut specs: watch::Receiver<Vec<WatchSpec>>,
+    updates: mpsc::Sender<Update>,
+    metrics: Metrics,
+) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let connect_timeout = zookeeper
+            .session_timeout
+            .clamp(Duration::from_secs(1), Duration::from_secs(5));
+        let client = match connect(&zookeeper, connect_timeout).await {
+            Ok(client) => client,
+            Err(why) => {
+                warn!(retry_in_ms = backoff.as_millis() as u64, "{why}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = MIN_BACKOFF;
+        info!(session = %client.session_id(), timeout_ms = client.session_timeout().as_millis() as u64, "ZooKeeper session established");
+        metrics.zookeeper_connected.set(1);
+        let end = serve(&client, &mut specs, &updates, &metrics).await;
+        metrics.zookeeper_connected.set(0);
+        match end {
+            SessionEnd::Expired => {
+                metrics.zookeeper_session_expirations.inc();
+                warn!("ZooKeeper session expired: opening a new one; serving the last known members meanwhile");
+            }
+            SessionEnd::Failed => tokio::time::sleep(backoff).await,
+            SessionEnd::Shutdown => return,
+        }
+    }
+}
+
+/// Keeps one watcher per spec alive for the session's lifetime.
+async fn serve(
+    client: &Client,
+    specs: &mut watch::Receiver<Vec<WatchSpec>>,
+    updates: &mpsc::Sender<Update>,
+    metrics: &Metrics,
+) -> SessionEnd {
+    let mut watchers: HashMap<Arc<str>, (DiscoveryConfig, JoinHandle<()>)> = HashMap::new();
+    let current = specs.borrow_and_update().clone();
+    reconcile(&mut watchers, &current, client, updates, metrics);
+    let mut state = client.state_watcher();
+    let end = loop {
+        tokio::select! {
+            changed = state.changed() => match changed {
+                SessionState::Disconnected => {
+                    metrics.zookeeper_connected.set(0);
+                    warn!("ZooKeeper connection lost; reconnecting, serving the last known members meanwhile");
+                }
+                SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                    metrics.zookeeper_connected.set(1);
+                    info!("ZooKeeper connection re-established");
+                }
+                SessionState::Expired => break SessionEnd::Expired,
+                other => {
+                    error!(state = ?other, "ZooKeeper session ended");
+                    break SessionEnd::Failed;
+                }
+            },
+            changed = specs.changed() => {
+                if changed.is_err() {
+                    break SessionEnd::Shutdown;
+                }
+                let current = specs.borrow_and_update().clone();
+                reconcile(&mut watchers, &current, client, updates, metrics);
+            }
+        }
+    };
+    for (_, (_, task)) in watchers {
+        task.abort();
+    }
+    end
+}
+
+fn reconcile(
+    watchers: &mut HashMap<Arc<str>, (DiscoveryConfig, JoinHandle<()>)>,
+    specs: &[WatchSpec],
+    client: &Client,
+    updates: &mpsc::Sender<Update>,
+    metrics: &Metrics,
+) {
+    watchers.retain(|backend, (config, task)| {
+        let keep = specs
+            .iter()
+            .any(|s| &s.backend == backend && &s.config == config);
+        if !keep {
+            task.abort();
+        }
+        keep
+    });
+    for spec in specs {
+        if !watchers.contains_key(&spec.backend) {
+            let task = tokio::spawn(watcher::watch_backend(
+                client.clone(),
+                spec.clone(),
+                updates.clone(),
+                metrics.clone(),
+            ));
+            watchers.insert(Arc::clone(&spec.backend), (spec.config.clone(), task));
+        }
+    }
+}

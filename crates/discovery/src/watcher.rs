@@ -1,0 +1,204 @@
+//! One backend's watcher: a persistent recursive watch on its path, a full
+//! read after every (re)connect, and one read per changed child.
+
+use std::collections::HashMap;
+
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+use zkgate_metrics::Metrics;
+use zookeeper_client::{AddWatchMode, Client, Error, EventType, MultiReadResult, SessionState};
+
+use crate::format::{self, Decoded as Child};
+use crate::{Change, Decoded, Update, WatchSpec, RETRY_DELAY};
+
+/// Children read per multi-read request, well under ZooKeeper's 1 MiB packet limit.
+const READ_BATCH: usize = 256;
+
+/// Errors after which this session can do nothing more.
+fn session_over(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::SessionExpired | Error::ClientClosed | Error::AuthFailed | Error::SessionMoved
+    )
+}
+
+struct Watcher {
+    client: Client,
+    spec: WatchSpec,
+    updates: mpsc::Sender<Update>,
+    /// Invalid children already logged, with the version logged, so each bad
+    /// version is logged once however often it is re-read.
+    logged: HashMap<String, i64>,
+}
+
+/// Runs until the session ends or the task is aborted.
+pub async fn watch_backend(
+    client: Client,
+    spec: WatchSpec,
+    updates: mpsc::Sender<Update>,
+    metrics: Metrics,
+) {
+    let path = spec.config.path.clone();
+    let mut this = Watcher {
+        client,
+        spec,
+        updates,
+        logged: HashMap::new(),
+    };
+    // Watch first, read second: a change between the two shows up as an event.
+    let mut events = loop {
+        match this
+            .client
+            .watch(&path, AddWatchMode::PersistentRecursive)
+            .await
+        {
+            Ok(events) => break events,
+            Err(err) if session_over(&err) => return,
+            Err(err) => {
+                warn!(backend = %this.spec.backend, %path, error = %err, "cannot watch; retrying");
+                tokio::time::sleep(RETRY_DELAY).await;
+            }
+        }
+    };
+    'sync: loop {
+        match this.read_all().await {
+            Ok(members) => {
+                debug!(backend = %this.spec.backend, members = members.len(), "synced from ZooKeeper");
+                if !this.send(Change::Reset(members)).await {
+                    return;
+                }
+            }
+            Err(err) if session_over(&err) => return,
+            Err(err) => {
+                warn!(backend = %this.spec.backend, %path, error = %err, "cannot read members; retrying");
+                tokio::time::sleep(RETRY_DELAY).await;
+                continue 'sync;
+            }
+        }
+        loop {
+            let event = events.changed().await;
+            metrics.zookeeper_watch_events.inc();
+            if event.event_type == EventType::Session {
+                match event.session_state {
+                    // Events may have been lost while disconnected: read everything again.
+                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => continue 'sync,
+                    state if state.is_terminated() => return,
+                    _ => continue,
+                }
+            }
+            let Some(child) = direct_child(&path, &event.path) else {
+                if event.path == path {
+                    // The backend's own znode appeared or vanished.
+                    continue 'sync;
+                }
+                continue;
+            };
+            let change = match event.event_type {
+                EventType::NodeDeleted => Change::Remove(child.to_owned()),
+                _ => match this.client.get_data(&event.path).await {
+                    Ok((data, stat)) => this.change_for(child, &data, stat.mzxid),
+                    Err(Error::NoNode) => Change::Remove(child.to_owned()),
+                    Err(err) if session_over(&err) => return,
+                    Err(_) => continue 'sync,
+                },
+            };
+            if !this.send(change).await {
+                return;
+            }
+        }
+    }
+}
+
+/// `path/child` → `child`; deeper descendants and other paths → `None`.
+fn direct_child<'a>(path: &str, event_path: &'a str) -> Option<&'a str> {
+    let child = event_path.strip_prefix(path)?.strip_prefix('/')?;
+    (!child.is_empty() && !child.contains('/')).then_some(child)
+}
+
+impl Watcher {
+    async fn send(&self, change: Change) -> bool {
+        let update = Update {
+            backend: self.spec.backend.clone(),
+            change,
+        };
+        self.updates.send(update).await.is_ok()
+    }
+
+    fn decode(&mut self, child: &str, data: &[u8], version: i64) -> Option<Decoded> {
+        let config = &self.spec.config;
+        match format::decode(config.format, config.endpoint.as_deref(), child, data) {
+            Ok(Child::Member(member)) => {
+                self.logged.remove(child);
+                Some(Ok(member))
+            }
+            Ok(Child::NotAMember) => None,
+            Err(why) => {
+                if self.logged.get(child) != Some(&version) {
+                    warn!(
+                        backend = %self.spec.backend,
+                        znode = %format!("{}/{child}", config.path),
+                        format = config.format.as_str(),
+                        "skipping member: {why}"
+                    );
+                    self.logged.insert(child.to_owned(), version);
+                }
+                Some(Err(why))
+            }
+        }
+    }
+
+    fn change_for(&mut self, child: &str, data: &[u8], version: i64) -> Change {
+        match self.decode(child, data, version) {
+            Some(decoded) => Change::Upsert(child.to_owned(), decoded),
+            None => Change::Remove(child.to_owned()),
+        }
+    }
+
+    /// Lists and reads every child. A missing path is an empty backend.
+    async fn read_all(&mut self) -> Result<Vec<(String, Decoded)>, Error> {
+        let path = self.spec.config.path.clone();
+        let children = match self.client.list_children(&path).await {
+            Ok(children) => children,
+            Err(Error::NoNode) => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let mut members = Vec::with_capacity(children.len());
+        for batch in children.chunks(READ_BATCH) {
+            let mut reader = self.client.new_multi_reader();
+            for child in batch {
+                reader.add_get_data(&format!("{path}/{child}"))?;
+            }
+            let results = reader.commit().await?;
+            for (child, result) in batch.iter().zip(results) {
+                match result {
+                    MultiReadResult::Data { data, stat } => {
+                        if let Some(decoded) = self.decode(child, &data, stat.mzxid) {
+                            members.push((child.clone(), decoded));
+                        }
+                    }
+                    // Deleted since the listing: its event follows.
+                    MultiReadResult::Error { err: Error::NoNode } => {}
+                    MultiReadResult::Error { err } => return Err(err),
+                    _ => {}
+                }
+            }
+        }
+        Ok(members)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::direct_child;
+
+    #[test]
+    fn only_direct_children_of_the_backend_path_count() {
+        assert_eq!(
+            direct_child("/services/web", "/services/web/10.0.0.1:80"),
+            Some("10.0.0.1:80")
+        );
+        assert_eq!(direct_child("/services/web", "/services/web/a/b"), None);
+        assert_eq!(direct_child("/services/web", "/services/webx/a"), None);
+        assert_eq!(direct_child("/services/web", "/services/web"), None);
+    }
+}
