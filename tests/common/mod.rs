@@ -20,3 +20,106 @@ pub fn dead_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
+
+/// A ZooKeeper client for the test's own writes.
+pub async fn zk_client(zk: &zkgate_testkit::ZooKeeper) -> zookeeper_client::Client {
+    zookeeper_client::Client::connect(&zk.connect_string())
+        .await
+        .expect("connect to ZooKeeper")
+}
+
+/// Creates `path` and its parents (persistent, open ACL) if missing.
+pub async fn mkdir(client: &zookeeper_client::Client, path: &str) {
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    match client.mkdir(path, &options).await {
+        Ok(()) | Err(zookeeper_client::Error::NodeExists) => {}
+        Err(err) => panic!("mkdir {path}: {err}"),
+    }
+}
+
+/// Creates a persistent znode `path` with `data` (parents must exist).
+pub async fn create(client: &zookeeper_client::Client, path: &str, data: &[u8]) {
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    client
+        .create(path, data, &options)
+        .await
+        .unwrap_or_else(|err| panic!("create {path}: {err}"));
+}
+
+/// Registers a server in zkgate's native format under `path`.
+pub async fn register(
+    client: &zookeeper_client::Client,
+    path: &str,
+    addr: SocketAddr,
+    weight: u32,
+    state: &str,
+) {
+    mkdir(client, path).await;
+    let data = format!(r#"{{"address":"{addr}","weight":{weight},"state":"{state}"}}"#);
+    create(client, &format!("{path}/{addr}"), data.as_bytes()).await;
+}
+
+/// Rewrites a native member's weight and state.
+pub async fn set_member(
+    client: &zookeeper_client::Client,
+    path: &str,
+    addr: SocketAddr,
+    weight: u32,
+    state: &str,
+) {
+    let data = format!(r#"{{"address":"{addr}","weight":{weight},"state":"{state}"}}"#);
+    client
+        .set_data(&format!("{path}/{addr}"), data.as_bytes(), None)
+        .await
+        .unwrap_or_else(|err| panic!("set {path}/{addr}: {err}"));
+}
+
+/// Deletes a native member.
+pub async fn unregister(client: &zookeeper_client::Client, path: &str, addr: SocketAddr) {
+    client
+        .delete(&format!("{path}/{addr}"), None)
+        .await
+        .unwrap_or_else(|err| panic!("delete {path}/{addr}: {err}"));
+}
+
+/// Sends `n` requests and counts answers by body (the server's name).
+pub async fn spread(
+    addr: SocketAddr,
+    path: &str,
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let reply = zkgate_testkit::http_get(addr, path)
+            .await
+            .expect("request through zkgate");
+        let key = if reply.status == 200 {
+            reply.text()
+        } else {
+            reply.status.as_str().to_owned()
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Polls until `n` requests are answered exactly as `expected` (name → count).
+pub async fn wait_for_spread(addr: SocketAddr, path: &str, expected: &[(&str, usize)]) {
+    let want: std::collections::BTreeMap<String, usize> = expected
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), *v))
+        .collect();
+    let n = want.values().sum();
+    let mut last = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        last = spread(addr, path, n).await;
+        if last == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("traffic never became {want:?}; last seen {last:?}");
+}

@@ -1,9 +1,10 @@
-//! The control plane: the single owner of change. It receives every input
-//! (for now: the configuration file and signals), builds the next
-//! [`RoutingTable`] off the data path, publishes it with one `ArcSwap`
+//! The control plane: the single owner of change. It receives every input —
+//! the configuration file (SIGHUP), ZooKeeper membership updates — builds the
+//! next [`RoutingTable`] off the data path, publishes it with one `ArcSwap`
 //! store, and binds or unbinds listeners to match.
 
 mod listeners;
+mod members;
 mod resolve;
 
 use std::net::SocketAddr;
@@ -14,16 +15,23 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use prometheus::Registry;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info, warn};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
 use zkgate_admin::{Admin, Readiness};
 use zkgate_config::Config;
+use zkgate_discovery::{Discovery, Update, WatchSpec};
 use zkgate_proxy::Proxy;
-use zkgate_routing::{Metrics, RoutingTable, TableBuilder};
+use zkgate_routing::{Discovered, Metrics, RoutingTable, TableBuilder};
 
 use listeners::Listeners;
+use members::Members;
+use resolve::Resolver;
 
 /// How long SIGTERM waits for in-flight requests before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Discovery updates buffered between the watchers and the control plane.
+const UPDATE_QUEUE: usize = 4096;
 
 /// Why zkgate could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,10 +62,17 @@ pub struct ControlPlane {
     table: Arc<ArcSwap<RoutingTable>>,
     proxy: Proxy,
     listeners: Listeners,
+    readiness: Arc<Readiness>,
+    resolver: Resolver,
+    members: Members,
+    discovery: Option<Discovery>,
+    updates_tx: mpsc::Sender<Update>,
+    updates: mpsc::Receiver<Update>,
 }
 
 impl ControlPlane {
-    /// Binds the admin listener and every frontend, and publishes the first table.
+    /// Binds the admin listener and every frontend, starts ZooKeeper
+    /// discovery, and publishes the first table (static servers serve at once).
     pub async fn start(config_path: PathBuf, config: Config) -> Result<Self, StartError> {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry)?;
@@ -79,6 +94,7 @@ impl ControlPlane {
 
         let table = Arc::new(ArcSwap::from_pointee(RoutingTable::empty()));
         let proxy = Proxy::new(Arc::clone(&table));
+        let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
         let mut plane = ControlPlane {
             config_path,
             config: config.clone(),
@@ -87,6 +103,12 @@ impl ControlPlane {
             table,
             proxy,
             listeners: Listeners::default(),
+            readiness,
+            resolver: Resolver::default(),
+            members: Members::new(),
+            discovery: None,
+            updates_tx,
+            updates,
         };
         let next = plane.build(&config).await;
         let bound = plane
@@ -95,11 +117,12 @@ impl ControlPlane {
             .map_err(|(address, source)| StartError::Bind { address, source })?;
         plane.publish(next);
         plane.listeners.commit(bound, &plane.proxy);
-        readiness.set(Vec::new());
+        plane.follow_zookeeper(None);
+        plane.update_readiness();
         Ok(plane)
     }
 
-    /// Handles signals until SIGTERM or SIGINT, then drains and returns.
+    /// Handles signals and discovery updates until SIGTERM or SIGINT, then drains and returns.
     pub async fn run(mut self) -> Result<(), StartError> {
         let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
@@ -107,6 +130,7 @@ impl ControlPlane {
         loop {
             tokio::select! {
                 _ = hangup.recv() => self.reload().await,
+                Some(update) = self.updates.recv() => self.membership_changed(update).await,
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
             }
@@ -115,6 +139,7 @@ impl ControlPlane {
             connections = self.proxy.connections.count(),
             "shutting down: no longer accepting"
         );
+        self.discovery = None;
         self.listeners.stop_all();
         let left = self.proxy.connections.drain(SHUTDOWN_GRACE).await;
         if left > 0 {
@@ -124,6 +149,26 @@ impl ControlPlane {
             );
         }
         Ok(())
+    }
+
+    /// Applies an update and every other one already queued, then builds
+    /// once: a burst of a thousand changes costs a few builds, a single
+    /// change no added delay.
+    async fn membership_changed(&mut self, first: Update) {
+        let mut applied = 0usize;
+        let mut next = Some(first);
+        while let Some(update) = next {
+            if let Some(members) = self.members.get_mut(&*update.backend) {
+                members.apply(update.change);
+                applied += 1;
+            }
+            next = self.updates.try_recv().ok();
+        }
+        debug!(updates = applied, "applying ZooKeeper changes");
+        let config = self.config.clone();
+        let table = self.build(&config).await;
+        self.publish(table);
+        self.update_readiness();
     }
 
     /// Re-reads the configuration file; an invalid one leaves everything as it was.
@@ -148,16 +193,110 @@ impl ControlPlane {
                 return;
             }
         };
+        let previous = std::mem::replace(&mut self.config, config.clone());
+        self.resolver.forget();
+        self.follow_zookeeper(Some(&previous));
         let next = self.build(&config).await;
         self.publish(next);
         self.listeners.commit(bound, &self.proxy);
-        self.config = config;
+        self.update_readiness();
         self.metrics.count_reload("ok");
+        info!(
+            generation = self.table.load().generation,
+            "configuration reloaded"
+        );
+    }
+
+    /// Starts, changes or stops discovery to match `self.config`.
+    fn follow_zookeeper(&mut self, previous: Option<&Config>) {
+        let specs: Vec<WatchSpec> = self
+            .config
+            .backends
+            .iter()
+            .filter_map(|b| {
+                Some(WatchSpec {
+                    backend: b.name.as_str().into(),
+                    config: b.discovery.clone()?,
+                })
+            })
+            .collect();
+        // Forget members of backends no longer watched, or watched differently.
+        let old_watch = |name: &str| {
+            previous
+                .and_then(|c| c.backend(name))
+                .and_then(|b| b.discovery.clone())
+        };
+        self.members.retain(|name, _| {
+            specs
+                .iter()
+                .any(|s| &*s.backend == name && old_watch(name).as_ref() == Some(&s.config))
+        });
+        for spec in &specs {
+            self.members.entry(spec.backend.to_string()).or_default();
+        }
+        for gone in previous.into_iter().flat_map(|c| &c.backends) {
+            if !self.members.contains_key(&gone.name) {
+                for family in [
+                    &self.metrics.discovery_members,
+                    &self.metrics.discovery_invalid_members,
+                    &self.metrics.discovery_keeping_last,
+                ] {
+                    family.remove_label_values(&[&gone.name]).ok();
+                }
+            }
+        }
+
+        let same_ensemble = previous.is_some_and(|c| c.zookeeper == self.config.zookeeper);
+        match (&self.config.zookeeper, &self.discovery) {
+            (Some(_), Some(discovery)) if same_ensemble => discovery.set_specs(specs),
+            (Some(zookeeper), _) => {
+                info!(connect = %zookeeper.connect, backends = specs.len(), "following ZooKeeper");
+                self.discovery = Some(Discovery::start(
+                    zookeeper.clone(),
+                    specs,
+                    self.updates_tx.clone(),
+                    self.metrics.clone(),
+                ));
+            }
+            (None, _) => {
+                self.discovery = None;
+                self.metrics.zookeeper_connected.set(0);
+            }
+        }
     }
 
     async fn build(&mut self, config: &Config) -> RoutingTable {
-        let resolved = resolve::resolve_servers(config).await;
-        self.builder.build(config, &resolved)
+        let mut discovered = Discovered::new();
+        for backend in &config.backends {
+            let (Some(discovery), Some(members)) =
+                (&backend.discovery, self.members.get_mut(&backend.name))
+            else {
+                continue;
+            };
+            let in_service = members.in_service(&backend.name, discovery.on_empty);
+            let labels = &[backend.name.as_str()];
+            self.metrics
+                .discovery_members
+                .with_label_values(labels)
+                .set(in_service.len() as i64);
+            self.metrics
+                .discovery_invalid_members
+                .with_label_values(labels)
+                .set(members.invalid() as i64);
+            self.metrics
+                .discovery_keeping_last
+                .with_label_values(labels)
+                .set(i64::from(members.keeping_last()));
+            discovered.insert(backend.name.clone(), in_service);
+        }
+        let addresses = config
+            .backends
+            .iter()
+            .flat_map(|b| &b.servers)
+            .chain(discovered.values().flatten())
+            .map(|s| &s.address);
+        let resolved = self.resolver.resolve(addresses).await;
+        self.builder.build(config, &discovered, &resolved)
     }
 
     fn publish(&self, table: RoutingTable) {
@@ -166,15 +305,27 @@ impl ControlPlane {
         self.table.store(Arc::new(table));
         self.metrics.table_generation.set(generation as i64);
         self.metrics.table_swaps.inc();
-        info!(
+        debug!(
             generation,
             swap_us = started.elapsed().as_micros() as u64,
             "routing table published"
         );
     }
 
-    /// The addresses being listened on (bound ports included when the
-    /// configuration asked for port 0).
+    /// Ready once listeners are bound and every ZooKeeper-backed backend has
+    /// synced at least once.
+    fn update_readiness(&self) {
+        let mut unsynced: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| !m.synced)
+            .map(|(name, _)| format!("backend {name} has not synced from ZooKeeper yet"))
+            .collect();
+        unsynced.sort();
+        self.readiness.set(unsynced);
+    }
+
+    /// The addresses being listened on.
     pub fn listening(&self) -> Vec<SocketAddr> {
         self.listeners.addresses()
     }

@@ -1,34 +1,56 @@
 //! Host names of servers are resolved here, in the control plane, never on
-//! the request path.
+//! the request path. Answers are cached until the next reload, so a burst of
+//! ZooKeeper updates costs no DNS traffic.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 
 use tracing::warn;
-use zkgate_config::Config;
+use zkgate_config::ServerAddress;
 use zkgate_routing::Resolved;
 
-/// Resolves every server address of `config`; names that fail are left out
-/// (the table builder then skips those servers and logs it).
-pub async fn resolve_servers(config: &Config) -> Resolved {
-    let mut resolved = Resolved::new();
-    for server in config.backends.iter().flat_map(|b| &b.servers) {
-        if resolved.contains_key(&server.address) {
-            continue;
-        }
-        let address = &server.address;
-        if let Ok(ip) = address.host.parse::<IpAddr>() {
-            resolved.insert(address.clone(), (ip, address.port).into());
-            continue;
-        }
-        match tokio::net::lookup_host((address.host.as_str(), address.port)).await {
-            Ok(mut found) => match found.next() {
-                Some(socket) => {
-                    resolved.insert(address.clone(), socket);
-                }
-                None => warn!(server = %address, "host name has no address"),
-            },
-            Err(err) => warn!(server = %address, error = %err, "cannot resolve host name"),
-        }
+/// Resolves server addresses, remembering host names it has looked up.
+#[derive(Default)]
+pub struct Resolver {
+    names: HashMap<ServerAddress, Option<SocketAddr>>,
+}
+
+impl Resolver {
+    /// Forgets cached names, so the next build looks them up again.
+    pub fn forget(&mut self) {
+        self.names.clear();
     }
-    resolved
+
+    /// Resolves `addresses`; names that fail are left out (the table builder
+    /// then skips those servers and logs it).
+    pub async fn resolve<'a>(
+        &mut self,
+        addresses: impl Iterator<Item = &'a ServerAddress>,
+    ) -> Resolved {
+        let mut resolved = Resolved::new();
+        for address in addresses {
+            if resolved.contains_key(address) {
+                continue;
+            }
+            if let Ok(ip) = address.host.parse::<IpAddr>() {
+                resolved.insert(address.clone(), (ip, address.port).into());
+                continue;
+            }
+            if !self.names.contains_key(address) {
+                let found =
+                    match tokio::net::lookup_host((address.host.as_str(), address.port)).await {
+                        Ok(mut found) => found.next(),
+                        Err(err) => {
+                            warn!(server = %address, error = %err, "cannot resolve host name");
+                            None
+                        }
+                    };
+                self.names.insert(address.clone(), found);
+            }
+            if let Some(Some(socket)) = self.names.get(address) {
+                resolved.insert(address.clone(), *socket);
+            }
+        }
+        resolved
+    }
 }

@@ -59,6 +59,9 @@ pub mod names {
     pub const DISCOVERY_MEMBERS: &str = "zkgate_discovery_members";
     /// `zkgate_discovery_invalid_members{backend}`
     pub const DISCOVERY_INVALID_MEMBERS: &str = "zkgate_discovery_invalid_members";
+    /// `zkgate_discovery_keeping_last{backend}`: 1 while ZooKeeper reports no
+    /// members and `on_empty: keep_last` keeps the last set in service.
+    pub const DISCOVERY_KEEPING_LAST: &str = "zkgate_discovery_keeping_last";
 }
 
 /// Response classes used as the `code` label: index = status / 100 - 1.
@@ -115,6 +118,8 @@ pub struct Metrics {
     pub discovery_members: IntGaugeVec,
     /// Members skipped because their data does not parse.
     pub discovery_invalid_members: IntGaugeVec,
+    /// 1 while the last non-empty member set is kept for an empty backend.
+    pub discovery_keeping_last: IntGaugeVec,
 }
 
 fn counter_vec(
@@ -193,6 +198,12 @@ impl Metrics {
             zookeeper_connected,
             zookeeper_session_expirations,
             zookeeper_watch_events,
+            discovery_keeping_last: gauge_vec(
+                registry,
+                DISCOVERY_KEEPING_LAST,
+                "1 while ZooKeeper reports no members and the last set is kept (on_empty: keep_last)",
+                be,
+            )?,
             discovery_members: gauge_vec(
                 registry,
                 DISCOVERY_MEMBERS,

@@ -6,16 +6,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::warn;
-use zkgate_config::{AdminState, BackendConfig, Config, FrontendConfig, ServerAddress};
+use tracing::{debug, warn};
+use zkgate_config::{
+    AdminState, BackendConfig, Config, FrontendConfig, ServerAddress, ServerConfig,
+};
 
 use crate::balance::RoundRobin;
 use crate::server::{RegistryGeneration, ServerRegistry};
-use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable, Server};
+use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable, Server, ServerSource};
 use zkgate_metrics::{BackendMetrics, FrontendMetrics, Metrics};
 
 /// Host names already resolved by the control plane.
 pub type Resolved = HashMap<ServerAddress, SocketAddr>;
+
+/// Servers found in ZooKeeper, by backend name, as the control plane decided
+/// to use them (after `on_empty`).
+pub type Discovered = HashMap<String, Vec<ServerConfig>>;
 
 /// Builds successive routing tables; owned by the control plane.
 pub struct TableBuilder {
@@ -46,7 +52,12 @@ impl TableBuilder {
 
     /// Builds the next table. Servers whose host name is missing from
     /// `resolved` are left out (and logged); the rest of the backend still serves.
-    pub fn build(&mut self, config: &Config, resolved: &Resolved) -> RoutingTable {
+    pub fn build(
+        &mut self,
+        config: &Config,
+        discovered: &Discovered,
+        resolved: &Resolved,
+    ) -> RoutingTable {
         let started = Instant::now();
         self.generation += 1;
         let generation = self.generation;
@@ -55,8 +66,10 @@ impl TableBuilder {
             .backends
             .iter()
             .map(|b| {
+                let found = discovered.get(&b.name).map_or(&[][..], Vec::as_slice);
                 Arc::new(build_backend(
                     b,
+                    found,
                     resolved,
                     &mut servers,
                     &self.metrics,
@@ -98,26 +111,34 @@ impl TableBuilder {
 
 fn build_backend(
     config: &BackendConfig,
+    discovered: &[ServerConfig],
     resolved: &Resolved,
     registry: &mut RegistryGeneration<'_>,
     metrics: &Metrics,
     generation: u64,
 ) -> Backend {
     let name: Arc<str> = config.name.as_str().into();
-    let mut servers: Vec<Server> = Vec::with_capacity(config.servers.len());
-    for server in &config.servers {
+    let mut servers: Vec<Server> = Vec::with_capacity(config.servers.len() + discovered.len());
+    let listed = config
+        .servers
+        .iter()
+        .map(|s| (s, ServerSource::Static))
+        .chain(discovered.iter().map(|s| (s, ServerSource::ZooKeeper)));
+    for (server, source) in listed {
         let Some(&address) = resolved.get(&server.address) else {
             warn!(backend = %name, server = %server.address, "server left out: its host name did not resolve");
             continue;
         };
         if servers.iter().any(|s| s.address() == address) {
-            warn!(backend = %name, server = %server.address, %address, "server left out: another entry resolves to the same address");
+            // The first entry wins: a static server over a discovered one.
+            debug!(backend = %name, server = %server.address, %address, "server left out: another entry has the same address");
             continue;
         }
         servers.push(Server {
             state: registry.claim(&name, address),
             weight: server.weight,
             admin: server.state,
+            source,
         });
     }
 

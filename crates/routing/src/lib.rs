@@ -8,9 +8,9 @@ mod server;
 mod table;
 
 pub use balance::RoundRobin;
-pub use build::{Resolved, TableBuilder};
+pub use build::{Discovered, Resolved, TableBuilder};
 pub use server::{ActiveRequest, ServerState};
-pub use table::{Backend, Frontend, FrontendId, RoutingTable, Server};
+pub use table::{Backend, Frontend, FrontendId, RoutingTable, Server, ServerSource};
 pub use zkgate_metrics::Metrics;
 
 #[cfg(test)]

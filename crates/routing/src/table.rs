@@ -144,6 +144,15 @@ impl Frontend {
     }
 }
 
+/// Where a server came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerSource {
+    /// The configuration's `servers:` list.
+    Static,
+    /// A child znode of the backend's ZooKeeper path.
+    ZooKeeper,
+}
+
 /// One server as this table sees it.
 pub struct Server {
     /// Live state shared across tables.
@@ -152,6 +161,8 @@ pub struct Server {
     pub weight: u32,
     /// ready / drain / maint.
     pub admin: AdminState,
+    /// Configuration or ZooKeeper.
+    pub source: ServerSource,
 }
 
 impl Server {

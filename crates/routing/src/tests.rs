@@ -4,7 +4,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use prometheus::Registry;
 
-use crate::{Metrics, Resolved, TableBuilder};
+use crate::{Discovered, Metrics, Resolved, ServerSource, TableBuilder};
 
 const CONFIG: &str = r#"
 frontends:
@@ -62,7 +62,7 @@ fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
 fn routes_match_first_by_host_path_and_headers_else_default() {
     let config = zkgate_config::parse(CONFIG, "t").unwrap();
     let (mut builder, _) = builder();
-    let table = builder.build(&config, &resolved(&config));
+    let table = builder.build(&config, &Discovered::new(), &resolved(&config));
     let web = table.frontends().next().unwrap();
     let backend = |host, path, h: &HeaderMap| {
         web.select_backend(host, path, h)
@@ -92,7 +92,7 @@ fn routes_match_first_by_host_path_and_headers_else_default() {
 fn only_ready_servers_are_picked_in_weight_ratio() {
     let config = zkgate_config::parse(CONFIG, "t").unwrap();
     let (mut builder, _) = builder();
-    let table = builder.build(&config, &resolved(&config));
+    let table = builder.build(&config, &Discovered::new(), &resolved(&config));
     let web = table.backend("web").unwrap();
     let mut counts = std::collections::HashMap::new();
     for _ in 0..300 {
@@ -109,7 +109,7 @@ fn only_ready_servers_are_picked_in_weight_ratio() {
 fn retries_pick_a_server_not_tried_yet() {
     let config = zkgate_config::parse(CONFIG, "t").unwrap();
     let (mut builder, _) = builder();
-    let table = builder.build(&config, &resolved(&config));
+    let table = builder.build(&config, &Discovered::new(), &resolved(&config));
     let web = table.backend("web").unwrap();
     let first = web.pick().unwrap().address();
     let second = web.pick_untried(&[first]).unwrap().address();
@@ -121,14 +121,14 @@ fn retries_pick_a_server_not_tried_yet() {
 fn server_state_survives_a_rebuild_and_removed_servers_lose_their_series() {
     let config = zkgate_config::parse(CONFIG, "t").unwrap();
     let (mut builder, registry) = builder();
-    let first = builder.build(&config, &resolved(&config));
+    let first = builder.build(&config, &Discovered::new(), &resolved(&config));
     let in_flight = first.backend("api").unwrap().servers[0]
         .state
         .start_request();
 
     let changed = CONFIG.replace("127.0.0.1:9002", "127.0.0.1:9009");
     let config = zkgate_config::parse(&changed, "t").unwrap();
-    let second = builder.build(&config, &resolved(&config));
+    let second = builder.build(&config, &Discovered::new(), &resolved(&config));
     assert_eq!(second.generation, first.generation + 1);
     let api = &second.backend("api").unwrap().servers[0].state;
     assert!(Arc::ptr_eq(api, in_flight.server()));
@@ -155,9 +155,43 @@ fn frontend_ids_are_stable_across_tables() {
     let config = zkgate_config::parse(CONFIG, "t").unwrap();
     let (mut builder, _) = builder();
     let id = builder.frontend_id("other");
-    let table = builder.build(&config, &resolved(&config));
+    let table = builder.build(&config, &Discovered::new(), &resolved(&config));
     let web = table.frontends().next().unwrap().id;
     assert_ne!(web, id);
     assert_eq!(builder.frontend_id("web"), web);
     assert!(table.frontend(id).is_none());
+}
+
+#[test]
+fn discovered_servers_join_static_ones_and_a_static_address_wins() {
+    let config = zkgate_config::parse(CONFIG, "t").unwrap();
+    let (mut builder, _) = builder();
+    let member = |address: &str, weight| zkgate_config::ServerConfig {
+        address: zkgate_config::ServerAddress::parse(address).unwrap(),
+        weight,
+        state: zkgate_config::AdminState::Ready,
+    };
+    let discovered: Discovered = [(
+        "api".to_owned(),
+        vec![member("127.0.0.1:9102", 3), member("127.0.0.1:9101", 9)],
+    )]
+    .into();
+    let mut resolved = resolved(&config);
+    for m in &discovered["api"] {
+        resolved.insert(m.address.clone(), m.address.to_string().parse().unwrap());
+    }
+    let table = builder.build(&config, &discovered, &resolved);
+    let api = table.backend("api").unwrap();
+    let servers: Vec<(u16, u32, ServerSource)> = api
+        .servers
+        .iter()
+        .map(|s| (s.address().port(), s.weight, s.source))
+        .collect();
+    assert_eq!(
+        servers,
+        [
+            (9101, 1, ServerSource::Static),
+            (9102, 3, ServerSource::ZooKeeper)
+        ]
+    );
 }

@@ -24,6 +24,16 @@ impl Zkgate {
     /// Starts `binary` with `config` (YAML without an `admin:` section: one on
     /// a free port is added) and waits until `/ready` answers 200.
     pub async fn start(binary: &str, config: &str) -> Self {
+        Self::start_until(binary, config, "/ready").await
+    }
+
+    /// Like [`Zkgate::start`], but only waits for `/healthz` (the process is
+    /// up; it may not be ready).
+    pub async fn start_alive(binary: &str, config: &str) -> Self {
+        Self::start_until(binary, config, "/healthz").await
+    }
+
+    async fn start_until(binary: &str, config: &str, probe: &str) -> Self {
         let admin = free_addr();
         let dir = tempfile::Builder::new()
             .prefix("zkgate-run-")
@@ -47,7 +57,7 @@ impl Zkgate {
             .spawn()
             .expect("start zkgate");
         zkgate.process = Some(child);
-        zkgate.wait_ready().await;
+        zkgate.wait_for(probe).await;
         zkgate
     }
 
@@ -70,11 +80,11 @@ impl Zkgate {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_for(&mut self, probe: &str) {
         let admin = self.admin;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(reply) = http_get(admin, "/ready").await {
+            if let Ok(reply) = http_get(admin, probe).await {
                 if reply.status == 200 {
                     return;
                 }
@@ -124,7 +134,7 @@ impl Zkgate {
 
     fn reload_outcomes(&self) -> usize {
         let log = self.log();
-        log.matches("reload refused").count() + log.matches("routing table published").count()
+        log.matches("reload refused").count() + log.matches("configuration reloaded").count()
     }
 
     /// The `/metrics` text.

@@ -1,0 +1,168 @@
+//! What ZooKeeper says each backend's members are, as the control plane
+//! keeps it between updates, and the set it decides to put in service.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use tracing::{info, warn};
+use zkgate_config::{OnEmpty, ServerConfig};
+use zkgate_discovery::Change;
+
+/// The membership of one ZooKeeper-backed backend.
+#[derive(Debug, Default)]
+pub struct BackendMembers {
+    members: BTreeMap<String, ServerConfig>,
+    invalid: BTreeSet<String>,
+    /// A full listing has been received at least once.
+    pub synced: bool,
+    last_non_empty: Vec<ServerConfig>,
+    keeping_last: bool,
+}
+
+impl BackendMembers {
+    /// Applies one change from the backend's watcher.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Reset(listing) => {
+                self.members.clear();
+                self.invalid.clear();
+                for (name, decoded) in listing {
+                    self.put(name, decoded);
+                }
+                self.synced = true;
+            }
+            Change::Upsert(name, decoded) => self.put(name, decoded),
+            Change::Remove(name) => {
+                self.members.remove(&name);
+                self.invalid.remove(&name);
+            }
+        }
+    }
+
+    fn put(&mut self, name: String, decoded: Result<ServerConfig, String>) {
+        match decoded {
+            Ok(member) => {
+                self.invalid.remove(&name);
+                self.members.insert(name, member);
+            }
+            // A member whose data no longer parses is skipped, not kept stale.
+            Err(_) => {
+                self.members.remove(&name);
+                self.invalid.insert(name);
+            }
+        }
+    }
+
+    /// Children whose data does not parse.
+    pub fn invalid(&self) -> usize {
+        self.invalid.len()
+    }
+
+    /// Whether the last non-empty set is being kept for an empty listing.
+    pub fn keeping_last(&self) -> bool {
+        self.keeping_last
+    }
+
+    /// The members to put in service, applying `on_empty`.
+    pub fn in_service(&mut self, backend: &str, on_empty: OnEmpty) -> Vec<ServerConfig> {
+        let current: Vec<ServerConfig> = self.members.values().cloned().collect();
+        let keep =
+            current.is_empty() && on_empty == OnEmpty::KeepLast && !self.last_non_empty.is_empty();
+        if keep != self.keeping_last {
+            if keep {
+                warn!(
+                    backend,
+                    kept = self.last_non_empty.len(),
+                    "ZooKeeper lists no members: keeping the last ones in service (on_empty: keep_last)"
+                );
+            } else {
+                info!(
+                    backend,
+                    members = current.len(),
+                    "ZooKeeper lists members again"
+                );
+            }
+            self.keeping_last = keep;
+        }
+        if keep {
+            return self.last_non_empty.clone();
+        }
+        if !current.is_empty() {
+            self.last_non_empty.clone_from(&current);
+        }
+        current
+    }
+}
+
+/// Every ZooKeeper-backed backend's membership, by backend name.
+pub type Members = HashMap<String, BackendMembers>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zkgate_config::{AdminState, ServerAddress};
+
+    fn server(address: &str) -> ServerConfig {
+        ServerConfig {
+            address: ServerAddress::parse(address).unwrap(),
+            weight: 1,
+            state: AdminState::Ready,
+        }
+    }
+
+    fn ports(servers: &[ServerConfig]) -> Vec<u16> {
+        servers.iter().map(|s| s.address.port).collect()
+    }
+
+    #[test]
+    fn reset_replaces_and_upsert_remove_edit() {
+        let mut members = BackendMembers::default();
+        assert!(!members.synced);
+        members.apply(Change::Reset(vec![
+            ("a".into(), Ok(server("10.0.0.1:1"))),
+            ("b".into(), Ok(server("10.0.0.1:2"))),
+        ]));
+        assert!(members.synced);
+        members.apply(Change::Upsert("c".into(), Ok(server("10.0.0.1:3"))));
+        members.apply(Change::Remove("a".into()));
+        assert_eq!(ports(&members.in_service("web", OnEmpty::Apply)), [2, 3]);
+        members.apply(Change::Reset(vec![("z".into(), Ok(server("10.0.0.1:9")))]));
+        assert_eq!(ports(&members.in_service("web", OnEmpty::Apply)), [9]);
+    }
+
+    #[test]
+    fn a_member_that_stops_parsing_is_skipped_and_counted() {
+        let mut members = BackendMembers::default();
+        members.apply(Change::Reset(vec![
+            ("a".into(), Ok(server("10.0.0.1:1"))),
+            ("b".into(), Err("bad".into())),
+        ]));
+        assert_eq!(members.invalid(), 1);
+        members.apply(Change::Upsert("a".into(), Err("bad now".into())));
+        assert_eq!(members.invalid(), 2);
+        assert!(members.in_service("web", OnEmpty::Apply).is_empty());
+        members.apply(Change::Remove("b".into()));
+        assert_eq!(members.invalid(), 1);
+    }
+
+    #[test]
+    fn keep_last_holds_the_last_non_empty_set_until_members_return() {
+        let mut members = BackendMembers::default();
+        members.apply(Change::Reset(vec![("a".into(), Ok(server("10.0.0.1:1")))]));
+        assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [1]);
+        members.apply(Change::Remove("a".into()));
+        assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [1]);
+        assert!(members.keeping_last());
+        members.apply(Change::Upsert("b".into(), Ok(server("10.0.0.1:2"))));
+        assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [2]);
+        assert!(!members.keeping_last());
+    }
+
+    #[test]
+    fn apply_obeys_an_empty_listing() {
+        let mut members = BackendMembers::default();
+        members.apply(Change::Reset(vec![("a".into(), Ok(server("10.0.0.1:1")))]));
+        members.in_service("web", OnEmpty::Apply);
+        members.apply(Change::Reset(Vec::new()));
+        assert!(members.in_service("web", OnEmpty::Apply).is_empty());
+    }
+}

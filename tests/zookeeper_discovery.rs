@@ -1,0 +1,405 @@
+//! Backends that follow ZooKeeper, end to end: a real ZooKeeper, real
+//! servers, the zkgate binary.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use zkgate_testkit::{free_port, http_get, wait_until, HttpServer, Zkgate, ZooKeeper};
+
+use common::*;
+
+fn zk_config(zk_connect: &str, port: u16, backend_zk: &str, extra_zk: &str) -> String {
+    format!(
+        "zookeeper:\n  connect: \"{zk_connect}\"\n  session_timeout: 4s\n{extra_zk}frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {backend_zk}\n"
+    )
+}
+
+fn local(port: u16) -> SocketAddr {
+    ([127, 0, 0, 1], port).into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_follows_servers_added_reweighted_drained_and_removed_in_zookeeper() {
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    let (a, b) = (HttpServer::start("a").await, HttpServer::start("b").await);
+    register(&client, "/services/web", a.addr, 1, "ready").await;
+    let port = free_port();
+    let zkgate = Zkgate::start(
+        ZKGATE,
+        &zk_config(&zk.connect_string(), port, "{ path: /services/web }", ""),
+    )
+    .await;
+    let addr = local(port);
+    assert_eq!(spread(addr, "/", 4).await.get("a"), Some(&4));
+
+    register(&client, "/services/web", b.addr, 3, "ready").await;
+    wait_for_spread(addr, "/", &[("a", 10), ("b", 30)]).await;
+
+    set_member(&client, "/services/web", a.addr, 1, "drain").await;
+    wait_for_spread(addr, "/", &[("b", 20)]).await;
+
+    set_member(&client, "/services/web", a.addr, 2, "ready").await;
+    set_member(&client, "/services/web", b.addr, 0, "ready").await;
+    wait_for_spread(addr, "/", &[("a", 20)]).await;
+
+    set_member(&client, "/services/web", b.addr, 1, "ready").await;
+    set_member(&client, "/services/web", a.addr, 1, "maint").await;
+    wait_for_spread(addr, "/", &[("b", 20)]).await;
+
+    unregister(&client, "/services/web", b.addr).await;
+    wait_for_spread(addr, "/", &[("503", 5)]).await;
+
+    let metrics = zkgate.metrics().await;
+    assert!(
+        metrics.contains("zkgate_zookeeper_connected 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("zkgate_discovery_members{backend=\"web\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("zkgate_zookeeper_watch_events_total 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_fails_under_steady_load_during_500_membership_changes() {
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    let (a, b, c) = (
+        HttpServer::start("a").await,
+        HttpServer::start("b").await,
+        HttpServer::start("c").await,
+    );
+    register(&client, "/services/web", a.addr, 1, "ready").await;
+    let port = free_port();
+    let _zkgate = Zkgate::start(
+        ZKGATE,
+        &zk_config(&zk.connect_string(), port, "{ path: /services/web }", ""),
+    )
+    .await;
+    let addr = local(port);
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let (done, ok, failed) = (done.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    match http_get(addr, "/").await {
+                        Ok(reply) if reply.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+
+    // Server a stays ready throughout; b and c come, go, drain and change weight.
+    let mut present = [false, false];
+    let churned = [b.addr, c.addr];
+    for change in 0..500usize {
+        let which = change % 2;
+        let server = churned[which];
+        match (change / 2) % 5 {
+            0 | 3 if !present[which] => {
+                register(
+                    &client,
+                    "/services/web",
+                    server,
+                    1 + (change % 7) as u32,
+                    "ready",
+                )
+                .await;
+                present[which] = true;
+            }
+            1 if present[which] => {
+                set_member(
+                    &client,
+                    "/services/web",
+                    server,
+                    (change % 5) as u32,
+                    "ready",
+                )
+                .await
+            }
+            2 if present[which] => set_member(&client, "/services/web", server, 2, "drain").await,
+            4 if present[which] => {
+                unregister(&client, "/services/web", server).await;
+                present[which] = false;
+            }
+            _ => {
+                set_member(
+                    &client,
+                    "/services/web",
+                    a.addr,
+                    1 + (change % 3) as u32,
+                    "ready",
+                )
+                .await
+            }
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+    assert!(ok > 100, "only {ok} requests ran during the changes");
+    assert!(
+        b.requests() + c.requests() > 0,
+        "churned servers never got traffic"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_format_registers_servers_and_a_malformed_sibling_is_skipped() {
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    let servers = [
+        HttpServer::start("native").await,
+        HttpServer::start("finagle").await,
+        HttpServer::start("finagle-stopping").await,
+        HttpServer::start("curator").await,
+        HttpServer::start("nerve").await,
+        HttpServer::start("nerve-b64").await,
+    ];
+    for path in ["/native", "/aurora/web", "/curator/web", "/nerve/web"] {
+        mkdir(&client, path).await;
+    }
+    // zkgate: address as the znode name, empty data (what `zkCli.sh create -e … ""` makes).
+    create(&client, &format!("/native/{}", servers[0].addr), b"").await;
+    create(&client, "/native/garbage", b"{not json").await;
+    // Finagle serverset.
+    let finagle = |addr: SocketAddr, status: &str| {
+        format!(
+            r#"{{"serviceEndpoint":{{"host":"{}","port":{}}},"additionalEndpoints":{{"http":{{"host":"{}","port":{}}}}},"status":"{status}","shard":0}}"#,
+            addr.ip(),
+            addr.port(),
+            addr.ip(),
+            addr.port()
+        )
+    };
+    create(
+        &client,
+        "/aurora/web/member_0000000000",
+        finagle(servers[1].addr, "ALIVE").as_bytes(),
+    )
+    .await;
+    create(
+        &client,
+        "/aurora/web/member_0000000001",
+        finagle(servers[2].addr, "STOPPING").as_bytes(),
+    )
+    .await;
+    create(
+        &client,
+        "/aurora/web/member_0000000002",
+        b"{\"status\":\"ALIVE\"}",
+    )
+    .await;
+    // Curator ServiceInstance.
+    let curator = format!(
+        r#"{{"name":"web","id":"3b1f","address":"{}","port":{},"sslPort":null,"payload":null,"registrationTimeUTC":1732252800000,"serviceType":"DYNAMIC","uriSpec":null}}"#,
+        servers[3].addr.ip(),
+        servers[3].addr.port()
+    );
+    create(&client, "/curator/web/3b1f", curator.as_bytes()).await;
+    // Nerve: JSON data, and path encoding with empty data.
+    let nerve = |addr: SocketAddr, name: &str| {
+        format!(
+            r#"{{"host":"{}","port":{},"name":"{name}","weight":1}}"#,
+            addr.ip(),
+            addr.port()
+        )
+    };
+    create(
+        &client,
+        "/nerve/web/i-1_0000000001",
+        nerve(servers[4].addr, "i-1").as_bytes(),
+    )
+    .await;
+    let encoded = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE.encode(nerve(servers[5].addr, "i-2"))
+    };
+    create(
+        &client,
+        &format!("/nerve/web/base64_{}_{encoded}_0000000002", encoded.len()),
+        b"",
+    )
+    .await;
+
+    let port = free_port();
+    let config = format!(
+        r#"zookeeper:
+  connect: "{}"
+frontends:
+  web:
+    bind: ["127.0.0.1:{port}"]
+    routes:
+      - {{ path_prefix: /finagle, backend: finagle }}
+      - {{ path_prefix: /curator, backend: curator }}
+      - {{ path_prefix: /nerve, backend: nerve }}
+    default_backend: native
+backends:
+  native: {{ zookeeper: {{ path: /native }} }}
+  finagle: {{ zookeeper: {{ path: /aurora/web, format: serverset, endpoint: http }} }}
+  curator: {{ zookeeper: {{ path: /curator/web, format: curator }} }}
+  nerve: {{ zookeeper: {{ path: /nerve/web, format: nerve }} }}
+"#,
+        zk.connect_string()
+    );
+    let zkgate = Zkgate::start(ZKGATE, &config).await;
+    let addr = local(port);
+    assert_eq!(spread(addr, "/", 3).await.get("native"), Some(&3));
+    assert_eq!(spread(addr, "/finagle", 4).await.get("finagle"), Some(&4));
+    assert_eq!(spread(addr, "/curator", 2).await.get("curator"), Some(&2));
+    let nerve_spread = spread(addr, "/nerve", 4).await;
+    assert_eq!(
+        (nerve_spread.get("nerve"), nerve_spread.get("nerve-b64")),
+        (Some(&2), Some(&2))
+    );
+    assert_eq!(
+        servers[2].requests(),
+        0,
+        "a STOPPING Finagle member got traffic"
+    );
+
+    assert_eq!(
+        zkgate
+            .metric(r#"zkgate_discovery_invalid_members{backend="native"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        zkgate
+            .metric(r#"zkgate_discovery_invalid_members{backend="finagle"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        zkgate
+            .metric(r#"zkgate_discovery_members{backend="finagle"}"#)
+            .await,
+        Some(2.0)
+    );
+    let log = zkgate.log();
+    assert_eq!(log.matches("skipping member").count(), 2, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emptying_a_backend_keeps_the_last_members_unless_told_to_apply() {
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    let server = HttpServer::start("s").await;
+    register(&client, "/keep", server.addr, 1, "ready").await;
+    register(&client, "/apply", server.addr, 1, "ready").await;
+    let port = free_port();
+    let config = format!(
+        r#"zookeeper:
+  connect: "{}"
+frontends:
+  web:
+    bind: ["127.0.0.1:{port}"]
+    routes: [{{ path_prefix: /apply, backend: apply }}]
+    default_backend: keep
+backends:
+  keep: {{ zookeeper: {{ path: /keep }} }}
+  apply: {{ zookeeper: {{ path: /apply, on_empty: apply }} }}
+"#,
+        zk.connect_string()
+    );
+    let zkgate = Zkgate::start(ZKGATE, &config).await;
+    let addr = local(port);
+    unregister(&client, "/keep", server.addr).await;
+    client.delete("/keep", None).await.unwrap();
+    unregister(&client, "/apply", server.addr).await;
+    wait_for_spread(addr, "/apply", &[("503", 3)]).await;
+    wait_until(
+        "keep_last to be reported",
+        Duration::from_secs(10),
+        || async {
+            (zkgate
+                .metric(r#"zkgate_discovery_keeping_last{backend="keep"}"#)
+                .await
+                == Some(1.0))
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(spread(addr, "/", 5).await.get("s"), Some(&5));
+    assert!(zkgate.log().contains("keeping the last ones in service"));
+
+    // Members coming back replace the kept set.
+    let other = HttpServer::start("t").await;
+    register(&client, "/keep", other.addr, 1, "ready").await;
+    wait_for_spread(addr, "/", &[("t", 4)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_servers_serve_while_zookeeper_is_unreachable_and_ready_says_why() {
+    let port = free_port();
+    let dead_zk = common::dead_addr();
+    let fallback = HttpServer::start("static").await;
+    let config = format!(
+        "zookeeper:\n  connect: \"{dead_zk}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n    zookeeper: {{ path: /services/web }}\n",
+        servers(&[(fallback.addr, 1)])
+    );
+    let zkgate = Zkgate::start_alive(ZKGATE, &config).await;
+    let ready = http_get(zkgate.admin, "/ready").await.unwrap();
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready
+            .text()
+            .contains("backend web has not synced from ZooKeeper yet"),
+        "{}",
+        ready.text()
+    );
+    assert_eq!(spread(local(port), "/", 3).await.get("static"), Some(&3));
+    assert_eq!(zkgate.metric("zkgate_zookeeper_connected").await, Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chroot_and_digest_auth_reach_members_only_the_user_may_read() {
+    let zk = ZooKeeper::standalone();
+    let server = HttpServer::start("private").await;
+    let owner = zookeeper_client::Client::connector()
+        .with_auth("digest", b"zkgate:s3cret")
+        .connect(&zk.connect_string())
+        .await
+        .unwrap();
+    let private =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::creator_all());
+    owner.mkdir("/prod/services/web", &private).await.unwrap();
+    owner
+        .create(
+            &format!("/prod/services/web/{}", server.addr),
+            b"",
+            &private,
+        )
+        .await
+        .unwrap();
+    // Without the credentials the member cannot even be listed.
+    let stranger = zk_client(&zk).await;
+    assert!(stranger.list_children("/prod/services/web").await.is_err());
+
+    std::env::set_var("ZKGATE_TEST_ZK_PASSWORD", "s3cret");
+    let port = free_port();
+    let auth = "  chroot: /prod\n  auth: { user: zkgate, password_env: ZKGATE_TEST_ZK_PASSWORD }\n";
+    let _zkgate = Zkgate::start(
+        ZKGATE,
+        &zk_config(&zk.connect_string(), port, "{ path: /services/web }", auth),
+    )
+    .await;
+    assert_eq!(spread(local(port), "/", 3).await.get("private"), Some(&3));
+}
