@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 use zkgate_metrics::Metrics;
-use zookeeper_client::{AddWatchMode, Client, Error, EventType, MultiReadResult, SessionState};
+use zookeeper_client::{
+    AddWatchMode, Client, Error, EventType, MultiReadResult, PersistentWatcher, SessionState,
+};
 
 use crate::format::{self, Decoded as Child};
 use crate::{Change, Decoded, Update, WatchSpec, RETRY_DELAY};
@@ -46,19 +48,8 @@ pub async fn watch_backend(
         logged: HashMap::new(),
     };
     // Watch first, read second: a change between the two shows up as an event.
-    let mut events = loop {
-        match this
-            .client
-            .watch(&path, AddWatchMode::PersistentRecursive)
-            .await
-        {
-            Ok(events) => break events,
-            Err(err) if session_over(&err) => return,
-            Err(err) => {
-                warn!(backend = %this.spec.backend, %path, error = %err, "cannot watch; retrying");
-                tokio::time::sleep(RETRY_DELAY).await;
-            }
-        }
+    let Some(mut events) = this.add_watch().await else {
+        return;
     };
     'sync: loop {
         match this.read_all().await {
@@ -80,8 +71,19 @@ pub async fn watch_backend(
             metrics.zookeeper_watch_events.inc();
             if event.event_type == EventType::Session {
                 match event.session_state {
-                    // Events may have been lost while disconnected: read everything again.
-                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => continue 'sync,
+                    // Events may have been lost while disconnected: watch anew and
+                    // read everything again. Watching anew also covers clients
+                    // that do not re-register persistent watches on reconnect
+                    // (zookeeper-client 0.11 re-sends only one-shot watches).
+                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                        let Some(renewed) = this.add_watch().await else {
+                            return;
+                        };
+                        // The old watcher drops after the new one exists, so
+                        // its removal leaves the path watched.
+                        events = renewed;
+                        continue 'sync;
+                    }
                     state if state.is_terminated() => return,
                     _ => continue,
                 }
@@ -116,6 +118,26 @@ fn direct_child<'a>(path: &str, event_path: &'a str) -> Option<&'a str> {
 }
 
 impl Watcher {
+    /// Adds the persistent recursive watch, retrying until it holds; `None`
+    /// once the session is over.
+    async fn add_watch(&self) -> Option<PersistentWatcher> {
+        let path = &self.spec.config.path;
+        loop {
+            match self
+                .client
+                .watch(path, AddWatchMode::PersistentRecursive)
+                .await
+            {
+                Ok(events) => return Some(events),
+                Err(err) if session_over(&err) => return None,
+                Err(err) => {
+                    warn!(backend = %self.spec.backend, %path, error = %err, "cannot watch; retrying");
+                    tokio::time::sleep(RETRY_DELAY).await;
+                }
+            }
+        }
+    }
+
     async fn send(&self, change: Change) -> bool {
         let update = Update {
             backend: self.spec.backend.clone(),
