@@ -1,10 +1,17 @@
-//! The `zkgate` command: run the proxy, or check a configuration.
+//! The `zkgate` command: run the proxy, check a configuration, edit
+//! backends in ZooKeeper, or register a server as a sidecar.
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+
+use cli::register::{Check, Timing};
+use cli::server::ServerCommand;
 
 /// Layer-4/Layer-7 reverse proxy load balancer whose backends follow ZooKeeper.
 #[derive(Parser)]
@@ -28,6 +35,38 @@ enum Command {
         #[arg(short, long, default_value = "config/zkgate.yaml")]
         config: PathBuf,
     },
+    /// List, add, change or remove servers of a backend in ZooKeeper.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Keep an ephemeral member registered while a local health check passes (a sidecar, like Nerve).
+    Register {
+        #[command(flatten)]
+        zk: cli::ZkArgs,
+        /// The backend's znode, like /services/web.
+        #[arg(long)]
+        path: String,
+        /// `host:port` to register.
+        #[arg(long)]
+        address: String,
+        /// `http://host:port/path` (2xx/3xx passes) or `tcp://host:port` (connect passes).
+        #[arg(long)]
+        check: String,
+        /// Weight to register with, 0–256.
+        #[arg(long, default_value = "1")]
+        weight: u32,
+        /// Time between checks.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Time one check may take.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Passing checks in a row before registering.
+        #[arg(long, default_value = "2")]
+        rise: u32,
+        /// Failing checks in a row before deregistering.
+        #[arg(long, default_value = "3")]
+        fall: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -35,7 +74,71 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(config),
+        Command::Server(command) => block_on(cli::server::run(command)),
+        Command::Register {
+            zk,
+            path,
+            address,
+            check,
+            weight,
+            interval,
+            timeout,
+            rise,
+            fall,
+        } => {
+            init_logging();
+            block_on(async move {
+                if weight > zkgate_config::defaults::MAX_WEIGHT {
+                    anyhow::bail!("--weight {weight} is out of range: use 0 to 256");
+                }
+                let server = zkgate_config::ServerConfig {
+                    address: cli::server_address(&address)?,
+                    weight,
+                    state: zkgate_config::AdminState::Ready,
+                };
+                let path = cli::znode_path(&path)?.to_owned();
+                let timing = Timing {
+                    interval,
+                    timeout,
+                    rise: rise.max(1),
+                    fall: fall.max(1),
+                };
+                cli::register::hold(zk, path, server, Check::parse(&check)?, timing).await
+            })
+        }
     }
+}
+
+/// Runs a ZooKeeper subcommand; an error is one line and exit code 1.
+fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("zkgate: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("zkgate: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("ZKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use zkgate_config::{DiscoveryConfig, ServerConfig, ZookeeperConfig};
 use zkgate_metrics::Metrics;
 
-pub use session::connect;
+pub use session::{connect, connect_with};
 
 /// One backend to watch.
 #[derive(Debug, Clone, PartialEq, Eq)]

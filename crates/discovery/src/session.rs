@@ -17,13 +17,26 @@ use crate::{watcher, Update, WatchSpec};
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Opens a session to `zookeeper` (auth and chroot applied).
+/// Opens a session to `zookeeper` (digest auth from its `password_env`, and chroot applied).
 pub async fn connect(zookeeper: &ZookeeperConfig, timeout: Duration) -> Result<Client, String> {
+    let credentials = zookeeper
+        .auth
+        .as_ref()
+        .map(|auth| auth.credentials())
+        .transpose()?;
+    connect_with(zookeeper, credentials.as_deref(), timeout).await
+}
+
+/// Opens a session to `zookeeper` with explicit digest `user:password` credentials.
+pub async fn connect_with(
+    zookeeper: &ZookeeperConfig,
+    credentials: Option<&str>,
+    timeout: Duration,
+) -> Result<Client, String> {
     let mut connector = Client::connector()
         .with_session_timeout(zookeeper.session_timeout)
         .with_connection_timeout(timeout);
-    if let Some(auth) = &zookeeper.auth {
-        let credentials = auth.credentials()?;
+    if let Some(credentials) = credentials {
         connector = connector.with_auth("digest", credentials.as_bytes());
     }
     let client = connector.connect(&zookeeper.connect).await.map_err(|err| {

@@ -7,6 +7,7 @@
 //! | `/headers` | the request headers, one `name: value` per line |
 //! | `/upload` | reads the body; answers `<length> <checksum>` |
 //! | `/download/<n>` | streams `n` bytes of [`pattern`] |
+//! | `/healthz` | 200, or 503 after [`HttpServer::set_healthy`]`(false)` |
 //! | anything else | 200, body = the server's name |
 //!
 //! Every answer carries `x-served-by: <name>`.
@@ -14,7 +15,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub struct HttpServer {
     pub addr: SocketAddr,
     requests: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
+    healthy: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -94,6 +96,8 @@ impl HttpServer {
         let requests = Arc::new(AtomicUsize::new(0));
         let name_arc: Arc<str> = name.into();
         let connections = Arc::new(AtomicUsize::new(0));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let health = Arc::clone(&healthy);
         let counter = Arc::clone(&requests);
         let accepted = Arc::clone(&connections);
         let task = tokio::spawn(async move {
@@ -104,10 +108,11 @@ impl HttpServer {
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let name = Arc::clone(&name_arc);
                 let counter = Arc::clone(&counter);
+                let health = Arc::clone(&health);
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         counter.fetch_add(1, Ordering::SeqCst);
-                        answer(Arc::clone(&name), request)
+                        answer(Arc::clone(&name), health.load(Ordering::SeqCst), request)
                     });
                     // Clients of a test server come and go; their errors don't matter.
                     http1::Builder::new()
@@ -122,8 +127,14 @@ impl HttpServer {
             addr,
             requests,
             connections,
+            healthy,
             task,
         }
+    }
+
+    /// Makes `/healthz` answer 200 (true) or 503 (false).
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::SeqCst);
     }
 
     /// Connections accepted so far.
@@ -141,6 +152,7 @@ type AnswerBody = Either<Full<Bytes>, PatternBody>;
 
 async fn answer(
     name: Arc<str>,
+    healthy: bool,
     request: Request<Incoming>,
 ) -> Result<Response<AnswerBody>, Infallible> {
     let path = request.uri().path().to_owned();
@@ -154,6 +166,11 @@ async fn answer(
             .ok()
             .and_then(|c| StatusCode::from_u16(c).ok())
             .unwrap_or(StatusCode::OK);
+        Either::Left(Full::new(Bytes::from(name.to_string())))
+    } else if path == "/healthz" {
+        if !healthy {
+            status = StatusCode::SERVICE_UNAVAILABLE;
+        }
         Either::Left(Full::new(Bytes::from(name.to_string())))
     } else if path == "/headers" {
         let mut text = String::new();

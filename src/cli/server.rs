@@ -1,0 +1,198 @@
+//! `zkgate server list|add|set|remove`: edit a backend's members in ZooKeeper.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Subcommand, ValueEnum};
+use zkgate_config::{AdminState, ServerConfig};
+use zkgate_discovery::ops;
+
+use super::{register, server_address, znode_path, ZkArgs};
+
+/// A server's state as typed on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StateArg {
+    /// Takes traffic.
+    Ready,
+    /// No new traffic; sticky and in-flight traffic finishes.
+    Drain,
+    /// No traffic.
+    Maint,
+}
+
+impl From<StateArg> for AdminState {
+    fn from(state: StateArg) -> Self {
+        match state {
+            StateArg::Ready => AdminState::Ready,
+            StateArg::Drain => AdminState::Drain,
+            StateArg::Maint => AdminState::Maint,
+        }
+    }
+}
+
+fn weight(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(w) if w <= 256 => Ok(w),
+        _ => Err(format!("`{text}` is not a weight: use 0 to 256")),
+    }
+}
+
+/// `zkgate server …`
+#[derive(Subcommand, Debug)]
+pub enum ServerCommand {
+    /// List the members under a backend path: address, weight, state, format, ephemeral or not.
+    List {
+        #[command(flatten)]
+        zk: ZkArgs,
+        /// The backend's znode, like /services/web.
+        #[arg(long)]
+        path: String,
+    },
+    /// Register a server (zkgate's native format).
+    Add {
+        #[command(flatten)]
+        zk: ZkArgs,
+        /// The backend's znode.
+        #[arg(long)]
+        path: String,
+        /// `host:port` of the server.
+        address: String,
+        /// 0–256; 0 takes no new traffic.
+        #[arg(long, default_value = "1", value_parser = weight)]
+        weight: u32,
+        /// ready, drain or maint.
+        #[arg(long, value_enum, default_value = "ready")]
+        state: StateArg,
+        /// Make the member ephemeral and stay attached until Ctrl-C.
+        #[arg(long)]
+        ephemeral: bool,
+    },
+    /// Change a server's weight and/or state (a versioned write: concurrent edits are not lost).
+    Set {
+        #[command(flatten)]
+        zk: ZkArgs,
+        /// The backend's znode.
+        #[arg(long)]
+        path: String,
+        /// `host:port` of the server.
+        address: String,
+        /// New weight, 0–256.
+        #[arg(long, value_parser = weight)]
+        weight: Option<u32>,
+        /// New state.
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+    },
+    /// Delete a server's member.
+    Remove {
+        #[command(flatten)]
+        zk: ZkArgs,
+        /// The backend's znode.
+        #[arg(long)]
+        path: String,
+        /// `host:port` of the server.
+        address: String,
+    },
+}
+
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a `server` subcommand.
+pub async fn run(command: ServerCommand) -> Result<()> {
+    match command {
+        ServerCommand::List { zk, path } => {
+            let path = znode_path(&path)?;
+            let client = zk.connect(SESSION_TIMEOUT).await?;
+            let listed = ops::list(&client, path).await?;
+            println!(
+                "{:<24} {:>6}  {:<6} {:<10} {:<9} ZNODE",
+                "ADDRESS", "WEIGHT", "STATE", "FORMAT", "EPHEMERAL"
+            );
+            for member in &listed {
+                let ephemeral = if member.ephemeral { "yes" } else { "no" };
+                match &member.member {
+                    Some((format, server)) => println!(
+                        "{:<24} {:>6}  {:<6} {:<10} {:<9} {}",
+                        server.address.to_string(),
+                        server.weight,
+                        server.state.as_str(),
+                        format.as_str(),
+                        ephemeral,
+                        member.name
+                    ),
+                    None => println!(
+                        "{:<24} {:>6}  {:<6} {:<10} {:<9} {}",
+                        "-", "-", "-", "unreadable", ephemeral, member.name
+                    ),
+                }
+            }
+            if listed.is_empty() {
+                eprintln!("no members under {path}");
+            }
+            Ok(())
+        }
+        ServerCommand::Add {
+            zk,
+            path,
+            address,
+            weight,
+            state,
+            ephemeral,
+        } => {
+            let path = znode_path(&path)?.to_owned();
+            let server = ServerConfig {
+                address: server_address(&address)?,
+                weight,
+                state: state.into(),
+            };
+            if ephemeral {
+                return register::hold(
+                    zk,
+                    path,
+                    server,
+                    register::Check::Always,
+                    register::Timing::default(),
+                )
+                .await;
+            }
+            let client = zk.connect(SESSION_TIMEOUT).await?;
+            let node = ops::add(&client, &path, &server, false, zk.auth.is_some()).await?;
+            println!(
+                "added {node} (weight {}, {})",
+                server.weight,
+                server.state.as_str()
+            );
+            Ok(())
+        }
+        ServerCommand::Set {
+            zk,
+            path,
+            address,
+            weight,
+            state,
+        } => {
+            let path = znode_path(&path)?;
+            if weight.is_none() && state.is_none() {
+                anyhow::bail!("nothing to change: give --weight and/or --state");
+            }
+            let address = server_address(&address)?;
+            let client = zk.connect(SESSION_TIMEOUT).await?;
+            let server = ops::set(&client, path, &address, weight, state.map(Into::into)).await?;
+            println!(
+                "{} now has weight {}, {}",
+                server.address,
+                server.weight,
+                server.state.as_str()
+            );
+            Ok(())
+        }
+        ServerCommand::Remove { zk, path, address } => {
+            let path = znode_path(&path)?;
+            let address = server_address(&address)?;
+            let client = zk.connect(SESSION_TIMEOUT).await?;
+            let node = ops::remove(&client, path, &address).await?;
+            println!("removed {node}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! `zkgate server …` and `zkgate register` against a real ZooKeeper.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use zkgate_testkit::{wait_until, HttpServer, ZooKeeper};
+
+use common::*;
+
+fn zkgate(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(ZKGATE)
+        .args(args)
+        .output()
+        .expect("run zkgate");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn data_of(client: &zookeeper_client::Client, node: &str) -> Option<String> {
+    match client.get_data(node).await {
+        Ok((data, _)) => Some(String::from_utf8_lossy(&data).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_list_set_and_remove_edit_members_in_zookeeper() {
+    let zk = ZooKeeper::standalone();
+    let connect = zk.connect_string();
+    let client = zk_client(&zk).await;
+
+    let (ok, out, err) = zkgate(&[
+        "server",
+        "add",
+        "--zk",
+        &connect,
+        "--path",
+        "/services/web",
+        "10.0.0.5:8080",
+        "--weight",
+        "10",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        "added /services/web/10.0.0.5:8080 (weight 10, ready)"
+    );
+    let node = "/services/web/10.0.0.5:8080";
+    assert_eq!(
+        data_of(&client, node).await.unwrap(),
+        r#"{"address":"10.0.0.5:8080","weight":10,"state":"ready"}"#
+    );
+
+    // A member written by hand with zkCli's habits shows up too.
+    create(&client, "/services/web/10.0.0.6:8080", b"").await;
+    let (ok, out, _) = zkgate(&[
+        "server",
+        "list",
+        "--zk",
+        &connect,
+        "--path",
+        "/services/web",
+    ]);
+    assert!(ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].starts_with("10.0.0.5:8080") && lines[1].contains(" 10  ready  zkgate     no"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("10.0.0.6:8080") && lines[2].contains("  1  ready  zkgate"),
+        "{out}"
+    );
+
+    let (ok, out, err) = zkgate(&[
+        "server",
+        "set",
+        "--zk",
+        &connect,
+        "--path",
+        "/services/web",
+        "10.0.0.5:8080",
+        "--state",
+        "drain",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "10.0.0.5:8080 now has weight 10, drain");
+    let (ok, _, err) = zkgate(&[
+        "server",
+        "set",
+        "--zk",
+        &connect,
+        "--path",
+        "/services/web",
+        "10.0.0.6:8080",
+        "--weight",
+        "0",
+    ]);
+    assert!(ok, "{err}");
+    assert!(data_of(&client, "/services/web/10.0.0.6:8080")
+        .await
+        .unwrap()
+        .contains(r#""weight":0"#));
+
+    let (ok, out, _) = zkgate(&[
+        "server",
+        "remove",
+        "--zk",
+        &connect,
+        "--path",
+        "/services/web",
+        "10.0.0.5:8080",
+    ]);
+    assert!(ok);
+    assert_eq!(out.trim(), format!("removed {node}"));
+    assert!(data_of(&client, node).await.is_none());
+}
+
+#[test]
+fn bad_arguments_and_unreachable_zookeeper_are_one_clear_line() {
+    let dead = dead_addr().to_string();
+    for (args, expected) in [
+        (
+            vec!["server", "add", "--zk", &dead, "--path", "/s", "nowhere"],
+            "invalid server address `nowhere`",
+        ),
+        (
+            vec![
+                "server",
+                "add",
+                "--zk",
+                &dead,
+                "--path",
+                "services",
+                "10.0.0.1:80",
+            ],
+            "--path must be an absolute znode path",
+        ),
+        (
+            vec![
+                "server",
+                "set",
+                "--zk",
+                &dead,
+                "--path",
+                "/s",
+                "10.0.0.1:80",
+            ],
+            "nothing to change",
+        ),
+        (
+            vec!["server", "list", "--zk", &dead, "--path", "/s"],
+            "cannot connect to ZooKeeper",
+        ),
+        (
+            vec!["server", "list", "--zk", "zk1", "--path", "/s"],
+            "--zk: `zk1` has no port",
+        ),
+    ] {
+        let (ok, _, err) = zkgate(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("zkgate: ") && err.contains(expected),
+            "{args:?}: {err}"
+        );
+    }
+    let (ok, _, err) = zkgate(&[
+        "server",
+        "add",
+        "--zk",
+        &dead,
+        "--path",
+        "/s",
+        "10.0.0.1:80",
+        "--weight",
+        "300",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("use 0 to 256"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sets_of_different_fields_are_both_applied() {
+    let zk = ZooKeeper::standalone();
+    let connect = zk.connect_string();
+    let client = zk_client(&zk).await;
+    let (ok, _, err) = zkgate(&[
+        "server",
+        "add",
+        "--zk",
+        &connect,
+        "--path",
+        "/services/web",
+        "10.0.0.5:8080",
+    ]);
+    assert!(ok, "{err}");
+    for round in 0..5u32 {
+        let weight = (round + 2).to_string();
+        let state = if round % 2 == 0 { "drain" } else { "maint" };
+        let set = |field: &str, value: &str| {
+            Command::new(ZKGATE)
+                .args([
+                    "server",
+                    "set",
+                    "--zk",
+                    &connect,
+                    "--path",
+                    "/services/web",
+                    "10.0.0.5:8080",
+                    field,
+                    value,
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b) = (set("--weight", &weight), set("--state", state));
+        assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+        let data = data_of(&client, "/services/web/10.0.0.5:8080")
+            .await
+            .unwrap();
+        assert!(
+            data.contains(&format!(r#""weight":{weight}"#)) && data.contains(state),
+            "round {round} lost an update: {data}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ephemeral_add_lasts_until_ctrl_c() {
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    let mut holder = Command::new(ZKGATE)
+        .args([
+            "server",
+            "add",
+            "--zk",
+            &zk.connect_string(),
+            "--path",
+            "/services/web",
+            "10.0.0.7:80",
+            "--ephemeral",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let node = "/services/web/10.0.0.7:80";
+    let stat = wait_until("the ephemeral member", Duration::from_secs(10), || async {
+        client.check_stat(node).await.ok().flatten()
+    })
+    .await;
+    assert_ne!(stat.ephemeral_owner, 0);
+    Command::new("kill")
+        .args(["-INT", &holder.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(holder.wait().unwrap().success());
+    assert!(client.check_stat(node).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_follows_the_local_health_check() {
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    let server = HttpServer::start("app").await;
+    let check = format!("http://{}/healthz", server.addr);
+    let address = server.addr.to_string();
+    let mut sidecar = Command::new(ZKGATE)
+        .args([
+            "register",
+            "--zk",
+            &zk.connect_string(),
+            "--path",
+            "/services/app",
+            "--address",
+            &address,
+        ])
+        .args([
+            "--check",
+            &check,
+            "--interval",
+            "100ms",
+            "--rise",
+            "2",
+            "--fall",
+            "2",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let node = format!("/services/app/{address}");
+    let present = |want: bool| {
+        let (client, node) = (&client, node.clone());
+        async move {
+            wait_until(
+                if want {
+                    "registration"
+                } else {
+                    "deregistration"
+                },
+                Duration::from_secs(10),
+                || async {
+                    (client.check_stat(&node).await.ok().flatten().is_some() == want).then_some(())
+                },
+            )
+            .await
+        }
+    };
+    present(true).await;
+    server.set_healthy(false);
+    present(false).await;
+    server.set_healthy(true);
+    present(true).await;
+    Command::new("kill")
+        .args(["-TERM", &sidecar.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sidecar.wait().unwrap().success());
+    assert!(client.check_stat(&node).await.unwrap().is_none());
+
+    let (ok, _, err) = zkgate(&[
+        "register",
+        "--zk",
+        "127.0.0.1:1",
+        "--path",
+        "/s",
+        "--address",
+        "10.0.0.1:80",
+        "--check",
+        "ftp://x",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--check must be http://host[:port]/path or tcp://host:port"),
+        "{err}"
+    );
+}
