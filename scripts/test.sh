@@ -26,4 +26,4 @@ cargo fmt --all --check
 echo "==> cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "==> cargo test"
-cargo test --locked --workspace --all-targets
+cargo test --locked --workspace --lib --bins --tests

@@ -119,6 +119,7 @@ fn build_backend(
 ) -> Backend {
     let name: Arc<str> = config.name.as_str().into();
     let mut servers: Vec<Server> = Vec::with_capacity(config.servers.len() + discovered.len());
+    let mut seen: HashSet<SocketAddr> = HashSet::with_capacity(servers.capacity());
     let listed = config
         .servers
         .iter()
@@ -129,7 +130,7 @@ fn build_backend(
             warn!(backend = %name, server = %server.address, "server left out: its host name did not resolve");
             continue;
         };
-        if servers.iter().any(|s| s.address() == address) {
+        if !seen.insert(address) {
             // The first entry wins: a static server over a discovered one.
             debug!(backend = %name, server = %server.address, %address, "server left out: another entry has the same address");
             continue;
@@ -144,16 +145,9 @@ fn build_backend(
 
     let mut by_state = [0i64; 3];
     for server in &servers {
-        let labels = &[&*name, &*server.state.label];
         let up = server.admin == AdminState::Ready && server.weight > 0;
-        metrics
-            .server_up
-            .with_label_values(labels)
-            .set(i64::from(up));
-        metrics
-            .server_weight
-            .with_label_values(labels)
-            .set(i64::from(server.weight));
+        server.state.up.set(i64::from(up));
+        server.state.weight.set(i64::from(server.weight));
         by_state[server.admin as usize] += 1;
     }
     for state in [AdminState::Ready, AdminState::Drain, AdminState::Maint] {

@@ -26,6 +26,10 @@ pub struct ServerState {
     pub active: IntGauge,
     /// Requests or connections sent, ever.
     pub requests: IntCounter,
+    /// `zkgate_server_up`, set at each table build.
+    pub up: IntGauge,
+    /// `zkgate_server_weight`, set at each table build.
+    pub weight: IntGauge,
 }
 
 impl ServerState {
@@ -96,6 +100,8 @@ impl RegistryGeneration<'_> {
                     .server_active_requests
                     .with_label_values(labels),
                 requests: self.metrics.server_requests.with_label_values(labels),
+                up: self.metrics.server_up.with_label_values(labels),
+                weight: self.metrics.server_weight.with_label_values(labels),
             })
         });
         self.claimed.insert(key, Arc::clone(&state));

@@ -1,0 +1,65 @@
+//! Criterion: building a routing table (the control plane's work per change)
+//! and one pick from it (the data plane's work per request).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::net::SocketAddr;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use zkgate_config::{AdminState, ServerAddress, ServerConfig};
+use zkgate_routing::{Discovered, Metrics, Resolved, TableBuilder};
+
+const CONFIG: &str = "frontends:\n  web:\n    bind: [\"127.0.0.1:18080\"]\n    default_backend: web\nbackends:\n  web:\n    servers: []\n";
+
+/// `n` servers on loopback addresses with mixed weights.
+fn members(n: usize) -> (Discovered, Resolved) {
+    let mut resolved: Resolved = HashMap::new();
+    let servers: Vec<ServerConfig> = (0..n)
+        .map(|i| {
+            let address: SocketAddr = ([127, 1, (i / 250) as u8, (i % 250 + 1) as u8], 8080).into();
+            let server = ServerConfig {
+                address: ServerAddress::parse(&address.to_string()).unwrap(),
+                weight: 1 + (i % 10) as u32,
+                state: AdminState::Ready,
+            };
+            resolved.insert(server.address.clone(), address);
+            server
+        })
+        .collect();
+    ([("web".to_owned(), servers)].into(), resolved)
+}
+
+fn table_build(c: &mut Criterion) {
+    let config = zkgate_config::parse(CONFIG, "bench").unwrap();
+    let mut group = c.benchmark_group("table_build");
+    for n in [10, 1_000, 10_000] {
+        let (discovered, resolved) = members(n);
+        let mut builder =
+            TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
+        // Steady state: server states carry over from the previous table.
+        builder.build(&config, &discovered, &resolved);
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| black_box(builder.build(&config, &discovered, &resolved)))
+        });
+    }
+    group.finish();
+}
+
+fn pick(c: &mut Criterion) {
+    let config = zkgate_config::parse(CONFIG, "bench").unwrap();
+    let mut group = c.benchmark_group("pick_roundrobin");
+    for n in [3, 100, 10_000] {
+        let (discovered, resolved) = members(n);
+        let mut builder =
+            TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
+        let table = builder.build(&config, &discovered, &resolved);
+        let backend = table.backend("web").unwrap().clone();
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| black_box(backend.pick().map(|s| s.address())))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, table_build, pick);
+criterion_main!(benches);
