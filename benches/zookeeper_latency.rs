@@ -49,13 +49,12 @@ async fn keep_alive_loop(
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let now = origin.elapsed().as_nanos() as u64;
         let wanted = &names[target.load(Ordering::Acquire) as usize];
-        if body == wanted.as_bytes() {
-            if first_seen
+        let first = body == wanted.as_bytes()
+            && first_seen
                 .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                seen.notify_one();
-            }
+                .is_ok();
+        if first {
+            seen.notify_one();
         }
     }
 }
