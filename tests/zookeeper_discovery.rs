@@ -403,3 +403,58 @@ async fn chroot_and_digest_auth_reach_members_only_the_user_may_read() {
     .await;
     assert_eq!(spread(local(port), "/", 3).await.get("private"), Some(&3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_member_deploy_costs_a_handful_of_table_builds() {
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    mkdir(&client, "/services/big").await;
+    let port = free_port();
+    let config = format!(
+        "zookeeper:\n  connect: \"{}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: idle\nbackends:\n  idle: {{ servers: [] }}\n  big:\n    zookeeper: {{ path: /services/big }}\n",
+        zk.connect_string()
+    );
+    let zkgate = Zkgate::start(ZKGATE, &config).await;
+    let swaps_before = zkgate
+        .metric("zkgate_routing_table_swaps_total")
+        .await
+        .unwrap();
+
+    // A deploy: 1,000 registrations landing together (loopback addresses; no traffic goes there).
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    for batch in (0..1000).collect::<Vec<u32>>().chunks(250) {
+        let mut writer = client.new_multi_writer();
+        for i in batch {
+            writer
+                .add_create(
+                    &format!("/services/big/127.3.{}.{}:8080", i / 250, i % 250 + 1),
+                    b"",
+                    &options,
+                )
+                .unwrap();
+        }
+        writer.commit().await.unwrap();
+    }
+    wait_until(
+        "all 1,000 members in service",
+        Duration::from_secs(30),
+        || async {
+            (zkgate
+                .metric(r#"zkgate_discovery_members{backend="big"}"#)
+                .await
+                == Some(1000.0))
+            .then_some(())
+        },
+    )
+    .await;
+    let builds = zkgate
+        .metric("zkgate_routing_table_swaps_total")
+        .await
+        .unwrap()
+        - swaps_before;
+    assert!(
+        builds <= 10.0,
+        "{builds} table builds for one 1,000-member deploy"
+    );
+}

@@ -2,6 +2,7 @@
 //! read after every (re)connect, and one read per changed child.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -67,45 +68,58 @@ pub async fn watch_backend(
             }
         }
         loop {
-            let event = events.changed().await;
-            metrics.zookeeper_watch_events.inc();
-            if event.event_type == EventType::Session {
-                match event.session_state {
-                    // Events may have been lost while disconnected: watch anew and
-                    // read everything again. Watching anew also covers clients
-                    // that do not re-register persistent watches on reconnect
-                    // (zookeeper-client 0.11 re-sends only one-shot watches).
-                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
-                        let Some(renewed) = this.add_watch().await else {
-                            return;
-                        };
-                        // The old watcher drops after the new one exists, so
-                        // its removal leaves the path watched.
-                        events = renewed;
-                        continue 'sync;
-                    }
-                    state if state.is_terminated() => return,
-                    _ => continue,
+            // Take every event already queued, so a burst costs one multi-read
+            // and lands at the control plane in one go.
+            let mut batch = vec![events.changed().await];
+            while batch.len() < READ_BATCH {
+                match tokio::time::timeout(Duration::ZERO, events.changed()).await {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
                 }
             }
-            let Some(child) = direct_child(&path, &event.path) else {
-                if event.path == path {
-                    // The backend's own znode appeared or vanished.
-                    continue 'sync;
+            metrics.zookeeper_watch_events.inc_by(batch.len() as u64);
+            let mut touched: Vec<String> = Vec::new();
+            for event in &batch {
+                if event.event_type == EventType::Session {
+                    match event.session_state {
+                        // Events may have been lost while disconnected: watch anew and
+                        // read everything again. Watching anew also covers clients
+                        // that do not re-register persistent watches on reconnect
+                        // (zookeeper-client 0.11 re-sends only one-shot watches).
+                        SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                            let Some(renewed) = this.add_watch().await else {
+                                return;
+                            };
+                            // The old watcher drops after the new one exists, so
+                            // its removal leaves the path watched.
+                            events = renewed;
+                            continue 'sync;
+                        }
+                        state if state.is_terminated() => return,
+                        _ => continue,
+                    }
                 }
-                continue;
+                match direct_child(&path, &event.path) {
+                    Some(child) if !touched.iter().any(|t| t == child) => {
+                        touched.push(child.to_owned())
+                    }
+                    Some(_) => {}
+                    // The backend's own znode appeared or vanished.
+                    None if event.path == path => continue 'sync,
+                    None => {}
+                }
+            }
+            // Read each touched child's latest state: whatever happened in
+            // between, what is there now is the truth.
+            let changes = match this.read_children(&touched).await {
+                Ok(changes) => changes,
+                Err(err) if session_over(&err) => return,
+                Err(_) => continue 'sync,
             };
-            let change = match event.event_type {
-                EventType::NodeDeleted => Change::Remove(child.to_owned()),
-                _ => match this.client.get_data(&event.path).await {
-                    Ok((data, stat)) => this.change_for(child, &data, stat.mzxid),
-                    Err(Error::NoNode) => Change::Remove(child.to_owned()),
-                    Err(err) if session_over(&err) => return,
-                    Err(_) => continue 'sync,
-                },
-            };
-            if !this.send(change).await {
-                return;
+            for change in changes {
+                if !this.send(change).await {
+                    return;
+                }
             }
         }
     }
@@ -169,22 +183,10 @@ impl Watcher {
         }
     }
 
-    fn change_for(&mut self, child: &str, data: &[u8], version: i64) -> Change {
-        match self.decode(child, data, version) {
-            Some(decoded) => Change::Upsert(child.to_owned(), decoded),
-            None => Change::Remove(child.to_owned()),
-        }
-    }
-
-    /// Lists and reads every child. A missing path is an empty backend.
-    async fn read_all(&mut self) -> Result<Vec<(String, Decoded)>, Error> {
+    /// Reads `children` (in batches) and turns each into a change.
+    async fn read_children(&mut self, children: &[String]) -> Result<Vec<Change>, Error> {
         let path = self.spec.config.path.clone();
-        let children = match self.client.list_children(&path).await {
-            Ok(children) => children,
-            Err(Error::NoNode) => return Ok(Vec::new()),
-            Err(err) => return Err(err),
-        };
-        let mut members = Vec::with_capacity(children.len());
+        let mut changes = Vec::with_capacity(children.len());
         for batch in children.chunks(READ_BATCH) {
             let mut reader = self.client.new_multi_reader();
             for child in batch {
@@ -192,19 +194,40 @@ impl Watcher {
             }
             let results = reader.commit().await?;
             for (child, result) in batch.iter().zip(results) {
-                match result {
+                let change = match result {
                     MultiReadResult::Data { data, stat } => {
-                        if let Some(decoded) = self.decode(child, &data, stat.mzxid) {
-                            members.push((child.clone(), decoded));
+                        match self.decode(child, &data, stat.mzxid) {
+                            Some(decoded) => Change::Upsert(child.clone(), decoded),
+                            None => Change::Remove(child.clone()),
                         }
                     }
-                    // Deleted since the listing: its event follows.
-                    MultiReadResult::Error { err: Error::NoNode } => {}
+                    MultiReadResult::Error { err: Error::NoNode } => Change::Remove(child.clone()),
                     MultiReadResult::Error { err } => return Err(err),
-                    _ => {}
-                }
+                    _ => continue,
+                };
+                changes.push(change);
             }
         }
+        Ok(changes)
+    }
+
+    /// Lists and reads every child. A missing path is an empty backend.
+    async fn read_all(&mut self) -> Result<Vec<(String, Decoded)>, Error> {
+        let children = match self.client.list_children(&self.spec.config.path).await {
+            Ok(children) => children,
+            Err(Error::NoNode) => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let members = self
+            .read_children(&children)
+            .await?
+            .into_iter()
+            .filter_map(|change| match change {
+                Change::Upsert(child, decoded) => Some((child, decoded)),
+                // Deleted since the listing (its event follows), or not a member.
+                _ => None,
+            })
+            .collect();
         Ok(members)
     }
 }
