@@ -458,3 +458,59 @@ async fn a_thousand_member_deploy_costs_a_handful_of_table_builds() {
         "{builds} table builds for one 1,000-member deploy"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_member_cuts_neither_its_requests_nor_its_tcp_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    let (web, echo) = (
+        HttpServer::start("web").await,
+        zkgate_testkit::TcpServer::start("echo").await,
+    );
+    register(&client, "/services/web", web.addr, 1, "ready").await;
+    register(&client, "/services/echo", echo.addr, 1, "ready").await;
+    let (http_port, tcp_port) = (free_port(), free_port());
+    let config = format!(
+        r#"zookeeper:
+  connect: "{}"
+frontends:
+  web: {{ bind: ["127.0.0.1:{http_port}"], default_backend: web }}
+  echo: {{ bind: ["127.0.0.1:{tcp_port}"], mode: tcp, default_backend: echo }}
+backends:
+  web: {{ zookeeper: {{ path: /services/web, on_empty: apply }} }}
+  echo: {{ mode: tcp, zookeeper: {{ path: /services/echo, on_empty: apply }} }}
+"#,
+        zk.connect_string()
+    );
+    let _zkgate = Zkgate::start(ZKGATE, &config).await;
+    let slow = tokio::spawn(async move { http_get(local(http_port), "/delay/1500").await });
+    let mut tunnel = tokio::net::TcpStream::connect(local(tcp_port))
+        .await
+        .unwrap();
+    tunnel.write_all(b"before").await.unwrap();
+    let mut echoed = [0u8; 6];
+    tunnel.read_exact(&mut echoed).await.unwrap();
+    wait_until(
+        "the slow request to reach the server",
+        Duration::from_secs(5),
+        || async { (web.requests() == 1).then_some(()) },
+    )
+    .await;
+
+    unregister(&client, "/services/web", web.addr).await;
+    unregister(&client, "/services/echo", echo.addr).await;
+    wait_for_spread(local(http_port), "/", &[("503", 2)]).await;
+
+    let finished = slow.await.unwrap().unwrap();
+    assert_eq!(
+        (finished.status.as_u16(), finished.text().as_str()),
+        (200, "web")
+    );
+    tunnel.write_all(b"after").await.unwrap();
+    tunnel.shutdown().await.unwrap();
+    let mut rest = String::new();
+    tunnel.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(rest, "afterserved-by echo\n");
+}

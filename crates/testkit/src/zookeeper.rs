@@ -200,12 +200,13 @@ impl ZooKeeper {
     }
 
     /// Expires a session the way ZooKeeper's own tests do: a second client
-    /// attaches to the same session (id and password) and closes it. The
-    /// session's owner may win the connection back while the twin attaches,
-    /// so attaching is retried until it sticks.
+    /// attaches to the same session (id and password) and closes it. Returns
+    /// once ZooKeeper refuses the session (closing is asynchronous, and the
+    /// session's owner may win the connection back meanwhile, so this
+    /// attaches again until it is refused).
     pub async fn expire_session(&self, session: zookeeper_client::SessionInfo) {
         let mut last_error = None;
-        for _ in 0..60 {
+        for _ in 0..100 {
             let attached = zookeeper_client::Client::connector()
                 .with_session(session.clone())
                 .with_connection_timeout(Duration::from_millis(500))
@@ -213,11 +214,15 @@ impl ZooKeeper {
                 .await;
             match attached {
                 // Dropping the last handle of a non-detached session closes it on the server.
-                Ok(twin) => return drop(twin),
+                Ok(twin) => {
+                    drop(twin);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(zookeeper_client::Error::SessionExpired) => return,
                 Err(err) => last_error = Some(err),
             }
         }
-        panic!("cannot attach to the session to expire it: {last_error:?}");
+        panic!("cannot expire the session: {last_error:?}");
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use zkgate_testkit::{wait_until, ZooKeeper};
+use zkgate_testkit::{wait_until, Relay, ZooKeeper};
 use zookeeper_client::{Acls, Client, CreateMode, EventType, SessionState};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,13 +66,26 @@ async fn ensemble_keeps_serving_a_client_while_any_one_node_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expire_session_ends_the_session_and_its_ephemeral_nodes() {
     let zk = ZooKeeper::standalone();
-    let victim = Client::connect(&zk.connect_string()).await.unwrap();
+    // The victim talks through a relay, paused while its session is taken
+    // over, so it cannot win the connection back in between.
+    let relay = Relay::start(zk.client_addr(0)).await;
+    let victim = Client::connector()
+        .with_session_timeout(Duration::from_secs(20))
+        .connect(&relay.addr.to_string())
+        .await
+        .unwrap();
     let observer = Client::connect(&zk.connect_string()).await.unwrap();
     let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
     victim.create("/mine", b"", &ephemeral).await.unwrap();
     let mut states = victim.state_watcher();
 
+    relay.pause();
     zk.expire_session(victim.session().clone()).await;
+    assert!(
+        observer.check_stat("/mine").await.unwrap().is_none(),
+        "ephemeral node outlived its session"
+    );
+    relay.resume();
 
     let state = tokio::time::timeout(TIMEOUT, async {
         loop {
@@ -85,7 +98,6 @@ async fn expire_session_ends_the_session_and_its_ephemeral_nodes() {
     .await
     .unwrap();
     assert_eq!(state, SessionState::Expired);
-    assert!(observer.check_stat("/mine").await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
