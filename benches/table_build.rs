@@ -45,20 +45,49 @@ fn table_build(c: &mut Criterion) {
     group.finish();
 }
 
+fn config_with(balance: &str, hash_method: &str) -> zkgate_config::Config {
+    let text = format!(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:18080\"]\n    default_backend: web\nbackends:\n  web:\n    balance: \"{balance}\"\n{hash_method}    servers: []\n"
+    );
+    zkgate_config::parse(&text, "bench").unwrap()
+}
+
+/// One pick per algorithm: what a request pays to choose its server.
 fn pick(c: &mut Criterion) {
-    let config = zkgate_config::parse(CONFIG, "bench").unwrap();
-    let mut group = c.benchmark_group("pick_roundrobin");
-    for n in [3, 100, 10_000] {
-        let (discovered, resolved) = members(n);
-        let mut builder =
-            TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
-        let table = builder.build(&config, &discovered, &resolved);
-        let backend = table.backend("web").unwrap().clone();
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
-            b.iter(|| black_box(backend.pick().map(|s| s.address())))
-        });
+    let algorithms = [
+        ("roundrobin", ""),
+        ("leastconn", ""),
+        ("random", ""),
+        ("ewma", ""),
+        ("source", "    hash_method: maglev\n"),
+        ("source", "    hash_method: ring\n"),
+    ];
+    for (balance, method) in algorithms {
+        let name = if method.contains("ring") {
+            "source-ring".to_owned()
+        } else if balance == "source" {
+            "source-maglev".to_owned()
+        } else {
+            balance.to_owned()
+        };
+        let mut group = c.benchmark_group(format!("pick/{name}"));
+        for n in [3, 100, 10_000] {
+            let config = config_with(balance, method);
+            let (discovered, resolved) = members(n);
+            let mut builder =
+                TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
+            let table = builder.build(&config, &discovered, &resolved);
+            let backend = table.backend("web").unwrap().clone();
+            let mut key = 0u64;
+            group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+                b.iter(|| {
+                    key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    black_box(backend.pick(Some(key)).map(|s| s.address()))
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, table_build, pick);

@@ -237,10 +237,43 @@ impl HostPattern {
 }
 
 /// Load-balancing algorithm of a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Balance {
     /// Smooth weighted round robin.
     RoundRobin,
+    /// Fewest requests (http) or connections (tcp) in flight per unit of weight.
+    LeastConn,
+    /// Power of two weighted random choices, the less loaded wins.
+    Random,
+    /// Power of two choices by peak-EWMA latency × load (http).
+    Ewma,
+    /// Consistent hashing of the client address.
+    Source,
+    /// Consistent hashing of the request path (http).
+    Uri,
+    /// Consistent hashing of a request header's value (http).
+    Header(HeaderName),
+    /// Consistent hashing of a cookie's value (http).
+    Cookie(String),
+}
+
+impl Balance {
+    /// Whether this algorithm hashes a request key.
+    pub fn hashes(&self) -> bool {
+        matches!(
+            self,
+            Balance::Source | Balance::Uri | Balance::Header(_) | Balance::Cookie(_)
+        )
+    }
+}
+
+/// How consistent hashing places servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashMethod {
+    /// Maglev lookup table (default): one index per lookup, even spread.
+    Maglev,
+    /// Hash ring with virtual nodes.
+    Ring,
 }
 
 /// One `backends:` entry.
@@ -252,6 +285,8 @@ pub struct BackendConfig {
     pub mode: Mode,
     /// Algorithm.
     pub balance: Balance,
+    /// Placement for the hashing algorithms.
+    pub hash_method: HashMethod,
     /// Static servers.
     pub servers: Vec<ServerConfig>,
     /// Servers discovered in ZooKeeper, merged with the static ones.

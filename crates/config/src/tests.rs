@@ -159,7 +159,7 @@ fn every_error_is_reported_at_once_in_document_order() {
 #[test]
 fn features_not_built_yet_are_refused_not_ignored() {
     let errs = errors_of(
-        "backends:\n  b:\n    balance: leastconn\n    sticky: { cookie: S }\n    health_check: { kind: tcp }\n",
+        "backends:\n  b:\n    outlier_detection: {}\n    sticky: { cookie: S }\n    health_check: { kind: tcp }\n",
     );
     assert_eq!(errs.len(), 3, "{errs:?}");
     assert!(
@@ -280,4 +280,38 @@ fn a_zookeeper_backend_needs_the_zookeeper_section() {
         errs[0].contains("no top-level `zookeeper:` section"),
         "{errs:?}"
     );
+}
+
+#[test]
+fn every_algorithm_parses_and_tcp_backends_refuse_http_only_ones() {
+    let pick = |balance: &str| {
+        let text = format!("backends:\n  b:\n    balance: \"{balance}\"\n");
+        parse(&text, "t").map(|c| c.backends[0].balance.clone())
+    };
+    assert_eq!(pick("leastconn").unwrap(), Balance::LeastConn);
+    assert_eq!(pick("ewma").unwrap(), Balance::Ewma);
+    assert_eq!(
+        pick("header(X-User)").unwrap(),
+        Balance::Header(http::HeaderName::from_static("x-user"))
+    );
+    assert_eq!(
+        pick("cookie(session)").unwrap(),
+        Balance::Cookie("session".into())
+    );
+    assert!(pick("header()").is_err());
+    assert!(pick("cookie(a=b)").is_err());
+    assert!(pick("fastest")
+        .unwrap_err()
+        .to_string()
+        .contains("unknown algorithm `fastest`"));
+    let errs = errors_of("backends:\n  t:\n    mode: tcp\n    balance: uri\n");
+    assert!(errs[0].contains("needs HTTP requests"), "{errs:?}");
+    let errs = errors_of("backends:\n  b:\n    hash_method: ring\n");
+    assert!(errs[0].contains("hashing algorithms"), "{errs:?}");
+    let ring = parse(
+        "backends:\n  b:\n    balance: source\n    hash_method: ring\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(ring.backends[0].hash_method, HashMethod::Ring);
 }

@@ -347,23 +347,25 @@ fn backend(
 ) -> Option<BackendConfig> {
     let at = |field: &str| format!("backends.{name}.{field}");
     let mode = mode(at("mode"), raw.mode.as_deref(), errors);
-    match raw.balance.as_deref() {
-        None | Some("roundrobin") => {}
-        Some(other @ ("leastconn" | "random" | "ewma" | "source" | "uri")) => {
-            errors.push(not_supported(at("balance"), &format!("balance {other}")))
+    let balance = balance(&at("balance"), raw.balance.as_deref(), mode, errors);
+    let hash_method = match raw.hash_method.as_deref() {
+        None | Some("maglev") => HashMethod::Maglev,
+        Some("ring") => HashMethod::Ring,
+        Some(other) => {
+            errors.push(ConfigError::new(
+                at("hash_method"),
+                format!("unknown hash method `{other}`, expected maglev or ring"),
+            ));
+            HashMethod::Maglev
         }
-        Some(other) if other.starts_with("header(") || other.starts_with("cookie(") => {
-            errors.push(not_supported(at("balance"), &format!("balance {other}")))
-        }
-        Some(other) => errors.push(ConfigError::new(
-            at("balance"),
-            format!(
-                "unknown algorithm `{other}`, expected one of roundrobin, leastconn, random, ewma, source, uri, header(NAME), cookie(NAME)"
-            ),
-        )),
+    };
+    if raw.hash_method.is_some() && !balance.hashes() {
+        errors.push(ConfigError::new(
+            at("hash_method"),
+            "hash_method applies to the hashing algorithms (source, uri, header(NAME), cookie(NAME)) only",
+        ));
     }
-    let unsupported: [(&str, bool, &str); 9] = [
-        ("hash_method", raw.hash_method.is_some(), "hash_method"),
+    let unsupported: [(&str, bool, &str); 8] = [
         (
             "health_check",
             raw.health_check.is_some(),
@@ -462,7 +464,8 @@ fn backend(
     Some(BackendConfig {
         name: name.to_owned(),
         mode,
-        balance: Balance::RoundRobin,
+        balance,
+        hash_method,
         servers,
         discovery,
         retries: raw.retries.unwrap_or(default_retries),
@@ -592,4 +595,73 @@ fn discovery(
         endpoint: raw.endpoint.clone(),
         on_empty,
     })
+}
+
+fn balance(path: &str, raw: Option<&str>, mode: Mode, errors: &mut Vec<ConfigError>) -> Balance {
+    let Some(text) = raw else {
+        return Balance::RoundRobin;
+    };
+    let argument = |prefix: &str| {
+        text.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+    };
+    let balance = match text {
+        "roundrobin" => Balance::RoundRobin,
+        "leastconn" => Balance::LeastConn,
+        "random" => Balance::Random,
+        "ewma" => Balance::Ewma,
+        "source" => Balance::Source,
+        "uri" => Balance::Uri,
+        _ if text.starts_with("header(") => {
+            match argument("header(").map(|n| HeaderName::from_bytes(n.as_bytes())) {
+                Some(Ok(name)) => Balance::Header(name),
+                _ => {
+                    errors.push(ConfigError::new(
+                        path,
+                        format!("`{text}`: write header(NAME) with a valid header name"),
+                    ));
+                    return Balance::RoundRobin;
+                }
+            }
+        }
+        _ if text.starts_with("cookie(") => match argument("cookie(") {
+            Some(name)
+                if name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"=;,".contains(&b)) =>
+            {
+                Balance::Cookie(name.to_owned())
+            }
+            _ => {
+                errors.push(ConfigError::new(
+                    path,
+                    format!("`{text}`: write cookie(NAME) with a valid cookie name"),
+                ));
+                return Balance::RoundRobin;
+            }
+        },
+        other => {
+            errors.push(ConfigError::new(
+                path,
+                format!(
+                    "unknown algorithm `{other}`, expected one of roundrobin, leastconn, random, ewma, source, uri, header(NAME), cookie(NAME)"
+                ),
+            ));
+            return Balance::RoundRobin;
+        }
+    };
+    let http_only = matches!(
+        balance,
+        Balance::Ewma | Balance::Uri | Balance::Header(_) | Balance::Cookie(_)
+    );
+    if mode == Mode::Tcp && http_only {
+        errors.push(ConfigError::new(
+            path,
+            format!("`{text}` needs HTTP requests; a tcp backend can use roundrobin, leastconn, random or source"),
+        ));
+        return Balance::RoundRobin;
+    }
+    balance
 }

@@ -29,7 +29,13 @@ pub async fn serve(
     let Some(backend) = frontend.default_backend() else {
         return;
     };
-    let Some((server, upstream)) = connect(backend).await else {
+    let key = match backend.balance {
+        zkgate_config::Balance::Source => {
+            Some(zkgate_routing::balance::hash::client_key(peer.ip()))
+        }
+        _ => None,
+    };
+    let Some((server, upstream)) = connect(backend, key).await else {
         debug!(%peer, backend = %backend.name, "no server reachable; closing client connection");
         return;
     };
@@ -50,11 +56,14 @@ pub async fn serve(
 }
 
 /// Connects to the first reachable server, trying up to `retries` others.
-async fn connect(backend: &Backend) -> Option<(&zkgate_routing::Server, TcpStream)> {
+async fn connect(
+    backend: &Backend,
+    key: Option<u64>,
+) -> Option<(&zkgate_routing::Server, TcpStream)> {
     let mut tried = Vec::new();
     for attempt in 0..=backend.retries {
         let server = if attempt == 0 {
-            backend.pick()
+            backend.pick(key)
         } else {
             backend.pick_untried(&tried)
         };

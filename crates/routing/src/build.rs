@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use zkgate_config::{
     AdminState, BackendConfig, Config, FrontendConfig, ServerAddress, ServerConfig,
 };
 
-use crate::balance::RoundRobin;
+use crate::balance::Balancer;
 use crate::server::{RegistryGeneration, ServerRegistry};
 use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable, Server, ServerSource};
 use zkgate_metrics::{BackendMetrics, FrontendMetrics, Metrics};
@@ -158,14 +159,16 @@ fn build_backend(
     }
 
     // Only ready servers take new traffic; drain and maint finish what they have.
-    let weighted: Vec<(u32, u32)> = servers
+    let eligible: Vec<(u32, u32, &str)> = servers
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.admin == AdminState::Ready)
-        .map(|(i, s)| (i as u32, s.weight))
+        .filter(|(_, s)| s.admin == AdminState::Ready && s.weight > 0)
+        .map(|(i, s)| (i as u32, s.weight, &*s.state.label))
         .collect();
-    // Spread where each generation's cycle starts (Fibonacci hashing).
+    // Spread where each generation's rotation starts (Fibonacci hashing).
     let start = generation.wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize;
+    let balancer = Balancer::new(&config.balance, config.hash_method, &eligible, start);
+    let eligible: Box<[u32]> = eligible.iter().map(|&(i, _, _)| i).collect();
     Backend {
         metrics: BackendMetrics::resolve(metrics, &name),
         name,
@@ -173,7 +176,10 @@ fn build_backend(
         timeouts: config.timeouts,
         retries: config.retries,
         servers: servers.into_boxed_slice(),
-        balancer: RoundRobin::new(&weighted, start),
+        balance: config.balance.clone(),
+        balancer,
+        eligible,
+        retry_cursor: AtomicUsize::new(start),
     }
 }
 

@@ -2,13 +2,14 @@
 //! compiles a `Config` into one immutable [`RoutingTable`]; the data plane only
 //! reads it.
 
-mod balance;
+pub mod balance;
 mod build;
+mod ewma;
 mod server;
 mod table;
 
-pub use balance::RoundRobin;
 pub use build::{Discovered, Resolved, TableBuilder};
+pub use ewma::PeakEwma;
 pub use server::{ActiveRequest, ServerState};
 pub use table::{Backend, Frontend, FrontendId, RoutingTable, Server, ServerSource};
 pub use zkgate_metrics::Metrics;

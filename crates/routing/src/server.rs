@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use prometheus::{IntCounter, IntGauge};
 
+use crate::ewma::PeakEwma;
 use zkgate_metrics::Metrics;
 
 /// Identity of a server across tables.
@@ -30,6 +31,8 @@ pub struct ServerState {
     pub up: IntGauge,
     /// `zkgate_server_weight`, set at each table build.
     pub weight: IntGauge,
+    /// Peak-EWMA response time, for `balance: ewma`.
+    pub latency: PeakEwma,
 }
 
 impl ServerState {
@@ -102,6 +105,7 @@ impl RegistryGeneration<'_> {
                 requests: self.metrics.server_requests.with_label_values(labels),
                 up: self.metrics.server_up.with_label_values(labels),
                 weight: self.metrics.server_weight.with_label_values(labels),
+                latency: PeakEwma::default(),
             })
         });
         self.claimed.insert(key, Arc::clone(&state));

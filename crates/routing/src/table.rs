@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use zkgate_config::{AdminState, HostPattern, Mode, Timeouts};
+use zkgate_config::{AdminState, Balance, HostPattern, Mode, Timeouts};
 
-use crate::balance::RoundRobin;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use crate::balance::Balancer;
 use crate::server::ServerState;
 use zkgate_metrics::{BackendMetrics, FrontendMetrics};
 
@@ -184,26 +186,33 @@ pub struct Backend {
     pub retries: u32,
     /// Every server, eligible or not.
     pub servers: Box<[Server]>,
-    pub(crate) balancer: RoundRobin,
+    /// The algorithm, for the data plane to know which request key it hashes.
+    pub balance: Balance,
+    pub(crate) balancer: Balancer,
+    /// Indexes of the servers that take new traffic.
+    pub(crate) eligible: Box<[u32]>,
+    pub(crate) retry_cursor: AtomicUsize,
     /// Metric handles.
     pub metrics: BackendMetrics,
 }
 
-/// Most attempts a pick makes to find a server not tried yet.
-const MAX_PICK_ATTEMPTS: usize = 64;
-
 impl Backend {
-    /// The next server by the balancer, or `None` if no server takes traffic.
+    /// The server for a request, or `None` if no server takes traffic. `key`
+    /// is the request's hash key when [`Backend::balance`] hashes one.
     #[inline]
-    pub fn pick(&self) -> Option<&Server> {
-        self.balancer.next().map(|i| &self.servers[i as usize])
+    pub fn pick(&self, key: Option<u64>) -> Option<&Server> {
+        self.balancer
+            .pick(&self.servers, key)
+            .map(|i| &self.servers[i as usize])
     }
 
-    /// The next server whose address is not in `tried` (for retries).
+    /// A server whose address is not in `tried` (for retries), whatever the
+    /// algorithm: the next eligible one in a rotation.
     pub fn pick_untried(&self, tried: &[SocketAddr]) -> Option<&Server> {
-        let attempts = self.balancer.cycle_len().min(MAX_PICK_ATTEMPTS);
-        (0..attempts)
-            .filter_map(|_| self.pick())
+        let n = self.eligible.len();
+        let start = self.retry_cursor.fetch_add(1, Relaxed);
+        (0..n)
+            .map(|k| &self.servers[self.eligible[(start + k) % n] as usize])
             .find(|server| !tried.contains(&server.address()))
     }
 }

@@ -97,7 +97,7 @@ fn only_ready_servers_are_picked_in_weight_ratio() {
     let mut counts = std::collections::HashMap::new();
     for _ in 0..300 {
         *counts
-            .entry(web.pick().unwrap().address().port())
+            .entry(web.pick(None).unwrap().address().port())
             .or_insert(0) += 1;
     }
     assert_eq!(counts.get(&9001), Some(&200));
@@ -111,7 +111,7 @@ fn retries_pick_a_server_not_tried_yet() {
     let (mut builder, _) = builder();
     let table = builder.build(&config, &Discovered::new(), &resolved(&config));
     let web = table.backend("web").unwrap();
-    let first = web.pick().unwrap().address();
+    let first = web.pick(None).unwrap().address();
     let second = web.pick_untried(&[first]).unwrap().address();
     assert_ne!(first, second);
     assert!(web.pick_untried(&[first, second]).is_none());

@@ -3,6 +3,7 @@
 
 mod body;
 mod headers;
+mod keys;
 mod response;
 mod service;
 mod upstream;

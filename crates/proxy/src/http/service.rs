@@ -14,6 +14,7 @@ use zkgate_routing::{Backend, FrontendId, Server};
 
 use super::body::{ProxyBody, RequestDone};
 use super::headers::{add_forwarded, request_host, strip_hop_by_hop};
+use super::keys;
 use super::response::error;
 use super::upstream::{self, Sender};
 use crate::io::ConnActivity;
@@ -81,11 +82,12 @@ impl ClientConn {
         else {
             return error(StatusCode::SERVICE_UNAVAILABLE);
         };
+        let key = keys::hash_key(&backend.balance, &request, self.peer.ip());
         if let Err(status) = prepare(&mut request, frontend.forwarded_headers, self.peer) {
             backend.metrics.count_response(status.as_u16());
             return error(status);
         }
-        let response = forward(&backend, request).await;
+        let response = forward(&backend, request, key).await;
         backend.metrics.count_response(response.status().as_u16());
         response
     }
@@ -135,11 +137,15 @@ enum Attempt {
     Failed(StatusCode),
 }
 
-async fn forward(backend: &Backend, mut request: Request<Incoming>) -> Response<ProxyBody> {
+async fn forward(
+    backend: &Backend,
+    mut request: Request<Incoming>,
+    key: Option<u64>,
+) -> Response<ProxyBody> {
     let mut tried: Vec<SocketAddr> = Vec::new();
     for attempt in 0..=backend.retries {
         let server = if attempt == 0 {
-            backend.pick()
+            backend.pick(key)
         } else {
             backend.pick_untried(&tried)
         };
