@@ -9,13 +9,17 @@ use http::{HeaderName, HeaderValue};
 use crate::document::Document;
 use crate::error::ConfigError;
 use crate::model::*;
-use crate::raw::{
-    RawBackend, RawBackendZookeeper, RawFrontend, RawRoute, RawTimeouts, RawZookeeper,
-};
+use crate::raw::{RawFrontend, RawRoute, RawTimeouts};
+
+mod backend;
+mod zookeeper;
+
+use backend::backend;
+use zookeeper::zookeeper;
 
 /// Feature fields that parse but whose behaviour is not built yet: refusing
 /// them beats silently ignoring what the operator asked for.
-fn not_supported(path: String, what: &str) -> ConfigError {
+pub(super) fn not_supported(path: String, what: &str) -> ConfigError {
     ConfigError::new(
         path,
         format!("not supported yet: {what}; remove it to run this configuration"),
@@ -124,7 +128,7 @@ fn builtin_timeouts() -> Timeouts {
     }
 }
 
-fn timeouts(
+pub(super) fn timeouts(
     path: &str,
     raw: &RawTimeouts,
     inherited: &Timeouts,
@@ -163,7 +167,7 @@ fn socket_addr(path: &str, text: &str, errors: &mut Vec<ConfigError>) -> Option<
     }
 }
 
-fn mode(path: String, raw: Option<&str>, errors: &mut Vec<ConfigError>) -> Mode {
+pub(super) fn mode(path: String, raw: Option<&str>, errors: &mut Vec<ConfigError>) -> Mode {
     match raw {
         None | Some("http") => Mode::Http,
         Some("tcp") => Mode::Tcp,
@@ -336,332 +340,4 @@ fn route_config(path: &str, raw: &RawRoute, errors: &mut Vec<ConfigError>) -> Op
         headers,
         backend: raw.backend.clone(),
     })
-}
-
-fn backend(
-    name: &str,
-    raw: &RawBackend,
-    inherited: &Timeouts,
-    default_retries: u32,
-    errors: &mut Vec<ConfigError>,
-) -> Option<BackendConfig> {
-    let at = |field: &str| format!("backends.{name}.{field}");
-    let mode = mode(at("mode"), raw.mode.as_deref(), errors);
-    let balance = balance(&at("balance"), raw.balance.as_deref(), mode, errors);
-    let hash_method = match raw.hash_method.as_deref() {
-        None | Some("maglev") => HashMethod::Maglev,
-        Some("ring") => HashMethod::Ring,
-        Some(other) => {
-            errors.push(ConfigError::new(
-                at("hash_method"),
-                format!("unknown hash method `{other}`, expected maglev or ring"),
-            ));
-            HashMethod::Maglev
-        }
-    };
-    if raw.hash_method.is_some() && !balance.hashes() {
-        errors.push(ConfigError::new(
-            at("hash_method"),
-            "hash_method applies to the hashing algorithms (source, uri, header(NAME), cookie(NAME)) only",
-        ));
-    }
-    let unsupported: [(&str, bool, &str); 8] = [
-        (
-            "health_check",
-            raw.health_check.is_some(),
-            "active health checks",
-        ),
-        (
-            "outlier_detection",
-            raw.outlier_detection.is_some(),
-            "outlier detection",
-        ),
-        (
-            "panic_threshold",
-            raw.panic_threshold != 0,
-            "panic threshold",
-        ),
-        (
-            "slow_start",
-            raw.slow_start.is_some_and(|d| !d.0.is_zero()),
-            "slow start",
-        ),
-        ("sticky", raw.sticky.is_some(), "sticky sessions"),
-        ("tls", raw.tls.is_some(), "TLS to servers"),
-        (
-            "send_proxy",
-            raw.send_proxy.as_deref().is_some_and(|p| p != "none"),
-            "send_proxy",
-        ),
-        (
-            "max_connections_per_server",
-            raw.max_connections_per_server != 0,
-            "per-server connection limits",
-        ),
-    ];
-    for (field, present, what) in unsupported {
-        if present {
-            errors.push(not_supported(at(field), what));
-        }
-    }
-    match raw.protocol.as_deref() {
-        None | Some("http1") => {}
-        Some("http2") => errors.push(not_supported(at("protocol"), "HTTP/2 towards servers")),
-        Some(other) => errors.push(ConfigError::new(
-            at("protocol"),
-            format!("unknown protocol `{other}`, expected http1 or http2"),
-        )),
-    }
-
-    let mut servers = Vec::new();
-    for (i, server) in raw.servers.iter().enumerate() {
-        let path = format!("backends.{name}.servers[{i}]");
-        let address = match ServerAddress::parse(&server.address) {
-            Ok(address) => address,
-            Err(why) => {
-                errors.push(ConfigError::new(format!("{path}.address"), why));
-                continue;
-            }
-        };
-        let weight = server.weight.unwrap_or(defaults::WEIGHT);
-        if weight > defaults::MAX_WEIGHT {
-            errors.push(ConfigError::new(
-                format!("{path}.weight"),
-                format!(
-                    "weight {weight} is out of range: use 0 to {}",
-                    defaults::MAX_WEIGHT
-                ),
-            ));
-        }
-        let state = match server.state.as_deref() {
-            None => AdminState::Ready,
-            Some(text) => AdminState::parse(text).unwrap_or_else(|| {
-                errors.push(ConfigError::new(
-                    format!("{path}.state"),
-                    format!("unknown state `{text}`, expected ready, drain or maint"),
-                ));
-                AdminState::Ready
-            }),
-        };
-        if servers.iter().any(|s: &ServerConfig| s.address == address) {
-            errors.push(ConfigError::new(
-                format!("{path}.address"),
-                format!("{address} is listed twice in this backend: raise its weight instead"),
-            ));
-            continue;
-        }
-        servers.push(ServerConfig {
-            address,
-            weight,
-            state,
-        });
-    }
-
-    let discovery = raw
-        .zookeeper
-        .as_ref()
-        .and_then(|zk| discovery(&at("zookeeper"), zk, errors));
-    Some(BackendConfig {
-        name: name.to_owned(),
-        mode,
-        balance,
-        hash_method,
-        servers,
-        discovery,
-        retries: raw.retries.unwrap_or(default_retries),
-        timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
-    })
-}
-
-fn zookeeper(raw: &RawZookeeper, errors: &mut Vec<ConfigError>) -> ZookeeperConfig {
-    if raw.connect.trim().is_empty() {
-        errors.push(ConfigError::new(
-            "zookeeper.connect",
-            "no servers: write host:port[,host:port…], like 127.0.0.1:2181",
-        ));
-    }
-    for (i, server) in raw.connect.split(',').map(str::trim).enumerate() {
-        if !server.is_empty() {
-            if let Err(why) = ServerAddress::parse(server) {
-                errors.push(ConfigError::new(
-                    "zookeeper.connect",
-                    format!("server {}: {why}", i + 1),
-                ));
-            }
-        }
-    }
-    if let Some(chroot) = &raw.chroot {
-        if let Err(why) = znode_path(chroot) {
-            errors.push(ConfigError::new("zookeeper.chroot", why));
-        }
-    }
-    if raw.config_node.is_some() {
-        errors.push(not_supported(
-            "zookeeper.config_node".into(),
-            "configuration kept in ZooKeeper",
-        ));
-    }
-    let auth = raw.auth.as_ref().map(|auth| ZookeeperAuth {
-        user: auth.user.clone(),
-        password_env: auth.password_env.clone(),
-    });
-    if let Some(Err(why)) = auth.as_ref().map(ZookeeperAuth::credentials) {
-        errors.push(ConfigError::new("zookeeper.auth.password_env", why));
-    }
-    let session_timeout = raw
-        .session_timeout
-        .map_or(defaults::SESSION_TIMEOUT, |d| d.0);
-    if session_timeout < std::time::Duration::from_secs(1) {
-        errors.push(ConfigError::new(
-            "zookeeper.session_timeout",
-            "ZooKeeper does not grant sessions shorter than a few ticks: use 1s or more (10s is typical)",
-        ));
-    }
-    ZookeeperConfig {
-        connect: raw
-            .connect
-            .split(',')
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join(","),
-        chroot: raw.chroot.clone().filter(|c| c != "/"),
-        session_timeout,
-        auth,
-    }
-}
-
-/// Checks an absolute znode path: `/a/b`, no trailing or double slash.
-fn znode_path(path: &str) -> Result<(), String> {
-    if !path.starts_with('/') {
-        return Err(format!(
-            "`{path}` must be an absolute znode path, like /{path}"
-        ));
-    }
-    if path.len() > 1 && (path.ends_with('/') || path.contains("//")) {
-        return Err(format!(
-            "`{path}` has an empty path segment: remove the extra `/`"
-        ));
-    }
-    Ok(())
-}
-
-fn discovery(
-    path: &str,
-    raw: &RawBackendZookeeper,
-    errors: &mut Vec<ConfigError>,
-) -> Option<DiscoveryConfig> {
-    let before = errors.len();
-    if let Err(why) = znode_path(&raw.path) {
-        errors.push(ConfigError::new(format!("{path}.path"), why));
-    } else if raw.path == "/" {
-        errors.push(ConfigError::new(
-            format!("{path}.path"),
-            "the root znode cannot list servers: use a path like /services/web",
-        ));
-    }
-    let format = match raw.format.as_deref() {
-        None | Some("zkgate") => MemberFormat::Zkgate,
-        Some("serverset") => MemberFormat::Serverset,
-        Some("curator") => MemberFormat::Curator,
-        Some("nerve") => MemberFormat::Nerve,
-        Some(other) => {
-            errors.push(ConfigError::new(
-                format!("{path}.format"),
-                format!("unknown format `{other}`, expected zkgate, serverset, curator or nerve"),
-            ));
-            MemberFormat::Zkgate
-        }
-    };
-    if raw.endpoint.is_some() && format != MemberFormat::Serverset {
-        errors.push(ConfigError::new(
-            format!("{path}.endpoint"),
-            "`endpoint` picks a serverset additional endpoint: it needs `format: serverset`",
-        ));
-    }
-    let on_empty = match raw.on_empty.as_deref() {
-        None | Some("keep_last") => OnEmpty::KeepLast,
-        Some("apply") => OnEmpty::Apply,
-        Some(other) => {
-            errors.push(ConfigError::new(
-                format!("{path}.on_empty"),
-                format!("unknown value `{other}`, expected keep_last or apply"),
-            ));
-            OnEmpty::KeepLast
-        }
-    };
-    (errors.len() == before).then(|| DiscoveryConfig {
-        path: raw.path.clone(),
-        format,
-        endpoint: raw.endpoint.clone(),
-        on_empty,
-    })
-}
-
-fn balance(path: &str, raw: Option<&str>, mode: Mode, errors: &mut Vec<ConfigError>) -> Balance {
-    let Some(text) = raw else {
-        return Balance::RoundRobin;
-    };
-    let argument = |prefix: &str| {
-        text.strip_prefix(prefix)
-            .and_then(|rest| rest.strip_suffix(')'))
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-    };
-    let balance = match text {
-        "roundrobin" => Balance::RoundRobin,
-        "leastconn" => Balance::LeastConn,
-        "random" => Balance::Random,
-        "ewma" => Balance::Ewma,
-        "source" => Balance::Source,
-        "uri" => Balance::Uri,
-        _ if text.starts_with("header(") => {
-            match argument("header(").map(|n| HeaderName::from_bytes(n.as_bytes())) {
-                Some(Ok(name)) => Balance::Header(name),
-                _ => {
-                    errors.push(ConfigError::new(
-                        path,
-                        format!("`{text}`: write header(NAME) with a valid header name"),
-                    ));
-                    return Balance::RoundRobin;
-                }
-            }
-        }
-        _ if text.starts_with("cookie(") => match argument("cookie(") {
-            Some(name)
-                if name
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && !b"=;,".contains(&b)) =>
-            {
-                Balance::Cookie(name.to_owned())
-            }
-            _ => {
-                errors.push(ConfigError::new(
-                    path,
-                    format!("`{text}`: write cookie(NAME) with a valid cookie name"),
-                ));
-                return Balance::RoundRobin;
-            }
-        },
-        other => {
-            errors.push(ConfigError::new(
-                path,
-                format!(
-                    "unknown algorithm `{other}`, expected one of roundrobin, leastconn, random, ewma, source, uri, header(NAME), cookie(NAME)"
-                ),
-            ));
-            return Balance::RoundRobin;
-        }
-    };
-    let http_only = matches!(
-        balance,
-        Balance::Ewma | Balance::Uri | Balance::Header(_) | Balance::Cookie(_)
-    );
-    if mode == Mode::Tcp && http_only {
-        errors.push(ConfigError::new(
-            path,
-            format!("`{text}` needs HTTP requests; a tcp backend can use roundrobin, leastconn, random or source"),
-        ));
-        return Balance::RoundRobin;
-    }
-    balance
 }

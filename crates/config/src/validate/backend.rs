@@ -1,0 +1,213 @@
+//! Backends: algorithm, servers, timeouts, and the features not built yet.
+
+use http::HeaderName;
+
+use super::zookeeper::discovery;
+use super::{mode, not_supported, timeouts};
+use crate::error::ConfigError;
+use crate::model::*;
+use crate::raw::RawBackend;
+
+pub(super) fn backend(
+    name: &str,
+    raw: &RawBackend,
+    inherited: &Timeouts,
+    default_retries: u32,
+    errors: &mut Vec<ConfigError>,
+) -> Option<BackendConfig> {
+    let at = |field: &str| format!("backends.{name}.{field}");
+    let mode = mode(at("mode"), raw.mode.as_deref(), errors);
+    let balance = balance(&at("balance"), raw.balance.as_deref(), mode, errors);
+    let hash_method = match raw.hash_method.as_deref() {
+        None | Some("maglev") => HashMethod::Maglev,
+        Some("ring") => HashMethod::Ring,
+        Some(other) => {
+            errors.push(ConfigError::new(
+                at("hash_method"),
+                format!("unknown hash method `{other}`, expected maglev or ring"),
+            ));
+            HashMethod::Maglev
+        }
+    };
+    if raw.hash_method.is_some() && !balance.hashes() {
+        errors.push(ConfigError::new(
+            at("hash_method"),
+            "hash_method applies to the hashing algorithms (source, uri, header(NAME), cookie(NAME)) only",
+        ));
+    }
+    let unsupported: [(&str, bool, &str); 8] = [
+        (
+            "health_check",
+            raw.health_check.is_some(),
+            "active health checks",
+        ),
+        (
+            "outlier_detection",
+            raw.outlier_detection.is_some(),
+            "outlier detection",
+        ),
+        (
+            "panic_threshold",
+            raw.panic_threshold != 0,
+            "panic threshold",
+        ),
+        (
+            "slow_start",
+            raw.slow_start.is_some_and(|d| !d.0.is_zero()),
+            "slow start",
+        ),
+        ("sticky", raw.sticky.is_some(), "sticky sessions"),
+        ("tls", raw.tls.is_some(), "TLS to servers"),
+        (
+            "send_proxy",
+            raw.send_proxy.as_deref().is_some_and(|p| p != "none"),
+            "send_proxy",
+        ),
+        (
+            "max_connections_per_server",
+            raw.max_connections_per_server != 0,
+            "per-server connection limits",
+        ),
+    ];
+    for (field, present, what) in unsupported {
+        if present {
+            errors.push(not_supported(at(field), what));
+        }
+    }
+    match raw.protocol.as_deref() {
+        None | Some("http1") => {}
+        Some("http2") => errors.push(not_supported(at("protocol"), "HTTP/2 towards servers")),
+        Some(other) => errors.push(ConfigError::new(
+            at("protocol"),
+            format!("unknown protocol `{other}`, expected http1 or http2"),
+        )),
+    }
+
+    let mut servers = Vec::new();
+    for (i, server) in raw.servers.iter().enumerate() {
+        let path = format!("backends.{name}.servers[{i}]");
+        let address = match ServerAddress::parse(&server.address) {
+            Ok(address) => address,
+            Err(why) => {
+                errors.push(ConfigError::new(format!("{path}.address"), why));
+                continue;
+            }
+        };
+        let weight = server.weight.unwrap_or(defaults::WEIGHT);
+        if weight > defaults::MAX_WEIGHT {
+            errors.push(ConfigError::new(
+                format!("{path}.weight"),
+                format!(
+                    "weight {weight} is out of range: use 0 to {}",
+                    defaults::MAX_WEIGHT
+                ),
+            ));
+        }
+        let state = match server.state.as_deref() {
+            None => AdminState::Ready,
+            Some(text) => AdminState::parse(text).unwrap_or_else(|| {
+                errors.push(ConfigError::new(
+                    format!("{path}.state"),
+                    format!("unknown state `{text}`, expected ready, drain or maint"),
+                ));
+                AdminState::Ready
+            }),
+        };
+        if servers.iter().any(|s: &ServerConfig| s.address == address) {
+            errors.push(ConfigError::new(
+                format!("{path}.address"),
+                format!("{address} is listed twice in this backend: raise its weight instead"),
+            ));
+            continue;
+        }
+        servers.push(ServerConfig {
+            address,
+            weight,
+            state,
+        });
+    }
+
+    let discovery = raw
+        .zookeeper
+        .as_ref()
+        .and_then(|zk| discovery(&at("zookeeper"), zk, errors));
+    Some(BackendConfig {
+        name: name.to_owned(),
+        mode,
+        balance,
+        hash_method,
+        servers,
+        discovery,
+        retries: raw.retries.unwrap_or(default_retries),
+        timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
+    })
+}
+
+fn balance(path: &str, raw: Option<&str>, mode: Mode, errors: &mut Vec<ConfigError>) -> Balance {
+    let Some(text) = raw else {
+        return Balance::RoundRobin;
+    };
+    let argument = |prefix: &str| {
+        text.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+    };
+    let balance = match text {
+        "roundrobin" => Balance::RoundRobin,
+        "leastconn" => Balance::LeastConn,
+        "random" => Balance::Random,
+        "ewma" => Balance::Ewma,
+        "source" => Balance::Source,
+        "uri" => Balance::Uri,
+        _ if text.starts_with("header(") => {
+            match argument("header(").map(|n| HeaderName::from_bytes(n.as_bytes())) {
+                Some(Ok(name)) => Balance::Header(name),
+                _ => {
+                    errors.push(ConfigError::new(
+                        path,
+                        format!("`{text}`: write header(NAME) with a valid header name"),
+                    ));
+                    return Balance::RoundRobin;
+                }
+            }
+        }
+        _ if text.starts_with("cookie(") => match argument("cookie(") {
+            Some(name)
+                if name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"=;,".contains(&b)) =>
+            {
+                Balance::Cookie(name.to_owned())
+            }
+            _ => {
+                errors.push(ConfigError::new(
+                    path,
+                    format!("`{text}`: write cookie(NAME) with a valid cookie name"),
+                ));
+                return Balance::RoundRobin;
+            }
+        },
+        other => {
+            errors.push(ConfigError::new(
+                path,
+                format!(
+                    "unknown algorithm `{other}`, expected one of roundrobin, leastconn, random, ewma, source, uri, header(NAME), cookie(NAME)"
+                ),
+            ));
+            return Balance::RoundRobin;
+        }
+    };
+    let http_only = matches!(
+        balance,
+        Balance::Ewma | Balance::Uri | Balance::Header(_) | Balance::Cookie(_)
+    );
+    if mode == Mode::Tcp && http_only {
+        errors.push(ConfigError::new(
+            path,
+            format!("`{text}` needs HTTP requests; a tcp backend can use roundrobin, leastconn, random or source"),
+        ));
+        return Balance::RoundRobin;
+    }
+    balance
+}
