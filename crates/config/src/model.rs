@@ -25,6 +25,14 @@ pub mod defaults {
     pub const TUNNEL: Duration = Duration::from_secs(3600);
     /// `retries`.
     pub const RETRIES: u32 = 2;
+    /// `health_check.interval`.
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+    /// `health_check.timeout`.
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+    /// `health_check.rise`.
+    pub const HEALTH_RISE: u32 = 2;
+    /// `health_check.fall`.
+    pub const HEALTH_FALL: u32 = 3;
     /// `zookeeper.session_timeout`.
     pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
     /// A frontend's `max_connections`.
@@ -291,6 +299,8 @@ pub struct BackendConfig {
     pub servers: Vec<ServerConfig>,
     /// Servers discovered in ZooKeeper, merged with the static ones.
     pub discovery: Option<DiscoveryConfig>,
+    /// Active health checks.
+    pub health_check: Option<HealthCheckConfig>,
     /// Extra attempts on other servers when connecting fails.
     pub retries: u32,
     /// Effective timeouts.
@@ -396,4 +406,51 @@ pub struct ServerConfig {
     pub weight: u32,
     /// ready, drain or maint.
     pub state: AdminState,
+}
+
+/// A backend's `health_check:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    /// What one check does.
+    pub kind: HealthCheckKind,
+    /// Between checks of one server (each check is jittered by up to 10%).
+    pub interval: Duration,
+    /// For one check.
+    pub timeout: Duration,
+    /// Passing checks in a row that bring a server up.
+    pub rise: u32,
+    /// Failing checks in a row that take a server down.
+    pub fall: u32,
+}
+
+/// One check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// Connect; optionally send bytes and expect a substring in the reply (HAProxy's tcp-check).
+    Tcp {
+        /// Sent after connecting.
+        send: Option<String>,
+        /// Must appear in what the server answers.
+        expect: Option<String>,
+    },
+    /// An HTTP/1.1 request whose status must fall in `expect`.
+    Http {
+        /// Request method.
+        method: http::Method,
+        /// Request path.
+        path: String,
+        /// Host header (default: the server's address).
+        host: Option<String>,
+        /// Accepted status ranges.
+        expect: Vec<(u16, u16)>,
+    },
+}
+
+impl HealthCheckKind {
+    /// Whether `status` passes an http check.
+    pub fn accepts(expect: &[(u16, u16)], status: u16) -> bool {
+        expect
+            .iter()
+            .any(|&(low, high)| (low..=high).contains(&status))
+    }
 }

@@ -159,7 +159,7 @@ fn every_error_is_reported_at_once_in_document_order() {
 #[test]
 fn features_not_built_yet_are_refused_not_ignored() {
     let errs = errors_of(
-        "backends:\n  b:\n    outlier_detection: {}\n    sticky: { cookie: S }\n    health_check: { kind: tcp }\n",
+        "backends:\n  b:\n    outlier_detection: {}\n    sticky: { cookie: S }\n    protocol: http2\n",
     );
     assert_eq!(errs.len(), 3, "{errs:?}");
     assert!(
@@ -314,4 +314,53 @@ fn every_algorithm_parses_and_tcp_backends_refuse_http_only_ones() {
     )
     .unwrap();
     assert_eq!(ring.backends[0].hash_method, HashMethod::Ring);
+}
+
+#[test]
+fn health_checks_resolve_defaults_and_refuse_mismatched_fields() {
+    let config = parse(
+        "backends:\n  a:\n    health_check: { kind: http, path: /healthz, expect: \"200-299,301\", interval: 500ms, rise: 1 }\n  z:\n    mode: tcp\n    health_check: { kind: tcp, send: ruok, expect: imok }\n",
+        "t",
+    )
+    .unwrap();
+    let http = config.backend("a").unwrap().health_check.clone().unwrap();
+    assert_eq!(
+        (http.interval, http.timeout, http.rise, http.fall),
+        (
+            std::time::Duration::from_millis(500),
+            std::time::Duration::from_millis(500),
+            1,
+            3
+        )
+    );
+    assert_eq!(
+        http.kind,
+        HealthCheckKind::Http {
+            method: http::Method::GET,
+            path: "/healthz".into(),
+            host: None,
+            expect: vec![(200, 299), (301, 301)]
+        }
+    );
+    let tcp = config.backend("z").unwrap().health_check.clone().unwrap();
+    assert_eq!(
+        tcp.kind,
+        HealthCheckKind::Tcp {
+            send: Some("ruok".into()),
+            expect: Some("imok".into())
+        }
+    );
+
+    let errs = errors_of("backends:\n  a:\n    health_check: { kind: tcp, path: /x, expect: imok }\n  b:\n    health_check: { kind: http, expect: 2xx, timeout: 5s }\n  c:\n    health_check: { kind: icmp }\n");
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(
+        errs[0].contains("`path` belongs to `kind: http` checks"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].contains("`2xx` is not a list of statuses"),
+        "{errs:#?}"
+    );
+    assert!(errs[2].contains("longer than the interval"), "{errs:#?}");
+    assert!(errs[3].contains("unknown check kind `icmp`"), "{errs:#?}");
 }

@@ -20,6 +20,7 @@ use tracing::{debug, error, info, warn};
 use zkgate_admin::{Admin, Readiness};
 use zkgate_config::Config;
 use zkgate_discovery::{Discovery, Update, WatchSpec};
+use zkgate_health::{HealthChecks, HealthEvent};
 use zkgate_proxy::Proxy;
 use zkgate_routing::{Discovered, Metrics, RoutingTable, TableBuilder};
 
@@ -68,6 +69,14 @@ pub struct ControlPlane {
     discovery: Option<Discovery>,
     updates_tx: mpsc::Sender<Update>,
     updates: mpsc::Receiver<Update>,
+    health: HealthChecks,
+    health_events: mpsc::Receiver<HealthEvent>,
+}
+
+/// An input that changes which servers take traffic.
+enum Input {
+    Membership(Update),
+    Health(HealthEvent),
 }
 
 impl ControlPlane {
@@ -95,6 +104,7 @@ impl ControlPlane {
         let table = Arc::new(ArcSwap::from_pointee(RoutingTable::empty()));
         let proxy = Proxy::new(Arc::clone(&table));
         let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
+        let (health_tx, health_events) = mpsc::channel(UPDATE_QUEUE);
         let mut plane = ControlPlane {
             config_path,
             config: config.clone(),
@@ -109,6 +119,8 @@ impl ControlPlane {
             discovery: None,
             updates_tx,
             updates,
+            health: HealthChecks::new(health_tx),
+            health_events,
         };
         let next = plane.build(&config).await;
         let bound = plane
@@ -130,7 +142,8 @@ impl ControlPlane {
         loop {
             tokio::select! {
                 _ = hangup.recv() => self.reload().await,
-                Some(update) = self.updates.recv() => self.membership_changed(update).await,
+                Some(update) = self.updates.recv() => self.servers_changed(Input::Membership(update)).await,
+                Some(event) = self.health_events.recv() => self.servers_changed(Input::Health(event)).await,
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
             }
@@ -151,20 +164,34 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Applies an update and every other one already queued, then builds
+    /// Applies an input and every other one already queued, then builds
     /// once: a burst of a thousand changes costs a few builds, a single
     /// change no added delay.
-    async fn membership_changed(&mut self, first: Update) {
-        let mut applied = 0usize;
+    async fn servers_changed(&mut self, first: Input) {
+        let (mut memberships, mut health) = (0usize, 0usize);
         let mut next = Some(first);
-        while let Some(update) = next {
-            if let Some(members) = self.members.get_mut(&*update.backend) {
-                members.apply(update.change);
-                applied += 1;
+        while let Some(input) = next {
+            match input {
+                Input::Membership(update) => {
+                    if let Some(members) = self.members.get_mut(&*update.backend) {
+                        members.apply(update.change);
+                        memberships += 1;
+                    }
+                }
+                // The checker already wrote the server's health; the build reads it.
+                Input::Health(event) => {
+                    debug!(backend = %event.backend, server = %event.address, health = ?event.health, "health changed");
+                    health += 1;
+                }
             }
-            next = self.updates.try_recv().ok();
+            next = self
+                .updates
+                .try_recv()
+                .ok()
+                .map(Input::Membership)
+                .or_else(|| self.health_events.try_recv().ok().map(Input::Health));
         }
-        debug!(updates = applied, "applying ZooKeeper changes");
+        debug!(memberships, health, "applying server changes");
         let config = self.config.clone();
         let table = self.build(&config).await;
         self.publish(table);
@@ -299,10 +326,13 @@ impl ControlPlane {
         self.builder.build(config, &discovered, &resolved)
     }
 
-    fn publish(&self, table: RoutingTable) {
+    fn publish(&mut self, table: RoutingTable) {
         let generation = table.generation;
         let started = Instant::now();
-        self.table.store(Arc::new(table));
+        let table = Arc::new(table);
+        self.table.store(Arc::clone(&table));
+        // New servers get checked; removed ones stop being checked.
+        self.health.reconcile(&table, &self.config);
         self.metrics.table_generation.set(generation as i64);
         self.metrics.table_swaps.inc();
         debug!(

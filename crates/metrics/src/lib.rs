@@ -40,6 +40,9 @@ pub mod names {
     pub const SERVER_ACTIVE_REQUESTS: &str = "zkgate_server_active_requests";
     /// `zkgate_server_requests_total{backend,server}`
     pub const SERVER_REQUESTS_TOTAL: &str = "zkgate_server_requests_total";
+    /// `zkgate_server_health_check_failures_total{backend,server}`
+    pub const SERVER_HEALTH_CHECK_FAILURES_TOTAL: &str =
+        "zkgate_server_health_check_failures_total";
     /// `zkgate_routing_table_generation`
     pub const ROUTING_TABLE_GENERATION: &str = "zkgate_routing_table_generation";
     /// `zkgate_routing_table_swaps_total`
@@ -100,6 +103,8 @@ pub struct Metrics {
     pub server_active_requests: IntGaugeVec,
     /// `zkgate_server_requests_total`
     pub server_requests: IntCounterVec,
+    /// `zkgate_server_health_check_failures_total`
+    pub server_health_check_failures: IntCounterVec,
     /// Generation of the table in service.
     pub table_generation: IntGauge,
     /// Tables published.
@@ -288,6 +293,12 @@ impl Metrics {
                 registry,
                 SERVER_ACTIVE_REQUESTS,
                 "Requests or connections in flight",
+                srv,
+            )?,
+            server_health_check_failures: counter_vec(
+                registry,
+                SERVER_HEALTH_CHECK_FAILURES_TOTAL,
+                "Active health checks that failed",
                 srv,
             )?,
             server_requests: counter_vec(

@@ -13,7 +13,7 @@ use zkgate_config::{
 };
 
 use crate::balance::Balancer;
-use crate::server::{RegistryGeneration, ServerRegistry};
+use crate::server::{Health, RegistryGeneration, ServerRegistry};
 use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable, Server, ServerSource};
 use zkgate_metrics::{BackendMetrics, FrontendMetrics, Metrics};
 
@@ -145,8 +145,11 @@ fn build_backend(
     }
 
     let mut by_state = [0i64; 3];
+    // With active checks, only servers whose checks pass take traffic.
+    let checked = config.health_check.is_some();
+    let healthy = |server: &Server| !checked || server.state.health.get() == Health::Up;
     for server in &servers {
-        let up = server.admin == AdminState::Ready && server.weight > 0;
+        let up = server.admin == AdminState::Ready && server.weight > 0 && healthy(server);
         server.state.up.set(i64::from(up));
         server.state.weight.set(i64::from(server.weight));
         by_state[server.admin as usize] += 1;
@@ -162,7 +165,7 @@ fn build_backend(
     let eligible: Vec<(u32, u32, &str)> = servers
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.admin == AdminState::Ready && s.weight > 0)
+        .filter(|(_, s)| s.admin == AdminState::Ready && s.weight > 0 && healthy(s))
         .map(|(i, s)| (i as u32, s.weight, &*s.state.label))
         .collect();
     // Spread where each generation's rotation starts (Fibonacci hashing).

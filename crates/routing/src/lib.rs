@@ -10,7 +10,7 @@ mod table;
 
 pub use build::{Discovered, Resolved, TableBuilder};
 pub use ewma::PeakEwma;
-pub use server::{ActiveRequest, ServerState};
+pub use server::{ActiveRequest, Health, HealthState, ServerState};
 pub use table::{Backend, Frontend, FrontendId, RoutingTable, Server, ServerSource};
 pub use zkgate_metrics::Metrics;
 

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use prometheus::{IntCounter, IntGauge};
@@ -33,6 +34,47 @@ pub struct ServerState {
     pub weight: IntGauge,
     /// Peak-EWMA response time, for `balance: ewma`.
     pub latency: PeakEwma,
+    /// What active health checks last concluded.
+    pub health: HealthState,
+    /// `zkgate_server_health_check_failures_total`.
+    pub health_check_failures: IntCounter,
+}
+
+/// A server's health as active checks see it; shared by the checker (which
+/// writes it) and every table (which reads it when built).
+#[derive(Debug, Default)]
+pub struct HealthState(AtomicU8);
+
+/// See [`HealthState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Not checked yet: takes no traffic until its first check passes.
+    Unknown,
+    /// Passing.
+    Up,
+    /// Failing.
+    Down,
+}
+
+impl HealthState {
+    /// The current health.
+    pub fn get(&self) -> Health {
+        match self.0.load(Ordering::Acquire) {
+            1 => Health::Up,
+            2 => Health::Down,
+            _ => Health::Unknown,
+        }
+    }
+
+    /// Records a conclusion.
+    pub fn set(&self, health: Health) {
+        let value = match health {
+            Health::Unknown => 0,
+            Health::Up => 1,
+            Health::Down => 2,
+        };
+        self.0.store(value, Ordering::Release);
+    }
 }
 
 impl ServerState {
@@ -106,6 +148,11 @@ impl RegistryGeneration<'_> {
                 up: self.metrics.server_up.with_label_values(labels),
                 weight: self.metrics.server_weight.with_label_values(labels),
                 latency: PeakEwma::default(),
+                health: HealthState::default(),
+                health_check_failures: self
+                    .metrics
+                    .server_health_check_failures
+                    .with_label_values(labels),
             })
         });
         self.claimed.insert(key, Arc::clone(&state));

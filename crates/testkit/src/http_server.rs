@@ -101,15 +101,19 @@ impl HttpServer {
         let counter = Arc::clone(&requests);
         let accepted = Arc::clone(&connections);
         let task = tokio::spawn(async move {
+            // Connections live in this set, so stopping the server (aborting
+            // this task) closes them too, as a crashed server's would be.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                while connections.try_join_next().is_some() {}
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let name = Arc::clone(&name_arc);
                 let counter = Arc::clone(&counter);
                 let health = Arc::clone(&health);
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let service = service_fn(move |request| {
                         counter.fetch_add(1, Ordering::SeqCst);
                         answer(Arc::clone(&name), health.load(Ordering::SeqCst), request)

@@ -36,13 +36,17 @@ impl TcpServer {
         let counter = Arc::clone(&connections);
         let goodbye = format!("served-by {name}\n");
         let task = tokio::spawn(async move {
+            // Connections live in this set, so stopping the server (aborting
+            // this task) closes them too, as a crashed server's would be.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     continue;
                 };
+                while connections.try_join_next().is_some() {}
                 counter.fetch_add(1, Ordering::SeqCst);
                 let goodbye = goodbye.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let mut buffer = vec![0u8; 16 * 1024];
                     loop {
                         match stream.read(&mut buffer).await {

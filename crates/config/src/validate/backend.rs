@@ -2,6 +2,7 @@
 
 use http::HeaderName;
 
+use super::health::health_check;
 use super::zookeeper::discovery;
 use super::{mode, not_supported, timeouts};
 use crate::error::ConfigError;
@@ -35,12 +36,7 @@ pub(super) fn backend(
             "hash_method applies to the hashing algorithms (source, uri, header(NAME), cookie(NAME)) only",
         ));
     }
-    let unsupported: [(&str, bool, &str); 8] = [
-        (
-            "health_check",
-            raw.health_check.is_some(),
-            "active health checks",
-        ),
+    let unsupported: [(&str, bool, &str); 7] = [
         (
             "outlier_detection",
             raw.outlier_detection.is_some(),
@@ -127,6 +123,10 @@ pub(super) fn backend(
         });
     }
 
+    let health_check = raw
+        .health_check
+        .as_ref()
+        .and_then(|hc| health_check(&at("health_check"), hc, mode, errors));
     let discovery = raw
         .zookeeper
         .as_ref()
@@ -138,6 +138,7 @@ pub(super) fn backend(
         hash_method,
         servers,
         discovery,
+        health_check,
         retries: raw.retries.unwrap_or(default_retries),
         timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
     })

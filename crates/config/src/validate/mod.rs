@@ -12,6 +12,7 @@ use crate::model::*;
 use crate::raw::{RawFrontend, RawRoute, RawTimeouts};
 
 mod backend;
+mod health;
 mod zookeeper;
 
 use backend::backend;
