@@ -301,6 +301,16 @@ pub struct BackendConfig {
     pub discovery: Option<DiscoveryConfig>,
     /// Active health checks.
     pub health_check: Option<HealthCheckConfig>,
+    /// Passive ejection of servers that keep failing.
+    pub outlier_detection: Option<OutlierConfig>,
+    /// Percent: below this share of usable servers, route to all ready servers. 0 = off.
+    pub panic_threshold: u32,
+    /// Ramp a new or recovered server's weight up over this long. Zero = off.
+    pub slow_start: Duration,
+    /// Cookie that pins a client to a server.
+    pub sticky_cookie: Option<String>,
+    /// Requests (connections, tcp) in flight per server. 0 = unlimited.
+    pub max_connections_per_server: u32,
     /// Extra attempts on other servers when connecting fails.
     pub retries: u32,
     /// Effective timeouts.
@@ -453,4 +463,15 @@ impl HealthCheckKind {
             .iter()
             .any(|&(low, high)| (low..=high).contains(&status))
     }
+}
+
+/// A backend's `outlier_detection:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierConfig {
+    /// Failures in a row (connect errors, resets, timeouts, 5xx) that eject a server.
+    pub consecutive_failures: u32,
+    /// How long the first ejection lasts; repeated ejections last longer.
+    pub ejection: Duration,
+    /// At most this percent of a backend's servers are ejected at once.
+    pub max_ejected_percent: u32,
 }

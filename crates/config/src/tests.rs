@@ -159,7 +159,7 @@ fn every_error_is_reported_at_once_in_document_order() {
 #[test]
 fn features_not_built_yet_are_refused_not_ignored() {
     let errs = errors_of(
-        "backends:\n  b:\n    outlier_detection: {}\n    sticky: { cookie: S }\n    protocol: http2\n",
+        "backends:\n  b:\n    tls: { sni: x }\n    send_proxy: v2\n    protocol: http2\n",
     );
     assert_eq!(errs.len(), 3, "{errs:?}");
     assert!(

@@ -77,6 +77,8 @@ pub struct ControlPlane {
 enum Input {
     Membership(Update),
     Health(HealthEvent),
+    /// The table went stale by itself: an ejection began or ended, a slow start stepped.
+    Refresh,
 }
 
 impl ControlPlane {
@@ -144,6 +146,8 @@ impl ControlPlane {
                 _ = hangup.recv() => self.reload().await,
                 Some(update) = self.updates.recv() => self.servers_changed(Input::Membership(update)).await,
                 Some(event) = self.health_events.recv() => self.servers_changed(Input::Health(event)).await,
+                _ = self.proxy.changed.notified() => self.servers_changed(Input::Refresh).await,
+                _ = refresh_at(self.table.load().refresh_at_ms()) => self.servers_changed(Input::Refresh).await,
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
             }
@@ -179,6 +183,7 @@ impl ControlPlane {
                     }
                 }
                 // The checker already wrote the server's health; the build reads it.
+                Input::Refresh => {}
                 Input::Health(event) => {
                     debug!(backend = %event.backend, server = %event.address, health = ?event.health, "health changed");
                     health += 1;
@@ -358,5 +363,13 @@ impl ControlPlane {
     /// The addresses being listened on.
     pub fn listening(&self) -> Vec<SocketAddr> {
         self.listeners.addresses()
+    }
+}
+
+/// Sleeps until `at_ms` (in `clock::now_ms` time), or forever if `None`.
+async fn refresh_at(at_ms: Option<u64>) {
+    match at_ms {
+        Some(at) => tokio::time::sleep_until(zkgate_routing::clock::instant_of(at).into()).await,
+        None => std::future::pending().await,
     }
 }

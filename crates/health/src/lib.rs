@@ -161,6 +161,13 @@ async fn check_loop(
                 }
             }
             health = next;
+            if health == Health::Up {
+                // Slow start ramps from here.
+                state.ready_since_ms.store(
+                    zkgate_routing::clock::now_ms(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
             state.health.set(health);
             let event = HealthEvent {
                 backend: Arc::clone(&backend),

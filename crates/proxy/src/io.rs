@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::clock;
+use zkgate_routing::clock;
 
 /// What the HTTP connection task needs to enforce `client_header` and
 /// `client_idle`: whether a request is being served, since when the

@@ -1,7 +1,6 @@
 //! zkgate's data plane. It only reads: every connection or request loads the
 //! current [`RoutingTable`] once and never waits on the control plane.
 
-mod clock;
 mod connections;
 mod http;
 mod io;
@@ -24,6 +23,8 @@ pub struct Proxy {
     pub table: Arc<ArcSwap<RoutingTable>>,
     /// Open client connections, for graceful shutdown.
     pub connections: Connections,
+    /// Tells the control plane the table went stale (a server was ejected).
+    pub changed: Arc<tokio::sync::Notify>,
 }
 
 impl Proxy {
@@ -32,6 +33,7 @@ impl Proxy {
         Proxy {
             table,
             connections: Connections::default(),
+            changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }

@@ -132,7 +132,7 @@ fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {
         frontend.metrics.active_connections.inc();
         match frontend.mode {
             Mode::Http => crate::http::serve(stream, peer, &frontend, proxy, guard).await,
-            Mode::Tcp => crate::tcp::serve(stream, peer, &frontend, table, guard).await,
+            Mode::Tcp => crate::tcp::serve(stream, peer, &frontend, table, guard, &proxy).await,
         }
         frontend.metrics.active_connections.dec();
     });

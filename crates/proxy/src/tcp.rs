@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 use zkgate_routing::{Backend, Frontend, RoutingTable};
 
-use crate::clock;
 use crate::connections::ConnectionGuard;
+use zkgate_routing::clock;
 
 const BUFFER_SIZE: usize = 16 * 1024;
 
@@ -25,6 +25,7 @@ pub async fn serve(
     frontend: &Frontend,
     table: Arc<RoutingTable>,
     guard: ConnectionGuard,
+    proxy: &crate::Proxy,
 ) {
     let Some(backend) = frontend.default_backend() else {
         return;
@@ -35,7 +36,7 @@ pub async fn serve(
         }
         _ => None,
     };
-    let Some((server, upstream)) = connect(backend, key).await else {
+    let Some((server, upstream)) = connect(backend, key, proxy).await else {
         debug!(%peer, backend = %backend.name, "no server reachable; closing client connection");
         return;
     };
@@ -56,10 +57,11 @@ pub async fn serve(
 }
 
 /// Connects to the first reachable server, trying up to `retries` others.
-async fn connect(
-    backend: &Backend,
+async fn connect<'a>(
+    backend: &'a Backend,
     key: Option<u64>,
-) -> Option<(&zkgate_routing::Server, TcpStream)> {
+    proxy: &crate::Proxy,
+) -> Option<(&'a zkgate_routing::Server, TcpStream)> {
     let mut tried = Vec::new();
     for attempt in 0..=backend.retries {
         let server = if attempt == 0 {
@@ -80,6 +82,7 @@ async fn connect(
         {
             Ok(Ok(stream)) => {
                 stream.set_nodelay(true).ok();
+                backend.record(server, true);
                 return Some((server, stream));
             }
             Ok(Err(err)) => {
@@ -90,6 +93,9 @@ async fn connect(
             }
         }
         backend.metrics.connect_errors.inc();
+        if backend.record(server, false) {
+            proxy.changed.notify_one();
+        }
     }
     if tried.is_empty() {
         backend.metrics.no_server.inc();

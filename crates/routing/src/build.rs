@@ -13,6 +13,7 @@ use zkgate_config::{
 };
 
 use crate::balance::Balancer;
+use crate::clock;
 use crate::server::{Health, RegistryGeneration, ServerRegistry};
 use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable, Server, ServerSource};
 use zkgate_metrics::{BackendMetrics, FrontendMetrics, Metrics};
@@ -144,13 +145,11 @@ fn build_backend(
         });
     }
 
+    let now = clock::now_ms();
+    let traffic = Eligibility::of(config, &servers, now);
     let mut by_state = [0i64; 3];
-    // With active checks, only servers whose checks pass take traffic.
-    let checked = config.health_check.is_some();
-    let healthy = |server: &Server| !checked || server.state.health.get() == Health::Up;
     for server in &servers {
-        let up = server.admin == AdminState::Ready && server.weight > 0 && healthy(server);
-        server.state.up.set(i64::from(up));
+        server.state.up.set(i64::from(traffic.takes(server)));
         server.state.weight.set(i64::from(server.weight));
         by_state[server.admin as usize] += 1;
     }
@@ -161,17 +160,47 @@ fn build_backend(
             .set(by_state[state as usize]);
     }
 
-    // Only ready servers take new traffic; drain and maint finish what they have.
+    // Only servers taking new traffic are in the balancer; drain and maint
+    // (and failing ones) finish what they have.
+    let mut refresh_at_ms: Option<u64> = None;
+    let mut refresh = |at: u64| refresh_at_ms = Some(refresh_at_ms.map_or(at, |r| r.min(at)));
+    for server in &servers {
+        // An ejected server comes back when its ejection ends: rebuild then.
+        let until = server.state.outlier.ejected_until_ms();
+        if until > now {
+            refresh(until);
+        }
+    }
     let eligible: Vec<(u32, u32, &str)> = servers
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.admin == AdminState::Ready && s.weight > 0 && healthy(s))
-        .map(|(i, s)| (i as u32, s.weight, &*s.state.label))
+        .filter(|(_, s)| traffic.takes(s))
+        .map(|(i, s)| {
+            let (weight, ramping) = slow_start_weight(s, config.slow_start, now);
+            if ramping {
+                refresh(
+                    now + (config.slow_start.as_millis() as u64 / SLOW_START_STEPS)
+                        .max(MIN_REFRESH_MS),
+                );
+            }
+            (i as u32, weight, &*s.state.label)
+        })
         .collect();
     // Spread where each generation's rotation starts (Fibonacci hashing).
     let start = generation.wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize;
     let balancer = Balancer::new(&config.balance, config.hash_method, &eligible, start);
     let eligible: Box<[u32]> = eligible.iter().map(|&(i, _, _)| i).collect();
+    let sticky_ids = config
+        .sticky_cookie
+        .as_ref()
+        .map(|_| {
+            servers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (sticky_id(&s.state.label), i as u32))
+                .collect()
+        })
+        .unwrap_or_default();
     Backend {
         metrics: BackendMetrics::resolve(metrics, &name),
         name,
@@ -183,7 +212,87 @@ fn build_backend(
         balancer,
         eligible,
         retry_cursor: AtomicUsize::new(start),
+        health_checked: config.health_check.is_some(),
+        outlier: config.outlier_detection,
+        panic: traffic.panic,
+        sticky_cookie: config.sticky_cookie.as_deref().map(Into::into),
+        sticky_ids,
+        max_connections_per_server: config.max_connections_per_server,
+        refresh_at_ms,
     }
+}
+
+/// Slow start moves a ramping server's weight this many times.
+const SLOW_START_STEPS: u64 = 10;
+/// Never rebuild for slow start more often than this.
+const MIN_REFRESH_MS: u64 = 100;
+
+/// The weight a server gets now, and whether it is still ramping up.
+fn slow_start_weight(server: &Server, slow_start: std::time::Duration, now: u64) -> (u32, bool) {
+    if slow_start.is_zero() {
+        return (server.weight, false);
+    }
+    let since = server
+        .state
+        .ready_since_ms
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .max(server.state.outlier.ejected_until_ms());
+    let elapsed = now.saturating_sub(since);
+    let ramp = slow_start.as_millis() as u64;
+    if elapsed >= ramp {
+        return (server.weight, false);
+    }
+    let weight = (u64::from(server.weight) * elapsed / ramp).max(1) as u32;
+    (weight, true)
+}
+
+/// Which servers of a backend take new traffic in this table.
+struct Eligibility {
+    checked: bool,
+    now: u64,
+    /// Too few usable servers: send traffic to every ready one.
+    panic: bool,
+}
+
+impl Eligibility {
+    fn of(config: &BackendConfig, servers: &[Server], now: u64) -> Self {
+        let mut traffic = Eligibility {
+            checked: config.health_check.is_some(),
+            now,
+            panic: false,
+        };
+        let candidates = servers.iter().filter(|s| candidate(s)).count();
+        let usable = servers
+            .iter()
+            .filter(|s| candidate(s) && traffic.usable(s))
+            .count();
+        let threshold = config.panic_threshold as usize;
+        traffic.panic = threshold > 0 && candidates > 0 && usable * 100 < threshold * candidates;
+        if traffic.panic {
+            debug!(backend = %config.name, usable, candidates, "panic: too few usable servers, routing to all of them");
+        }
+        traffic
+    }
+
+    /// Passing its checks (when checked) and not ejected.
+    fn usable(&self, server: &Server) -> bool {
+        (!self.checked || server.state.health.get() == Health::Up)
+            && !server.state.outlier.is_ejected(self.now)
+    }
+
+    fn takes(&self, server: &Server) -> bool {
+        candidate(server) && (self.panic || self.usable(server))
+    }
+}
+
+/// Ready with a weight: would take traffic if healthy.
+fn candidate(server: &Server) -> bool {
+    server.admin == AdminState::Ready && server.weight > 0
+}
+
+/// A server's opaque, stable id for sticky cookies.
+pub fn sticky_id(label: &str) -> u64 {
+    crate::balance::hash64(label.as_bytes(), crate::balance::hash::SEED ^ 0x5717_c4e1)
 }
 
 fn build_frontend(

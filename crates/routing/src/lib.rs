@@ -4,12 +4,15 @@
 
 pub mod balance;
 mod build;
+pub mod clock;
 mod ewma;
+mod outlier;
 mod server;
 mod table;
 
 pub use build::{Discovered, Resolved, TableBuilder};
 pub use ewma::PeakEwma;
+pub use outlier::Outlier;
 pub use server::{ActiveRequest, Health, HealthState, ServerState};
 pub use table::{Backend, Frontend, FrontendId, RoutingTable, Server, ServerSource};
 pub use zkgate_metrics::Metrics;

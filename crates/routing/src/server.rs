@@ -6,12 +6,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use prometheus::{IntCounter, IntGauge};
 
 use crate::ewma::PeakEwma;
+use crate::outlier::Outlier;
 use zkgate_metrics::Metrics;
 
 /// Identity of a server across tables.
@@ -38,6 +39,11 @@ pub struct ServerState {
     pub health: HealthState,
     /// `zkgate_server_health_check_failures_total`.
     pub health_check_failures: IntCounter,
+    /// Passive outlier detection.
+    pub outlier: Outlier,
+    /// When the server last became usable (first seen, or health back up),
+    /// in [`crate::clock::now_ms`] time: where slow start ramps from.
+    pub ready_since_ms: AtomicU64,
 }
 
 /// A server's health as active checks see it; shared by the checker (which
@@ -153,6 +159,8 @@ impl RegistryGeneration<'_> {
                     .metrics
                     .server_health_check_failures
                     .with_label_values(labels),
+                outlier: Outlier::default(),
+                ready_since_ms: AtomicU64::new(crate::clock::now_ms()),
             })
         });
         self.claimed.insert(key, Arc::clone(&state));

@@ -6,11 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use zkgate_config::{AdminState, Balance, HostPattern, Mode, Timeouts};
+use zkgate_config::{AdminState, Balance, HostPattern, Mode, OutlierConfig, Timeouts};
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::balance::Balancer;
+use crate::clock;
+use crate::server::Health;
 use crate::server::ServerState;
 use zkgate_metrics::{BackendMetrics, FrontendMetrics};
 
@@ -64,6 +67,12 @@ impl RoutingTable {
     /// Every backend, by name.
     pub fn backends(&self) -> &[Arc<Backend>] {
         &self.backends
+    }
+
+    /// When this table goes stale by itself (an ejection ends, a slow start
+    /// steps), in [`clock::now_ms`] time: the control plane rebuilds then.
+    pub fn refresh_at_ms(&self) -> Option<u64> {
+        self.backends.iter().filter_map(|b| b.refresh_at_ms).min()
     }
 
     /// The backend called `name`.
@@ -192,27 +201,93 @@ pub struct Backend {
     /// Indexes of the servers that take new traffic.
     pub(crate) eligible: Box<[u32]>,
     pub(crate) retry_cursor: AtomicUsize,
+    pub(crate) health_checked: bool,
+    pub(crate) outlier: Option<OutlierConfig>,
+    /// Too few usable servers when built: every ready server takes traffic.
+    pub panic: bool,
+    /// The sticky cookie's name, if sessions stick.
+    pub sticky_cookie: Option<Box<str>>,
+    pub(crate) sticky_ids: HashMap<u64, u32>,
+    pub(crate) max_connections_per_server: u32,
+    pub(crate) refresh_at_ms: Option<u64>,
     /// Metric handles.
     pub metrics: BackendMetrics,
 }
 
 impl Backend {
     /// The server for a request, or `None` if no server takes traffic. `key`
-    /// is the request's hash key when [`Backend::balance`] hashes one.
+    /// is the request's hash key when [`Backend::balance`] hashes one. A
+    /// server ejected since the table was built, or at its connection limit,
+    /// is passed over.
     #[inline]
     pub fn pick(&self, key: Option<u64>) -> Option<&Server> {
-        self.balancer
-            .pick(&self.servers, key)
-            .map(|i| &self.servers[i as usize])
+        let server = &self.servers[self.balancer.pick(&self.servers, key)? as usize];
+        if self.usable_now(server) {
+            return Some(server);
+        }
+        self.pick_untried(&[])
     }
 
     /// A server whose address is not in `tried` (for retries), whatever the
-    /// algorithm: the next eligible one in a rotation.
+    /// algorithm: the next usable eligible one in a rotation.
     pub fn pick_untried(&self, tried: &[SocketAddr]) -> Option<&Server> {
         let n = self.eligible.len();
         let start = self.retry_cursor.fetch_add(1, Relaxed);
         (0..n)
             .map(|k| &self.servers[self.eligible[(start + k) % n] as usize])
-            .find(|server| !tried.contains(&server.address()))
+            .find(|server| !tried.contains(&server.address()) && self.usable_now(server))
+    }
+
+    #[inline]
+    fn usable_now(&self, server: &Server) -> bool {
+        let limit = self.max_connections_per_server;
+        let under_limit = limit == 0 || server.state.active.get() < i64::from(limit);
+        under_limit
+            && (self.panic
+                || self.outlier.is_none()
+                || !server.state.outlier.is_ejected(clock::now_ms()))
+    }
+
+    /// The server a sticky cookie value names, if it may still serve it:
+    /// ready or draining (maint moves the client), healthy, not ejected.
+    pub fn sticky(&self, value: &[u8]) -> Option<&Server> {
+        let id = u64::from_str_radix(std::str::from_utf8(value).ok()?, 16).ok()?;
+        let server = &self.servers[*self.sticky_ids.get(&id)? as usize];
+        let admitted = matches!(server.admin, AdminState::Ready | AdminState::Drain);
+        let healthy = self.panic || !self.health_checked || server.state.health.get() == Health::Up;
+        (admitted && healthy && self.usable_now(server)).then_some(server)
+    }
+
+    /// The sticky cookie value for `server`.
+    pub fn sticky_value(&self, server: &Server) -> String {
+        format!("{:016x}", crate::build::sticky_id(&server.state.label))
+    }
+
+    /// Records how a request or connection to `server` went, for outlier
+    /// detection. Returns true if this failure ejected the server.
+    pub fn record(&self, server: &Server, ok: bool) -> bool {
+        let Some(config) = &self.outlier else {
+            return false;
+        };
+        if ok {
+            server.state.outlier.success();
+            return false;
+        }
+        let now = clock::now_ms();
+        let may_eject = || {
+            let ejected = self
+                .servers
+                .iter()
+                .filter(|s| s.state.outlier.is_ejected(now))
+                .count();
+            (ejected + 1) * 100 <= config.max_ejected_percent as usize * self.servers.len()
+        };
+        match server.state.outlier.failure(config, now, may_eject) {
+            Some(length) => {
+                tracing::warn!(backend = %self.name, server = %server.address(), ejection = ?length, "server ejected after consecutive failures");
+                true
+            }
+            None => false,
+        }
     }
 }

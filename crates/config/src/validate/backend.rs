@@ -36,38 +36,69 @@ pub(super) fn backend(
             "hash_method applies to the hashing algorithms (source, uri, header(NAME), cookie(NAME)) only",
         ));
     }
-    let unsupported: [(&str, bool, &str); 7] = [
-        (
-            "outlier_detection",
-            raw.outlier_detection.is_some(),
-            "outlier detection",
-        ),
-        (
-            "panic_threshold",
-            raw.panic_threshold != 0,
-            "panic threshold",
-        ),
-        (
-            "slow_start",
-            raw.slow_start.is_some_and(|d| !d.0.is_zero()),
-            "slow start",
-        ),
-        ("sticky", raw.sticky.is_some(), "sticky sessions"),
+    let unsupported: [(&str, bool, &str); 2] = [
         ("tls", raw.tls.is_some(), "TLS to servers"),
         (
             "send_proxy",
             raw.send_proxy.as_deref().is_some_and(|p| p != "none"),
             "send_proxy",
         ),
-        (
-            "max_connections_per_server",
-            raw.max_connections_per_server != 0,
-            "per-server connection limits",
-        ),
     ];
     for (field, present, what) in unsupported {
         if present {
             errors.push(not_supported(at(field), what));
+        }
+    }
+    let outlier_detection = raw.outlier_detection.as_ref().map(|raw| {
+        let outlier = OutlierConfig {
+            consecutive_failures: raw.consecutive_failures.unwrap_or(5),
+            ejection: raw
+                .ejection
+                .map_or(std::time::Duration::from_secs(30), |d| d.0),
+            max_ejected_percent: raw.max_ejected_percent.unwrap_or(50),
+        };
+        if outlier.consecutive_failures == 0 {
+            errors.push(ConfigError::new(
+                at("outlier_detection.consecutive_failures"),
+                "use 1 or more",
+            ));
+        }
+        if outlier.ejection.is_zero() {
+            errors.push(ConfigError::new(
+                at("outlier_detection.ejection"),
+                "an ejection must last: use a duration like 30s",
+            ));
+        }
+        if outlier.max_ejected_percent > 100 {
+            errors.push(ConfigError::new(
+                at("outlier_detection.max_ejected_percent"),
+                "a percentage: use 0 to 100",
+            ));
+        }
+        outlier
+    });
+    if raw.panic_threshold > 100 {
+        errors.push(ConfigError::new(
+            at("panic_threshold"),
+            "a percentage: use 0 to 100",
+        ));
+    }
+    let sticky_cookie = raw.sticky.as_ref().map(|sticky| sticky.cookie.clone());
+    if let Some(cookie) = &sticky_cookie {
+        if mode == Mode::Tcp {
+            errors.push(ConfigError::new(
+                at("sticky"),
+                "sticky cookies need HTTP: remove `sticky` from a tcp backend",
+            ));
+        } else if cookie.is_empty()
+            || !cookie
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            errors.push(ConfigError::new(
+                at("sticky.cookie"),
+                format!("`{cookie}` is not a cookie name: use letters, digits, `_`, `-`, `.`"),
+            ));
         }
     }
     match raw.protocol.as_deref() {
@@ -139,6 +170,11 @@ pub(super) fn backend(
         servers,
         discovery,
         health_check,
+        outlier_detection,
+        panic_threshold: raw.panic_threshold,
+        slow_start: raw.slow_start.map_or(std::time::Duration::ZERO, |d| d.0),
+        sticky_cookie,
+        max_connections_per_server: raw.max_connections_per_server,
         retries: raw.retries.unwrap_or(default_retries),
         timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
     })

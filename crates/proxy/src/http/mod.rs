@@ -2,6 +2,7 @@
 //! sides, bodies streamed with back-pressure in constant memory.
 
 mod body;
+mod forward;
 mod headers;
 mod keys;
 mod response;
@@ -19,10 +20,10 @@ use tokio::net::TcpStream;
 use tracing::debug;
 use zkgate_routing::Frontend;
 
-use crate::clock;
 use crate::connections::ConnectionGuard;
 use crate::io::{Activity, ConnActivity, CountingIo};
 use crate::Proxy;
+use zkgate_routing::clock;
 
 use service::ProxyService;
 

@@ -5,18 +5,16 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::{header, uri, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use tracing::{debug, warn};
-use zkgate_routing::{Backend, FrontendId, Server};
+use zkgate_routing::{Backend, FrontendId};
 
 use super::body::{ProxyBody, RequestDone};
+use super::forward::{forward, Forwarded};
 use super::headers::{add_forwarded, request_host, strip_hop_by_hop};
 use super::keys;
 use super::response::error;
-use super::upstream::{self, Sender};
 use crate::io::ConnActivity;
 use crate::Proxy;
 
@@ -83,11 +81,27 @@ impl ClientConn {
             return error(StatusCode::SERVICE_UNAVAILABLE);
         };
         let key = keys::hash_key(&backend.balance, &request, self.peer.ip());
+        let sticky = backend
+            .sticky_cookie
+            .as_deref()
+            .and_then(|name| keys::cookie(request.headers(), name))
+            .and_then(|value| backend.sticky(value))
+            .map(|server| server.address());
         if let Err(status) = prepare(&mut request, frontend.forwarded_headers, self.peer) {
             backend.metrics.count_response(status.as_u16());
             return error(status);
         }
-        let response = forward(&backend, request, key).await;
+        let response = match forward(&backend, request, key, sticky, &self.proxy).await {
+            Forwarded::Answered(mut response, server) => {
+                if let Some(name) = backend.sticky_cookie.as_deref() {
+                    if sticky != Some(server) {
+                        set_sticky_cookie(&mut response, name, &backend, server);
+                    }
+                }
+                response
+            }
+            Forwarded::Failed(status) => error(status),
+        };
         backend.metrics.count_response(response.status().as_u16());
         response
     }
@@ -128,107 +142,18 @@ fn prepare(
     Ok(())
 }
 
-/// What became of one attempt on one server.
-enum Attempt {
-    Answered(Response<ProxyBody>),
-    /// Nothing reached the server: the request can go elsewhere.
-    NotSent(Request<Incoming>),
-    /// The request was (maybe partly) sent and then failed: answer with this.
-    Failed(StatusCode),
-}
-
-async fn forward(
+/// Pins the client to `server` for the next requests.
+fn set_sticky_cookie(
+    response: &mut Response<ProxyBody>,
+    name: &str,
     backend: &Backend,
-    mut request: Request<Incoming>,
-    key: Option<u64>,
-) -> Response<ProxyBody> {
-    let mut tried: Vec<SocketAddr> = Vec::new();
-    for attempt in 0..=backend.retries {
-        let server = if attempt == 0 {
-            backend.pick(key)
-        } else {
-            backend.pick_untried(&tried)
-        };
-        let Some(server) = server else { break };
-        if attempt > 0 {
-            backend.metrics.retries.inc();
-        }
-        tried.push(server.address());
-        match attempt_on(backend, server, request).await {
-            Attempt::Answered(response) => return response,
-            Attempt::Failed(status) => return error(status),
-            Attempt::NotSent(unsent) => request = unsent,
-        }
+    server: SocketAddr,
+) {
+    let Some(server) = backend.servers.iter().find(|s| s.address() == server) else {
+        return;
+    };
+    let cookie = format!("{name}={}; Path=/; HttpOnly", backend.sticky_value(server));
+    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
     }
-    if tried.is_empty() {
-        backend.metrics.no_server.inc();
-        error(StatusCode::SERVICE_UNAVAILABLE)
-    } else {
-        error(StatusCode::BAD_GATEWAY)
-    }
-}
-
-async fn attempt_on(backend: &Backend, server: &Server, mut request: Request<Incoming>) -> Attempt {
-    let address = server.address();
-    let mut pooled = upstream::checkout(address);
-    loop {
-        let reused = pooled.is_some();
-        let mut sender = match pooled.take() {
-            Some(sender) => sender,
-            None => match upstream::connect(address, backend.timeouts.connect).await {
-                Ok(sender) => sender,
-                Err(err) => {
-                    warn!(backend = %backend.name, server = %address, error = %err, "cannot connect to server");
-                    backend.metrics.connect_errors.inc();
-                    return Attempt::NotSent(request);
-                }
-            },
-        };
-        if sender.ready().await.is_err() {
-            if reused {
-                continue;
-            }
-            backend.metrics.connect_errors.inc();
-            return Attempt::NotSent(request);
-        }
-        let active = server.state.start_request();
-        let started = Instant::now();
-        let sent =
-            tokio::time::timeout(backend.timeouts.server, sender.try_send_request(request)).await;
-        match sent {
-            Err(_) => {
-                debug!(backend = %backend.name, server = %address, "server timed out");
-                return Attempt::Failed(StatusCode::GATEWAY_TIMEOUT);
-            }
-            Ok(Ok(response)) => {
-                backend
-                    .metrics
-                    .response_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                return Attempt::Answered(relay(response, address, sender, active));
-            }
-            Ok(Err(mut failed)) => match failed.take_message() {
-                // A reused connection the server had closed: try a fresh one.
-                Some(unsent) if reused => request = unsent,
-                Some(unsent) => return Attempt::NotSent(unsent),
-                None => {
-                    debug!(backend = %backend.name, server = %address, error = %failed.error(), "request to server failed");
-                    return Attempt::Failed(StatusCode::BAD_GATEWAY);
-                }
-            },
-        }
-    }
-}
-
-/// The server's response as sent to the client.
-fn relay(
-    response: Response<Incoming>,
-    address: SocketAddr,
-    sender: Sender,
-    active: zkgate_routing::ActiveRequest,
-) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    parts.version = Version::HTTP_11;
-    Response::from_parts(parts, ProxyBody::upstream(body, (address, sender), active))
 }

@@ -12,8 +12,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::debug;
 
+/// What zkgate sends servers: the client's body streamed, or nothing (a replay).
+pub type UpstreamBody = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
+
 /// A connection's request half.
-pub type Sender = SendRequest<Incoming>;
+pub type Sender = SendRequest<UpstreamBody>;
 
 /// Idle connections kept per server and thread.
 const MAX_IDLE_PER_SERVER: usize = 256;

@@ -1,0 +1,202 @@
+//! Sending a request to a server of a backend: pick, connect (pooled),
+//! retry where it is safe, record the outcome for outlier detection.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use tracing::{debug, warn};
+use zkgate_routing::{ActiveRequest, Backend, Server};
+
+use super::body::ProxyBody;
+use super::headers::strip_hop_by_hop;
+use super::upstream::{self, Sender, UpstreamBody};
+use crate::Proxy;
+
+/// How a request ended.
+pub enum Forwarded {
+    /// A server answered (the response streams on); which one.
+    Answered(Response<ProxyBody>, SocketAddr),
+    /// No server answered: zkgate answers with this.
+    Failed(StatusCode),
+}
+
+/// What can be sent again after a failure that happened once the request
+/// was sent: an idempotent method with no body (RFC 9110 §9.2.2).
+struct Replay {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    fn of(request: &Request<UpstreamBody>) -> Option<Replay> {
+        let idempotent = matches!(
+            *request.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        let empty = request.body().size_hint().exact() == Some(0);
+        (idempotent && empty).then(|| Replay {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+        })
+    }
+
+    fn request(&self) -> Request<UpstreamBody> {
+        let mut request = Request::new(Either::Right(Empty::<Bytes>::new()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// What became of one attempt on one server.
+enum Attempt {
+    Answered(Response<ProxyBody>),
+    /// Nothing reached the server, or it may be sent again: try elsewhere.
+    Retry(Request<UpstreamBody>),
+    /// Failed in a way that must not be retried: answer with this.
+    Failed(StatusCode),
+}
+
+/// Sends `request` to a server of `backend`: the `sticky` one if given and
+/// usable, else the balancer's pick; on a failure that is safe to retry,
+/// another server, up to `retries` times.
+pub async fn forward(
+    backend: &Backend,
+    request: Request<Incoming>,
+    key: Option<u64>,
+    sticky: Option<SocketAddr>,
+    proxy: &Proxy,
+) -> Forwarded {
+    let mut request = request.map(Either::Left);
+    // Only cloned when a retry after sending could happen at all.
+    let replay = if backend.retries > 0 {
+        Replay::of(&request)
+    } else {
+        None
+    };
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    for attempt in 0..=backend.retries {
+        let server = match (attempt, sticky) {
+            (0, Some(address)) => backend.servers.iter().find(|s| s.address() == address),
+            (0, None) => backend.pick(key),
+            _ => backend.pick_untried(&tried),
+        };
+        let Some(server) = server else { break };
+        if attempt > 0 {
+            backend.metrics.retries.inc();
+        }
+        tried.push(server.address());
+        let outcome = attempt_on(backend, server, request, replay.as_ref()).await;
+        let ok = match &outcome {
+            Attempt::Answered(response) => !response.status().is_server_error(),
+            _ => false,
+        };
+        if backend.record(server, ok) {
+            proxy.changed.notify_one();
+        }
+        match outcome {
+            Attempt::Answered(response) => return Forwarded::Answered(response, server.address()),
+            Attempt::Failed(status) => return Forwarded::Failed(status),
+            Attempt::Retry(again) => request = again,
+        }
+    }
+    if tried.is_empty() {
+        backend.metrics.no_server.inc();
+        Forwarded::Failed(StatusCode::SERVICE_UNAVAILABLE)
+    } else {
+        Forwarded::Failed(StatusCode::BAD_GATEWAY)
+    }
+}
+
+async fn attempt_on(
+    backend: &Backend,
+    server: &Server,
+    mut request: Request<UpstreamBody>,
+    replay: Option<&Replay>,
+) -> Attempt {
+    let address = server.address();
+    let mut pooled = upstream::checkout(address);
+    loop {
+        let reused = pooled.is_some();
+        let mut sender = match pooled.take() {
+            Some(sender) => sender,
+            None => match upstream::connect(address, backend.timeouts.connect).await {
+                Ok(sender) => sender,
+                Err(err) => {
+                    warn!(backend = %backend.name, server = %address, error = %err, "cannot connect to server");
+                    backend.metrics.connect_errors.inc();
+                    return Attempt::Retry(request);
+                }
+            },
+        };
+        if sender.ready().await.is_err() {
+            if reused {
+                continue;
+            }
+            backend.metrics.connect_errors.inc();
+            return Attempt::Retry(request);
+        }
+        let active = server.state.start_request();
+        let started = Instant::now();
+        let sent =
+            tokio::time::timeout(backend.timeouts.server, sender.try_send_request(request)).await;
+        match sent {
+            Err(_) => {
+                debug!(backend = %backend.name, server = %address, "server timed out");
+                return Attempt::Failed(StatusCode::GATEWAY_TIMEOUT);
+            }
+            Ok(Ok(response)) => {
+                let elapsed = started.elapsed();
+                backend
+                    .metrics
+                    .response_seconds
+                    .observe(elapsed.as_secs_f64());
+                server.state.latency.observe(elapsed);
+                return Attempt::Answered(relay(response, address, sender, active));
+            }
+            Ok(Err(mut failed)) => match failed.take_message() {
+                // A reused connection the server had closed: try a fresh one.
+                Some(unsent) if reused => request = unsent,
+                Some(unsent) => return Attempt::Retry(unsent),
+                None => {
+                    debug!(backend = %backend.name, server = %address, error = %failed.error(), "request to server failed");
+                    // Sent, then the connection failed before any answer:
+                    // only an idempotent, bodiless request may go again.
+                    return match replay {
+                        Some(replay) => Attempt::Retry(replay.request()),
+                        None => Attempt::Failed(StatusCode::BAD_GATEWAY),
+                    };
+                }
+            },
+        }
+    }
+}
+
+/// The server's response as sent to the client.
+fn relay(
+    response: Response<Incoming>,
+    address: SocketAddr,
+    sender: Sender,
+    active: ActiveRequest,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.version = Version::HTTP_11;
+    Response::from_parts(parts, ProxyBody::upstream(body, (address, sender), active))
+}
