@@ -18,6 +18,8 @@ use super::upstream::{self, Sender, UpstreamBody};
 use crate::Proxy;
 
 /// How a request ended.
+// Moved once per request; boxing the response would cost an allocation instead.
+#[allow(clippy::large_enum_variant)]
 pub enum Forwarded {
     /// A server answered (the response streams on); which one.
     Answered(Response<ProxyBody>, SocketAddr),
@@ -65,6 +67,7 @@ impl Replay {
 }
 
 /// What became of one attempt on one server.
+#[allow(clippy::large_enum_variant)]
 enum Attempt {
     Answered(Response<ProxyBody>),
     /// Nothing reached the server, or it may be sent again: try elsewhere.
