@@ -237,6 +237,10 @@ fn slow_start_weight(server: &Server, slow_start: std::time::Duration, now: u64)
         .ready_since_ms
         .load(std::sync::atomic::Ordering::Relaxed)
         .max(server.state.outlier.ejected_until_ms());
+    if since == 0 {
+        // In service since the process started: nothing to ramp.
+        return (server.weight, false);
+    }
     let elapsed = now.saturating_sub(since);
     let ramp = slow_start.as_millis() as u64;
     if elapsed >= ramp {

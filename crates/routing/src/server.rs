@@ -113,6 +113,9 @@ impl Drop for ActiveRequest {
 #[derive(Default)]
 pub struct ServerRegistry {
     states: HashMap<ServerKey, Arc<ServerState>>,
+    /// Generations finished; servers of the very first one count as long
+    /// ready (nothing to slow-start against when the process starts).
+    generations: u64,
 }
 
 impl ServerRegistry {
@@ -160,7 +163,11 @@ impl RegistryGeneration<'_> {
                     .server_health_check_failures
                     .with_label_values(labels),
                 outlier: Outlier::default(),
-                ready_since_ms: AtomicU64::new(crate::clock::now_ms()),
+                ready_since_ms: AtomicU64::new(if self.registry.generations == 0 {
+                    0
+                } else {
+                    crate::clock::now_ms()
+                }),
             })
         });
         self.claimed.insert(key, Arc::clone(&state));
@@ -184,12 +191,15 @@ impl RegistryGeneration<'_> {
                     // A series that was never set is simply absent.
                     family.remove_label_values(labels).ok();
                 }
-                self.metrics
-                    .server_requests
-                    .remove_label_values(labels)
-                    .ok();
+                for family in [
+                    &self.metrics.server_requests,
+                    &self.metrics.server_health_check_failures,
+                ] {
+                    family.remove_label_values(labels).ok();
+                }
             }
         }
         self.registry.states = self.claimed;
+        self.registry.generations += 1;
     }
 }

@@ -195,3 +195,23 @@ fn discovered_servers_join_static_ones_and_a_static_address_wins() {
         ]
     );
 }
+
+#[test]
+fn slow_start_gives_a_new_server_a_small_weight_and_asks_for_a_refresh() {
+    let text = "backends:\n  web:\n    slow_start: 10s\n    servers: [{ address: \"127.0.0.1:9001\", weight: 100 }, { address: \"127.0.0.1:9002\", weight: 100 }]\n";
+    let config = zkgate_config::parse(text, "t").unwrap();
+    let (mut builder, _) = builder();
+    let only_first = text.replace(", { address: \"127.0.0.1:9002\", weight: 100 }", "");
+    let first = zkgate_config::parse(&only_first, "t").unwrap();
+    // Servers of the first table (process start) do not ramp.
+    let table = builder.build(&first, &Discovered::new(), &resolved(&first));
+    assert!(table.refresh_at_ms().is_none());
+    let table = builder.build(&config, &Discovered::new(), &resolved(&config));
+    let web = table.backend("web").unwrap();
+    assert!(table.refresh_at_ms().is_some());
+    // The added server starts at weight 1 against 100.
+    let picks: Vec<u16> = (0..101)
+        .map(|_| web.pick(None).unwrap().address().port())
+        .collect();
+    assert_eq!(picks.iter().filter(|&&p| p == 9002).count(), 1);
+}

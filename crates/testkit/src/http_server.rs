@@ -8,6 +8,8 @@
 //! | `/upload` | reads the body; answers `<length> <checksum>` |
 //! | `/download/<n>` | streams `n` bytes of [`pattern`] |
 //! | `/healthz` | 200, or 503 after [`HttpServer::set_healthy`]`(false)` |
+//!
+//! After [`HttpServer::set_failing`]`(true)` every other path answers 500.
 //! | anything else | 200, body = the server's name |
 //!
 //! Every answer carries `x-served-by: <name>`.
@@ -39,6 +41,7 @@ pub struct HttpServer {
     requests: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
     healthy: Arc<AtomicBool>,
+    failing: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -98,6 +101,8 @@ impl HttpServer {
         let connections = Arc::new(AtomicUsize::new(0));
         let healthy = Arc::new(AtomicBool::new(true));
         let health = Arc::clone(&healthy);
+        let failing = Arc::new(AtomicBool::new(false));
+        let fail = Arc::clone(&failing);
         let counter = Arc::clone(&requests);
         let accepted = Arc::clone(&connections);
         let task = tokio::spawn(async move {
@@ -113,10 +118,12 @@ impl HttpServer {
                 let name = Arc::clone(&name_arc);
                 let counter = Arc::clone(&counter);
                 let health = Arc::clone(&health);
+                let fail = Arc::clone(&fail);
                 connections.spawn(async move {
                     let service = service_fn(move |request| {
                         counter.fetch_add(1, Ordering::SeqCst);
-                        answer(Arc::clone(&name), health.load(Ordering::SeqCst), request)
+                        let state = (health.load(Ordering::SeqCst), fail.load(Ordering::SeqCst));
+                        answer(Arc::clone(&name), state, request)
                     });
                     // Clients of a test server come and go; their errors don't matter.
                     http1::Builder::new()
@@ -132,6 +139,7 @@ impl HttpServer {
             requests,
             connections,
             healthy,
+            failing,
             task,
         }
     }
@@ -139,6 +147,11 @@ impl HttpServer {
     /// Makes `/healthz` answer 200 (true) or 503 (false).
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::SeqCst);
+    }
+
+    /// Makes every path but `/healthz` answer 500 (true), or work again (false).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
     }
 
     /// Connections accepted so far.
@@ -156,12 +169,15 @@ type AnswerBody = Either<Full<Bytes>, PatternBody>;
 
 async fn answer(
     name: Arc<str>,
-    healthy: bool,
+    (healthy, failing): (bool, bool),
     request: Request<Incoming>,
 ) -> Result<Response<AnswerBody>, Infallible> {
     let path = request.uri().path().to_owned();
     let mut status = StatusCode::OK;
-    let body: AnswerBody = if let Some(ms) = path.strip_prefix("/delay/") {
+    let body: AnswerBody = if failing && path != "/healthz" {
+        status = StatusCode::INTERNAL_SERVER_ERROR;
+        Either::Left(Full::new(Bytes::from(name.to_string())))
+    } else if let Some(ms) = path.strip_prefix("/delay/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
         Either::Left(Full::new(Bytes::from(name.to_string())))
     } else if let Some(code) = path.strip_prefix("/status/") {
