@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use tokio::io::AsyncReadExt;
 use zkgate_testkit::{free_port, http_get, http_request, wait_until, HttpServer, Zkgate};
 
 use common::*;
@@ -31,13 +30,13 @@ async fn resetting_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
+            let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             tokio::spawn(async move {
-                let mut buffer = [0u8; 4096];
-                // Wait for the request head, then reset.
-                stream.read(&mut buffer).await.ok();
+                // Wait for the request to arrive, then reset (linger 0 sends RST on close, at once).
+                stream.readable().await.ok();
+                #[allow(deprecated)]
                 stream.set_linger(Some(Duration::ZERO)).ok();
             });
         }
@@ -62,6 +61,7 @@ async fn a_server_that_resets_causes_no_get_error_and_a_sent_post_is_not_retried
             (200, "good")
         );
     }
+    let before = good.requests();
     let mut statuses = Vec::new();
     for _ in 0..6 {
         let post = Request::post("/upload")
@@ -76,16 +76,17 @@ async fn a_server_that_resets_causes_no_get_error_and_a_sent_post_is_not_retried
                 .as_u16(),
         );
     }
-    // Round robin alternates: the POSTs that reached the resetting server fail, none is replayed.
-    assert_eq!(
-        statuses.iter().filter(|&&s| s == 502).count(),
-        3,
+    // POSTs that reached the resetting server fail; none is sent again elsewhere.
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 502),
         "{statuses:?}"
     );
+    assert!(ok < 6, "no POST reached the resetting server: {statuses:?}");
     assert_eq!(
-        statuses.iter().filter(|&&s| s == 200).count(),
-        3,
-        "{statuses:?}"
+        good.requests() - before,
+        ok,
+        "a failed POST was replayed: {statuses:?}"
     );
 }
 
