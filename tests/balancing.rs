@@ -116,3 +116,22 @@ async fn leastconn_sends_short_requests_away_from_the_server_holding_a_long_one(
     }
     assert_eq!(long.await.unwrap(), busy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_frames_pass_both_ways_through_an_upgrade() {
+    let ws = zkgate_testkit::websocket::WebSocketServer::start("ws").await;
+    let port = free_port();
+    let config = format!(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    timeouts: {{ tunnel: 2s }}\n    servers: {}\n",
+        servers(&[(ws.addr, 1)])
+    );
+    let _zkgate = Zkgate::start(ZKGATE, &config).await;
+    let answers = zkgate_testkit::websocket::echo(
+        ([127, 0, 0, 1], port).into(),
+        "/chat",
+        &["hello", "again"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(answers, ["ws: hello", "ws: again"]);
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use tokio::io::AsyncReadExt;
 use zkgate_testkit::{free_port, http_get, http_request, wait_until, HttpServer, Zkgate};
 
 use common::*;
@@ -24,18 +25,37 @@ fn web(port: u16, backend: &str, list: &[(SocketAddr, u32)]) -> String {
     )
 }
 
-/// A server that reads a request and resets the connection without answering.
+/// A server that reads a whole request and resets the connection without answering.
 async fn resetting_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((mut stream, _)) = listener.accept().await else {
                 continue;
             };
             tokio::spawn(async move {
-                // Wait for the request to arrive, then reset (linger 0 sends RST on close, at once).
-                stream.readable().await.ok();
+                // Read the head and its body, so the request was surely sent whole.
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                    let text = String::from_utf8_lossy(&request).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let body = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + body {
+                            break;
+                        }
+                    }
+                }
+                // Linger 0: closing sends RST at once.
                 #[allow(deprecated)]
                 stream.set_linger(Some(Duration::ZERO)).ok();
             });

@@ -6,6 +6,7 @@ mod http;
 mod io;
 mod listener;
 mod tcp;
+mod tunnel;
 
 use std::sync::Arc;
 

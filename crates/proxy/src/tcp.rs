@@ -3,20 +3,14 @@
 //! inactivity in both directions.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
-use prometheus::IntCounter;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 use zkgate_routing::{Backend, Frontend, RoutingTable};
 
 use crate::connections::ConnectionGuard;
-use zkgate_routing::clock;
-
-const BUFFER_SIZE: usize = 16 * 1024;
+use crate::tunnel;
 
 /// Serves one client connection of a tcp frontend.
 pub async fn serve(
@@ -47,8 +41,10 @@ pub async fn serve(
     let received = frontend.metrics.bytes_received.clone();
     let sent = frontend.metrics.bytes_sent.clone();
     let mut shutdown = guard.shutdown.clone();
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = upstream.into_split();
     tokio::select! {
-        _ = relay(client, upstream, idle, received, sent) => {}
+        _ = tunnel::relay((client_read, client_write), (server_read, server_write), idle, Some(received), Some(sent)) => {}
         // Tunnels have no request boundary to finish at: close on shutdown.
         _ = shutdown.wait_for(|stopping| *stopping) => {}
     }
@@ -101,54 +97,4 @@ async fn connect<'a>(
         backend.metrics.no_server.inc();
     }
     None
-}
-
-/// Copies both ways until both directions have ended, or nothing moved for `idle`.
-async fn relay(
-    client: TcpStream,
-    server: TcpStream,
-    idle: Duration,
-    received: IntCounter,
-    sent: IntCounter,
-) {
-    let last_activity = AtomicU64::new(clock::now_ms());
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    let upload = pump(client_read, server_write, &last_activity, &received);
-    let download = pump(server_read, client_write, &last_activity, &sent);
-    let watchdog = async {
-        loop {
-            let deadline = last_activity.load(Relaxed) + idle.as_millis() as u64;
-            if clock::now_ms() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(clock::instant_of(deadline).into()).await;
-        }
-    };
-    tokio::select! {
-        _ = async { tokio::join!(upload, download) } => {}
-        _ = watchdog => debug!("tcp connection idle for too long; closing"),
-    }
-}
-
-/// One direction: read until EOF, then shut down the write side so the peer sees EOF too.
-async fn pump<R, W>(mut from: R, mut to: W, last_activity: &AtomicU64, counter: &IntCounter)
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buffer = vec![0u8; BUFFER_SIZE];
-    loop {
-        let n = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if to.write_all(&buffer[..n]).await.is_err() {
-            return;
-        }
-        counter.inc_by(n as u64);
-        last_activity.store(clock::now_ms(), Relaxed);
-    }
-    // The peer may already be gone; nothing more to do either way.
-    to.shutdown().await.ok();
 }

@@ -9,6 +9,7 @@ pub mod process;
 pub mod relay;
 pub mod tcp_server;
 pub mod wait;
+pub mod websocket;
 pub mod zookeeper;
 
 pub use client::{http_get, http_request, raw_exchange, Reply};

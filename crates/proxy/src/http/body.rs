@@ -36,6 +36,8 @@ enum Kind {
 
 /// A server's body, with what to release when it ends.
 struct Streamed {
+    /// Whether the connection may go back to the pool.
+    poolable: bool,
     body: Incoming,
     /// The server connection, returned to the pool once the body was read to its end.
     reuse: Option<(SocketAddr, Sender)>,
@@ -45,7 +47,7 @@ struct Streamed {
 
 impl Drop for Streamed {
     fn drop(&mut self) {
-        if self.finished || self.body.is_end_stream() {
+        if self.poolable && (self.finished || self.body.is_end_stream()) {
             if let Some((server, sender)) = self.reuse.take() {
                 upstream::checkin(server, sender);
             }
@@ -58,8 +60,23 @@ impl ProxyBody {
     pub fn upstream(body: Incoming, reuse: (SocketAddr, Sender), active: ActiveRequest) -> Self {
         ProxyBody {
             kind: Kind::Upstream(Streamed {
+                poolable: true,
                 body,
                 reuse: Some(reuse),
+                finished: false,
+                _active: active,
+            }),
+            done: None,
+        }
+    }
+
+    /// A server's body on a connection that is not pooled.
+    pub fn detached(body: Incoming, active: ActiveRequest) -> Self {
+        ProxyBody {
+            kind: Kind::Upstream(Streamed {
+                poolable: false,
+                body,
+                reuse: None,
                 finished: false,
                 _active: active,
             }),

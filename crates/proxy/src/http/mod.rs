@@ -7,6 +7,7 @@ mod headers;
 mod keys;
 mod response;
 mod service;
+mod upgrade;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -57,7 +58,8 @@ pub async fn serve(
         .header_read_timeout(None)
         .max_header_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
 
     let header_timeout = frontend.timeouts.client_header;
     let idle_timeout = frontend.timeouts.client_idle;
@@ -83,10 +85,12 @@ pub async fn serve(
                     }
                     Expiry::HeaderTimeout => {
                         debug!(%peer, "client did not send complete headers in time");
-                        let mut io = conn.into_parts().io.into_inner().into_inner();
-                        // Best effort: the client may already be gone.
-                        if io.write_all(&response::REQUEST_TIMEOUT_RAW).await.is_ok() {
-                            io.shutdown().await.ok();
+                        if let Some(parts) = conn.into_parts() {
+                            let mut io = parts.io.into_inner().into_inner();
+                            // Best effort: the client may already be gone.
+                            if io.write_all(&response::REQUEST_TIMEOUT_RAW).await.is_ok() {
+                                io.shutdown().await.ok();
+                            }
                         }
                         return;
                     }

@@ -15,6 +15,7 @@ use super::forward::{forward, Forwarded};
 use super::headers::{add_forwarded, request_host, strip_hop_by_hop};
 use super::keys;
 use super::response::error;
+use super::upgrade;
 use crate::io::ConnActivity;
 use crate::Proxy;
 
@@ -87,11 +88,20 @@ impl ClientConn {
             .and_then(|name| keys::cookie(request.headers(), name))
             .and_then(|value| backend.sticky(value))
             .map(|server| server.address());
+        let upgrade = upgrade::requested(&request)
+            .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         if let Err(status) = prepare(&mut request, frontend.forwarded_headers, self.peer) {
             backend.metrics.count_response(status.as_u16());
             return error(status);
         }
-        let response = match forward(&backend, request, key, sticky, &self.proxy).await {
+        let forwarded = match upgrade {
+            Some((protocol, client)) => {
+                let idle = backend.timeouts.tunnel.min(frontend.timeouts.tunnel);
+                upgrade::forward(&backend, request, protocol, client, key, idle, &self.proxy).await
+            }
+            None => forward(&backend, request, key, sticky, &self.proxy).await,
+        };
+        let response = match forwarded {
             Forwarded::Answered(mut response, server) => {
                 if let Some(name) = backend.sticky_cookie.as_deref() {
                     if sticky != Some(server) {

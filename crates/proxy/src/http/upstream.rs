@@ -99,3 +99,26 @@ pub async fn connect(server: SocketAddr, timeout: Duration) -> Result<Sender, Co
     });
     Ok(sender)
 }
+
+/// Opens a connection that can be upgraded (for one `Upgrade` request; it is never pooled).
+pub async fn connect_for_upgrade(
+    server: SocketAddr,
+    timeout: Duration,
+) -> Result<Sender, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
+        Err(_) => return Err(ConnectError::Timeout),
+        Ok(Err(err)) => return Err(ConnectError::Io(err)),
+        Ok(Ok(stream)) => stream,
+    };
+    stream.set_nodelay(true).ok();
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(ConnectError::Http)?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.with_upgrades().await {
+            debug!(%server, error = %err, "upgradable server connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
