@@ -135,3 +135,36 @@ async fn websocket_frames_pass_both_ways_through_an_upgrade() {
     .unwrap();
     assert_eq!(answers, ["ws: hello", "ws: again"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_style_h2_request_with_trailers_round_trips_via_protocol_http2() {
+    let grpc = zkgate_testkit::grpc::GrpcServer::start().await;
+    let port = free_port();
+    let config = format!(
+        "frontends:\n  grpc:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: grpc\nbackends:\n  grpc:\n    protocol: http2\n    servers: {}\n",
+        servers(&[(grpc.addr, 1)])
+    );
+    let _zkgate = Zkgate::start(ZKGATE, &config).await;
+    for _ in 0..3 {
+        let reply = zkgate_testkit::grpc::call(([127, 0, 0, 1], port).into(), b"0123456789")
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, "received 10 bytes");
+        assert_eq!(reply.headers.get("x-saw-te-trailers").unwrap(), "yes");
+        let trailers = reply.trailers.expect("trailers reach the client");
+        assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+        assert_eq!(trailers.get("grpc-message").unwrap(), "ok");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_are_served_by_http1_backends_too() {
+    let s = HttpServer::start("plain").await;
+    let port = free_port();
+    let _zkgate = Zkgate::start(ZKGATE, &config(port, "roundrobin", &[&s])).await;
+    let reply = zkgate_testkit::grpc::call(([127, 0, 0, 1], port).into(), b"x")
+        .await
+        .unwrap();
+    assert_eq!((reply.status, &reply.body[..]), (200, &b"plain"[..]));
+}

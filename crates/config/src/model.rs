@@ -311,6 +311,8 @@ pub struct BackendConfig {
     pub sticky_cookie: Option<String>,
     /// Requests (connections, tcp) in flight per server. 0 = unlimited.
     pub max_connections_per_server: u32,
+    /// HTTP version spoken to servers.
+    pub protocol: Protocol,
     /// Extra attempts on other servers when connecting fails.
     pub retries: u32,
     /// Effective timeouts.
@@ -474,4 +476,13 @@ pub struct OutlierConfig {
     pub ejection: Duration,
     /// At most this percent of a backend's servers are ejected at once.
     pub max_ejected_percent: u32,
+}
+
+/// The HTTP version zkgate speaks to a backend's servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1, pooled keep-alive connections.
+    Http1,
+    /// HTTP/2 over cleartext (h2c, prior knowledge), one multiplexed connection per server and worker.
+    Http2,
 }

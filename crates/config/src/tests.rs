@@ -158,10 +158,8 @@ fn every_error_is_reported_at_once_in_document_order() {
 
 #[test]
 fn features_not_built_yet_are_refused_not_ignored() {
-    let errs = errors_of(
-        "backends:\n  b:\n    tls: { sni: x }\n    send_proxy: v2\n    protocol: http2\n",
-    );
-    assert_eq!(errs.len(), 3, "{errs:?}");
+    let errs = errors_of("backends:\n  b:\n    tls: { sni: x }\n    send_proxy: v2\n");
+    assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(
         errs.iter().all(|e| e.contains("not supported yet")),
         "{errs:?}"

@@ -208,6 +208,7 @@ fn build_backend(
         timeouts: config.timeouts,
         retries: config.retries,
         servers: servers.into_boxed_slice(),
+        protocol: config.protocol,
         balance: config.balance.clone(),
         balancer,
         eligible,

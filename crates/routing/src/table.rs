@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use zkgate_config::{AdminState, Balance, HostPattern, Mode, OutlierConfig, Timeouts};
+use zkgate_config::{AdminState, Balance, HostPattern, Mode, OutlierConfig, Protocol, Timeouts};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -195,6 +195,8 @@ pub struct Backend {
     pub retries: u32,
     /// Every server, eligible or not.
     pub servers: Box<[Server]>,
+    /// HTTP version spoken to the servers.
+    pub protocol: Protocol,
     /// The algorithm, for the data plane to know which request key it hashes.
     pub balance: Balance,
     pub(crate) balancer: Balancer,

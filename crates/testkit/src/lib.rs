@@ -3,6 +3,7 @@
 //! servers that say who answered, a zkgate process, and small clients.
 
 pub mod client;
+pub mod grpc;
 pub mod http_server;
 pub mod ports;
 pub mod process;

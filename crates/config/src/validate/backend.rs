@@ -101,14 +101,24 @@ pub(super) fn backend(
             ));
         }
     }
-    match raw.protocol.as_deref() {
-        None | Some("http1") => {}
-        Some("http2") => errors.push(not_supported(at("protocol"), "HTTP/2 towards servers")),
-        Some(other) => errors.push(ConfigError::new(
-            at("protocol"),
-            format!("unknown protocol `{other}`, expected http1 or http2"),
-        )),
-    }
+    let protocol = match raw.protocol.as_deref() {
+        None | Some("http1") => Protocol::Http1,
+        Some("http2") if mode == Mode::Tcp => {
+            errors.push(ConfigError::new(
+                at("protocol"),
+                "a tcp backend forwards bytes: `protocol` applies to http backends",
+            ));
+            Protocol::Http1
+        }
+        Some("http2") => Protocol::Http2,
+        Some(other) => {
+            errors.push(ConfigError::new(
+                at("protocol"),
+                format!("unknown protocol `{other}`, expected http1 or http2"),
+            ));
+            Protocol::Http1
+        }
+    };
 
     let mut servers = Vec::new();
     for (i, server) in raw.servers.iter().enumerate() {
@@ -175,6 +185,7 @@ pub(super) fn backend(
         slow_start: raw.slow_start.map_or(std::time::Duration::ZERO, |d| d.0),
         sticky_cookie,
         max_connections_per_server: raw.max_connections_per_server,
+        protocol,
         retries: raw.retries.unwrap_or(default_retries),
         timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
     })

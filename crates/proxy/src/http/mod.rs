@@ -3,6 +3,7 @@
 
 mod body;
 mod forward;
+mod h2;
 mod headers;
 mod keys;
 mod response;
@@ -36,6 +37,42 @@ const MAX_HEADERS: usize = 100;
 /// Serves one client connection until it closes, times out, or shutdown asks
 /// it to finish.
 pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    frontend: &Arc<Frontend>,
+    proxy: Proxy,
+    guard: ConnectionGuard,
+) {
+    if starts_with_h2_preface(&stream, frontend.timeouts.client_header).await {
+        return h2::serve(stream, peer, frontend, proxy, guard).await;
+    }
+    serve_h1(stream, peer, frontend, proxy, guard).await
+}
+
+/// Whether the client opened with the HTTP/2 connection preface (h2c with
+/// prior knowledge). It starts `PRI `, which no HTTP/1 request does.
+async fn starts_with_h2_preface(stream: &TcpStream, wait: Duration) -> bool {
+    const PREFACE: &[u8] = b"PRI ";
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut first = [0u8; 4];
+    loop {
+        let peeked = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+            Ok(Ok(n)) => n,
+            // Closed, failed or silent: HTTP/1 handling deals with it (and its timeouts).
+            _ => return false,
+        };
+        if peeked == 0 || first[..peeked] != PREFACE[..peeked] {
+            return false;
+        }
+        if peeked == PREFACE.len() {
+            return true;
+        }
+        // A partial match: wait for the rest of the first bytes.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn serve_h1(
     stream: TcpStream,
     peer: SocketAddr,
     frontend: &Arc<Frontend>,

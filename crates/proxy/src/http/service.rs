@@ -90,7 +90,12 @@ impl ClientConn {
             .map(|server| server.address());
         let upgrade = upgrade::requested(&request)
             .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
-        if let Err(status) = prepare(&mut request, frontend.forwarded_headers, self.peer) {
+        if let Err(status) = prepare(
+            &mut request,
+            frontend.forwarded_headers,
+            backend.protocol == zkgate_config::Protocol::Http2,
+            self.peer,
+        ) {
             backend.metrics.count_response(status.as_u16());
             return error(status);
         }
@@ -121,6 +126,7 @@ impl ClientConn {
 fn prepare(
     request: &mut Request<Incoming>,
     forwarded: bool,
+    to_h2: bool,
     peer: SocketAddr,
 ) -> Result<(), StatusCode> {
     let authority = request.uri().authority().cloned();
@@ -141,7 +147,19 @@ fn prepare(
             .map_err(|_| StatusCode::BAD_REQUEST)?;
         headers.insert(header::HOST, host);
     }
+    // gRPC needs `te: trailers` on the way to an HTTP/2 server; every other `te` is hop-by-hop.
+    let trailers = to_h2
+        && headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
     strip_hop_by_hop(headers);
+    if trailers {
+        headers.insert(header::TE, header::HeaderValue::from_static("trailers"));
+    }
     // zkgate answers `Expect: 100-continue` itself as soon as it reads the body.
     headers.remove(header::EXPECT);
     if forwarded {

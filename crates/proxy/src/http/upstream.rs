@@ -122,3 +122,48 @@ pub async fn connect_for_upgrade(
     });
     Ok(sender)
 }
+
+/// A multiplexed HTTP/2 connection's request half (cheap to clone).
+pub type H2Sender = hyper::client::conn::http2::SendRequest<UpstreamBody>;
+
+thread_local! {
+    static H2: RefCell<HashMap<SocketAddr, H2Sender>> = RefCell::new(HashMap::new());
+}
+
+/// This thread's HTTP/2 connection to `server`, if open.
+pub fn h2_cached(server: SocketAddr) -> Option<H2Sender> {
+    H2.with(|h2| {
+        let mut h2 = h2.borrow_mut();
+        match h2.get(&server) {
+            Some(sender) if !sender.is_closed() => Some(sender.clone()),
+            Some(_) => {
+                h2.remove(&server);
+                None
+            }
+            None => None,
+        }
+    })
+}
+
+/// Opens an HTTP/2 (h2c, prior knowledge) connection to `server` and keeps it for this thread.
+pub async fn h2_connect(server: SocketAddr, timeout: Duration) -> Result<H2Sender, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
+        Err(_) => return Err(ConnectError::Timeout),
+        Ok(Err(err)) => return Err(ConnectError::Io(err)),
+        Ok(Ok(stream)) => stream,
+    };
+    stream.set_nodelay(true).ok();
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(ConnectError::Http)?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            debug!(%server, error = %err, "HTTP/2 server connection ended with an error");
+        }
+    });
+    H2.with(|h2| h2.borrow_mut().insert(server, sender.clone()));
+    Ok(sender)
+}

@@ -1,0 +1,85 @@
+//! HTTP/2 from clients (h2c with prior knowledge on cleartext listeners),
+//! with limits against abuse: concurrent streams, header list size, window
+//! sizes, and hyper's defences against rapid resets. The same service as
+//! HTTP/1 handles each stream.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tracing::debug;
+use zkgate_routing::{clock, Frontend};
+
+use super::service::ProxyService;
+use crate::connections::ConnectionGuard;
+use crate::io::{Activity, ConnActivity, CountingIo};
+use crate::Proxy;
+
+/// Streams a client may have open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Decoded size of one request's headers.
+const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+
+/// Serves one HTTP/2 client connection until it closes, stays idle for
+/// `client_idle` with no stream open, or shutdown asks it to finish.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    frontend: &Arc<Frontend>,
+    proxy: Proxy,
+    mut guard: ConnectionGuard,
+) {
+    let activity = ConnActivity::new();
+    let io = CountingIo::new(
+        stream,
+        frontend.metrics.bytes_received.clone(),
+        frontend.metrics.bytes_sent.clone(),
+        Some(Arc::clone(&activity)),
+    );
+    let service = ProxyService::new(proxy, frontend.id, peer, Arc::clone(&activity));
+    let mut conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .max_pending_accept_reset_streams(Some(64))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .serve_connection(TokioIo::new(io), service);
+    let idle = frontend.timeouts.client_idle;
+    let mut deadline = tokio::time::Instant::now() + idle;
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = &mut conn => {
+                if let Err(err) = result {
+                    debug!(%peer, error = %err, "HTTP/2 client connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline), if !draining => {
+                match activity.snapshot() {
+                    // Streams open, or control frames only: look again later.
+                    Activity::Busy => deadline = tokio::time::Instant::now() + idle,
+                    Activity::Idle { since_ms, .. } | Activity::ReadingHeaders { since_ms } => {
+                        let at = since_ms + idle.as_millis() as u64;
+                        if clock::now_ms() >= at {
+                            debug!(%peer, "closing idle HTTP/2 client connection");
+                            draining = true;
+                            std::pin::Pin::new(&mut conn).graceful_shutdown();
+                        } else {
+                            deadline = clock::instant_of(at).into();
+                        }
+                    }
+                }
+            }
+            changed = guard.shutdown.changed(), if !draining => {
+                draining = true;
+                if changed.is_ok() {
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
+                }
+            }
+        }
+    }
+}
