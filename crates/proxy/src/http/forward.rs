@@ -11,11 +11,11 @@ use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 use zkgate_config::Protocol;
-use zkgate_routing::{ActiveRequest, Backend, Server};
+use zkgate_routing::{Backend, Server};
 
 use super::body::ProxyBody;
 use super::headers::strip_hop_by_hop;
-use super::upstream::{self, Sender, UpstreamBody};
+use super::upstream::{Conn, UpstreamBody};
 use crate::Proxy;
 
 /// How a request ended.
@@ -131,42 +131,22 @@ pub async fn forward(
 async fn attempt_on(
     backend: &Backend,
     server: &Server,
-    request: Request<UpstreamBody>,
-    replay: Option<&Replay>,
-) -> Attempt {
-    match backend.protocol {
-        Protocol::Http1 => attempt_h1(backend, server, request, replay).await,
-        Protocol::Http2 => attempt_h2(backend, server, request, replay).await,
-    }
-}
-
-/// One attempt over HTTP/2: a shared multiplexed connection per server and thread.
-async fn attempt_h2(
-    backend: &Backend,
-    server: &Server,
     mut request: Request<UpstreamBody>,
     replay: Option<&Replay>,
 ) -> Attempt {
     let address = server.address();
-    let mut cached = upstream::h2_cached(address);
-    *request.version_mut() = Version::HTTP_2;
-    // HTTP/2 carries the authority and scheme as pseudo-headers: give the URI both.
-    let authority = request
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map_or_else(|| address.to_string(), str::to_owned);
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    match format!("http://{authority}{path}").parse::<Uri>() {
-        Ok(uri) => *request.uri_mut() = uri,
-        Err(_) => return Attempt::Failed(StatusCode::BAD_REQUEST),
+    if backend.protocol == Protocol::Http2 {
+        if let Err(status) = for_h2(&mut request, address) {
+            return Attempt::Failed(status);
+        }
     }
+    let mut cached = Conn::cached(backend.protocol, address);
     loop {
         let reused = cached.is_some();
-        let mut sender = match cached.take() {
-            Some(sender) => sender,
-            None => match upstream::h2_connect(address, backend.timeouts.connect).await {
-                Ok(sender) => sender,
+        let mut conn = match cached.take() {
+            Some(conn) => conn,
+            None => match Conn::open(backend.protocol, address, backend.timeouts.connect).await {
+                Ok(conn) => conn,
                 Err(err) => {
                     warn!(backend = %backend.name, server = %address, error = %err, "cannot connect to server");
                     backend.metrics.connect_errors.inc();
@@ -174,7 +154,7 @@ async fn attempt_h2(
                 }
             },
         };
-        if sender.ready().await.is_err() {
+        if conn.ready().await.is_err() {
             if reused {
                 continue;
             }
@@ -183,73 +163,7 @@ async fn attempt_h2(
         }
         let active = server.state.start_request();
         let started = Instant::now();
-        let sent =
-            tokio::time::timeout(backend.timeouts.server, sender.try_send_request(request)).await;
-        match sent {
-            Err(_) => return Attempt::Failed(StatusCode::GATEWAY_TIMEOUT),
-            Ok(Ok(response)) => {
-                let elapsed = started.elapsed();
-                backend
-                    .metrics
-                    .response_seconds
-                    .observe(elapsed.as_secs_f64());
-                server.state.latency.observe(elapsed);
-                let (mut parts, body) = response.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                parts.version = Version::HTTP_11;
-                return Attempt::Answered(Response::from_parts(
-                    parts,
-                    ProxyBody::detached(body, active),
-                ));
-            }
-            Ok(Err(mut failed)) => match failed.take_message() {
-                Some(unsent) if reused => request = unsent,
-                Some(unsent) => return Attempt::Retry(unsent),
-                None => {
-                    debug!(backend = %backend.name, server = %address, error = %failed.error(), "request to server failed");
-                    return match replay {
-                        Some(replay) => Attempt::Retry(replay.request()),
-                        None => Attempt::Failed(StatusCode::BAD_GATEWAY),
-                    };
-                }
-            },
-        }
-    }
-}
-
-/// One attempt over HTTP/1.1: a pooled keep-alive connection.
-async fn attempt_h1(
-    backend: &Backend,
-    server: &Server,
-    mut request: Request<UpstreamBody>,
-    replay: Option<&Replay>,
-) -> Attempt {
-    let address = server.address();
-    let mut pooled = upstream::checkout(address);
-    loop {
-        let reused = pooled.is_some();
-        let mut sender = match pooled.take() {
-            Some(sender) => sender,
-            None => match upstream::connect(address, backend.timeouts.connect).await {
-                Ok(sender) => sender,
-                Err(err) => {
-                    warn!(backend = %backend.name, server = %address, error = %err, "cannot connect to server");
-                    backend.metrics.connect_errors.inc();
-                    return Attempt::Retry(request);
-                }
-            },
-        };
-        if sender.ready().await.is_err() {
-            if reused {
-                continue;
-            }
-            backend.metrics.connect_errors.inc();
-            return Attempt::Retry(request);
-        }
-        let active = server.state.start_request();
-        let started = Instant::now();
-        let sent =
-            tokio::time::timeout(backend.timeouts.server, sender.try_send_request(request)).await;
+        let sent = tokio::time::timeout(backend.timeouts.server, conn.send(request)).await;
         match sent {
             Err(_) => {
                 debug!(backend = %backend.name, server = %address, "server timed out");
@@ -262,7 +176,13 @@ async fn attempt_h1(
                     .response_seconds
                     .observe(elapsed.as_secs_f64());
                 server.state.latency.observe(elapsed);
-                return Attempt::Answered(relay(response, address, sender, active));
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                parts.version = Version::HTTP_11;
+                return Attempt::Answered(Response::from_parts(
+                    parts,
+                    conn.body(body, address, active),
+                ));
             }
             Ok(Err(mut failed)) => match failed.take_message() {
                 // A reused connection the server had closed: try a fresh one.
@@ -282,15 +202,17 @@ async fn attempt_h1(
     }
 }
 
-/// The server's response as sent to the client.
-fn relay(
-    response: Response<Incoming>,
-    address: SocketAddr,
-    sender: Sender,
-    active: ActiveRequest,
-) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    parts.version = Version::HTTP_11;
-    Response::from_parts(parts, ProxyBody::upstream(body, (address, sender), active))
+/// HTTP/2 carries the scheme and authority as pseudo-headers: the URI needs both.
+fn for_h2(request: &mut Request<UpstreamBody>, server: SocketAddr) -> Result<(), StatusCode> {
+    *request.version_mut() = Version::HTTP_2;
+    let authority = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map_or_else(|| server.to_string(), str::to_owned);
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    *request.uri_mut() = format!("http://{authority}{path}")
+        .parse::<Uri>()
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    Ok(())
 }

@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
 use zkgate_routing::{clock, Frontend};
 
-use super::service::ProxyService;
 use crate::connections::ConnectionGuard;
-use crate::io::{Activity, ConnActivity, CountingIo};
+use crate::io::Activity;
 use crate::Proxy;
 
 /// Streams a client may have open at once.
@@ -32,21 +31,14 @@ pub async fn serve(
     proxy: Proxy,
     mut guard: ConnectionGuard,
 ) {
-    let activity = ConnActivity::new();
-    let io = CountingIo::new(
-        stream,
-        frontend.metrics.bytes_received.clone(),
-        frontend.metrics.bytes_sent.clone(),
-        Some(Arc::clone(&activity)),
-    );
-    let service = ProxyService::new(proxy, frontend.id, peer, Arc::clone(&activity));
+    let (io, service, activity) = super::client_side(stream, peer, frontend, proxy);
     let mut conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST_SIZE)
         .max_pending_accept_reset_streams(Some(64))
         .keep_alive_interval(Some(Duration::from_secs(30)))
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(io, service);
     let idle = frontend.timeouts.client_idle;
     let mut deadline = tokio::time::Instant::now() + idle;
     let mut draining = false;

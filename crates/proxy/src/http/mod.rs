@@ -72,12 +72,16 @@ async fn starts_with_h2_preface(stream: &TcpStream, wait: Duration) -> bool {
     }
 }
 
-async fn serve_h1(
+/// The counted client socket, the service of its requests, and their activity.
+fn client_side(
     stream: TcpStream,
     peer: SocketAddr,
-    frontend: &Arc<Frontend>,
+    frontend: &Frontend,
     proxy: Proxy,
-    mut guard: ConnectionGuard,
+) -> (
+    TokioIo<CountingIo<TcpStream>>,
+    ProxyService,
+    Arc<ConnActivity>,
 ) {
     let activity = ConnActivity::new();
     let io = CountingIo::new(
@@ -87,6 +91,17 @@ async fn serve_h1(
         Some(Arc::clone(&activity)),
     );
     let service = ProxyService::new(proxy, frontend.id, peer, Arc::clone(&activity));
+    (TokioIo::new(io), service, activity)
+}
+
+async fn serve_h1(
+    stream: TcpStream,
+    peer: SocketAddr,
+    frontend: &Arc<Frontend>,
+    proxy: Proxy,
+    mut guard: ConnectionGuard,
+) {
+    let (io, service, activity) = client_side(stream, peer, frontend, proxy);
     let mut conn = http1::Builder::new()
         .keep_alive(true)
         .half_close(false)
@@ -95,7 +110,7 @@ async fn serve_h1(
         .header_read_timeout(None)
         .max_header_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
-        .serve_connection(TokioIo::new(io), service)
+        .serve_connection(io, service)
         .with_upgrades();
 
     let header_timeout = frontend.timeouts.client_header;

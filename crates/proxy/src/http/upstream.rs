@@ -1,24 +1,32 @@
-//! Connections to servers: a per-thread pool of idle HTTP/1.1 connections
-//! (no lock, no sharing between cores), and connecting with a timeout.
+//! Connections to servers. HTTP/1.1 connections are pooled per thread (no
+//! lock, no sharing between cores) and go back to the pool once a response
+//! was read to its end; an HTTP/2 connection is shared by every request of a
+//! thread to that server. Either is a [`Conn`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2, TrySendError};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
+use zkgate_config::Protocol;
+use zkgate_routing::ActiveRequest;
+
+use super::body::ProxyBody;
 
 /// What zkgate sends servers: the client's body streamed, or nothing (a replay).
 pub type UpstreamBody = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
 
-/// A connection's request half.
-pub type Sender = SendRequest<UpstreamBody>;
+/// An HTTP/1.1 connection's request half.
+pub type Sender = http1::SendRequest<UpstreamBody>;
+type H2Sender = http2::SendRequest<UpstreamBody>;
 
-/// Idle connections kept per server and thread.
+/// Idle HTTP/1.1 connections kept per server and thread.
 const MAX_IDLE_PER_SERVER: usize = 256;
 /// Idle connections older than this are dropped rather than reused: servers
 /// commonly close keep-alive connections after 60 s or more, and reusing one
@@ -27,23 +35,104 @@ const MAX_IDLE_AGE: Duration = Duration::from_secs(20);
 
 thread_local! {
     static IDLE: RefCell<HashMap<SocketAddr, Vec<(Sender, Instant)>>> = RefCell::new(HashMap::new());
+    static H2: RefCell<HashMap<SocketAddr, H2Sender>> = RefCell::new(HashMap::new());
 }
 
-/// An idle, open connection to `server`, if this thread has one.
-pub fn checkout(server: SocketAddr) -> Option<Sender> {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.get_mut(&server)?;
-        while let Some((sender, since)) = list.pop() {
-            if !sender.is_closed() && since.elapsed() < MAX_IDLE_AGE {
-                return Some(sender);
+/// A connection to a server, of either HTTP version.
+pub enum Conn {
+    /// HTTP/1.1: one request at a time.
+    H1(Sender),
+    /// HTTP/2: multiplexed, shared.
+    H2(H2Sender),
+}
+
+impl Conn {
+    /// An open connection to `server` this thread already has, if any.
+    pub fn cached(protocol: Protocol, server: SocketAddr) -> Option<Conn> {
+        match protocol {
+            Protocol::Http1 => IDLE.with(|idle| {
+                let mut idle = idle.borrow_mut();
+                let list = idle.get_mut(&server)?;
+                while let Some((sender, since)) = list.pop() {
+                    if !sender.is_closed() && since.elapsed() < MAX_IDLE_AGE {
+                        return Some(Conn::H1(sender));
+                    }
+                }
+                None
+            }),
+            Protocol::Http2 => H2.with(|h2| {
+                let mut h2 = h2.borrow_mut();
+                match h2.get(&server) {
+                    Some(sender) if !sender.is_closed() => Some(Conn::H2(sender.clone())),
+                    Some(_) => {
+                        h2.remove(&server);
+                        None
+                    }
+                    None => None,
+                }
+            }),
+        }
+    }
+
+    /// Opens a new connection (an HTTP/2 one is kept for the thread).
+    pub async fn open(
+        protocol: Protocol,
+        server: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Conn, ConnectError> {
+        let io = TokioIo::new(dial(server, timeout).await?);
+        match protocol {
+            Protocol::Http1 => {
+                let (sender, connection) = http1::Builder::new()
+                    .handshake(io)
+                    .await
+                    .map_err(ConnectError::Http)?;
+                spawn_connection(server, connection);
+                Ok(Conn::H1(sender))
+            }
+            Protocol::Http2 => {
+                let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(io)
+                    .await
+                    .map_err(ConnectError::Http)?;
+                spawn_connection(server, connection);
+                H2.with(|h2| h2.borrow_mut().insert(server, sender.clone()));
+                Ok(Conn::H2(sender))
             }
         }
-        None
-    })
+    }
+
+    /// Waits until the connection can take a request.
+    pub async fn ready(&mut self) -> hyper::Result<()> {
+        match self {
+            Conn::H1(sender) => sender.ready().await,
+            Conn::H2(sender) => sender.ready().await,
+        }
+    }
+
+    /// Sends a request; on failure the request comes back if nothing of it was sent.
+    pub async fn send(
+        &mut self,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<UpstreamBody>>> {
+        match self {
+            Conn::H1(sender) => sender.try_send_request(request).await,
+            Conn::H2(sender) => sender.try_send_request(request).await,
+        }
+    }
+
+    /// The response body towards the client; an HTTP/1.1 connection returns
+    /// to the pool when it has been read to its end.
+    pub fn body(self, body: Incoming, server: SocketAddr, active: ActiveRequest) -> ProxyBody {
+        match self {
+            Conn::H1(sender) => ProxyBody::upstream(body, (server, sender), active),
+            Conn::H2(_) => ProxyBody::detached(body, active),
+        }
+    }
 }
 
-/// Returns a connection whose last response was fully read.
+/// Returns an HTTP/1.1 connection whose last response was fully read.
 pub fn checkin(server: SocketAddr, sender: Sender) {
     if sender.is_closed() {
         return;
@@ -80,90 +169,39 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-/// Opens a new HTTP/1.1 connection to `server`.
-pub async fn connect(server: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
+/// A TCP connection to `server` within `timeout`.
+async fn dial(server: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
         Err(_) => return Err(ConnectError::Timeout),
         Ok(Err(err)) => return Err(ConnectError::Io(err)),
         Ok(Ok(stream)) => stream,
     };
     stream.set_nodelay(true).ok();
-    let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(ConnectError::Http)?;
+    Ok(stream)
+}
+
+fn spawn_connection<F>(server: SocketAddr, connection: F)
+where
+    F: std::future::Future<Output = hyper::Result<()>> + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             debug!(%server, error = %err, "server connection ended with an error");
         }
     });
-    Ok(sender)
 }
 
-/// Opens a connection that can be upgraded (for one `Upgrade` request; it is never pooled).
+/// Opens an HTTP/1.1 connection that can be upgraded (for one `Upgrade`
+/// request; never pooled).
 pub async fn connect_for_upgrade(
     server: SocketAddr,
     timeout: Duration,
 ) -> Result<Sender, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
-        Err(_) => return Err(ConnectError::Timeout),
-        Ok(Err(err)) => return Err(ConnectError::Io(err)),
-        Ok(Ok(stream)) => stream,
-    };
-    stream.set_nodelay(true).ok();
+    let io = TokioIo::new(dial(server, timeout).await?);
     let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(io)
         .await
         .map_err(ConnectError::Http)?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.with_upgrades().await {
-            debug!(%server, error = %err, "upgradable server connection ended with an error");
-        }
-    });
-    Ok(sender)
-}
-
-/// A multiplexed HTTP/2 connection's request half (cheap to clone).
-pub type H2Sender = hyper::client::conn::http2::SendRequest<UpstreamBody>;
-
-thread_local! {
-    static H2: RefCell<HashMap<SocketAddr, H2Sender>> = RefCell::new(HashMap::new());
-}
-
-/// This thread's HTTP/2 connection to `server`, if open.
-pub fn h2_cached(server: SocketAddr) -> Option<H2Sender> {
-    H2.with(|h2| {
-        let mut h2 = h2.borrow_mut();
-        match h2.get(&server) {
-            Some(sender) if !sender.is_closed() => Some(sender.clone()),
-            Some(_) => {
-                h2.remove(&server);
-                None
-            }
-            None => None,
-        }
-    })
-}
-
-/// Opens an HTTP/2 (h2c, prior knowledge) connection to `server` and keeps it for this thread.
-pub async fn h2_connect(server: SocketAddr, timeout: Duration) -> Result<H2Sender, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
-        Err(_) => return Err(ConnectError::Timeout),
-        Ok(Err(err)) => return Err(ConnectError::Io(err)),
-        Ok(Ok(stream)) => stream,
-    };
-    stream.set_nodelay(true).ok();
-    let (sender, connection) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(ConnectError::Http)?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            debug!(%server, error = %err, "HTTP/2 server connection ended with an error");
-        }
-    });
-    H2.with(|h2| h2.borrow_mut().insert(server, sender.clone()));
+    spawn_connection(server, connection.with_upgrades());
     Ok(sender)
 }
