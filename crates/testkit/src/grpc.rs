@@ -15,6 +15,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::accept::spawn_accept_loop;
+
 /// A running server; stops when dropped.
 pub struct GrpcServer {
     /// Where it listens (h2c, prior knowledge).
@@ -35,21 +37,12 @@ impl GrpcServer {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                while connections.try_join_next().is_some() {}
-                connections.spawn(async move {
-                    // Clients of a test server come and go; their errors don't matter.
-                    http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service_fn(answer))
-                        .await
-                        .ok();
-                });
-            }
+        let task = spawn_accept_loop(listener, |stream| async move {
+            // Clients of a test server come and go; their errors don't matter.
+            http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service_fn(answer))
+                .await
+                .ok();
         });
         GrpcServer { addr, task }
     }

@@ -32,6 +32,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::accept::spawn_accept_loop;
+
 /// A running test server; stops when dropped.
 pub struct HttpServer {
     /// What it answers with.
@@ -105,32 +107,23 @@ impl HttpServer {
         let fail = Arc::clone(&failing);
         let counter = Arc::clone(&requests);
         let accepted = Arc::clone(&connections);
-        let task = tokio::spawn(async move {
-            // Connections live in this set, so stopping the server (aborting
-            // this task) closes them too, as a crashed server's would be.
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                while connections.try_join_next().is_some() {}
-                accepted.fetch_add(1, Ordering::SeqCst);
-                let name = Arc::clone(&name_arc);
-                let counter = Arc::clone(&counter);
-                let health = Arc::clone(&health);
-                let fail = Arc::clone(&fail);
-                connections.spawn(async move {
-                    let service = service_fn(move |request| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        let state = (health.load(Ordering::SeqCst), fail.load(Ordering::SeqCst));
-                        answer(Arc::clone(&name), state, request)
-                    });
-                    // Clients of a test server come and go; their errors don't matter.
-                    http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
-                        .ok();
+        let task = spawn_accept_loop(listener, move |stream| {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let name = Arc::clone(&name_arc);
+            let counter = Arc::clone(&counter);
+            let health = Arc::clone(&health);
+            let fail = Arc::clone(&fail);
+            async move {
+                let service = service_fn(move |request| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let state = (health.load(Ordering::SeqCst), fail.load(Ordering::SeqCst));
+                    answer(Arc::clone(&name), state, request)
                 });
+                // Clients of a test server come and go; their errors don't matter.
+                http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                    .ok();
             }
         });
         HttpServer {

@@ -2,6 +2,7 @@
 //! ZooKeeper from the Debian package (standalone or an ensemble), HTTP and TCP
 //! servers that say who answered, a zkgate process, and small clients.
 
+mod accept;
 pub mod client;
 pub mod grpc;
 pub mod http_server;

@@ -9,6 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::accept::spawn_accept_loop;
+
 /// A running echo server; stops when dropped.
 pub struct TcpServer {
     /// Its name, in the goodbye line.
@@ -35,35 +37,26 @@ impl TcpServer {
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&connections);
         let goodbye = format!("served-by {name}\n");
-        let task = tokio::spawn(async move {
-            // Connections live in this set, so stopping the server (aborting
-            // this task) closes them too, as a crashed server's would be.
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                while connections.try_join_next().is_some() {}
-                counter.fetch_add(1, Ordering::SeqCst);
-                let goodbye = goodbye.clone();
-                connections.spawn(async move {
-                    let mut buffer = vec![0u8; 16 * 1024];
-                    loop {
-                        match stream.read(&mut buffer).await {
-                            Ok(0) => break,
-                            Ok(n) => {
-                                if stream.write_all(&buffer[..n]).await.is_err() {
-                                    return;
-                                }
+        let task = spawn_accept_loop(listener, move |mut stream| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let goodbye = goodbye.clone();
+            async move {
+                let mut buffer = vec![0u8; 16 * 1024];
+                loop {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if stream.write_all(&buffer[..n]).await.is_err() {
+                                return;
                             }
-                            Err(_) => return,
                         }
+                        Err(_) => return,
                     }
-                    // The client half-closed: say goodbye on the still-open direction.
-                    if stream.write_all(goodbye.as_bytes()).await.is_ok() {
-                        stream.shutdown().await.ok();
-                    }
-                });
+                }
+                // The client half-closed: say goodbye on the still-open direction.
+                if stream.write_all(goodbye.as_bytes()).await.is_ok() {
+                    stream.shutdown().await.ok();
+                }
             }
         });
         TcpServer {

@@ -9,6 +9,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::accept::spawn_accept_loop;
+
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// `Sec-WebSocket-Accept` for a key.
@@ -40,18 +42,11 @@ impl WebSocketServer {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let name = name.to_owned();
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                while connections.try_join_next().is_some() {}
-                let name = name.clone();
-                connections.spawn(async move {
-                    // A failed exchange just ends this test connection.
-                    serve(stream, &name).await.ok();
-                });
+        let task = spawn_accept_loop(listener, move |stream| {
+            let name = name.clone();
+            async move {
+                // A failed exchange just ends this test connection.
+                serve(stream, &name).await.ok();
             }
         });
         WebSocketServer { addr, task }
