@@ -1,8 +1,19 @@
-//! The admin listener (`admin.bind`): `/metrics`, `/healthz`, `/ready`.
-//! It runs beside the data plane and never touches its hot path.
+//! The admin listener (`admin.bind`): `/metrics`, `/healthz`, `/ready`,
+//! `/api/v1/status` and the `/stats` page. It runs beside the data plane and
+//! never touches its hot path.
+
+mod report;
+mod stats;
+mod status;
+
+pub use report::{DiscoveryFacts, Facts, Reload, Report, ZooKeeperFacts};
+pub use status::Status;
 
 use std::convert::Infallible;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use zkgate_routing::{Metrics, RoutingTable};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -15,41 +26,17 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
-/// Why zkgate is not ready yet; empty when it is.
-#[derive(Default)]
-pub struct Readiness {
-    reasons: RwLock<Vec<String>>,
-}
-
-impl Readiness {
-    /// Starts not ready, for `reason`.
-    pub fn not_ready(reason: &str) -> Arc<Self> {
-        let readiness = Readiness::default();
-        readiness.set(vec![reason.to_owned()]);
-        Arc::new(readiness)
-    }
-
-    /// Replaces the reasons; an empty list means ready.
-    pub fn set(&self, reasons: Vec<String>) {
-        *self.reasons.write().unwrap_or_else(|e| e.into_inner()) = reasons;
-    }
-
-    /// The current reasons.
-    pub fn reasons(&self) -> Vec<String> {
-        self.reasons
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
 /// What the admin endpoints read.
 #[derive(Clone)]
 pub struct Admin {
     /// Every metric zkgate exports.
     pub registry: Registry,
-    /// What `/ready` reports.
-    pub readiness: Arc<Readiness>,
+    /// The control plane's facts (readiness among them).
+    pub report: Arc<Report>,
+    /// The routing table in service.
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    /// Live gauges the status reads at request time (ZooKeeper connection).
+    pub metrics: Metrics,
 }
 
 impl Admin {
@@ -83,14 +70,42 @@ impl Admin {
         }
     }
 
+    /// The control plane's facts, with the ZooKeeper connection read live.
+    fn facts(&self) -> Facts {
+        let mut facts = self.report.facts();
+        if let Some(zk) = facts.zookeeper.as_mut() {
+            zk.connected = self.metrics.zookeeper_connected.get() == 1;
+            zk.session_expirations = self.metrics.zookeeper_session_expirations.get();
+        }
+        facts
+    }
+
     fn answer(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
         }
         match request.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n".into()),
+            "/api/v1/status" => {
+                let status = Status::of(&self.table.load(), self.facts());
+                match serde_json::to_vec_pretty(&status) {
+                    Ok(json) => typed(StatusCode::OK, json, "application/json"),
+                    Err(err) => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("cannot encode status: {err}\n"),
+                    ),
+                }
+            }
+            "/stats" => {
+                let status = Status::of(&self.table.load(), self.facts());
+                typed(
+                    StatusCode::OK,
+                    stats::render(&status).into_bytes(),
+                    "text/html; charset=utf-8",
+                )
+            }
             "/ready" => {
-                let reasons = self.readiness.reasons();
+                let reasons = self.report.facts().not_ready;
                 if reasons.is_empty() {
                     text(StatusCode::OK, "ready\n".into())
                 } else {
@@ -120,10 +135,20 @@ impl Admin {
             }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: try /metrics, /healthz or /ready\n".into(),
+                "not found: try /metrics, /healthz, /ready, /api/v1/status or /stats\n".into(),
             ),
         }
     }
+}
+
+fn typed(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

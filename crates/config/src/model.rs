@@ -266,6 +266,20 @@ pub enum Balance {
 }
 
 impl Balance {
+    /// The YAML spelling, like `roundrobin` or `header(x-user)`.
+    pub fn name(&self) -> String {
+        match self {
+            Balance::RoundRobin => "roundrobin".into(),
+            Balance::LeastConn => "leastconn".into(),
+            Balance::Random => "random".into(),
+            Balance::Ewma => "ewma".into(),
+            Balance::Source => "source".into(),
+            Balance::Uri => "uri".into(),
+            Balance::Header(name) => format!("header({name})"),
+            Balance::Cookie(name) => format!("cookie({name})"),
+        }
+    }
+
     /// Whether this algorithm hashes a request key.
     pub fn hashes(&self) -> bool {
         matches!(

@@ -17,7 +17,7 @@ use prometheus::Registry;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
-use zkgate_admin::{Admin, Readiness};
+use zkgate_admin::{Admin, DiscoveryFacts, Reload, Report, ZooKeeperFacts};
 use zkgate_config::Config;
 use zkgate_discovery::{Discovery, Update, WatchSpec};
 use zkgate_health::{HealthChecks, HealthEvent};
@@ -63,7 +63,7 @@ pub struct ControlPlane {
     table: Arc<ArcSwap<RoutingTable>>,
     proxy: Proxy,
     listeners: Listeners,
-    readiness: Arc<Readiness>,
+    report: Arc<Report>,
     resolver: Resolver,
     members: Members,
     discovery: Option<Discovery>,
@@ -87,7 +87,12 @@ impl ControlPlane {
     pub async fn start(config_path: PathBuf, config: Config) -> Result<Self, StartError> {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry)?;
-        let readiness = Readiness::not_ready("listeners are not bound yet");
+        let report = Arc::new(Report::default());
+        report.update(|facts| {
+            facts.not_ready = vec!["listeners are not bound yet".to_owned()];
+            facts.config_source = config_path.display().to_string();
+        });
+        let table = Arc::new(ArcSwap::from_pointee(RoutingTable::empty()));
         let admin_socket =
             zkgate_proxy::bind(config.admin.bind).map_err(|source| StartError::Bind {
                 address: config.admin.bind,
@@ -95,7 +100,9 @@ impl ControlPlane {
             })?;
         let admin = Admin {
             registry,
-            readiness: Arc::clone(&readiness),
+            report: Arc::clone(&report),
+            table: Arc::clone(&table),
+            metrics: metrics.clone(),
         };
         tokio::spawn(async move {
             if let Err(err) = admin.serve(admin_socket).await {
@@ -103,7 +110,6 @@ impl ControlPlane {
             }
         });
 
-        let table = Arc::new(ArcSwap::from_pointee(RoutingTable::empty()));
         let proxy = Proxy::new(Arc::clone(&table));
         let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
         let (health_tx, health_events) = mpsc::channel(UPDATE_QUEUE);
@@ -115,7 +121,7 @@ impl ControlPlane {
             table,
             proxy,
             listeners: Listeners::default(),
-            readiness,
+            report,
             resolver: Resolver::default(),
             members: Members::new(),
             discovery: None,
@@ -132,6 +138,7 @@ impl ControlPlane {
         plane.publish(next);
         plane.listeners.commit(bound, &plane.proxy);
         plane.follow_zookeeper(None);
+        plane.report.update(|facts| facts.config_generation = 1);
         plane.update_readiness();
         Ok(plane)
     }
@@ -210,7 +217,7 @@ impl ControlPlane {
             Ok(config) => config,
             Err(errors) => {
                 error!("reload refused, the running configuration stays in service:\n{errors}");
-                self.metrics.count_reload("error");
+                self.reload_failed(errors.to_string());
                 return;
             }
         };
@@ -221,7 +228,7 @@ impl ControlPlane {
             Ok(bound) => bound,
             Err((address, err)) => {
                 error!(%address, error = %err, "reload refused: cannot listen; the running configuration stays in service");
-                self.metrics.count_reload("error");
+                self.reload_failed(format!("cannot listen on {address}: {err}"));
                 return;
             }
         };
@@ -233,6 +240,14 @@ impl ControlPlane {
         self.listeners.commit(bound, &self.proxy);
         self.update_readiness();
         self.metrics.count_reload("ok");
+        self.report.update(|facts| {
+            facts.config_generation += 1;
+            facts.last_reload = Some(Reload {
+                result: "ok",
+                error: None,
+                at_unix: unix_now(),
+            });
+        });
         info!(
             generation = self.table.load().generation,
             "configuration reloaded"
@@ -347,8 +362,20 @@ impl ControlPlane {
         );
     }
 
+    fn reload_failed(&self, error: String) {
+        self.metrics.count_reload("error");
+        self.report.update(|facts| {
+            facts.last_reload = Some(Reload {
+                result: "error",
+                error: Some(error),
+                at_unix: unix_now(),
+            });
+        });
+    }
+
     /// Ready once listeners are bound and every ZooKeeper-backed backend has
-    /// synced at least once.
+    /// synced at least once; also refreshes what the status page shows of
+    /// ZooKeeper and discovery.
     fn update_readiness(&self) {
         let mut unsynced: Vec<String> = self
             .members
@@ -357,7 +384,38 @@ impl ControlPlane {
             .map(|(name, _)| format!("backend {name} has not synced from ZooKeeper yet"))
             .collect();
         unsynced.sort();
-        self.readiness.set(unsynced);
+        let zookeeper = self.config.zookeeper.as_ref().map(|zk| ZooKeeperFacts {
+            connect: zk.connect.clone(),
+            connected: false,
+            session_expirations: 0,
+        });
+        let discovery = self
+            .config
+            .backends
+            .iter()
+            .filter_map(|backend| {
+                let watch = backend.discovery.as_ref()?;
+                let members = self.members.get(&backend.name)?;
+                let facts = DiscoveryFacts {
+                    path: watch.path.clone(),
+                    format: watch.format.as_str(),
+                    synced: members.synced,
+                    members: self
+                        .metrics
+                        .discovery_members
+                        .with_label_values(&[&backend.name])
+                        .get() as usize,
+                    invalid_members: members.invalid(),
+                    keeping_last: members.keeping_last(),
+                };
+                Some((backend.name.clone(), facts))
+            })
+            .collect();
+        self.report.update(|facts| {
+            facts.not_ready = unsynced;
+            facts.zookeeper = zookeeper;
+            facts.discovery = discovery;
+        });
     }
 
     /// The addresses being listened on.
@@ -372,4 +430,10 @@ async fn refresh_at(at_ms: Option<u64>) {
         Some(at) => tokio::time::sleep_until(zkgate_routing::clock::instant_of(at).into()).await,
         None => std::future::pending().await,
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

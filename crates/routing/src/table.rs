@@ -250,6 +250,11 @@ impl Backend {
                 || !server.state.outlier.is_ejected(clock::now_ms()))
     }
 
+    /// Whether active health checks run on this backend's servers.
+    pub fn health_checked(&self) -> bool {
+        self.health_checked
+    }
+
     /// The server a sticky cookie value names, if it may still serve it:
     /// ready or draining (maint moves the client), healthy, not ejected.
     pub fn sticky(&self, value: &[u8]) -> Option<&Server> {
