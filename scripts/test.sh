@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs zkgate's whole test suite on a fresh machine: installs what is missing
-# (ZooKeeper from Debian, Java, rustfmt, clippy), then checks formatting,
-# lints, and runs every test against real ZooKeeper and real servers.
+# (ZooKeeper from Debian, Java, Chromium, rustfmt, clippy), then checks
+# formatting, lints, and runs every test against real ZooKeeper and real
+# servers. The /stats screenshot is left in target/tmp/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+# The /stats page is checked in a real browser.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   as_root apt-get update -qq

@@ -1,0 +1,280 @@
+//! The admin endpoints: counters that move by exactly the traffic driven,
+//! the status API, and the stats page as a browser shows it.
+
+mod common;
+
+use std::time::Duration;
+
+use zkgate_testkit::{free_port, http_get, wait_until, HttpServer, Zkgate, ZooKeeper};
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_by_exactly_the_traffic_driven() {
+    let (a, b) = (HttpServer::start("a").await, HttpServer::start("b").await);
+    let port = free_port();
+    let config = format!(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    routes: [{{ path_prefix: /none, backend: empty }}]\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n  empty: {{ servers: [] }}\n",
+        servers(&[(a.addr, 1), (b.addr, 1)])
+    );
+    let zkgate = Zkgate::start(ZKGATE, &config).await;
+    let addr = ([127, 0, 0, 1], port).into();
+    for _ in 0..6 {
+        assert_eq!(http_get(addr, "/").await.unwrap().status, 200);
+    }
+    for _ in 0..4 {
+        assert_eq!(http_get(addr, "/status/404").await.unwrap().status, 404);
+    }
+    for _ in 0..2 {
+        assert_eq!(http_get(addr, "/status/500").await.unwrap().status, 500);
+    }
+    for _ in 0..3 {
+        assert_eq!(http_get(addr, "/none").await.unwrap().status, 503);
+    }
+    let expect = [
+        (
+            r#"zkgate_frontend_requests_total{frontend="web"}"#.to_owned(),
+            15.0,
+        ),
+        (
+            r#"zkgate_frontend_connections_total{frontend="web"}"#.to_owned(),
+            15.0,
+        ),
+        (
+            r#"zkgate_backend_responses_total{backend="web",code="2xx"}"#.to_owned(),
+            6.0,
+        ),
+        (
+            r#"zkgate_backend_responses_total{backend="web",code="4xx"}"#.to_owned(),
+            4.0,
+        ),
+        (
+            r#"zkgate_backend_responses_total{backend="web",code="5xx"}"#.to_owned(),
+            2.0,
+        ),
+        (
+            r#"zkgate_backend_responses_total{backend="empty",code="5xx"}"#.to_owned(),
+            3.0,
+        ),
+        (
+            r#"zkgate_backend_no_server_total{backend="empty"}"#.to_owned(),
+            3.0,
+        ),
+        (
+            r#"zkgate_backend_response_seconds_count{backend="web"}"#.to_owned(),
+            12.0,
+        ),
+        (
+            format!(
+                "zkgate_server_requests_total{{backend=\"web\",server=\"{}\"}}",
+                a.addr
+            ),
+            6.0,
+        ),
+        (
+            format!(
+                "zkgate_server_requests_total{{backend=\"web\",server=\"{}\"}}",
+                b.addr
+            ),
+            6.0,
+        ),
+        (
+            r#"zkgate_backend_connect_errors_total{backend="web"}"#.to_owned(),
+            0.0,
+        ),
+        ("zkgate_routing_table_generation".to_owned(), 1.0),
+    ];
+    for (series, value) in &expect {
+        assert_eq!(zkgate.metric(series).await, Some(*value), "{series}");
+    }
+    // Bytes are counted after each write: wait for the last response's.
+    wait_until("byte counters", Duration::from_secs(5), || async {
+        let sent = zkgate
+            .metric(r#"zkgate_frontend_bytes_sent_total{frontend="web"}"#)
+            .await?;
+        let received = zkgate
+            .metric(r#"zkgate_frontend_bytes_received_total{frontend="web"}"#)
+            .await?;
+        (sent > 15.0 * 60.0 && received > 15.0 * 25.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        zkgate
+            .metric(r#"zkgate_frontend_active_connections{frontend="web"}"#)
+            .await,
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_api_shows_servers_discovery_and_reloads() {
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    let (web, fixed) = (
+        HttpServer::start("web").await,
+        HttpServer::start("fixed").await,
+    );
+    register(&client, "/services/web", web.addr, 3, "drain").await;
+    create(&client, "/services/web/garbage", b"{").await;
+    let port = free_port();
+    let config = format!(
+        "zookeeper:\n  connect: \"{}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n    zookeeper: {{ path: /services/web }}\n",
+        zk.connect_string(),
+        servers(&[(fixed.addr, 1)])
+    );
+    let zkgate = Zkgate::start(ZKGATE, &config).await;
+    let status: serde_json::Value = serde_json::from_str(
+        &http_get(zkgate.admin, "/api/v1/status")
+            .await
+            .unwrap()
+            .text(),
+    )
+    .unwrap();
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["config_generation"], 1);
+    assert!(
+        status["table_generation"].as_u64().unwrap() >= 2,
+        "{status}"
+    );
+    assert_eq!(status["zookeeper"]["connected"], true);
+    assert_eq!(status["discovery"]["web"]["synced"], true);
+    assert_eq!(status["discovery"]["web"]["invalid_members"], 1);
+    let servers = status["backends"][0]["servers"].as_array().unwrap();
+    let by_address = |addr: std::net::SocketAddr| {
+        servers
+            .iter()
+            .find(|s| s["address"] == addr.to_string())
+            .unwrap()
+            .clone()
+    };
+    let fixed_status = by_address(fixed.addr);
+    assert_eq!(
+        (
+            fixed_status["source"].as_str(),
+            fixed_status["state"].as_str(),
+            fixed_status["up"].as_bool()
+        ),
+        (Some("static"), Some("ready"), Some(true))
+    );
+    let web_status = by_address(web.addr);
+    assert_eq!(
+        (
+            web_status["source"].as_str(),
+            web_status["state"].as_str(),
+            web_status["weight"].as_u64(),
+            web_status["up"].as_bool()
+        ),
+        (Some("zookeeper"), Some("drain"), Some(3), Some(false))
+    );
+    assert_eq!(web_status["health"], "unchecked");
+
+    zkgate.reload("frontends: [broken").await;
+    let status: serde_json::Value = serde_json::from_str(
+        &http_get(zkgate.admin, "/api/v1/status")
+            .await
+            .unwrap()
+            .text(),
+    )
+    .unwrap();
+    assert_eq!(status["last_reload"]["result"], "error");
+    assert!(
+        status["last_reload"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid YAML"),
+        "{status}"
+    );
+    assert_eq!(status["config_generation"], 1);
+}
+
+/// Headless Chromium, as the Debian package installs it.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_page_shows_a_person_every_server_and_its_state() {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install it with: sudo apt-get install -y chromium (./scripts/test.sh does this)"
+    );
+    let (a, b) = (HttpServer::start("a").await, HttpServer::start("b").await);
+    let port = free_port();
+    let config = format!(
+        "frontends:\n  shop:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: catalog\nbackends:\n  catalog:\n    health_check: {{ kind: http, path: /healthz, interval: 100ms, fall: 1 }}\n    servers: [{{ address: \"{}\", weight: 7 }}, {{ address: \"{}\", weight: 2 }}]\n",
+        a.addr, b.addr
+    );
+    let zkgate = Zkgate::start(ZKGATE, &config).await;
+    b.set_healthy(false);
+    let up = format!(
+        "zkgate_server_up{{backend=\"catalog\",server=\"{}\"}}",
+        b.addr
+    );
+    wait_until("b down", Duration::from_secs(10), || async {
+        (zkgate.metric(&up).await == Some(0.0)).then_some(())
+    })
+    .await;
+    for _ in 0..5 {
+        http_get(([127, 0, 0, 1], port).into(), "/").await.unwrap();
+    }
+
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("stats.png");
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("http://{}/stats", zkgate.admin);
+    let chromium = |extra: &[String]| {
+        std::process::Command::new(CHROMIUM)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("run chromium")
+    };
+    let dom = chromium(&["--dump-dom".to_owned()]);
+    assert!(
+        dom.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let page = String::from_utf8_lossy(&dom.stdout);
+    for seen in [
+        "zkgate",
+        "Frontends",
+        "shop",
+        "Backend catalog",
+        "1/2 up",
+        &a.addr.to_string(),
+        &b.addr.to_string(),
+        "down",
+        "responses 1xx 0 · 2xx 5",
+    ] {
+        assert!(
+            page.contains(seen),
+            "the page does not show `{seen}`:\n{page}"
+        );
+    }
+    let shot = chromium(&[
+        format!("--screenshot={}", screenshot.display()),
+        "--window-size=1280,800".to_owned(),
+    ]);
+    assert!(
+        shot.status.success(),
+        "screenshot failed: {}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot looks empty ({} bytes)",
+        png.len()
+    );
+}
