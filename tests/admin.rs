@@ -278,3 +278,73 @@ async fn the_stats_page_shows_a_person_every_server_and_its_state() {
         png.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_has_one_line_per_request_and_connection() {
+    let web = HttpServer::start("w").await;
+    let echo = zkgate_testkit::TcpServer::start("e").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("access.log");
+    let (http_port, tcp_port) = (free_port(), free_port());
+    let config = format!(
+        "access_log: {{ format: json, path: {} }}\nfrontends:\n  web: {{ bind: [\"127.0.0.1:{http_port}\"], default_backend: web }}\n  db: {{ bind: [\"127.0.0.1:{tcp_port}\"], mode: tcp, default_backend: db }}\nbackends:\n  web: {{ servers: {} }}\n  db: {{ mode: tcp, servers: {} }}\n",
+        log_path.display(),
+        servers(&[(web.addr, 1)]),
+        servers(&[(echo.addr, 1)])
+    );
+    let _zkgate = Zkgate::start(ZKGATE, &config).await;
+    http_get(([127, 0, 0, 1], http_port).into(), "/download/1000?x=1")
+        .await
+        .unwrap();
+    http_get(([127, 0, 0, 1], http_port).into(), "/status/404")
+        .await
+        .unwrap();
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", tcp_port))
+            .await
+            .unwrap();
+        stream.write_all(b"hello").await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.unwrap();
+    }
+    let lines = wait_until("three log lines", Duration::from_secs(10), || async {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines.len() == 3).then_some(lines)
+    })
+    .await;
+    let first = &lines[0];
+    assert_eq!(
+        (
+            first["frontend"].as_str(),
+            first["backend"].as_str(),
+            first["status"].as_u64()
+        ),
+        (Some("web"), Some("web"), Some(200))
+    );
+    assert_eq!(
+        (
+            first["method"].as_str(),
+            first["path"].as_str(),
+            first["bytes"].as_u64()
+        ),
+        (Some("GET"), Some("/download/1000?x=1"), Some(1000))
+    );
+    assert_eq!(first["server"], web.addr.to_string());
+    assert!(first["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(lines[1]["status"], 404);
+    let tcp = &lines[2];
+    assert_eq!(
+        (
+            tcp["frontend"].as_str(),
+            tcp["bytes_in"].as_u64(),
+            tcp["bytes_out"].as_u64()
+        ),
+        (Some("db"), Some(5), Some(5 + "served-by e\n".len() as u64))
+    );
+}

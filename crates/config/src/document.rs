@@ -5,16 +5,24 @@ use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
 use crate::error::ConfigError;
-use crate::raw::{RawAdmin, RawBackend, RawDefaults, RawFrontend, RawZookeeper};
+use crate::raw::{RawAccessLog, RawAdmin, RawBackend, RawDefaults, RawFrontend, RawZookeeper};
 
 /// The top-level sections, in the order users usually write them.
-const SECTIONS: [&str; 5] = ["admin", "zookeeper", "defaults", "frontends", "backends"];
+const SECTIONS: [&str; 6] = [
+    "admin",
+    "access_log",
+    "zookeeper",
+    "defaults",
+    "frontends",
+    "backends",
+];
 
 /// A document read into raw sections; parts that failed to read are missing
 /// and their errors have been recorded.
 #[derive(Debug, Default)]
 pub struct Document {
     pub admin: RawAdmin,
+    pub access_log: Option<RawAccessLog>,
     pub zookeeper: Option<RawZookeeper>,
     pub defaults: RawDefaults,
     pub frontends: Vec<(String, RawFrontend)>,
@@ -51,6 +59,7 @@ impl Document {
                     }
                 }
                 "zookeeper" => doc.zookeeper = section(name, value, errors),
+                "access_log" => doc.access_log = section(name, value, errors),
                 "defaults" => {
                     if let Some(defaults) = section(name, value, errors) {
                         doc.defaults = defaults;

@@ -50,6 +50,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The ZooKeeper ensemble, if any backend follows it.
     pub zookeeper: Option<ZookeeperConfig>,
+    /// One line per request or connection, when configured.
+    pub access_log: Option<AccessLogConfig>,
     /// Frontends, sorted by name.
     pub frontends: Vec<FrontendConfig>,
     /// Backends, sorted by name.
@@ -499,4 +501,22 @@ pub enum Protocol {
     Http1,
     /// HTTP/2 over cleartext (h2c, prior knowledge), one multiplexed connection per server and worker.
     Http2,
+}
+
+/// `access_log:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    /// Line format.
+    pub format: AccessLogFormat,
+    /// `stdout`, or a file appended to.
+    pub path: String,
+}
+
+/// How access log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    Json,
+    /// HAProxy-like text.
+    Text,
 }

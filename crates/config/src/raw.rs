@@ -19,6 +19,14 @@ pub struct RawAdmin {
     pub bind: Option<String>,
 }
 
+/// `access_log:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    pub format: Option<String>,
+    pub path: Option<String>,
+}
+
 /// `zookeeper:` section.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -49,6 +49,15 @@ pub enum StartError {
     /// Metrics could not be registered (a bug: names are fixed).
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The access log could not be opened.
+    #[error("cannot open the access log {path}: {source}")]
+    AccessLog {
+        /// Where.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -110,7 +119,16 @@ impl ControlPlane {
             }
         });
 
-        let proxy = Proxy::new(Arc::clone(&table));
+        let mut proxy = Proxy::new(Arc::clone(&table));
+        if let Some(access_log) = &config.access_log {
+            let log = zkgate_proxy::AccessLog::start(access_log)
+                .await
+                .map_err(|source| StartError::AccessLog {
+                    path: access_log.path.clone(),
+                    source,
+                })?;
+            proxy.access_log = Some(log);
+        }
         let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
         let (health_tx, health_events) = mpsc::channel(UPDATE_QUEUE);
         let mut plane = ControlPlane {
@@ -223,6 +241,9 @@ impl ControlPlane {
         };
         if config.admin.bind != self.config.admin.bind {
             warn!("admin.bind changed: it takes effect at the next restart");
+        }
+        if config.access_log != self.config.access_log {
+            warn!("access_log changed: it takes effect at the next restart");
         }
         let bound = match self.listeners.bind_new(&config, &mut self.builder) {
             Ok(bound) => bound,

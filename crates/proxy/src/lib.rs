@@ -1,6 +1,7 @@
 //! zkgate's data plane. It only reads: every connection or request loads the
 //! current [`RoutingTable`] once and never waits on the control plane.
 
+mod access_log;
 mod connections;
 mod http;
 mod io;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use zkgate_routing::RoutingTable;
 
+pub use access_log::AccessLog;
 pub use connections::Connections;
 pub use listener::{bind, Listener};
 
@@ -26,6 +28,8 @@ pub struct Proxy {
     pub connections: Connections,
     /// Tells the control plane the table went stale (a server was ejected).
     pub changed: Arc<tokio::sync::Notify>,
+    /// Where requests and connections are logged, if anywhere.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 impl Proxy {
@@ -35,6 +39,7 @@ impl Proxy {
             table,
             connections: Connections::default(),
             changed: Arc::new(tokio::sync::Notify::new()),
+            access_log: None,
         }
     }
 }

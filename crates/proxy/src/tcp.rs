@@ -30,8 +30,23 @@ pub async fn serve(
         }
         _ => None,
     };
+    let started = std::time::Instant::now();
+    let log = |server: Option<std::net::SocketAddr>, (bytes_in, bytes_out): (u64, u64)| {
+        if let Some(log) = &proxy.access_log {
+            log.tcp(&crate::access_log::TcpEntry {
+                client: peer,
+                frontend: &frontend.name,
+                backend: &backend.name,
+                server,
+                bytes_in,
+                bytes_out,
+                total: started.elapsed(),
+            });
+        }
+    };
     let Some((server, upstream)) = connect(backend, key, proxy).await else {
         debug!(%peer, backend = %backend.name, "no server reachable; closing client connection");
+        log(None, (0, 0));
         return;
     };
     // The table is not needed past this point; let it be freed after a swap.
@@ -43,11 +58,13 @@ pub async fn serve(
     let mut shutdown = guard.shutdown.clone();
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = upstream.into_split();
-    tokio::select! {
-        _ = tunnel::relay((client_read, client_write), (server_read, server_write), idle, Some(received), Some(sent)) => {}
+    let address = server.address();
+    let copied = tokio::select! {
+        copied = tunnel::relay((client_read, client_write), (server_read, server_write), idle, Some(received), Some(sent)) => copied,
         // Tunnels have no request boundary to finish at: close on shutdown.
-        _ = shutdown.wait_for(|stopping| *stopping) => {}
-    }
+        _ = shutdown.wait_for(|stopping| *stopping) => (0, 0),
+    };
+    log(Some(address), copied);
     drop(active);
     drop(guard);
 }

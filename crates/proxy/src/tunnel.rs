@@ -14,22 +14,37 @@ const BUFFER_SIZE: usize = 16 * 1024;
 
 /// Copies both ways until both directions have ended, or nothing moved for
 /// `idle`; `received` counts client → server bytes, `sent` the other way
-/// (none when the client socket counts them itself).
+/// (none when the client socket counts them itself). Returns the bytes
+/// copied each way, (client → server, server → client).
 pub async fn relay<CR, CW, SR, SW>(
     (client_read, client_write): (CR, CW),
     (server_read, server_write): (SR, SW),
     idle: Duration,
     received: Option<IntCounter>,
     sent: Option<IntCounter>,
-) where
+) -> (u64, u64)
+where
     CR: AsyncRead + Unpin,
     CW: AsyncWrite + Unpin,
     SR: AsyncRead + Unpin,
     SW: AsyncWrite + Unpin,
 {
     let last_activity = AtomicU64::new(clock::now_ms());
-    let upload = pump(client_read, server_write, &last_activity, received.as_ref());
-    let download = pump(server_read, client_write, &last_activity, sent.as_ref());
+    let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+    let upload = pump(
+        client_read,
+        server_write,
+        &last_activity,
+        received.as_ref(),
+        &up,
+    );
+    let download = pump(
+        server_read,
+        client_write,
+        &last_activity,
+        sent.as_ref(),
+        &down,
+    );
     let watchdog = async {
         loop {
             let deadline = last_activity.load(Relaxed) + idle.as_millis() as u64;
@@ -43,11 +58,17 @@ pub async fn relay<CR, CW, SR, SW>(
         _ = async { tokio::join!(upload, download) } => {}
         _ = watchdog => debug!("tunnel idle for too long; closing"),
     }
+    (up.load(Relaxed), down.load(Relaxed))
 }
 
 /// One direction: read until EOF, then shut down the write side so the peer sees EOF too.
-async fn pump<R, W>(mut from: R, mut to: W, last_activity: &AtomicU64, counter: Option<&IntCounter>)
-where
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    last_activity: &AtomicU64,
+    counter: Option<&IntCounter>,
+    total: &AtomicU64,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -63,6 +84,7 @@ where
         if let Some(counter) = counter {
             counter.inc_by(n as u64);
         }
+        total.fetch_add(n as u64, Relaxed);
         last_activity.store(clock::now_ms(), Relaxed);
     }
     // The peer may already be gone; nothing more to do either way.

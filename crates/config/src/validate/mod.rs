@@ -74,8 +74,26 @@ pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config>
     if errors.len() > before {
         return None;
     }
+    let access_log = doc.access_log.as_ref().map(|raw| AccessLogConfig {
+        format: match raw.format.as_deref() {
+            None | Some("json") => AccessLogFormat::Json,
+            Some("text") => AccessLogFormat::Text,
+            Some(other) => {
+                errors.push(ConfigError::new(
+                    "access_log.format",
+                    format!("unknown format `{other}`, expected json or text"),
+                ));
+                AccessLogFormat::Json
+            }
+        },
+        path: raw.path.clone().unwrap_or_else(|| "stdout".to_owned()),
+    });
+    if errors.len() > before {
+        return None;
+    }
     let mut config = Config {
         admin,
+        access_log,
         zookeeper,
         frontends,
         backends,

@@ -5,11 +5,14 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use zkgate_routing::ActiveRequest;
+
+use crate::access_log::{AccessLog, HttpEntry};
 
 use super::upstream::{self, Sender};
 use crate::io::ConnActivity;
@@ -27,6 +30,42 @@ impl Drop for RequestDone {
 pub struct ProxyBody {
     kind: Kind,
     done: Option<RequestDone>,
+    /// Written when the body is done (sent or abandoned).
+    log: Option<Box<PendingLog>>,
+    sent: u64,
+}
+
+/// An access log line waiting for its response to finish.
+pub struct PendingLog {
+    pub log: Arc<AccessLog>,
+    pub client: SocketAddr,
+    pub frontend: Option<Arc<str>>,
+    pub backend: Option<Arc<str>>,
+    pub server: Option<SocketAddr>,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub started: Instant,
+    pub headers_after: Duration,
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let Some(pending) = self.log.take() {
+            pending.log.http(&HttpEntry {
+                client: pending.client,
+                frontend: pending.frontend.as_deref().unwrap_or("-"),
+                backend: pending.backend.as_deref(),
+                server: pending.server,
+                method: &pending.method,
+                path: &pending.path,
+                status: pending.status,
+                bytes: self.sent,
+                headers_after: pending.headers_after,
+                total: pending.started.elapsed(),
+            });
+        }
+    }
 }
 
 enum Kind {
@@ -67,6 +106,8 @@ impl ProxyBody {
                 _active: active,
             }),
             done: None,
+            log: None,
+            sent: 0,
         }
     }
 
@@ -81,6 +122,8 @@ impl ProxyBody {
                 _active: active,
             }),
             done: None,
+            log: None,
+            sent: 0,
         }
     }
 
@@ -89,7 +132,15 @@ impl ProxyBody {
         ProxyBody {
             kind: Kind::Message(Some(bytes)),
             done: None,
+            log: None,
+            sent: 0,
         }
+    }
+
+    /// Attaches the access log line written when this body is done.
+    pub fn with_log(mut self, pending: PendingLog) -> Self {
+        self.log = Some(Box::new(pending));
+        self
     }
 
     /// Attaches the guard that marks the client's request finished.
@@ -107,7 +158,7 @@ impl Body for ProxyBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.kind {
+        let polled = match &mut self.kind {
             Kind::Message(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(streamed) => {
                 let polled = Pin::new(&mut streamed.body).poll_frame(cx);
@@ -119,7 +170,15 @@ impl Body for ProxyBody {
                 }
                 polled
             }
+        };
+        if self.log.is_some() {
+            if let Poll::Ready(Some(Ok(frame))) = &polled {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                }
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -5,12 +5,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::{header, uri, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use zkgate_routing::{Backend, FrontendId};
 
-use super::body::{ProxyBody, RequestDone};
+use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::forward::{forward, Forwarded};
 use super::headers::{add_forwarded, request_host, strip_hop_by_hop};
 use super::keys;
@@ -60,20 +61,60 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
         conn.activity.request_began();
         let done = RequestDone(Arc::clone(&conn.activity));
         Box::pin(async move {
-            let response = conn.handle(request).await;
-            Ok(response.map(|body| body.with_done(done)))
+            // Only a logged request pays for copying its method and path.
+            let logged = conn.proxy.access_log.as_ref().map(|log| PendingLog {
+                log: Arc::clone(log),
+                client: conn.peer,
+                frontend: None,
+                backend: None,
+                server: None,
+                method: request.method().to_string(),
+                path: request
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned(),
+                status: 0,
+                started: Instant::now(),
+                headers_after: Duration::ZERO,
+            });
+            let mut outcome = Outcome::default();
+            let response = conn.handle(request, &mut outcome).await;
+            let mut body = response.map(|body| body.with_done(done));
+            if let Some(mut pending) = logged {
+                pending.frontend = outcome.frontend;
+                pending.backend = outcome.backend;
+                pending.server = outcome.server;
+                pending.status = body.status().as_u16();
+                pending.headers_after = pending.started.elapsed();
+                body = body.map(|b| b.with_log(pending));
+            }
+            Ok(body)
         })
     }
 }
 
+/// Where a request went, for the access log.
+#[derive(Default)]
+struct Outcome {
+    frontend: Option<Arc<str>>,
+    backend: Option<Arc<str>>,
+    server: Option<SocketAddr>,
+}
+
 impl ClientConn {
-    async fn handle(&self, mut request: Request<Incoming>) -> Response<ProxyBody> {
+    async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        outcome: &mut Outcome,
+    ) -> Response<ProxyBody> {
         // One table for the whole request, even if a new one is published meanwhile.
         let table = self.proxy.table.load_full();
         let Some(frontend) = table.frontend(self.frontend) else {
             return error(StatusCode::SERVICE_UNAVAILABLE);
         };
         frontend.metrics.requests.inc();
+        outcome.frontend = Some(Arc::clone(&frontend.name));
         let host = request_host(request.uri(), request.headers());
         let Some(backend) = frontend
             .select_backend(host, request.uri().path(), request.headers())
@@ -81,6 +122,7 @@ impl ClientConn {
         else {
             return error(StatusCode::SERVICE_UNAVAILABLE);
         };
+        outcome.backend = Some(Arc::clone(&backend.name));
         let key = keys::hash_key(&backend.balance, &request, self.peer.ip());
         let sticky = backend
             .sticky_cookie
@@ -108,6 +150,7 @@ impl ClientConn {
         };
         let response = match forwarded {
             Forwarded::Answered(mut response, server) => {
+                outcome.server = Some(server);
                 if let Some(name) = backend.sticky_cookie.as_deref() {
                     if sticky != Some(server) {
                         set_sticky_cookie(&mut response, name, &backend, server);
