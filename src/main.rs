@@ -35,6 +35,9 @@ enum Command {
         #[arg(short, long, default_value = "config/zkgate.yaml")]
         config: PathBuf,
     },
+    /// Store (validated) or fetch the frontends/backends document kept in a ZooKeeper config node.
+    #[command(subcommand)]
+    Config(cli::config::ConfigCommand),
     /// List, add, change or remove servers of a backend in ZooKeeper.
     #[command(subcommand)]
     Server(ServerCommand),
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(config),
         Command::Server(command) => block_on(cli::server::run(command)),
+        Command::Config(command) => block_on(cli::config::run(command)),
         Command::Register {
             zk,
             path,

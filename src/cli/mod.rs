@@ -1,5 +1,6 @@
 //! Subcommands that talk to ZooKeeper.
 
+pub mod config;
 pub mod register;
 pub mod server;
 
@@ -42,6 +43,7 @@ impl ZkArgs {
         Ok(ZookeeperConfig {
             connect: hosts.to_owned(),
             chroot: chroot.filter(|c| c != "/"),
+            config_node: None,
             session_timeout,
             auth: None,
         })

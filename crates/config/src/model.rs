@@ -72,6 +72,8 @@ pub struct ZookeeperConfig {
     pub connect: String,
     /// Path prefix applied to every znode path, like `/prod`.
     pub chroot: Option<String>,
+    /// A znode holding `defaults`/`frontends`/`backends`, hot-reloaded.
+    pub config_node: Option<String>,
     /// Session timeout asked of ZooKeeper.
     pub session_timeout: Duration,
     /// Digest credentials.

@@ -362,3 +362,34 @@ fn health_checks_resolve_defaults_and_refuse_mismatched_fields() {
     assert!(errs[2].contains("longer than the interval"), "{errs:#?}");
     assert!(errs[3].contains("unknown check kind `icmp`"), "{errs:#?}");
 }
+
+#[test]
+fn a_config_node_supplies_frontends_and_backends_and_its_errors_point_into_it() {
+    let file = "admin: { bind: 127.0.0.1:9999 }\nzookeeper: { connect: \"127.0.0.1:2181\", config_node: /zkgate/config }\nfrontends:\n  old: { bind: [\"127.0.0.1:1\"], default_backend: b }\nbackends:\n  b: {}\n";
+    let node = "frontends:\n  web: { bind: [\"127.0.0.1:8080\"], default_backend: web }\nbackends:\n  web: { zookeeper: { path: /services/web } }\n";
+    let config = parse_with_node(file, node, "zookeeper:/zkgate/config").unwrap();
+    assert_eq!(config.admin.bind.to_string(), "127.0.0.1:9999");
+    assert_eq!(config.frontends.len(), 1);
+    assert_eq!(config.frontends[0].name, "web");
+    assert_eq!(
+        config.zookeeper.as_ref().unwrap().config_node.as_deref(),
+        Some("/zkgate/config")
+    );
+
+    let broken = "frontends:\n  web:\n    bind: [\"127.0.0.1:8080\"]\n    default_backend: nope\n";
+    let errors = parse_with_node(file, broken, "zookeeper:/zkgate/config")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.starts_with("zookeeper:/zkgate/config:4:5: frontends.web.default_backend"),
+        "{errors}"
+    );
+
+    let errors = parse_with_node(file, "admin: { bind: 0.0.0.0:1 }\n", "n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("`admin` cannot come from ZooKeeper"),
+        "{errors}"
+    );
+}

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use zkgate_admin::{Admin, DiscoveryFacts, Reload, Report, ZooKeeperFacts};
 use zkgate_config::Config;
-use zkgate_discovery::{Discovery, Update, WatchSpec};
+use zkgate_discovery::{Discovery, NodeText, Update, WatchSpec};
 use zkgate_health::{HealthChecks, HealthEvent};
 use zkgate_proxy::Proxy;
 use zkgate_routing::{Discovered, Metrics, RoutingTable, TableBuilder};
@@ -80,6 +80,13 @@ pub struct ControlPlane {
     updates: mpsc::Receiver<Update>,
     health: HealthChecks,
     health_events: mpsc::Receiver<HealthEvent>,
+    /// The configuration file's text as last read.
+    file_text: String,
+    /// The config node's text, when one is configured and exists.
+    node_text: Option<String>,
+    config_node: Option<tokio::task::JoinHandle<()>>,
+    node_tx: mpsc::Sender<NodeText>,
+    node_updates: mpsc::Receiver<NodeText>,
 }
 
 /// An input that changes which servers take traffic.
@@ -131,6 +138,9 @@ impl ControlPlane {
         }
         let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
         let (health_tx, health_events) = mpsc::channel(UPDATE_QUEUE);
+        let (node_tx, node_updates) = mpsc::channel(16);
+        // The file was just validated by the caller; keep its text for reloads with a config node.
+        let file_text = std::fs::read_to_string(&config_path).unwrap_or_default();
         let mut plane = ControlPlane {
             config_path,
             config: config.clone(),
@@ -147,6 +157,11 @@ impl ControlPlane {
             updates,
             health: HealthChecks::new(health_tx),
             health_events,
+            file_text,
+            node_text: None,
+            config_node: None,
+            node_tx,
+            node_updates,
         };
         let next = plane.build(&config).await;
         let bound = plane
@@ -156,6 +171,7 @@ impl ControlPlane {
         plane.publish(next);
         plane.listeners.commit(bound, &plane.proxy);
         plane.follow_zookeeper(None);
+        plane.follow_config_node(None);
         plane.report.update(|facts| facts.config_generation = 1);
         plane.update_readiness();
         Ok(plane)
@@ -169,6 +185,7 @@ impl ControlPlane {
         loop {
             tokio::select! {
                 _ = hangup.recv() => self.reload().await,
+                Some(text) = self.node_updates.recv() => self.config_node_changed(text).await,
                 Some(update) = self.updates.recv() => self.servers_changed(Input::Membership(update)).await,
                 Some(event) = self.health_events.recv() => self.servers_changed(Input::Health(event)).await,
                 _ = self.proxy.changed.notified() => self.servers_changed(Input::Refresh).await,
@@ -231,14 +248,53 @@ impl ControlPlane {
     /// Re-reads the configuration file; an invalid one leaves everything as it was.
     async fn reload(&mut self) {
         info!(path = %self.config_path.display(), "reloading configuration");
-        let config = match zkgate_config::load(&self.config_path) {
-            Ok(config) => config,
+        match std::fs::read_to_string(&self.config_path) {
+            Ok(text) => {
+                self.file_text = text;
+                self.apply_sources().await;
+            }
+            Err(err) => {
+                error!(path = %self.config_path.display(), error = %err, "reload refused: cannot read the file");
+                self.reload_failed(format!(
+                    "{}: cannot read the file: {err}",
+                    self.config_path.display()
+                ));
+            }
+        }
+    }
+
+    /// The config node changed (or appeared, or vanished).
+    async fn config_node_changed(&mut self, text: NodeText) {
+        self.node_text = text;
+        self.apply_sources().await;
+    }
+
+    /// Validates the file plus the config node (when there is one) and, if
+    /// valid, puts the result in service.
+    async fn apply_sources(&mut self) {
+        let node = self
+            .config
+            .zookeeper
+            .as_ref()
+            .and_then(|zk| zk.config_node.clone());
+        let parsed = match (&node, &self.node_text) {
+            (Some(node), Some(text)) => {
+                zkgate_config::parse_with_node(&self.file_text, text, &format!("zookeeper:{node}"))
+            }
+            _ => zkgate_config::parse(&self.file_text, &self.config_path.display().to_string()),
+        };
+        match parsed {
+            Ok(config) => self.apply(config).await,
             Err(errors) => {
                 error!("reload refused, the running configuration stays in service:\n{errors}");
                 self.reload_failed(errors.to_string());
-                return;
             }
-        };
+        }
+    }
+
+    /// Puts a valid configuration in service; one whose listeners cannot be
+    /// bound leaves everything as it was.
+    async fn apply(&mut self, config: Config) {
         if config.admin.bind != self.config.admin.bind {
             warn!("admin.bind changed: it takes effect at the next restart");
         }
@@ -256,6 +312,7 @@ impl ControlPlane {
         let previous = std::mem::replace(&mut self.config, config.clone());
         self.resolver.forget();
         self.follow_zookeeper(Some(&previous));
+        self.follow_config_node(Some(&previous));
         let next = self.build(&config).await;
         self.publish(next);
         self.listeners.commit(bound, &self.proxy);
@@ -273,6 +330,36 @@ impl ControlPlane {
             generation = self.table.load().generation,
             "configuration reloaded"
         );
+    }
+
+    /// Starts, restarts or stops watching `zookeeper.config_node`.
+    fn follow_config_node(&mut self, previous: Option<&Config>) {
+        let node_of = |config: &Config| {
+            let zk = config.zookeeper.as_ref()?;
+            Some((zk.clone(), zk.config_node.clone()?))
+        };
+        let wanted = node_of(&self.config);
+        if previous.map(node_of) == Some(wanted.clone()) {
+            return;
+        }
+        if let Some(task) = self.config_node.take() {
+            task.abort();
+        }
+        let source = match &wanted {
+            Some((_, node)) => format!("{} + zookeeper:{node}", self.config_path.display()),
+            None => self.config_path.display().to_string(),
+        };
+        self.report.update(|facts| facts.config_source = source);
+        if let Some((zookeeper, node)) = wanted {
+            info!(%node, "following the config node");
+            self.config_node = Some(zkgate_discovery::watch_config_node(
+                zookeeper,
+                node,
+                self.node_tx.clone(),
+            ));
+        } else {
+            self.node_text = None;
+        }
     }
 
     /// Starts, changes or stops discovery to match `self.config`.

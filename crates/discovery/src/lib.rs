@@ -5,6 +5,7 @@
 //! may have missed events across a reconnect — then `Upsert`/`Remove` per
 //! changed child.
 
+mod config_node;
 pub mod format;
 pub mod ops;
 mod session;
@@ -18,6 +19,7 @@ use tokio::task::JoinHandle;
 use zkgate_config::{DiscoveryConfig, ServerConfig, ZookeeperConfig};
 use zkgate_metrics::Metrics;
 
+pub use config_node::{watch_config_node, NodeText};
 pub use session::{connect, connect_with};
 
 /// One backend to watch.

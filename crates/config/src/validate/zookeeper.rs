@@ -1,6 +1,5 @@
 //! The `zookeeper:` section and each backend's `zookeeper:` block.
 
-use super::not_supported;
 use crate::error::ConfigError;
 use crate::model::*;
 use crate::raw::{RawBackendZookeeper, RawZookeeper};
@@ -27,11 +26,10 @@ pub(super) fn zookeeper(raw: &RawZookeeper, errors: &mut Vec<ConfigError>) -> Zo
             errors.push(ConfigError::new("zookeeper.chroot", why));
         }
     }
-    if raw.config_node.is_some() {
-        errors.push(not_supported(
-            "zookeeper.config_node".into(),
-            "configuration kept in ZooKeeper",
-        ));
+    if let Some(node) = &raw.config_node {
+        if let Err(why) = znode_path(node) {
+            errors.push(ConfigError::new("zookeeper.config_node", why));
+        }
     }
     let auth = raw.auth.as_ref().map(|auth| ZookeeperAuth {
         user: auth.user.clone(),
@@ -57,6 +55,7 @@ pub(super) fn zookeeper(raw: &RawZookeeper, errors: &mut Vec<ConfigError>) -> Zo
             .collect::<Vec<_>>()
             .join(","),
         chroot: raw.chroot.clone().filter(|c| c != "/"),
+        config_node: raw.config_node.clone(),
         session_timeout,
         auth,
     }
