@@ -91,3 +91,74 @@ async fn sigterm_stops_accepting_finishes_requests_in_flight_and_exits_0() {
         "still accepting after exit"
     );
 }
+
+/// Handing a port from one zkgate to the next (SO_REUSEPORT) is lossless only
+/// if the kernel migrates connections queued on a closing listener.
+const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_process_takes_over_the_port_under_load_without_a_connection_error() {
+    let migrate = std::fs::read_to_string(MIGRATE_REQ).unwrap_or_default();
+    assert_eq!(
+        migrate.trim(),
+        "1",
+        "lossless hand-over needs `sysctl -w net.ipv4.tcp_migrate_req=1` (./scripts/test.sh sets it; deploy/sysctl.d/ ships it)"
+    );
+    let server = HttpServer::start("s").await;
+    let port = free_port();
+    let addr = ([127, 0, 0, 1], port).into();
+    let config = format!(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n",
+        servers(&[(server.addr, 1)])
+    );
+    let mut old = Zkgate::start(ZKGATE, &config).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, failed) = (
+        std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    );
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match http_get(addr, "/").await {
+                        Ok(reply) if reply.status == 200 => {
+                            ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        }
+                        _ => failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    // The new process binds the same port while the old one still serves.
+    let new = Zkgate::start(ZKGATE, &config).await;
+    let served_before = ok.load(std::sync::atomic::Ordering::Relaxed);
+    let status = tokio::task::spawn_blocking(move || old.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "old process exit: {status}");
+    wait_until(
+        "traffic through the new process",
+        Duration::from_secs(10),
+        || async {
+            (ok.load(std::sync::atomic::Ordering::Relaxed) > served_before + 50).then_some(())
+        },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        failed.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "connection errors during the hand-over"
+    );
+    assert!(
+        new.metric(r#"zkgate_frontend_requests_total{frontend="web"}"#)
+            .await
+            > Some(0.0)
+    );
+}
