@@ -59,7 +59,7 @@ async fn admin_answers_health_readiness_and_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_accepting_finishes_requests_in_flight_and_exits_0() {
+async fn sigterm_stops_accepting_finishes_200_requests_in_flight_and_exits_0() {
     let server = HttpServer::start("slow").await;
     let port = free_port();
     let addr = ([127, 0, 0, 1], port).into();
@@ -68,11 +68,11 @@ async fn sigterm_stops_accepting_finishes_requests_in_flight_and_exits_0() {
         servers(&[(server.addr, 1)])
     );
     let mut zkgate = Zkgate::start(ZKGATE, &config).await;
-    let in_flight: Vec<_> = (0..20)
+    let in_flight: Vec<_> = (0..200)
         .map(|_| tokio::spawn(async move { http_get(addr, "/delay/800").await }))
         .collect();
-    wait_until("20 requests in flight", Duration::from_secs(10), || async {
-        (server.requests() == 20).then_some(())
+    wait_until("200 requests in flight", Duration::from_secs(20), || async {
+        (server.requests() == 200).then_some(())
     })
     .await;
 
