@@ -71,9 +71,11 @@ async fn sigterm_stops_accepting_finishes_200_requests_in_flight_and_exits_0() {
     let in_flight: Vec<_> = (0..200)
         .map(|_| tokio::spawn(async move { http_get(addr, "/delay/800").await }))
         .collect();
-    wait_until("200 requests in flight", Duration::from_secs(20), || async {
-        (server.requests() == 200).then_some(())
-    })
+    wait_until(
+        "200 requests in flight",
+        Duration::from_secs(20),
+        || async { (server.requests() == 200).then_some(()) },
+    )
     .await;
 
     let exit = tokio::task::spawn_blocking(move || {
