@@ -33,12 +33,29 @@ async fn a_reload_moves_new_requests_while_a_long_request_completes() {
     )
     .await;
 
+    // Steady load across the reload: nothing may fail.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut failures = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match http_get(addr, "/").await {
+                    Ok(reply) if reply.status == 200 => {}
+                    _ => failures += 1,
+                }
+            }
+            failures
+        })
+    };
     zkgate
         .reload(&web_config(port, &servers(&[(new.addr, 1)])))
         .await;
     for _ in 0..5 {
         assert_eq!(http_get(addr, "/").await.unwrap().text(), "new");
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(load.await.unwrap(), 0, "requests failed across the reload");
     let long = long.await.unwrap().unwrap();
     assert_eq!((long.status.as_u16(), long.text().as_str()), (200, "old"));
     assert_eq!(
