@@ -208,6 +208,12 @@ pub struct FrontendConfig {
     pub default_backend: Option<String>,
     /// Add `X-Forwarded-For/-Proto/-Host` (http only).
     pub forwarded_headers: bool,
+    /// Which client addresses may connect.
+    pub access: Option<AccessList>,
+    /// Open connections per client address. 0 = unlimited.
+    pub max_connections_per_client: u32,
+    /// Requests (tcp: connections) per second per client address.
+    pub rate_limit: Option<RateLimit>,
     /// Effective timeouts.
     pub timeouts: Timeouts,
 }
@@ -223,6 +229,8 @@ pub struct RouteConfig {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Target backend.
     pub backend: String,
+    /// Which client addresses may use this route.
+    pub access: Option<AccessList>,
 }
 
 /// A route's `host:` pattern, lowercased.
@@ -521,4 +529,35 @@ pub enum AccessLogFormat {
     Json,
     /// HAProxy-like text.
     Text,
+}
+
+/// `access: { allow, deny }`: a client is refused if a `deny` network holds
+/// its address, or if `allow` is not empty and no `allow` network does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessList {
+    /// Networks allowed (empty: everyone not denied).
+    pub allow: Vec<ipnet::IpNet>,
+    /// Networks denied; deny wins over allow.
+    pub deny: Vec<ipnet::IpNet>,
+}
+
+impl AccessList {
+    /// Whether `client` may pass.
+    pub fn permits(&self, client: std::net::IpAddr) -> bool {
+        let client = match client {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        !self.deny.iter().any(|net| net.contains(&client))
+            && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&client)))
+    }
+}
+
+/// `rate_limit:` per client address: a token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained rate.
+    pub requests_per_second: u32,
+    /// Extra requests allowed in a burst (the bucket's size beyond one second's worth).
+    pub burst: u32,
 }

@@ -393,3 +393,31 @@ fn a_config_node_supplies_frontends_and_backends_and_its_errors_point_into_it() 
         "{errors}"
     );
 }
+
+#[test]
+fn access_lists_parse_networks_and_deny_wins() {
+    let config = parse(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:1\"]\n    default_backend: b\n    access: { allow: [\"10.0.0.0/8\", \"192.0.2.7\"], deny: [\"10.1.0.0/16\"] }\n    rate_limit: { requests_per_second: 5, burst: 10 }\n    max_connections_per_client: 3\nbackends:\n  b: {}\n",
+        "t",
+    )
+    .unwrap();
+    let web = &config.frontends[0];
+    let access = web.access.as_ref().unwrap();
+    assert!(access.permits("10.2.3.4".parse().unwrap()));
+    assert!(access.permits("::ffff:192.0.2.7".parse().unwrap()));
+    assert!(!access.permits("10.1.2.3".parse().unwrap()));
+    assert!(!access.permits("192.0.2.8".parse().unwrap()));
+    assert_eq!(
+        web.rate_limit,
+        Some(RateLimit {
+            requests_per_second: 5,
+            burst: 10
+        })
+    );
+    assert_eq!(web.max_connections_per_client, 3);
+    let errs = errors_of("frontends:\n  web:\n    bind: [\"127.0.0.1:1\"]\n    default_backend: b\n    access: { allow: [\"10.0.0.0/33\"] }\nbackends:\n  b: {}\n");
+    assert!(
+        errs[0].contains("frontends.web.access.allow[0]: `10.0.0.0/33` is not a network"),
+        "{errs:?}"
+    );
+}

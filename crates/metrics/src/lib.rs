@@ -51,6 +51,8 @@ pub mod names {
     pub const ROUTING_TABLE_BUILD_SECONDS: &str = "zkgate_routing_table_build_seconds";
     /// `zkgate_config_reloads_total{result}`
     pub const CONFIG_RELOADS_TOTAL: &str = "zkgate_config_reloads_total";
+    /// `zkgate_frontend_denied_total{frontend,reason}`
+    pub const FRONTEND_DENIED_TOTAL: &str = "zkgate_frontend_denied_total";
     /// `zkgate_zookeeper_connected`
     pub const ZOOKEEPER_CONNECTED: &str = "zkgate_zookeeper_connected";
     /// `zkgate_zookeeper_session_expirations_total`
@@ -83,6 +85,8 @@ pub struct Metrics {
     pub frontend_bytes_received: IntCounterVec,
     /// `zkgate_frontend_bytes_sent_total`
     pub frontend_bytes_sent: IntCounterVec,
+    /// `zkgate_frontend_denied_total`
+    pub frontend_denied: IntCounterVec,
     /// `zkgate_backend_responses_total`
     pub backend_responses: IntCounterVec,
     /// `zkgate_backend_response_seconds`
@@ -251,6 +255,12 @@ impl Metrics {
                 "Bytes written to clients",
                 fe,
             )?,
+            frontend_denied: counter_vec(
+                registry,
+                FRONTEND_DENIED_TOTAL,
+                "Requests or connections refused by access lists, rate limits or per-client connection limits",
+                &["frontend", "reason"],
+            )?,
             backend_responses: counter_vec(
                 registry,
                 BACKEND_RESPONSES_TOTAL,
@@ -338,6 +348,12 @@ pub struct FrontendMetrics {
     pub bytes_received: IntCounter,
     /// Bytes to clients.
     pub bytes_sent: IntCounter,
+    /// Refused by an access list.
+    pub denied_access: IntCounter,
+    /// Refused by the rate limit.
+    pub denied_rate_limit: IntCounter,
+    /// Refused by the per-client connection limit.
+    pub denied_max_connections: IntCounter,
 }
 
 impl FrontendMetrics {
@@ -350,6 +366,15 @@ impl FrontendMetrics {
             requests: metrics.frontend_requests.with_label_values(l),
             bytes_received: metrics.frontend_bytes_received.with_label_values(l),
             bytes_sent: metrics.frontend_bytes_sent.with_label_values(l),
+            denied_access: metrics
+                .frontend_denied
+                .with_label_values(&[frontend, "access"]),
+            denied_rate_limit: metrics
+                .frontend_denied
+                .with_label_values(&[frontend, "rate_limit"]),
+            denied_max_connections: metrics
+                .frontend_denied
+                .with_label_values(&[frontend, "max_connections"]),
         }
     }
 }

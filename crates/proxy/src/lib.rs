@@ -5,6 +5,7 @@ mod access_log;
 mod connections;
 mod http;
 mod io;
+mod limits;
 mod listener;
 mod tcp;
 mod tunnel;
@@ -30,6 +31,8 @@ pub struct Proxy {
     pub changed: Arc<tokio::sync::Notify>,
     /// Where requests and connections are logged, if anywhere.
     pub access_log: Option<Arc<AccessLog>>,
+    /// Per-client connection counts and rate buckets.
+    pub(crate) limits: Arc<limits::ClientLimits>,
 }
 
 impl Proxy {
@@ -40,6 +43,7 @@ impl Proxy {
             connections: Connections::default(),
             changed: Arc::new(tokio::sync::Notify::new()),
             access_log: None,
+            limits: Arc::default(),
         }
     }
 }

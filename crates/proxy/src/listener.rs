@@ -122,6 +122,34 @@ fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {
         // The frontend was removed and this listener is about to stop.
         return;
     };
+    // Connection-level refusals: the client's socket is simply closed.
+    let ip = peer.ip();
+    if frontend.mode == Mode::Tcp {
+        if frontend
+            .access
+            .as_ref()
+            .is_some_and(|access| !access.permits(ip))
+        {
+            frontend.metrics.denied_access.inc();
+            return;
+        }
+        if let Some(limit) = frontend.rate_limit {
+            if proxy.limits.take(id, ip, limit).is_err() {
+                frontend.metrics.denied_rate_limit.inc();
+                return;
+            }
+        }
+    }
+    let slot = match frontend.max_connections_per_client {
+        0 => None,
+        max => match proxy.limits.connect(id, ip, max) {
+            Some(slot) => Some(slot),
+            None => {
+                frontend.metrics.denied_max_connections.inc();
+                return;
+            }
+        },
+    };
     if let Err(err) = stream.set_nodelay(true) {
         debug!(error = %err, "set_nodelay failed");
     }
@@ -135,5 +163,6 @@ fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {
             Mode::Tcp => crate::tcp::serve(stream, peer, &frontend, table, guard, &proxy).await,
         }
         frontend.metrics.active_connections.dec();
+        drop(slot);
     });
 }

@@ -317,6 +317,7 @@ fn build_frontend(
                 path_prefix: route.path_prefix.as_deref().map(Into::into),
                 headers: route.headers.clone().into_boxed_slice(),
                 backend: lookup(&route.backend)?,
+                access: route.access.clone(),
             })
         })
         .collect();
@@ -330,6 +331,9 @@ fn build_frontend(
         timeouts: config.timeouts,
         routes,
         default_backend: config.default_backend.as_deref().and_then(lookup),
+        access: config.access.clone(),
+        max_connections_per_client: config.max_connections_per_client,
+        rate_limit: config.rate_limit,
         metrics: FrontendMetrics::resolve(metrics, &config.name),
     }
 }

@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use zkgate_config::{AdminState, Balance, HostPattern, Mode, OutlierConfig, Protocol, Timeouts};
+use zkgate_config::{
+    AccessList, AdminState, Balance, HostPattern, Mode, OutlierConfig, Protocol, RateLimit,
+    Timeouts,
+};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -102,6 +105,12 @@ pub struct Frontend {
     pub timeouts: Timeouts,
     pub(crate) routes: Vec<Route>,
     pub(crate) default_backend: Option<Arc<Backend>>,
+    /// Which client addresses may connect.
+    pub access: Option<AccessList>,
+    /// Open connections per client address; 0 = unlimited.
+    pub max_connections_per_client: u32,
+    /// Requests (tcp: connections) per second per client address.
+    pub rate_limit: Option<RateLimit>,
     /// Metric handles.
     pub metrics: FrontendMetrics,
 }
@@ -111,6 +120,7 @@ pub(crate) struct Route {
     pub(crate) path_prefix: Option<Box<str>>,
     pub(crate) headers: Box<[(HeaderName, HeaderValue)]>,
     pub(crate) backend: Arc<Backend>,
+    pub(crate) access: Option<AccessList>,
 }
 
 impl Route {
@@ -147,6 +157,25 @@ impl Frontend {
             .find(|route| route.matches(host, path, headers))
             .map(|route| &route.backend)
             .or(self.default_backend.as_ref())
+    }
+
+    /// The backend for a request and the access list of the route that chose
+    /// it, if that route has one.
+    #[inline]
+    pub fn select(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<(&Arc<Backend>, Option<&AccessList>)> {
+        match self
+            .routes
+            .iter()
+            .find(|route| route.matches(host, path, headers))
+        {
+            Some(route) => Some((&route.backend, route.access.as_ref())),
+            None => self.default_backend.as_ref().map(|b| (b, None)),
+        }
     }
 
     /// The backend of a tcp frontend.

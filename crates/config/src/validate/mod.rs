@@ -239,20 +239,22 @@ fn frontend(
     if raw.accept_proxy {
         errors.push(not_supported(at("accept_proxy"), "the PROXY protocol"));
     }
-    if raw.access.is_some() {
-        errors.push(not_supported(at("access"), "access control lists"));
-    }
-    if raw.max_connections_per_client != 0 {
-        errors.push(not_supported(
-            at("max_connections_per_client"),
-            "per-client connection limits",
-        ));
-    }
-    if let Some(limit) = &raw.rate_limit {
-        if limit.requests_per_second != 0 || limit.burst != 0 {
-            errors.push(not_supported(at("rate_limit"), "rate limiting"));
+    let access = raw
+        .access
+        .as_ref()
+        .map(|raw| access_list(&at("access"), raw, errors));
+    let rate_limit = raw.rate_limit.as_ref().and_then(|limit| {
+        if limit.requests_per_second == 0 && limit.burst != 0 {
+            errors.push(ConfigError::new(
+                at("rate_limit"),
+                "a burst needs a rate: set requests_per_second",
+            ));
         }
-    }
+        (limit.requests_per_second > 0).then_some(RateLimit {
+            requests_per_second: limit.requests_per_second,
+            burst: limit.burst,
+        })
+    });
 
     let mut routes = Vec::new();
     for (i, route) in raw.routes.iter().enumerate() {
@@ -291,18 +293,19 @@ fn frontend(
         routes,
         default_backend: raw.default_backend.clone(),
         forwarded_headers: raw.forwarded_headers.unwrap_or(mode == Mode::Http),
+        access,
+        max_connections_per_client: raw.max_connections_per_client,
+        rate_limit,
         timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
     })
 }
 
 fn route_config(path: &str, raw: &RawRoute, errors: &mut Vec<ConfigError>) -> Option<RouteConfig> {
     let before = errors.len();
-    if raw.access.is_some() {
-        errors.push(not_supported(
-            format!("{path}.access"),
-            "access control lists",
-        ));
-    }
+    let access = raw
+        .access
+        .as_ref()
+        .map(|raw| access_list(&format!("{path}.access"), raw, errors));
     let host = raw.host.as_deref().and_then(|host| {
         let lower = host.to_ascii_lowercase();
         let (pattern, name) = match lower.strip_prefix("*.") {
@@ -358,5 +361,38 @@ fn route_config(path: &str, raw: &RawRoute, errors: &mut Vec<ConfigError>) -> Op
         path_prefix: raw.path_prefix.clone(),
         headers,
         backend: raw.backend.clone(),
+        access,
     })
+}
+
+/// Parses CIDR lists; a bare address is a single-address network.
+fn access_list(
+    path: &str,
+    raw: &crate::raw::RawAccess,
+    errors: &mut Vec<ConfigError>,
+) -> AccessList {
+    let mut networks = |field: &str, list: &[String]| -> Vec<ipnet::IpNet> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                let parsed = text
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                match parsed {
+                    Ok(net) => Some(net.trunc()),
+                    Err(_) => {
+                        errors.push(ConfigError::new(
+                            format!("{path}.{field}[{i}]"),
+                            format!("`{text}` is not a network: write a CIDR like 10.0.0.0/8 or an address"),
+                        ));
+                        None
+                    }
+                }
+            })
+            .collect()
+    };
+    AccessList {
+        allow: networks("allow", &raw.allow),
+        deny: networks("deny", &raw.deny),
+    }
 }

@@ -15,6 +15,8 @@ pub fn error(status: StatusCode) -> Response<ProxyBody> {
         StatusCode::SERVICE_UNAVAILABLE => "no server available\n",
         StatusCode::GATEWAY_TIMEOUT => "gateway timeout\n",
         StatusCode::BAD_REQUEST => "bad request\n",
+        StatusCode::FORBIDDEN => "forbidden\n",
+        StatusCode::TOO_MANY_REQUESTS => "too many requests\n",
         _ => "error\n",
     };
     let mut response = Response::new(ProxyBody::message(Bytes::from_static(text.as_bytes())));
@@ -22,6 +24,16 @@ pub fn error(status: StatusCode) -> Response<ProxyBody> {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// 429 with `Retry-After` in whole seconds (at least 1).
+pub fn too_many_requests(wait: std::time::Duration) -> Response<ProxyBody> {
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS);
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
     response
 }
 

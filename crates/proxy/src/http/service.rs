@@ -15,7 +15,7 @@ use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::forward::{forward, Forwarded};
 use super::headers::{add_forwarded, request_host, strip_hop_by_hop};
 use super::keys;
-use super::response::error;
+use super::response::{error, too_many_requests};
 use super::upgrade;
 use crate::io::ConnActivity;
 use crate::Proxy;
@@ -115,13 +115,32 @@ impl ClientConn {
         };
         frontend.metrics.requests.inc();
         outcome.frontend = Some(Arc::clone(&frontend.name));
+        let client = self.peer.ip();
+        if frontend
+            .access
+            .as_ref()
+            .is_some_and(|access| !access.permits(client))
+        {
+            frontend.metrics.denied_access.inc();
+            return error(StatusCode::FORBIDDEN);
+        }
+        if let Some(limit) = frontend.rate_limit {
+            if let Err(wait) = self.proxy.limits.take(frontend.id, client, limit) {
+                frontend.metrics.denied_rate_limit.inc();
+                return too_many_requests(wait);
+            }
+        }
         let host = request_host(request.uri(), request.headers());
-        let Some(backend) = frontend
-            .select_backend(host, request.uri().path(), request.headers())
-            .cloned()
+        let Some((backend, route_access)) =
+            frontend.select(host, request.uri().path(), request.headers())
         else {
             return error(StatusCode::SERVICE_UNAVAILABLE);
         };
+        if route_access.is_some_and(|access| !access.permits(client)) {
+            frontend.metrics.denied_access.inc();
+            return error(StatusCode::FORBIDDEN);
+        }
+        let backend = Arc::clone(backend);
         outcome.backend = Some(Arc::clone(&backend.name));
         let key = keys::hash_key(&backend.balance, &request, self.peer.ip());
         let sticky = backend
