@@ -210,6 +210,8 @@ pub struct FrontendConfig {
     pub forwarded_headers: bool,
     /// Which client addresses may connect.
     pub access: Option<AccessList>,
+    /// Expect a PROXY protocol (v1 or v2) header on every connection.
+    pub accept_proxy: bool,
     /// Open connections per client address. 0 = unlimited.
     pub max_connections_per_client: u32,
     /// Requests (tcp: connections) per second per client address.
@@ -339,6 +341,8 @@ pub struct BackendConfig {
     pub max_connections_per_server: u32,
     /// HTTP version spoken to servers.
     pub protocol: Protocol,
+    /// PROXY protocol version sent to tcp servers (1 or 2), if any.
+    pub send_proxy: Option<u8>,
     /// Extra attempts on other servers when connecting fails.
     pub retries: u32,
     /// Effective timeouts.

@@ -158,10 +158,18 @@ fn every_error_is_reported_at_once_in_document_order() {
 
 #[test]
 fn features_not_built_yet_are_refused_not_ignored() {
-    let errs = errors_of("backends:\n  b:\n    tls: { sni: x }\n    send_proxy: v2\n");
-    assert_eq!(errs.len(), 2, "{errs:?}");
+    let errs = errors_of("frontends:\n  a:\n    bind: [\"127.0.0.1:1\"]\n    tls: { certificates: [] }\n    default_backend: b\nbackends:\n  b:\n    tls: { sni: x }\n    send_proxy: v2\n");
+    assert_eq!(errs.len(), 3, "{errs:?}");
     assert!(
-        errs.iter().all(|e| e.contains("not supported yet")),
+        errs[0].contains("frontends.a.tls: not supported yet"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].contains("backends.b.tls: not supported yet"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].contains("send_proxy applies to tcp backends"),
         "{errs:?}"
     );
 }

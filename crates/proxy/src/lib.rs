@@ -7,6 +7,7 @@ mod http;
 mod io;
 mod limits;
 mod listener;
+pub mod proxy_protocol;
 mod tcp;
 mod tunnel;
 

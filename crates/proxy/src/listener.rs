@@ -11,7 +11,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use zkgate_config::Mode;
-use zkgate_routing::FrontendId;
+use zkgate_routing::{Frontend, FrontendId};
+
+use crate::limits::ClientSlot;
+use crate::proxy_protocol;
 
 use crate::Proxy;
 
@@ -122,8 +125,45 @@ fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {
         // The frontend was removed and this listener is about to stop.
         return;
     };
-    // Connection-level refusals: the client's socket is simply closed.
-    let ip = peer.ip();
+    if let Err(err) = stream.set_nodelay(true) {
+        debug!(error = %err, "set_nodelay failed");
+    }
+    let guard = proxy.connections.open();
+    let proxy = proxy.clone();
+    tokio::spawn(async move {
+        let mut stream = stream;
+        // Behind an L4 balancer speaking the PROXY protocol, the client is the one it names.
+        let client = if frontend.accept_proxy {
+            match proxy_protocol::read(&mut stream, frontend.timeouts.client_header).await {
+                Ok(proxy_protocol::Header::Proxied { source, .. }) => source,
+                Ok(proxy_protocol::Header::Local) => peer,
+                Err(why) => {
+                    debug!(%peer, "closing connection: {why}");
+                    return;
+                }
+            }
+        } else {
+            peer
+        };
+        let Some(slot) = admit(&frontend, client, &proxy) else {
+            return;
+        };
+        frontend.metrics.connections.inc();
+        frontend.metrics.active_connections.inc();
+        match frontend.mode {
+            Mode::Http => crate::http::serve(stream, client, &frontend, proxy, guard).await,
+            Mode::Tcp => crate::tcp::serve(stream, client, &frontend, table, guard, &proxy).await,
+        }
+        frontend.metrics.active_connections.dec();
+        drop(slot);
+    });
+}
+
+/// Connection-level refusals (the client's socket is simply closed): tcp
+/// access lists and rate limits, and per-client connection limits. `Some`
+/// holds the client's connection slot, if it is counted.
+fn admit(frontend: &Frontend, client: SocketAddr, proxy: &Proxy) -> Option<Option<ClientSlot>> {
+    let ip = client.ip();
     if frontend.mode == Mode::Tcp {
         if frontend
             .access
@@ -131,38 +171,23 @@ fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {
             .is_some_and(|access| !access.permits(ip))
         {
             frontend.metrics.denied_access.inc();
-            return;
+            return None;
         }
         if let Some(limit) = frontend.rate_limit {
-            if proxy.limits.take(id, ip, limit).is_err() {
+            if proxy.limits.take(frontend.id, ip, limit).is_err() {
                 frontend.metrics.denied_rate_limit.inc();
-                return;
+                return None;
             }
         }
     }
-    let slot = match frontend.max_connections_per_client {
-        0 => None,
-        max => match proxy.limits.connect(id, ip, max) {
-            Some(slot) => Some(slot),
+    match frontend.max_connections_per_client {
+        0 => Some(None),
+        max => match proxy.limits.connect(frontend.id, ip, max) {
+            Some(slot) => Some(Some(slot)),
             None => {
                 frontend.metrics.denied_max_connections.inc();
-                return;
+                None
             }
         },
-    };
-    if let Err(err) = stream.set_nodelay(true) {
-        debug!(error = %err, "set_nodelay failed");
     }
-    let guard = proxy.connections.open();
-    let proxy = proxy.clone();
-    tokio::spawn(async move {
-        frontend.metrics.connections.inc();
-        frontend.metrics.active_connections.inc();
-        match frontend.mode {
-            Mode::Http => crate::http::serve(stream, peer, &frontend, proxy, guard).await,
-            Mode::Tcp => crate::tcp::serve(stream, peer, &frontend, table, guard, &proxy).await,
-        }
-        frontend.metrics.active_connections.dec();
-        drop(slot);
-    });
 }

@@ -56,6 +56,19 @@ pub async fn serve(
     let received = frontend.metrics.bytes_received.clone();
     let sent = frontend.metrics.bytes_sent.clone();
     let mut shutdown = guard.shutdown.clone();
+    let mut upstream = upstream;
+    if let Some(version) = backend.send_proxy {
+        // The server learns the real client, as HAProxy's send-proxy does.
+        let destination = client.local_addr().unwrap_or(peer);
+        let header = crate::proxy_protocol::encode(version, peer, destination);
+        if tokio::io::AsyncWriteExt::write_all(&mut upstream, &header)
+            .await
+            .is_err()
+        {
+            log(Some(server.address()), (0, 0));
+            return;
+        }
+    }
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = upstream.into_split();
     let address = server.address();

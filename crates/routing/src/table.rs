@@ -107,6 +107,8 @@ pub struct Frontend {
     pub(crate) default_backend: Option<Arc<Backend>>,
     /// Which client addresses may connect.
     pub access: Option<AccessList>,
+    /// A PROXY protocol header starts every connection.
+    pub accept_proxy: bool,
     /// Open connections per client address; 0 = unlimited.
     pub max_connections_per_client: u32,
     /// Requests (tcp: connections) per second per client address.
@@ -226,6 +228,8 @@ pub struct Backend {
     pub servers: Box<[Server]>,
     /// HTTP version spoken to the servers.
     pub protocol: Protocol,
+    /// PROXY protocol version sent to tcp servers, if any.
+    pub send_proxy: Option<u8>,
     /// The algorithm, for the data plane to know which request key it hashes.
     pub balance: Balance,
     pub(crate) balancer: Balancer,

@@ -36,19 +36,29 @@ pub(super) fn backend(
             "hash_method applies to the hashing algorithms (source, uri, header(NAME), cookie(NAME)) only",
         ));
     }
-    let unsupported: [(&str, bool, &str); 2] = [
-        ("tls", raw.tls.is_some(), "TLS to servers"),
-        (
-            "send_proxy",
-            raw.send_proxy.as_deref().is_some_and(|p| p != "none"),
-            "send_proxy",
-        ),
-    ];
-    for (field, present, what) in unsupported {
-        if present {
-            errors.push(not_supported(at(field), what));
-        }
+    if raw.tls.is_some() {
+        errors.push(not_supported(at("tls"), "TLS to servers"));
     }
+    let send_proxy = match raw.send_proxy.as_deref() {
+        None | Some("none") => None,
+        Some(version @ ("v1" | "v2")) if mode == Mode::Tcp => {
+            Some(if version == "v1" { 1 } else { 2 })
+        }
+        Some("v1" | "v2") => {
+            errors.push(ConfigError::new(
+                at("send_proxy"),
+                "send_proxy applies to tcp backends; http servers get X-Forwarded-For",
+            ));
+            None
+        }
+        Some(other) => {
+            errors.push(ConfigError::new(
+                at("send_proxy"),
+                format!("unknown value `{other}`, expected none, v1 or v2"),
+            ));
+            None
+        }
+    };
     let outlier_detection = raw.outlier_detection.as_ref().map(|raw| {
         let outlier = OutlierConfig {
             consecutive_failures: raw.consecutive_failures.unwrap_or(5),
@@ -186,6 +196,7 @@ pub(super) fn backend(
         sticky_cookie,
         max_connections_per_server: raw.max_connections_per_server,
         protocol,
+        send_proxy,
         retries: raw.retries.unwrap_or(default_retries),
         timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
     })

@@ -236,9 +236,6 @@ fn frontend(
     if raw.tls.is_some() {
         errors.push(not_supported(at("tls"), "TLS termination"));
     }
-    if raw.accept_proxy {
-        errors.push(not_supported(at("accept_proxy"), "the PROXY protocol"));
-    }
     let access = raw
         .access
         .as_ref()
@@ -294,6 +291,7 @@ fn frontend(
         default_backend: raw.default_backend.clone(),
         forwarded_headers: raw.forwarded_headers.unwrap_or(mode == Mode::Http),
         access,
+        accept_proxy: raw.accept_proxy,
         max_connections_per_client: raw.max_connections_per_client,
         rate_limit,
         timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
