@@ -199,7 +199,7 @@ async fn the_stats_page_shows_a_person_every_server_and_its_state() {
     let (a, b) = (HttpServer::start("a").await, HttpServer::start("b").await);
     let port = free_port();
     let config = format!(
-        "frontends:\n  shop:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: catalog\nbackends:\n  catalog:\n    health_check: {{ kind: http, path: /healthz, interval: 100ms, fall: 1 }}\n    servers: [{{ address: \"{}\", weight: 7 }}, {{ address: \"{}\", weight: 2 }}]\n",
+        "frontends:\n  shop:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: catalog\nbackends:\n  catalog:\n    health_check: {{ kind: http, path: /healthz, interval: 100ms, timeout: 2s, fall: 3 }}\n    servers: [{{ address: \"{}\", weight: 7 }}, {{ address: \"{}\", weight: 2 }}]\n",
         a.addr, b.addr
     );
     let zkgate = Zkgate::start(ZKGATE, &config).await;

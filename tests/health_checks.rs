@@ -13,7 +13,7 @@ async fn a_failing_server_leaves_rotation_after_fall_checks_and_returns_after_ri
     let (a, b) = (HttpServer::start("a").await, HttpServer::start("b").await);
     let port = free_port();
     let config = format!(
-        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    health_check: {{ kind: http, path: /healthz, interval: 100ms, timeout: 100ms, rise: 2, fall: 2 }}\n    servers: {}\n",
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    health_check: {{ kind: http, path: /healthz, interval: 100ms, timeout: 2s, rise: 2, fall: 2 }}\n    servers: {}\n",
         servers(&[(a.addr, 1), (b.addr, 1)])
     );
     let zkgate = Zkgate::start(ZKGATE, &config).await;
@@ -41,7 +41,7 @@ async fn a_dead_server_causes_no_client_error_with_retries_and_is_taken_out() {
     let b = HttpServer::start("b").await;
     let port = free_port();
     let config = format!(
-        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    retries: 1\n    health_check: {{ kind: tcp, interval: 100ms, fall: 2 }}\n    servers: {}\n",
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    retries: 1\n    health_check: {{ kind: tcp, interval: 100ms, timeout: 2s, fall: 2 }}\n    servers: {}\n",
         servers(&[(a.addr, 1), (b.addr, 1)])
     );
     let zkgate = Zkgate::start(ZKGATE, &config).await;
@@ -70,7 +70,7 @@ async fn tcp_checks_can_send_and_expect_like_a_zookeeper_ruok() {
     let port = free_port();
     let make = |expect: &str| {
         format!(
-            "frontends:\n  db:\n    bind: [\"127.0.0.1:{port}\"]\n    mode: tcp\n    default_backend: db\nbackends:\n  db:\n    mode: tcp\n    health_check: {{ kind: tcp, send: ruok, expect: {expect}, interval: 100ms, fall: 1 }}\n    servers: {}\n",
+            "frontends:\n  db:\n    bind: [\"127.0.0.1:{port}\"]\n    mode: tcp\n    default_backend: db\nbackends:\n  db:\n    mode: tcp\n    health_check: {{ kind: tcp, send: ruok, expect: {expect}, interval: 100ms, timeout: 2s, fall: 1 }}\n    servers: {}\n",
             servers(&[(echo.addr, 1)])
         )
     };
@@ -106,7 +106,7 @@ async fn a_server_added_in_zookeeper_gets_traffic_only_once_its_first_check_pass
     register(&client, "/services/web", healthy.addr, 1, "ready").await;
     let port = free_port();
     let config = format!(
-        "zookeeper:\n  connect: \"{}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: /services/web }}\n    health_check: {{ kind: http, path: /healthz, interval: 100ms }}\n",
+        "zookeeper:\n  connect: \"{}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: /services/web }}\n    health_check: {{ kind: http, path: /healthz, interval: 100ms, timeout: 2s }}\n",
         zk.connect_string()
     );
     let zkgate = Zkgate::start(ZKGATE, &config).await;

@@ -167,7 +167,7 @@ async fn max_ejected_percent_keeps_half_the_servers_in() {
 async fn the_panic_threshold_routes_to_every_server_when_too_few_are_healthy() {
     let (a, b) = (HttpServer::start("a").await, HttpServer::start("b").await);
     let port = free_port();
-    let backend = "    panic_threshold: 60\n    health_check: { kind: http, path: /healthz, interval: 100ms, fall: 1 }\n";
+    let backend = "    panic_threshold: 60\n    health_check: { kind: http, path: /healthz, interval: 100ms, timeout: 2s, fall: 1 }\n";
     let zkgate = Zkgate::start(ZKGATE, &web(port, backend, &[(a.addr, 1), (b.addr, 1)])).await;
     wait_for_spread(local(port), "/", &[("a", 2), ("b", 2)]).await;
     let generation = zkgate.metric("zkgate_routing_table_generation").await;
@@ -185,7 +185,8 @@ async fn the_panic_threshold_routes_to_every_server_when_too_few_are_healthy() {
 
     // Without a threshold the same failure takes a out.
     let port2 = free_port();
-    let plain = "    health_check: { kind: http, path: /healthz, interval: 100ms, fall: 1 }\n";
+    let plain =
+        "    health_check: { kind: http, path: /healthz, interval: 100ms, timeout: 2s, fall: 1 }\n";
     let _other = Zkgate::start(ZKGATE, &web(port2, plain, &[(a.addr, 1), (b.addr, 1)])).await;
     wait_for_spread(local(port2), "/", &[("b", 4)]).await;
 }

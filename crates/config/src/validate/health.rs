@@ -98,12 +98,6 @@ pub(super) fn health_check(
             "interval and timeout must be above zero",
         ));
     }
-    if timeout > interval {
-        errors.push(ConfigError::new(
-            at("timeout"),
-            format!("a timeout ({timeout:?}) longer than the interval ({interval:?}) would overlap checks"),
-        ));
-    }
     let rise = raw.rise.unwrap_or(defaults::HEALTH_RISE);
     let fall = raw.fall.unwrap_or(defaults::HEALTH_FALL);
     if rise == 0 || fall == 0 {
