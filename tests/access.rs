@@ -96,7 +96,7 @@ async fn a_client_over_its_rate_gets_429_while_another_is_unaffected() {
     let web = HttpServer::start("w").await;
     let port = free_port();
     let config = format!(
-        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    rate_limit: {{ requests_per_second: 2, burst: 3 }}\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n",
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    rate_limit: {{ requests_per_second: 1, burst: 4 }}\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n",
         servers(&[(web.addr, 1)])
     );
     let zkgate = Zkgate::start(ZKGATE, &config).await;
@@ -106,7 +106,7 @@ async fn a_client_over_its_rate_gets_429_while_another_is_unaffected() {
         statuses.push(get_from([127, 0, 0, 2], addr, "/").await);
     }
     let limited = statuses.iter().filter(|&&s| s == 429).count();
-    // 2/s + a burst of 3: about five pass at first, the rest wait.
+    // 1/s + a burst of 4: about five pass at first, the rest wait.
     assert!((4..=6).contains(&(10 - limited)), "{statuses:?}");
     assert_eq!(
         get_from([127, 0, 0, 3], addr, "/").await,

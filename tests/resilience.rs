@@ -199,7 +199,7 @@ async fn slow_start_ramps_a_new_server_up_gradually() {
     zkgate
         .reload(&web(
             port,
-            "    slow_start: 3s\n",
+            "    slow_start: 4s\n",
             &[(a.addr, 100), (b.addr, 100)],
         ))
         .await;
