@@ -75,6 +75,9 @@ enum Attempt {
     Retry(Request<UpstreamBody>),
     /// Failed in a way that must not be retried: answer with this.
     Failed(StatusCode),
+    /// The client's own request was broken (say, its chunked body): not the
+    /// server's fault, nothing to retry.
+    ClientFault(StatusCode),
 }
 
 /// Sends `request` to a server of `backend`: the `sticky` one if given and
@@ -109,6 +112,7 @@ pub async fn forward(
         let outcome = attempt_on(backend, server, request, replay.as_ref()).await;
         let ok = match &outcome {
             Attempt::Answered(response) => !response.status().is_server_error(),
+            Attempt::ClientFault(_) => true,
             _ => false,
         };
         if backend.record(server, ok) {
@@ -116,7 +120,9 @@ pub async fn forward(
         }
         match outcome {
             Attempt::Answered(response) => return Forwarded::Answered(response, server.address()),
-            Attempt::Failed(status) => return Forwarded::Failed(status),
+            Attempt::Failed(status) | Attempt::ClientFault(status) => {
+                return Forwarded::Failed(status)
+            }
             Attempt::Retry(again) => request = again,
         }
     }
@@ -188,6 +194,11 @@ async fn attempt_on(
                 // A reused connection the server had closed: try a fresh one.
                 Some(unsent) if reused => request = unsent,
                 Some(unsent) => return Attempt::Retry(unsent),
+                // The client's body stream failed (malformed chunking, a reset).
+                None if failed.error().is_user() => {
+                    debug!(backend = %backend.name, server = %address, error = %failed.error(), "client request body failed");
+                    return Attempt::ClientFault(StatusCode::BAD_REQUEST);
+                }
                 None => {
                     debug!(backend = %backend.name, server = %address, error = %failed.error(), "request to server failed");
                     // Sent, then the connection failed before any answer:

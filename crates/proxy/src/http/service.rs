@@ -115,6 +115,9 @@ impl ClientConn {
         };
         frontend.metrics.requests.inc();
         outcome.frontend = Some(Arc::clone(&frontend.name));
+        if let Err(status) = check_framing(request.headers()) {
+            return error(status);
+        }
         let client = self.peer.ip();
         if frontend
             .access
@@ -246,4 +249,21 @@ fn set_sticky_cookie(
     if let Ok(value) = header::HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
+}
+
+/// Refuses message framings that request smuggling relies on (RFC 9112
+/// §6.1, §6.3): `Transfer-Encoding` together with `Content-Length`, more than
+/// one `Transfer-Encoding`, or any coding but a single `chunked`.
+fn check_framing(headers: &http::HeaderMap) -> Result<(), StatusCode> {
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let Some(coding) = codings.next() else {
+        return Ok(());
+    };
+    let single_chunked = coding
+        .to_str()
+        .is_ok_and(|value| value.trim().eq_ignore_ascii_case("chunked"));
+    if !single_chunked || codings.next().is_some() || headers.contains_key(header::CONTENT_LENGTH) {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    Ok(())
 }
