@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Side-by-side load benchmark: zkgate vs HAProxy vs nginx doing the same job
+# on this machine, each proxy pinned to core 1, load generator and backends
+# on core 0, in alternation (A B C A B C …). Prints req/s, p99 latency, the
+# proxy's CPU time per request (utime+stime from /proc) and the ratios.
+#
+#   ./benches/compare.sh            # 3 rounds of 10 s per scenario
+#   ROUNDS=5 SECONDS_PER_RUN=20 ./benches/compare.sh
+#
+# Scenarios: HTTP/1.1 64-byte responses (keep-alive, wrk -t1 -c64), HTTP/1.1
+# 1 MiB responses, and L4 TCP mode. All traffic stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+missing=()
+for tool in haproxy nginx wrk; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+# nginx proxies TCP with its stream module.
+STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
+[ -f "$STREAM_MODULE" ] || missing+=(libnginx-mod-stream)
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]/#nginx/nginx-light}" >/dev/null 2>&1
+fi
+[ "$(nproc)" -ge 2 ] || { echo "compare.sh needs 2 cores (proxy on one, load on the other)" >&2; exit 1; }
+
+cargo build --release --locked --quiet
+work=$(mktemp -d)
+chmod 755 "$work"   # nginx workers (www-data) read the 1 MiB file from here
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+
+# Ports (fixed, loopback only; a benchmark, not a test).
+B1=18101 B2=18102 B3=18103
+declare -A HTTP=([zkgate]=18201 [haproxy]=18202 [nginx]=18203)
+declare -A TCP=([zkgate]=18301 [haproxy]=18302 [nginx]=18303)
+
+# Backends: one nginx worker on core 0, three ports, a 64-byte and a 1 MiB answer.
+head -c 1048576 /dev/zero | tr '\0' 'x' > "$work/1m"
+cat > "$work/backends.conf" <<CONF
+worker_processes 1; daemon off; pid $work/backends.pid; error_log $work/backends.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3; root $work;
+    location = /64 { return 200 "0123456789012345678901234567890123456789012345678901234567890123"; }
+    location = /1m { default_type application/octet-stream; } } }
+CONF
+taskset -c 0 nginx -c "$work/backends.conf" & pids+=($!)
+
+cat > "$work/zkgate.yaml" <<CONF
+admin: { bind: 127.0.0.1:18900 }
+frontends:
+  web: { bind: ["127.0.0.1:${HTTP[zkgate]}"], default_backend: web }
+  l4: { bind: ["127.0.0.1:${TCP[zkgate]}"], mode: tcp, default_backend: l4 }
+backends:
+  web: { servers: [{ address: "127.0.0.1:$B1" }, { address: "127.0.0.1:$B2" }, { address: "127.0.0.1:$B3" }] }
+  l4: { mode: tcp, servers: [{ address: "127.0.0.1:$B1" }, { address: "127.0.0.1:$B2" }, { address: "127.0.0.1:$B3" }] }
+CONF
+cat > "$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  timeout connect 3s
+  timeout client 60s
+  timeout server 30s
+frontend web
+  mode http
+  bind 127.0.0.1:${HTTP[haproxy]}
+  option http-keep-alive
+  default_backend web
+backend web
+  mode http
+  balance roundrobin
+  http-reuse always
+  server s1 127.0.0.1:$B1
+  server s2 127.0.0.1:$B2
+  server s3 127.0.0.1:$B3
+listen l4
+  mode tcp
+  bind 127.0.0.1:${TCP[haproxy]}
+  balance roundrobin
+  server s1 127.0.0.1:$B1
+  server s2 127.0.0.1:$B2
+  server s3 127.0.0.1:$B3
+CONF
+cat > "$work/nginx-proxy.conf" <<CONF
+load_module $STREAM_MODULE;
+worker_processes 1; daemon off; pid $work/proxy.pid; error_log $work/proxy.err;
+events { worker_connections 20000; }
+http { access_log off; keepalive_requests 1000000;
+  upstream web { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; keepalive 128; }
+  server { listen 127.0.0.1:${HTTP[nginx]};
+    location / { proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }
+stream { upstream l4 { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; }
+  server { listen 127.0.0.1:${TCP[nginx]}; proxy_pass l4; } }
+CONF
+
+# Sanity: the backends answer what each scenario expects.
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$B1/64" && break; sleep 0.1; done
+size=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$B1/1m")
+[ "$size" = 1048576 ] || { echo "compare.sh: backend /1m answered $size bytes" >&2; exit 1; }
+
+declare -A PID
+TOKIO_WORKER_THREADS=1 ZKGATE_LOG=warn taskset -c 1 ./target/release/zkgate run -c "$work/zkgate.yaml" 2>"$work/zkgate.err" & PID[zkgate]=$!; pids+=($!)
+taskset -c 1 haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.err" & PID[haproxy]=$!; pids+=($!)
+taskset -c 1 nginx -c "$work/nginx-proxy.conf" & PID[nginx]=$!; pids+=($!)
+sleep 1
+# nginx's master forks a worker: measure the worker.
+PID[nginx]=$(pgrep -P "${PID[nginx]}" | head -1 || true)
+for proxy in zkgate haproxy nginx; do
+  if [ -z "${PID[$proxy]}" ] || ! kill -0 "${PID[$proxy]}" 2>/dev/null; then
+    echo "compare.sh: $proxy did not start:" >&2
+    cat "$work"/*.err >&2 || true
+    exit 1
+  fi
+done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks_per_second=$(getconf CLK_TCK)
+
+run() { # proxy url -> "rps p99_ms cpu_us_per_request"
+  local proxy=$1 url=$2 before after out rps p99 requests
+  before=$(cpu_ticks "${PID[$proxy]}")
+  out=$(taskset -c 0 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" --latency "$url")
+  after=$(cpu_ticks "${PID[$proxy]}")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
+  awk -v r="$rps" -v p="$p99" -v t=$((after - before)) -v hz="$ticks_per_second" -v n="$requests" \
+    'BEGIN { printf "%.0f %.2f %.1f\n", r, p, t / hz * 1e6 / (n > 0 ? n : 1) }'
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+printf "%-22s %-8s %10s %9s %12s\n" scenario proxy "req/s" "p99 ms" "CPU µs/req"
+for scenario in small large tcp; do
+  declare -A R=() P=() C=()
+  for round in $(seq "$ROUNDS"); do
+    for proxy in zkgate haproxy nginx; do
+      case $scenario in
+        small) url="http://127.0.0.1:${HTTP[$proxy]}/64" ;;
+        large) url="http://127.0.0.1:${HTTP[$proxy]}/1m" ;;
+        tcp) url="http://127.0.0.1:${TCP[$proxy]}/64" ;;
+      esac
+      read -r rps p99 cpu < <(run "$proxy" "$url")
+      R[$proxy]+="$rps "; P[$proxy]+="$p99 "; C[$proxy]+="$cpu "
+    done
+  done
+  for proxy in zkgate haproxy nginx; do
+    r=$(tr ' ' '\n' <<<"${R[$proxy]}" | grep . | median)
+    p=$(tr ' ' '\n' <<<"${P[$proxy]}" | grep . | median)
+    c=$(tr ' ' '\n' <<<"${C[$proxy]}" | grep . | median)
+    printf "%-22s %-8s %10.0f %9.2f %12.1f\n" "$scenario" "$proxy" "$r" "$p" "$c"
+    eval "M_${scenario}_${proxy}_r=$r M_${scenario}_${proxy}_c=$c"
+  done
+  zr=$(eval echo "\$M_${scenario}_zkgate_r"); zc=$(eval echo "\$M_${scenario}_zkgate_c")
+  for other in haproxy nginx; do
+    orr=$(eval echo "\$M_${scenario}_${other}_r"); oc=$(eval echo "\$M_${scenario}_${other}_c")
+    awk -v s="$scenario" -v o="$other" -v zr="$zr" -v orr="$orr" -v zc="$zc" -v oc="$oc" \
+      'BEGIN { printf "%-22s zkgate/%-8s req/s ×%.2f   CPU/req ×%.2f\n", s, o, zr / orr, zc / oc }'
+  done
+done
