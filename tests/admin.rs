@@ -98,12 +98,18 @@ async fn counters_move_by_exactly_the_traffic_driven() {
         (sent > 15.0 * 60.0 && received > 15.0 * 25.0).then_some(())
     })
     .await;
-    assert_eq!(
-        zkgate
-            .metric(r#"zkgate_frontend_active_connections{frontend="web"}"#)
-            .await,
-        Some(0.0)
-    );
+    // Each connection is released just after its last byte: poll for it.
+    wait_until(
+        "every connection to be released",
+        Duration::from_secs(5),
+        || async {
+            let active = zkgate
+                .metric(r#"zkgate_frontend_active_connections{frontend="web"}"#)
+                .await;
+            (active == Some(0.0)).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
