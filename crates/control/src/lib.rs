@@ -5,6 +5,7 @@
 
 mod listeners;
 mod members;
+mod reload;
 mod resolve;
 
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use prometheus::Registry;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
-use zkgate_admin::{Admin, DiscoveryFacts, Reload, Report, ZooKeeperFacts};
+use zkgate_admin::{Admin, DiscoveryFacts, Report, ZooKeeperFacts};
 use zkgate_config::Config;
 use zkgate_discovery::{Discovery, NodeText, Update, WatchSpec};
 use zkgate_health::{HealthChecks, HealthEvent};
@@ -245,123 +246,6 @@ impl ControlPlane {
         self.update_readiness();
     }
 
-    /// Re-reads the configuration file; an invalid one leaves everything as it was.
-    async fn reload(&mut self) {
-        info!(path = %self.config_path.display(), "reloading configuration");
-        match std::fs::read_to_string(&self.config_path) {
-            Ok(text) => {
-                self.file_text = text;
-                self.apply_sources().await;
-            }
-            Err(err) => {
-                error!(path = %self.config_path.display(), error = %err, "reload refused: cannot read the file");
-                self.reload_failed(format!(
-                    "{}: cannot read the file: {err}",
-                    self.config_path.display()
-                ));
-            }
-        }
-    }
-
-    /// The config node changed (or appeared, or vanished).
-    async fn config_node_changed(&mut self, text: NodeText) {
-        self.node_text = text;
-        self.apply_sources().await;
-    }
-
-    /// Validates the file plus the config node (when there is one) and, if
-    /// valid, puts the result in service.
-    async fn apply_sources(&mut self) {
-        let node = self
-            .config
-            .zookeeper
-            .as_ref()
-            .and_then(|zk| zk.config_node.clone());
-        let parsed = match (&node, &self.node_text) {
-            (Some(node), Some(text)) => {
-                zkgate_config::parse_with_node(&self.file_text, text, &format!("zookeeper:{node}"))
-            }
-            _ => zkgate_config::parse(&self.file_text, &self.config_path.display().to_string()),
-        };
-        match parsed {
-            Ok(config) => self.apply(config).await,
-            Err(errors) => {
-                error!("reload refused, the running configuration stays in service:\n{errors}");
-                self.reload_failed(errors.to_string());
-            }
-        }
-    }
-
-    /// Puts a valid configuration in service; one whose listeners cannot be
-    /// bound leaves everything as it was.
-    async fn apply(&mut self, config: Config) {
-        if config.admin.bind != self.config.admin.bind {
-            warn!("admin.bind changed: it takes effect at the next restart");
-        }
-        if config.access_log != self.config.access_log {
-            warn!("access_log changed: it takes effect at the next restart");
-        }
-        let bound = match self.listeners.bind_new(&config, &mut self.builder) {
-            Ok(bound) => bound,
-            Err((address, err)) => {
-                error!(%address, error = %err, "reload refused: cannot listen; the running configuration stays in service");
-                self.reload_failed(format!("cannot listen on {address}: {err}"));
-                return;
-            }
-        };
-        let previous = std::mem::replace(&mut self.config, config.clone());
-        self.resolver.forget();
-        self.follow_zookeeper(Some(&previous));
-        self.follow_config_node(Some(&previous));
-        let next = self.build(&config).await;
-        self.publish(next);
-        self.listeners.commit(bound, &self.proxy);
-        self.update_readiness();
-        self.metrics.count_reload("ok");
-        self.report.update(|facts| {
-            facts.config_generation += 1;
-            facts.last_reload = Some(Reload {
-                result: "ok",
-                error: None,
-                at_unix: unix_now(),
-            });
-        });
-        info!(
-            generation = self.table.load().generation,
-            "configuration reloaded"
-        );
-    }
-
-    /// Starts, restarts or stops watching `zookeeper.config_node`.
-    fn follow_config_node(&mut self, previous: Option<&Config>) {
-        let node_of = |config: &Config| {
-            let zk = config.zookeeper.as_ref()?;
-            Some((zk.clone(), zk.config_node.clone()?))
-        };
-        let wanted = node_of(&self.config);
-        if previous.map(node_of) == Some(wanted.clone()) {
-            return;
-        }
-        if let Some(task) = self.config_node.take() {
-            task.abort();
-        }
-        let source = match &wanted {
-            Some((_, node)) => format!("{} + zookeeper:{node}", self.config_path.display()),
-            None => self.config_path.display().to_string(),
-        };
-        self.report.update(|facts| facts.config_source = source);
-        if let Some((zookeeper, node)) = wanted {
-            info!(%node, "following the config node");
-            self.config_node = Some(zkgate_discovery::watch_config_node(
-                zookeeper,
-                node,
-                self.node_tx.clone(),
-            ));
-        } else {
-            self.node_text = None;
-        }
-    }
-
     /// Starts, changes or stops discovery to match `self.config`.
     fn follow_zookeeper(&mut self, previous: Option<&Config>) {
         let specs: Vec<WatchSpec> = self
@@ -468,17 +352,6 @@ impl ControlPlane {
             swap_us = started.elapsed().as_micros() as u64,
             "routing table published"
         );
-    }
-
-    fn reload_failed(&self, error: String) {
-        self.metrics.count_reload("error");
-        self.report.update(|facts| {
-            facts.last_reload = Some(Reload {
-                result: "error",
-                error: Some(error),
-                at_unix: unix_now(),
-            });
-        });
     }
 
     /// Ready once listeners are bound and every ZooKeeper-backed backend has
