@@ -11,7 +11,7 @@ use http_body_util::Full;
 use zkgate_testkit::http_server::{pattern, Checksum};
 use zkgate_testkit::{free_port, http_get, http_request, raw_exchange, HttpServer, Zkgate};
 
-use common::{dead_addr, servers, ZKGATE};
+use common::{dead_addr, servers, web_config, ZKGATE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_spread_over_three_servers_in_weight_ratio() {
@@ -21,10 +21,7 @@ async fn requests_spread_over_three_servers_in_weight_ratio() {
         HttpServer::start("c").await,
     );
     let port = free_port();
-    let config = format!(
-        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n",
-        servers(&[(a.addr, 3), (b.addr, 2), (c.addr, 1)])
-    );
+    let config = web_config(port, &servers(&[(a.addr, 3), (b.addr, 2), (c.addr, 1)]));
     let _zkgate = Zkgate::start(ZKGATE, &config).await;
     let addr = ([127, 0, 0, 1], port).into();
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -202,10 +199,7 @@ async fn a_100_mib_body_streams_through_both_ways_unchanged_in_bounded_memory() 
     const SIZE: u64 = 100 * 1024 * 1024;
     let server = HttpServer::start("bulk").await;
     let port = free_port();
-    let config = format!(
-        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n",
-        servers(&[(server.addr, 1)])
-    );
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
     let zkgate = Zkgate::start(ZKGATE, &config).await;
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let rss_before = peak_rss_kib(zkgate.pid());
@@ -282,10 +276,7 @@ fn tokio_stream_of<T>(
 async fn forwarded_headers_are_added_and_hop_by_hop_headers_removed() {
     let server = HttpServer::start("h").await;
     let port = free_port();
-    let config = format!(
-        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n",
-        servers(&[(server.addr, 1)])
-    );
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
     let _zkgate = Zkgate::start(ZKGATE, &config).await;
     let request = Request::get("/headers")
         .header("host", "shop.example.com")
@@ -370,10 +361,7 @@ async fn malformed_oversized_and_slow_requests_get_400_431_and_408() {
 async fn keep_alive_connections_are_reused_on_both_sides() {
     let server = HttpServer::start("k").await;
     let port = free_port();
-    let config = format!(
-        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n",
-        servers(&[(server.addr, 1)])
-    );
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
     let zkgate = Zkgate::start(ZKGATE, &config).await;
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await

@@ -6,16 +6,13 @@ use std::time::Duration;
 
 use zkgate_testkit::{free_port, http_get, wait_until, HttpServer, Zkgate};
 
-use common::{servers, ZKGATE};
+use common::{servers, web_config, ZKGATE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_answers_health_readiness_and_metrics() {
     let server = HttpServer::start("s").await;
     let port = free_port();
-    let config = format!(
-        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n",
-        servers(&[(server.addr, 7)])
-    );
+    let config = web_config(port, &servers(&[(server.addr, 7)]));
     let zkgate = Zkgate::start(ZKGATE, &config).await;
     assert_eq!(
         http_get(zkgate.admin, "/healthz").await.unwrap().status,
@@ -63,10 +60,7 @@ async fn sigterm_stops_accepting_finishes_200_requests_in_flight_and_exits_0() {
     let server = HttpServer::start("slow").await;
     let port = free_port();
     let addr = ([127, 0, 0, 1], port).into();
-    let config = format!(
-        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n",
-        servers(&[(server.addr, 1)])
-    );
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
     let mut zkgate = Zkgate::start(ZKGATE, &config).await;
     let in_flight: Vec<_> = (0..200)
         .map(|_| tokio::spawn(async move { http_get(addr, "/delay/800").await }))
@@ -109,10 +103,7 @@ async fn a_new_process_takes_over_the_port_under_load_without_a_connection_error
     let server = HttpServer::start("s").await;
     let port = free_port();
     let addr = ([127, 0, 0, 1], port).into();
-    let config = format!(
-        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n",
-        servers(&[(server.addr, 1)])
-    );
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
     let mut old = Zkgate::start(ZKGATE, &config).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (ok, failed) = (

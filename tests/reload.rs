@@ -7,13 +7,7 @@ use std::time::Duration;
 
 use zkgate_testkit::{free_port, http_get, HttpServer, Zkgate};
 
-use common::{servers, ZKGATE};
-
-fn web_config(port: u16, servers_yaml: &str) -> String {
-    format!(
-        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {servers_yaml}\n"
-    )
-}
+use common::{servers, web_config, ZKGATE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_moves_new_requests_while_a_long_request_completes() {

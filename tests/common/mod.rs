@@ -15,6 +15,13 @@ pub fn servers(list: &[(SocketAddr, u32)]) -> String {
     format!("[{}]", items.join(", "))
 }
 
+/// One http frontend `web` on `port` in front of one backend `web` with `servers_yaml`.
+pub fn web_config(port: u16, servers_yaml: &str) -> String {
+    format!(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {servers_yaml}\n"
+    )
+}
+
 /// An address nothing listens on: bound, then released.
 pub fn dead_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
