@@ -88,18 +88,8 @@ async fn connect<'a>(
     key: Option<u64>,
     proxy: &crate::Proxy,
 ) -> Option<(&'a zkgate_routing::Server, TcpStream)> {
-    let mut tried = Vec::new();
-    for attempt in 0..=backend.retries {
-        let server = if attempt == 0 {
-            backend.pick(key)
-        } else {
-            backend.pick_untried(&tried)
-        };
-        let Some(server) = server else { break };
-        if attempt > 0 {
-            backend.metrics.retries.inc();
-        }
-        tried.push(server.address());
+    let mut attempts = backend.attempts(backend.pick(key));
+    for server in attempts.by_ref() {
         match tokio::time::timeout(
             backend.timeouts.connect,
             TcpStream::connect(server.address()),
@@ -123,7 +113,7 @@ async fn connect<'a>(
             proxy.changed.notify_one();
         }
     }
-    if tried.is_empty() {
+    if attempts.none_tried() {
         backend.metrics.no_server.inc();
     }
     None

@@ -2,6 +2,7 @@
 //! compiles a `Config` into one immutable [`RoutingTable`]; the data plane only
 //! reads it.
 
+mod attempts;
 pub mod balance;
 mod build;
 pub mod clock;
@@ -10,6 +11,7 @@ mod outlier;
 mod server;
 mod table;
 
+pub use attempts::Attempts;
 pub use build::{Discovered, Resolved, TableBuilder};
 pub use ewma::PeakEwma;
 pub use outlier::Outlier;

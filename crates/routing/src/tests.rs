@@ -118,6 +118,28 @@ fn retries_pick_a_server_not_tried_yet() {
 }
 
 #[test]
+fn attempts_try_each_usable_server_once_and_count_the_retries() {
+    let config = zkgate_config::parse(CONFIG, "t").unwrap();
+    let (mut builder, _) = builder();
+    let table = builder.build(&config, &Discovered::new(), &resolved(&config));
+    let web = table.backend("web").unwrap();
+    let mut attempts = web.attempts(web.pick(None));
+    let ports: Vec<u16> = attempts.by_ref().map(|s| s.address().port()).collect();
+    assert_eq!(
+        ports.len(),
+        2,
+        "two ready servers, retries allow three: {ports:?}"
+    );
+    assert_ne!(ports[0], ports[1]);
+    assert!(!attempts.none_tried());
+    assert_eq!(web.metrics.retries.get(), 1);
+
+    let mut nothing = web.attempts(None);
+    assert!(nothing.next().is_none());
+    assert!(nothing.none_tried());
+}
+
+#[test]
 fn server_state_survives_a_rebuild_and_removed_servers_lose_their_series() {
     let config = zkgate_config::parse(CONFIG, "t").unwrap();
     let (mut builder, registry) = builder();

@@ -97,18 +97,12 @@ pub async fn forward(
     } else {
         None
     };
-    let mut tried: Vec<SocketAddr> = Vec::new();
-    for attempt in 0..=backend.retries {
-        let server = match (attempt, sticky) {
-            (0, Some(address)) => backend.servers.iter().find(|s| s.address() == address),
-            (0, None) => backend.pick(key),
-            _ => backend.pick_untried(&tried),
-        };
-        let Some(server) = server else { break };
-        if attempt > 0 {
-            backend.metrics.retries.inc();
-        }
-        tried.push(server.address());
+    let first = match sticky {
+        Some(address) => backend.servers.iter().find(|s| s.address() == address),
+        None => backend.pick(key),
+    };
+    let mut attempts = backend.attempts(first);
+    for server in attempts.by_ref() {
         let outcome = attempt_on(backend, server, request, replay.as_ref()).await;
         let ok = match &outcome {
             Attempt::Answered(response) => !response.status().is_server_error(),
@@ -126,7 +120,7 @@ pub async fn forward(
             Attempt::Retry(again) => request = again,
         }
     }
-    if tried.is_empty() {
+    if attempts.none_tried() {
         backend.metrics.no_server.inc();
         Forwarded::Failed(StatusCode::SERVICE_UNAVAILABLE)
     } else {

@@ -3,7 +3,6 @@
 //! (101), both upgraded connections are joined as a tunnel with the `tunnel`
 //! idle timeout. Anything else is an ordinary response.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -49,15 +48,8 @@ pub async fn forward(
         .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     request.headers_mut().insert(header::UPGRADE, protocol);
     let mut request = request.map(http_body_util::Either::Left);
-    let mut tried: Vec<SocketAddr> = Vec::new();
-    for attempt in 0..=backend.retries {
-        let server = if attempt == 0 {
-            backend.pick(key)
-        } else {
-            backend.pick_untried(&tried)
-        };
-        let Some(server) = server else { break };
-        tried.push(server.address());
+    let mut attempts = backend.attempts(backend.pick(key));
+    for server in attempts.by_ref() {
         let mut sender = match upstream::connect_for_upgrade(
             server.address(),
             backend.timeouts.connect,
@@ -117,7 +109,7 @@ pub async fn forward(
         let response = Response::from_parts(parts, ProxyBody::message(bytes::Bytes::new()));
         return Forwarded::Answered(response, address);
     }
-    if tried.is_empty() {
+    if attempts.none_tried() {
         backend.metrics.no_server.inc();
         Forwarded::Failed(StatusCode::SERVICE_UNAVAILABLE)
     } else {
