@@ -3,6 +3,7 @@
 //! "use the default".
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -218,6 +219,39 @@ pub struct FrontendConfig {
     pub rate_limit: Option<RateLimit>,
     /// Effective timeouts.
     pub timeouts: Timeouts,
+    /// TLS termination, when the frontend speaks TLS to clients.
+    pub tls: Option<FrontendTls>,
+}
+
+/// `tls:` of a frontend: the certificates it presents and the protocols it offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendTls {
+    /// Certificate chains with their keys; SNI picks one by the names it
+    /// carries, and the first is the default for unknown or missing SNI.
+    pub certificates: Vec<CertificateFiles>,
+    /// ALPN protocols offered, in order of preference.
+    pub alpn: Vec<String>,
+}
+
+/// A PEM certificate chain and its PEM private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    /// Leaf first, then intermediates.
+    pub cert: PathBuf,
+    /// PKCS#8, PKCS#1 (RSA) or SEC1 (EC) key.
+    pub key: PathBuf,
+}
+
+/// `tls:` of a backend: zkgate speaks TLS to its servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendTls {
+    /// Name sent as SNI and verified against the server's certificate;
+    /// without it, the server's IP address is verified (and no SNI is sent).
+    pub sni: Option<String>,
+    /// PEM file of the CAs that sign the servers' certificates.
+    pub ca: Option<PathBuf>,
+    /// Verify the server's certificate (on unless turned off explicitly).
+    pub verify: bool,
 }
 
 /// One route of an http frontend.
@@ -347,6 +381,8 @@ pub struct BackendConfig {
     pub retries: u32,
     /// Effective timeouts.
     pub timeouts: Timeouts,
+    /// TLS towards the servers, when they speak it.
+    pub tls: Option<BackendTls>,
 }
 
 /// A server's administrative state, with HAProxy's meanings.

@@ -157,21 +157,49 @@ fn every_error_is_reported_at_once_in_document_order() {
 }
 
 #[test]
-fn features_not_built_yet_are_refused_not_ignored() {
-    let errs = errors_of("frontends:\n  a:\n    bind: [\"127.0.0.1:1\"]\n    tls: { certificates: [] }\n    default_backend: b\nbackends:\n  b:\n    tls: { sni: x }\n    send_proxy: v2\n");
-    assert_eq!(errs.len(), 3, "{errs:?}");
+fn tls_sections_are_checked_for_shape() {
+    let errs = errors_of("frontends:\n  a:\n    bind: [\"127.0.0.1:1\"]\n    tls: { certificates: [], alpn: [spdy/3] }\n    default_backend: b\nbackends:\n  b:\n    tls: { sni: \"not a name\" }\n    send_proxy: v2\n");
+    assert_eq!(errs.len(), 5, "{errs:#?}");
     assert!(
-        errs[0].contains("frontends.a.tls: not supported yet"),
+        errs[0].contains("frontends.a.tls.certificates: a TLS frontend needs at least one"),
         "{errs:?}"
     );
     assert!(
-        errs[1].contains("backends.b.tls: not supported yet"),
+        errs[1].contains("frontends.a.tls.alpn[0]: an http frontend serves h2 and http/1.1 only"),
         "{errs:?}"
     );
     assert!(
-        errs[2].contains("send_proxy applies to tcp backends"),
+        errs.iter()
+            .any(|e| e.contains("backends.b.tls.ca: servers' certificates are verified")),
         "{errs:?}"
     );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("backends.b.tls.sni: `not a name` is not a DNS name")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("send_proxy applies to tcp backends")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn tls_defaults_offer_h2_and_verify_servers() {
+    let config = crate::parse(
+        "frontends:\n  a:\n    bind: [\"127.0.0.1:1\"]\n    tls: { certificates: [{ cert: a.pem, key: a.key }] }\n    default_backend: b\n  t:\n    bind: [\"127.0.0.1:2\"]\n    mode: tcp\n    tls: { certificates: [{ cert: a.pem, key: a.key }] }\n    default_backend: c\nbackends:\n  b:\n    tls: { ca: ca.pem }\n  c:\n    mode: tcp\n    tls: { verify: false }\n",
+        "<string>",
+    )
+    .unwrap();
+    let a = config.frontends.iter().find(|f| f.name == "a").unwrap();
+    assert_eq!(a.tls.as_ref().unwrap().alpn, ["h2", "http/1.1"]);
+    let t = config.frontends.iter().find(|f| f.name == "t").unwrap();
+    assert!(t.tls.as_ref().unwrap().alpn.is_empty());
+    let b = config.backends.iter().find(|b| b.name == "b").unwrap();
+    assert!(b.tls.as_ref().unwrap().verify);
+    let c = config.backends.iter().find(|b| b.name == "c").unwrap();
+    assert!(!c.tls.as_ref().unwrap().verify);
 }
 
 #[test]

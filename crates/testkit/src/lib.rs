@@ -6,6 +6,7 @@ mod accept;
 pub mod client;
 pub mod grpc;
 pub mod http_server;
+pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod relay;

@@ -4,7 +4,7 @@ use http::HeaderName;
 
 use super::health::health_check;
 use super::zookeeper::discovery;
-use super::{mode, not_supported, timeouts};
+use super::{mode, timeouts};
 use crate::error::ConfigError;
 use crate::model::*;
 use crate::raw::RawBackend;
@@ -36,9 +36,10 @@ pub(super) fn backend(
             "hash_method applies to the hashing algorithms (source, uri, header(NAME), cookie(NAME)) only",
         ));
     }
-    if raw.tls.is_some() {
-        errors.push(not_supported(at("tls"), "TLS to servers"));
-    }
+    let tls = raw
+        .tls
+        .as_ref()
+        .map(|raw| super::tls::backend_tls(&at("tls"), raw, errors));
     let send_proxy = match raw.send_proxy.as_deref() {
         None | Some("none") => None,
         Some(version @ ("v1" | "v2")) if mode == Mode::Tcp => {
@@ -199,6 +200,7 @@ pub(super) fn backend(
         send_proxy,
         retries: raw.retries.unwrap_or(default_retries),
         timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
+        tls,
     })
 }
 

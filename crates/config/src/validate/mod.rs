@@ -13,19 +13,11 @@ use crate::raw::{RawFrontend, RawRoute, RawTimeouts};
 
 mod backend;
 mod health;
+mod tls;
 mod zookeeper;
 
 use backend::backend;
 use zookeeper::zookeeper;
-
-/// Feature fields that parse but whose behaviour is not built yet: refusing
-/// them beats silently ignoring what the operator asked for.
-pub(super) fn not_supported(path: String, what: &str) -> ConfigError {
-    ConfigError::new(
-        path,
-        format!("not supported yet: {what}; remove it to run this configuration"),
-    )
-}
 
 /// Checks the whole document; returns a `Config` only when no error was found.
 pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config> {
@@ -233,9 +225,10 @@ fn frontend(
         }
     }
 
-    if raw.tls.is_some() {
-        errors.push(not_supported(at("tls"), "TLS termination"));
-    }
+    let tls = raw
+        .tls
+        .as_ref()
+        .map(|raw| tls::frontend_tls(&at("tls"), raw, mode, errors));
     let access = raw
         .access
         .as_ref()
@@ -295,6 +288,7 @@ fn frontend(
         max_connections_per_client: raw.max_connections_per_client,
         rate_limit,
         timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
+        tls,
     })
 }
 

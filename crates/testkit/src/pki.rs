@@ -1,0 +1,92 @@
+//! Certificates made at test time: a private CA, leaf certificates for any
+//! DNS names or IP addresses, PEM files in a temporary directory, and client
+//! configurations that trust the CA.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+/// A private certificate authority whose files live as long as it does.
+pub struct Pki {
+    dir: tempfile::TempDir,
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    /// The CA certificate, PEM.
+    pub ca: PathBuf,
+}
+
+/// A certificate chain file and its key file.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    /// PEM chain: the leaf.
+    pub cert: PathBuf,
+    /// PEM PKCS#8 key.
+    pub key: PathBuf,
+}
+
+impl Pki {
+    /// A new CA named `name`.
+    pub fn new(name: &str) -> Pki {
+        let dir = tempfile::tempdir().expect("temp dir for certificates");
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, issuer.pem()).unwrap();
+        Pki { dir, issuer, ca }
+    }
+
+    /// The directory the files are written to.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A leaf certificate for `names` (DNS names, `*.wildcards` or IP
+    /// addresses), written as `<stem>.pem` and `<stem>.key`.
+    pub fn issue(&self, stem: &str, names: &[&str]) -> CertFiles {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, stem.to_owned());
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let files = CertFiles {
+            cert: self.dir.path().join(format!("{stem}.pem")),
+            key: self.dir.path().join(format!("{stem}.key")),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+
+    /// A client configuration trusting only this CA, offering `alpn`.
+    pub fn client_config(&self, alpn: &[&str]) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(&self.ca).unwrap())
+            .unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+impl CertFiles {
+    /// The certificate, as a server presents it.
+    pub fn der(&self) -> CertificateDer<'static> {
+        CertificateDer::from_pem_file(&self.cert).unwrap()
+    }
+}

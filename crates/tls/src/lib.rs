@@ -1,0 +1,89 @@
+//! TLS material, loaded from files by the control plane when a configuration
+//! is checked, started or reloaded — never on the data path: per frontend,
+//! the certificates it presents (chosen by SNI); per backend, how its servers
+//! are verified. A configuration whose files don't load is refused whole.
+
+mod client;
+mod files;
+mod server;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+use zkgate_config::{Config, ConfigError};
+
+pub use client::ClientTls;
+pub use server::ServerTls;
+pub use tokio_rustls;
+
+/// The TLS side of one configuration.
+#[derive(Default, Clone)]
+pub struct TlsMaterial {
+    frontends: HashMap<String, Arc<ServerTls>>,
+    backends: HashMap<String, Arc<ClientTls>>,
+}
+
+impl TlsMaterial {
+    /// Reads every certificate, key and CA file `config` names. Errors name
+    /// the field (`frontends.web.tls.certificates[0].key`) and the problem.
+    pub fn load(config: &Config) -> Result<TlsMaterial, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut material = TlsMaterial::default();
+        for frontend in &config.frontends {
+            if let Some(tls) = &frontend.tls {
+                let path = format!("frontends.{}.tls", frontend.name);
+                if let Some(loaded) = ServerTls::load(&path, tls, &mut errors) {
+                    material
+                        .frontends
+                        .insert(frontend.name.clone(), Arc::new(loaded));
+                }
+            }
+        }
+        for backend in &config.backends {
+            if let Some(tls) = &backend.tls {
+                let path = format!("backends.{}.tls", backend.name);
+                if let Some(loaded) = ClientTls::load(&path, tls, backend, &mut errors) {
+                    material
+                        .backends
+                        .insert(backend.name.clone(), Arc::new(loaded));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(material)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// What frontend `name` presents to clients, if it terminates TLS.
+    pub fn frontend(&self, name: &str) -> Option<&Arc<ServerTls>> {
+        self.frontends.get(name)
+    }
+
+    /// How backend `name` connects to its servers, if over TLS.
+    pub fn backend(&self, name: &str) -> Option<&Arc<ClientTls>> {
+        self.backends.get(name)
+    }
+}
+
+/// The one cryptography provider: rustls' safe defaults on *ring* (TLS 1.2
+/// and 1.3 only, AEAD cipher suites with forward secrecy only).
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+fn error(path: String, message: String) -> ConfigError {
+    ConfigError {
+        location: None,
+        path,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests;
