@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use zkgate_config::ConfigErrors;
+use zkgate_tls::TlsMaterial;
 
 use cli::register::{Check, Timing};
 use cli::server::ServerCommand;
@@ -145,9 +147,16 @@ fn init_logging() {
         .init();
 }
 
+/// The configuration at `path` with its TLS material, or every error found.
+fn load(path: &std::path::Path) -> Result<(zkgate_config::Config, TlsMaterial), ConfigErrors> {
+    let config = zkgate_config::load(path)?;
+    let tls = TlsMaterial::load(&config, &path.display().to_string())?;
+    Ok((config, tls))
+}
+
 fn check(path: &std::path::Path) -> ExitCode {
-    match zkgate_config::load(path) {
-        Ok(config) => {
+    match load(path) {
+        Ok((config, _)) => {
             println!(
                 "{}: configuration is valid ({} frontends, {} backends)",
                 path.display(),
@@ -171,8 +180,8 @@ fn check(path: &std::path::Path) -> ExitCode {
 
 fn run(path: PathBuf) -> ExitCode {
     init_logging();
-    let config = match zkgate_config::load(&path) {
-        Ok(config) => config,
+    let (config, tls) = match load(&path) {
+        Ok(loaded) => loaded,
         Err(errors) => {
             eprintln!("{errors}");
             eprintln!("zkgate: not starting: the configuration is invalid");
@@ -190,7 +199,7 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let plane = zkgate_control::ControlPlane::start(path, config).await?;
+        let plane = zkgate_control::ControlPlane::start(path, config, tls).await?;
         plane.run().await
     });
     match result {

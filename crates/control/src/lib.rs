@@ -24,6 +24,7 @@ use zkgate_discovery::{Discovery, NodeText, Update, WatchSpec};
 use zkgate_health::{HealthChecks, HealthEvent};
 use zkgate_proxy::Proxy;
 use zkgate_routing::{Discovered, Metrics, RoutingTable, TableBuilder};
+use zkgate_tls::TlsMaterial;
 
 use listeners::Listeners;
 use members::Members;
@@ -101,7 +102,11 @@ enum Input {
 impl ControlPlane {
     /// Binds the admin listener and every frontend, starts ZooKeeper
     /// discovery, and publishes the first table (static servers serve at once).
-    pub async fn start(config_path: PathBuf, config: Config) -> Result<Self, StartError> {
+    pub async fn start(
+        config_path: PathBuf,
+        config: Config,
+        tls: TlsMaterial,
+    ) -> Result<Self, StartError> {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry)?;
         let report = Arc::new(Report::default());
@@ -164,6 +169,7 @@ impl ControlPlane {
             node_tx,
             node_updates,
         };
+        plane.builder.set_tls(tls);
         let next = plane.build(&config).await;
         let bound = plane
             .listeners

@@ -6,6 +6,7 @@ use tracing::{error, info, warn};
 use zkgate_admin::Reload;
 use zkgate_config::Config;
 use zkgate_discovery::NodeText;
+use zkgate_tls::TlsMaterial;
 
 use crate::{unix_now, ControlPlane};
 
@@ -42,14 +43,21 @@ impl ControlPlane {
             .zookeeper
             .as_ref()
             .and_then(|zk| zk.config_node.clone());
-        let parsed = match (&node, &self.node_text) {
-            (Some(node), Some(text)) => {
-                zkgate_config::parse_with_node(&self.file_text, text, &format!("zookeeper:{node}"))
-            }
-            _ => zkgate_config::parse(&self.file_text, &self.config_path.display().to_string()),
+        let origin = match (&node, &self.node_text) {
+            (Some(node), Some(_)) => format!("zookeeper:{node}"),
+            _ => self.config_path.display().to_string(),
         };
-        match parsed {
-            Ok(config) => self.apply(config).await,
+        let parsed = match (&node, &self.node_text) {
+            (Some(_), Some(text)) => zkgate_config::parse_with_node(&self.file_text, text, &origin),
+            _ => zkgate_config::parse(&self.file_text, &origin),
+        };
+        // Certificate files are re-read at every reload, so renewed ones take effect.
+        let loaded = parsed.and_then(|config| {
+            let tls = TlsMaterial::load(&config, &origin)?;
+            Ok((config, tls))
+        });
+        match loaded {
+            Ok((config, tls)) => self.apply(config, tls).await,
             Err(errors) => {
                 error!("reload refused, the running configuration stays in service:\n{errors}");
                 self.reload_failed(errors.to_string());
@@ -59,7 +67,7 @@ impl ControlPlane {
 
     /// Puts a valid configuration in service; one whose listeners cannot be
     /// bound leaves everything as it was.
-    async fn apply(&mut self, config: Config) {
+    async fn apply(&mut self, config: Config, tls: TlsMaterial) {
         if config.admin.bind != self.config.admin.bind {
             warn!("admin.bind changed: it takes effect at the next restart");
         }
@@ -75,6 +83,7 @@ impl ControlPlane {
             }
         };
         let previous = std::mem::replace(&mut self.config, config.clone());
+        self.builder.set_tls(tls);
         self.resolver.forget();
         self.follow_zookeeper(Some(&previous));
         self.follow_config_node(Some(&previous));

@@ -53,6 +53,8 @@ pub mod names {
     pub const CONFIG_RELOADS_TOTAL: &str = "zkgate_config_reloads_total";
     /// `zkgate_frontend_denied_total{frontend,reason}`
     pub const FRONTEND_DENIED_TOTAL: &str = "zkgate_frontend_denied_total";
+    /// `zkgate_tls_handshakes_total{frontend,result}`
+    pub const TLS_HANDSHAKES_TOTAL: &str = "zkgate_tls_handshakes_total";
     /// `zkgate_zookeeper_connected`
     pub const ZOOKEEPER_CONNECTED: &str = "zkgate_zookeeper_connected";
     /// `zkgate_zookeeper_session_expirations_total`
@@ -87,6 +89,8 @@ pub struct Metrics {
     pub frontend_bytes_sent: IntCounterVec,
     /// `zkgate_frontend_denied_total`
     pub frontend_denied: IntCounterVec,
+    /// `zkgate_tls_handshakes_total`
+    pub tls_handshakes: IntCounterVec,
     /// `zkgate_backend_responses_total`
     pub backend_responses: IntCounterVec,
     /// `zkgate_backend_response_seconds`
@@ -261,6 +265,12 @@ impl Metrics {
                 "Requests or connections refused by access lists, rate limits or per-client connection limits",
                 &["frontend", "reason"],
             )?,
+            tls_handshakes: counter_vec(
+                registry,
+                TLS_HANDSHAKES_TOTAL,
+                "TLS handshakes with clients by result: ok (full), resumed, error, timeout",
+                &["frontend", "result"],
+            )?,
             backend_responses: counter_vec(
                 registry,
                 BACKEND_RESPONSES_TOTAL,
@@ -354,12 +364,32 @@ pub struct FrontendMetrics {
     pub denied_rate_limit: IntCounter,
     /// Refused by the per-client connection limit.
     pub denied_max_connections: IntCounter,
+    /// TLS handshakes, for a frontend that terminates TLS.
+    pub tls: Option<TlsHandshakes>,
+}
+
+/// `zkgate_tls_handshakes_total` of one frontend, by result.
+#[derive(Clone)]
+pub struct TlsHandshakes {
+    /// Full handshakes completed.
+    pub ok: IntCounter,
+    /// Abbreviated handshakes: a session resumed.
+    pub resumed: IntCounter,
+    /// Failed: no shared protocol or cipher, bad record, client gone, …
+    pub error: IntCounter,
+    /// Not finished within `client_header`.
+    pub timeout: IntCounter,
 }
 
 impl FrontendMetrics {
     /// Resolves the handles of `frontend`.
-    pub fn resolve(metrics: &Metrics, frontend: &str) -> Self {
+    pub fn resolve(metrics: &Metrics, frontend: &str, tls: bool) -> Self {
         let l = &[frontend];
+        let handshakes = |result| {
+            metrics
+                .tls_handshakes
+                .with_label_values(&[frontend, result])
+        };
         FrontendMetrics {
             connections: metrics.frontend_connections.with_label_values(l),
             active_connections: metrics.frontend_active_connections.with_label_values(l),
@@ -375,6 +405,12 @@ impl FrontendMetrics {
             denied_max_connections: metrics
                 .frontend_denied
                 .with_label_values(&[frontend, "max_connections"]),
+            tls: tls.then(|| TlsHandshakes {
+                ok: handshakes("ok"),
+                resumed: handshakes("resumed"),
+                error: handshakes("error"),
+                timeout: handshakes("timeout"),
+            }),
         }
     }
 }

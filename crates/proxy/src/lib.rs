@@ -3,12 +3,15 @@
 
 mod access_log;
 mod connections;
+mod dial;
 mod http;
 mod io;
 mod limits;
 mod listener;
 pub mod proxy_protocol;
+mod stream;
 mod tcp;
+mod tls;
 mod tunnel;
 
 use std::sync::Arc;

@@ -150,9 +150,13 @@ fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {
         };
         frontend.metrics.connections.inc();
         frontend.metrics.active_connections.inc();
-        match frontend.mode {
-            Mode::Http => crate::http::serve(stream, client, &frontend, proxy, guard).await,
-            Mode::Tcp => crate::tcp::serve(stream, client, &frontend, table, guard, &proxy).await,
+        if let Some(stream) = crate::tls::accept(stream, &frontend, client).await {
+            match frontend.mode {
+                Mode::Http => crate::http::serve(stream, client, &frontend, proxy, guard).await,
+                Mode::Tcp => {
+                    crate::tcp::serve(stream, client, &frontend, table, guard, &proxy).await
+                }
+            }
         }
         frontend.metrics.active_connections.dec();
         drop(slot);

@@ -5,16 +5,20 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
+use std::time::Duration;
+
+use prometheus::IntCounter;
 use tracing::{debug, warn};
 use zkgate_routing::{Backend, Frontend, RoutingTable};
 
 use crate::connections::ConnectionGuard;
+use crate::dial::dial;
+use crate::stream::Stream;
 use crate::tunnel;
 
 /// Serves one client connection of a tcp frontend.
 pub async fn serve(
-    client: TcpStream,
+    client: Stream,
     peer: SocketAddr,
     frontend: &Frontend,
     table: Arc<RoutingTable>,
@@ -44,7 +48,14 @@ pub async fn serve(
             });
         }
     };
-    let Some((server, upstream)) = connect(backend, key, proxy).await else {
+    // The server learns the real client, as HAProxy's send-proxy does; the
+    // header goes first on the wire, before any TLS.
+    let proxy_header = backend.send_proxy.map(|version| {
+        let destination = client.local_addr().unwrap_or(peer);
+        crate::proxy_protocol::encode(version, peer, destination)
+    });
+    let Some((server, upstream)) = connect(backend, key, proxy_header.as_deref(), proxy).await
+    else {
         debug!(%peer, backend = %backend.name, "no server reachable; closing client connection");
         log(None, (0, 0));
         return;
@@ -56,24 +67,9 @@ pub async fn serve(
     let received = frontend.metrics.bytes_received.clone();
     let sent = frontend.metrics.bytes_sent.clone();
     let mut shutdown = guard.shutdown.clone();
-    let mut upstream = upstream;
-    if let Some(version) = backend.send_proxy {
-        // The server learns the real client, as HAProxy's send-proxy does.
-        let destination = client.local_addr().unwrap_or(peer);
-        let header = crate::proxy_protocol::encode(version, peer, destination);
-        if tokio::io::AsyncWriteExt::write_all(&mut upstream, &header)
-            .await
-            .is_err()
-        {
-            log(Some(server.address()), (0, 0));
-            return;
-        }
-    }
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = upstream.into_split();
     let address = server.address();
     let copied = tokio::select! {
-        copied = tunnel::relay((client_read, client_write), (server_read, server_write), idle, Some(received), Some(sent)) => copied,
+        copied = relay(client, upstream, idle, received, sent) => copied,
         // Tunnels have no request boundary to finish at: close on shutdown.
         _ = shutdown.wait_for(|stopping| *stopping) => (0, 0),
     };
@@ -82,30 +78,64 @@ pub async fn serve(
     drop(guard);
 }
 
+/// Both ways between client and server. Two plain sockets split without a
+/// lock (the common case); a TLS side is split with `tokio::io::split`.
+async fn relay(
+    client: Stream,
+    server: Stream,
+    idle: Duration,
+    received: IntCounter,
+    sent: IntCounter,
+) -> (u64, u64) {
+    let counters = (Some(received), Some(sent));
+    match (client, server) {
+        (Stream::Plain(client), Stream::Plain(server)) => {
+            tunnel::relay(
+                client.into_split(),
+                server.into_split(),
+                idle,
+                counters.0,
+                counters.1,
+            )
+            .await
+        }
+        (client, server) => {
+            tunnel::relay(
+                tokio::io::split(client),
+                tokio::io::split(server),
+                idle,
+                counters.0,
+                counters.1,
+            )
+            .await
+        }
+    }
+}
+
 /// Connects to the first reachable server, trying up to `retries` others.
 async fn connect<'a>(
     backend: &'a Backend,
     key: Option<u64>,
+    proxy_header: Option<&[u8]>,
     proxy: &crate::Proxy,
-) -> Option<(&'a zkgate_routing::Server, TcpStream)> {
+) -> Option<(&'a zkgate_routing::Server, Stream)> {
     let mut attempts = backend.attempts(backend.pick(key));
     for server in attempts.by_ref() {
-        match tokio::time::timeout(
+        let tls = backend.tls.as_deref();
+        match dial(
+            server.address(),
+            proxy_header,
+            tls,
             backend.timeouts.connect,
-            TcpStream::connect(server.address()),
         )
         .await
         {
-            Ok(Ok(stream)) => {
-                stream.set_nodelay(true).ok();
+            Ok(stream) => {
                 backend.record(server, true);
                 return Some((server, stream));
             }
-            Ok(Err(err)) => {
+            Err(err) => {
                 warn!(backend = %backend.name, server = %server.address(), error = %err, "cannot connect to server")
-            }
-            Err(_) => {
-                warn!(backend = %backend.name, server = %server.address(), "connect to server timed out")
             }
         }
         backend.metrics.connect_errors.inc();

@@ -17,6 +17,7 @@ use crate::clock;
 use crate::server::{Health, RegistryGeneration, ServerRegistry};
 use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable, Server, ServerSource};
 use zkgate_metrics::{BackendMetrics, FrontendMetrics, Metrics};
+use zkgate_tls::{ClientTls, ServerTls, TlsMaterial};
 
 /// Host names already resolved by the control plane.
 pub type Resolved = HashMap<ServerAddress, SocketAddr>;
@@ -32,6 +33,7 @@ pub struct TableBuilder {
     frontend_ids: HashMap<String, FrontendId>,
     backend_names: HashSet<Arc<str>>,
     generation: u64,
+    tls: TlsMaterial,
 }
 
 impl TableBuilder {
@@ -43,7 +45,14 @@ impl TableBuilder {
             frontend_ids: HashMap::new(),
             backend_names: HashSet::new(),
             generation: 0,
+            tls: TlsMaterial::default(),
         }
+    }
+
+    /// The TLS material of the configuration being built from; set when a
+    /// configuration is put in service (files are read then, not per build).
+    pub fn set_tls(&mut self, tls: TlsMaterial) {
+        self.tls = tls;
     }
 
     /// The stable id of frontend `name` (assigned on first sight, never reused).
@@ -71,6 +80,7 @@ impl TableBuilder {
                 let found = discovered.get(&b.name).map_or(&[][..], Vec::as_slice);
                 Arc::new(build_backend(
                     b,
+                    self.tls.backend(&b.name).cloned(),
                     found,
                     resolved,
                     &mut servers,
@@ -90,7 +100,14 @@ impl TableBuilder {
             if frontends.len() <= index {
                 frontends.resize(index + 1, None);
             }
-            frontends[index] = Some(Arc::new(build_frontend(id, fe, &by_name, &self.metrics)));
+            let tls = self.tls.frontend(&fe.name).cloned();
+            frontends[index] = Some(Arc::new(build_frontend(
+                id,
+                fe,
+                tls,
+                &by_name,
+                &self.metrics,
+            )));
         }
 
         let names: HashSet<Arc<str>> = backends.iter().map(|b| Arc::clone(&b.name)).collect();
@@ -113,6 +130,7 @@ impl TableBuilder {
 
 fn build_backend(
     config: &BackendConfig,
+    tls: Option<Arc<ClientTls>>,
     discovered: &[ServerConfig],
     resolved: &Resolved,
     registry: &mut RegistryGeneration<'_>,
@@ -210,6 +228,7 @@ fn build_backend(
         servers: servers.into_boxed_slice(),
         protocol: config.protocol,
         send_proxy: config.send_proxy,
+        tls,
         balance: config.balance.clone(),
         balancer,
         eligible,
@@ -304,6 +323,7 @@ pub fn sticky_id(label: &str) -> u64 {
 fn build_frontend(
     id: FrontendId,
     config: &FrontendConfig,
+    tls: Option<Arc<ServerTls>>,
     backends: &HashMap<&str, &Arc<Backend>>,
     metrics: &Metrics,
 ) -> Frontend {
@@ -336,6 +356,7 @@ fn build_frontend(
         accept_proxy: config.accept_proxy,
         max_connections_per_client: config.max_connections_per_client,
         rate_limit: config.rate_limit,
-        metrics: FrontendMetrics::resolve(metrics, &config.name),
+        metrics: FrontendMetrics::resolve(metrics, &config.name, tls.is_some()),
+        tls,
     }
 }

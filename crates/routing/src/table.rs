@@ -19,6 +19,7 @@ use crate::clock;
 use crate::server::Health;
 use crate::server::ServerState;
 use zkgate_metrics::{BackendMetrics, FrontendMetrics};
+use zkgate_tls::{ClientTls, ServerTls};
 
 /// Stable identity of a frontend across tables: listeners keep it, tables index by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,6 +110,8 @@ pub struct Frontend {
     pub access: Option<AccessList>,
     /// A PROXY protocol header starts every connection.
     pub accept_proxy: bool,
+    /// TLS termination: the certificates presented, chosen by SNI.
+    pub tls: Option<Arc<ServerTls>>,
     /// Open connections per client address; 0 = unlimited.
     pub max_connections_per_client: u32,
     /// Requests (tcp: connections) per second per client address.
@@ -230,6 +233,8 @@ pub struct Backend {
     pub protocol: Protocol,
     /// PROXY protocol version sent to tcp servers, if any.
     pub send_proxy: Option<u8>,
+    /// TLS towards the servers.
+    pub tls: Option<Arc<ClientTls>>,
     /// The algorithm, for the data plane to know which request key it hashes.
     pub balance: Balance,
     pub(crate) balancer: Balancer,

@@ -46,8 +46,16 @@ pub async fn http_request(
     addr: SocketAddr,
     request: Request<Full<Bytes>>,
 ) -> std::io::Result<Reply> {
-    let io_error = |e: hyper::Error| std::io::Error::other(e);
     let stream = TcpStream::connect(addr).await?;
+    http_request_on(stream, request).await
+}
+
+/// Sends `request` on an open connection (a TLS one, say) and reads the whole answer.
+pub async fn http_request_on<S>(stream: S, request: Request<Full<Bytes>>) -> std::io::Result<Reply>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io_error = |e: hyper::Error| std::io::Error::other(e);
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(io_error)?;

@@ -94,6 +94,15 @@ impl Checksum {
 impl HttpServer {
     /// Starts a server called `name`.
     pub async fn start(name: &str) -> Self {
+        Self::start_with(name, None).await
+    }
+
+    /// Starts a server called `name` that speaks HTTPS with `tls`.
+    pub async fn start_tls(name: &str, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self::start_with(name, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -113,6 +122,7 @@ impl HttpServer {
             let counter = Arc::clone(&counter);
             let health = Arc::clone(&health);
             let fail = Arc::clone(&fail);
+            let tls = tls.clone();
             async move {
                 let service = service_fn(move |request| {
                     counter.fetch_add(1, Ordering::SeqCst);
@@ -120,10 +130,19 @@ impl HttpServer {
                     answer(Arc::clone(&name), state, request)
                 });
                 // Clients of a test server come and go; their errors don't matter.
-                http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                    .ok();
+                match tls {
+                    None => http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                        .ok(),
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                            .ok(),
+                        Err(_) => None,
+                    },
+                };
             }
         });
         HttpServer {

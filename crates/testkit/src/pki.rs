@@ -90,3 +90,78 @@ impl CertFiles {
         CertificateDer::from_pem_file(&self.cert).unwrap()
     }
 }
+
+impl Pki {
+    /// A server configuration presenting `files`, offering `alpn`.
+    pub fn server_config(&self, files: &CertFiles, alpn: &[&str]) -> Arc<rustls::ServerConfig> {
+        let chain = vec![files.der()];
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&files.key).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+/// A TLS connection to `addr` naming `sni`.
+pub async fn tls_connect(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    sni: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name =
+        rustls::pki_types::ServerName::try_from(sni.to_owned()).map_err(std::io::Error::other)?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+}
+
+/// What a TLS client saw of the handshake.
+#[derive(Debug)]
+pub struct Session {
+    /// The server's leaf certificate.
+    pub cert: CertificateDer<'static>,
+    /// The protocol agreed by ALPN.
+    pub alpn: Option<Vec<u8>>,
+    /// Whether an earlier session was resumed.
+    pub resumed: bool,
+    /// TLS version agreed.
+    pub version: Option<rustls::ProtocolVersion>,
+}
+
+/// `GET path` over HTTPS (HTTP/1.1) on a new connection, with what the handshake showed.
+pub async fn https_get(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    sni: &str,
+    path: &str,
+) -> std::io::Result<(crate::Reply, Session)> {
+    let stream = tls_connect(addr, config, sni).await?;
+    let session = session_of(stream.get_ref().1);
+    let request = http::Request::get(path)
+        .header("host", sni)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("valid request");
+    let reply = crate::http_request_on(stream, request).await?;
+    Ok((reply, session))
+}
+
+/// What the client side of `connection` saw of its handshake.
+pub fn session_of(connection: &rustls::ClientConnection) -> Session {
+    Session {
+        cert: connection
+            .peer_certificates()
+            .expect("a server certificate")[0]
+            .clone(),
+        alpn: connection.alpn_protocol().map(<[u8]>::to_vec),
+        resumed: connection.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        version: connection.protocol_version(),
+    }
+}

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
-use zkgate_config::{Config, ConfigError};
+use zkgate_config::{Config, ConfigError, ConfigErrors};
 
 pub use client::ClientTls;
 pub use server::ServerTls;
@@ -26,8 +26,9 @@ pub struct TlsMaterial {
 
 impl TlsMaterial {
     /// Reads every certificate, key and CA file `config` names. Errors name
-    /// the field (`frontends.web.tls.certificates[0].key`) and the problem.
-    pub fn load(config: &Config) -> Result<TlsMaterial, Vec<ConfigError>> {
+    /// the field (`frontends.web.tls.certificates[0].key`) and the problem;
+    /// `origin` is where the configuration came from, as for parsing.
+    pub fn load(config: &Config, origin: &str) -> Result<TlsMaterial, ConfigErrors> {
         let mut errors = Vec::new();
         let mut material = TlsMaterial::default();
         for frontend in &config.frontends {
@@ -53,7 +54,10 @@ impl TlsMaterial {
         if errors.is_empty() {
             Ok(material)
         } else {
-            Err(errors)
+            Err(ConfigErrors {
+                origin: origin.to_owned(),
+                errors,
+            })
         }
     }
 

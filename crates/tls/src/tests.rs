@@ -60,7 +60,7 @@ fn sni_picks_exact_then_wildcard_then_the_first_certificate() {
         ),
         &format!("{{ ca: {} }}", pki.ca.display()),
     );
-    let material = TlsMaterial::load(&cfg).unwrap();
+    let material = TlsMaterial::load(&cfg, "<test>").unwrap();
     let server = material.frontend("web").unwrap();
     assert_eq!(
         server.names,
@@ -96,8 +96,9 @@ fn unreadable_and_mismatched_files_are_reported_by_field() {
         ),
         &format!("{{ ca: {} }}", a.key.display()),
     );
-    let errors = TlsMaterial::load(&cfg).err().unwrap();
+    let errors = TlsMaterial::load(&cfg, "<test>").err().unwrap();
     let text: Vec<String> = errors
+        .errors
         .iter()
         .map(|e| format!("{}: {}", e.path, e.message))
         .collect();
@@ -134,7 +135,7 @@ fn backends_verify_servers_against_their_ca() {
         &format!("{{ certificates: [{}] }}", pair(&server_cert)),
         &format!("{{ ca: {}, sni: internal.test }}", pki.ca.display()),
     );
-    let material = TlsMaterial::load(&cfg).unwrap();
+    let material = TlsMaterial::load(&cfg, "<test>").unwrap();
     let server = material.frontend("web").unwrap().acceptor.config();
     let client = material.backend("app").unwrap();
     assert_eq!(
@@ -155,7 +156,7 @@ fn backends_verify_servers_against_their_ca() {
         &format!("{{ certificates: [{}] }}", pair(&server_cert)),
         &format!("{{ ca: {} }}", other.ca.display()),
     );
-    let wrong = TlsMaterial::load(&wrong).unwrap();
+    let wrong = TlsMaterial::load(&wrong, "<test>").unwrap();
     let wrong_client = wrong.backend("app").unwrap();
     assert!(matches!(
         wrong_client.server_name([127, 0, 0, 1].into()),
@@ -176,7 +177,7 @@ fn backends_verify_servers_against_their_ca() {
         &format!("{{ certificates: [{}] }}", pair(&server_cert)),
         "{ verify: false }",
     );
-    let trusting = TlsMaterial::load(&trusting).unwrap();
+    let trusting = TlsMaterial::load(&trusting, "<test>").unwrap();
     let trusting = trusting.backend("app").unwrap();
     assert!(handshake(
         server,

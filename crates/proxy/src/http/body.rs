@@ -14,7 +14,7 @@ use zkgate_routing::ActiveRequest;
 
 use crate::access_log::{AccessLog, HttpEntry};
 
-use super::upstream::{self, Sender};
+use super::upstream::{self, PoolKey, Sender};
 use crate::io::ConnActivity;
 
 /// Marks the client connection's request finished when dropped.
@@ -79,7 +79,7 @@ struct Streamed {
     poolable: bool,
     body: Incoming,
     /// The server connection, returned to the pool once the body was read to its end.
-    reuse: Option<(SocketAddr, Sender)>,
+    reuse: Option<(PoolKey, Sender)>,
     finished: bool,
     _active: ActiveRequest,
 }
@@ -96,7 +96,7 @@ impl Drop for Streamed {
 
 impl ProxyBody {
     /// A server's body; `reuse` goes back to the pool when it ends.
-    pub fn upstream(body: Incoming, reuse: (SocketAddr, Sender), active: ActiveRequest) -> Self {
+    pub fn upstream(body: Incoming, reuse: (PoolKey, Sender), active: ActiveRequest) -> Self {
         ProxyBody {
             kind: Kind::Upstream(Streamed {
                 poolable: true,

@@ -15,7 +15,7 @@ use zkgate_routing::{Backend, Server};
 
 use super::body::ProxyBody;
 use super::headers::strip_hop_by_hop;
-use super::upstream::{Conn, UpstreamBody};
+use super::upstream::{Conn, PoolKey, UpstreamBody};
 use crate::Proxy;
 
 /// How a request ended.
@@ -136,16 +136,23 @@ async fn attempt_on(
 ) -> Attempt {
     let address = server.address();
     if backend.protocol == Protocol::Http2 {
-        if let Err(status) = for_h2(&mut request, address) {
+        let scheme = if backend.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        if let Err(status) = for_h2(&mut request, address, scheme) {
             return Attempt::Failed(status);
         }
     }
-    let mut cached = Conn::cached(backend.protocol, address);
+    let tls = backend.tls.as_deref();
+    let key = PoolKey::new(address, tls);
+    let mut cached = Conn::cached(backend.protocol, key);
     loop {
         let reused = cached.is_some();
         let mut conn = match cached.take() {
             Some(conn) => conn,
-            None => match Conn::open(backend.protocol, address, backend.timeouts.connect).await {
+            None => match Conn::open(backend.protocol, key, tls, backend.timeouts.connect).await {
                 Ok(conn) => conn,
                 Err(err) => {
                     warn!(backend = %backend.name, server = %address, error = %err, "cannot connect to server");
@@ -181,7 +188,7 @@ async fn attempt_on(
                 parts.version = Version::HTTP_11;
                 return Attempt::Answered(Response::from_parts(
                     parts,
-                    conn.body(body, address, active),
+                    conn.body(body, key, active),
                 ));
             }
             Ok(Err(mut failed)) => match failed.take_message() {
@@ -208,7 +215,11 @@ async fn attempt_on(
 }
 
 /// HTTP/2 carries the scheme and authority as pseudo-headers: the URI needs both.
-fn for_h2(request: &mut Request<UpstreamBody>, server: SocketAddr) -> Result<(), StatusCode> {
+fn for_h2(
+    request: &mut Request<UpstreamBody>,
+    server: SocketAddr,
+    scheme: &str,
+) -> Result<(), StatusCode> {
     *request.version_mut() = Version::HTTP_2;
     let authority = request
         .headers()
@@ -216,7 +227,7 @@ fn for_h2(request: &mut Request<UpstreamBody>, server: SocketAddr) -> Result<(),
         .and_then(|h| h.to_str().ok())
         .map_or_else(|| server.to_string(), str::to_owned);
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    *request.uri_mut() = format!("http://{authority}{path}")
+    *request.uri_mut() = format!("{scheme}://{authority}{path}")
         .parse::<Uri>()
         .map_err(|_| StatusCode::BAD_REQUEST)?;
     Ok(())

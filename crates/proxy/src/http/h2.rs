@@ -1,4 +1,4 @@
-//! HTTP/2 from clients (h2c with prior knowledge on cleartext listeners),
+//! HTTP/2 from clients (ALPN `h2` over TLS, or h2c with prior knowledge on cleartext listeners),
 //! with limits against abuse: concurrent streams, header list size, window
 //! sizes, and hyper's defences against rapid resets. The same service as
 //! HTTP/1 handles each stream.
@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::net::TcpStream;
 use tracing::debug;
 use zkgate_routing::{clock, Frontend};
 
 use crate::connections::ConnectionGuard;
 use crate::io::Activity;
+use crate::stream::Stream;
 use crate::Proxy;
 
 /// Streams a client may have open at once.
@@ -25,7 +25,7 @@ const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
 /// Serves one HTTP/2 client connection until it closes, stays idle for
 /// `client_idle` with no stream open, or shutdown asks it to finish.
 pub async fn serve(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     frontend: &Arc<Frontend>,
     proxy: Proxy,

@@ -45,8 +45,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends the client to `X-Forwarded-For` and sets `-Proto` and `-Host`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&HeaderValue>) {
+/// Appends the client to `X-Forwarded-For` and sets `-Proto` (`scheme`, the
+/// one the client used) and `-Host`.
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    scheme: &'static str,
+    host: Option<&HeaderValue>,
+) {
     let client = client.to_string();
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client}"),
@@ -56,7 +62,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&Head
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
         None => headers.remove(&X_FORWARDED_HOST),
@@ -105,7 +111,12 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
         let host = HeaderValue::from_static("example.com");
-        add_forwarded(&mut headers, "127.0.0.1".parse().unwrap(), Some(&host));
+        add_forwarded(
+            &mut headers,
+            "127.0.0.1".parse().unwrap(),
+            "http",
+            Some(&host),
+        );
         assert_eq!(headers["x-forwarded-for"], "192.0.2.1, 127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.com");

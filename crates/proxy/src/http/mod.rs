@@ -24,6 +24,7 @@ use zkgate_routing::Frontend;
 
 use crate::connections::ConnectionGuard;
 use crate::io::{Activity, ConnActivity, CountingIo};
+use crate::stream::Stream;
 use crate::Proxy;
 use zkgate_routing::clock;
 
@@ -37,20 +38,25 @@ const MAX_HEADERS: usize = 100;
 /// Serves one client connection until it closes, times out, or shutdown asks
 /// it to finish.
 pub async fn serve(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     frontend: &Arc<Frontend>,
     proxy: Proxy,
     guard: ConnectionGuard,
 ) {
-    if starts_with_h2_preface(&stream, frontend.timeouts.client_header).await {
+    let h2 = match &stream {
+        // Over TLS, ALPN decides.
+        Stream::Tls(_) => stream.alpn() == Some(b"h2"),
+        Stream::Plain(tcp) => starts_with_h2_preface(tcp, frontend.timeouts.client_header).await,
+    };
+    if h2 {
         return h2::serve(stream, peer, frontend, proxy, guard).await;
     }
     serve_h1(stream, peer, frontend, proxy, guard).await
 }
 
-/// Whether the client opened with the HTTP/2 connection preface (h2c with
-/// prior knowledge). It starts `PRI `, which no HTTP/1 request does.
+/// Whether a cleartext client opened with the HTTP/2 connection preface (h2c
+/// with prior knowledge). It starts `PRI `, which no HTTP/1 request does.
 async fn starts_with_h2_preface(stream: &TcpStream, wait: Duration) -> bool {
     const PREFACE: &[u8] = b"PRI ";
     let deadline = tokio::time::Instant::now() + wait;
@@ -74,15 +80,11 @@ async fn starts_with_h2_preface(stream: &TcpStream, wait: Duration) -> bool {
 
 /// The counted client socket, the service of its requests, and their activity.
 fn client_side(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     frontend: &Frontend,
     proxy: Proxy,
-) -> (
-    TokioIo<CountingIo<TcpStream>>,
-    ProxyService,
-    Arc<ConnActivity>,
-) {
+) -> (TokioIo<CountingIo<Stream>>, ProxyService, Arc<ConnActivity>) {
     let activity = ConnActivity::new();
     let io = CountingIo::new(
         stream,
@@ -95,7 +97,7 @@ fn client_side(
 }
 
 async fn serve_h1(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     frontend: &Arc<Frontend>,
     proxy: Proxy,
@@ -116,11 +118,17 @@ async fn serve_h1(
     let header_timeout = frontend.timeouts.client_header;
     let idle_timeout = frontend.timeouts.client_idle;
     let mut deadline = tokio::time::Instant::now() + header_timeout;
-    let mut draining = *guard.shutdown.borrow();
-    if draining {
-        std::pin::Pin::new(&mut conn).graceful_shutdown();
-    }
+    // Shutdown asked (`stopping`), and passed on to hyper (`draining`). A
+    // connection accepted as shutdown began still gets its first request
+    // answered: closing it unread would fail a client that did nothing wrong.
+    let mut stopping = *guard.shutdown.borrow();
+    let mut watching = !stopping;
+    let mut draining = false;
     loop {
+        if stopping && !draining && !awaiting_first_request(&activity) {
+            draining = true;
+            std::pin::Pin::new(&mut conn).graceful_shutdown();
+        }
         tokio::select! {
             result = &mut conn => {
                 if let Err(err) = result {
@@ -148,14 +156,22 @@ async fn serve_h1(
                     }
                 }
             }
-            changed = guard.shutdown.changed(), if !draining => {
-                draining = true;
-                if changed.is_ok() {
-                    std::pin::Pin::new(&mut conn).graceful_shutdown();
-                }
+            changed = guard.shutdown.changed(), if watching => {
+                watching = false;
+                stopping = changed.is_ok();
             }
+            // Until the first request starts, look again now and then.
+            _ = tokio::time::sleep(FIRST_REQUEST_POLL), if stopping && !draining => {}
         }
     }
+}
+
+/// How often a connection accepted during shutdown checks whether its
+/// first request has started arriving.
+const FIRST_REQUEST_POLL: Duration = Duration::from_millis(5);
+
+fn awaiting_first_request(activity: &ConnActivity) -> bool {
+    matches!(activity.snapshot(), Activity::Idle { first: true, .. })
 }
 
 enum Expiry {

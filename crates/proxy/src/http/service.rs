@@ -156,7 +156,13 @@ impl ClientConn {
             .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         if let Err(status) = prepare(
             &mut request,
-            frontend.forwarded_headers,
+            frontend
+                .forwarded_headers
+                .then_some(if frontend.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                }),
             backend.protocol == zkgate_config::Protocol::Http2,
             self.peer,
         ) {
@@ -187,10 +193,11 @@ impl ClientConn {
     }
 }
 
-/// Rewrites a client request into the request sent to the server.
+/// Rewrites a client request into the request sent to the server;
+/// `forwarded` is the scheme to tell it in `X-Forwarded-Proto`, if told.
 fn prepare(
     request: &mut Request<Incoming>,
-    forwarded: bool,
+    forwarded: Option<&'static str>,
     to_h2: bool,
     peer: SocketAddr,
 ) -> Result<(), StatusCode> {
@@ -227,9 +234,9 @@ fn prepare(
     }
     // zkgate answers `Expect: 100-continue` itself as soon as it reads the body.
     headers.remove(header::EXPECT);
-    if forwarded {
+    if let Some(scheme) = forwarded {
         let host = headers.get(header::HOST).cloned();
-        add_forwarded(headers, peer.ip(), host.as_ref());
+        add_forwarded(headers, peer.ip(), scheme, host.as_ref());
     }
     *request.version_mut() = Version::HTTP_11;
     Ok(())

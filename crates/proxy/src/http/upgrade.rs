@@ -52,6 +52,7 @@ pub async fn forward(
     for server in attempts.by_ref() {
         let mut sender = match upstream::connect_for_upgrade(
             server.address(),
+            backend.tls.as_deref(),
             backend.timeouts.connect,
         )
         .await

@@ -12,12 +12,14 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tracing::debug;
 use zkgate_config::Protocol;
 use zkgate_routing::ActiveRequest;
 
 use super::body::ProxyBody;
+use crate::dial::dial;
+pub use crate::dial::ConnectError;
+use zkgate_tls::ClientTls;
 
 /// What zkgate sends servers: the client's body streamed, or nothing (a replay).
 pub type UpstreamBody = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
@@ -34,8 +36,28 @@ const MAX_IDLE_PER_SERVER: usize = 256;
 const MAX_IDLE_AGE: Duration = Duration::from_secs(20);
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<(Sender, Instant)>>> = RefCell::new(HashMap::new());
-    static H2: RefCell<HashMap<SocketAddr, H2Sender>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<HashMap<PoolKey, Vec<(Sender, Instant)>>> = RefCell::new(HashMap::new());
+    static H2: RefCell<HashMap<PoolKey, H2Sender>> = RefCell::new(HashMap::new());
+}
+
+/// Which open connections a request may use: those to the same server made
+/// with the same TLS settings (or none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// The server.
+    pub server: SocketAddr,
+    /// [`ClientTls::id`], 0 for cleartext.
+    tls: u64,
+}
+
+impl PoolKey {
+    /// The key of connections to `server` made with `tls`.
+    pub fn new(server: SocketAddr, tls: Option<&ClientTls>) -> Self {
+        PoolKey {
+            server,
+            tls: tls.map_or(0, |tls| tls.id),
+        }
+    }
 }
 
 /// A connection to a server, of either HTTP version.
@@ -48,7 +70,7 @@ pub enum Conn {
 
 impl Conn {
     /// An open connection to `server` this thread already has, if any.
-    pub fn cached(protocol: Protocol, server: SocketAddr) -> Option<Conn> {
+    pub fn cached(protocol: Protocol, server: PoolKey) -> Option<Conn> {
         match protocol {
             Protocol::Http1 => IDLE.with(|idle| {
                 let mut idle = idle.borrow_mut();
@@ -77,17 +99,18 @@ impl Conn {
     /// Opens a new connection (an HTTP/2 one is kept for the thread).
     pub async fn open(
         protocol: Protocol,
-        server: SocketAddr,
+        server: PoolKey,
+        tls: Option<&ClientTls>,
         timeout: Duration,
     ) -> Result<Conn, ConnectError> {
-        let io = TokioIo::new(dial(server, timeout).await?);
+        let io = TokioIo::new(dial(server.server, None, tls, timeout).await?);
         match protocol {
             Protocol::Http1 => {
                 let (sender, connection) = http1::Builder::new()
                     .handshake(io)
                     .await
                     .map_err(ConnectError::Http)?;
-                spawn_connection(server, connection);
+                spawn_connection(server.server, connection);
                 Ok(Conn::H1(sender))
             }
             Protocol::Http2 => {
@@ -96,7 +119,7 @@ impl Conn {
                     .handshake(io)
                     .await
                     .map_err(ConnectError::Http)?;
-                spawn_connection(server, connection);
+                spawn_connection(server.server, connection);
                 H2.with(|h2| h2.borrow_mut().insert(server, sender.clone()));
                 Ok(Conn::H2(sender))
             }
@@ -124,7 +147,7 @@ impl Conn {
 
     /// The response body towards the client; an HTTP/1.1 connection returns
     /// to the pool when it has been read to its end.
-    pub fn body(self, body: Incoming, server: SocketAddr, active: ActiveRequest) -> ProxyBody {
+    pub fn body(self, body: Incoming, server: PoolKey, active: ActiveRequest) -> ProxyBody {
         match self {
             Conn::H1(sender) => ProxyBody::upstream(body, (server, sender), active),
             Conn::H2(_) => ProxyBody::detached(body, active),
@@ -133,7 +156,7 @@ impl Conn {
 }
 
 /// Returns an HTTP/1.1 connection whose last response was fully read.
-pub fn checkin(server: SocketAddr, sender: Sender) {
+pub fn checkin(server: PoolKey, sender: Sender) {
     if sender.is_closed() {
         return;
     }
@@ -146,38 +169,6 @@ pub fn checkin(server: SocketAddr, sender: Sender) {
         }
         list.push((sender, Instant::now()));
     });
-}
-
-/// Why no connection to a server could be made.
-#[derive(Debug)]
-pub enum ConnectError {
-    /// `connect` timed out.
-    Timeout,
-    /// Refused, unreachable, reset, …
-    Io(std::io::Error),
-    /// The HTTP handshake failed.
-    Http(hyper::Error),
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Timeout => f.write_str("connect timed out"),
-            ConnectError::Io(err) => write!(f, "{err}"),
-            ConnectError::Http(err) => write!(f, "{err}"),
-        }
-    }
-}
-
-/// A TCP connection to `server` within `timeout`.
-async fn dial(server: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
-        Err(_) => return Err(ConnectError::Timeout),
-        Ok(Err(err)) => return Err(ConnectError::Io(err)),
-        Ok(Ok(stream)) => stream,
-    };
-    stream.set_nodelay(true).ok();
-    Ok(stream)
 }
 
 fn spawn_connection<F>(server: SocketAddr, connection: F)
@@ -195,9 +186,10 @@ where
 /// request; never pooled).
 pub async fn connect_for_upgrade(
     server: SocketAddr,
+    tls: Option<&ClientTls>,
     timeout: Duration,
 ) -> Result<Sender, ConnectError> {
-    let io = TokioIo::new(dial(server, timeout).await?);
+    let io = TokioIo::new(dial(server, None, tls, timeout).await?);
     let (sender, connection) = http1::Builder::new()
         .handshake(io)
         .await
