@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs zkgate's whole test suite on a fresh machine: installs what is missing
-# (ZooKeeper from Debian, Java, Chromium, rustfmt, clippy), then checks
+# (ZooKeeper from Debian, Java, Chromium, sslscan, rustfmt, clippy), then checks
 # formatting, lints, and runs every test against real ZooKeeper and real
 # servers. The /stats screenshot is left in target/tmp/artifacts/.
 set -euo pipefail
@@ -13,6 +13,8 @@ missing=()
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 # The /stats page is checked in a real browser.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# TLS frontends are scanned for old protocols and weak ciphers.
+command -v sslscan >/dev/null 2>&1 || missing+=(sslscan)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   as_root apt-get update -qq

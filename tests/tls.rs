@@ -403,3 +403,58 @@ async fn servers_behind_tls_are_verified_against_the_backend_ca() {
         Some(1.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslscan_finds_only_tls_1_2_and_1_3_and_only_strong_ciphers() {
+    let app = HttpServer::start("app").await;
+    let pki = Pki::new("edge CA");
+    let cert = pki.issue("edge", &["edge.test"]);
+    let port = free_port();
+    let _zkgate = Zkgate::start(ZKGATE, &https_config(port, &[&cert], app.addr)).await;
+    let target = format!("127.0.0.1:{port}");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sslscan")
+            .args(["--no-colour", "--sni-name=edge.test", &target])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("sslscan is needed: sudo apt-get install -y sslscan (./scripts/test.sh installs it)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    for refused in ["SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(refused) && l.contains("disabled")),
+            "{refused} must be disabled:\n{report}"
+        );
+    }
+    for offered in ["TLSv1.2", "TLSv1.3"] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(offered) && l.contains("enabled")),
+            "{offered} must be enabled:\n{report}"
+        );
+    }
+    let ciphers: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("Accepted") || l.starts_with("Preferred"))
+        .collect();
+    assert!(ciphers.len() >= 4, "{report}");
+    for line in ciphers {
+        let name = line.split_whitespace().nth(4).unwrap_or_default();
+        let aead = name.contains("GCM")
+            || name.contains("CHACHA20-POLY1305")
+            || name.contains("CHACHA20_POLY1305");
+        let forward_secret = name.starts_with("TLS_") || name.starts_with("ECDHE-");
+        assert!(
+            aead && forward_secret,
+            "weak cipher offered: {line}\n{report}"
+        );
+    }
+    assert!(
+        report.contains("Session renegotiation not supported"),
+        "{report}"
+    );
+}
