@@ -1,0 +1,267 @@
+//! HTTP/2 abuse, written frame by frame: rapid reset (CVE-2023-44487),
+//! CONTINUATION floods, SETTINGS and PING floods. Each must end with the
+//! abuser's connection closed or throttled, zkgate's memory bounded, and an
+//! ordinary client still served. Also: memory per idle connection, with
+//! 10,000 of them open.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use zkgate_testkit::{free_port, http_get, wait_until, HttpServer, Zkgate};
+
+use common::*;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(9 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    frame.push(kind);
+    frame.push(flags);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// `GET http://x/` in HPACK: indexed :method GET, :scheme http, :path /,
+/// and :authority `x` as a literal.
+const GET_BLOCK: &[u8] = &[0x82, 0x86, 0x84, 0x41, 0x01, b'x'];
+
+/// zkgate's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+async fn start(extra_frontend: &str) -> (HttpServer, Zkgate, SocketAddr) {
+    let server = HttpServer::start("s").await;
+    let port = free_port();
+    let config = format!(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\n{extra_frontend}backends:\n  web:\n    servers: {}\n",
+        servers(&[(server.addr, 1)])
+    );
+    let zkgate = Zkgate::start(ZKGATE, &config).await;
+    (server, zkgate, ([127, 0, 0, 1], port).into())
+}
+
+/// Opens an h2c connection: preface and an empty SETTINGS.
+async fn h2c(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(PREFACE).await.unwrap();
+    stream.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    stream
+}
+
+/// Reads until zkgate closes the connection (or `limit` passes); returns the
+/// GOAWAY error code if one came.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Option<u32>, bool) {
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(limit, async {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    // Walk the frames for a GOAWAY.
+    let mut at = 0;
+    let mut goaway = None;
+    while at + 9 <= received.len() {
+        let len =
+            u32::from_be_bytes([0, received[at], received[at + 1], received[at + 2]]) as usize;
+        if received[at + 3] == GOAWAY && at + 9 + 8 <= received.len() {
+            let code = &received[at + 9 + 4..at + 9 + 8];
+            goaway = Some(u32::from_be_bytes(code.try_into().unwrap()));
+        }
+        at += 9 + len;
+    }
+    (goaway, closed)
+}
+
+async fn ordinary_client_is_served(addr: SocketAddr) {
+    let started = Instant::now();
+    let reply = http_get(addr, "/").await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "served in {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_is_cut_off_with_goaway_and_memory_stays_bounded() {
+    let (server, zkgate, addr) = start("").await;
+    let before = rss_kib(zkgate.pid());
+    let mut stream = h2c(addr).await;
+    // 20,000 requests, each cancelled at once, written as fast as possible.
+    const STREAMS: u32 = 20_000;
+    let mut burst = Vec::new();
+    let mut written = 0;
+    let mut write_failed = false;
+    for i in 0..STREAMS {
+        let id = 1 + 2 * i;
+        burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, id, GET_BLOCK));
+        burst.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes()));
+        if burst.len() > 32 * 1024 {
+            if stream.write_all(&burst).await.is_err() {
+                write_failed = true;
+                break;
+            }
+            written = i + 1;
+            burst.clear();
+        }
+    }
+    if !write_failed && stream.write_all(&burst).await.is_ok() {
+        written = STREAMS;
+    }
+    let (goaway, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(closed, "the abusive connection must be closed");
+    // ENHANCE_YOUR_CALM (0xb): hyper's limit on streams reset before they were served.
+    assert_eq!(goaway, Some(0xb), "GOAWAY code after {written} streams");
+    let served = server.requests();
+    assert!(
+        served < 2_000,
+        "{served} of {written} cancelled requests reached the server"
+    );
+    ordinary_client_is_served(addr).await;
+    let after = rss_kib(zkgate.pid());
+    assert!(
+        after < before + 32 * 1024,
+        "memory grew from {before} KiB to {after} KiB"
+    );
+    eprintln!("rapid reset: {written} streams sent, {served} reached the server, GOAWAY {goaway:?}, RSS {before} -> {after} KiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuation_flood_is_refused_before_it_costs_memory() {
+    let (server, zkgate, addr) = start("").await;
+    let before = rss_kib(zkgate.pid());
+    let mut stream = h2c(addr).await;
+    // A header block that never ends: 16 KiB CONTINUATION frames, up to 64 MiB.
+    stream
+        .write_all(&frame(HEADERS, END_STREAM, 1, GET_BLOCK))
+        .await
+        .unwrap();
+    // A literal header field `x-a: <16 KiB>`, repeated, never ending the block.
+    let mut chunk = vec![0x40, 0x03, b'x', b'-', b'a', 0x7f, 0x81, 0x7f];
+    chunk.resize(16 * 1024, b'a');
+    let continuation = frame(CONTINUATION, 0, 1, &chunk);
+    let mut sent = 0usize;
+    while sent < 64 * 1024 * 1024 {
+        match tokio::time::timeout(Duration::from_secs(5), stream.write_all(&continuation)).await {
+            Ok(Ok(())) => sent += continuation.len(),
+            // Refused (reset) or no longer read: either way zkgate stopped taking it.
+            _ => break,
+        }
+    }
+    let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(closed, "the flooding connection must be closed");
+    assert!(
+        sent < 16 * 1024 * 1024,
+        "zkgate read {sent} bytes of one header block"
+    );
+    assert_eq!(server.requests(), 0);
+    ordinary_client_is_served(addr).await;
+    let after = rss_kib(zkgate.pid());
+    assert!(
+        after < before + 32 * 1024,
+        "memory grew from {before} KiB to {after} KiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_and_ping_floods_from_a_client_that_never_reads_stay_bounded() {
+    let (_server, zkgate, addr) = start("").await;
+    let before = rss_kib(zkgate.pid());
+    for (kind, payload) in [(SETTINGS, &[][..]), (PING, &[7u8; 8][..])] {
+        let mut stream = h2c(addr).await;
+        let one = frame(kind, 0, 0, payload);
+        let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 4096).collect();
+        // Up to 1,000,000 frames, never reading an ACK: zkgate must stop
+        // reading (back-pressure) or close, not queue every answer.
+        let mut frames = 0;
+        while frames < 1_000_000 {
+            match tokio::time::timeout(Duration::from_secs(2), stream.write_all(&batch)).await {
+                Ok(Ok(())) => frames += 4096,
+                _ => break,
+            }
+        }
+        ordinary_client_is_served(addr).await;
+        let now = rss_kib(zkgate.pid());
+        assert!(
+            now < before + 32 * 1024,
+            "after {frames} frames of type {kind}: memory grew from {before} KiB to {now} KiB"
+        );
+        drop(stream);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_idle_connections_cost_little_memory_each() {
+    const CONNECTIONS: usize = 10_000;
+    let (_server, zkgate, addr) =
+        start("    timeouts: { client_header: 2m, client_idle: 2m }\n").await;
+    let before = rss_kib(zkgate.pid());
+    let mut open = Vec::with_capacity(CONNECTIONS);
+    while open.len() < CONNECTIONS {
+        let batch: Vec<_> = (0..500).map(|_| TcpStream::connect(addr)).collect();
+        for stream in futures_util::future::join_all(batch).await {
+            open.push(stream.expect("connect"));
+        }
+    }
+    wait_until(
+        "zkgate to hold every connection",
+        Duration::from_secs(60),
+        || async {
+            let active = zkgate
+                .metric(r#"zkgate_frontend_active_connections{frontend="web"}"#)
+                .await?;
+            (active as usize >= CONNECTIONS).then_some(())
+        },
+    )
+    .await;
+    let after = rss_kib(zkgate.pid());
+    let per_connection = (after.saturating_sub(before)) * 1024 / CONNECTIONS as u64;
+    eprintln!(
+        "{CONNECTIONS} idle connections: RSS {before} KiB -> {after} KiB, {per_connection} bytes each"
+    );
+    assert!(
+        per_connection < 32 * 1024,
+        "{per_connection} bytes per idle connection"
+    );
+    // Still serving.
+    ordinary_client_is_served(addr).await;
+    drop(open);
+    wait_until(
+        "every idle connection to be released",
+        Duration::from_secs(30),
+        || async {
+            let active = zkgate
+                .metric(r#"zkgate_frontend_active_connections{frontend="web"}"#)
+                .await?;
+            (active == 0.0).then_some(())
+        },
+    )
+    .await;
+}
