@@ -21,6 +21,10 @@ use crate::Proxy;
 const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// Decoded size of one request's headers.
 const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+/// Request body bytes a client may send on one stream before zkgate has
+/// passed them on (flow control), and on the whole connection.
+const STREAM_WINDOW: u32 = 256 * 1024;
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
 
 /// Serves one HTTP/2 client connection until it closes, stays idle for
 /// `client_idle` with no stream open, or shutdown asks it to finish.
@@ -36,6 +40,8 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .max_pending_accept_reset_streams(Some(64))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .serve_connection(io, service);
