@@ -381,11 +381,19 @@ async fn servers_behind_tls_are_verified_against_the_backend_ca() {
         assert_eq!(reply.status, 200, "{path}");
         assert_eq!(reply.text(), "secure");
     }
-    // Keep-alive to the server: a second request reuses the TLS connection.
+    // Keep-alive to the server: TLS connections are pooled (per zkgate
+    // worker thread, one per core), not opened per request.
     let before = secure.connections();
-    let reply = zkgate_testkit::http_get(addr(port), "/").await.unwrap();
-    assert_eq!(reply.text(), "secure");
-    assert_eq!(secure.connections(), before);
+    for _ in 0..20 {
+        let reply = zkgate_testkit::http_get(addr(port), "/").await.unwrap();
+        assert_eq!(reply.text(), "secure");
+    }
+    let workers = std::thread::available_parallelism().unwrap().get();
+    assert!(
+        secure.connections() <= before + workers,
+        "{} new connections for 20 requests",
+        secure.connections() - before
+    );
 
     let reply = zkgate_testkit::http_get(addr(port), "/wrong")
         .await
