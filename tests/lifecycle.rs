@@ -155,3 +155,46 @@ async fn a_new_process_takes_over_the_port_under_load_without_a_connection_error
             > Some(0.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_open_websocket_carry_on_until_it_closes() {
+    let ws = zkgate_testkit::websocket::WebSocketServer::start("ws").await;
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut zkgate = Zkgate::start(ZKGATE, &web_config(port, &servers(&[(ws.addr, 1)]))).await;
+    let mut client = zkgate_testkit::websocket::WebSocketClient::connect(addr, "/chat")
+        .await
+        .unwrap();
+    assert_eq!(
+        client.exchange("before").await.unwrap().as_deref(),
+        Some("ws: before")
+    );
+
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = zkgate.terminate();
+        (status, zkgate)
+    });
+    wait_until(
+        "zkgate to stop accepting",
+        Duration::from_secs(10),
+        || async {
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(!exit.is_finished(), "zkgate exited with a tunnel open");
+    // The tunnel still works while zkgate drains.
+    assert_eq!(
+        client.exchange("during").await.unwrap().as_deref(),
+        Some("ws: during")
+    );
+    drop(client);
+    let (status, _zkgate) = tokio::time::timeout(Duration::from_secs(10), exit)
+        .await
+        .expect("zkgate exits once the tunnel closed, well before the grace period")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+}

@@ -66,13 +66,10 @@ pub async fn serve(
     drop(table);
     let received = frontend.metrics.bytes_received.clone();
     let sent = frontend.metrics.bytes_sent.clone();
-    let mut shutdown = guard.shutdown.clone();
     let address = server.address();
-    let copied = tokio::select! {
-        copied = relay(client, upstream, idle, received, sent) => copied,
-        // Tunnels have no request boundary to finish at: close on shutdown.
-        _ = shutdown.wait_for(|stopping| *stopping) => (0, 0),
-    };
+    // A tunnel has no request boundary to stop at: on shutdown it carries
+    // on until either side closes it, or the grace period ends.
+    let copied = relay(client, upstream, idle, received, sent).await;
     log(Some(address), copied);
     drop(active);
     drop(guard);

@@ -155,34 +155,52 @@ async fn write_frame<W: AsyncWriteExt + Unpin>(
     writer.write_all(&frame).await
 }
 
-/// Connects to `addr`, upgrades `path` to WebSocket (checking the accept
-/// key), sends each message and returns the answers.
-pub async fn echo(addr: SocketAddr, path: &str, messages: &[&str]) -> std::io::Result<Vec<String>> {
-    let stream = TcpStream::connect(addr).await?;
-    let mut reader = BufReader::new(stream);
-    let key = "dGhlIHNhbXBsZSBub25jZQ==";
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    reader.get_mut().write_all(request.as_bytes()).await?;
-    let head = read_head(&mut reader).await?;
-    let status = head.first().cloned().unwrap_or_default();
-    if !status.starts_with("HTTP/1.1 101")
-        || header(&head, "sec-websocket-accept") != Some(accept_key(key).as_str())
-    {
-        return Err(std::io::Error::other(format!(
-            "no WebSocket handshake: {head:?}"
-        )));
+/// A client's side of an upgraded WebSocket connection.
+pub struct WebSocketClient {
+    reader: BufReader<TcpStream>,
+}
+
+impl WebSocketClient {
+    /// Connects to `addr` and upgrades `path` to WebSocket (checking the accept key).
+    pub async fn connect(addr: SocketAddr, path: &str) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        let mut reader = BufReader::new(stream);
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        reader.get_mut().write_all(request.as_bytes()).await?;
+        let head = read_head(&mut reader).await?;
+        let status = head.first().cloned().unwrap_or_default();
+        if !status.starts_with("HTTP/1.1 101")
+            || header(&head, "sec-websocket-accept") != Some(accept_key(key).as_str())
+        {
+            return Err(std::io::Error::other(format!(
+                "no WebSocket handshake: {head:?}"
+            )));
+        }
+        Ok(WebSocketClient { reader })
     }
-    let mut answers = Vec::new();
-    for message in messages {
+
+    /// Sends a text message and reads the answer (`None`: the connection closed).
+    pub async fn exchange(&mut self, message: &str) -> std::io::Result<Option<String>> {
         write_frame(
-            reader.get_mut(),
+            self.reader.get_mut(),
             message.as_bytes(),
             Some([0x12, 0x34, 0x56, 0x78]),
         )
         .await?;
-        match read_frame(&mut reader).await? {
+        read_frame(&mut self.reader).await
+    }
+}
+
+/// Connects to `addr`, upgrades `path` to WebSocket (checking the accept
+/// key), sends each message and returns the answers.
+pub async fn echo(addr: SocketAddr, path: &str, messages: &[&str]) -> std::io::Result<Vec<String>> {
+    let mut client = WebSocketClient::connect(addr, path).await?;
+    let mut answers = Vec::new();
+    for message in messages {
+        match client.exchange(message).await? {
             Some(answer) => answers.push(answer),
             None => break,
         }

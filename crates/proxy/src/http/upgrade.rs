@@ -93,9 +93,14 @@ pub async fn forward(
         let mut response = response;
         let server_upgrade = hyper::upgrade::on(&mut response);
         let (parts, _) = response.into_parts();
+        // The tunnel outlives the HTTP connection it came from: it counts as
+        // an open connection of its own, so shutdown waits for it (up to the
+        // grace period) as for any request in flight.
+        let guard = proxy.connections.open();
         tokio::spawn(async move {
             // Held for the tunnel's life: the server counts it as in flight.
             let _active = active;
+            let _guard = guard;
             match tokio::try_join!(client, server_upgrade) {
                 Ok((client, server)) => {
                     let client = tokio::io::split(TokioIo::new(client));
