@@ -1,5 +1,5 @@
-//! Criterion: building a routing table (the control plane's work per change)
-//! and one pick from it (the data plane's work per request).
+//! Criterion: building a routing table (the control plane's work per change),
+//! one pick from it and one route match (the data plane's work per request).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -90,5 +90,50 @@ fn pick(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, table_build, pick);
+/// Route matching: a frontend with 50 routes (exact and wildcard hosts,
+/// path prefixes, a header match); requests that match early, late, or fall
+/// through to the default backend.
+fn route_match(c: &mut Criterion) {
+    let mut text = String::from(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:18080\"]\n    default_backend: web\n    routes:\n",
+    );
+    for i in 0..48 {
+        text.push_str(&format!(
+            "      - {{ host: \"app{i}.example.com\", path_prefix: /api/v{i}, backend: web }}\n"
+        ));
+    }
+    text.push_str(
+        "      - { host: \"*.example.org\", headers: { x-canary: \"1\" }, backend: web }\n",
+    );
+    text.push_str("      - { path_prefix: /static, backend: web }\n");
+    text.push_str("backends:\n  web:\n    servers: [{ address: \"127.0.0.1:1\" }]\n");
+    let config = zkgate_config::parse(&text, "bench").unwrap();
+    let mut builder = TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
+    let table = builder.build(&config, &HashMap::new(), &HashMap::new());
+    let frontend = table.frontends().next().unwrap().clone();
+    let mut canary = http::HeaderMap::new();
+    canary.insert("x-canary", http::HeaderValue::from_static("1"));
+    let plain = http::HeaderMap::new();
+    let cases = [
+        ("first", "app0.example.com", "/api/v0/users", &plain),
+        ("last-host", "app47.example.com", "/api/v47/x", &plain),
+        ("wildcard-header", "www.example.org", "/", &canary),
+        ("default", "unknown.example.net", "/index.html", &plain),
+    ];
+    let mut group = c.benchmark_group("route_match");
+    for (name, host, path, headers) in cases {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(
+                    frontend
+                        .select(Some(black_box(host)), black_box(path), headers)
+                        .is_some(),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, table_build, pick, route_match);
 criterion_main!(benches);

@@ -152,7 +152,16 @@ async fn attempt_on(
         let reused = cached.is_some();
         let mut conn = match cached.take() {
             Some(conn) => conn,
-            None => match Conn::open(backend.protocol, key, tls, backend.timeouts.connect).await {
+            // Opening a connection (TCP, maybe TLS) is the rare case and its
+            // future is large: boxed, so the pooled path's future stays small.
+            None => match Box::pin(Conn::open(
+                backend.protocol,
+                key,
+                tls,
+                backend.timeouts.connect,
+            ))
+            .await
+            {
                 Ok(conn) => conn,
                 Err(err) => {
                     warn!(backend = %backend.name, server = %address, error = %err, "cannot connect to server");

@@ -12,54 +12,93 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any that the
-/// `Connection` header itself names.
+/// Hop-by-hop headers (RFC 9110 §7.6.1): the connection's own, never forwarded.
+const HOP_BY_HOP: [&HeaderName; 7] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including any that the `Connection` header
+/// itself names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    const HOP_BY_HOP: [&HeaderName; 7] = [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ];
-    // One pass over the names (no hashing) finds the usual case — none
-    // present — so only headers that are there get removed.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(&name)) {
+    // One pass over the names (comparisons, no hashing) notes which are
+    // present; usually none or only `Connection: keep-alive`.
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| *hop == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    if let Some(connection) = headers.get(header::CONNECTION) {
-        if let Ok(listed) = connection.to_str() {
-            let named: Vec<HeaderName> = listed
-                .split(',')
-                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-                .collect();
-            for name in named {
-                headers.remove(name);
+    if present & 1 != 0 {
+        remove_connection_options(headers);
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(*name);
+        }
+    }
+}
+
+/// Removes the headers a `Connection` header names, other than the
+/// hop-by-hop ones (removed anyway) and `close`.
+fn remove_connection_options(headers: &mut HeaderMap) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(listed) = value.to_str() else { continue };
+        for token in listed.split(',').map(str::trim) {
+            let known = token.eq_ignore_ascii_case("close")
+                || HOP_BY_HOP
+                    .iter()
+                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str()));
+            if known || token.is_empty() {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                named.push(name);
             }
         }
     }
-    for name in HOP_BY_HOP {
+    for name in named {
         headers.remove(name);
     }
 }
 
-/// Appends the client to `X-Forwarded-For` and sets `-Proto` (`scheme`, the
-/// one the client used) and `-Host`.
+/// `client` as an `X-Forwarded-For` entry.
+pub fn client_address_value(client: IpAddr) -> HeaderValue {
+    // An address's text is always a valid header value.
+    HeaderValue::from_str(&client.to_string()).expect("an IP address is a valid header value")
+}
+
+/// Appends the client (`client`, see [`client_address_value`]) to
+/// `X-Forwarded-For` and sets `-Proto` (`scheme`, the one the client used)
+/// and `-Host`.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    client: &HeaderValue,
     scheme: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let client = client.to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client}"),
-        _ => client,
+    let earlier = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty());
+    let forwarded_for = match earlier {
+        // Earlier hops' text was a valid value, and so is an address.
+        Some(earlier) => {
+            let joined = format!("{earlier}, {}", client.to_str().unwrap_or_default());
+            HeaderValue::from_str(&joined).ok()
+        }
+        None => Some(client.clone()),
     };
-    // Only fails on bytes an IP address never contains, and earlier hops' text was valid already.
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
@@ -104,6 +143,26 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key(header::CONTENT_TYPE));
+
+        // Several Connection headers, `close`, odd spacing and case.
+        let mut headers = HeaderMap::new();
+        headers.append(header::CONNECTION, HeaderValue::from_static("close"));
+        headers.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" X-Other ,Upgrade"),
+        );
+        headers.insert("x-other", HeaderValue::from_static("1"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key(header::ACCEPT));
+
+        // None present: untouched.
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
     }
 
     #[test]
@@ -111,12 +170,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
         let host = HeaderValue::from_static("example.com");
-        add_forwarded(
-            &mut headers,
-            "127.0.0.1".parse().unwrap(),
-            "http",
-            Some(&host),
-        );
+        let client = client_address_value("127.0.0.1".parse().unwrap());
+        add_forwarded(&mut headers, &client, "http", Some(&host));
         assert_eq!(headers["x-forwarded-for"], "192.0.2.1, 127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.com");

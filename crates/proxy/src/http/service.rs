@@ -13,7 +13,7 @@ use zkgate_routing::{Backend, FrontendId};
 
 use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::forward::{forward, Forwarded};
-use super::headers::{add_forwarded, request_host, strip_hop_by_hop};
+use super::headers::{add_forwarded, client_address_value, request_host, strip_hop_by_hop};
 use super::keys;
 use super::response::{error, too_many_requests};
 use super::upgrade;
@@ -30,6 +30,9 @@ struct ClientConn {
     proxy: Proxy,
     frontend: FrontendId,
     peer: SocketAddr,
+    /// The client's address as an `X-Forwarded-For` entry, formatted once
+    /// per connection rather than per request.
+    forwarded_for: header::HeaderValue,
     activity: Arc<ConnActivity>,
 }
 
@@ -45,6 +48,7 @@ impl ProxyService {
                 proxy,
                 frontend,
                 peer,
+                forwarded_for: client_address_value(peer.ip()),
                 activity,
             }),
         }
@@ -164,7 +168,7 @@ impl ClientConn {
                     "http"
                 }),
             backend.protocol == zkgate_config::Protocol::Http2,
-            self.peer,
+            &self.forwarded_for,
         ) {
             backend.metrics.count_response(status.as_u16());
             return error(status);
@@ -172,7 +176,17 @@ impl ClientConn {
         let forwarded = match upgrade {
             Some((protocol, client)) => {
                 let idle = backend.timeouts.tunnel.min(frontend.timeouts.tunnel);
-                upgrade::forward(&backend, request, protocol, client, key, idle, &self.proxy).await
+                // Rare and large: boxed, so that every other request's future stays small.
+                Box::pin(upgrade::forward(
+                    &backend,
+                    request,
+                    protocol,
+                    client,
+                    key,
+                    idle,
+                    &self.proxy,
+                ))
+                .await
             }
             None => forward(&backend, request, key, sticky, &self.proxy).await,
         };
@@ -199,7 +213,7 @@ fn prepare(
     request: &mut Request<Incoming>,
     forwarded: Option<&'static str>,
     to_h2: bool,
-    peer: SocketAddr,
+    client: &header::HeaderValue,
 ) -> Result<(), StatusCode> {
     let authority = request.uri().authority().cloned();
     if authority.is_some() || request.uri().scheme().is_some() {
@@ -236,7 +250,7 @@ fn prepare(
     headers.remove(header::EXPECT);
     if let Some(scheme) = forwarded {
         let host = headers.get(header::HOST).cloned();
-        add_forwarded(headers, peer.ip(), scheme, host.as_ref());
+        add_forwarded(headers, client, scheme, host.as_ref());
     }
     *request.version_mut() = Version::HTTP_11;
     Ok(())
