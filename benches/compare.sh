@@ -8,7 +8,12 @@
 #   ROUNDS=5 SECONDS_PER_RUN=20 ./benches/compare.sh
 #
 # Scenarios: HTTP/1.1 64-byte responses (keep-alive, wrk -t1 -c64), HTTP/1.1
-# 1 MiB responses, and L4 TCP mode. All traffic stays on 127.0.0.1.
+# 1 MiB responses, L4 TCP mode, and TLS termination (ECDSA P-256) both with
+# keep-alive and with a new connection, so a full handshake, per request.
+# All traffic stays on 127.0.0.1. Membership churn is measured by
+# `cargo bench --bench churn` (zkgate only: it needs ZooKeeper).
+#
+#   SCENARIOS="small tls-new" ./benches/compare.sh   # a subset
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -37,6 +42,8 @@ trap cleanup EXIT INT TERM
 B1=18101 B2=18102 B3=18103
 declare -A HTTP=([zkgate]=18201 [haproxy]=18202 [nginx]=18203)
 declare -A TCP=([zkgate]=18301 [haproxy]=18302 [nginx]=18303)
+declare -A TLS=([zkgate]=18401 [haproxy]=18402 [nginx]=18403)
+SCENARIOS=${SCENARIOS:-small large tcp tls-keepalive tls-new}
 
 # Backends: one nginx worker on core 0, three ports, a 64-byte and a 1 MiB answer.
 head -c 1048576 /dev/zero | tr '\0' 'x' > "$work/1m"
@@ -50,10 +57,20 @@ http { access_log off; keepalive_requests 1000000;
 CONF
 taskset -c 0 nginx -c "$work/backends.conf" & pids+=($!)
 
+# One certificate for every proxy: ECDSA P-256, as most sites serve today.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+  -subj /CN=bench.test -addext subjectAltName=DNS:bench.test \
+  -keyout "$work/tls.key" -out "$work/tls.pem" 2>/dev/null
+cat "$work/tls.pem" "$work/tls.key" > "$work/tls-combined.pem"
+
 cat > "$work/zkgate.yaml" <<CONF
 admin: { bind: 127.0.0.1:18900 }
 frontends:
   web: { bind: ["127.0.0.1:${HTTP[zkgate]}"], default_backend: web }
+  tls:
+    bind: ["127.0.0.1:${TLS[zkgate]}"]
+    tls: { certificates: [{ cert: "$work/tls.pem", key: "$work/tls.key" }], alpn: [http/1.1] }
+    default_backend: web
   l4: { bind: ["127.0.0.1:${TCP[zkgate]}"], mode: tcp, default_backend: l4 }
 backends:
   web: { servers: [{ address: "127.0.0.1:$B1" }, { address: "127.0.0.1:$B2" }, { address: "127.0.0.1:$B3" }] }
@@ -70,6 +87,7 @@ defaults
 frontend web
   mode http
   bind 127.0.0.1:${HTTP[haproxy]}
+  bind 127.0.0.1:${TLS[haproxy]} ssl crt $work/tls-combined.pem alpn http/1.1
   option http-keep-alive
   default_backend web
 backend web
@@ -93,7 +111,8 @@ worker_processes 1; daemon off; pid $work/proxy.pid; error_log $work/proxy.err;
 events { worker_connections 20000; }
 http { access_log off; keepalive_requests 1000000;
   upstream web { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; keepalive 128; }
-  server { listen 127.0.0.1:${HTTP[nginx]};
+  server { listen 127.0.0.1:${HTTP[nginx]}; listen 127.0.0.1:${TLS[nginx]} ssl;
+    ssl_certificate $work/tls.pem; ssl_certificate_key $work/tls.key;
     location / { proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }
 stream { upstream l4 { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; }
   server { listen 127.0.0.1:${TCP[nginx]}; proxy_pass l4; } }
@@ -119,13 +138,19 @@ for proxy in zkgate haproxy nginx; do
   fi
 done
 
+for proxy in zkgate haproxy nginx; do
+  answer=$(curl -sk "https://127.0.0.1:${TLS[$proxy]}/64" || true)
+  [ ${#answer} = 64 ] || { echo "compare.sh: $proxy over TLS answered '$answer'" >&2; cat "$work"/*.err >&2 || true; exit 1; }
+done
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 ticks_per_second=$(getconf CLK_TCK)
 
-run() { # proxy url -> "rps p99_ms cpu_us_per_request"
+run() { # proxy url [wrk options…] -> "rps p99_ms cpu_us_per_request"
   local proxy=$1 url=$2 before after out rps p99 requests
+  shift 2
   before=$(cpu_ticks "${PID[$proxy]}")
-  out=$(taskset -c 0 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" --latency "$url")
+  out=$(taskset -c 0 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" --latency "$@" "$url")
   after=$(cpu_ticks "${PID[$proxy]}")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -137,16 +162,21 @@ run() { # proxy url -> "rps p99_ms cpu_us_per_request"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 printf "%-22s %-8s %10s %9s %12s\n" scenario proxy "req/s" "p99 ms" "CPU µs/req"
-for scenario in small large tcp; do
+for scenario in $SCENARIOS; do
   declare -A R=() P=() C=()
   for round in $(seq "$ROUNDS"); do
     for proxy in zkgate haproxy nginx; do
+      options=()
       case $scenario in
         small) url="http://127.0.0.1:${HTTP[$proxy]}/64" ;;
         large) url="http://127.0.0.1:${HTTP[$proxy]}/1m" ;;
         tcp) url="http://127.0.0.1:${TCP[$proxy]}/64" ;;
+        tls-keepalive) url="https://127.0.0.1:${TLS[$proxy]}/64" ;;
+        # A new connection per request: one full handshake each (wrk does not resume sessions).
+        tls-new) url="https://127.0.0.1:${TLS[$proxy]}/64"; options=(-H "Connection: close") ;;
+        *) echo "compare.sh: unknown scenario $scenario" >&2; exit 1 ;;
       esac
-      read -r rps p99 cpu < <(run "$proxy" "$url")
+      read -r rps p99 cpu < <(run "$proxy" "$url" "${options[@]}")
       R[$proxy]+="$rps "; P[$proxy]+="$p99 "; C[$proxy]+="$cpu "
     done
   done
@@ -155,11 +185,13 @@ for scenario in small large tcp; do
     p=$(tr ' ' '\n' <<<"${P[$proxy]}" | grep . | median)
     c=$(tr ' ' '\n' <<<"${C[$proxy]}" | grep . | median)
     printf "%-22s %-8s %10.0f %9.2f %12.1f\n" "$scenario" "$proxy" "$r" "$p" "$c"
-    eval "M_${scenario}_${proxy}_r=$r M_${scenario}_${proxy}_c=$c"
+    key=${scenario//-/_}
+    eval "M_${key}_${proxy}_r=$r M_${key}_${proxy}_c=$c"
   done
-  zr=$(eval echo "\$M_${scenario}_zkgate_r"); zc=$(eval echo "\$M_${scenario}_zkgate_c")
+  key=${scenario//-/_}
+  zr=$(eval echo "\$M_${key}_zkgate_r"); zc=$(eval echo "\$M_${key}_zkgate_c")
   for other in haproxy nginx; do
-    orr=$(eval echo "\$M_${scenario}_${other}_r"); oc=$(eval echo "\$M_${scenario}_${other}_c")
+    orr=$(eval echo "\$M_${key}_${other}_r"); oc=$(eval echo "\$M_${key}_${other}_c")
     awk -v s="$scenario" -v o="$other" -v zr="$zr" -v orr="$orr" -v zc="$zc" -v oc="$oc" \
       'BEGIN { printf "%-22s zkgate/%-8s req/s ×%.2f   CPU/req ×%.2f\n", s, o, zr / orr, zc / oc }'
   done

@@ -19,21 +19,26 @@ pub struct BackendMembers {
 }
 
 impl BackendMembers {
-    /// Applies one change from the backend's watcher.
+    /// Applies one change from the backend's watcher. The set as it was just
+    /// before a change emptied it is remembered for `on_empty: keep_last`
+    /// (copied only then, not at every change).
     pub fn apply(&mut self, change: Change) {
         match change {
             Change::Reset(listing) => {
-                self.members.clear();
+                let before = std::mem::take(&mut self.members);
                 self.invalid.clear();
                 for (name, decoded) in listing {
                     self.put(name, decoded);
+                }
+                if self.members.is_empty() && !before.is_empty() {
+                    self.last_non_empty = before.into_values().collect();
                 }
                 self.synced = true;
             }
             Change::Upsert(name, decoded) => self.put(name, decoded),
             Change::Remove(name) => {
-                self.members.remove(&name);
                 self.invalid.remove(&name);
+                self.remove(&name);
             }
         }
     }
@@ -46,8 +51,16 @@ impl BackendMembers {
             }
             // A member whose data no longer parses is skipped, not kept stale.
             Err(_) => {
-                self.members.remove(&name);
+                self.remove(&name);
                 self.invalid.insert(name);
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(removed) = self.members.remove(name) {
+            if self.members.is_empty() {
+                self.last_non_empty = vec![removed];
             }
         }
     }
@@ -85,9 +98,6 @@ impl BackendMembers {
         }
         if keep {
             return self.last_non_empty.clone();
-        }
-        if !current.is_empty() {
-            self.last_non_empty.clone_from(&current);
         }
         current
     }
@@ -155,6 +165,26 @@ mod tests {
         members.apply(Change::Upsert("b".into(), Ok(server("10.0.0.1:2"))));
         assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [2]);
         assert!(!members.keeping_last());
+    }
+
+    #[test]
+    fn keep_last_remembers_the_set_just_before_it_emptied() {
+        let mut members = BackendMembers::default();
+        members.apply(Change::Reset(vec![
+            ("a".into(), Ok(server("10.0.0.1:1"))),
+            ("b".into(), Ok(server("10.0.0.1:2"))),
+        ]));
+        // Removed one by one (or an empty listing after a reconnect): the set
+        // as it was before the last removal stays in service.
+        members.apply(Change::Remove("a".into()));
+        members.apply(Change::Upsert("b".into(), Err("bad".into())));
+        assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [2]);
+        members.apply(Change::Reset(vec![
+            ("c".into(), Ok(server("10.0.0.1:3"))),
+            ("d".into(), Ok(server("10.0.0.1:4"))),
+        ]));
+        members.apply(Change::Reset(Vec::new()));
+        assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [3, 4]);
     }
 
     #[test]

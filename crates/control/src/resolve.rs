@@ -21,8 +21,9 @@ impl Resolver {
         self.names.clear();
     }
 
-    /// Resolves `addresses`; names that fail are left out (the table builder
-    /// then skips those servers and logs it).
+    /// Resolves the host names among `addresses` (IP literals need no
+    /// lookup: the table builder reads them itself); names that fail are left
+    /// out (the table builder then skips those servers and logs it).
     pub async fn resolve<'a>(
         &mut self,
         addresses: impl Iterator<Item = &'a ServerAddress>,
@@ -32,8 +33,7 @@ impl Resolver {
             if resolved.contains_key(address) {
                 continue;
             }
-            if let Ok(ip) = address.host.parse::<IpAddr>() {
-                resolved.insert(address.clone(), (ip, address.port).into());
+            if address.host.parse::<IpAddr>().is_ok() {
                 continue;
             }
             if !self.names.contains_key(address) {

@@ -19,7 +19,8 @@ use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable, Server, S
 use zkgate_metrics::{BackendMetrics, FrontendMetrics, Metrics};
 use zkgate_tls::{ClientTls, ServerTls, TlsMaterial};
 
-/// Host names already resolved by the control plane.
+/// Host names already resolved by the control plane (IP literals are read
+/// directly and need not be there).
 pub type Resolved = HashMap<ServerAddress, SocketAddr>;
 
 /// Servers found in ZooKeeper, by backend name, as the control plane decided
@@ -139,14 +140,17 @@ fn build_backend(
 ) -> Backend {
     let name: Arc<str> = config.name.as_str().into();
     let mut servers: Vec<Server> = Vec::with_capacity(config.servers.len() + discovered.len());
-    let mut seen: HashSet<SocketAddr> = HashSet::with_capacity(servers.capacity());
+    let mut seen: HashSet<SocketAddr, crate::server::FastHash> =
+        HashSet::with_capacity_and_hasher(servers.capacity(), Default::default());
     let listed = config
         .servers
         .iter()
         .map(|s| (s, ServerSource::Static))
         .chain(discovered.iter().map(|s| (s, ServerSource::ZooKeeper)));
     for (server, source) in listed {
-        let Some(&address) = resolved.get(&server.address) else {
+        let literal = server.address.host.parse::<std::net::IpAddr>().ok();
+        let address = literal.map(|ip| SocketAddr::new(ip, server.address.port));
+        let Some(address) = address.or_else(|| resolved.get(&server.address).copied()) else {
             warn!(backend = %name, server = %server.address, "server left out: its host name did not resolve");
             continue;
         };

@@ -109,10 +109,59 @@ impl Drop for ActiveRequest {
     }
 }
 
+/// A fast, unkeyed hash for the control plane's maps of servers. Their keys
+/// come from the configuration and ZooKeeper, which zkgate trusts, so a
+/// keyed hash (SipHash, the default) would only cost time: a 1,000-server
+/// table build hashes every server several times.
+pub type FastHash = std::hash::BuildHasherDefault<FastHasher>;
+
+/// FxHash-style: one rotate-xor-multiply per word.
+#[derive(Default)]
+pub struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.write_u64(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, word: u32) {
+        self.write_u64(u64::from(word));
+    }
+
+    fn write_u16(&mut self, word: u16) {
+        self.write_u64(u64::from(word));
+    }
+
+    fn write_u8(&mut self, word: u8) {
+        self.write_u64(u64::from(word));
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Owned by the control plane: the states of every server in the table in service.
 #[derive(Default)]
 pub struct ServerRegistry {
-    states: HashMap<ServerKey, Arc<ServerState>>,
+    states: HashMap<ServerKey, Arc<ServerState>, FastHash>,
     /// Generations finished; servers of the very first one count as long
     /// ready (nothing to slow-start against when the process starts).
     generations: u64,
@@ -121,10 +170,11 @@ pub struct ServerRegistry {
 impl ServerRegistry {
     /// Starts a new generation: servers claimed during it are kept by `finish`.
     pub fn generation(&mut self, metrics: &Metrics) -> RegistryGeneration<'_> {
+        let capacity = self.states.len();
         RegistryGeneration {
             registry: self,
             metrics: metrics.clone(),
-            claimed: HashMap::new(),
+            claimed: HashMap::with_capacity_and_hasher(capacity, FastHash::default()),
         }
     }
 }
@@ -133,7 +183,7 @@ impl ServerRegistry {
 pub struct RegistryGeneration<'a> {
     registry: &'a mut ServerRegistry,
     metrics: Metrics,
-    claimed: HashMap<ServerKey, Arc<ServerState>>,
+    claimed: HashMap<ServerKey, Arc<ServerState>, FastHash>,
 }
 
 impl RegistryGeneration<'_> {
@@ -143,7 +193,9 @@ impl RegistryGeneration<'_> {
         if let Some(state) = self.claimed.get(&key) {
             return Arc::clone(state);
         }
-        let state = self.registry.states.get(&key).cloned().unwrap_or_else(|| {
+        // Taken out of the previous generation: what `finish` finds left
+        // there are the servers no table holds any more.
+        let state = self.registry.states.remove(&key).unwrap_or_else(|| {
             let label: Arc<str> = address.to_string().into();
             let labels = &[&**backend, &*label];
             Arc::new(ServerState {
@@ -178,9 +230,6 @@ impl RegistryGeneration<'_> {
     /// metric series of servers no table contains any more.
     pub fn finish(self) {
         for ((backend, _), state) in &self.registry.states {
-            if !self
-                .claimed
-                .contains_key(&(Arc::clone(backend), state.address))
             {
                 let labels = &[&**backend, &*state.label];
                 for family in [

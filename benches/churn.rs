@@ -1,0 +1,220 @@
+//! What membership churn costs traffic: zkgate in front of a 1,000-member
+//! backend kept in ZooKeeper, with and without 50 membership changes per
+//! second, in alternation. zkgate is pinned to core 1 with one worker thread;
+//! wrk and the nginx backend (one worker listening on the 1,000 members'
+//! ports) run on core 0, as in `benches/compare.sh`.
+//!
+//! Run: `cargo bench --bench churn` (needs nginx and wrk:
+//! `sudo apt-get install -y nginx-light wrk`; `benches/compare.sh` installs them).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zkgate_testkit::{free_port, http_get, wait_until, ZooKeeper};
+use zookeeper_client::{Acls, CreateMode};
+
+const ZKGATE: &str = env!("CARGO_BIN_EXE_zkgate");
+const MEMBERS: u16 = 1_000;
+/// Backend ports: a benchmark's fixed range on loopback.
+const FIRST_PORT: u16 = 19_000;
+const CHANGES_PER_SECOND: u64 = 50;
+const ROUNDS: usize = 3;
+const SECONDS: u64 = 10;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: nginx's master then stops its worker too.
+        Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .ok();
+        self.0.wait().ok();
+    }
+}
+
+fn member(port: u16, weight: u32) -> String {
+    format!(r#"{{"address":"127.0.0.1:{port}","weight":{weight}}}"#)
+}
+
+/// Requests per second wrk saw against `url`.
+fn wrk(url: &str) -> f64 {
+    let output = Command::new("taskset")
+        .args([
+            "-c",
+            "0",
+            "wrk",
+            "-t1",
+            "-c64",
+            &format!("-d{SECONDS}s"),
+            url,
+        ])
+        .output()
+        .expect("wrk is needed: sudo apt-get install -y wrk");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().unwrap();
+    // nginx: one worker on core 0, listening on every member's port.
+    let listens: String = (0..MEMBERS)
+        .map(|i| format!("listen 127.0.0.1:{};", FIRST_PORT + i))
+        .collect();
+    let nginx_conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &nginx_conf,
+        format!(
+            "worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/nginx.err;\nevents {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 1000000;\n  server {{ {listens}\n    location / {{ return 200 \"0123456789012345678901234567890123456789012345678901234567890123\"; }} }} }}\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let _nginx = Killed(
+        Command::new("taskset")
+            .args(["-c", "0", "nginx", "-c"])
+            .arg(&nginx_conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx is needed: sudo apt-get install -y nginx-light"),
+    );
+
+    let zk = ZooKeeper::standalone();
+    let client = zookeeper_client::Client::connect(&zk.connect_string())
+        .await
+        .unwrap();
+    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    client.mkdir("/bench/churn", &options).await.unwrap();
+    for batch in (0..MEMBERS).collect::<Vec<_>>().chunks(250) {
+        let mut writer = client.new_multi_writer();
+        for i in batch {
+            let port = FIRST_PORT + i;
+            writer
+                .add_create(
+                    &format!("/bench/churn/m{i}"),
+                    member(port, 1).as_bytes(),
+                    &options,
+                )
+                .unwrap();
+        }
+        writer.commit().await.unwrap();
+    }
+
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.path().join("zkgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin: {{ bind: \"127.0.0.1:{admin}\" }}\nzookeeper:\n  connect: \"{}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: /bench/churn }}\n",
+            zk.connect_string()
+        ),
+    )
+    .unwrap();
+    let _zkgate = Killed(
+        Command::new("taskset")
+            .args(["-c", "1", ZKGATE, "run", "-c"])
+            .arg(&config)
+            .env("TOKIO_WORKER_THREADS", "1")
+            .env("ZKGATE_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let admin_addr = ([127, 0, 0, 1], admin).into();
+    wait_until("zkgate ready", Duration::from_secs(30), || async {
+        let reply = http_get(admin_addr, "/ready").await.ok()?;
+        (reply.status == 200).then_some(())
+    })
+    .await;
+    let swaps = || async {
+        let metrics = http_get(admin_addr, "/metrics").await.unwrap().text();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("zkgate_routing_table_swaps_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+
+    let url = format!("http://127.0.0.1:{port}/");
+    let (mut quiet, mut churning) = (Vec::new(), Vec::new());
+    let mut changes_made = 0;
+    let mut swaps_seen = 0.0;
+    for _ in 0..ROUNDS {
+        let url_quiet = url.clone();
+        quiet.push(
+            tokio::task::spawn_blocking(move || wrk(&url_quiet))
+                .await
+                .unwrap(),
+        );
+
+        // 50 changes a second: a member's weight flips between 1 and 2.
+        let stop = Arc::new(AtomicBool::new(false));
+        let made = Arc::new(AtomicUsize::new(0));
+        let writer = {
+            let (client, stop, made) = (client.clone(), stop.clone(), made.clone());
+            tokio::spawn(async move {
+                let mut tick =
+                    tokio::time::interval(Duration::from_millis(1000 / CHANGES_PER_SECOND));
+                let mut i: u16 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let n = made.fetch_add(1, Ordering::Relaxed);
+                    let weight = 1 + (n / MEMBERS as usize % 2) as u32;
+                    client
+                        .set_data(
+                            &format!("/bench/churn/m{i}"),
+                            member(FIRST_PORT + i, weight).as_bytes(),
+                            None,
+                        )
+                        .await
+                        .unwrap();
+                    i = (i + 1) % MEMBERS;
+                }
+            })
+        };
+        let before = swaps().await;
+        let started = Instant::now();
+        let url_churn = url.clone();
+        churning.push(
+            tokio::task::spawn_blocking(move || wrk(&url_churn))
+                .await
+                .unwrap(),
+        );
+        stop.store(true, Ordering::Relaxed);
+        writer.await.unwrap();
+        swaps_seen += swaps().await - before;
+        let made = made.load(Ordering::Relaxed);
+        changes_made += made;
+        eprintln!("round: {made} changes in {:?}", started.elapsed());
+    }
+    let (quiet, churning) = (median(quiet), median(churning));
+    println!(
+        "1,000-member ZooKeeper backend, zkgate on one core: quiet {quiet:.0} req/s, {CHANGES_PER_SECOND} changes/s {churning:.0} req/s: throughput change {:+.1}% ({changes_made} changes, {swaps_seen} table swaps)",
+        (churning / quiet - 1.0) * 100.0
+    );
+}
+
+fn main() {
+    // `cargo test --all-targets` runs benches as tests: there, do nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
+}
