@@ -145,4 +145,6 @@ fn strip_position(message: &str) -> &str {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

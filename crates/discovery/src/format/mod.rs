@@ -79,4 +79,6 @@ fn address(host: &str, port: i64) -> Result<zkgate_config::ServerAddress, String
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
