@@ -15,7 +15,7 @@ pub use attempts::Attempts;
 pub use build::{Discovered, Resolved, TableBuilder};
 pub use ewma::PeakEwma;
 pub use outlier::Outlier;
-pub use server::{ActiveRequest, Health, HealthState, ServerState};
+pub use server::{ActiveRequest, FastHash, FastHasher, Health, HealthState, ServerState};
 pub use table::{Backend, Frontend, FrontendId, RoutingTable, Server, ServerSource};
 pub use zkgate_metrics::Metrics;
 

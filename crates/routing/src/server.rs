@@ -109,10 +109,11 @@ impl Drop for ActiveRequest {
     }
 }
 
-/// A fast, unkeyed hash for the control plane's maps of servers. Their keys
-/// come from the configuration and ZooKeeper, which zkgate trusts, so a
-/// keyed hash (SipHash, the default) would only cost time: a 1,000-server
-/// table build hashes every server several times.
+/// A fast, unkeyed hash for maps keyed by servers. Their keys come from the
+/// configuration and ZooKeeper, which zkgate trusts, never from clients, so
+/// a keyed hash (SipHash, the default) would only cost time: a 1,000-server
+/// table build hashes every server several times, and a request looks up its
+/// server's pooled connections.
 pub type FastHash = std::hash::BuildHasherDefault<FastHasher>;
 
 /// FxHash-style: one rotate-xor-multiply per word.

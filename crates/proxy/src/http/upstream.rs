@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tracing::debug;
 use zkgate_config::Protocol;
-use zkgate_routing::ActiveRequest;
+use zkgate_routing::{ActiveRequest, FastHash};
 
 use super::body::ProxyBody;
 use crate::dial::dial;
@@ -41,48 +40,10 @@ thread_local! {
     static H2: RefCell<Pool<H2Sender>> = RefCell::new(Pool::default());
 }
 
-/// A thread's connections by server. Keys are addresses this process picked
-/// itself, not client input, so a fast non-keyed hash is safe here (the
-/// default SipHash is a measurable part of a small request).
-type Pool<T> = HashMap<PoolKey, T, BuildHasherDefault<AddressHasher>>;
-
-/// FxHash-style: one multiply-rotate per word written.
-#[derive(Default)]
-struct AddressHasher(u64);
-
-impl Hasher for AddressHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_u32(&mut self, word: u32) {
-        self.write_u64(u64::from(word));
-    }
-
-    fn write_u16(&mut self, word: u16) {
-        self.write_u64(u64::from(word));
-    }
-
-    fn write_u8(&mut self, word: u8) {
-        self.write_u64(u64::from(word));
-    }
-
-    fn write_usize(&mut self, word: usize) {
-        self.write_u64(word as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// A thread's connections by server (addresses the proxy picked, not client
+/// input: a cheap unkeyed hash is safe, and SipHash is a measurable part of a
+/// small request).
+type Pool<T> = HashMap<PoolKey, T, FastHash>;
 
 /// Which open connections a request may use: those to the same server made
 /// with the same TLS settings (or none).
