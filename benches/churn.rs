@@ -20,8 +20,22 @@ const MEMBERS: u16 = 1_000;
 /// Backend ports: a benchmark's fixed range on loopback.
 const FIRST_PORT: u16 = 19_000;
 const CHANGES_PER_SECOND: u64 = 50;
-const ROUNDS: usize = 3;
-const SECONDS: u64 = 10;
+/// Rounds of (quiet, churning) and seconds per run: `CHURN_ROUNDS`,
+/// `CHURN_SECONDS` (default 3 and 10; more, shorter rounds average out
+/// this machine's noise better).
+fn rounds() -> usize {
+    std::env::var("CHURN_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
+
+fn seconds() -> u64 {
+    std::env::var("CHURN_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
 
 struct Killed(Child);
 
@@ -49,7 +63,7 @@ fn wrk(url: &str) -> f64 {
             "wrk",
             "-t1",
             "-c64",
-            &format!("-d{SECONDS}s"),
+            &format!("-d{}s", seconds()),
             url,
         ])
         .output()
@@ -151,7 +165,7 @@ async fn run() {
     let (mut quiet, mut churning) = (Vec::new(), Vec::new());
     let mut changes_made = 0;
     let mut swaps_seen = 0.0;
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds() {
         let url_quiet = url.clone();
         quiet.push(
             tokio::task::spawn_blocking(move || wrk(&url_quiet))
