@@ -5,22 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::ZKGATE;
-
-fn check(yaml: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("broken.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let output = Command::new(ZKGATE)
-        .arg("check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&output.stderr).replace(&*path.to_string_lossy(), "broken.yaml");
-    (output.status.success(), text)
-}
+use common::{check, ZKGATE};
 
 #[test]
 fn every_error_is_printed_with_file_line_and_column_and_the_exit_code_is_1() {

@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -174,30 +173,7 @@ async fn tls_1_1_is_refused_tls_1_2_and_1_3_are_served_and_sessions_resume() {
     assert_eq!(answer.get(5), Some(&2), "a fatal alert: {answer:02x?}");
     assert_eq!(answer.len(), 7, "{answer:02x?}");
 
-    let mut tls12 = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS12])
-    .unwrap()
-    .with_root_certificates({
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(rustls::pki_types::CertificateDer::from(
-                std::fs::read(&pki.ca)
-                    .map(|pem| {
-                        use rustls::pki_types::pem::PemObject;
-                        rustls::pki_types::CertificateDer::from_pem_slice(&pem)
-                            .unwrap()
-                            .to_vec()
-                    })
-                    .unwrap(),
-            ))
-            .unwrap();
-        roots
-    })
-    .with_no_client_auth();
-    tls12.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tls12 = Arc::new(tls12);
+    let tls12 = pki.client_config_for(&[&rustls::version::TLS12], &["http/1.1"]);
     let (reply, session) = https_get(addr(port), tls12.clone(), "edge.test", "/")
         .await
         .unwrap();
@@ -312,15 +288,8 @@ fn check_names_the_field_of_a_bad_certificate_or_key() {
         pair(&mismatched),
         a.key.display()
     );
-    let path = pki.dir().join("zkgate.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let output = std::process::Command::new(ZKGATE)
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let text = String::from_utf8_lossy(&output.stderr);
+    let (ok, text) = check(&yaml);
+    assert!(!ok);
     assert!(
         text.contains("frontends.web.tls.certificates[0]: the key in"),
         "{text}"

@@ -22,6 +22,24 @@ pub fn web_config(port: u16, servers_yaml: &str) -> String {
     )
 }
 
+/// Runs `zkgate check` on `yaml` (written as `broken.yaml`): whether it
+/// passed, and what it printed on stderr, with the temporary path shown as
+/// `broken.yaml`.
+pub fn check(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let output = std::process::Command::new(ZKGATE)
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&output.stderr).replace(&*path.to_string_lossy(), "broken.yaml");
+    (output.status.success(), text)
+}
+
 /// An address nothing listens on: bound, then released.
 pub fn dead_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -2,7 +2,7 @@
 //! Every default is resolved here: consumers never see an `Option` that means
 //! "use the default".
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -425,6 +425,9 @@ pub struct ServerAddress {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// `host` parsed, when it is an IP literal (parsed once, here, rather
+    /// than at every table build).
+    ip: Option<IpAddr>,
 }
 
 impl std::fmt::Display for ServerAddress {
@@ -444,6 +447,7 @@ impl ServerAddress {
             return Ok(ServerAddress {
                 host: addr.ip().to_string(),
                 port: addr.port(),
+                ip: Some(addr.ip()),
             });
         }
         let (host, port) = text
@@ -469,9 +473,15 @@ impl ServerAddress {
             ));
         }
         Ok(ServerAddress {
+            ip: host.parse().ok(),
             host: host.to_ascii_lowercase(),
             port,
         })
+    }
+
+    /// The socket address, when the host is an IP literal (no lookup needed).
+    pub fn literal(&self) -> Option<SocketAddr> {
+        self.ip.map(|ip| SocketAddr::new(ip, self.port))
     }
 }
 

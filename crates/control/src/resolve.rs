@@ -3,7 +3,7 @@
 //! ZooKeeper updates costs no DNS traffic.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use tracing::warn;
 use zkgate_config::ServerAddress;
@@ -33,7 +33,7 @@ impl Resolver {
             if resolved.contains_key(address) {
                 continue;
             }
-            if address.host.parse::<IpAddr>().is_ok() {
+            if address.literal().is_some() {
                 continue;
             }
             if !self.names.contains_key(address) {

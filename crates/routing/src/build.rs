@@ -148,8 +148,7 @@ fn build_backend(
         .map(|s| (s, ServerSource::Static))
         .chain(discovered.iter().map(|s| (s, ServerSource::ZooKeeper)));
     for (server, source) in listed {
-        let literal = server.address.host.parse::<std::net::IpAddr>().ok();
-        let address = literal.map(|ip| SocketAddr::new(ip, server.address.port));
+        let address = server.address.literal();
         let Some(address) = address.or_else(|| resolved.get(&server.address).copied()) else {
             warn!(backend = %name, server = %server.address, "server left out: its host name did not resolve");
             continue;

@@ -68,6 +68,15 @@ impl Pki {
 
     /// A client configuration trusting only this CA, offering `alpn`.
     pub fn client_config(&self, alpn: &[&str]) -> Arc<rustls::ClientConfig> {
+        self.client_config_for(rustls::DEFAULT_VERSIONS, alpn)
+    }
+
+    /// Like [`Pki::client_config`], speaking only `versions` of TLS.
+    pub fn client_config_for(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        alpn: &[&str],
+    ) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(CertificateDer::from_pem_file(&self.ca).unwrap())
@@ -75,7 +84,7 @@ impl Pki {
         let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
