@@ -16,7 +16,9 @@ pub use build::{Discovered, Resolved, TableBuilder};
 pub use ewma::PeakEwma;
 pub use outlier::Outlier;
 pub use server::{ActiveRequest, FastHash, FastHasher, Health, HealthState, ServerState};
-pub use table::{Backend, Frontend, FrontendId, RoutingTable, Server, ServerSource};
+pub use table::{
+    Backend, Frontend, FrontendId, RequestHeaders, RoutingTable, Server, ServerSource,
+};
 pub use zkgate_metrics::Metrics;
 
 #[cfg(test)]

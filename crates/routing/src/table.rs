@@ -129,7 +129,12 @@ pub(crate) struct Route {
 }
 
 impl Route {
-    fn matches(&self, host: Option<&str>, path: &str, headers: &HeaderMap) -> bool {
+    fn matches<H: RequestHeaders + ?Sized>(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        headers: &H,
+    ) -> bool {
         if let Some(pattern) = &self.host {
             match host {
                 Some(host) if pattern.matches(host) => {}
@@ -143,7 +148,19 @@ impl Route {
         }
         self.headers
             .iter()
-            .all(|(name, value)| headers.get_all(name).iter().any(|v| v == value))
+            .all(|(name, value)| headers.has_value(name, value.as_bytes()))
+    }
+}
+
+/// The request headers routing looks at, however the data plane holds them.
+pub trait RequestHeaders {
+    /// Whether some header `name` has exactly `value`.
+    fn has_value(&self, name: &HeaderName, value: &[u8]) -> bool;
+}
+
+impl RequestHeaders for HeaderMap {
+    fn has_value(&self, name: &HeaderName, value: &[u8]) -> bool {
+        self.get_all(name).iter().any(|v| v.as_bytes() == value)
     }
 }
 
@@ -151,11 +168,11 @@ impl Frontend {
     /// The backend for a request: the first matching route, else the default.
     /// `host` is the request's host without port.
     #[inline]
-    pub fn select_backend(
+    pub fn select_backend<H: RequestHeaders + ?Sized>(
         &self,
         host: Option<&str>,
         path: &str,
-        headers: &HeaderMap,
+        headers: &H,
     ) -> Option<&Arc<Backend>> {
         self.routes
             .iter()
@@ -167,11 +184,11 @@ impl Frontend {
     /// The backend for a request and the access list of the route that chose
     /// it, if that route has one.
     #[inline]
-    pub fn select(
+    pub fn select<H: RequestHeaders + ?Sized>(
         &self,
         host: Option<&str>,
         path: &str,
-        headers: &HeaderMap,
+        headers: &H,
     ) -> Option<(&Arc<Backend>, Option<&AccessList>)> {
         match self
             .routes

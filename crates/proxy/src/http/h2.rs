@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tracing::debug;
 use zkgate_routing::{clock, Frontend};
 
@@ -36,6 +36,7 @@ pub async fn serve(
     mut guard: ConnectionGuard,
 ) {
     let (io, service, activity) = super::client_side(stream, peer, frontend, proxy);
+    let io = TokioIo::new(io);
     let mut conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)

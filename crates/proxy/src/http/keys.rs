@@ -1,30 +1,51 @@
-//! The request key a hashing backend places a request by.
+//! The request key a hashing backend places a request by, and the request
+//! fields routing and balancing read, whichever parser produced the request.
 
 use std::net::IpAddr;
 
-use http::{header, HeaderMap, Request};
+use http::{header, HeaderName, Request};
 use zkgate_config::Balance;
 use zkgate_routing::balance::hash::{client_key, hash64, SEED};
 
+/// A request as routing and balancing see it: its path and headers.
+pub trait RequestView {
+    /// The path, without the query.
+    fn path(&self) -> &str;
+    /// The values of header `name`, in order.
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a;
+}
+
+impl<B> RequestView for Request<B> {
+    fn path(&self) -> &str {
+        self.uri().path()
+    }
+
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers()
+            .get_all(name)
+            .into_iter()
+            .map(|value| value.as_bytes())
+    }
+}
+
 /// The key hash for `balance`, or `None` when it does not hash or the request
 /// has no such key (then the backend falls back to round robin).
-pub fn hash_key<B>(balance: &Balance, request: &Request<B>, client: IpAddr) -> Option<u64> {
+pub fn hash_key<R: RequestView>(balance: &Balance, request: &R, client: IpAddr) -> Option<u64> {
     let bytes = match balance {
         Balance::Source => return Some(client_key(client)),
-        Balance::Uri => request.uri().path().as_bytes(),
-        Balance::Header(name) => request.headers().get(name)?.as_bytes(),
-        Balance::Cookie(name) => cookie(request.headers(), name)?,
+        Balance::Uri => request.path().as_bytes(),
+        Balance::Header(name) => request.values(name).next()?,
+        Balance::Cookie(name) => cookie(request, name)?,
         _ => return None,
     };
     Some(hash64(bytes, SEED))
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
+pub fn cookie<'a, R: RequestView>(request: &'a R, name: &str) -> Option<&'a [u8]> {
+    request
+        .values(&header::COOKIE)
+        .flat_map(|value| value.split(|&b| b == b';'))
         .find_map(|pair| {
             let pair = pair.trim_ascii();
             let eq = pair.iter().position(|&b| b == b'=')?;
@@ -38,15 +59,14 @@ mod tests {
 
     #[test]
     fn cookies_are_found_by_exact_name_across_headers() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            header::COOKIE,
-            "a=1; session=abc; sessionx=no".parse().unwrap(),
-        );
-        headers.append(header::COOKIE, "other=2".parse().unwrap());
-        assert_eq!(cookie(&headers, "session"), Some(&b"abc"[..]));
-        assert_eq!(cookie(&headers, "other"), Some(&b"2"[..]));
-        assert_eq!(cookie(&headers, "missing"), None);
+        let request = Request::get("/")
+            .header(header::COOKIE, "a=1; session=abc; sessionx=no")
+            .header(header::COOKIE, "other=2")
+            .body(())
+            .unwrap();
+        assert_eq!(cookie(&request, "session"), Some(&b"abc"[..]));
+        assert_eq!(cookie(&request, "other"), Some(&b"2"[..]));
+        assert_eq!(cookie(&request, "missing"), None);
     }
 
     #[test]

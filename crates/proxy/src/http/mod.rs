@@ -1,12 +1,16 @@
-//! The HTTP/1.1 reverse proxy: one task per client connection, hyper on both
-//! sides, bodies streamed with back-pressure in constant memory.
+//! The HTTP reverse proxy: one task per client connection, bodies streamed
+//! with back-pressure in constant memory. HTTP/1.1 connections start on the
+//! fast path (`fast`) and move to hyper (both sides) for what it leaves
+//! aside; HTTP/2 clients are served by hyper throughout.
 
 mod body;
+mod fast;
 mod forward;
 mod h2;
 mod headers;
 mod keys;
 mod response;
+mod rewind;
 mod service;
 mod upgrade;
 mod upstream;
@@ -84,7 +88,7 @@ fn client_side(
     peer: SocketAddr,
     frontend: &Frontend,
     proxy: Proxy,
-) -> (TokioIo<CountingIo<Stream>>, ProxyService, Arc<ConnActivity>) {
+) -> (CountingIo<Stream>, ProxyService, Arc<ConnActivity>) {
     let activity = ConnActivity::new();
     let io = CountingIo::new(
         stream,
@@ -93,7 +97,7 @@ fn client_side(
         Some(Arc::clone(&activity)),
     );
     let service = ProxyService::new(proxy, frontend.id, peer, Arc::clone(&activity));
-    (TokioIo::new(io), service, activity)
+    (io, service, activity)
 }
 
 async fn serve_h1(
@@ -103,7 +107,22 @@ async fn serve_h1(
     proxy: Proxy,
     mut guard: ConnectionGuard,
 ) {
-    let (io, service, activity) = client_side(stream, peer, frontend, proxy);
+    let (io, service, activity) = client_side(stream, peer, frontend, proxy.clone());
+    let client_text = service.client_text();
+    let ended = fast::serve(
+        io,
+        peer,
+        client_text.as_bytes(),
+        frontend,
+        &proxy,
+        &activity,
+        &mut guard,
+    )
+    .await;
+    let fast::End::Handover(io, read) = ended else {
+        return;
+    };
+    let io = TokioIo::new(rewind::Rewind::new(read, io));
     let mut conn = http1::Builder::new()
         .keep_alive(true)
         .half_close(false)
@@ -146,7 +165,7 @@ async fn serve_h1(
                     Expiry::HeaderTimeout => {
                         debug!(%peer, "client did not send complete headers in time");
                         if let Some(parts) = conn.into_parts() {
-                            let mut io = parts.io.into_inner().into_inner();
+                            let mut io = parts.io.into_inner().into_inner().into_inner();
                             // Best effort: the client may already be gone.
                             if io.write_all(&response::REQUEST_TIMEOUT_RAW).await.is_ok() {
                                 io.shutdown().await.ok();

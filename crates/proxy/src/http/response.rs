@@ -8,9 +8,9 @@ use super::body::ProxyBody;
 /// Sent on the raw socket when a client's request head does not arrive in time.
 pub const REQUEST_TIMEOUT_RAW: [u8; 113] = *b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n";
 
-/// A plain-text error answer.
-pub fn error(status: StatusCode) -> Response<ProxyBody> {
-    let text: &'static str = match status {
+/// The body of an error answer.
+fn text_of(status: StatusCode) -> &'static str {
+    match status {
         StatusCode::BAD_GATEWAY => "bad gateway\n",
         StatusCode::SERVICE_UNAVAILABLE => "no server available\n",
         StatusCode::GATEWAY_TIMEOUT => "gateway timeout\n",
@@ -18,7 +18,12 @@ pub fn error(status: StatusCode) -> Response<ProxyBody> {
         StatusCode::FORBIDDEN => "forbidden\n",
         StatusCode::TOO_MANY_REQUESTS => "too many requests\n",
         _ => "error\n",
-    };
+    }
+}
+
+/// A plain-text error answer.
+pub fn error(status: StatusCode) -> Response<ProxyBody> {
+    let text = text_of(status);
     let mut response = Response::new(ProxyBody::message(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -34,11 +39,39 @@ pub fn error(status: StatusCode) -> Response<ProxyBody> {
 /// 429 with `Retry-After` in whole seconds (at least 1).
 pub fn too_many_requests(wait: std::time::Duration) -> Response<ProxyBody> {
     let mut response = error(StatusCode::TOO_MANY_REQUESTS);
-    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+    if let Ok(value) = HeaderValue::from_str(&retry_after_seconds(wait).to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
+}
+
+/// The same answer as [`error`] (or [`too_many_requests`], given
+/// `retry_after` seconds) written as raw HTTP/1.1 into `out`; `close` adds
+/// `Connection: close`.
+pub fn write_error(status: StatusCode, retry_after: Option<u64>, close: bool, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let text = text_of(status);
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\ncache-control: no-cache\r\ncontent-length: {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        text.len()
+    );
+    if let Some(seconds) = retry_after {
+        let _ = write!(out, "retry-after: {seconds}\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Whole seconds for `Retry-After` (at least 1).
+pub fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 #[cfg(test)]
@@ -48,5 +81,20 @@ mod tests {
         let text = std::str::from_utf8(&super::REQUEST_TIMEOUT_RAW).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+
+    #[test]
+    fn raw_errors_are_complete_messages() {
+        let mut out = Vec::new();
+        super::write_error(http::StatusCode::TOO_MANY_REQUESTS, Some(2), true, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("retry-after: 2") && head.contains("connection: close"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert_eq!(body, "too many requests\n");
     }
 }

@@ -55,6 +55,13 @@ impl ProxyService {
     }
 }
 
+impl ProxyService {
+    /// The client's address as `X-Forwarded-For` text.
+    pub fn client_text(&self) -> header::HeaderValue {
+        self.conn.forwarded_for.clone()
+    }
+}
+
 impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
@@ -153,7 +160,7 @@ impl ClientConn {
         let sticky = backend
             .sticky_cookie
             .as_deref()
-            .and_then(|name| keys::cookie(request.headers(), name))
+            .and_then(|name| keys::cookie(&request, name))
             .and_then(|value| backend.sticky(value))
             .map(|server| server.address());
         let upgrade = upgrade::requested(&request)
@@ -195,7 +202,11 @@ impl ClientConn {
                 outcome.server = Some(server);
                 if let Some(name) = backend.sticky_cookie.as_deref() {
                     if sticky != Some(server) {
-                        set_sticky_cookie(&mut response, name, &backend, server);
+                        if let Some(cookie) = sticky_cookie(name, &backend, server)
+                            .and_then(|c| header::HeaderValue::from_str(&c).ok())
+                        {
+                            response.headers_mut().append(header::SET_COOKIE, cookie);
+                        }
                     }
                 }
                 response
@@ -256,20 +267,13 @@ fn prepare(
     Ok(())
 }
 
-/// Pins the client to `server` for the next requests.
-fn set_sticky_cookie(
-    response: &mut Response<ProxyBody>,
-    name: &str,
-    backend: &Backend,
-    server: SocketAddr,
-) {
-    let Some(server) = backend.servers.iter().find(|s| s.address() == server) else {
-        return;
-    };
-    let cookie = format!("{name}={}; Path=/; HttpOnly", backend.sticky_value(server));
-    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+/// The `Set-Cookie` value that pins the client to `server` for the next requests.
+pub fn sticky_cookie(name: &str, backend: &Backend, server: SocketAddr) -> Option<String> {
+    let server = backend.servers.iter().find(|s| s.address() == server)?;
+    Some(format!(
+        "{name}={}; Path=/; HttpOnly",
+        backend.sticky_value(server)
+    ))
 }
 
 /// Refuses message framings that request smuggling relies on (RFC 9112

@@ -1,0 +1,387 @@
+//! One bodiless request sent to a server of a backend and its response
+//! streamed to the client, all from the client connection's own task: pick,
+//! connect or reuse, retry where it is safe, record the outcome.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::{debug, warn};
+use zkgate_routing::{Backend, Server};
+
+use super::framing::{self, Additions, Chunked, Framing, Malformed};
+use super::pool::ServerConn;
+use crate::http::service::sticky_cookie;
+use crate::http::upstream::PoolKey;
+use crate::Proxy;
+
+/// Largest response head accepted from a server.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// How much is read from a server at once.
+const READ_SIZE: usize = 64 * 1024;
+
+/// A request as the exchange needs it.
+pub struct Outgoing<'a> {
+    /// The head to send, rewritten for the server.
+    pub head: &'a [u8],
+    /// `HEAD`: the response has no body whatever it says.
+    pub head_method: bool,
+    /// May be sent again after a failure once sent (idempotent and bodiless).
+    pub idempotent: bool,
+    /// The server a sticky-session cookie names, if usable.
+    pub sticky: Option<SocketAddr>,
+    /// The balancer's key.
+    pub key: Option<u64>,
+    /// Tell the client the connection closes after this response.
+    pub close: bool,
+}
+
+/// How an exchange ended.
+pub enum Exchanged {
+    /// A response was sent to the client (completely, unless `broken`).
+    Answered {
+        status: u16,
+        server: SocketAddr,
+        /// Body bytes sent.
+        bytes: u64,
+        /// The client connection cannot carry another request: the body was
+        /// cut short (either side failed) or ends with the connection.
+        broken: bool,
+        /// When the response head arrived.
+        head_after: Duration,
+    },
+    /// Nothing was sent to the client: zkgate answers with this.
+    Failed(StatusCode),
+}
+
+enum Attempt {
+    Done(Exchanged),
+    /// Nothing reached the server, or it may be sent again: try elsewhere.
+    Retry,
+}
+
+/// Sends `request` to the `sticky` server if given, else the balancer's pick,
+/// and on a failure that is safe to retry to another, up to `retries` times;
+/// streams the response to `client`, using `out` as the write buffer.
+pub async fn exchange<C: AsyncWrite + Unpin>(
+    backend: &Backend,
+    request: &Outgoing<'_>,
+    client: &mut C,
+    out: &mut Vec<u8>,
+    proxy: &Proxy,
+) -> Exchanged {
+    let started = Instant::now();
+    let first = match request.sticky {
+        Some(address) => backend.servers.iter().find(|s| s.address() == address),
+        None => backend.pick(request.key),
+    };
+    let mut attempts = backend.attempts(first);
+    for server in attempts.by_ref() {
+        let outcome = attempt_on(backend, server, request, client, out, started).await;
+        let ok = match &outcome {
+            Attempt::Done(Exchanged::Answered { status, .. }) => *status < 500,
+            _ => false,
+        };
+        if backend.record(server, ok) {
+            proxy.changed.notify_one();
+        }
+        if let Attempt::Done(done) = outcome {
+            return done;
+        }
+    }
+    if attempts.none_tried() {
+        backend.metrics.no_server.inc();
+        Exchanged::Failed(StatusCode::SERVICE_UNAVAILABLE)
+    } else {
+        Exchanged::Failed(StatusCode::BAD_GATEWAY)
+    }
+}
+
+/// Why no response head came from a server.
+enum NoHead {
+    /// The connection ended before a single byte of response.
+    Closed,
+    Malformed(&'static str),
+    Io(std::io::Error),
+}
+
+async fn attempt_on<C: AsyncWrite + Unpin>(
+    backend: &Backend,
+    server: &Server,
+    request: &Outgoing<'_>,
+    client: &mut C,
+    out: &mut Vec<u8>,
+    started: Instant,
+) -> Attempt {
+    let address = server.address();
+    let tls = backend.tls.as_deref();
+    let key = PoolKey::new(address, tls);
+    let cookie = backend
+        .sticky_cookie
+        .as_deref()
+        .filter(|_| request.sticky != Some(address))
+        .and_then(|name| sticky_cookie(name, backend, address));
+    let additions = Additions {
+        set_cookie: cookie.as_deref(),
+        close: request.close,
+    };
+    let mut cached = ServerConn::cached(key);
+    loop {
+        let reused = cached.is_some();
+        let mut conn = match cached.take() {
+            Some(conn) => conn,
+            // Connecting (TCP, maybe TLS) is rare and its future large: boxed,
+            // so that the future of every request stays small.
+            None => match Box::pin(ServerConn::open(key, tls, backend.timeouts.connect)).await {
+                Ok(conn) => conn,
+                Err(err) => {
+                    warn!(backend = %backend.name, server = %address, error = %err, "cannot connect to server");
+                    backend.metrics.connect_errors.inc();
+                    return Attempt::Retry;
+                }
+            },
+        };
+        let active = server.state.start_request();
+        let sent = Instant::now();
+        let head = tokio::time::timeout(
+            backend.timeouts.server,
+            send_and_read_head(&mut conn, request, &additions, out),
+        )
+        .await;
+        let response = match head {
+            Ok(Ok(response)) => response,
+            Err(_) => {
+                debug!(backend = %backend.name, server = %address, "server timed out");
+                out.clear();
+                return Attempt::Done(Exchanged::Failed(StatusCode::GATEWAY_TIMEOUT));
+            }
+            // A kept connection the server had closed: a fresh one.
+            Ok(Err(NoHead::Closed)) if reused && request.idempotent => continue,
+            Ok(Err(failure)) => {
+                out.clear();
+                match failure {
+                    NoHead::Malformed(why) => {
+                        debug!(backend = %backend.name, server = %address, why, "bad response from server");
+                    }
+                    NoHead::Io(err) => {
+                        debug!(backend = %backend.name, server = %address, error = %err, "request to server failed");
+                    }
+                    NoHead::Closed => {
+                        debug!(backend = %backend.name, server = %address, "server closed without answering");
+                    }
+                }
+                // Sent, then failed before any answer: only an idempotent,
+                // bodiless request may go again.
+                return if request.idempotent && backend.retries > 0 {
+                    Attempt::Retry
+                } else {
+                    Attempt::Done(Exchanged::Failed(StatusCode::BAD_GATEWAY))
+                };
+            }
+        };
+        let elapsed = sent.elapsed();
+        backend
+            .metrics
+            .response_seconds
+            .observe(elapsed.as_secs_f64());
+        server.state.latency.observe(elapsed);
+        let head_after = started.elapsed();
+        let streamed =
+            stream_body(&mut conn, &response, client, out, backend.timeouts.server).await;
+        drop(active);
+        let (bytes, broken) = match streamed {
+            Ok(bytes) => {
+                if response.reusable && conn.buf.is_empty() {
+                    conn.checkin(key);
+                }
+                (bytes, response.framing == Framing::UntilClose)
+            }
+            Err(StreamError {
+                why,
+                head_sent: false,
+                ..
+            }) => {
+                debug!(backend = %backend.name, server = %address, why, "bad response from server");
+                out.clear();
+                return Attempt::Done(Exchanged::Failed(StatusCode::BAD_GATEWAY));
+            }
+            Err(StreamError { bytes, why, .. }) => {
+                debug!(backend = %backend.name, server = %address, why, "response cut short");
+                (bytes, true)
+            }
+        };
+        return Attempt::Done(Exchanged::Answered {
+            status: response.status,
+            server: address,
+            bytes,
+            broken,
+            head_after,
+        });
+    }
+}
+
+/// Writes the request and reads up to a final response head, whose
+/// rewritten form is appended to `out`.
+async fn send_and_read_head(
+    conn: &mut ServerConn,
+    request: &Outgoing<'_>,
+    additions: &Additions<'_>,
+    out: &mut Vec<u8>,
+) -> Result<framing::Response, NoHead> {
+    let written = async {
+        conn.io.write_all(request.head).await?;
+        conn.io.flush().await
+    };
+    if written.await.is_err() {
+        return Err(NoHead::Closed);
+    }
+    let mut received = false;
+    loop {
+        if !conn.buf.is_empty() {
+            match framing::scan(&conn.buf, request.head_method, additions, out) {
+                Ok(framing::Scan::Final(response)) => {
+                    conn.buf.advance(response.len);
+                    return Ok(response);
+                }
+                Ok(framing::Scan::Interim(len)) => {
+                    conn.buf.advance(len);
+                    continue;
+                }
+                Ok(framing::Scan::Partial) if conn.buf.len() > MAX_RESPONSE_HEAD => {
+                    return Err(NoHead::Malformed("response head too large"))
+                }
+                Ok(framing::Scan::Partial) => {}
+                Err(Malformed(why)) => return Err(NoHead::Malformed(why)),
+            }
+        }
+        conn.buf.reserve(READ_SIZE);
+        match conn.io.read_buf(&mut conn.buf).await {
+            Ok(0) | Err(_) if !received => return Err(NoHead::Closed),
+            Ok(0) => return Err(NoHead::Malformed("closed within the response head")),
+            Ok(_) => received = true,
+            Err(err) => return Err(NoHead::Io(err)),
+        }
+    }
+}
+
+/// A body that could not be sent whole.
+struct StreamError {
+    /// Body bytes sent before it failed.
+    bytes: u64,
+    why: &'static str,
+    /// Whether the client got the head (else it may still get an error).
+    head_sent: bool,
+}
+
+/// Sends the head in `out` and the body after it, as its framing delimits
+/// it, to the client; the first write carries the head and whatever of the
+/// body already arrived with it.
+async fn stream_body<C: AsyncWrite + Unpin>(
+    conn: &mut ServerConn,
+    response: &framing::Response,
+    client: &mut C,
+    out: &mut Vec<u8>,
+    idle: Duration,
+) -> Result<u64, StreamError> {
+    let mut body = BodyEnd::new(response.framing);
+    let head_len = out.len();
+    let mut sent = 0u64;
+    let fail = |bytes, why| {
+        Err(StreamError {
+            bytes,
+            why,
+            head_sent: true,
+        })
+    };
+    // What arrived with the head.
+    let take = match body.take(&conn.buf) {
+        Ok(take) => take,
+        Err(Malformed(why)) => {
+            return Err(StreamError {
+                bytes: 0,
+                why,
+                head_sent: false,
+            })
+        }
+    };
+    out.extend_from_slice(&conn.buf[..take]);
+    conn.buf.advance(take);
+    let written = async {
+        client.write_all(out).await?;
+        client.flush().await
+    };
+    if written.await.is_err() {
+        return fail(0, "client went away");
+    }
+    sent += (out.len() - head_len) as u64;
+    while !body.ended() {
+        conn.buf.clear();
+        conn.buf.reserve(READ_SIZE);
+        match tokio::time::timeout(idle, conn.io.read_buf(&mut conn.buf)).await {
+            Err(_) => return fail(sent, "server timed out"),
+            Ok(Err(_)) => return fail(sent, "server connection failed"),
+            Ok(Ok(0)) if body.framing == Framing::UntilClose => break,
+            Ok(Ok(0)) => return fail(sent, "server closed mid-body"),
+            Ok(Ok(_)) => {}
+        }
+        let take = match body.take(&conn.buf) {
+            Ok(take) => take,
+            Err(Malformed(why)) => return fail(sent, why),
+        };
+        let written = async {
+            client.write_all(&conn.buf[..take]).await?;
+            client.flush().await
+        };
+        if written.await.is_err() {
+            return fail(sent, "client went away");
+        }
+        conn.buf.advance(take);
+        sent += take as u64;
+    }
+    Ok(sent)
+}
+
+/// Where a body ends, followed through the bytes that arrive.
+struct BodyEnd {
+    framing: Framing,
+    left: u64,
+    chunked: Chunked,
+}
+
+impl BodyEnd {
+    fn new(framing: Framing) -> Self {
+        BodyEnd {
+            framing,
+            left: match framing {
+                Framing::Length(length) => length,
+                _ => 0,
+            },
+            chunked: Chunked::default(),
+        }
+    }
+
+    /// How many of `bytes` (which follow those taken before) are body.
+    fn take(&mut self, bytes: &[u8]) -> Result<usize, Malformed> {
+        Ok(match self.framing {
+            Framing::Empty => 0,
+            Framing::Length(_) => {
+                let take = self.left.min(bytes.len() as u64);
+                self.left -= take;
+                take as usize
+            }
+            Framing::Chunked => self.chunked.feed(bytes)?,
+            Framing::UntilClose => bytes.len(),
+        })
+    }
+
+    fn ended(&self) -> bool {
+        match self.framing {
+            Framing::Empty => true,
+            Framing::Length(_) => self.left == 0,
+            Framing::Chunked => self.chunked.done(),
+            Framing::UntilClose => false,
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! A server's response head, rewritten for the client as it is parsed, and
+//! where the response body ends. Bodies pass through as they came (chunked
+//! stays chunked): zkgate only needs to find their end.
+
+use std::mem::MaybeUninit;
+
+/// Most headers accepted in a response.
+const MAX_RESPONSE_HEADERS: usize = 100;
+
+/// Hop-by-hop response headers (RFC 9110 §7.6.1) zkgate drops. The
+/// framing headers (`Content-Length`, `Transfer-Encoding`) stay: the body
+/// goes through unchanged.
+const HOP_BY_HOP: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "trailer",
+    "upgrade",
+];
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: `HEAD`, 204, 304.
+    Empty,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: …, chunked`.
+    Chunked,
+    /// Neither: the body ends when the server closes.
+    UntilClose,
+}
+
+/// A complete response head.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// Bytes the head took in the server's buffer.
+    pub len: usize,
+    pub framing: Framing,
+    /// The server keeps the connection open after this response.
+    pub reusable: bool,
+}
+
+/// What the start of a server's buffer holds.
+#[derive(Debug)]
+pub enum Scan {
+    /// A final response; its head for the client is written.
+    Final(Response),
+    /// A 1xx interim response of this many bytes: skipped.
+    Interim(usize),
+    /// More bytes are needed.
+    Partial,
+}
+
+/// The response violates HTTP/1.1 in a way that makes it unsafe to forward.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+/// What to add to the head for the client.
+pub struct Additions<'a> {
+    /// A `Set-Cookie` value (sticky sessions).
+    pub set_cookie: Option<&'a str>,
+    /// Tell the client the connection closes after this response.
+    pub close: bool,
+}
+
+/// Parses the response at the start of `buf` (to a request with method
+/// `HEAD` if `head`); on a final response appends its head for the client to `out`.
+pub fn scan(
+    buf: &[u8],
+    head: bool,
+    additions: &Additions<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Scan, Malformed> {
+    let mut headers =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut headers,
+    ) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(Scan::Partial),
+        Err(_) => return Err(Malformed("unparsable response head")),
+    };
+    let status = response.code.unwrap_or_default();
+    match status {
+        101 => return Err(Malformed("switching protocols without an upgrade")),
+        100..=199 => return Ok(Scan::Interim(len)),
+        _ => {}
+    }
+
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    let mut reusable = response.version == Some(1);
+    // Names the `Connection` header lists: also hop-by-hop (rare).
+    let mut listed: Vec<&[u8]> = Vec::new();
+    for header in response.headers.iter() {
+        let name = header.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let value = parse_length(header.value).ok_or(Malformed("bad Content-Length"))?;
+            if length.is_some_and(|earlier| earlier != value) {
+                return Err(Malformed("conflicting Content-Length"));
+            }
+            length = Some(value);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = header
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .unwrap_or_default();
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    reusable = false;
+                } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+                    listed.push(token);
+                }
+            }
+        }
+    }
+    let framing = if head || status == 204 || status == 304 {
+        Framing::Empty
+    } else {
+        match (chunked, length) {
+            (Some(_), Some(_)) => {
+                return Err(Malformed("both Transfer-Encoding and Content-Length"))
+            }
+            (Some(true), None) => Framing::Chunked,
+            (Some(false), None) | (None, None) => Framing::UntilClose,
+            (None, Some(length)) => Framing::Length(length),
+        }
+    };
+    if framing == Framing::UntilClose {
+        reusable = false;
+    }
+
+    out.extend_from_slice(b"HTTP/1.1 ");
+    // httparse admits three digits only.
+    out.extend_from_slice(&[
+        b'0' + (status / 100) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+        b' ',
+    ]);
+    out.extend_from_slice(response.reason.unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for header in response.headers.iter() {
+        let name = header.name.as_bytes();
+        let dropped = HOP_BY_HOP
+            .iter()
+            .any(|hop| name.eq_ignore_ascii_case(hop.as_bytes()))
+            || listed.iter().any(|l| name.eq_ignore_ascii_case(l));
+        if !dropped {
+            push_header(out, name, header.value);
+        }
+    }
+    if let Some(cookie) = additions.set_cookie {
+        push_header(out, b"set-cookie", cookie.as_bytes());
+    }
+    if additions.close || framing == Framing::UntilClose {
+        push_header(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Scan::Final(Response {
+        status,
+        len,
+        framing,
+        reusable,
+    }))
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A `Content-Length` value: digits only.
+fn parse_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// Follows a chunked body (RFC 9112 §7.1) through its bytes to find its end,
+/// however the bytes are split.
+#[derive(Debug, Default)]
+pub struct Chunked {
+    state: State,
+    /// Bytes of the current chunk-size line's extensions, or trailer section.
+    line: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading the chunk size's hex digits (`digits` so far, value `size`).
+    #[default]
+    SizeStart,
+    Size {
+        size: u64,
+        digits: u8,
+    },
+    /// After the size: extensions, up to the CR.
+    Extension {
+        size: u64,
+    },
+    SizeLf {
+        size: u64,
+    },
+    Data {
+        left: u64,
+    },
+    DataCr,
+    DataLf,
+    /// In the trailer section; `empty` if the current line has nothing yet.
+    Trailer {
+        empty: bool,
+    },
+    TrailerLf {
+        empty: bool,
+    },
+    Done,
+}
+
+/// Longest chunk extension or trailer section followed before giving up.
+const MAX_LINE: usize = 16 * 1024;
+
+impl Chunked {
+    /// Takes in bytes that follow what was fed before; returns how many of
+    /// them belong to the body. Less than `bytes.len()` only once it ended.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<usize, Malformed> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if let State::Data { left } = self.state {
+                let take = left.min((bytes.len() - i) as u64);
+                i += take as usize;
+                self.state = if take == left {
+                    State::DataCr
+                } else {
+                    State::Data { left: left - take }
+                };
+                continue;
+            }
+            let b = bytes[i];
+            self.state = match self.state {
+                State::SizeStart | State::Size { .. } => {
+                    let (size, digits) = match self.state {
+                        State::Size { size, digits } => (size, digits),
+                        _ => (0, 0),
+                    };
+                    match (b as char).to_digit(16) {
+                        Some(d) if digits < 15 => State::Size {
+                            size: size << 4 | u64::from(d),
+                            digits: digits + 1,
+                        },
+                        Some(_) => return Err(Malformed("chunk size too large")),
+                        None if digits == 0 => return Err(Malformed("chunk size missing")),
+                        None if b == b'\r' => State::SizeLf { size },
+                        None if b == b';' || b == b' ' || b == b'\t' => {
+                            self.line = 0;
+                            State::Extension { size }
+                        }
+                        None => return Err(Malformed("bad chunk size")),
+                    }
+                }
+                State::Extension { size } => {
+                    self.line += 1;
+                    if self.line > MAX_LINE {
+                        return Err(Malformed("chunk extension too long"));
+                    }
+                    match b {
+                        b'\r' => State::SizeLf { size },
+                        b'\n' => return Err(Malformed("bare LF in chunk extension")),
+                        _ => State::Extension { size },
+                    }
+                }
+                State::SizeLf { size } => match (b, size) {
+                    (b'\n', 0) => {
+                        self.line = 0;
+                        State::Trailer { empty: true }
+                    }
+                    (b'\n', left) => State::Data { left },
+                    _ => return Err(Malformed("chunk size line not ended by CRLF")),
+                },
+                State::Data { .. } => unreachable!("handled above"),
+                State::DataCr if b == b'\r' => State::DataLf,
+                State::DataLf if b == b'\n' => State::SizeStart,
+                State::DataCr | State::DataLf => return Err(Malformed("chunk not ended by CRLF")),
+                State::Trailer { empty } => {
+                    self.line += 1;
+                    if self.line > MAX_LINE {
+                        return Err(Malformed("trailer section too long"));
+                    }
+                    match b {
+                        b'\r' => State::TrailerLf { empty },
+                        b'\n' => return Err(Malformed("bare LF in trailer")),
+                        _ => State::Trailer { empty: false },
+                    }
+                }
+                State::TrailerLf { empty } => match b {
+                    b'\n' if empty => State::Done,
+                    b'\n' => State::Trailer { empty: true },
+                    _ => return Err(Malformed("trailer line not ended by CRLF")),
+                },
+                State::Done => return Ok(i),
+            };
+            i += 1;
+            if self.state == State::Done {
+                return Ok(i);
+            }
+        }
+        Ok(i)
+    }
+
+    /// Whether the last chunk and trailer section were seen.
+    pub fn done(&self) -> bool {
+        self.state == State::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_for_client(raw: &str, head: bool, additions: Additions<'_>) -> (Response, String) {
+        let mut out = Vec::new();
+        match scan(raw.as_bytes(), head, &additions, &mut out) {
+            Ok(Scan::Final(response)) => (response, String::from_utf8(out).unwrap()),
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
+    const PLAIN: Additions<'static> = Additions {
+        set_cookie: None,
+        close: false,
+    };
+
+    #[test]
+    fn hop_by_hop_headers_go_and_framing_stays() {
+        let (response, out) = head_for_client(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\nX-Secret: 1\r\nServer: s\r\n\r\nhello",
+            false,
+            PLAIN,
+        );
+        assert_eq!(response.status, 200);
+        assert_eq!(response.framing, Framing::Length(5));
+        assert!(response.reusable);
+        assert_eq!(
+            response.len,
+            out.len()
+                + "Connection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\nX-Secret: 1\r\n"
+                    .len()
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: s\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let framing = |raw: &str, head: bool| head_for_client(raw, head, PLAIN).0.framing;
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                false
+            ),
+            Framing::Chunked
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false),
+            Framing::UntilClose
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\n\r\n", false),
+            Framing::UntilClose
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true),
+            Framing::Empty
+        );
+        assert_eq!(
+            framing("HTTP/1.1 204 No Content\r\n\r\n", false),
+            Framing::Empty
+        );
+        assert_eq!(
+            framing("HTTP/1.1 304 Not Modified\r\n\r\n", false),
+            Framing::Empty
+        );
+        let (response, out) = head_for_client("HTTP/1.1 200 OK\r\n\r\n", false, PLAIN);
+        assert!(
+            !response.reusable,
+            "a close-delimited body ends the connection"
+        );
+        assert!(out.ends_with("connection: close\r\n\r\n"));
+        let (response, _) =
+            head_for_client("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, PLAIN);
+        assert!(!response.reusable);
+        let (response, _) = head_for_client(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n",
+            false,
+            PLAIN,
+        );
+        assert!(!response.reusable);
+    }
+
+    #[test]
+    fn additions_are_appended() {
+        let (_, out) = head_for_client(
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            false,
+            Additions {
+                set_cookie: Some("s=1; Path=/"),
+                close: true,
+            },
+        );
+        assert_eq!(out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nset-cookie: s=1; Path=/\r\nconnection: close\r\n\r\n");
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_smuggling_shapes_refused() {
+        let mut out = Vec::new();
+        assert!(matches!(
+            scan(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200",
+                false,
+                &PLAIN,
+                &mut out
+            ),
+            Ok(Scan::Interim(40))
+        ));
+        assert!(matches!(
+            scan(b"HTTP/1.1 200 OK\r\nContent-Le", false, &PLAIN, &mut out),
+            Ok(Scan::Partial)
+        ));
+        for raw in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1 2\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "garbage\r\n\r\n",
+        ] {
+            assert!(
+                scan(raw.as_bytes(), false, &PLAIN, &mut out).is_err(),
+                "{raw:?}"
+            );
+        }
+        assert!(
+            out.is_empty(),
+            "nothing is written for refused or unfinished heads"
+        );
+    }
+
+    #[test]
+    fn chunked_bodies_end_where_they_end_however_split() {
+        let body = b"5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\n\r\n";
+        let mut tail = body.to_vec();
+        tail.extend_from_slice(b"HTTP/1.1 200 OK");
+        for split in 0..body.len() {
+            let mut chunked = Chunked::default();
+            let first = chunked.feed(&tail[..split]).unwrap();
+            assert_eq!(first, split);
+            let second = chunked.feed(&tail[split..]).unwrap();
+            assert_eq!(first + second, body.len(), "split at {split}");
+            assert!(chunked.done());
+        }
+        let mut chunked = Chunked::default();
+        assert_eq!(chunked.feed(b"0\r\n\r\n").unwrap(), 5);
+        assert!(chunked.done());
+    }
+
+    #[test]
+    fn malformed_chunking_is_refused() {
+        for raw in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\nhello",
+            b"5\r\nhelloX",
+            b"ffffffffffffffff\r\n",
+            b"0\r\nTrailer\n",
+        ] {
+            assert!(Chunked::default().feed(raw).is_err(), "{raw:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn chunked_encodings_are_followed_to_their_end(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..300), 0..8),
+            split in 0usize..4000,
+        ) {
+            let mut body = Vec::new();
+            for chunk in &chunks {
+                body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                body.extend_from_slice(chunk);
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"0\r\n\r\n");
+            let end = body.len();
+            body.extend_from_slice(b"next");
+            let split = split.min(end);
+            let mut chunked = Chunked::default();
+            let a = chunked.feed(&body[..split]).unwrap();
+            let b = chunked.feed(&body[split..]).unwrap();
+            proptest::prop_assert_eq!(a + b, end);
+            proptest::prop_assert!(chunked.done());
+        }
+
+        #[test]
+        fn any_bytes_are_refused_or_followed(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let mut chunked = Chunked::default();
+            if let Ok(n) = chunked.feed(&bytes) {
+                proptest::prop_assert!(n <= bytes.len());
+            }
+            let mut out = Vec::new();
+            let _ = scan(&bytes, false, &PLAIN, &mut out);
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The HTTP/1.1 fast path: the common request — bodiless, origin-form, to
+//! an HTTP/1.1 backend — served from the client connection's own task with
+//! no per-request allocation: the head is parsed in place, the server gets
+//! it with only hop-by-hop and X-Forwarded-* headers rewritten, and the
+//! response's head and body are forwarded as bytes (chunked stays chunked).
+//!
+//! Anything else (a request body, `Upgrade`, `Expect`, HTTP/1.0, an
+//! absolute URI, an HTTP/2 backend, a malformed or oversized head) hands the
+//! connection, with the bytes read so far, to the hyper-based path for the
+//! rest of its life; that path also gives malformed requests their answers.
+
+mod exchange;
+mod framing;
+mod head;
+mod pool;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zkgate_config::Protocol;
+use zkgate_routing::{Frontend, FrontendId};
+
+use self::exchange::{exchange, Exchanged, Outgoing};
+use self::head::{Field, Head, Role, Scan};
+use super::keys::{self, RequestView};
+use super::response::{retry_after_seconds, write_error, REQUEST_TIMEOUT_RAW};
+use super::MAX_HEAD_BYTES;
+use crate::access_log::HttpEntry;
+use crate::connections::ConnectionGuard;
+use crate::io::{ConnActivity, CountingIo};
+use crate::stream::Stream;
+use crate::Proxy;
+
+/// The counted client socket.
+pub type ClientIo = CountingIo<Stream>;
+
+/// How a connection left the fast path.
+pub enum End {
+    /// It is finished (closed by either side, timed out, or shut down).
+    Closed,
+    /// The hyper path takes it over, starting with these unread bytes.
+    Handover(ClientIo, BytesMut),
+}
+
+/// A client connection on the fast path.
+struct Client<'a> {
+    io: ClientIo,
+    /// Read from the client and not yet served.
+    buf: BytesMut,
+    fields: Vec<Field>,
+    /// The head for the server.
+    upstream: Vec<u8>,
+    /// What goes to the client next.
+    out: Vec<u8>,
+    peer: SocketAddr,
+    /// The client's address as X-Forwarded-For text.
+    client_text: &'a [u8],
+    frontend: FrontendId,
+    proxy: &'a Proxy,
+    activity: &'a ConnActivity,
+    /// Requests served on this connection.
+    served: u64,
+}
+
+/// Serves requests until the connection ends or needs the hyper path.
+pub async fn serve(
+    io: ClientIo,
+    peer: SocketAddr,
+    client_text: &[u8],
+    frontend: &Frontend,
+    proxy: &Proxy,
+    activity: &ConnActivity,
+    guard: &mut ConnectionGuard,
+) -> End {
+    let mut client = Client {
+        io,
+        buf: BytesMut::with_capacity(READ_SIZE),
+        fields: Vec::with_capacity(16),
+        upstream: Vec::with_capacity(1024),
+        out: Vec::with_capacity(1024),
+        peer,
+        client_text,
+        frontend: frontend.id,
+        proxy,
+        activity,
+        served: 0,
+    };
+    let header_timeout = frontend.timeouts.client_header;
+    let idle_timeout = frontend.timeouts.client_idle;
+    let mut stopping = *guard.shutdown.borrow();
+    let mut watching = !stopping;
+    let sleep = tokio::time::sleep(header_timeout);
+    tokio::pin!(sleep);
+    let mut idle_since = tokio::time::Instant::now();
+    let mut head_since = idle_since;
+    loop {
+        // Read until the buffer starts with a complete head.
+        let parsed = loop {
+            if !client.buf.is_empty() {
+                match head::scan(&client.buf, &mut client.fields) {
+                    Scan::Complete(parsed) => break parsed,
+                    Scan::Other => return End::Handover(client.io, client.buf),
+                    Scan::Partial if client.buf.len() >= MAX_HEAD_BYTES => {
+                        return End::Handover(client.io, client.buf)
+                    }
+                    Scan::Partial => {}
+                }
+            } else if stopping && client.served > 0 {
+                // Shutting down and between requests: done. (A connection
+                // accepted just as shutdown began still gets its first request answered.)
+                return End::Closed;
+            }
+            let deadline = if client.buf.is_empty() {
+                let wait = if client.served == 0 {
+                    header_timeout
+                } else {
+                    idle_timeout
+                };
+                idle_since + wait
+            } else {
+                head_since + header_timeout
+            };
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            if client.buf.capacity() - client.buf.len() < MIN_READ {
+                client.buf.reserve(READ_SIZE);
+            }
+            let was_empty = client.buf.is_empty();
+            tokio::select! {
+                biased;
+                read = client.io.read_buf(&mut client.buf) => match read {
+                    Ok(0) | Err(_) => return End::Closed,
+                    Ok(_) if was_empty => head_since = tokio::time::Instant::now(),
+                    Ok(_) => {}
+                },
+                () = &mut sleep => {
+                    if !client.buf.is_empty() {
+                        // Best effort: the client may already be gone.
+                        if client.io.write_all(&REQUEST_TIMEOUT_RAW).await.is_ok() {
+                            client.io.shutdown().await.ok();
+                        }
+                    }
+                    return End::Closed;
+                }
+                changed = guard.shutdown.changed(), if watching => {
+                    watching = false;
+                    stopping = changed.is_ok();
+                }
+            }
+        };
+        let closing = parsed.close || stopping || *guard.shutdown.borrow();
+        match client.request(parsed, closing).await {
+            Served::Next => {}
+            Served::Close => return End::Closed,
+            Served::Hyper => return End::Handover(client.io, client.buf),
+        }
+        client.buf.advance(parsed.len);
+        client.served += 1;
+        if closing {
+            client.io.shutdown().await.ok();
+            return End::Closed;
+        }
+        idle_since = tokio::time::Instant::now();
+    }
+}
+
+/// How much is read from a client at once.
+const READ_SIZE: usize = 8 * 1024;
+/// Below this much free space, the read buffer grows before a read.
+const MIN_READ: usize = 1024;
+
+/// What follows a request.
+enum Served {
+    /// The connection may carry another request.
+    Next,
+    /// It must close.
+    Close,
+    /// The hyper path must serve this request (and the rest).
+    Hyper,
+}
+
+impl Client<'_> {
+    async fn request(&mut self, parsed: head::Parsed, close: bool) -> Served {
+        let logged_since = self.proxy.access_log.is_some().then(Instant::now);
+        // One table for the whole request, even if a new one is published meanwhile.
+        let table = self.proxy.table.load_full();
+        let Some(frontend) = table.frontend(self.frontend) else {
+            return self
+                .answer(StatusCode::SERVICE_UNAVAILABLE, None, close)
+                .await;
+        };
+        let head = Head {
+            buf: &self.buf,
+            fields: &self.fields,
+            parsed,
+        };
+        let selected = frontend.select(head.host(), head.path(), &head);
+        if selected.is_some_and(|(backend, _)| backend.protocol != Protocol::Http1) {
+            return Served::Hyper;
+        }
+        self.activity.request_began();
+        let served = self
+            .route(frontend, selected, parsed, close, logged_since)
+            .await;
+        self.activity.request_ended();
+        served
+    }
+
+    async fn route(
+        &mut self,
+        frontend: &Frontend,
+        selected: Option<(
+            &Arc<zkgate_routing::Backend>,
+            Option<&zkgate_config::AccessList>,
+        )>,
+        parsed: head::Parsed,
+        close: bool,
+        logged_since: Option<Instant>,
+    ) -> Served {
+        frontend.metrics.requests.inc();
+        let client = self.peer.ip();
+        if frontend
+            .access
+            .as_ref()
+            .is_some_and(|access| !access.permits(client))
+        {
+            frontend.metrics.denied_access.inc();
+            return self
+                .refuse(
+                    frontend,
+                    None,
+                    parsed,
+                    StatusCode::FORBIDDEN,
+                    None,
+                    close,
+                    logged_since,
+                )
+                .await;
+        }
+        if let Some(limit) = frontend.rate_limit {
+            if let Err(wait) = self.proxy.limits.take(frontend.id, client, limit) {
+                frontend.metrics.denied_rate_limit.inc();
+                let seconds = retry_after_seconds(wait);
+                return self
+                    .refuse(
+                        frontend,
+                        None,
+                        parsed,
+                        StatusCode::TOO_MANY_REQUESTS,
+                        Some(seconds),
+                        close,
+                        logged_since,
+                    )
+                    .await;
+            }
+        }
+        let Some((backend, route_access)) = selected else {
+            return self
+                .refuse(
+                    frontend,
+                    None,
+                    parsed,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    close,
+                    logged_since,
+                )
+                .await;
+        };
+        if route_access.is_some_and(|access| !access.permits(client)) {
+            frontend.metrics.denied_access.inc();
+            return self
+                .refuse(
+                    frontend,
+                    Some(backend),
+                    parsed,
+                    StatusCode::FORBIDDEN,
+                    None,
+                    close,
+                    logged_since,
+                )
+                .await;
+        }
+        let head = Head {
+            buf: &self.buf,
+            fields: &self.fields,
+            parsed,
+        };
+        let key = keys::hash_key(&backend.balance, &head, client);
+        let sticky = backend
+            .sticky_cookie
+            .as_deref()
+            .and_then(|name| keys::cookie(&head, name))
+            .and_then(|value| backend.sticky(value))
+            .map(|server| server.address());
+        let scheme = frontend
+            .forwarded_headers
+            .then_some(if frontend.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            });
+        write_upstream_head(&head, scheme, self.client_text, &mut self.upstream);
+        let outgoing = Outgoing {
+            head: &self.upstream,
+            head_method: head.method() == "HEAD",
+            idempotent: head.idempotent(),
+            sticky,
+            key,
+            close,
+        };
+        self.out.clear();
+        let exchanged = exchange(backend, &outgoing, &mut self.io, &mut self.out, self.proxy).await;
+        let (status, server, bytes, headers_after, served) = match exchanged {
+            Exchanged::Answered {
+                status,
+                server,
+                bytes,
+                broken,
+                head_after,
+            } => {
+                let served = if broken { Served::Close } else { Served::Next };
+                (status, Some(server), bytes, head_after, served)
+            }
+            Exchanged::Failed(status) => {
+                let served = self.answer(status, None, close).await;
+                let elapsed = logged_since.map(|t| t.elapsed()).unwrap_or_default();
+                (status.as_u16(), None, 0, elapsed, served)
+            }
+        };
+        backend.metrics.count_response(status);
+        self.log(
+            frontend,
+            Some(backend),
+            parsed,
+            status,
+            server,
+            bytes,
+            headers_after,
+            logged_since,
+        );
+        served
+    }
+
+    /// Answers with an error of zkgate's own, counted and logged.
+    #[allow(clippy::too_many_arguments)]
+    async fn refuse(
+        &mut self,
+        frontend: &Frontend,
+        backend: Option<&Arc<zkgate_routing::Backend>>,
+        parsed: head::Parsed,
+        status: StatusCode,
+        retry_after: Option<u64>,
+        close: bool,
+        logged_since: Option<Instant>,
+    ) -> Served {
+        if let Some(backend) = backend {
+            backend.metrics.count_response(status.as_u16());
+        }
+        let served = self.answer(status, retry_after, close).await;
+        let elapsed = logged_since.map(|t| t.elapsed()).unwrap_or_default();
+        self.log(
+            frontend,
+            backend,
+            parsed,
+            status.as_u16(),
+            None,
+            0,
+            elapsed,
+            logged_since,
+        );
+        served
+    }
+
+    async fn answer(
+        &mut self,
+        status: StatusCode,
+        retry_after: Option<u64>,
+        close: bool,
+    ) -> Served {
+        self.out.clear();
+        write_error(status, retry_after, close, &mut self.out);
+        let written = async {
+            self.io.write_all(&self.out).await?;
+            self.io.flush().await
+        };
+        match written.await {
+            Ok(()) => Served::Next,
+            Err(_) => Served::Close,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn log(
+        &self,
+        frontend: &Frontend,
+        backend: Option<&Arc<zkgate_routing::Backend>>,
+        parsed: head::Parsed,
+        status: u16,
+        server: Option<SocketAddr>,
+        bytes: u64,
+        headers_after: std::time::Duration,
+        logged_since: Option<Instant>,
+    ) {
+        let (Some(log), Some(since)) = (&self.proxy.access_log, logged_since) else {
+            return;
+        };
+        let head = Head {
+            buf: &self.buf,
+            fields: &self.fields,
+            parsed,
+        };
+        log.http(&HttpEntry {
+            client: self.peer,
+            frontend: &frontend.name,
+            backend: backend.map(|b| &*b.name),
+            server,
+            method: head.method(),
+            path: head.target(),
+            status,
+            bytes,
+            headers_after,
+            total: since.elapsed(),
+        });
+    }
+}
+
+/// The request head for the server: hop-by-hop headers dropped and, when
+/// `scheme` is given, X-Forwarded-For extended with the client and
+/// X-Forwarded-Proto/-Host set; everything else as the client sent it.
+fn write_upstream_head(head: &Head<'_>, scheme: Option<&str>, client: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(head.method().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target().as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for field in head.fields {
+        let forwarded = scheme.is_some();
+        match field.role {
+            Role::HopByHop => continue,
+            Role::ForwardedOther if forwarded => continue,
+            Role::ForwardedFor if forwarded => continue,
+            _ => {}
+        }
+        out.extend_from_slice(head.name(field));
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(head.value(field));
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(scheme) = scheme {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        for field in head.fields.iter().filter(|f| f.role == Role::ForwardedFor) {
+            let value = head.value(field);
+            if !value.is_empty() {
+                out.extend_from_slice(value);
+                out.extend_from_slice(b", ");
+            }
+        }
+        out.extend_from_slice(client);
+        out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+        out.extend_from_slice(scheme.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if let Some(host) = head.host_value() {
+            out.extend_from_slice(b"x-forwarded-host: ");
+            out.extend_from_slice(host);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(raw: &str, scheme: Option<&str>) -> String {
+        let mut fields = Vec::new();
+        let Scan::Complete(parsed) = head::scan(raw.as_bytes(), &mut fields) else {
+            panic!("{raw:?}")
+        };
+        let head = Head {
+            buf: raw.as_bytes(),
+            fields: &fields,
+            parsed,
+        };
+        let mut out = Vec::new();
+        write_upstream_head(&head, scheme, b"10.0.0.9", &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_server_gets_the_head_with_hop_by_hop_dropped_and_forwarded_headers_set() {
+        let raw = "GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2\r\nX-Forwarded-Proto: ftp\r\nX-Forwarded-Host: evil\r\nAccept: */*\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            rewritten(raw, Some("https")),
+            "GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nAccept: */*\r\nx-forwarded-for: 192.0.2.1, 192.0.2.2, 10.0.0.9\r\nx-forwarded-proto: https\r\nx-forwarded-host: a.example\r\n\r\n"
+        );
+        assert_eq!(
+            rewritten(raw, None),
+            "GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2\r\nX-Forwarded-Proto: ftp\r\nX-Forwarded-Host: evil\r\nAccept: */*\r\n\r\n"
+        );
+        assert_eq!(
+            rewritten("HEAD / HTTP/1.1\r\n\r\n", Some("http")),
+            "HEAD / HTTP/1.1\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+    }
+}
