@@ -48,6 +48,17 @@ impl ConnActivity {
         }
     }
 
+    /// Takes over a connection on which `served` requests were answered
+    /// elsewhere (the fast path); `reading` if part of the next request arrived.
+    pub fn resume(&self, served: u64, reading: bool) {
+        let now = clock::now_ms();
+        self.in_flight.store(0, Relaxed);
+        self.served.store(served, Relaxed);
+        self.idle_since_ms.store(now, Relaxed);
+        self.request_started_ms
+            .store(if reading { now } else { 0 }, Relaxed);
+    }
+
     fn bytes_arrived(&self) {
         if self.in_flight.load(Relaxed) == 0 && self.request_started_ms.load(Relaxed) == 0 {
             self.request_started_ms.store(clock::now_ms(), Relaxed);

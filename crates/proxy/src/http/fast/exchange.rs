@@ -36,6 +36,8 @@ pub struct Outgoing<'a> {
     pub key: Option<u64>,
     /// Tell the client the connection closes after this response.
     pub close: bool,
+    /// When the request was complete, if its timing is logged.
+    pub logged_since: Option<Instant>,
 }
 
 /// How an exchange ended.
@@ -72,14 +74,13 @@ pub async fn exchange<C: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     proxy: &Proxy,
 ) -> Exchanged {
-    let started = Instant::now();
     let first = match request.sticky {
         Some(address) => backend.servers.iter().find(|s| s.address() == address),
         None => backend.pick(request.key),
     };
     let mut attempts = backend.attempts(first);
     for server in attempts.by_ref() {
-        let outcome = attempt_on(backend, server, request, client, out, started).await;
+        let outcome = attempt_on(backend, server, request, client, out).await;
         let ok = match &outcome {
             Attempt::Done(Exchanged::Answered { status, .. }) => *status < 500,
             _ => false,
@@ -113,7 +114,6 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
     request: &Outgoing<'_>,
     client: &mut C,
     out: &mut Vec<u8>,
-    started: Instant,
 ) -> Attempt {
     let address = server.address();
     let tls = backend.tls.as_deref();
@@ -187,7 +187,10 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
             .response_seconds
             .observe(elapsed.as_secs_f64());
         server.state.latency.observe(elapsed);
-        let head_after = started.elapsed();
+        let head_after = request
+            .logged_since
+            .map(|since| since.elapsed())
+            .unwrap_or_default();
         let streamed =
             stream_body(&mut conn, &response, client, out, backend.timeouts.server).await;
         drop(active);

@@ -7,16 +7,31 @@ use std::mem::MaybeUninit;
 /// Most headers accepted in a response.
 const MAX_RESPONSE_HEADERS: usize = 100;
 
-/// Hop-by-hop response headers (RFC 9110 §7.6.1) zkgate drops. The
-/// framing headers (`Content-Length`, `Transfer-Encoding`) stay: the body
-/// goes through unchanged.
-const HOP_BY_HOP: [&str; 5] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "trailer",
-    "upgrade",
-];
+/// What a response header is to the proxy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Plain,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    /// Hop-by-hop (RFC 9110 §7.6.1): dropped. The framing headers stay, as
+    /// the body goes through unchanged.
+    HopByHop,
+}
+
+fn role_of(name: &[u8]) -> Role {
+    let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+    // Dispatch on length first: most names match none and cost one compare.
+    match name.len() {
+        7 if is("trailer") || is("upgrade") => Role::HopByHop,
+        10 if is("connection") => Role::Connection,
+        10 if is("keep-alive") => Role::HopByHop,
+        14 if is("content-length") => Role::ContentLength,
+        16 if is("proxy-connection") => Role::HopByHop,
+        17 if is("transfer-encoding") => Role::TransferEncoding,
+        _ => Role::Plain,
+    }
+}
 
 /// How a response body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,29 +112,35 @@ pub fn scan(
     let mut reusable = response.version == Some(1);
     // Names the `Connection` header lists: also hop-by-hop (rare).
     let mut listed: Vec<&[u8]> = Vec::new();
-    for header in response.headers.iter() {
-        let name = header.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let value = parse_length(header.value).ok_or(Malformed("bad Content-Length"))?;
-            if length.is_some_and(|earlier| earlier != value) {
-                return Err(Malformed("conflicting Content-Length"));
+    let mut roles = [Role::Plain; MAX_RESPONSE_HEADERS];
+    for (header, role) in response.headers.iter().zip(roles.iter_mut()) {
+        *role = role_of(header.name.as_bytes());
+        match *role {
+            Role::ContentLength => {
+                let value = parse_length(header.value).ok_or(Malformed("bad Content-Length"))?;
+                if length.is_some_and(|earlier| earlier != value) {
+                    return Err(Malformed("conflicting Content-Length"));
+                }
+                length = Some(value);
             }
-            length = Some(value);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            let last = header
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .unwrap_or_default();
-            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    reusable = false;
-                } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
-                    listed.push(token);
+            Role::TransferEncoding => {
+                let last = header
+                    .value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .unwrap_or_default();
+                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            Role::Connection => {
+                for token in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        reusable = false;
+                    } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+                        listed.push(token);
+                    }
                 }
             }
+            Role::Plain | Role::HopByHop => {}
         }
     }
     let framing = if head || status == 204 || status == 304 {
@@ -148,11 +169,9 @@ pub fn scan(
     ]);
     out.extend_from_slice(response.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
-    for header in response.headers.iter() {
+    for (header, role) in response.headers.iter().zip(roles) {
         let name = header.name.as_bytes();
-        let dropped = HOP_BY_HOP
-            .iter()
-            .any(|hop| name.eq_ignore_ascii_case(hop.as_bytes()))
+        let dropped = matches!(role, Role::Connection | Role::HopByHop)
             || listed.iter().any(|l| name.eq_ignore_ascii_case(l));
         if !dropped {
             push_header(out, name, header.value);
@@ -182,10 +201,12 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// A `Content-Length` value: digits only.
 fn parse_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() || value.len() > 19 {
         return None;
     }
-    std::str::from_utf8(value).ok()?.parse().ok()
+    value.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
 }
 
 /// Follows a chunked body (RFC 9112 §7.1) through its bytes to find its end,

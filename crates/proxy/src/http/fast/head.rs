@@ -216,6 +216,18 @@ impl<'a> Head<'a> {
         self.text(self.parsed.method)
     }
 
+    pub fn method_bytes(&self) -> &'a [u8] {
+        self.slice(self.parsed.method)
+    }
+
+    pub fn target_bytes(&self) -> &'a [u8] {
+        self.slice(self.parsed.target)
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.method_bytes() == b"HEAD"
+    }
+
     /// Path and query, as sent.
     pub fn target(&self) -> &'a str {
         self.text(self.parsed.target)
@@ -239,8 +251,8 @@ impl<'a> Head<'a> {
     /// Whether a method is safe to send twice (RFC 9110 §9.2.2).
     pub fn idempotent(&self) -> bool {
         matches!(
-            self.method(),
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+            self.method_bytes(),
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
         )
     }
 
@@ -261,7 +273,8 @@ impl RequestHeaders for Head<'_> {
 
 impl RequestView for Head<'_> {
     fn path(&self) -> &str {
-        &self.target()[..self.parsed.path_len as usize]
+        let (start, _) = self.parsed.target;
+        self.text((start, start + self.parsed.path_len))
     }
 
     fn values<'b>(&'b self, name: &'b HeaderName) -> impl Iterator<Item = &'b [u8]> + 'b {

@@ -46,6 +46,14 @@ pub enum End {
     Handover(ClientIo, BytesMut),
 }
 
+impl Client<'_> {
+    /// Hands the connection to the hyper path, its activity brought up to date.
+    fn handover(self) -> End {
+        self.activity.resume(self.served, !self.buf.is_empty());
+        End::Handover(self.io, self.buf)
+    }
+}
+
 /// A client connection on the fast path.
 struct Client<'a> {
     io: ClientIo,
@@ -93,52 +101,56 @@ pub async fn serve(
     let idle_timeout = frontend.timeouts.client_idle;
     let mut stopping = *guard.shutdown.borrow();
     let mut watching = !stopping;
-    let sleep = tokio::time::sleep(header_timeout);
-    tokio::pin!(sleep);
     let mut idle_since = tokio::time::Instant::now();
-    let mut head_since = idle_since;
+    // The timer is only moved when its deadline comes nearer: when it fires
+    // early, the real deadline is looked up then. Requests come much faster
+    // than timeouts, and moving a timer costs more than that check.
+    let sleep = tokio::time::sleep_until(idle_since + header_timeout);
+    tokio::pin!(sleep);
+    // When the first bytes of a head that did not come whole were seen.
+    let mut head_since = None;
     loop {
         // Read until the buffer starts with a complete head.
         let parsed = loop {
             if !client.buf.is_empty() {
                 match head::scan(&client.buf, &mut client.fields) {
                     Scan::Complete(parsed) => break parsed,
-                    Scan::Other => return End::Handover(client.io, client.buf),
+                    Scan::Other => return client.handover(),
                     Scan::Partial if client.buf.len() >= MAX_HEAD_BYTES => {
-                        return End::Handover(client.io, client.buf)
+                        return client.handover()
                     }
-                    Scan::Partial => {}
+                    Scan::Partial => {
+                        head_since.get_or_insert_with(tokio::time::Instant::now);
+                    }
                 }
             } else if stopping && client.served > 0 {
                 // Shutting down and between requests: done. (A connection
                 // accepted just as shutdown began still gets its first request answered.)
                 return End::Closed;
             }
-            let deadline = if client.buf.is_empty() {
-                let wait = if client.served == 0 {
-                    header_timeout
-                } else {
-                    idle_timeout
-                };
-                idle_since + wait
-            } else {
-                head_since + header_timeout
+            let deadline = match head_since {
+                Some(since) => since + header_timeout,
+                None if client.served == 0 => idle_since + header_timeout,
+                None => idle_since + idle_timeout,
             };
-            if sleep.deadline() != deadline {
+            if deadline < sleep.deadline() {
                 sleep.as_mut().reset(deadline);
             }
             if client.buf.capacity() - client.buf.len() < MIN_READ {
                 client.buf.reserve(READ_SIZE);
             }
-            let was_empty = client.buf.is_empty();
             tokio::select! {
                 biased;
                 read = client.io.read_buf(&mut client.buf) => match read {
                     Ok(0) | Err(_) => return End::Closed,
-                    Ok(_) if was_empty => head_since = tokio::time::Instant::now(),
                     Ok(_) => {}
                 },
                 () = &mut sleep => {
+                    if tokio::time::Instant::now() < deadline {
+                        // Early: the connection was busy meanwhile.
+                        sleep.as_mut().reset(deadline);
+                        continue;
+                    }
                     if !client.buf.is_empty() {
                         // Best effort: the client may already be gone.
                         if client.io.write_all(&REQUEST_TIMEOUT_RAW).await.is_ok() {
@@ -153,11 +165,12 @@ pub async fn serve(
                 }
             }
         };
+        head_since = None;
         let closing = parsed.close || stopping || *guard.shutdown.borrow();
         match client.request(parsed, closing).await {
             Served::Next => {}
             Served::Close => return End::Closed,
-            Served::Hyper => return End::Handover(client.io, client.buf),
+            Served::Hyper => return client.handover(),
         }
         client.buf.advance(parsed.len);
         client.served += 1;
@@ -203,12 +216,8 @@ impl Client<'_> {
         if selected.is_some_and(|(backend, _)| backend.protocol != Protocol::Http1) {
             return Served::Hyper;
         }
-        self.activity.request_began();
-        let served = self
-            .route(frontend, selected, parsed, close, logged_since)
-            .await;
-        self.activity.request_ended();
-        served
+        self.route(frontend, selected, parsed, close, logged_since)
+            .await
     }
 
     async fn route(
@@ -308,11 +317,12 @@ impl Client<'_> {
         write_upstream_head(&head, scheme, self.client_text, &mut self.upstream);
         let outgoing = Outgoing {
             head: &self.upstream,
-            head_method: head.method() == "HEAD",
+            head_method: head.is_head(),
             idempotent: head.idempotent(),
             sticky,
             key,
             close,
+            logged_since,
         };
         self.out.clear();
         let exchanged = exchange(backend, &outgoing, &mut self.io, &mut self.out, self.proxy).await;
@@ -435,9 +445,9 @@ impl Client<'_> {
 /// X-Forwarded-Proto/-Host set; everything else as the client sent it.
 fn write_upstream_head(head: &Head<'_>, scheme: Option<&str>, client: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    out.extend_from_slice(head.method().as_bytes());
+    out.extend_from_slice(head.method_bytes());
     out.push(b' ');
-    out.extend_from_slice(head.target().as_bytes());
+    out.extend_from_slice(head.target_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for field in head.fields {
         let forwarded = scheme.is_some();
