@@ -15,6 +15,7 @@ pub mod wait;
 pub mod websocket;
 pub mod zookeeper;
 
+pub use accept::spawn_accept_loop;
 pub use client::{http_get, http_request, http_request_on, raw_exchange, Reply};
 pub use http_server::HttpServer;
 pub use ports::free_port;
