@@ -91,13 +91,18 @@ pub fn scan(buf: &[u8], fields: &mut Vec<Field>) -> Scan {
         host: None,
         close: false,
     };
+    let mut seen_length = false;
     for header in request.headers.iter() {
         let name = header.name.as_bytes();
         let value = header.value;
         let role = match role_of(name) {
             Some(role) => role,
             // A request body, a protocol switch or `Expect: 100-continue`: hyper's.
-            None if is_bodiless_length(name, value) => Role::HopByHop,
+            // One `Content-Length: 0` is kept: some servers want a length on a POST.
+            None if is_bodiless_length(name, value) && !seen_length => {
+                seen_length = true;
+                Role::Plain
+            }
             None => return Scan::Other,
         };
         if role == Role::Host {
@@ -143,8 +148,7 @@ fn role_of(name: &[u8]) -> Option<Role> {
     })
 }
 
-/// `Content-Length: 0` says what no `Content-Length` says; it is dropped
-/// (a bodiless request needs none).
+/// `Content-Length: 0`: no body, as without a `Content-Length`.
 fn is_bodiless_length(name: &[u8], value: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"content-length") && value == b"0"
 }
@@ -335,7 +339,7 @@ mod tests {
                 Role::Plain,
                 Role::Plain,
                 Role::HopByHop,
-                Role::HopByHop
+                Role::Plain
             ]
         );
     }
@@ -382,6 +386,7 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\nContent-Length: 00\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
             "GET / HTTP/1.0\r\n\r\n",
             "GET http://a.example/ HTTP/1.1\r\n\r\n",
             "CONNECT a.example:443 HTTP/1.1\r\n\r\n",

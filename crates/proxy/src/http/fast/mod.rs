@@ -508,11 +508,11 @@ mod tests {
         let raw = "GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2\r\nX-Forwarded-Proto: ftp\r\nX-Forwarded-Host: evil\r\nAccept: */*\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(
             rewritten(raw, Some("https")),
-            "GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nAccept: */*\r\nx-forwarded-for: 192.0.2.1, 192.0.2.2, 10.0.0.9\r\nx-forwarded-proto: https\r\nx-forwarded-host: a.example\r\n\r\n"
+            "GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nAccept: */*\r\nContent-Length: 0\r\nx-forwarded-for: 192.0.2.1, 192.0.2.2, 10.0.0.9\r\nx-forwarded-proto: https\r\nx-forwarded-host: a.example\r\n\r\n"
         );
         assert_eq!(
             rewritten(raw, None),
-            "GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2\r\nX-Forwarded-Proto: ftp\r\nX-Forwarded-Host: evil\r\nAccept: */*\r\n\r\n"
+            "GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2\r\nX-Forwarded-Proto: ftp\r\nX-Forwarded-Host: evil\r\nAccept: */*\r\nContent-Length: 0\r\n\r\n"
         );
         assert_eq!(
             rewritten("HEAD / HTTP/1.1\r\n\r\n", Some("http")),

@@ -21,6 +21,9 @@ const MAX_IDLE_PER_SERVER: usize = 256;
 /// one they are closing would fail the request.
 const MAX_IDLE_AGE: Duration = Duration::from_secs(20);
 
+/// Largest read buffer an idle connection keeps.
+const MAX_IDLE_BUFFER: usize = 32 * 1024;
+
 thread_local! {
     static IDLE: RefCell<HashMap<PoolKey, Vec<ServerConn>, FastHash>> = RefCell::default();
 }
@@ -64,6 +67,10 @@ impl ServerConn {
     /// Keeps a connection whose last response was read to its end.
     pub fn checkin(mut self, key: PoolKey) {
         self.idle_since = Instant::now();
+        if self.buf.capacity() > MAX_IDLE_BUFFER {
+            // A large body's buffer is not kept while idle.
+            self.buf = BytesMut::new();
+        }
         IDLE.with(|idle| {
             let mut idle = idle.borrow_mut();
             let list = idle.entry(key).or_default();
