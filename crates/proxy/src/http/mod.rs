@@ -3,6 +3,7 @@
 //! fast path (`fast`) and move to hyper (both sides) for what it leaves
 //! aside; HTTP/2 clients are served by hyper throughout.
 
+mod admission;
 mod body;
 mod fast;
 mod forward;

@@ -11,6 +11,7 @@ use http::{header, uri, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use zkgate_routing::{Backend, FrontendId};
 
+use super::admission::{admit, Refused};
 use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::forward::{forward, Forwarded};
 use super::headers::{add_forwarded, client_address_value, request_host, strip_hop_by_hop};
@@ -129,31 +130,16 @@ impl ClientConn {
         if let Err(status) = check_framing(request.headers()) {
             return error(status);
         }
-        let client = self.peer.ip();
-        if frontend
-            .access
-            .as_ref()
-            .is_some_and(|access| !access.permits(client))
-        {
-            frontend.metrics.denied_access.inc();
-            return error(StatusCode::FORBIDDEN);
-        }
-        if let Some(limit) = frontend.rate_limit {
-            if let Err(wait) = self.proxy.limits.take(frontend.id, client, limit) {
-                frontend.metrics.denied_rate_limit.inc();
-                return too_many_requests(wait);
-            }
-        }
         let host = request_host(request.uri(), request.headers());
-        let Some((backend, route_access)) =
-            frontend.select(host, request.uri().path(), request.headers())
-        else {
-            return error(StatusCode::SERVICE_UNAVAILABLE);
+        let selected = frontend.select(host, request.uri().path(), request.headers());
+        let backend = match admit(&self.proxy, frontend, self.peer.ip(), selected) {
+            Ok(backend) => backend,
+            Err(Refused {
+                retry_after: Some(wait),
+                ..
+            }) => return too_many_requests(wait),
+            Err(refused) => return error(refused.status),
         };
-        if route_access.is_some_and(|access| !access.permits(client)) {
-            frontend.metrics.denied_access.inc();
-            return error(StatusCode::FORBIDDEN);
-        }
         let backend = Arc::clone(backend);
         outcome.backend = Some(Arc::clone(&backend.name));
         let key = keys::hash_key(&backend.balance, &request, self.peer.ip());

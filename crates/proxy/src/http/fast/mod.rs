@@ -26,6 +26,7 @@ use zkgate_routing::{Frontend, FrontendId};
 
 use self::exchange::{exchange, Exchanged, Outgoing};
 use self::head::{Field, Head, Role, Scan};
+use super::admission::admit;
 use super::keys::{self, RequestView};
 use super::response::{retry_after_seconds, write_error, REQUEST_TIMEOUT_RAW};
 use super::MAX_HEAD_BYTES;
@@ -233,68 +234,22 @@ impl Client<'_> {
     ) -> Served {
         frontend.metrics.requests.inc();
         let client = self.peer.ip();
-        if frontend
-            .access
-            .as_ref()
-            .is_some_and(|access| !access.permits(client))
-        {
-            frontend.metrics.denied_access.inc();
-            return self
-                .refuse(
-                    frontend,
-                    None,
-                    parsed,
-                    StatusCode::FORBIDDEN,
-                    None,
-                    close,
-                    logged_since,
-                )
-                .await;
-        }
-        if let Some(limit) = frontend.rate_limit {
-            if let Err(wait) = self.proxy.limits.take(frontend.id, client, limit) {
-                frontend.metrics.denied_rate_limit.inc();
-                let seconds = retry_after_seconds(wait);
+        let backend = match admit(self.proxy, frontend, client, selected) {
+            Ok(backend) => backend,
+            Err(refused) => {
+                let retry_after = refused.retry_after.map(retry_after_seconds);
                 return self
                     .refuse(
                         frontend,
-                        None,
                         parsed,
-                        StatusCode::TOO_MANY_REQUESTS,
-                        Some(seconds),
+                        refused.status,
+                        retry_after,
                         close,
                         logged_since,
                     )
                     .await;
             }
-        }
-        let Some((backend, route_access)) = selected else {
-            return self
-                .refuse(
-                    frontend,
-                    None,
-                    parsed,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    None,
-                    close,
-                    logged_since,
-                )
-                .await;
         };
-        if route_access.is_some_and(|access| !access.permits(client)) {
-            frontend.metrics.denied_access.inc();
-            return self
-                .refuse(
-                    frontend,
-                    Some(backend),
-                    parsed,
-                    StatusCode::FORBIDDEN,
-                    None,
-                    close,
-                    logged_since,
-                )
-                .await;
-        }
         let head = Head {
             buf: &self.buf,
             fields: &self.fields,
@@ -357,26 +312,21 @@ impl Client<'_> {
         served
     }
 
-    /// Answers with an error of zkgate's own, counted and logged.
-    #[allow(clippy::too_many_arguments)]
+    /// Answers with an error of zkgate's own, logged.
     async fn refuse(
         &mut self,
         frontend: &Frontend,
-        backend: Option<&Arc<zkgate_routing::Backend>>,
         parsed: head::Parsed,
         status: StatusCode,
         retry_after: Option<u64>,
         close: bool,
         logged_since: Option<Instant>,
     ) -> Served {
-        if let Some(backend) = backend {
-            backend.metrics.count_response(status.as_u16());
-        }
         let served = self.answer(status, retry_after, close).await;
         let elapsed = logged_since.map(|t| t.elapsed()).unwrap_or_default();
         self.log(
             frontend,
-            backend,
+            None,
             parsed,
             status.as_u16(),
             None,

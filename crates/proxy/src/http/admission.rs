@@ -1,0 +1,65 @@
+//! Whether a request may go to a backend at all: the frontend's access list
+//! and rate limit, a route (or default backend), and the route's access
+//! list. Shared by the fast path and the hyper path.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use zkgate_config::AccessList;
+use zkgate_routing::{Backend, Frontend};
+
+use crate::Proxy;
+
+/// Why a request is answered by zkgate instead of a server.
+pub struct Refused {
+    pub status: StatusCode,
+    /// For 429: how long until the client's bucket has a token again.
+    pub retry_after: Option<Duration>,
+}
+
+impl Refused {
+    fn with(status: StatusCode) -> Self {
+        Refused {
+            status,
+            retry_after: None,
+        }
+    }
+}
+
+/// The backend for a request from `client` whose route lookup gave
+/// `selected`, or why it gets none; refusals are counted in the frontend's
+/// metrics.
+pub fn admit<'t>(
+    proxy: &Proxy,
+    frontend: &Frontend,
+    client: IpAddr,
+    selected: Option<(&'t Arc<Backend>, Option<&'t AccessList>)>,
+) -> Result<&'t Arc<Backend>, Refused> {
+    if frontend
+        .access
+        .as_ref()
+        .is_some_and(|access| !access.permits(client))
+    {
+        frontend.metrics.denied_access.inc();
+        return Err(Refused::with(StatusCode::FORBIDDEN));
+    }
+    if let Some(limit) = frontend.rate_limit {
+        if let Err(wait) = proxy.limits.take(frontend.id, client, limit) {
+            frontend.metrics.denied_rate_limit.inc();
+            return Err(Refused {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                retry_after: Some(wait),
+            });
+        }
+    }
+    let Some((backend, route_access)) = selected else {
+        return Err(Refused::with(StatusCode::SERVICE_UNAVAILABLE));
+    };
+    if route_access.is_some_and(|access| !access.permits(client)) {
+        frontend.metrics.denied_access.inc();
+        return Err(Refused::with(StatusCode::FORBIDDEN));
+    }
+    Ok(backend)
+}
