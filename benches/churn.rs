@@ -54,8 +54,10 @@ fn member(port: u16, weight: u32) -> String {
     format!(r#"{{"address":"127.0.0.1:{port}","weight":{weight}}}"#)
 }
 
-/// Requests per second wrk saw against `url`.
-fn wrk(url: &str) -> f64 {
+/// One wrk run: requests per second, and the CPU time zkgate (`pid`)
+/// spent per request over the run, in µs.
+fn wrk(url: &str, pid: u32) -> (f64, f64) {
+    let cpu_before = cpu_seconds(pid);
     let output = Command::new("taskset")
         .args([
             "-c",
@@ -68,11 +70,29 @@ fn wrk(url: &str) -> f64 {
         ])
         .output()
         .expect("wrk is needed: sudo apt-get install -y wrk");
+    let cpu = cpu_seconds(pid) - cpu_before;
     let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
+    let rate: f64 = text
+        .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"))
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
+    (rate, cpu * 1e6 / (rate * seconds() as f64))
+}
+
+/// utime + stime of process `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at `state`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -161,6 +181,7 @@ async fn run() {
             .unwrap_or(0.0)
     };
 
+    let pid = _zkgate.0.id();
     let url = format!("http://127.0.0.1:{port}/");
     let (mut quiet, mut churning) = (Vec::new(), Vec::new());
     let mut changes_made = 0;
@@ -168,12 +189,13 @@ async fn run() {
     for _ in 0..rounds() {
         let url_quiet = url.clone();
         quiet.push(
-            tokio::task::spawn_blocking(move || wrk(&url_quiet))
+            tokio::task::spawn_blocking(move || wrk(&url_quiet, pid))
                 .await
                 .unwrap(),
         );
 
-        // 50 changes a second: a member's weight flips between 1 and 2.
+        // 50 changes a second, each a real one: members' weights go from 1
+        // to 2, one member at a time, then back.
         let stop = Arc::new(AtomicBool::new(false));
         let made = Arc::new(AtomicUsize::new(0));
         let writer = {
@@ -185,7 +207,7 @@ async fn run() {
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
                     let n = made.fetch_add(1, Ordering::Relaxed);
-                    let weight = 1 + (n / MEMBERS as usize % 2) as u32;
+                    let weight = 2 - (n / MEMBERS as usize % 2) as u32;
                     client
                         .set_data(
                             &format!("/bench/churn/m{i}"),
@@ -202,7 +224,7 @@ async fn run() {
         let started = Instant::now();
         let url_churn = url.clone();
         churning.push(
-            tokio::task::spawn_blocking(move || wrk(&url_churn))
+            tokio::task::spawn_blocking(move || wrk(&url_churn, pid))
                 .await
                 .unwrap(),
         );
@@ -213,10 +235,14 @@ async fn run() {
         changes_made += made;
         eprintln!("round: {made} changes in {:?}", started.elapsed());
     }
-    let (quiet, churning) = (median(quiet), median(churning));
+    let rate = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.0).collect());
+    let cpu = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1).collect());
+    let (quiet_rate, churning_rate) = (rate(&quiet), rate(&churning));
     println!(
-        "1,000-member ZooKeeper backend, zkgate on one core: quiet {quiet:.0} req/s, {CHANGES_PER_SECOND} changes/s {churning:.0} req/s: throughput change {:+.1}% ({changes_made} changes, {swaps_seen} table swaps)",
-        (churning / quiet - 1.0) * 100.0
+        "1,000-member ZooKeeper backend, zkgate on one core: quiet {quiet_rate:.0} req/s at {:.1} µs CPU/request, {CHANGES_PER_SECOND} changes/s {churning_rate:.0} req/s at {:.1} µs: throughput change {:+.1}% ({changes_made} changes, {swaps_seen} table swaps)",
+        cpu(&quiet),
+        cpu(&churning),
+        (churning_rate / quiet_rate - 1.0) * 100.0
     );
 }
 
