@@ -94,12 +94,20 @@ async fn serve_scripted(mut stream: TcpStream, script: fn(&str, usize) -> Act) {
 }
 
 async fn start_in_front_of(server: SocketAddr, extra: &str) -> (Zkgate, SocketAddr) {
+    start_in_front_of_with_env(server, extra, &[]).await
+}
+
+async fn start_in_front_of_with_env(
+    server: SocketAddr,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> (Zkgate, SocketAddr) {
     let port = free_port();
     let config = format!(
         "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    servers: {}\n{extra}",
         servers(&[(server, 1)])
     );
-    let zkgate = Zkgate::start(ZKGATE, &config).await;
+    let zkgate = Zkgate::start_with_env(ZKGATE, &config, env).await;
     (zkgate, ([127, 0, 0, 1], port).into())
 }
 
@@ -209,7 +217,10 @@ fn answers_once_per_connection(_: &str, served: usize) -> Act {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_connections_the_server_dropped_are_replaced_for_safe_requests() {
     let server = ScriptedServer::start(answers_once_per_connection).await;
-    let (zkgate, addr) = start_in_front_of(server.addr, "").await;
+    // Kept connections are kept per worker thread: with one, every request
+    // below finds the connection the one before it left.
+    let (zkgate, addr) =
+        start_in_front_of_with_env(server.addr, "", &[("TOKIO_WORKER_THREADS", "1")]).await;
     for i in 0..5 {
         let reply = http_get(addr, "/x").await.unwrap();
         assert_eq!(

@@ -24,16 +24,22 @@ impl Zkgate {
     /// Starts `binary` with `config` (YAML without an `admin:` section: one on
     /// a free port is added) and waits until `/ready` answers 200.
     pub async fn start(binary: &str, config: &str) -> Self {
-        Self::start_until(binary, config, "/ready").await
+        Self::start_until(binary, config, "/ready", &[]).await
+    }
+
+    /// Like [`Zkgate::start`], with these environment variables set (say,
+    /// `TOKIO_WORKER_THREADS=1`, for a test about what one worker thread keeps).
+    pub async fn start_with_env(binary: &str, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_until(binary, config, "/ready", env).await
     }
 
     /// Like [`Zkgate::start`], but only waits for `/healthz` (the process is
     /// up; it may not be ready).
     pub async fn start_alive(binary: &str, config: &str) -> Self {
-        Self::start_until(binary, config, "/healthz").await
+        Self::start_until(binary, config, "/healthz", &[]).await
     }
 
-    async fn start_until(binary: &str, config: &str, probe: &str) -> Self {
+    async fn start_until(binary: &str, config: &str, probe: &str, env: &[(&str, &str)]) -> Self {
         let admin = free_addr();
         let dir = tempfile::Builder::new()
             .prefix("zkgate-run-")
@@ -51,6 +57,7 @@ impl Zkgate {
             .arg("-c")
             .arg(zkgate.config_path())
             .env("ZKGATE_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
