@@ -14,6 +14,7 @@
 # `cargo bench --bench churn` (zkgate only: it needs ZooKeeper).
 #
 #   SCENARIOS="small tls-new" ./benches/compare.sh   # a subset
+#   VERBOSE=1 ./benches/compare.sh                   # also every run, on stderr
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -177,6 +178,7 @@ for scenario in $SCENARIOS; do
         *) echo "compare.sh: unknown scenario $scenario" >&2; exit 1 ;;
       esac
       read -r rps p99 cpu < <(run "$proxy" "$url" "${options[@]}")
+      [ -z "${VERBOSE:-}" ] || printf "%-22s %-8s %10s %9s %12s   (round %s)\n" "$scenario" "$proxy" "$rps" "$p99" "$cpu" "$round" >&2
       R[$proxy]+="$rps "; P[$proxy]+="$p99 "; C[$proxy]+="$cpu "
     done
   done
