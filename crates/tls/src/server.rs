@@ -59,6 +59,8 @@ impl ServerTls {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        // zkgate's order of cipher suites, not the client's: see `preference`.
+        config.ignore_client_order = true;
         // Process-wide, so that a reload does not void the sessions clients hold.
         config.session_storage = session_cache();
         config.ticketer = ticketer()

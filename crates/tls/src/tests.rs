@@ -1,7 +1,8 @@
 use std::sync::Arc;
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, ServerConnection};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{CipherSuite, ClientConnection, ServerConnection};
 use zkgate_testkit::pki::{CertFiles, Pki};
 
 use super::*;
@@ -21,12 +22,12 @@ fn pair(files: &CertFiles) -> String {
     )
 }
 
-/// Runs a whole handshake in memory; returns the certificate the server chose.
+/// Runs a whole handshake in memory; returns the client's side of it.
 fn handshake(
     server: &Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
     sni: &str,
-) -> Result<Vec<u8>, rustls::Error> {
+) -> Result<ClientConnection, rustls::Error> {
     let mut client = ClientConnection::new(client, ServerName::try_from(sni.to_owned()).unwrap())?;
     let mut server = ServerConnection::new(Arc::clone(server))?;
     for _ in 0..10 {
@@ -42,7 +43,12 @@ fn handshake(
             break;
         }
     }
-    Ok(client.peer_certificates().unwrap()[0].to_vec())
+    Ok(client)
+}
+
+/// The certificate the server chose.
+fn leaf(client: ClientConnection) -> Vec<u8> {
+    client.peer_certificates().unwrap()[0].to_vec()
 }
 
 #[test]
@@ -68,7 +74,7 @@ fn sni_picks_exact_then_wildcard_then_the_first_certificate() {
     );
     let config = server.acceptor.config();
     let client = pki.client_config(&["h2"]);
-    let chosen = |sni: &str| handshake(config, Arc::clone(&client), sni);
+    let chosen = |sni: &str| handshake(config, Arc::clone(&client), sni).map(leaf);
     assert_eq!(chosen("api.example.com").unwrap(), exact.der().to_vec());
     assert_eq!(chosen("API.Example.com").unwrap(), exact.der().to_vec());
     assert_eq!(chosen("www.example.com").unwrap(), wildcard.der().to_vec());
@@ -185,4 +191,63 @@ fn backends_verify_servers_against_their_ca() {
         "internal.test"
     )
     .is_ok());
+}
+
+#[test]
+fn frontends_prefer_aes_128_whatever_order_the_client_lists() {
+    let pki = Pki::new("test CA");
+    let cert = pki.issue("site", &["site.test"]);
+    let cfg = config(
+        &format!("{{ certificates: [{}] }}", pair(&cert)),
+        &format!("{{ ca: {} }}", pki.ca.display()),
+    );
+    let material = TlsMaterial::load(&cfg, "<test>").unwrap();
+    let server = material.frontend("web").unwrap().acceptor.config();
+    for (version, expected) in [
+        (
+            &rustls::version::TLS13,
+            CipherSuite::TLS13_AES_128_GCM_SHA256,
+        ),
+        (
+            &rustls::version::TLS12,
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+    ] {
+        let client = pki.client_config_for(&[version], &[]);
+        // The client lists AES-256 first, as rustls and OpenSSL do.
+        let offered: Vec<_> = client
+            .crypto_provider()
+            .cipher_suites
+            .iter()
+            .map(|suite| suite.suite())
+            .collect();
+        assert!(
+            offered.iter().position(|s| *s == expected) > Some(0),
+            "{offered:?}"
+        );
+        let agreed = handshake(server, client, "site.test").unwrap();
+        assert_eq!(
+            agreed.negotiated_cipher_suite().map(|suite| suite.suite()),
+            Some(expected)
+        );
+    }
+    // A client offering only ChaCha20-Poly1305 still gets it.
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .retain(|suite| suite.suite() == CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&pki.ca).unwrap())
+        .unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let agreed = handshake(server, Arc::new(client), "site.test").unwrap();
+    assert_eq!(
+        agreed.negotiated_cipher_suite().map(|suite| suite.suite()),
+        Some(CipherSuite::TLS13_CHACHA20_POLY1305_SHA256)
+    );
 }
