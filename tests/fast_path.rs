@@ -25,6 +25,8 @@ enum Act {
     ReplyAndClose(&'static [u8]),
     /// Close without answering.
     Close,
+    /// Write this, then nothing more (the connection stays open).
+    ReplyAndStall(&'static [u8]),
 }
 
 /// A server that reads request heads and acts as `script` says for the
@@ -88,6 +90,10 @@ async fn serve_scripted(mut stream: TcpStream, script: fn(&str, usize) -> Act) {
                 return;
             }
             Act::Close => return,
+            Act::ReplyAndStall(bytes) => {
+                stream.write_all(bytes).await.ok();
+                std::future::pending::<()>().await;
+            }
         }
         served += 1;
     }
@@ -354,4 +360,68 @@ async fn a_head_arriving_byte_by_byte_is_served() {
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     assert!(answer.ends_with("s1"), "{answer}");
+}
+
+/// `/fast` is answered at once; `/silent` never; `/stalls` sends its head
+/// and 3 of 10 body bytes, then nothing.
+fn slow_in_places(path: &str, _: usize) -> Act {
+    match path {
+        "/silent" => Act::ReplyAndStall(b""),
+        "/stalls" => Act::ReplyAndStall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
+        _ => Act::Reply(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast"]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_timeout_holds_for_every_request_of_a_kept_connection() {
+    let server = ScriptedServer::start(slow_in_places).await;
+    let (_zkgate, addr) = start_in_front_of(server.addr, "    timeouts: { server: 400ms }\n").await;
+    // A fast request first, whose deadline for the server's answer comes
+    // 300 ms before the silent one's: the silent one still gets its own.
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    while !first.ends_with(b"\r\n\r\nfast") {
+        let mut chunk = [0u8; 1024];
+        let n = client.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed after {first:?}");
+        first.extend_from_slice(&chunk[..n]);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    client
+        .write_all(b"GET /silent HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).await.unwrap();
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "504 after {took:?}"
+    );
+
+    // A body that stops coming: the client gets what came, then the
+    // connection ends (the head is out, so no error answer can follow).
+    let started = std::time::Instant::now();
+    let answer = raw_exchange(
+        addr,
+        b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\nGET /stalls HTTP/1.1\r\nHost: a\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert!(
+        answer.ends_with("Content-Length: 10\r\n\r\nabc"),
+        "{answer:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "cut after {took:?}"
+    );
 }

@@ -13,6 +13,7 @@ use zkgate_routing::{Backend, Server};
 
 use super::framing::{self, Additions, Chunked, Framing, Malformed};
 use super::pool::ServerConn;
+use super::timer::Timer;
 use crate::http::service::sticky_cookie;
 use crate::http::upstream::PoolKey;
 use crate::Proxy;
@@ -77,6 +78,7 @@ pub async fn exchange<C: AsyncWrite + Unpin>(
     request: &Outgoing<'_>,
     client: &mut C,
     out: &mut Vec<u8>,
+    timer: &mut Timer,
     proxy: &Proxy,
 ) -> Exchanged {
     let first = match request.sticky {
@@ -85,7 +87,7 @@ pub async fn exchange<C: AsyncWrite + Unpin>(
     };
     let mut attempts = backend.attempts(first);
     for server in attempts.by_ref() {
-        let outcome = attempt_on(backend, server, request, client, out).await;
+        let outcome = attempt_on(backend, server, request, client, out, timer).await;
         let ok = match &outcome {
             Attempt::Done(Exchanged::Answered { status, .. }) => *status < 500,
             _ => false,
@@ -119,6 +121,7 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
     request: &Outgoing<'_>,
     client: &mut C,
     out: &mut Vec<u8>,
+    timer: &mut Timer,
 ) -> Attempt {
     let address = server.address();
     let tls = backend.tls.as_deref();
@@ -150,21 +153,23 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
         };
         let active = server.state.start_request();
         let sent = Instant::now();
-        let head = tokio::time::timeout(
-            backend.timeouts.server,
-            send_and_read_head(&mut conn, request, &additions, out),
-        )
-        .await;
+        let deadline = tokio::time::Instant::from_std(sent) + backend.timeouts.server;
+        let head = timer
+            .within(
+                deadline,
+                send_and_read_head(&mut conn, request, &additions, out),
+            )
+            .await;
         let response = match head {
-            Ok(Ok(response)) => response,
-            Err(_) => {
+            Some(Ok(response)) => response,
+            None => {
                 debug!(backend = %backend.name, server = %address, "server timed out");
                 out.clear();
                 return Attempt::Done(Exchanged::Failed(StatusCode::GATEWAY_TIMEOUT));
             }
             // A kept connection the server had closed: a fresh one.
-            Ok(Err(NoHead::Closed)) if reused && request.idempotent => continue,
-            Ok(Err(failure)) => {
+            Some(Err(NoHead::Closed)) if reused && request.idempotent => continue,
+            Some(Err(failure)) => {
                 out.clear();
                 match failure {
                     NoHead::Malformed(why) => {
@@ -196,8 +201,15 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
             .logged_since
             .map(|since| since.elapsed())
             .unwrap_or_default();
-        let streamed =
-            stream_body(&mut conn, &response, client, out, backend.timeouts.server).await;
+        let streamed = stream_body(
+            &mut conn,
+            &response,
+            client,
+            out,
+            timer,
+            backend.timeouts.server,
+        )
+        .await;
         drop(active);
         let (bytes, broken) = match streamed {
             Ok(bytes) => {
@@ -291,6 +303,7 @@ async fn stream_body<C: AsyncWrite + Unpin>(
     response: &framing::Response,
     client: &mut C,
     out: &mut Vec<u8>,
+    timer: &mut Timer,
     idle: Duration,
 ) -> Result<u64, StreamError> {
     let mut body = BodyEnd::new(response.framing);
@@ -327,13 +340,14 @@ async fn stream_body<C: AsyncWrite + Unpin>(
     if body.ended() {
         return Ok(sent);
     }
-    stream_rest(conn, &mut body, client, idle, sent).await
+    stream_rest(conn, &mut body, client, timer, idle, sent).await
 }
 
 async fn stream_rest<C: AsyncWrite + Unpin>(
     conn: &mut ServerConn,
     body: &mut BodyEnd,
     client: &mut C,
+    timer: &mut Timer,
     idle: Duration,
     mut sent: u64,
 ) -> Result<u64, StreamError> {
@@ -347,12 +361,16 @@ async fn stream_rest<C: AsyncWrite + Unpin>(
     while !body.ended() {
         conn.buf.clear();
         conn.buf.reserve(body.read_size());
-        match tokio::time::timeout(idle, conn.io.read_buf(&mut conn.buf)).await {
-            Err(_) => return fail(sent, "server timed out"),
-            Ok(Err(_)) => return fail(sent, "server connection failed"),
-            Ok(Ok(0)) if body.framing == Framing::UntilClose => break,
-            Ok(Ok(0)) => return fail(sent, "server closed mid-body"),
-            Ok(Ok(_)) => {}
+        let deadline = tokio::time::Instant::now() + idle;
+        match timer
+            .within(deadline, conn.io.read_buf(&mut conn.buf))
+            .await
+        {
+            None => return fail(sent, "server timed out"),
+            Some(Err(_)) => return fail(sent, "server connection failed"),
+            Some(Ok(0)) if body.framing == Framing::UntilClose => break,
+            Some(Ok(0)) => return fail(sent, "server closed mid-body"),
+            Some(Ok(_)) => {}
         }
         let take = match body.take(&conn.buf) {
             Ok(take) => take,

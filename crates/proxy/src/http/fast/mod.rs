@@ -13,6 +13,7 @@ mod exchange;
 mod framing;
 mod head;
 mod pool;
+mod timer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use zkgate_routing::{Frontend, FrontendId};
 
 use self::exchange::{exchange, Exchanged, Outgoing};
 use self::head::{Field, Head, Role, Scan};
+use self::timer::Timer;
 use super::admission::admit;
 use super::keys::{self, RequestView};
 use super::response::{retry_after_seconds, write_error, REQUEST_TIMEOUT_RAW};
@@ -73,6 +75,8 @@ struct Client<'a> {
     activity: &'a ConnActivity,
     /// Requests served on this connection.
     served: u64,
+    /// For every deadline of the connection, the client's and the servers'.
+    timer: Timer,
 }
 
 /// Serves requests until the connection ends or needs the hyper path.
@@ -85,6 +89,9 @@ pub async fn serve(
     activity: &ConnActivity,
     guard: &mut ConnectionGuard,
 ) -> End {
+    let header_timeout = frontend.timeouts.client_header;
+    let idle_timeout = frontend.timeouts.client_idle;
+    let mut idle_since = tokio::time::Instant::now();
     let mut client = Client {
         io,
         buf: BytesMut::with_capacity(READ_SIZE),
@@ -97,17 +104,10 @@ pub async fn serve(
         proxy,
         activity,
         served: 0,
+        timer: Timer::new(idle_since + header_timeout),
     };
-    let header_timeout = frontend.timeouts.client_header;
-    let idle_timeout = frontend.timeouts.client_idle;
     let mut stopping = *guard.shutdown.borrow();
     let mut watching = !stopping;
-    let mut idle_since = tokio::time::Instant::now();
-    // The timer is only moved when its deadline comes nearer: when it fires
-    // early, the real deadline is looked up then. Requests come much faster
-    // than timeouts, and moving a timer costs more than that check.
-    let sleep = tokio::time::sleep_until(idle_since + header_timeout);
-    tokio::pin!(sleep);
     // When the first bytes of a head that did not come whole were seen.
     let mut head_since = None;
     loop {
@@ -134,9 +134,6 @@ pub async fn serve(
                 None if client.served == 0 => idle_since + header_timeout,
                 None => idle_since + idle_timeout,
             };
-            if deadline < sleep.deadline() {
-                sleep.as_mut().reset(deadline);
-            }
             if client.buf.capacity() - client.buf.len() < MIN_READ {
                 client.buf.reserve(READ_SIZE);
             }
@@ -146,12 +143,7 @@ pub async fn serve(
                     Ok(0) | Err(_) => return End::Closed,
                     Ok(_) => {}
                 },
-                () = &mut sleep => {
-                    if tokio::time::Instant::now() < deadline {
-                        // Early: the connection was busy meanwhile.
-                        sleep.as_mut().reset(deadline);
-                        continue;
-                    }
+                () = client.timer.until(deadline) => {
                     if !client.buf.is_empty() {
                         // Best effort: the client may already be gone.
                         if client.io.write_all(&REQUEST_TIMEOUT_RAW).await.is_ok() {
@@ -280,7 +272,15 @@ impl Client<'_> {
             logged_since,
         };
         self.out.clear();
-        let exchanged = exchange(backend, &outgoing, &mut self.io, &mut self.out, self.proxy).await;
+        let exchanged = exchange(
+            backend,
+            &outgoing,
+            &mut self.io,
+            &mut self.out,
+            &mut self.timer,
+            self.proxy,
+        )
+        .await;
         let (status, server, bytes, headers_after, served) = match exchanged {
             Exchanged::Answered {
                 status,
