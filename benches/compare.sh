@@ -114,6 +114,7 @@ http { access_log off; keepalive_requests 1000000;
   upstream web { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; keepalive 128; }
   server { listen 127.0.0.1:${HTTP[nginx]}; listen 127.0.0.1:${TLS[nginx]} ssl;
     ssl_certificate $work/tls.pem; ssl_certificate_key $work/tls.key;
+    ssl_protocols TLSv1.2 TLSv1.3;  # 1.22 defaults to 1.2 at most; the others speak 1.3
     location / { proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }
 stream { upstream l4 { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; }
   server { listen 127.0.0.1:${TCP[nginx]}; proxy_pass l4; } }
@@ -195,6 +196,6 @@ for scenario in $SCENARIOS; do
   for other in haproxy nginx; do
     orr=$(eval echo "\$M_${key}_${other}_r"); oc=$(eval echo "\$M_${key}_${other}_c")
     awk -v s="$scenario" -v o="$other" -v zr="$zr" -v orr="$orr" -v zc="$zc" -v oc="$oc" \
-      'BEGIN { printf "%-22s zkgate/%-8s req/s ×%.2f   CPU/req ×%.2f\n", s, o, zr / orr, zc / oc }'
+      'BEGIN { printf "%-22s zkgate/%-8s req/s ×%.2f   CPU/req ×%.2f   req per CPU-second ×%.2f\n", s, o, zr / orr, zc / oc, oc / zc }'
   done
 done
