@@ -2,7 +2,11 @@
 //! backend kept in ZooKeeper, with and without 50 membership changes per
 //! second, in alternation. zkgate is pinned to core 1 with one worker thread;
 //! wrk and the nginx backend (one worker listening on the 1,000 members'
-//! ports) run on core 0, as in `benches/compare.sh`.
+//! ports) run on core 0, as in `benches/compare.sh`. ZooKeeper and the
+//! writer of changes are not pinned: on two cores they take their share from
+//! one side or the other, so besides the throughput change the report gives
+//! zkgate's CPU per request, the share of a core its table builds took and
+//! ZooKeeper's own share, to tell zkgate's cost from ZooKeeper's.
 //!
 //! Run: `cargo bench --bench churn` (needs nginx and wrk:
 //! `sudo apt-get install -y nginx-light wrk`; `benches/compare.sh` installs them).
@@ -172,20 +176,27 @@ async fn run() {
         (reply.status == 200).then_some(())
     })
     .await;
-    let swaps = || async {
+    let metric = |name: &'static str| async move {
         let metrics = http_get(admin_addr, "/metrics").await.unwrap().text();
         metrics
             .lines()
-            .find_map(|l| l.strip_prefix("zkgate_routing_table_swaps_total "))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
+    let swaps = || metric("zkgate_routing_table_swaps_total");
+    let build_seconds = || metric("zkgate_routing_table_build_seconds_sum");
 
     let pid = _zkgate.0.id();
     let url = format!("http://127.0.0.1:{port}/");
     let (mut quiet, mut churning) = (Vec::new(), Vec::new());
     let mut changes_made = 0;
     let mut swaps_seen = 0.0;
+    // Share of a core spent building tables while churning, summed over rounds.
+    let mut building = 0.0;
+    // And ZooKeeper's CPU: it shares this machine's two cores (unpinned).
+    let mut zookeeper = 0.0;
+    let zk_pid = zk.pid(0).expect("ZooKeeper runs");
     for _ in 0..rounds() {
         let url_quiet = url.clone();
         quiet.push(
@@ -221,6 +232,8 @@ async fn run() {
             })
         };
         let before = swaps().await;
+        let built_before = build_seconds().await;
+        let zk_before = cpu_seconds(zk_pid);
         let started = Instant::now();
         let url_churn = url.clone();
         churning.push(
@@ -230,19 +243,34 @@ async fn run() {
         );
         stop.store(true, Ordering::Relaxed);
         writer.await.unwrap();
+        let took = started.elapsed();
+        zookeeper += (cpu_seconds(zk_pid) - zk_before) / took.as_secs_f64();
         swaps_seen += swaps().await - before;
+        let built = build_seconds().await - built_before;
+        building += built / took.as_secs_f64();
         let made = made.load(Ordering::Relaxed);
         changes_made += made;
-        eprintln!("round: {made} changes in {:?}", started.elapsed());
+        let (q, c) = (quiet.last().unwrap(), churning.last().unwrap());
+        eprintln!(
+            "round: quiet {:.0} req/s at {:.1} µs, churning {:.0} req/s at {:.1} µs ({made} changes in {took:.1?}, {:.1} ms building tables)",
+            q.0,
+            q.1,
+            c.0,
+            c.1,
+            built * 1e3
+        );
     }
     let rate = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.0).collect());
     let cpu = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1).collect());
     let (quiet_rate, churning_rate) = (rate(&quiet), rate(&churning));
     println!(
-        "1,000-member ZooKeeper backend, zkgate on one core: quiet {quiet_rate:.0} req/s at {:.1} µs CPU/request, {CHANGES_PER_SECOND} changes/s {churning_rate:.0} req/s at {:.1} µs: throughput change {:+.1}% ({changes_made} changes, {swaps_seen} table swaps)",
+        "1,000-member ZooKeeper backend, zkgate on one core: quiet {quiet_rate:.0} req/s at {:.1} µs CPU/request, {CHANGES_PER_SECOND} changes/s {churning_rate:.0} req/s at {:.1} µs: throughput change {:+.1}%, CPU per request {:+.1}% ({changes_made} changes, {swaps_seen} table swaps, table builds {:.2}% of a core; ZooKeeper itself used {:.1}% of a core)",
         cpu(&quiet),
         cpu(&churning),
-        (churning_rate / quiet_rate - 1.0) * 100.0
+        (churning_rate / quiet_rate - 1.0) * 100.0,
+        (cpu(&churning) / cpu(&quiet) - 1.0) * 100.0,
+        building / rounds() as f64 * 100.0,
+        zookeeper / rounds() as f64 * 100.0
     );
 }
 

@@ -154,6 +154,11 @@ impl ZooKeeper {
         four_letter(self.nodes[index].client_port, "srvr").and_then(|s| mode_of(&s))
     }
 
+    /// The process id of node `index`, while it runs (for measuring its CPU).
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.nodes[index].process.as_ref().map(Child::id)
+    }
+
     /// Index of the node whose client port is `port`.
     pub fn index_of_port(&self, port: u16) -> Option<usize> {
         self.nodes.iter().position(|n| n.client_port == port)
