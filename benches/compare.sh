@@ -90,6 +90,11 @@ frontend web
   bind 127.0.0.1:${HTTP[haproxy]}
   bind 127.0.0.1:${TLS[haproxy]} ssl crt $work/tls-combined.pem alpn http/1.1
   option http-keep-alive
+  # What zkgate's forwarded_headers (on by default) does.
+  option forwardfor
+  http-request set-header X-Forwarded-Proto https if { ssl_fc }
+  http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
   default_backend web
 backend web
   mode http
@@ -115,7 +120,9 @@ http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:${HTTP[nginx]}; listen 127.0.0.1:${TLS[nginx]} ssl;
     ssl_certificate $work/tls.pem; ssl_certificate_key $work/tls.key;
     ssl_protocols TLSv1.2 TLSv1.3;  # 1.22 defaults to 1.2 at most; the others speak 1.3
-    location / { proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }
+    location / { proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$http_host; } } }
 stream { upstream l4 { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; }
   server { listen 127.0.0.1:${TCP[nginx]}; proxy_pass l4; } }
 CONF
