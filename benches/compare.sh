@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side load benchmark: zkgate vs HAProxy vs nginx doing the same job
 # on this machine, each proxy pinned to core 1, load generator and backends
-# on core 0, in alternation (A B C A B C …). Prints req/s, p99 latency, the
-# proxy's CPU time per request (utime+stime from /proc) and the ratios.
+# on core 0, in alternation (A B C, B C A, C A B …). Prints req/s, p99, the
+# proxy's CPU time per request (utime+stime from /proc) and the ratios
+# (medians of each round's ratios).
 #
 #   ./benches/compare.sh            # 3 rounds of 10 s per scenario
 #   ROUNDS=5 SECONDS_PER_RUN=20 ./benches/compare.sh
@@ -173,8 +174,12 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 printf "%-22s %-8s %10s %9s %12s\n" scenario proxy "req/s" "p99 ms" "CPU µs/req"
 for scenario in $SCENARIOS; do
   declare -A R=() P=() C=()
+  proxies=(zkgate haproxy nginx)
   for round in $(seq "$ROUNDS"); do
-    for proxy in zkgate haproxy nginx; do
+    # Each round starts with the next proxy (A B C, B C A, C A B …): the
+    # machine's speed drifts over minutes, and no proxy always runs first.
+    for i in 0 1 2; do
+      proxy=${proxies[$(( (round - 1 + i) % 3 ))]}
       options=()
       case $scenario in
         small) url="http://127.0.0.1:${HTTP[$proxy]}/64" ;;
@@ -190,19 +195,22 @@ for scenario in $SCENARIOS; do
       R[$proxy]+="$rps "; P[$proxy]+="$p99 "; C[$proxy]+="$cpu "
     done
   done
+  # Ratios are the medians of each round's ratios (runs a minute apart at
+  # most), which the drift between rounds does not move.
+  ratios() { # other -> "req/s ratio" "CPU ratio"
+    paste -d' ' <(tr ' ' '\n' <<<"${R[zkgate]}" | grep .) <(tr ' ' '\n' <<<"${R[$1]}" | grep .) \
+      <(tr ' ' '\n' <<<"${C[zkgate]}" | grep .) <(tr ' ' '\n' <<<"${C[$1]}" | grep .)
+  }
   for proxy in zkgate haproxy nginx; do
     r=$(tr ' ' '\n' <<<"${R[$proxy]}" | grep . | median)
     p=$(tr ' ' '\n' <<<"${P[$proxy]}" | grep . | median)
     c=$(tr ' ' '\n' <<<"${C[$proxy]}" | grep . | median)
     printf "%-22s %-8s %10.0f %9.2f %12.1f\n" "$scenario" "$proxy" "$r" "$p" "$c"
-    key=${scenario//-/_}
-    eval "M_${key}_${proxy}_r=$r M_${key}_${proxy}_c=$c"
   done
-  key=${scenario//-/_}
-  zr=$(eval echo "\$M_${key}_zkgate_r"); zc=$(eval echo "\$M_${key}_zkgate_c")
   for other in haproxy nginx; do
-    orr=$(eval echo "\$M_${key}_${other}_r"); oc=$(eval echo "\$M_${key}_${other}_c")
-    awk -v s="$scenario" -v o="$other" -v zr="$zr" -v orr="$orr" -v zc="$zc" -v oc="$oc" \
-      'BEGIN { printf "%-22s zkgate/%-8s req/s ×%.2f   CPU/req ×%.2f   req per CPU-second ×%.2f\n", s, o, zr / orr, zc / oc, oc / zc }'
+    rr=$(ratios "$other" | awk '{print $1 / $2}' | median)
+    cr=$(ratios "$other" | awk '{print $3 / $4}' | median)
+    awk -v s="$scenario" -v o="$other" -v rr="$rr" -v cr="$cr" \
+      'BEGIN { printf "%-22s zkgate/%-8s req/s ×%.2f   CPU/req ×%.2f   req per CPU-second ×%.2f\n", s, o, rr, cr, 1 / cr }'
   done
 done
