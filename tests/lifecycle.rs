@@ -198,3 +198,50 @@ async fn sigterm_lets_an_open_websocket_carry_on_until_it_closes() {
         .unwrap();
     assert!(status.success(), "exit status {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = HttpServer::start("kept").await;
+    let port = free_port();
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
+    let mut zkgate = Zkgate::start(ZKGATE, &config).await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"kept") {
+            let mut chunk = [0u8; 1024];
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed after {answer:?}");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        clients.push(client);
+    }
+
+    // Idle between requests: nothing to finish, so no reason to wait for
+    // them (the grace period is 30 s by default).
+    let started = std::time::Instant::now();
+    let exit = tokio::task::spawn_blocking(move || zkgate.terminate());
+    for mut client in clients {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut rest))
+            .await
+            .expect("the idle connection is closed");
+        assert!(read.is_ok() && rest.is_empty(), "{read:?} {rest:?}");
+    }
+    let status = exit.await.unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "exit took {:?}",
+        started.elapsed()
+    );
+}
