@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use zkgate_testkit::{free_port, http_get, raw_exchange, spawn_accept_loop, HttpServer, Zkgate};
+use zkgate_testkit::{
+    free_port, http_get, raw_exchange, read_until_ending, spawn_accept_loop, HttpServer, Zkgate,
+};
 
 use common::*;
 
@@ -383,13 +385,9 @@ async fn a_server_timeout_holds_for_every_request_of_a_kept_connection() {
         .write_all(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
-    let mut first = Vec::new();
-    while !first.ends_with(b"\r\n\r\nfast") {
-        let mut chunk = [0u8; 1024];
-        let n = client.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "closed after {first:?}");
-        first.extend_from_slice(&chunk[..n]);
-    }
+    read_until_ending(&mut client, b"\r\n\r\nfast")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     client

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use zkgate_testkit::{free_port, http_get, wait_until, HttpServer, Zkgate};
+use zkgate_testkit::{free_port, http_get, read_until_ending, wait_until, HttpServer, Zkgate};
 
 use common::{servers, web_config, ZKGATE};
 
@@ -216,13 +216,7 @@ async fn sigterm_closes_idle_keep_alive_connections_at_once() {
             .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
             .unwrap();
-        let mut answer = Vec::new();
-        while !answer.ends_with(b"kept") {
-            let mut chunk = [0u8; 1024];
-            let n = client.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed after {answer:?}");
-            answer.extend_from_slice(&chunk[..n]);
-        }
+        read_until_ending(&mut client, b"kept").await.unwrap();
         clients.push(client);
     }
 

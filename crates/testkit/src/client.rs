@@ -84,3 +84,21 @@ pub async fn raw_exchange(
     let _timed_out = tokio::time::timeout(timeout, stream.read_to_end(&mut answer)).await;
     Ok(String::from_utf8_lossy(&answer).into_owned())
 }
+
+/// Reads from `stream` until what was read ends with `end` (one response
+/// on a connection kept open); an error if the peer closes first.
+pub async fn read_until_ending(stream: &mut TcpStream, end: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut read = Vec::new();
+    while !read.ends_with(end) {
+        let mut chunk = [0u8; 1024];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("closed after {:?}", String::from_utf8_lossy(&read)),
+            ));
+        }
+        read.extend_from_slice(&chunk[..n]);
+    }
+    Ok(read)
+}

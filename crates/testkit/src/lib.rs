@@ -16,7 +16,7 @@ pub mod websocket;
 pub mod zookeeper;
 
 pub use accept::spawn_accept_loop;
-pub use client::{http_get, http_request, http_request_on, raw_exchange, Reply};
+pub use client::{http_get, http_request, http_request_on, raw_exchange, read_until_ending, Reply};
 pub use http_server::HttpServer;
 pub use ports::free_port;
 pub use process::Zkgate;
