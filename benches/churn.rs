@@ -164,7 +164,7 @@ async fn run() {
         Command::new("taskset")
             .args(["-c", "1", ZKGATE, "run", "-c"])
             .arg(&config)
-            .env("TOKIO_WORKER_THREADS", "1")
+            .env("ZKGATE_WORKERS", "1")
             .env("ZKGATE_LOG", "warn")
             .stderr(Stdio::null())
             .spawn()

@@ -134,7 +134,7 @@ size=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$B1/1m")
 [ "$size" = 1048576 ] || { echo "compare.sh: backend /1m answered $size bytes" >&2; exit 1; }
 
 declare -A PID
-TOKIO_WORKER_THREADS=1 ZKGATE_LOG=warn taskset -c 1 ./target/release/zkgate run -c "$work/zkgate.yaml" 2>"$work/zkgate.err" & PID[zkgate]=$!; pids+=($!)
+ZKGATE_LOG=warn taskset -c 1 ./target/release/zkgate run --workers 1 -c "$work/zkgate.yaml" 2>"$work/zkgate.err" & PID[zkgate]=$!; pids+=($!)
 taskset -c 1 haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.err" & PID[haproxy]=$!; pids+=($!)
 taskset -c 1 nginx -c "$work/nginx-proxy.conf" & PID[nginx]=$!; pids+=($!)
 sleep 1

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use zkgate_config::ConfigErrors;
+use zkgate_control::Workers;
 use zkgate_tls::TlsMaterial;
 
 use cli::register::{Check, Timing};
@@ -30,6 +31,9 @@ enum Command {
         /// Configuration file.
         #[arg(short, long, default_value = "config/zkgate.yaml")]
         config: PathBuf,
+        /// Threads serving connections [default: the cores zkgate may use].
+        #[arg(long, env = "ZKGATE_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        workers: Option<u16>,
     },
     /// Validate a configuration: print every error with file:line:col, exit 0 if valid, 1 if not.
     Check {
@@ -78,7 +82,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => run(config),
+        Command::Run { config, workers } => run(config, workers.map(usize::from)),
         Command::Server(command) => block_on(cli::server::run(command)),
         Command::Config(command) => block_on(cli::config::run(command)),
         Command::Register {
@@ -178,7 +182,9 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(path: PathBuf) -> ExitCode {
+/// Runs the proxy: the control plane on this thread, connections on `workers`
+/// threads of their own.
+fn run(path: PathBuf, workers: Option<usize>) -> ExitCode {
     init_logging();
     let (config, tls) = match load(&path) {
         Ok(loaded) => loaded,
@@ -188,18 +194,19 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
+        .build();
+    let workers = Workers::start(workers.unwrap_or_else(Workers::default_count));
+    let (runtime, workers) = match (runtime, workers) {
+        (Ok(runtime), Ok(workers)) => (runtime, workers),
+        (Err(err), _) | (_, Err(err)) => {
             eprintln!("zkgate: cannot start the runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async {
-        let plane = zkgate_control::ControlPlane::start(path, config, tls).await?;
+        let plane = zkgate_control::ControlPlane::start(path, config, tls, workers).await?;
         plane.run().await
     });
     match result {

@@ -228,7 +228,7 @@ async fn kept_connections_the_server_dropped_are_replaced_for_safe_requests() {
     // Kept connections are kept per worker thread: with one, every request
     // below finds the connection the one before it left.
     let (zkgate, addr) =
-        start_in_front_of_with_env(server.addr, "", &[("TOKIO_WORKER_THREADS", "1")]).await;
+        start_in_front_of_with_env(server.addr, "", &[("ZKGATE_WORKERS", "1")]).await;
     for i in 0..5 {
         let reply = http_get(addr, "/x").await.unwrap();
         assert_eq!(

@@ -239,3 +239,61 @@ async fn sigterm_closes_idle_keep_alive_connections_at_once() {
         started.elapsed()
     );
 }
+
+/// Each worker thread's time on a CPU so far, by thread name.
+fn worker_cpu_times(pid: u32) -> Vec<(String, u64)> {
+    let mut workers = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if let Some(name) = name.trim().strip_prefix("zkgate-worker-") {
+            let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap();
+            let ns = schedstat
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            workers.push((name.to_owned(), ns));
+        }
+    }
+    workers.sort();
+    workers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_thread_accepts_connections() {
+    let server = HttpServer::start("s").await;
+    let port = free_port();
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
+    let zkgate = Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "3")]).await;
+    let before = worker_cpu_times(zkgate.pid());
+    let names: Vec<&str> = before.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["0", "1", "2"]);
+    // The kernel spreads connections over the workers' sockets by their
+    // addresses: 60 connections leave a worker without one once in ~10^10.
+    for _ in 0..60 {
+        let reply = http_get(([127, 0, 0, 1], port).into(), "/").await.unwrap();
+        assert_eq!(reply.status, 200);
+    }
+    let after = worker_cpu_times(zkgate.pid());
+    for ((name, was), (_, now)) in before.iter().zip(&after) {
+        assert!(now > was, "worker {name} served no connection");
+    }
+}
+
+#[test]
+fn a_worker_count_out_of_range_is_refused_with_a_clear_error() {
+    for bad in ["0", "many"] {
+        let output = std::process::Command::new(ZKGATE)
+            .args(["run", "--workers", bad, "-c", "/nonexistent.yaml"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "--workers {bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("invalid value") && stderr.contains("--workers"),
+            "{stderr}"
+        );
+    }
+}

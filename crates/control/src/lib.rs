@@ -23,6 +23,7 @@ use zkgate_config::Config;
 use zkgate_discovery::{Discovery, NodeText, Update, WatchSpec};
 use zkgate_health::{HealthChecks, HealthEvent};
 use zkgate_proxy::Proxy;
+pub use zkgate_proxy::Workers;
 use zkgate_routing::{Discovered, Metrics, RoutingTable, TableBuilder};
 use zkgate_tls::TlsMaterial;
 
@@ -114,12 +115,14 @@ enum Input {
 }
 
 impl ControlPlane {
-    /// Binds the admin listener and every frontend, starts ZooKeeper
-    /// discovery, and publishes the first table (static servers serve at once).
+    /// Binds the admin listener and every frontend (accepted on `workers`),
+    /// starts ZooKeeper discovery, and publishes the first table (static
+    /// servers serve at once).
     pub async fn start(
         config_path: PathBuf,
         config: Config,
         tls: TlsMaterial,
+        workers: Workers,
     ) -> Result<Self, StartError> {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry)?;
@@ -168,7 +171,7 @@ impl ControlPlane {
             metrics,
             table,
             proxy,
-            listeners: Listeners::default(),
+            listeners: Listeners::new(workers),
             report,
             resolver: Resolver::default(),
             members: Members::new(),

@@ -8,22 +8,31 @@ use std::net::SocketAddr;
 
 use tracing::info;
 use zkgate_config::Config;
-use zkgate_proxy::{Listener, Proxy};
+use zkgate_proxy::{Listener, Proxy, Workers};
 use zkgate_routing::{FrontendId, TableBuilder};
 
 /// Sockets bound for a configuration that is not yet in service.
 pub struct Bound {
     desired: HashMap<SocketAddr, FrontendId>,
-    sockets: Vec<(SocketAddr, FrontendId, std::net::TcpListener)>,
+    sockets: Vec<(SocketAddr, FrontendId, Vec<std::net::TcpListener>)>,
 }
 
 /// The running listeners, by configured address.
-#[derive(Default)]
 pub struct Listeners {
     running: HashMap<SocketAddr, Listener>,
+    /// The data plane's threads, each of which accepts on every address.
+    workers: Workers,
 }
 
 impl Listeners {
+    /// No listeners yet; those started will accept on every one of `workers`.
+    pub fn new(workers: Workers) -> Self {
+        Listeners {
+            running: HashMap::new(),
+            workers,
+        }
+    }
+
     /// Binds every address of `config` not already served by the same frontend.
     pub fn bind_new(
         &self,
@@ -40,8 +49,9 @@ impl Listeners {
                     continue;
                 }
                 // SO_REUSEPORT lets this bind succeed even while an old listener holds the port.
-                let socket = zkgate_proxy::bind(address).map_err(|err| (address, err))?;
-                sockets.push((address, id, socket));
+                let group = zkgate_proxy::bind_per_worker(address, &self.workers)
+                    .map_err(|err| (address, err))?;
+                sockets.push((address, id, group));
             }
         }
         Ok(Bound { desired, sockets })
@@ -49,8 +59,8 @@ impl Listeners {
 
     /// Starts the newly bound listeners and stops the ones no longer wanted.
     pub fn commit(&mut self, bound: Bound, proxy: &Proxy) {
-        for (address, id, socket) in bound.sockets {
-            match Listener::spawn(socket, id, proxy.clone()) {
+        for (address, id, group) in bound.sockets {
+            match Listener::spawn(group, id, proxy, &self.workers) {
                 Ok(listener) => {
                     // Replacing drops (and so stops) a listener of another frontend.
                     self.running.insert(address, listener);

@@ -13,6 +13,7 @@ mod stream;
 mod tcp;
 mod tls;
 mod tunnel;
+mod workers;
 
 use std::sync::Arc;
 
@@ -21,7 +22,8 @@ use zkgate_routing::RoutingTable;
 
 pub use access_log::AccessLog;
 pub use connections::Connections;
-pub use listener::{bind, Listener};
+pub use listener::{bind, bind_per_worker, Listener};
+pub use workers::Workers;
 
 /// What every listener and connection shares: the published table and the
 /// process-wide connection tracker.

@@ -1,7 +1,8 @@
 //! Listening sockets. Each is bound with SO_REUSEPORT (so a new zkgate can
-//! bind the same ports before the old one stops) and serves one frontend by
-//! id: the frontend's current mode, timeouts and routes come from the table at
-//! accept time, so a reload changes them without rebinding.
+//! bind the same ports before the old one stops, and each worker thread can
+//! have a socket of its own) and serves one frontend by id: the frontend's
+//! current mode, timeouts and routes come from the table at accept time, so a
+//! reload changes them without rebinding.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use zkgate_routing::{Frontend, FrontendId};
 use crate::limits::ClientSlot;
 use crate::proxy_protocol;
 
-use crate::Proxy;
+use crate::{Proxy, Workers};
 
 /// Unsent bytes a client connection's kernel send queue may hold before
 /// zkgate stops writing to it. Without a bound, a large response is moved
@@ -46,8 +47,23 @@ pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// A running accept loop; dropping or stopping it closes the listening socket
-/// but leaves accepted connections alone.
+/// One listening socket on `address` per worker: the kernel spreads new
+/// connections over them. With port 0, all take the port the first one got.
+pub fn bind_per_worker(
+    address: SocketAddr,
+    workers: &Workers,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let first = bind(address)?;
+    let bound = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers.count() {
+        sockets.push(bind(bound)?);
+    }
+    Ok(sockets)
+}
+
+/// Running accept loops, one per worker, on one address; dropping or stopping
+/// it closes the listening sockets but leaves accepted connections alone.
 pub struct Listener {
     /// The frontend it serves.
     pub frontend: FrontendId,
@@ -57,16 +73,33 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Starts accepting on `socket` for `frontend`.
+    /// Starts accepting for `frontend` on `sockets` (from [`bind_per_worker`]),
+    /// each on its own worker.
     pub fn spawn(
-        socket: std::net::TcpListener,
+        sockets: Vec<std::net::TcpListener>,
         frontend: FrontendId,
-        proxy: Proxy,
+        proxy: &Proxy,
+        workers: &Workers,
     ) -> std::io::Result<Self> {
-        let address = socket.local_addr()?;
-        let listener = TcpListener::from_std(socket)?;
+        let address = match sockets.first() {
+            Some(socket) => socket.local_addr()?,
+            None => return Err(std::io::Error::other("no socket to listen on")),
+        };
+        // On an early return, dropping `stop` ends the loops already started.
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, frontend, proxy, stopped));
+        for (socket, worker) in sockets.into_iter().zip(workers.handles()) {
+            // Registered with the event loop of the worker that will accept on it.
+            let listener = {
+                let _entered = worker.enter();
+                TcpListener::from_std(socket)?
+            };
+            worker.spawn(accept_loop(
+                listener,
+                frontend,
+                proxy.clone(),
+                stopped.clone(),
+            ));
+        }
         info!(%address, frontend = frontend.0, "listening");
         Ok(Listener {
             frontend,

@@ -28,7 +28,7 @@ impl Zkgate {
     }
 
     /// Like [`Zkgate::start`], with these environment variables set (say,
-    /// `TOKIO_WORKER_THREADS=1`, for a test about what one worker thread keeps).
+    /// `ZKGATE_WORKERS=1`, for a test about what one worker thread keeps).
     pub async fn start_with_env(binary: &str, config: &str, env: &[(&str, &str)]) -> Self {
         Self::start_until(binary, config, "/ready", env).await
     }
