@@ -183,7 +183,7 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 /// Runs the proxy: the control plane on this thread, connections on `workers`
-/// threads of their own.
+/// threads of their own (with one worker, on this thread too).
 fn run(path: PathBuf, workers: Option<usize>) -> ExitCode {
     init_logging();
     let (config, tls) = match load(&path) {
@@ -197,10 +197,16 @@ fn run(path: PathBuf, workers: Option<usize>) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
-    let workers = Workers::start(workers.unwrap_or_else(Workers::default_count));
-    let (runtime, workers) = match (runtime, workers) {
-        (Ok(runtime), Ok(workers)) => (runtime, workers),
-        (Err(err), _) | (_, Err(err)) => {
+    let workers = runtime.and_then(|runtime| {
+        let workers = match workers.unwrap_or_else(Workers::default_count) {
+            1 => Workers::on(runtime.handle().clone()),
+            count => Workers::start(count)?,
+        };
+        Ok((runtime, workers))
+    });
+    let (runtime, workers) = match workers {
+        Ok(started) => started,
+        Err(err) => {
             eprintln!("zkgate: cannot start the runtime: {err}");
             return ExitCode::FAILURE;
         }

@@ -282,6 +282,20 @@ async fn every_worker_thread_accepts_connections() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_shares_the_control_planes_thread() {
+    let server = HttpServer::start("s").await;
+    let port = free_port();
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
+    let zkgate = Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "1")]).await;
+    let reply = http_get(([127, 0, 0, 1], port).into(), "/").await.unwrap();
+    assert_eq!(reply.text(), "s");
+    let threads = std::fs::read_dir(format!("/proc/{}/task", zkgate.pid()))
+        .unwrap()
+        .count();
+    assert_eq!(threads, 1, "a process with one worker has one thread");
+}
+
 #[test]
 fn a_worker_count_out_of_range_is_refused_with_a_clear_error() {
     for bad in ["0", "many"] {
