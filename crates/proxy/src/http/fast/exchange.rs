@@ -135,15 +135,18 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
         set_cookie: cookie.as_deref(),
         close: request.close,
     };
-    let mut cached = ServerConn::cached(key);
+    // One clock reading for the pool's idle ages and, on a kept connection,
+    // the start of the server's response time.
+    let now = Instant::now();
+    let mut cached = ServerConn::cached(key, now);
     loop {
         let reused = cached.is_some();
-        let mut conn = match cached.take() {
-            Some(conn) => conn,
+        let (mut conn, sent) = match cached.take() {
+            Some(conn) => (conn, now),
             // Connecting (TCP, maybe TLS) is rare and its future large: boxed,
             // so that the future of every request stays small.
             None => match Box::pin(ServerConn::open(key, tls, backend.timeouts.connect)).await {
-                Ok(conn) => conn,
+                Ok(conn) => (conn, Instant::now()),
                 Err(err) => {
                     warn!(backend = %backend.name, server = %address, error = %err, "cannot connect to server");
                     backend.metrics.connect_errors.inc();
@@ -152,7 +155,6 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
             },
         };
         let active = server.state.start_request();
-        let sent = Instant::now();
         let deadline = tokio::time::Instant::from_std(sent) + backend.timeouts.server;
         let head = timer
             .within(
@@ -214,7 +216,7 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
         let (bytes, broken) = match streamed {
             Ok(bytes) => {
                 if response.reusable && conn.buf.is_empty() {
-                    conn.checkin(key);
+                    conn.checkin(key, sent);
                 }
                 (bytes, response.framing == Framing::UntilClose)
             }

@@ -50,13 +50,15 @@ impl ServerConn {
         })
     }
 
-    /// A connection to `key` this thread kept, if one still looks usable.
-    pub fn cached(key: PoolKey) -> Option<ServerConn> {
+    /// A connection to `key` this thread kept, if one still looks usable
+    /// `now`.
+    pub fn cached(key: PoolKey, now: Instant) -> Option<ServerConn> {
         IDLE.with(|idle| {
             let mut idle = idle.borrow_mut();
             let list = idle.get_mut(&key)?;
             while let Some(conn) = list.pop() {
-                if conn.idle_since.elapsed() < MAX_IDLE_AGE && conn.quiet() {
+                let age = now.saturating_duration_since(conn.idle_since);
+                if age < MAX_IDLE_AGE && conn.quiet() {
                     return Some(conn);
                 }
             }
@@ -64,9 +66,12 @@ impl ServerConn {
         })
     }
 
-    /// Keeps a connection whose last response was read to its end.
-    pub fn checkin(mut self, key: PoolKey) {
-        self.idle_since = Instant::now();
+    /// Keeps a connection whose last response was read to its end. Its idle
+    /// age counts from `sent`, when that request went out: the clock was read
+    /// then anyway, and an age a response's length too old only retires the
+    /// connection a little sooner.
+    pub fn checkin(mut self, key: PoolKey, sent: Instant) {
+        self.idle_since = sent;
         if self.buf.capacity() > MAX_IDLE_BUFFER {
             // A large body's buffer is not kept while idle.
             self.buf = BytesMut::new();
