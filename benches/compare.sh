@@ -16,6 +16,7 @@
 #
 #   SCENARIOS="small tls-new" ./benches/compare.sh   # a subset
 #   VERBOSE=1 ./benches/compare.sh                   # also every run, on stderr
+#   BACKENDS=nginx ./benches/compare.sh              # nginx as the origin servers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -33,7 +34,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ "$(nproc)" -ge 2 ] || { echo "compare.sh needs 2 cores (proxy on one, load on the other)" >&2; exit 1; }
 
-cargo build --release --locked --quiet
+cargo build --release --locked --quiet --bin zkgate --example responder
 work=$(mktemp -d)
 chmod 755 "$work"   # nginx workers (www-data) read the 1 MiB file from here
 pids=()
@@ -47,9 +48,14 @@ declare -A TCP=([zkgate]=18301 [haproxy]=18302 [nginx]=18303)
 declare -A TLS=([zkgate]=18401 [haproxy]=18402 [nginx]=18403)
 SCENARIOS=${SCENARIOS:-small large tcp tls-keepalive tls-new}
 
-# Backends: one nginx worker on core 0, three ports, a 64-byte and a 1 MiB answer.
-head -c 1048576 /dev/zero | tr '\0' 'x' > "$work/1m"
-cat > "$work/backends.conf" <<CONF
+# Backends on core 0, three ports, a 64-byte (/64) and a 1 MiB (/1m) answer.
+# By default `examples/responder.rs`: it costs the load core ~1 µs less per
+# request than nginx, which is what leaves the proxy's core the bottleneck
+# here (with nginx backends the load core saturates first). BACKENDS=nginx
+# uses one nginx worker instead.
+if [ "${BACKENDS:-responder}" = nginx ]; then
+  head -c 1048576 /dev/zero | tr '\0' 'x' > "$work/1m"
+  cat > "$work/backends.conf" <<CONF
 worker_processes 1; daemon off; pid $work/backends.pid; error_log $work/backends.err;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
@@ -57,7 +63,10 @@ http { access_log off; keepalive_requests 1000000;
     location = /64 { return 200 "0123456789012345678901234567890123456789012345678901234567890123"; }
     location = /1m { default_type application/octet-stream; } } }
 CONF
-taskset -c 0 nginx -c "$work/backends.conf" & pids+=($!)
+  taskset -c 0 nginx -c "$work/backends.conf" & pids+=($!)
+else
+  taskset -c 0 ./target/release/examples/responder "$B1" "$B2" "$B3" & pids+=($!)
+fi
 
 # One certificate for every proxy: ECDSA P-256, as most sites serve today.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
