@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use zkgate_testkit::{free_port, http_get, read_until_ending, wait_until, HttpServer, Zkgate};
@@ -261,19 +262,25 @@ fn worker_cpu_times(pid: u32) -> Vec<(String, u64)> {
     workers
 }
 
+/// zkgate with `workers` worker threads in front of `server`, and its frontend.
+async fn start_with_workers(server: &HttpServer, workers: &str) -> (Zkgate, SocketAddr) {
+    let port = free_port();
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
+    let zkgate = Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", workers)]).await;
+    (zkgate, ([127, 0, 0, 1], port).into())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_worker_thread_accepts_connections() {
     let server = HttpServer::start("s").await;
-    let port = free_port();
-    let config = web_config(port, &servers(&[(server.addr, 1)]));
-    let zkgate = Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "3")]).await;
+    let (zkgate, addr) = start_with_workers(&server, "3").await;
     let before = worker_cpu_times(zkgate.pid());
     let names: Vec<&str> = before.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names, ["0", "1", "2"]);
     // The kernel spreads connections over the workers' sockets by their
     // addresses: 60 connections leave a worker without one once in ~10^10.
     for _ in 0..60 {
-        let reply = http_get(([127, 0, 0, 1], port).into(), "/").await.unwrap();
+        let reply = http_get(addr, "/").await.unwrap();
         assert_eq!(reply.status, 200);
     }
     let after = worker_cpu_times(zkgate.pid());
@@ -285,10 +292,8 @@ async fn every_worker_thread_accepts_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_worker_shares_the_control_planes_thread() {
     let server = HttpServer::start("s").await;
-    let port = free_port();
-    let config = web_config(port, &servers(&[(server.addr, 1)]));
-    let zkgate = Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "1")]).await;
-    let reply = http_get(([127, 0, 0, 1], port).into(), "/").await.unwrap();
+    let (zkgate, addr) = start_with_workers(&server, "1").await;
+    let reply = http_get(addr, "/").await.unwrap();
     assert_eq!(reply.text(), "s");
     let threads = std::fs::read_dir(format!("/proc/{}/task", zkgate.pid()))
         .unwrap()
