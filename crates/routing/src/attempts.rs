@@ -9,13 +9,55 @@ use crate::{Backend, Server};
 pub struct Attempts<'a> {
     backend: &'a Backend,
     first: Option<&'a Server>,
-    tried: Vec<SocketAddr>,
+    tried: Tried,
+}
+
+/// How many tried addresses fit without a heap allocation: a request
+/// allocates nothing on its way unless it retries more than three times.
+const INLINE: usize = 4;
+
+/// The addresses tried so far, in order.
+struct Tried {
+    inline: [SocketAddr; INLINE],
+    len: usize,
+    /// Every address, once there are more than fit inline.
+    spilled: Vec<SocketAddr>,
+}
+
+impl Tried {
+    fn new() -> Tried {
+        Tried {
+            inline: [SocketAddr::from(([0, 0, 0, 0], 0)); INLINE],
+            len: 0,
+            spilled: Vec::new(),
+        }
+    }
+
+    fn as_slice(&self) -> &[SocketAddr] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
+
+    fn push(&mut self, address: SocketAddr) {
+        if self.len < INLINE {
+            self.inline[self.len] = address;
+            self.len += 1;
+        } else {
+            if self.spilled.is_empty() {
+                self.spilled.extend_from_slice(&self.inline);
+            }
+            self.spilled.push(address);
+        }
+    }
 }
 
 impl<'a> Attempts<'a> {
     /// Whether no server was found at all (as opposed to all of them failing).
     pub fn none_tried(&self) -> bool {
-        self.tried.is_empty()
+        self.tried.len == 0
     }
 }
 
@@ -23,13 +65,14 @@ impl<'a> Iterator for Attempts<'a> {
     type Item = &'a Server;
 
     fn next(&mut self) -> Option<&'a Server> {
-        let server = if self.tried.is_empty() {
+        let tried = self.tried.as_slice();
+        let server = if tried.is_empty() {
             self.first.take()?
         } else {
-            if self.tried.len() > self.backend.retries as usize {
+            if tried.len() > self.backend.retries as usize {
                 return None;
             }
-            let server = self.backend.pick_untried(&self.tried)?;
+            let server = self.backend.pick_untried(tried)?;
             self.backend.metrics.retries.inc();
             server
         };
@@ -45,7 +88,7 @@ impl Backend {
         Attempts {
             backend: self,
             first,
-            tried: Vec::new(),
+            tried: Tried::new(),
         }
     }
 }

@@ -140,6 +140,41 @@ fn attempts_try_each_usable_server_once_and_count_the_retries() {
 }
 
 #[test]
+fn attempts_past_the_inline_list_still_try_each_server_once() {
+    let config = zkgate_config::parse(
+        r#"
+frontends:
+  web: { bind: ["127.0.0.1:18080"], default_backend: wide }
+backends:
+  wide:
+    retries: 9
+    servers:
+      - { address: "127.0.0.1:9301" }
+      - { address: "127.0.0.1:9302" }
+      - { address: "127.0.0.1:9303" }
+      - { address: "127.0.0.1:9304" }
+      - { address: "127.0.0.1:9305" }
+      - { address: "127.0.0.1:9306" }
+      - { address: "127.0.0.1:9307" }
+"#,
+        "t",
+    )
+    .unwrap();
+    let (mut builder, _) = builder();
+    let table = builder.build(&config, &Discovered::new(), &resolved(&config));
+    let wide = table.backend("wide").unwrap();
+    let mut ports: Vec<u16> = wide
+        .attempts(wide.pick(None))
+        .map(|s| s.address().port())
+        .collect();
+    assert_eq!(ports.len(), 7, "seven servers, nine retries: {ports:?}");
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports, (9301..=9307).collect::<Vec<u16>>());
+    assert_eq!(wide.metrics.retries.get(), 6);
+}
+
+#[test]
 fn server_state_survives_a_rebuild_and_removed_servers_lose_their_series() {
     let config = zkgate_config::parse(CONFIG, "t").unwrap();
     let (mut builder, registry) = builder();
