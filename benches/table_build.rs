@@ -126,7 +126,11 @@ fn route_match(c: &mut Criterion) {
             b.iter(|| {
                 black_box(
                     frontend
-                        .select(Some(black_box(host)), black_box(path), headers)
+                        .select(
+                            Some(black_box(host.as_bytes())),
+                            black_box(path.as_bytes()),
+                            headers,
+                        )
                         .is_some(),
                 )
             })

@@ -279,14 +279,14 @@ pub enum HostPattern {
 }
 
 impl HostPattern {
-    /// Whether a request's host (lowercase, without port) matches.
-    pub fn matches(&self, host: &str) -> bool {
+    /// Whether a request's host (without port, any case) matches. It is
+    /// taken as the bytes the client sent: names are ASCII.
+    pub fn matches(&self, host: &[u8]) -> bool {
         match self {
-            HostPattern::Exact(name) => host.eq_ignore_ascii_case(name),
+            HostPattern::Exact(name) => host.eq_ignore_ascii_case(name.as_bytes()),
             HostPattern::Suffix(suffix) => {
                 host.len() > suffix.len()
-                    && host.as_bytes()[host.len() - suffix.len()..]
-                        .eq_ignore_ascii_case(suffix.as_bytes())
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
             }
         }
     }

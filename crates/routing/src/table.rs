@@ -131,8 +131,8 @@ pub(crate) struct Route {
 impl Route {
     fn matches<H: RequestHeaders + ?Sized>(
         &self,
-        host: Option<&str>,
-        path: &str,
+        host: Option<&[u8]>,
+        path: &[u8],
         headers: &H,
     ) -> bool {
         if let Some(pattern) = &self.host {
@@ -142,7 +142,7 @@ impl Route {
             }
         }
         if let Some(prefix) = &self.path_prefix {
-            if !path.starts_with(&**prefix) {
+            if !path.starts_with(prefix.as_bytes()) {
                 return false;
             }
         }
@@ -170,8 +170,8 @@ impl Frontend {
     #[inline]
     pub fn select_backend<H: RequestHeaders + ?Sized>(
         &self,
-        host: Option<&str>,
-        path: &str,
+        host: Option<&[u8]>,
+        path: &[u8],
         headers: &H,
     ) -> Option<&Arc<Backend>> {
         self.routes
@@ -186,8 +186,8 @@ impl Frontend {
     #[inline]
     pub fn select<H: RequestHeaders + ?Sized>(
         &self,
-        host: Option<&str>,
-        path: &str,
+        host: Option<&[u8]>,
+        path: &[u8],
         headers: &H,
     ) -> Option<(&Arc<Backend>, Option<&AccessList>)> {
         match self

@@ -64,8 +64,8 @@ fn routes_match_first_by_host_path_and_headers_else_default() {
     let (mut builder, _) = builder();
     let table = builder.build(&config, &Discovered::new(), &resolved(&config));
     let web = table.frontends().next().unwrap();
-    let backend = |host, path, h: &HeaderMap| {
-        web.select_backend(host, path, h)
+    let backend = |host: Option<&str>, path: &str, h: &HeaderMap| {
+        web.select_backend(host.map(str::as_bytes), path.as_bytes(), h)
             .map(|b| b.name.to_string())
     };
     let none = HeaderMap::new();

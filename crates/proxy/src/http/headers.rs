@@ -110,16 +110,25 @@ pub fn add_forwarded(
 
 /// The request's host without port, for routing: from an absolute-form URI,
 /// else the Host header.
-pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a [u8]> {
     if let Some(host) = uri.host() {
-        return Some(host);
+        return Some(host.as_bytes());
     }
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    if host.starts_with('[') {
-        // [v6]:port
-        return host.split_once(']').map(|(h, _)| &h[1..]);
+    host_name(headers.get(header::HOST)?.as_bytes())
+}
+
+/// A `Host` value without its port: `example.com:8080` → `example.com`,
+/// `[::1]:80` → `::1`; `None` for an IPv6 literal without its `]`. Bytes,
+/// not text: routing compares ASCII names, and validating UTF-8 on every
+/// request cost more than the rest of this.
+pub fn host_name(value: &[u8]) -> Option<&[u8]> {
+    match value.split_first() {
+        Some((b'[', v6)) => v6.iter().position(|&b| b == b']').map(|end| &v6[..end]),
+        _ => Some(match value.iter().position(|&b| b == b':') {
+            Some(colon) => &value[..colon],
+            None => value,
+        }),
     }
-    Some(host.split_once(':').map_or(host, |(h, _)| h))
 }
 
 #[cfg(test)]
@@ -185,10 +194,30 @@ mod tests {
             HeaderValue::from_static("Api.example.com:8080"),
         );
         let origin: http::Uri = "/x".parse().unwrap();
-        assert_eq!(request_host(&origin, &headers), Some("Api.example.com"));
+        assert_eq!(
+            request_host(&origin, &headers),
+            Some(&b"Api.example.com"[..])
+        );
         let absolute: http::Uri = "http://other.example/x".parse().unwrap();
-        assert_eq!(request_host(&absolute, &headers), Some("other.example"));
+        assert_eq!(
+            request_host(&absolute, &headers),
+            Some(&b"other.example"[..])
+        );
         headers.insert(header::HOST, HeaderValue::from_static("[::1]:80"));
-        assert_eq!(request_host(&origin, &headers), Some("::1"));
+        assert_eq!(request_host(&origin, &headers), Some(&b"::1"[..]));
+    }
+
+    #[test]
+    fn host_names_lose_their_port() {
+        for (value, name) in [
+            (&b"example.com"[..], Some(&b"example.com"[..])),
+            (b"example.com:8080", Some(b"example.com")),
+            (b"[::1]:80", Some(b"::1")),
+            (b"[::1]", Some(b"::1")),
+            (b"[::1", None),
+            (b"", Some(b"")),
+        ] {
+            assert_eq!(host_name(value), name, "{}", value.escape_ascii());
+        }
     }
 }

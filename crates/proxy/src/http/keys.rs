@@ -10,14 +10,14 @@ use zkgate_routing::balance::hash::{client_key, hash64, SEED};
 /// A request as routing and balancing see it: its path and headers.
 pub trait RequestView {
     /// The path, without the query.
-    fn path(&self) -> &str;
+    fn path(&self) -> &[u8];
     /// The values of header `name`, in order.
     fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a;
 }
 
 impl<B> RequestView for Request<B> {
-    fn path(&self) -> &str {
-        self.uri().path()
+    fn path(&self) -> &[u8] {
+        self.uri().path().as_bytes()
     }
 
     fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
@@ -33,7 +33,7 @@ impl<B> RequestView for Request<B> {
 pub fn hash_key<R: RequestView>(balance: &Balance, request: &R, client: IpAddr) -> Option<u64> {
     let bytes = match balance {
         Balance::Source => return Some(client_key(client)),
-        Balance::Uri => request.path().as_bytes(),
+        Balance::Uri => request.path(),
         Balance::Header(name) => request.values(name).next()?,
         Balance::Cookie(name) => cookie(request, name)?,
         _ => return None,

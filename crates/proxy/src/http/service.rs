@@ -131,7 +131,7 @@ impl ClientConn {
             return error(status);
         }
         let host = request_host(request.uri(), request.headers());
-        let selected = frontend.select(host, request.uri().path(), request.headers());
+        let selected = frontend.select(host, request.uri().path().as_bytes(), request.headers());
         let backend = match admit(&self.proxy, frontend, self.peer.ip(), selected) {
             Ok(backend) => backend,
             Err(Refused {

@@ -6,6 +6,7 @@ use std::mem::MaybeUninit;
 use http::HeaderName;
 use zkgate_routing::RequestHeaders;
 
+use crate::http::headers::host_name;
 use crate::http::keys::RequestView;
 
 /// Most headers the fast path parses; a request with more goes to hyper,
@@ -87,7 +88,10 @@ pub fn scan(buf: &[u8], fields: &mut Vec<Field>) -> Scan {
         len,
         method: at(method.as_bytes()),
         target: at(target.as_bytes()),
-        path_len: target.find('?').unwrap_or(target.len()) as u32,
+        path_len: target
+            .bytes()
+            .position(|b| b == b'?')
+            .unwrap_or(target.len()) as u32,
         host: None,
         close: false,
     };
@@ -244,12 +248,8 @@ impl<'a> Head<'a> {
     }
 
     /// The host to route by: `Host` without its port.
-    pub fn host(&self) -> Option<&'a str> {
-        let host = std::str::from_utf8(self.host_value()?).ok()?;
-        if let Some(v6) = host.strip_prefix('[') {
-            return v6.split_once(']').map(|(h, _)| h);
-        }
-        Some(host.split_once(':').map_or(host, |(h, _)| h))
+    pub fn host(&self) -> Option<&'a [u8]> {
+        host_name(self.host_value()?)
     }
 
     /// Whether a method is safe to send twice (RFC 9110 §9.2.2).
@@ -276,9 +276,9 @@ impl RequestHeaders for Head<'_> {
 }
 
 impl RequestView for Head<'_> {
-    fn path(&self) -> &str {
+    fn path(&self) -> &[u8] {
         let (start, _) = self.parsed.target;
-        self.text((start, start + self.parsed.path_len))
+        self.slice((start, start + self.parsed.path_len))
     }
 
     fn values<'b>(&'b self, name: &'b HeaderName) -> impl Iterator<Item = &'b [u8]> + 'b {
@@ -320,8 +320,8 @@ mod tests {
         };
         assert_eq!(head.method(), "GET");
         assert_eq!(head.target(), "/a/b?x=1");
-        assert_eq!(head.path(), "/a/b");
-        assert_eq!(head.host(), Some("Example.com"));
+        assert_eq!(head.path(), b"/a/b");
+        assert_eq!(head.host(), Some(&b"Example.com"[..]));
         assert!(!parsed.close);
         let user = HeaderName::from_static("x-user");
         assert!(head.has_value(&user, b"u1"));
@@ -354,7 +354,7 @@ mod tests {
                 fields: &fields,
                 parsed,
             };
-            assert_eq!(head.host(), expected);
+            assert_eq!(head.host(), expected.map(str::as_bytes));
         }
         let (parsed, fields) = complete("GET / HTTP/1.1\r\n\r\n");
         assert!(Head {
