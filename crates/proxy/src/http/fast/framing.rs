@@ -4,6 +4,8 @@
 
 use std::mem::MaybeUninit;
 
+use super::ascii::spells;
+
 /// Most headers accepted in a response.
 const MAX_RESPONSE_HEADERS: usize = 100;
 
@@ -20,7 +22,7 @@ enum Role {
 }
 
 fn role_of(name: &[u8]) -> Role {
-    let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+    let is = |known: &str| spells(name, known.as_bytes());
     // Dispatch on length first: most names match none and cost one compare.
     match name.len() {
         7 if is("trailer") || is("upgrade") => Role::HopByHop,
@@ -129,13 +131,13 @@ pub fn scan(
                     .rsplit(|&b| b == b',')
                     .next()
                     .unwrap_or_default();
-                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                chunked = Some(spells(last.trim_ascii(), b"chunked"));
             }
             Role::Connection => {
                 for token in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                    if token.eq_ignore_ascii_case(b"close") {
+                    if spells(token, b"close") {
                         reusable = false;
-                    } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+                    } else if !spells(token, b"keep-alive") && !token.is_empty() {
                         listed.push(token);
                     }
                 }

@@ -6,6 +6,7 @@ use std::mem::MaybeUninit;
 use http::HeaderName;
 use zkgate_routing::RequestHeaders;
 
+use super::ascii::spells;
 use crate::http::headers::host_name;
 use crate::http::keys::RequestView;
 
@@ -115,7 +116,7 @@ pub fn scan(buf: &[u8], fields: &mut Vec<Field>) -> Scan {
             }
             parsed.host = Some(fields.len() as u32);
         }
-        if name.eq_ignore_ascii_case(b"connection") {
+        if spells(name, b"connection") {
             match connection_tokens(value) {
                 Some(close) => parsed.close |= close,
                 None => return Scan::Other,
@@ -133,7 +134,7 @@ pub fn scan(buf: &[u8], fields: &mut Vec<Field>) -> Scan {
 /// The role of a header by its name; `None` for those the fast path does
 /// not serve (or, for `Content-Length`, must look at the value of).
 fn role_of(name: &[u8]) -> Option<Role> {
-    let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+    let is = |known: &str| spells(name, known.as_bytes());
     // Dispatch on length first: most names match none and cost one compare.
     Some(match name.len() {
         2 if is("te") => Role::HopByHop,
@@ -154,7 +155,7 @@ fn role_of(name: &[u8]) -> Option<Role> {
 
 /// `Content-Length: 0`: no body, as without a `Content-Length`.
 fn is_bodiless_length(name: &[u8], value: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"content-length") && value == b"0"
+    spells(name, b"content-length") && value == b"0"
 }
 
 /// Whether `Connection` asks to close (`Some(true)`); `None` when it names
@@ -163,9 +164,9 @@ fn is_bodiless_length(name: &[u8], value: &[u8]) -> bool {
 fn connection_tokens(value: &[u8]) -> Option<bool> {
     let mut close = false;
     for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-        if token.eq_ignore_ascii_case(b"close") {
+        if spells(token, b"close") {
             close = true;
-        } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+        } else if !spells(token, b"keep-alive") && !token.is_empty() {
             return None;
         }
     }

@@ -9,6 +9,7 @@
 //! connection, with the bytes read so far, to the hyper-based path for the
 //! rest of its life; that path also gives malformed requests their answers.
 
+mod ascii;
 mod exchange;
 mod framing;
 mod head;
