@@ -12,9 +12,11 @@ const DECAY: Duration = Duration::from_secs(10);
 /// Cost assumed for a server never measured: low, so new servers get tried.
 const UNMEASURED_NANOS: f64 = 1_000_000.0;
 
-fn now_nanos() -> u64 {
+/// Nanoseconds from a fixed origin to `at`.
+fn nanos_at(at: Instant) -> u64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    at.saturating_duration_since(*ORIGIN.get_or_init(|| at))
+        .as_nanos() as u64
 }
 
 /// Lock-free peak EWMA; concurrent updates may lose one observation, never corrupt.
@@ -26,9 +28,11 @@ pub struct PeakEwma {
 }
 
 impl PeakEwma {
-    /// Records one round-trip time.
-    pub fn observe(&self, rtt: Duration) {
-        let now = now_nanos();
+    /// Records one round-trip time, which ended `at`: the caller read the
+    /// clock to measure it, and a second reading per request showed in
+    /// profiles.
+    pub fn observe(&self, rtt: Duration, at: Instant) {
+        let now = nanos_at(at);
         let rtt = rtt.as_nanos() as f64;
         let old = f64::from_bits(self.value.load(Relaxed));
         let next = if old == 0.0 || rtt > old {
@@ -60,11 +64,28 @@ mod tests {
     #[test]
     fn a_slow_observation_raises_the_estimate_at_once_and_fast_ones_lower_it_slowly() {
         let ewma = PeakEwma::default();
+        let start = Instant::now();
         assert_eq!(ewma.nanos(), UNMEASURED_NANOS);
-        ewma.observe(Duration::from_millis(1));
-        ewma.observe(Duration::from_millis(50));
+        ewma.observe(Duration::from_millis(1), start);
+        ewma.observe(Duration::from_millis(50), start);
         assert_eq!(ewma.nanos(), 50_000_000.0);
-        ewma.observe(Duration::from_millis(1));
+        ewma.observe(Duration::from_millis(1), start + Duration::from_millis(1));
         assert!(ewma.nanos() > 40_000_000.0, "{}", ewma.nanos());
+    }
+
+    #[test]
+    fn the_estimate_decays_with_the_time_between_observations() {
+        let ewma = PeakEwma::default();
+        nanos_at(Instant::now()); // the origin, set before `start` even if this test runs first
+        let start = Instant::now();
+        ewma.observe(Duration::from_millis(50), start);
+        // One time constant later, a fast observation weighs 1 - 1/e.
+        ewma.observe(Duration::from_millis(1), start + DECAY);
+        let expected = 50e6 / std::f64::consts::E + 1e6 * (1.0 - 1.0 / std::f64::consts::E);
+        assert!(
+            (ewma.nanos() - expected).abs() < 1e3,
+            "{} vs {expected}",
+            ewma.nanos()
+        );
     }
 }

@@ -186,12 +186,13 @@ async fn attempt_on(
                 return Attempt::Failed(StatusCode::GATEWAY_TIMEOUT);
             }
             Ok(Ok(response)) => {
-                let elapsed = started.elapsed();
+                let answered = Instant::now();
+                let elapsed = answered.saturating_duration_since(started);
                 backend
                     .metrics
                     .response_seconds
                     .observe(elapsed.as_secs_f64());
-                server.state.latency.observe(elapsed);
+                server.state.latency.observe(elapsed, answered);
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 parts.version = Version::HTTP_11;

@@ -123,7 +123,7 @@ fn ewma_shifts_load_away_from_a_server_ten_times_slower() {
         } else {
             Duration::from_millis(5)
         };
-        server.state.latency.observe(rtt);
+        server.state.latency.observe(rtt, std::time::Instant::now());
     }
     let mut counts = [0; 4];
     for _ in 0..20_000 {

@@ -193,12 +193,13 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
                 };
             }
         };
-        let elapsed = sent.elapsed();
+        let answered = Instant::now();
+        let elapsed = answered.saturating_duration_since(sent);
         backend
             .metrics
             .response_seconds
             .observe(elapsed.as_secs_f64());
-        server.state.latency.observe(elapsed);
+        server.state.latency.observe(elapsed, answered);
         let head_after = request
             .logged_since
             .map(|since| since.elapsed())
