@@ -171,14 +171,42 @@ pub fn scan(
     ]);
     out.extend_from_slice(response.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (header, role) in response.headers.iter().zip(roles) {
+    // Kept header lines go out as the server wrote them, each run of
+    // adjacent kept lines in one copy (rewriting them one by one was a tenth
+    // of a small request's instructions). A line ends where the next one
+    // starts; the last, where the empty line does.
+    let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
+    let empty_line = if buf[..len].ends_with(b"\n\r\n") {
+        len - 2
+    } else {
+        len - 1
+    };
+    let mut run = 0..0;
+    for (i, (header, role)) in response.headers.iter().zip(roles).enumerate() {
         let name = header.name.as_bytes();
         let dropped = matches!(role, Role::Connection | Role::HopByHop)
             || listed.iter().any(|l| name.eq_ignore_ascii_case(l));
-        if !dropped {
+        if dropped {
+            continue;
+        }
+        let start = at(name);
+        let end = response
+            .headers
+            .get(i + 1)
+            .map_or(empty_line, |next| at(next.name.as_bytes()));
+        if !buf[..end].ends_with(b"\r\n") {
+            // A bare LF line ending: written anew, with CRLF.
+            out.extend_from_slice(&buf[run.clone()]);
+            run = end..end;
             push_header(out, name, header.value);
+        } else if start == run.end {
+            run.end = end;
+        } else {
+            out.extend_from_slice(&buf[run]);
+            run = start..end;
         }
     }
+    out.extend_from_slice(&buf[run]);
     if let Some(cookie) = additions.set_cookie {
         push_header(out, b"set-cookie", cookie.as_bytes());
     }
@@ -387,6 +415,25 @@ mod tests {
     }
 
     #[test]
+    fn kept_lines_are_copied_and_bare_line_feeds_become_crlf() {
+        let (_, out) = head_for_client(
+            "HTTP/1.1 200 OK\r\nA: 1 \r\nKeep-Alive: x\r\nB: 2\nC: 3\r\nContent-Length: 0\n\n",
+            false,
+            PLAIN,
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nA: 1 \r\nB: 2\r\nC: 3\r\nContent-Length: 0\r\n\r\n"
+        );
+        let (_, out) = head_for_client(
+            "HTTP/1.1 200 OK\nA: 1\nContent-Length: 0\n\r\n",
+            false,
+            PLAIN,
+        );
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nA: 1\r\nContent-Length: 0\r\n\r\n");
+    }
+
+    #[test]
     fn framing_follows_rfc_9112() {
         let framing = |raw: &str, head: bool| head_for_client(raw, head, PLAIN).0.framing;
         assert_eq!(
@@ -535,6 +582,43 @@ mod tests {
             let b = chunked.feed(&body[split..]).unwrap();
             proptest::prop_assert_eq!(a + b, end);
             proptest::prop_assert!(chunked.done());
+        }
+
+        #[test]
+        fn heads_for_clients_keep_every_end_to_end_header_in_order(
+            headers in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        proptest::strategy::Just("Keep-Alive".to_owned()),
+                        proptest::strategy::Just("upgrade".to_owned()),
+                        "[A-Za-z][A-Za-z0-9-]{0,12}",
+                    ],
+                    "[!-~]([ -~]{0,20}[!-~])?",
+                    proptest::prelude::any::<bool>(),
+                ),
+                0..12,
+            ),
+        ) {
+            let mut raw = String::from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+            let mut expected = raw.clone();
+            for (name, value, bare_lf) in &headers {
+                raw.push_str(&format!("{name}: {value}{}", if *bare_lf { "\n" } else { "\r\n" }));
+                let dropped = ["keep-alive", "trailer", "upgrade", "proxy-connection"]
+                    .contains(&name.to_ascii_lowercase().as_str());
+                if !dropped {
+                    expected.push_str(&format!("{name}: {value}\r\n"));
+                }
+            }
+            raw.push_str("\r\n");
+            proptest::prop_assume!(!headers.iter().any(|(name, _, _)| {
+                let name = name.to_ascii_lowercase();
+                name == "transfer-encoding" || name == "content-length" || name == "connection"
+            }));
+            expected.push_str("\r\n");
+            let mut out = Vec::new();
+            let scanned = scan(raw.as_bytes(), false, &PLAIN, &mut out);
+            proptest::prop_assert!(matches!(scanned, Ok(Scan::Final(_))), "{:?}", scanned);
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), expected);
         }
 
         #[test]
