@@ -15,7 +15,7 @@
 # `cargo bench --bench churn` (zkgate only: it needs ZooKeeper).
 #
 #   SCENARIOS="small tls-new" ./benches/compare.sh   # a subset
-#   VERBOSE=1 ./benches/compare.sh                   # also every run, on stderr
+#   VERBOSE=1 ./benches/compare.sh                   # also every run and how busy each core was, on stderr
 #   BACKENDS=nginx ./benches/compare.sh              # nginx as the origin servers
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -164,18 +164,26 @@ done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 ticks_per_second=$(getconf CLK_TCK)
+# Busy and idle ticks of each core: "busy0 idle0 busy1 idle1".
+core_ticks() { awk '$1=="cpu0" || $1=="cpu1" {printf "%d %d ", $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
 
-run() { # proxy url [wrk options…] -> "rps p99_ms cpu_us_per_request"
-  local proxy=$1 url=$2 before after out rps p99 requests
+run() { # proxy url [wrk options…] -> "rps p99_ms cpu_us_per_request load_core_% proxy_core_%"
+  local proxy=$1 url=$2 before after out rps p99 requests cores_before cores_after
   shift 2
   before=$(cpu_ticks "${PID[$proxy]}")
+  cores_before=$(core_ticks)
   out=$(taskset -c 0 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" --latency "$@" "$url")
+  cores_after=$(core_ticks)
   after=$(cpu_ticks "${PID[$proxy]}")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
   awk -v r="$rps" -v p="$p99" -v t=$((after - before)) -v hz="$ticks_per_second" -v n="$requests" \
-    'BEGIN { printf "%.0f %.2f %.1f\n", r, p, t / hz * 1e6 / (n > 0 ? n : 1) }'
+    -v b="$cores_before" -v a="$cores_after" \
+    'BEGIN { split(b, x); split(a, y)
+             printf "%.0f %.2f %.1f %.0f %.0f\n", r, p, t / hz * 1e6 / (n > 0 ? n : 1),
+               100 * (y[1] - x[1]) / (y[1] - x[1] + y[2] - x[2] + 1e-9),
+               100 * (y[3] - x[3]) / (y[3] - x[3] + y[4] - x[4] + 1e-9) }'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
@@ -199,8 +207,10 @@ for scenario in $SCENARIOS; do
         tls-new) url="https://127.0.0.1:${TLS[$proxy]}/64"; options=(-H "Connection: close") ;;
         *) echo "compare.sh: unknown scenario $scenario" >&2; exit 1 ;;
       esac
-      read -r rps p99 cpu < <(run "$proxy" "$url" "${options[@]}")
-      [ -z "${VERBOSE:-}" ] || printf "%-22s %-8s %10s %9s %12s   (round %s)\n" "$scenario" "$proxy" "$rps" "$p99" "$cpu" "$round" >&2
+      read -r rps p99 cpu load_core proxy_core < <(run "$proxy" "$url" "${options[@]}")
+      # Which core was the limit: the load core's and the proxy core's busy share.
+      [ -z "${VERBOSE:-}" ] || printf "%-22s %-8s %10s %9s %12s   (round %s; cores busy: load %s%%, proxy %s%%)\n" \
+        "$scenario" "$proxy" "$rps" "$p99" "$cpu" "$round" "$load_core" "$proxy_core" >&2
       R[$proxy]+="$rps "; P[$proxy]+="$p99 "; C[$proxy]+="$cpu "
     done
   done
