@@ -423,3 +423,49 @@ async fn a_server_timeout_holds_for_every_request_of_a_kept_connection() {
         "cut after {took:?}"
     );
 }
+
+/// `/slow` sends its 100-byte body a byte at a time over ~0.5 s, ending in `!`.
+fn slow_body(path: &str, _: usize) -> Act {
+    match path {
+        "/slow" => Act::Reply(
+            std::iter::once(&b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"[..])
+                .chain(std::iter::repeat_n(&b"x"[..], 99))
+                .chain(std::iter::once(&b"!"[..]))
+                .collect(),
+        ),
+        _ => Act::Reply(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast"]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_timeout_counts_from_the_end_of_a_slow_response() {
+    let server = ScriptedServer::start(slow_body).await;
+    // The frontend's idle timeout is shorter than the response takes.
+    let port = free_port();
+    let config = format!(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\n    timeouts: {{ client_idle: 250ms }}\nbackends:\n  web:\n    servers: {}\n",
+        servers(&[(server.addr, 1)])
+    );
+    let _zkgate = Zkgate::start(ZKGATE, &config).await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    read_until_ending(&mut client, b"x!").await.unwrap();
+    assert!(
+        started.elapsed() > Duration::from_millis(250),
+        "the body took {:?}, no longer than the idle timeout",
+        started.elapsed()
+    );
+    // Right after the body's last byte, the connection is not idle yet.
+    client
+        .write_all(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    read_until_ending(&mut client, b"\r\n\r\nfast")
+        .await
+        .expect("the kept connection serves the next request");
+}

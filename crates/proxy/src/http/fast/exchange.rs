@@ -59,6 +59,9 @@ pub enum Exchanged {
         broken: bool,
         /// When the response head arrived.
         head_after: Duration,
+        /// When the response's last byte went to the client: the clock
+        /// reading taken as its head arrived when the body came with it.
+        ended: Instant,
     },
     /// Nothing was sent to the client: zkgate answers with this.
     Failed(StatusCode),
@@ -214,12 +217,13 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
         )
         .await;
         drop(active);
-        let (bytes, broken) = match streamed {
-            Ok(bytes) => {
+        let (bytes, broken, ended) = match streamed {
+            Ok((bytes, with_head)) => {
                 if response.reusable && conn.buf.is_empty() {
                     conn.checkin(key, sent);
                 }
-                (bytes, response.framing == Framing::UntilClose)
+                let ended = if with_head { answered } else { Instant::now() };
+                (bytes, response.framing == Framing::UntilClose, ended)
             }
             Err(StreamError {
                 why,
@@ -232,7 +236,7 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
             }
             Err(StreamError { bytes, why, .. }) => {
                 debug!(backend = %backend.name, server = %address, why, "response cut short");
-                (bytes, true)
+                (bytes, true, answered)
             }
         };
         return Attempt::Done(Exchanged::Answered {
@@ -241,6 +245,7 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
             bytes,
             broken,
             head_after,
+            ended,
         });
     }
 }
@@ -300,7 +305,8 @@ struct StreamError {
 
 /// Sends the head in `out` and the body after it, as its framing delimits
 /// it, to the client; the first write carries the head and whatever of the
-/// body already arrived with it.
+/// body already arrived with it. Returns the body bytes sent and whether
+/// they all came with the head.
 async fn stream_body<C: AsyncWrite + Unpin>(
     conn: &mut ServerConn,
     response: &framing::Response,
@@ -308,7 +314,7 @@ async fn stream_body<C: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     timer: &mut Timer,
     idle: Duration,
-) -> Result<u64, StreamError> {
+) -> Result<(u64, bool), StreamError> {
     let mut body = BodyEnd::new(response.framing);
     let head_len = out.len();
     let mut sent = 0u64;
@@ -341,9 +347,10 @@ async fn stream_body<C: AsyncWrite + Unpin>(
     }
     sent += (out.len() - head_len) as u64;
     if body.ended() {
-        return Ok(sent);
+        return Ok((sent, true));
     }
-    stream_rest(conn, &mut body, client, timer, idle, sent).await
+    let sent = stream_rest(conn, &mut body, client, timer, idle, sent).await?;
+    Ok((sent, false))
 }
 
 async fn stream_rest<C: AsyncWrite + Unpin>(

@@ -76,6 +76,9 @@ struct Client<'a> {
     activity: &'a ConnActivity,
     /// Requests served on this connection.
     served: u64,
+    /// When the last response from a server ended, if known without reading
+    /// the clock again.
+    ended: Option<Instant>,
     /// For every deadline of the connection, the client's and the servers'.
     timer: Timer,
 }
@@ -105,6 +108,7 @@ pub async fn serve(
         proxy,
         activity,
         served: 0,
+        ended: None,
         timer: Timer::new(idle_since + header_timeout),
     };
     let mut stopping = *guard.shutdown.borrow();
@@ -178,7 +182,10 @@ pub async fn serve(
             client.io.shutdown().await.ok();
             return End::Closed;
         }
-        idle_since = tokio::time::Instant::now();
+        idle_since = client
+            .ended
+            .take()
+            .map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std);
     }
 }
 
@@ -295,7 +302,9 @@ impl Client<'_> {
                 bytes,
                 broken,
                 head_after,
+                ended,
             } => {
+                self.ended = Some(ended);
                 let served = if broken { Served::Close } else { Served::Next };
                 (status, Some(server), bytes, head_after, served)
             }
