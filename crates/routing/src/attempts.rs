@@ -57,7 +57,7 @@ impl Tried {
 impl<'a> Attempts<'a> {
     /// Whether no server was found at all (as opposed to all of them failing).
     pub fn none_tried(&self) -> bool {
-        self.tried.len == 0
+        self.tried.as_slice().is_empty()
     }
 }
 
