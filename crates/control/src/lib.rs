@@ -224,7 +224,9 @@ impl ControlPlane {
             "shutting down: no longer accepting"
         );
         self.discovery = None;
-        self.listeners.stop_all();
+        // Only once no accept loop can take another connection is the count
+        // of open ones final enough to drain.
+        self.listeners.stop_all().await;
         let left = self.proxy.connections.drain(SHUTDOWN_GRACE).await;
         if left > 0 {
             warn!(

@@ -77,8 +77,14 @@ impl Listeners {
         });
     }
 
-    /// Stops every listener.
-    pub fn stop_all(&mut self) {
+    /// Stops every listener and waits until none can accept any more.
+    pub async fn stop_all(&mut self) {
+        for listener in self.running.values() {
+            listener.stop();
+        }
+        for listener in self.running.values() {
+            listener.stopped().await;
+        }
         self.running.clear();
     }
 

@@ -112,6 +112,17 @@ impl Listener {
     pub fn stop(&self) {
         self.stop.send_replace(true);
     }
+
+    /// Stops accepting and waits until every accept loop has closed its
+    /// socket. Afterwards no connection can be accepted by this listener:
+    /// every one it took is already counted in `Connections`, and the
+    /// kernel has moved any still queued to another socket on the port
+    /// (`net.ipv4.tcp_migrate_req`), or reset them if there is none.
+    pub async fn stopped(&self) {
+        self.stop();
+        // Each accept loop holds a receiver until it ends.
+        self.stop.closed().await;
+    }
 }
 
 impl Drop for Listener {
@@ -239,5 +250,31 @@ fn admit(frontend: &Frontend, client: SocketAddr, proxy: &Proxy) -> Option<Optio
                 None
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arc_swap::ArcSwap;
+    use zkgate_routing::RoutingTable;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn once_stopped_no_worker_accepts_on_the_port() {
+        let workers = Workers::start(2).unwrap();
+        let proxy = Proxy::new(Arc::new(ArcSwap::from_pointee(RoutingTable::empty())));
+        let sockets = bind_per_worker(([127, 0, 0, 1], 0).into(), &workers).unwrap();
+        let listener = Listener::spawn(sockets, FrontendId(0), &proxy, &workers).unwrap();
+        TcpStream::connect(listener.address)
+            .await
+            .expect("listening before the stop");
+        listener.stopped().await;
+        // Only an accept loop that has ended has closed its socket; one still
+        // running (on its worker's thread) would let this connect through.
+        let refused = TcpStream::connect(listener.address).await;
+        assert!(refused.is_err(), "connected after the stop: {refused:?}");
     }
 }
