@@ -18,8 +18,12 @@ pub async fn accept(stream: TcpStream, frontend: &Frontend, peer: SocketAddr) ->
         return Some(Stream::Plain(stream));
     };
     let counters = frontend.metrics.tls.as_ref();
+    // Pinned here, not moved into the timeout, so a client that failed or
+    // timed out keeps its socket until it is counted: it sees the close only
+    // once the counter says why.
     let handshake = tls.acceptor.accept(stream);
-    match tokio::time::timeout(frontend.timeouts.client_header, handshake).await {
+    tokio::pin!(handshake);
+    match tokio::time::timeout(frontend.timeouts.client_header, &mut handshake).await {
         Ok(Ok(stream)) => {
             if let Some(counters) = counters {
                 match stream.get_ref().1.handshake_kind() {

@@ -81,7 +81,10 @@ struct Streamed {
     /// The server connection, returned to the pool once the body was read to its end.
     reuse: Option<(PoolKey, Sender)>,
     finished: bool,
-    _active: ActiveRequest,
+    /// Released as the server's last frame is read, before it is written to
+    /// the client: the server's part is over, and a client that sends its
+    /// next request on reading the answer must find the count down already.
+    active: Option<ActiveRequest>,
 }
 
 impl Drop for Streamed {
@@ -103,7 +106,7 @@ impl ProxyBody {
                 body,
                 reuse: Some(reuse),
                 finished: false,
-                _active: active,
+                active: Some(active),
             }),
             done: None,
             log: None,
@@ -119,7 +122,7 @@ impl ProxyBody {
                 body,
                 reuse: None,
                 finished: false,
-                _active: active,
+                active: Some(active),
             }),
             done: None,
             log: None,
@@ -167,6 +170,9 @@ impl Body for ProxyBody {
                     Poll::Ready(Some(Ok(_))) => streamed.finished = streamed.body.is_end_stream(),
                     Poll::Ready(Some(Err(_))) => streamed.reuse = None,
                     Poll::Pending => {}
+                }
+                if streamed.finished {
+                    streamed.active = None;
                 }
                 polled
             }

@@ -9,7 +9,7 @@ use bytes::Buf;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, warn};
-use zkgate_routing::{Backend, Server};
+use zkgate_routing::{ActiveRequest, Backend, Server};
 
 use super::framing::{self, Additions, Chunked, Framing, Malformed};
 use super::pool::ServerConn;
@@ -214,9 +214,9 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
             out,
             timer,
             backend.timeouts.server,
+            active,
         )
         .await;
-        drop(active);
         let (bytes, broken, ended) = match streamed {
             Ok((bytes, with_head)) => {
                 if response.reusable && conn.buf.is_empty() {
@@ -314,7 +314,13 @@ async fn stream_body<C: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     timer: &mut Timer,
     idle: Duration,
+    active: ActiveRequest,
 ) -> Result<(u64, bool), StreamError> {
+    // The request stops counting as in flight on the server once its last
+    // byte is read, before that byte is written to the client: a client
+    // that sends its next request on reading the answer then finds the
+    // server's count already down (least-connections picks by it).
+    let mut active = Some(active);
     let mut body = BodyEnd::new(response.framing);
     let head_len = out.len();
     let mut sent = 0u64;
@@ -338,6 +344,9 @@ async fn stream_body<C: AsyncWrite + Unpin>(
     };
     out.extend_from_slice(&conn.buf[..take]);
     conn.buf.advance(take);
+    if body.ended() {
+        active = None;
+    }
     let written = async {
         client.write_all(out).await?;
         client.flush().await
@@ -349,7 +358,7 @@ async fn stream_body<C: AsyncWrite + Unpin>(
     if body.ended() {
         return Ok((sent, true));
     }
-    let sent = stream_rest(conn, &mut body, client, timer, idle, sent).await?;
+    let sent = stream_rest(conn, &mut body, client, timer, idle, sent, &mut active).await?;
     Ok((sent, false))
 }
 
@@ -360,6 +369,7 @@ async fn stream_rest<C: AsyncWrite + Unpin>(
     timer: &mut Timer,
     idle: Duration,
     mut sent: u64,
+    active: &mut Option<ActiveRequest>,
 ) -> Result<u64, StreamError> {
     let fail = |bytes, why| {
         Err(StreamError {
@@ -386,6 +396,9 @@ async fn stream_rest<C: AsyncWrite + Unpin>(
             Ok(take) => take,
             Err(Malformed(why)) => return fail(sent, why),
         };
+        if body.ended() {
+            *active = None;
+        }
         let written = async {
             client.write_all(&conn.buf[..take]).await?;
             client.flush().await
