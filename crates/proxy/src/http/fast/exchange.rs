@@ -207,16 +207,7 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
             .logged_since
             .map(|since| since.elapsed())
             .unwrap_or_default();
-        let streamed = stream_body(
-            &mut conn,
-            &response,
-            client,
-            out,
-            timer,
-            backend.timeouts.server,
-            active,
-        )
-        .await;
+        let streamed = stream_body(&mut conn, &response, client, out, timer, backend, active).await;
         let (bytes, broken, ended) = match streamed {
             Ok((bytes, with_head)) => {
                 if response.reusable && conn.buf.is_empty() {
@@ -313,7 +304,7 @@ async fn stream_body<C: AsyncWrite + Unpin>(
     client: &mut C,
     out: &mut Vec<u8>,
     timer: &mut Timer,
-    idle: Duration,
+    backend: &Backend,
     active: ActiveRequest,
 ) -> Result<(u64, bool), StreamError> {
     // The request stops counting as in flight on the server once its last
@@ -344,6 +335,9 @@ async fn stream_body<C: AsyncWrite + Unpin>(
     };
     out.extend_from_slice(&conn.buf[..take]);
     conn.buf.advance(take);
+    // Counted before the client can see it, so that metrics read after a
+    // response always include it.
+    backend.metrics.count_response(response.status);
     if body.ended() {
         active = None;
     }
@@ -358,6 +352,7 @@ async fn stream_body<C: AsyncWrite + Unpin>(
     if body.ended() {
         return Ok((sent, true));
     }
+    let idle = backend.timeouts.server;
     let sent = stream_rest(conn, &mut body, client, timer, idle, sent, &mut active).await?;
     Ok((sent, false))
 }

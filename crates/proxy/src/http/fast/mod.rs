@@ -308,13 +308,14 @@ impl Client<'_> {
                 let served = if broken { Served::Close } else { Served::Next };
                 (status, Some(server), bytes, head_after, served)
             }
+            // An answer from the server was counted as its head went out.
             Exchanged::Failed(status) => {
+                backend.metrics.count_response(status.as_u16());
                 let served = self.answer(status, None, close).await;
                 let elapsed = logged_since.map(|t| t.elapsed()).unwrap_or_default();
                 (status.as_u16(), None, 0, elapsed, served)
             }
         };
-        backend.metrics.count_response(status);
         self.log(
             frontend,
             Some(backend),
