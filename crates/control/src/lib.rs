@@ -31,6 +31,9 @@ use listeners::Listeners;
 use members::Members;
 use resolve::Resolver;
 
+/// How long shutdown waits for the access log's last lines to be written.
+const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(5);
+
 /// How long SIGTERM waits for in-flight requests before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -233,6 +236,15 @@ impl ControlPlane {
                 connections = left,
                 "grace period over; closing remaining connections"
             );
+        }
+        // The last requests' lines may still be queued for the writer.
+        if let Some(log) = &self.proxy.access_log {
+            if tokio::time::timeout(ACCESS_LOG_FLUSH, log.flush())
+                .await
+                .is_err()
+            {
+                warn!("access log not written out within {ACCESS_LOG_FLUSH:?}; exiting anyway");
+            }
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 use zkgate_config::{AccessLogConfig, AccessLogFormat};
 
@@ -19,7 +19,7 @@ const QUEUE: usize = 16 * 1024;
 
 /// A running access log.
 pub struct AccessLog {
-    lines: mpsc::Sender<String>,
+    lines: mpsc::Sender<Queued>,
     format: AccessLogFormat,
     dropped: AtomicU64,
 }
@@ -94,8 +94,20 @@ impl AccessLog {
         self.dropped.load(Relaxed)
     }
 
+    /// Waits until every line logged so far is written out (at shutdown, so
+    /// that the last requests' lines are not lost with the process).
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.lines.send(Queued::Flush(done)).await.is_ok() {
+            // An error means the writer is gone: nothing left to wait for.
+            let _ = flushed.await;
+        }
+    }
+
     fn emit(&self, line: String) {
-        if self.lines.try_send(line).is_err() && self.dropped.fetch_add(1, Relaxed) % 10_000 == 0 {
+        if self.lines.try_send(Queued::Line(line)).is_err()
+            && self.dropped.fetch_add(1, Relaxed) % 10_000 == 0
+        {
             warn!("access log cannot keep up: dropping lines");
         }
     }
@@ -167,18 +179,34 @@ impl AccessLog {
     }
 }
 
+/// What the writer is handed.
+enum Queued {
+    Line(String),
+    /// Answered once every line queued before it is written out.
+    Flush(oneshot::Sender<()>),
+}
+
 async fn write_lines(
-    mut lines: mpsc::Receiver<String>,
+    mut queue: mpsc::Receiver<Queued>,
     mut out: tokio::io::BufWriter<Box<dyn AsyncWrite + Send + Unpin>>,
 ) {
-    while let Some(line) = lines.recv().await {
-        let mut ok = out.write_all(line.as_bytes()).await.is_ok();
+    while let Some(first) = queue.recv().await {
         // Batch what is already queued, then flush once.
-        while let Ok(line) = lines.try_recv() {
-            ok &= out.write_all(line.as_bytes()).await.is_ok();
+        let mut next = Some(first);
+        let mut ok = true;
+        let mut waiting = Vec::new();
+        while let Some(queued) = next {
+            match queued {
+                Queued::Line(line) => ok &= out.write_all(line.as_bytes()).await.is_ok(),
+                Queued::Flush(done) => waiting.push(done),
+            }
+            next = queue.try_recv().ok();
         }
         if !ok || out.flush().await.is_err() {
             warn!("cannot write the access log");
+        }
+        for done in waiting {
+            let _ = done.send(());
         }
     }
 }
