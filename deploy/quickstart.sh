@@ -63,6 +63,8 @@ for n in 1 2 3; do
   echo "demo server $n (127.0.0.1:$port)" > "$workdir/server$n/index.html"
   python3 -m http.server "$port" --bind 127.0.0.1 --directory "$workdir/server$n" >/dev/null 2>&1 &
   pids+=($!)
+  # Registered only once it answers, as a real server would be.
+  for _ in $(seq 50); do port_open "$port" && break; sleep 0.1; done
   # Start from a clean slate if an earlier run left this member behind.
   $zkgate server remove --zk "127.0.0.1:$ZK_PORT" --path /services/web "127.0.0.1:$port" >/dev/null 2>&1 || true
   $zkgate server add --zk "127.0.0.1:$ZK_PORT" --path /services/web "127.0.0.1:$port" --weight "$((4 - n))"
