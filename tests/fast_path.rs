@@ -366,6 +366,16 @@ async fn a_head_arriving_byte_by_byte_is_served() {
 
 /// `/fast` is answered at once; `/silent` never; `/stalls` sends its head
 /// and 3 of 10 body bytes, then nothing.
+/// Sends `GET /fast` on a kept connection and reads its answer (from a
+/// script that answers `/fast` at once with the body `fast`).
+async fn ask_fast(client: &mut TcpStream) -> std::io::Result<()> {
+    client
+        .write_all(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await?;
+    read_until_ending(client, b"\r\n\r\nfast").await?;
+    Ok(())
+}
+
 fn slow_in_places(path: &str, _: usize) -> Act {
     match path {
         "/silent" => Act::ReplyAndStall(b""),
@@ -381,13 +391,7 @@ async fn a_server_timeout_holds_for_every_request_of_a_kept_connection() {
     // A fast request first, whose deadline for the server's answer comes
     // 300 ms before the silent one's: the silent one still gets its own.
     let mut client = TcpStream::connect(addr).await.unwrap();
-    client
-        .write_all(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    read_until_ending(&mut client, b"\r\n\r\nfast")
-        .await
-        .unwrap();
+    ask_fast(&mut client).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     client
@@ -461,11 +465,7 @@ async fn the_idle_timeout_counts_from_the_end_of_a_slow_response() {
         started.elapsed()
     );
     // Right after the body's last byte, the connection is not idle yet.
-    client
-        .write_all(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    read_until_ending(&mut client, b"\r\n\r\nfast")
+    ask_fast(&mut client)
         .await
         .expect("the kept connection serves the next request");
 }
