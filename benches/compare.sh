@@ -11,8 +11,10 @@
 # Scenarios: HTTP/1.1 64-byte responses (keep-alive, wrk -t1 -c64), HTTP/1.1
 # 1 MiB responses, L4 TCP mode, and TLS termination (ECDSA P-256) both with
 # keep-alive and with a new connection, so a full handshake, per request.
-# All traffic stays on 127.0.0.1. Membership churn is measured by
-# `cargo bench --bench churn` (zkgate only: it needs ZooKeeper).
+# All traffic stays on 127.0.0.1. Last, zkgate alone in front of a
+# 1,000-member ZooKeeper-backed backend, quiet and under 50 membership changes
+# per second (`cargo bench --bench churn`, which it runs with the same
+# ROUNDS and SECONDS_PER_RUN): the throughput change.
 #
 #   SCENARIOS="small tls-new" ./benches/compare.sh   # a subset
 #   VERBOSE=1 ./benches/compare.sh                   # also every run and how busy each core was, on stderr
@@ -28,6 +30,11 @@ for tool in haproxy nginx wrk; do command -v "$tool" >/dev/null 2>&1 || missing+
 # nginx proxies TCP with its stream module.
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 [ -f "$STREAM_MODULE" ] || missing+=(libnginx-mod-stream)
+SCENARIOS=${SCENARIOS:-small large tcp tls-keepalive tls-new churn}
+if [[ " $SCENARIOS " == *" churn "* ]]; then
+  [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
+  command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]/#nginx/nginx-light}" >/dev/null 2>&1
@@ -35,6 +42,7 @@ fi
 [ "$(nproc)" -ge 2 ] || { echo "compare.sh needs 2 cores (proxy on one, load on the other)" >&2; exit 1; }
 
 cargo build --release --locked --quiet --bin zkgate --example responder
+[[ " $SCENARIOS " != *" churn "* ]] || cargo bench --locked --quiet --bench churn --no-run 2>/dev/null
 work=$(mktemp -d)
 chmod 755 "$work"   # nginx workers (www-data) read the 1 MiB file from here
 pids=()
@@ -46,7 +54,6 @@ B1=18101 B2=18102 B3=18103
 declare -A HTTP=([zkgate]=18201 [haproxy]=18202 [nginx]=18203)
 declare -A TCP=([zkgate]=18301 [haproxy]=18302 [nginx]=18303)
 declare -A TLS=([zkgate]=18401 [haproxy]=18402 [nginx]=18403)
-SCENARIOS=${SCENARIOS:-small large tcp tls-keepalive tls-new}
 
 # Backends on core 0, three ports, a 64-byte (/64) and a 1 MiB (/1m) answer.
 # By default `examples/responder.rs`: it costs the load core ~1 µs less per
@@ -188,8 +195,23 @@ run() { # proxy url [wrk options…] -> "rps p99_ms cpu_us_per_request load_core
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
+churn() { # zkgate alone: quiet vs 50 membership changes/s, same rounds and run length
+  local summary
+  summary=$(CHURN_ROUNDS=$ROUNDS CHURN_SECONDS=$SECONDS_PER_RUN cargo bench --locked --quiet --bench churn 2>"$work/churn.err" | tail -1)
+  [ -z "${VERBOSE:-}" ] || grep '^round:' "$work/churn.err" | sed 's/^/churn                  /' >&2
+  [[ $summary == *"throughput change"* ]] || { echo "compare.sh: the churn bench failed:" >&2; cat "$work/churn.err" >&2; exit 1; }
+  # "… quiet Q req/s at C µs CPU/request, 50 changes/s R req/s at D µs: throughput change T%, CPU per request U% (…)"
+  sed -E 's/.*quiet ([0-9]+) req\/s at ([0-9.]+) µs.*changes\/s ([0-9]+) req\/s at ([0-9.]+) µs: throughput change ([-+0-9.]+%), CPU per request ([-+0-9.]+%) \((.*)\)$/\1 \2 \3 \4 \5 \6|\7/' <<<"$summary" |
+    { IFS='|' read -r numbers detail
+      read -r q qc c cc change cpu_change <<<"$numbers"
+      printf "%-22s %-8s %10s %9s %12s\n" "churn: quiet" zkgate "$q" - "$qc"
+      printf "%-22s %-8s %10s %9s %12s\n" "churn: 50 changes/s" zkgate "$c" - "$cc"
+      printf "%-22s throughput %s   CPU/req %s   (%s)\n" churn "$change" "$cpu_change" "$detail"; }
+}
+
 printf "%-22s %-8s %10s %9s %12s\n" scenario proxy "req/s" "p99 ms" "CPU µs/req"
 for scenario in $SCENARIOS; do
+  if [ "$scenario" = churn ]; then churn; continue; fi
   declare -A R=() P=() C=()
   proxies=(zkgate haproxy nginx)
   for round in $(seq "$ROUNDS"); do
