@@ -34,6 +34,11 @@ enum Command {
         /// Threads serving connections [default: the cores zkgate may use].
         #[arg(long, env = "ZKGATE_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
         workers: Option<u16>,
+        /// Unix socket on which to take over the listening sockets of the
+        /// zkgate already running with the same path, then hand them on to
+        /// the next one: an upgrade that loses no connection.
+        #[arg(long, env = "ZKGATE_UPGRADE_SOCKET", value_name = "PATH")]
+        upgrade_socket: Option<PathBuf>,
     },
     /// Validate a configuration: print every error with file:line:col, exit 0 if valid, 1 if not.
     Check {
@@ -82,7 +87,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config, workers } => run(config, workers.map(usize::from)),
+        Command::Run {
+            config,
+            workers,
+            upgrade_socket,
+        } => run(config, workers.map(usize::from), upgrade_socket),
         Command::Server(command) => block_on(cli::server::run(command)),
         Command::Config(command) => block_on(cli::config::run(command)),
         Command::Register {
@@ -184,7 +193,7 @@ fn check(path: &std::path::Path) -> ExitCode {
 
 /// Runs the proxy: the control plane on this thread, connections on `workers`
 /// threads of their own (with one worker, on this thread too).
-fn run(path: PathBuf, workers: Option<usize>) -> ExitCode {
+fn run(path: PathBuf, workers: Option<usize>, upgrade_socket: Option<PathBuf>) -> ExitCode {
     init_logging();
     let (config, tls) = match load(&path) {
         Ok(loaded) => loaded,
@@ -212,7 +221,8 @@ fn run(path: PathBuf, workers: Option<usize>) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let plane = zkgate_control::ControlPlane::start(path, config, tls, workers).await?;
+        let plane =
+            zkgate_control::ControlPlane::start(path, config, tls, workers, upgrade_socket).await?;
         plane.run().await
     });
     match result {

@@ -7,8 +7,10 @@ mod listeners;
 mod members;
 mod reload;
 mod resolve;
+mod upgrade;
 
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +32,7 @@ use zkgate_tls::TlsMaterial;
 use listeners::Listeners;
 use members::Members;
 use resolve::Resolver;
+use upgrade::{SocketsWanted, UpgradeSocket};
 
 /// How long shutdown waits for the access log's last lines to be written.
 const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(5);
@@ -48,6 +51,15 @@ pub enum StartError {
     Bind {
         /// The address.
         address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The upgrade socket could not be served.
+    #[error("cannot serve the upgrade socket {path}: {source}")]
+    UpgradeSocket {
+        /// Its path.
+        path: PathBuf,
         /// Why.
         #[source]
         source: std::io::Error,
@@ -107,6 +119,10 @@ pub struct ControlPlane {
     /// When the last server-change build finished and what it cost: the
     /// next one waits so that builds use a bounded share of a core.
     last_build: Option<(Instant, Duration)>,
+    /// The admin listener's socket (a second descriptor), to hand over.
+    admin_socket: Option<OwnedFd>,
+    upgrade: Option<UpgradeSocket>,
+    sockets_wanted: mpsc::Receiver<SocketsWanted>,
 }
 
 /// An input that changes which servers take traffic.
@@ -120,13 +136,20 @@ enum Input {
 impl ControlPlane {
     /// Binds the admin listener and every frontend (accepted on `workers`),
     /// starts ZooKeeper discovery, and publishes the first table (static
-    /// servers serve at once).
+    /// servers serve at once). With an `upgrade_socket`, listening sockets
+    /// are first taken over from the process serving it, and then handed on
+    /// to the next one.
     pub async fn start(
         config_path: PathBuf,
         config: Config,
         tls: TlsMaterial,
         workers: Workers,
+        upgrade_socket: Option<PathBuf>,
     ) -> Result<Self, StartError> {
+        let mut inherited = match &upgrade_socket {
+            Some(path) => upgrade::take_over(path).await,
+            None => zkgate_proxy::Inherited::default(),
+        };
         let registry = Registry::new();
         let metrics = Metrics::register(&registry)?;
         let report = Arc::new(Report::default());
@@ -135,11 +158,15 @@ impl ControlPlane {
             facts.config_source = config_path.display().to_string();
         });
         let table = Arc::new(ArcSwap::from_pointee(RoutingTable::empty()));
-        let admin_socket =
-            zkgate_proxy::bind(config.admin.bind).map_err(|source| StartError::Bind {
-                address: config.admin.bind,
-                source,
-            })?;
+        let admin_socket = match inherited.take(config.admin.bind).pop() {
+            Some(socket) => Ok(socket),
+            None => zkgate_proxy::bind(config.admin.bind),
+        }
+        .map_err(|source| StartError::Bind {
+            address: config.admin.bind,
+            source,
+        })?;
+        let admin_dup = admin_socket.try_clone().map(OwnedFd::from).ok();
         let admin = Admin {
             registry,
             report: Arc::clone(&report),
@@ -165,6 +192,7 @@ impl ControlPlane {
         let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
         let (health_tx, health_events) = mpsc::channel(UPDATE_QUEUE);
         let (node_tx, node_updates) = mpsc::channel(16);
+        let (wanted_tx, sockets_wanted) = mpsc::channel(1);
         // The file was just validated by the caller; keep its text for reloads with a config node.
         let file_text = std::fs::read_to_string(&config_path).unwrap_or_default();
         let mut plane = ControlPlane {
@@ -189,15 +217,30 @@ impl ControlPlane {
             node_tx,
             node_updates,
             last_build: None,
+            admin_socket: admin_dup,
+            upgrade: None,
+            sockets_wanted,
         };
         plane.builder.set_tls(tls);
         let next = plane.build(&config).await;
         let bound = plane
             .listeners
-            .bind_new(&config, &mut plane.builder)
+            .bind_new(&config, &mut plane.builder, &mut inherited)
             .map_err(|(address, source)| StartError::Bind { address, source })?;
         plane.publish(next);
         plane.listeners.commit(bound, &plane.proxy);
+        if !inherited.is_empty() {
+            // Closed here; they stay open in the previous process until it exits.
+            info!(addresses = ?inherited.addresses(), "handed sockets this configuration does not listen on; not taking them");
+        }
+        if let Some(path) = &upgrade_socket {
+            plane.upgrade = Some(UpgradeSocket::serve(path, wanted_tx).map_err(|source| {
+                StartError::UpgradeSocket {
+                    path: path.clone(),
+                    source,
+                }
+            })?);
+        }
         plane.follow_zookeeper(None);
         plane.follow_config_node(None);
         plane.report.update(|facts| facts.config_generation = 1);
@@ -218,6 +261,10 @@ impl ControlPlane {
                 Some(event) = self.health_events.recv() => self.servers_changed(Input::Health(event)).await,
                 _ = self.proxy.changed.notified() => self.servers_changed(Input::Refresh).await,
                 _ = refresh_at(self.table.load().refresh_at_ms()) => self.servers_changed(Input::Refresh).await,
+                Some(wanted) = self.sockets_wanted.recv() => {
+                    // The receiver gone means its process gave up: nothing to do.
+                    let _ = wanted.send(self.sockets_to_hand_over());
+                }
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
             }
@@ -227,6 +274,9 @@ impl ControlPlane {
             "shutting down: no longer accepting"
         );
         self.discovery = None;
+        if let Some(upgrade) = self.upgrade.take() {
+            upgrade.close();
+        }
         // Only once no accept loop can take another connection is the count
         // of open ones final enough to drain.
         self.listeners.stop_all().await;
@@ -247,6 +297,22 @@ impl ControlPlane {
             }
         }
         Ok(())
+    }
+
+    /// Second descriptors of every listening socket, admin's included, for
+    /// a process taking over.
+    fn sockets_to_hand_over(&self) -> Vec<OwnedFd> {
+        self.listeners
+            .sockets()
+            .chain(self.admin_socket.as_ref().map(AsFd::as_fd))
+            .filter_map(|fd| match fd.try_clone_to_owned() {
+                Ok(owned) => Some(owned),
+                Err(err) => {
+                    warn!(error = %err, "cannot duplicate a listening socket to hand over");
+                    None
+                }
+            })
+            .collect()
     }
 
     /// Applies an input and every other one already queued, then builds

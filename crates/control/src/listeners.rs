@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
 
 use tracing::info;
 use zkgate_config::Config;
-use zkgate_proxy::{Listener, Proxy, Workers};
+use zkgate_proxy::{Inherited, Listener, Proxy, Workers};
 use zkgate_routing::{FrontendId, TableBuilder};
 
 /// Sockets bound for a configuration that is not yet in service.
@@ -33,11 +34,13 @@ impl Listeners {
         }
     }
 
-    /// Binds every address of `config` not already served by the same frontend.
+    /// Binds every address of `config` not already served by the same
+    /// frontend, with the `inherited` sockets first.
     pub fn bind_new(
         &self,
         config: &Config,
         builder: &mut TableBuilder,
+        inherited: &mut Inherited,
     ) -> Result<Bound, (SocketAddr, std::io::Error)> {
         let mut desired = HashMap::new();
         let mut sockets = Vec::new();
@@ -49,7 +52,7 @@ impl Listeners {
                     continue;
                 }
                 // SO_REUSEPORT lets this bind succeed even while an old listener holds the port.
-                let group = zkgate_proxy::bind_per_worker(address, &self.workers)
+                let group = zkgate_proxy::bind_per_worker(address, &self.workers, inherited)
                     .map_err(|err| (address, err))?;
                 sockets.push((address, id, group));
             }
@@ -82,10 +85,15 @@ impl Listeners {
         for listener in self.running.values() {
             listener.stop();
         }
-        for listener in self.running.values() {
+        for listener in self.running.values_mut() {
             listener.stopped().await;
         }
         self.running.clear();
+    }
+
+    /// Every listening socket, to hand to a process taking over.
+    pub fn sockets(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.running.values().flat_map(Listener::sockets)
     }
 
     /// The bound addresses.

@@ -74,7 +74,11 @@ impl ControlPlane {
         if config.access_log != self.config.access_log {
             warn!("access_log changed: it takes effect at the next restart");
         }
-        let bound = match self.listeners.bind_new(&config, &mut self.builder) {
+        let bound = match self.listeners.bind_new(
+            &config,
+            &mut self.builder,
+            &mut Default::default(),
+        ) {
             Ok(bound) => bound,
             Err((address, err)) => {
                 error!(%address, error = %err, "reload refused: cannot listen; the running configuration stays in service");

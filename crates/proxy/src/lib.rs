@@ -4,6 +4,7 @@
 mod access_log;
 mod connections;
 mod dial;
+pub mod handover;
 mod http;
 mod io;
 mod limits;
@@ -22,6 +23,7 @@ use zkgate_routing::RoutingTable;
 
 pub use access_log::AccessLog;
 pub use connections::Connections;
+pub use handover::Inherited;
 pub use listener::{bind, bind_per_worker, Listener};
 pub use workers::Workers;
 

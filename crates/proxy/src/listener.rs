@@ -1,10 +1,11 @@
 //! Listening sockets. Each is bound with SO_REUSEPORT (so a new zkgate can
 //! bind the same ports before the old one stops, and each worker thread can
-//! have a socket of its own) and serves one frontend by id: the frontend's
+//! have a socket of its own), or handed over by the previous process and serves one frontend by id: the frontend's
 //! current mode, timeouts and routes come from the table at accept time, so a
 //! reload changes them without rebinding.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -14,6 +15,7 @@ use tracing::{debug, info, warn};
 use zkgate_config::Mode;
 use zkgate_routing::{Frontend, FrontendId};
 
+use crate::handover::Inherited;
 use crate::limits::ClientSlot;
 use crate::proxy_protocol;
 
@@ -47,34 +49,44 @@ pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// One listening socket on `address` per worker: the kernel spreads new
-/// connections over them. With port 0, all take the port the first one got.
+/// At least one listening socket on `address` per worker: the kernel
+/// spreads new connections over them. Sockets the previous process handed
+/// over for `address` are used first (all of them: closing one would reset
+/// the connections it is completing), and new ones bound for the rest. With
+/// port 0, all take the port the first one got.
 pub fn bind_per_worker(
     address: SocketAddr,
     workers: &Workers,
+    inherited: &mut Inherited,
 ) -> std::io::Result<Vec<std::net::TcpListener>> {
-    let first = bind(address)?;
-    let bound = first.local_addr()?;
-    let mut sockets = vec![first];
-    for _ in 1..workers.count() {
+    let mut sockets = inherited.take(address);
+    if sockets.is_empty() {
+        sockets.push(bind(address)?);
+    }
+    let bound = sockets[0].local_addr()?;
+    while sockets.len() < workers.count() {
         sockets.push(bind(bound)?);
     }
     Ok(sockets)
 }
 
-/// Running accept loops, one per worker, on one address; dropping or stopping
-/// it closes the listening sockets but leaves accepted connections alone.
+/// Running accept loops, at least one per worker, on one address; dropping
+/// or stopping it closes the listening sockets but leaves accepted
+/// connections alone.
 pub struct Listener {
     /// The frontend it serves.
     pub frontend: FrontendId,
     /// The bound address.
     pub address: SocketAddr,
     stop: watch::Sender<bool>,
+    /// A second descriptor of each socket the accept loops own, to hand
+    /// them to the next process; closed once the loops have ended.
+    shared: Vec<OwnedFd>,
 }
 
 impl Listener {
     /// Starts accepting for `frontend` on `sockets` (from [`bind_per_worker`]),
-    /// each on its own worker.
+    /// spread over the workers.
     pub fn spawn(
         sockets: Vec<std::net::TcpListener>,
         frontend: FrontendId,
@@ -87,7 +99,9 @@ impl Listener {
         };
         // On an early return, dropping `stop` ends the loops already started.
         let (stop, stopped) = watch::channel(false);
-        for (socket, worker) in sockets.into_iter().zip(workers.handles()) {
+        let mut shared = Vec::with_capacity(sockets.len());
+        for (socket, worker) in sockets.into_iter().zip(workers.handles().iter().cycle()) {
+            shared.push(OwnedFd::from(socket.try_clone()?));
             // Registered with the event loop of the worker that will accept on it.
             let listener = {
                 let _entered = worker.enter();
@@ -105,7 +119,13 @@ impl Listener {
             frontend,
             address,
             stop,
+            shared,
         })
+    }
+
+    /// Its listening sockets, to hand to the next process.
+    pub fn sockets(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.shared.iter().map(AsFd::as_fd)
     }
 
     /// Stops accepting.
@@ -115,13 +135,15 @@ impl Listener {
 
     /// Stops accepting and waits until every accept loop has closed its
     /// socket. Afterwards no connection can be accepted by this listener:
-    /// every one it took is already counted in `Connections`, and the
-    /// kernel has moved any still queued to another socket on the port
-    /// (`net.ipv4.tcp_migrate_req`), or reset them if there is none.
-    pub async fn stopped(&self) {
+    /// every one it took is already counted in `Connections`. A socket
+    /// handed to a newer process goes on listening there; otherwise the
+    /// kernel moves any connection still queued to another socket on the
+    /// port (`net.ipv4.tcp_migrate_req`), or resets it if there is none.
+    pub async fn stopped(&mut self) {
         self.stop();
         // Each accept loop holds a receiver until it ends.
         self.stop.closed().await;
+        self.shared.clear();
     }
 }
 
@@ -266,8 +288,13 @@ mod tests {
     async fn once_stopped_no_worker_accepts_on_the_port() {
         let workers = Workers::start(2).unwrap();
         let proxy = Proxy::new(Arc::new(ArcSwap::from_pointee(RoutingTable::empty())));
-        let sockets = bind_per_worker(([127, 0, 0, 1], 0).into(), &workers).unwrap();
-        let listener = Listener::spawn(sockets, FrontendId(0), &proxy, &workers).unwrap();
+        let sockets = bind_per_worker(
+            ([127, 0, 0, 1], 0).into(),
+            &workers,
+            &mut Inherited::default(),
+        )
+        .unwrap();
+        let mut listener = Listener::spawn(sockets, FrontendId(0), &proxy, &workers).unwrap();
         TcpStream::connect(listener.address)
             .await
             .expect("listening before the stop");
