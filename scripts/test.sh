@@ -20,11 +20,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-# Lossless SO_REUSEPORT hand-over between zkgate processes (tested) needs
-# the kernel to migrate connections queued on a closing listener.
-if [ "$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null)" != "1" ]; then
-  as_root sh -c 'echo 1 > /proc/sys/net/ipv4/tcp_migrate_req'
-fi
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
     rustup component add "$component"

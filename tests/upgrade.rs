@@ -1,0 +1,245 @@
+//! Upgrading zkgate in place: a new process takes over the listening sockets
+//! of the running one over the upgrade socket, or binds the same ports
+//! beside it (SO_REUSEPORT).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use zkgate_testkit::{free_port, http_get, wait_until, HttpServer, Zkgate};
+
+use common::{servers, web_config, ZKGATE};
+
+/// The sockets listening on 127.0.0.1:`port`, by inode: the same set before
+/// and after an upgrade means the new process took the old one's sockets.
+fn listening_sockets(port: u16) -> BTreeSet<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // `st` 0A is LISTEN.
+            (fields[1] == local && fields[3] == "0A").then(|| fields[9].parse().unwrap())
+        })
+        .collect()
+}
+
+/// Four clients, each sending one request per new connection until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16) -> Self {
+        let addr = ([127, 0, 0, 1], port).into();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..4)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        match http_get(addr, "/").await {
+                            Ok(reply) if reply.status == 200 => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(reply) => failed
+                                .lock()
+                                .unwrap()
+                                .push(format!("status {}", reply.status)),
+                            Err(err) => failed.lock().unwrap().push(format!("{err:?}")),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            tasks,
+        }
+    }
+
+    /// Waits until 50 more requests than now have been answered.
+    async fn carries_on(&self) {
+        let now = self.ok.load(Ordering::Relaxed);
+        wait_until("50 more answers", Duration::from_secs(10), || async {
+            (self.ok.load(Ordering::Relaxed) > now + 50).then_some(())
+        })
+        .await;
+    }
+
+    /// Stops the clients and returns every failure they saw.
+    async fn stop(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        std::mem::take(&mut *self.failed.lock().unwrap())
+    }
+}
+
+async fn start_upgradable(config: &str, upgrade_socket: &Path) -> Zkgate {
+    let path = upgrade_socket.to_str().unwrap();
+    Zkgate::start_with_env(
+        ZKGATE,
+        config,
+        &[("ZKGATE_UPGRADE_SOCKET", path), ("ZKGATE_WORKERS", "2")],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_hand_the_listening_sockets_on_under_load_without_a_connection_error() {
+    let server = HttpServer::start("s").await;
+    let dir = tempfile::tempdir().unwrap();
+    let upgrade_socket = dir.path().join("upgrade.sock");
+    let port = free_port();
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
+    let mut old = start_upgradable(&config, &upgrade_socket).await;
+    let sockets = listening_sockets(port);
+    assert_eq!(sockets.len(), 2, "one socket per worker");
+    let load = Load::start(port);
+    load.carries_on().await;
+
+    // Twice: the second upgrade takes the sockets from the first's new process.
+    for _ in 0..2 {
+        let new = start_upgradable(&config, &upgrade_socket).await;
+        assert_eq!(
+            listening_sockets(port),
+            sockets,
+            "the new process listens on the old one's sockets, not new ones"
+        );
+        let status = tokio::task::spawn_blocking(move || old.terminate())
+            .await
+            .unwrap();
+        assert!(status.success(), "old process exit: {status}");
+        assert!(
+            upgrade_socket.exists(),
+            "the old process left the new one's upgrade socket in place"
+        );
+        load.carries_on().await;
+        assert!(
+            new.metric(r#"zkgate_frontend_requests_total{frontend="web"}"#)
+                .await
+                > Some(0.0)
+        );
+        old = new;
+    }
+    let failed = load.stop().await;
+    assert!(failed.is_empty(), "errors during the upgrades: {failed:?}");
+    assert_eq!(listening_sockets(port), sockets);
+    assert!(
+        old.log()
+            .contains("took over the previous process's listening sockets"),
+        "{}",
+        old.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_upgrade_socket_a_new_process_binds_the_port_beside_the_old_one() {
+    let server = HttpServer::start("s").await;
+    let port = free_port();
+    let addr = ([127, 0, 0, 1], port).into();
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
+    let mut old = Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "2")]).await;
+    let new = Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "2")]).await;
+    assert_eq!(listening_sockets(port).len(), 4, "both processes listen");
+    let status = tokio::task::spawn_blocking(move || old.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "old process exit: {status}");
+    assert_eq!(listening_sockets(port).len(), 2);
+    for _ in 0..20 {
+        assert_eq!(http_get(addr, "/").await.unwrap().status, 200);
+    }
+    assert_eq!(
+        new.metric(r#"zkgate_frontend_requests_total{frontend="web"}"#)
+            .await,
+        Some(20.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_socket_that_is_not_zkgates_is_reported_and_ports_are_bound_afresh() {
+    let server = HttpServer::start("s").await;
+    let dir = tempfile::tempdir().unwrap();
+    let upgrade_socket = dir.path().join("upgrade.sock");
+    // Something else answers on the path: it sends a line and hangs up.
+    let impostor = std::os::unix::net::UnixListener::bind(&upgrade_socket).unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        if let Ok((mut stream, _)) = impostor.accept() {
+            stream.write_all(b"hello\n").ok();
+        }
+    });
+    let port = free_port();
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
+    let zkgate = start_upgradable(&config, &upgrade_socket).await;
+    assert_eq!(
+        http_get(([127, 0, 0, 1], port).into(), "/")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let log = zkgate.log();
+    assert!(
+        log.contains("could not take over the previous process's listening sockets")
+            && log.contains("not a zkgate hand-over"),
+        "{log}"
+    );
+    // It serves the path itself now, for the next upgrade.
+    let next = start_upgradable(&config, &upgrade_socket).await;
+    assert!(next.log().contains("took over"), "{}", next.log());
+}
+
+#[test]
+fn an_upgrade_socket_path_held_by_another_file_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let upgrade_socket = dir.path().join("upgrade.sock");
+    std::fs::write(&upgrade_socket, "not a socket").unwrap();
+    let config = dir.path().join("zkgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin: {{ bind: \"127.0.0.1:{}\" }}\n{}",
+            free_port(),
+            web_config(free_port(), "[]")
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(ZKGATE)
+        .args(["run", "-c"])
+        .arg(&config)
+        .arg("--upgrade-socket")
+        .arg(&upgrade_socket)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "zkgate: cannot serve the upgrade socket {}: exists and is not a socket",
+            upgrade_socket.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&upgrade_socket).unwrap(),
+        "not a socket",
+        "the file is left alone"
+    );
+}
