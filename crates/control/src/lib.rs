@@ -150,6 +150,17 @@ impl ControlPlane {
             Some(path) => upgrade::take_over(path).await,
             None => zkgate_proxy::Inherited::default(),
         };
+        // Served from now on, for the next process; it is answered once `run` begins.
+        let (wanted_tx, sockets_wanted) = mpsc::channel(1);
+        let upgrade = match &upgrade_socket {
+            Some(path) => Some(UpgradeSocket::serve(path, wanted_tx).map_err(|source| {
+                StartError::UpgradeSocket {
+                    path: path.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
         let registry = Registry::new();
         let metrics = Metrics::register(&registry)?;
         let report = Arc::new(Report::default());
@@ -192,7 +203,6 @@ impl ControlPlane {
         let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
         let (health_tx, health_events) = mpsc::channel(UPDATE_QUEUE);
         let (node_tx, node_updates) = mpsc::channel(16);
-        let (wanted_tx, sockets_wanted) = mpsc::channel(1);
         // The file was just validated by the caller; keep its text for reloads with a config node.
         let file_text = std::fs::read_to_string(&config_path).unwrap_or_default();
         let mut plane = ControlPlane {
@@ -218,7 +228,7 @@ impl ControlPlane {
             node_updates,
             last_build: None,
             admin_socket: admin_dup,
-            upgrade: None,
+            upgrade,
             sockets_wanted,
         };
         plane.builder.set_tls(tls);
@@ -232,14 +242,6 @@ impl ControlPlane {
         if !inherited.is_empty() {
             // Closed here; they stay open in the previous process until it exits.
             info!(addresses = ?inherited.addresses(), "handed sockets this configuration does not listen on; not taking them");
-        }
-        if let Some(path) = &upgrade_socket {
-            plane.upgrade = Some(UpgradeSocket::serve(path, wanted_tx).map_err(|source| {
-                StartError::UpgradeSocket {
-                    path: path.clone(),
-                    source,
-                }
-            })?);
         }
         plane.follow_zookeeper(None);
         plane.follow_config_node(None);
@@ -274,9 +276,8 @@ impl ControlPlane {
             "shutting down: no longer accepting"
         );
         self.discovery = None;
-        if let Some(upgrade) = self.upgrade.take() {
-            upgrade.close();
-        }
+        // No process takes over from one shutting down.
+        self.upgrade = None;
         // Only once no accept loop can take another connection is the count
         // of open ones final enough to drain.
         self.listeners.stop_all().await;

@@ -124,10 +124,12 @@ impl UpgradeSocket {
             task,
         })
     }
+}
 
+impl Drop for UpgradeSocket {
     /// Stops serving, and removes the socket file unless a newer process
     /// has put its own there.
-    pub fn close(self) {
+    fn drop(&mut self) {
         self.task.abort();
         if std::fs::metadata(&self.path).is_ok_and(|meta| meta.ino() == self.inode) {
             std::fs::remove_file(&self.path).ok();
