@@ -91,11 +91,15 @@ impl Load {
 }
 
 async fn start_upgradable(config: &str, upgrade_socket: &Path) -> Zkgate {
+    start_with_workers(config, upgrade_socket, "2").await
+}
+
+async fn start_with_workers(config: &str, upgrade_socket: &Path, workers: &str) -> Zkgate {
     let path = upgrade_socket.to_str().unwrap();
     Zkgate::start_with_env(
         ZKGATE,
         config,
-        &[("ZKGATE_UPGRADE_SOCKET", path), ("ZKGATE_WORKERS", "2")],
+        &[("ZKGATE_UPGRADE_SOCKET", path), ("ZKGATE_WORKERS", workers)],
     )
     .await
 }
@@ -113,9 +117,10 @@ async fn upgrades_hand_the_listening_sockets_on_under_load_without_a_connection_
     let load = Load::start(port);
     load.carries_on().await;
 
-    // Twice: the second upgrade takes the sockets from the first's new process.
-    for _ in 0..2 {
-        let new = start_upgradable(&config, &upgrade_socket).await;
+    // Twice: the second upgrade takes the sockets from the first's new
+    // process. That one has a single worker, which accepts on both sockets.
+    for workers in ["1", "2"] {
+        let new = start_with_workers(&config, &upgrade_socket, workers).await;
         assert_eq!(
             listening_sockets(port),
             sockets,
