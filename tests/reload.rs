@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use zkgate_testkit::{free_port, http_get, HttpServer, Zkgate};
 
+use common::load::{listening_sockets, Load};
 use common::{servers, web_config, ZKGATE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,4 +127,48 @@ async fn a_reload_binds_added_listeners_and_unbinds_removed_ones_without_cutting
     .await;
     let finished = in_flight.await.unwrap().unwrap();
     assert_eq!(finished.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_gives_an_address_to_another_frontend_keeps_its_sockets_and_every_connection()
+{
+    let (a, b) = (HttpServer::start("a").await, HttpServer::start("b").await);
+    let port = free_port();
+    let addr = ([127, 0, 0, 1], port).into();
+    // The address goes back and forth between two frontends, each with a
+    // backend and an address of its own besides.
+    let (own_one, own_two) = (free_port(), free_port());
+    let owned_by = |owner: &str| {
+        let binds = |frontend: &str, own: u16| {
+            if frontend == owner {
+                format!("[\"127.0.0.1:{own}\", \"127.0.0.1:{port}\"]")
+            } else {
+                format!("[\"127.0.0.1:{own}\"]")
+            }
+        };
+        format!(
+            "frontends:\n  one: {{ bind: {}, default_backend: one }}\n  two: {{ bind: {}, default_backend: two }}\nbackends:\n  one: {{ servers: {} }}\n  two: {{ servers: {} }}\n",
+            binds("one", own_one),
+            binds("two", own_two),
+            servers(&[(a.addr, 1)]),
+            servers(&[(b.addr, 1)])
+        )
+    };
+    let zkgate = Zkgate::start_with_env(ZKGATE, &owned_by("one"), &[("ZKGATE_WORKERS", "2")]).await;
+    let sockets = listening_sockets(port);
+    assert_eq!(sockets.len(), 2, "one socket per worker");
+    let load = Load::start(port);
+    load.carries_on().await;
+    for (owner, name) in [("two", "b"), ("one", "a"), ("two", "b")] {
+        zkgate.reload(&owned_by(owner)).await;
+        assert_eq!(http_get(addr, "/").await.unwrap().text(), name);
+        assert_eq!(
+            listening_sockets(port),
+            sockets,
+            "the address keeps its sockets from one frontend to the other"
+        );
+        load.carries_on().await;
+    }
+    let failed = load.stop().await;
+    assert!(failed.is_empty(), "errors during the reloads: {failed:?}");
 }

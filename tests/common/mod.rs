@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+pub mod load;
+
 /// The zkgate binary built for this test run.
 pub const ZKGATE: &str = env!("CARGO_BIN_EXE_zkgate");
 

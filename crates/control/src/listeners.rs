@@ -48,16 +48,35 @@ impl Listeners {
             let id = builder.frontend_id(&frontend.name);
             for &address in &frontend.binds {
                 desired.insert(address, id);
-                if self.running.get(&address).is_some_and(|l| l.frontend == id) {
-                    continue;
+                let group = match self.running.get(&address) {
+                    Some(running) if running.frontend == id => continue,
+                    // Another frontend takes the address over: on the same
+                    // sockets, so that none closes (closing one resets the
+                    // connections it is completing).
+                    Some(running) => running.duplicate_sockets(),
+                    // SO_REUSEPORT lets this bind succeed even while another process holds the port.
+                    None => zkgate_proxy::bind_per_worker(address, &self.workers, inherited),
                 }
-                // SO_REUSEPORT lets this bind succeed even while an old listener holds the port.
-                let group = zkgate_proxy::bind_per_worker(address, &self.workers, inherited)
-                    .map_err(|err| (address, err))?;
+                .map_err(|err| (address, err))?;
                 sockets.push((address, id, group));
             }
         }
         Ok(Bound { desired, sockets })
+    }
+
+    /// Stops the listeners whose address `bound` gives to another frontend,
+    /// and waits until none of their accept loops runs: until the new table
+    /// and listener are in place, connections wait in the kernel's queue of
+    /// the sockets they share, rather than being taken for a frontend that
+    /// is going away.
+    pub async fn stop_moved(&mut self, bound: &Bound) {
+        for (address, id, _) in &bound.sockets {
+            if self.running.get(address).is_some_and(|l| l.frontend != *id) {
+                if let Some(mut moved) = self.running.remove(address) {
+                    moved.stopped().await;
+                }
+            }
+        }
     }
 
     /// Starts the newly bound listeners and stops the ones no longer wanted.

@@ -92,6 +92,7 @@ impl ControlPlane {
         self.follow_zookeeper(Some(&previous));
         self.follow_config_node(Some(&previous));
         let next = self.build(&config).await;
+        self.listeners.stop_moved(&bound).await;
         self.publish(next);
         self.listeners.commit(bound, &self.proxy);
         self.update_readiness();

@@ -123,6 +123,15 @@ impl Listener {
         })
     }
 
+    /// New descriptors of its listening sockets, for a listener that takes
+    /// over the address.
+    pub fn duplicate_sockets(&self) -> std::io::Result<Vec<std::net::TcpListener>> {
+        self.shared
+            .iter()
+            .map(|fd| fd.try_clone().map(std::net::TcpListener::from))
+            .collect()
+    }
+
     /// Its listening sockets, to hand to the next process.
     pub fn sockets(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
         self.shared.iter().map(AsFd::as_fd)
