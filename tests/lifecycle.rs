@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use zkgate_testkit::{free_port, http_get, read_until_ending, wait_until, HttpServer, Zkgate};
 
+use common::load::Load;
 use common::{servers, web_config, ZKGATE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,40 +252,19 @@ fn a_worker_count_out_of_range_is_refused_with_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_writes_out_every_access_log_line_before_exiting() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
-
     let server = HttpServer::start("s").await;
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("access.log");
     let port = free_port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let config = format!(
         "access_log: {{ format: text, path: {} }}\n{}",
         log_path.display(),
         web_config(port, &servers(&[(server.addr, 1)]))
     );
     let mut zkgate = Zkgate::start(ZKGATE, &config).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicUsize::new(0));
-    let load: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, answered) = (stop.clone(), answered.clone());
-            tokio::spawn(async move {
-                // Until the stop, or until zkgate no longer accepts.
-                while !stop.load(Ordering::Relaxed) {
-                    match http_get(addr, "/").await {
-                        Ok(reply) if reply.status == 200 => {
-                            answered.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => break,
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(port);
     wait_until("traffic", Duration::from_secs(10), || async {
-        (answered.load(Ordering::Relaxed) >= 200).then_some(())
+        (load.answered() >= 200).then_some(())
     })
     .await;
     // Stopped with requests in flight, so their lines are the last queued.
@@ -292,11 +272,10 @@ async fn sigterm_writes_out_every_access_log_line_before_exiting() {
         .await
         .unwrap();
     assert!(status.success(), "exit status {status}");
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.unwrap();
-    }
-    let answered = answered.load(Ordering::Relaxed);
+    // The process is gone: nothing is answered any more.
+    let answered = load.answered();
+    // Refused connections once zkgate stopped accepting are expected here.
+    load.stop().await;
     let lines = std::fs::read_to_string(&log_path).unwrap().lines().count();
     assert!(
         lines >= answered,

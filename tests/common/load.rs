@@ -64,6 +64,11 @@ impl Load {
         }
     }
 
+    /// How many requests have been answered with a 200 so far.
+    pub fn answered(&self) -> usize {
+        self.ok.load(Ordering::Relaxed)
+    }
+
     /// Waits until 50 more requests than now have been answered.
     pub async fn carries_on(&self) {
         let now = self.ok.load(Ordering::Relaxed);
