@@ -1,15 +1,18 @@
 //! What membership churn costs traffic: zkgate in front of a 1,000-member
 //! backend kept in ZooKeeper, with and without 50 membership changes per
 //! second, in alternation. zkgate is pinned to core 1 with one worker thread;
-//! wrk and the nginx backend (one worker listening on the 1,000 members'
-//! ports) run on core 0, as in `benches/compare.sh`. ZooKeeper and the
-//! writer of changes are not pinned: on two cores they take their share from
-//! one side or the other, so besides the throughput change the report gives
-//! zkgate's CPU per request, the share of a core its table builds took and
-//! ZooKeeper's own share, to tell zkgate's cost from ZooKeeper's.
+//! everything else runs on core 0, as the load generator and the origins do
+//! in `benches/compare.sh`: wrk, the origin (`examples/responder.rs`, one
+//! thread listening on the 1,000 members' ports), ZooKeeper and the writer of
+//! changes (this process). So zkgate's core carries zkgate alone, as where
+//! ZooKeeper runs on other machines, and what churn costs it is its own
+//! work: watches, reads and table builds. Besides the throughput change the
+//! report gives zkgate's CPU per request, the share of a core its table
+//! builds took and ZooKeeper's own share, and how busy the load core was
+//! (if it saturates, ZooKeeper's share comes out of the rate).
 //!
-//! Run: `cargo bench --bench churn` (needs nginx and wrk:
-//! `sudo apt-get install -y nginx-light wrk`; `benches/compare.sh` installs them).
+//! Run: `cargo bench --bench churn` (needs wrk and taskset:
+//! `sudo apt-get install -y wrk util-linux`; `benches/compare.sh` installs them).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -45,11 +48,7 @@ struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        // SIGTERM, not SIGKILL: nginx's master then stops its worker too.
-        Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status()
-            .ok();
+        self.0.kill().ok();
         self.0.wait().ok();
     }
 }
@@ -58,10 +57,19 @@ fn member(port: u16, weight: u32) -> String {
     format!(r#"{{"address":"127.0.0.1:{port}","weight":{weight}}}"#)
 }
 
-/// One wrk run: requests per second, and the CPU time zkgate (`pid`)
-/// spent per request over the run, in µs.
-fn wrk(url: &str, pid: u32) -> (f64, f64) {
+/// One run of wrk.
+struct Run {
+    rate: f64,
+    /// zkgate's CPU time per request, µs.
+    cpu: f64,
+    /// How busy core 0 (load, origin, ZooKeeper) was, %.
+    load_core: f64,
+}
+
+/// One wrk run against zkgate (`pid`).
+fn wrk(url: &str, pid: u32) -> Run {
     let cpu_before = cpu_seconds(pid);
+    let core_before = core0_ticks();
     let output = Command::new("taskset")
         .args([
             "-c",
@@ -75,13 +83,32 @@ fn wrk(url: &str, pid: u32) -> (f64, f64) {
         .output()
         .expect("wrk is needed: sudo apt-get install -y wrk");
     let cpu = cpu_seconds(pid) - cpu_before;
+    let (busy, idle) = core0_ticks();
+    let load_core = 100.0 * (busy - core_before.0) / (busy - core_before.0 + idle - core_before.1);
     let text = String::from_utf8_lossy(&output.stdout);
     let rate: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
-    (rate, cpu * 1e6 / (rate * seconds() as f64))
+    Run {
+        rate,
+        cpu: cpu * 1e6 / (rate * seconds() as f64),
+        load_core,
+    }
+}
+
+/// Busy and idle ticks of core 0, from /proc/stat.
+fn core0_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let line = stat.lines().find(|l| l.starts_with("cpu0 ")).unwrap();
+    let t: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    // user nice system idle iowait irq softirq steal …
+    (t[0] + t[1] + t[2] + t[5] + t[6] + t[7], t[3] + t[4])
 }
 
 /// utime + stime of process `pid`, in seconds.
@@ -106,27 +133,24 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
-    // nginx: one worker on core 0, listening on every member's port.
-    let listens: String = (0..MEMBERS)
-        .map(|i| format!("listen 127.0.0.1:{};", FIRST_PORT + i))
-        .collect();
-    let nginx_conf = dir.path().join("nginx.conf");
-    std::fs::write(
-        &nginx_conf,
-        format!(
-            "worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/nginx.err;\nevents {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 1000000;\n  server {{ {listens}\n    location / {{ return 200 \"0123456789012345678901234567890123456789012345678901234567890123\"; }} }} }}\n",
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
-    let _nginx = Killed(
-        Command::new("taskset")
-            .args(["-c", "0", "nginx", "-c"])
-            .arg(&nginx_conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+    let mut origin = Killed(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                ORIGIN_ARG,
+                &format!("{FIRST_PORT}-{}", FIRST_PORT + MEMBERS - 1),
+            ])
             .spawn()
-            .expect("nginx is needed: sudo apt-get install -y nginx-light"),
+            .expect("the origin runs"),
+    );
+    let first_member = std::net::SocketAddr::from(([127, 0, 0, 1], FIRST_PORT));
+    wait_until("the origin listens", Duration::from_secs(10), || async {
+        http_get(first_member, "/").await.ok().map(|_| ())
+    })
+    .await;
+    assert!(
+        origin.0.try_wait().unwrap().is_none(),
+        "the origin exited: are ports {FIRST_PORT}-{} free?",
+        FIRST_PORT + MEMBERS - 1
     );
 
     let zk = ZooKeeper::standalone();
@@ -194,16 +218,18 @@ async fn run() {
     let mut swaps_seen = 0.0;
     // Share of a core spent building tables while churning, summed over rounds.
     let mut building = 0.0;
-    // And ZooKeeper's CPU: it shares this machine's two cores (unpinned).
-    let mut zookeeper = 0.0;
+    // And ZooKeeper's CPU, on the load core, churning and quiet.
+    let (mut zookeeper, mut zookeeper_quiet) = (0.0, 0.0);
     let zk_pid = zk.pid(0).expect("ZooKeeper runs");
     for _ in 0..rounds() {
         let url_quiet = url.clone();
+        let (zk_before, started) = (cpu_seconds(zk_pid), Instant::now());
         quiet.push(
             tokio::task::spawn_blocking(move || wrk(&url_quiet, pid))
                 .await
                 .unwrap(),
         );
+        zookeeper_quiet += (cpu_seconds(zk_pid) - zk_before) / started.elapsed().as_secs_f64();
 
         // 50 changes a second, each a real one: members' weights go from 1
         // to 2, one member at a time, then back.
@@ -252,33 +278,63 @@ async fn run() {
         changes_made += made;
         let (q, c) = (quiet.last().unwrap(), churning.last().unwrap());
         eprintln!(
-            "round: quiet {:.0} req/s at {:.1} µs, churning {:.0} req/s at {:.1} µs ({made} changes in {took:.1?}, {:.1} ms building tables)",
-            q.0,
-            q.1,
-            c.0,
-            c.1,
+            "round: quiet {:.0} req/s at {:.1} µs (load core {:.0}% busy), churning {:.0} req/s at {:.1} µs (load core {:.0}%; {made} changes in {took:.1?}, {:.1} ms building tables)",
+            q.rate,
+            q.cpu,
+            q.load_core,
+            c.rate,
+            c.cpu,
+            c.load_core,
             built * 1e3
         );
     }
-    let rate = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.0).collect());
-    let cpu = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1).collect());
+    let rate = |runs: &[Run]| median(runs.iter().map(|r| r.rate).collect());
+    let cpu = |runs: &[Run]| median(runs.iter().map(|r| r.cpu).collect());
+    let load_core = |runs: &[Run]| median(runs.iter().map(|r| r.load_core).collect());
     let (quiet_rate, churning_rate) = (rate(&quiet), rate(&churning));
     println!(
-        "1,000-member ZooKeeper backend, zkgate on one core: quiet {quiet_rate:.0} req/s at {:.1} µs CPU/request, {CHANGES_PER_SECOND} changes/s {churning_rate:.0} req/s at {:.1} µs: throughput change {:+.1}%, CPU per request {:+.1}% ({changes_made} changes, {swaps_seen} table swaps, table builds {:.2}% of a core; ZooKeeper itself used {:.1}% of a core)",
+        "1,000-member ZooKeeper backend, zkgate on one core: quiet {quiet_rate:.0} req/s at {:.1} µs CPU/request, {CHANGES_PER_SECOND} changes/s {churning_rate:.0} req/s at {:.1} µs: throughput change {:+.1}%, CPU per request {:+.1}% ({changes_made} changes, {swaps_seen} table swaps, table builds {:.2}% of a core; ZooKeeper itself used {:.1}% of a core, {:.1}% quiet; load core {:.0}% busy quiet, {:.0}% churning)",
         cpu(&quiet),
         cpu(&churning),
         (churning_rate / quiet_rate - 1.0) * 100.0,
         (cpu(&churning) / cpu(&quiet) - 1.0) * 100.0,
         building / rounds() as f64 * 100.0,
-        zookeeper / rounds() as f64 * 100.0
+        zookeeper / rounds() as f64 * 100.0,
+        zookeeper_quiet / rounds() as f64 * 100.0,
+        load_core(&quiet),
+        load_core(&churning)
     );
 }
 
+/// Pins this process to core 0 before it starts any thread: its threads,
+/// ZooKeeper and the origin inherit it. zkgate is started on core 1.
+fn pin_to_load_core() {
+    let pinned = Command::new("taskset")
+        .args(["-p", "-c", "0", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("taskset is needed: sudo apt-get install -y util-linux");
+    assert!(
+        pinned.success(),
+        "taskset could not pin the benchmark to core 0"
+    );
+}
+
+/// Run as `churn --origin PORTS`, this program is the origin server.
+const ORIGIN_ARG: &str = "--origin";
+
 fn main() {
-    // `cargo test --all-targets` runs benches as tests: there, do nothing.
-    if !std::env::args().any(|a| a == "--bench") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(ORIGIN_ARG) {
+        let ports = zkgate_testkit::responder::parse_ports(&args[2]).expect("a port range");
+        zkgate_testkit::responder::serve(ports).expect("the origin's ports are free");
         return;
     }
+    // `cargo test --all-targets` runs benches as tests: there, do nothing.
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    pin_to_load_core();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

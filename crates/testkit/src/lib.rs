@@ -10,6 +10,7 @@ pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod relay;
+pub mod responder;
 pub mod tcp_server;
 pub mod wait;
 pub mod websocket;
