@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use zkgate_testkit::{free_port, http_get, HttpServer, Zkgate};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use zkgate_testkit::{free_port, http_get, read_until_ending, HttpServer, Zkgate};
 
 use common::load::{listening_sockets, Load};
 use common::{servers, web_config, ZKGATE};
@@ -171,4 +173,68 @@ async fn a_reload_that_gives_an_address_to_another_frontend_keeps_its_sockets_an
     }
     let failed = load.stop().await;
     assert!(failed.is_empty(), "errors during the reloads: {failed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_removes_a_frontend_answers_its_open_connections_once_more_and_closes_them() {
+    let server = HttpServer::start("s").await;
+    let (kept, gone) = (free_port(), free_port());
+    let gone_addr: std::net::SocketAddr = ([127, 0, 0, 1], gone).into();
+    let frontend = |name: &str, port: u16| {
+        format!("  {name}: {{ bind: [\"127.0.0.1:{port}\"], default_backend: web }}\n")
+    };
+    let config = |frontends: &str| {
+        format!(
+            "frontends:\n{frontends}backends:\n  web: {{ servers: {} }}\n",
+            servers(&[(server.addr, 1)])
+        )
+    };
+    let both = config(&(frontend("kept", kept) + &frontend("gone", gone)));
+    let zkgate = Zkgate::start(ZKGATE, &both).await;
+
+    // Kept-alive connections to `gone`: one on the fast path (a GET), one on
+    // hyper's (a request with a body).
+    let get: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    let post: &[u8] = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi";
+    let mut open = Vec::new();
+    for request in [get, post] {
+        let mut stream = TcpStream::connect(gone_addr).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let answer = read_until_ending(&mut stream, b"\r\n\r\ns").await.unwrap();
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 200"), "{answer}");
+        assert!(!answer.contains("connection: close"), "{answer}");
+        open.push((stream, request));
+    }
+
+    zkgate.reload(&config(&frontend("kept", kept))).await;
+    zkgate_testkit::wait_until(
+        "the removed frontend's listener to close",
+        Duration::from_secs(5),
+        || async { TcpStream::connect(gone_addr).await.is_err().then_some(()) },
+    )
+    .await;
+
+    // The next request on each is served, as the frontend was, and the
+    // connection closes after it.
+    for (mut stream, request) in open {
+        stream.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+            .await
+            .expect("zkgate closes the connection after the response")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 200"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\ns"), "{answer}");
+    }
+    assert_eq!(server.requests(), 4);
+    assert_eq!(
+        http_get(([127, 0, 0, 1], kept).into(), "/")
+            .await
+            .unwrap()
+            .text(),
+        "s"
+    );
 }

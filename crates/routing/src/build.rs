@@ -32,6 +32,10 @@ pub struct TableBuilder {
     metrics: Metrics,
     servers: ServerRegistry,
     frontend_ids: HashMap<String, FrontendId>,
+    /// The frontends of the last table built, and those retired (see
+    /// [`RoutingTable::retired`]).
+    served: Vec<Arc<Frontend>>,
+    retired: Vec<Arc<Frontend>>,
     backend_names: HashSet<Arc<str>>,
     generation: u64,
     tls: TlsMaterial,
@@ -44,6 +48,8 @@ impl TableBuilder {
             metrics,
             servers: ServerRegistry::default(),
             frontend_ids: HashMap::new(),
+            served: Vec::new(),
+            retired: Vec::new(),
             backend_names: HashSet::new(),
             generation: 0,
             tls: TlsMaterial::default(),
@@ -111,6 +117,18 @@ impl TableBuilder {
             )));
         }
 
+        // A frontend gone from the configuration stays, frozen, for the
+        // connections it accepted, until they have all closed.
+        let live = |id: FrontendId| frontends.get(id.0 as usize).is_some_and(Option::is_some);
+        let retired: Vec<Arc<Frontend>> = self
+            .served
+            .drain(..)
+            .chain(self.retired.drain(..))
+            .filter(|fe| !live(fe.id) && fe.metrics.active_connections.get() > 0)
+            .collect();
+        self.served = frontends.iter().flatten().cloned().collect();
+        self.retired.clone_from(&retired);
+
         let names: HashSet<Arc<str>> = backends.iter().map(|b| Arc::clone(&b.name)).collect();
         for gone in self.backend_names.difference(&names) {
             for state in [AdminState::Ready, AdminState::Drain, AdminState::Maint] {
@@ -125,7 +143,7 @@ impl TableBuilder {
         self.metrics
             .table_build_seconds
             .observe(started.elapsed().as_secs_f64());
-        RoutingTable::new(generation, frontends, backends)
+        RoutingTable::new(generation, frontends, backends, retired)
     }
 }
 

@@ -33,6 +33,8 @@ pub struct RoutingTable {
     frontends: Vec<Option<Arc<Frontend>>>,
     /// Sorted by name.
     backends: Vec<Arc<Backend>>,
+    /// Frontends a reload removed while they had connections open.
+    retired: Vec<Arc<Frontend>>,
 }
 
 impl RoutingTable {
@@ -42,6 +44,7 @@ impl RoutingTable {
             generation: 0,
             frontends: Vec::new(),
             backends: Vec::new(),
+            retired: Vec::new(),
         }
     }
 
@@ -49,11 +52,13 @@ impl RoutingTable {
         generation: u64,
         frontends: Vec<Option<Arc<Frontend>>>,
         backends: Vec<Arc<Backend>>,
+        retired: Vec<Arc<Frontend>>,
     ) -> Self {
         RoutingTable {
             generation,
             frontends,
             backends,
+            retired,
         }
     }
 
@@ -61,6 +66,15 @@ impl RoutingTable {
     #[inline]
     pub fn frontend(&self, id: FrontendId) -> Option<&Arc<Frontend>> {
         self.frontends.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    /// A frontend a reload removed while connections it had accepted were
+    /// still open, as it last was. A request on such a connection is served
+    /// by it and the connection then closes, as HAProxy's old process does
+    /// after a reload; it leaves the table once its connections are gone.
+    #[cold]
+    pub fn retired(&self, id: FrontendId) -> Option<&Arc<Frontend>> {
+        self.retired.iter().find(|fe| fe.id == id)
     }
 
     /// Every frontend.

@@ -220,6 +220,52 @@ fn frontend_ids_are_stable_across_tables() {
 }
 
 #[test]
+fn a_removed_frontend_is_retired_while_it_has_connections() {
+    let both = format!(
+        "{CONFIG}  other: {{ servers: [{{ address: \"127.0.0.1:9301\" }}] }}\n"
+    )
+    .replace(
+        "backends:\n",
+        "  spare: { bind: [\"127.0.0.1:18081\"], default_backend: other }\n  idle: { bind: [\"127.0.0.1:18082\"], default_backend: other }\nbackends:\n",
+    );
+    let both = zkgate_config::parse(&both, "t").unwrap();
+    let web_only = zkgate_config::parse(CONFIG, "t").unwrap();
+    let (mut builder, _) = builder();
+    let table = builder.build(&both, &Discovered::new(), &resolved(&both));
+    let spare = builder.frontend_id("spare");
+    let idle = builder.frontend_id("idle");
+    let spare_frontend = Arc::clone(table.frontend(spare).unwrap());
+    spare_frontend.metrics.active_connections.inc();
+
+    // Removed with a connection open: retired, as it last was.
+    let table = builder.build(&web_only, &Discovered::new(), &resolved(&web_only));
+    assert!(table.frontend(spare).is_none());
+    let retired = table.retired(spare).expect("spare is retired");
+    assert!(Arc::ptr_eq(retired, &spare_frontend));
+    assert_eq!(
+        retired.default_backend.as_ref().unwrap().name.as_ref(),
+        "other"
+    );
+    // Removed with none: gone at once.
+    assert!(table.frontend(idle).is_none() && table.retired(idle).is_none());
+    // Still retired at the next build while the connection lasts.
+    let table = builder.build(&web_only, &Discovered::new(), &resolved(&web_only));
+    assert!(table.retired(spare).is_some());
+
+    // Back in the configuration: live again, not retired.
+    let table = builder.build(&both, &Discovered::new(), &resolved(&both));
+    assert!(table.frontend(spare).is_some() && table.retired(spare).is_none());
+
+    // Removed again, and once its last connection closes, gone.
+    let table = builder.build(&web_only, &Discovered::new(), &resolved(&web_only));
+    assert!(table.retired(spare).is_some());
+    spare_frontend.metrics.active_connections.dec();
+    let table = builder.build(&web_only, &Discovered::new(), &resolved(&web_only));
+    assert!(table.retired(spare).is_none());
+    assert!(table.frontend(spare).is_none());
+}
+
+#[test]
 fn discovered_servers_join_static_ones_and_a_static_address_wins() {
     let config = zkgate_config::parse(CONFIG, "t").unwrap();
     let (mut builder, _) = builder();

@@ -8,9 +8,9 @@
 //! | `/upload` | reads the body; answers `<length> <checksum>` |
 //! | `/download/<n>` | streams `n` bytes of [`pattern`] |
 //! | `/healthz` | 200, or 503 after [`HttpServer::set_healthy`]`(false)` |
+//! | anything else | 200, body = the server's name |
 //!
 //! After [`HttpServer::set_failing`]`(true)` every other path answers 500.
-//! | anything else | 200, body = the server's name |
 //!
 //! Every answer carries `x-served-by: <name>`.
 

@@ -91,7 +91,14 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                 headers_after: Duration::ZERO,
             });
             let mut outcome = Outcome::default();
-            let response = conn.handle(request, &mut outcome).await;
+            let http1 = request.version() < http::Version::HTTP_2;
+            let mut response = conn.handle(request, &mut outcome).await;
+            if outcome.retired && http1 && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
             let mut body = response.map(|body| body.with_done(done));
             if let Some(mut pending) = logged {
                 pending.frontend = outcome.frontend;
@@ -109,6 +116,8 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
 /// Where a request went, for the access log.
 #[derive(Default)]
 struct Outcome {
+    /// Its frontend was removed by a reload: the connection closes after it.
+    retired: bool,
     frontend: Option<Arc<str>>,
     backend: Option<Arc<str>>,
     server: Option<SocketAddr>,
@@ -122,8 +131,17 @@ impl ClientConn {
     ) -> Response<ProxyBody> {
         // One table for the whole request, even if a new one is published meanwhile.
         let table = self.proxy.table.load_full();
-        let Some(frontend) = table.frontend(self.frontend) else {
-            return error(StatusCode::SERVICE_UNAVAILABLE);
+        let frontend = match table.frontend(self.frontend) {
+            Some(frontend) => frontend,
+            None => match table.retired(self.frontend) {
+                // A reload removed the frontend: served as it last was, and
+                // an HTTP/1 connection closes after the response.
+                Some(frontend) => {
+                    outcome.retired = true;
+                    frontend
+                }
+                None => return error(StatusCode::SERVICE_UNAVAILABLE),
+            },
         };
         frontend.metrics.requests.inc();
         outcome.frontend = Some(Arc::clone(&frontend.name));

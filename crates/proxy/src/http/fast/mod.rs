@@ -170,9 +170,10 @@ pub async fn serve(
             }
         };
         head_since = None;
-        let closing = parsed.close || stopping || *guard.shutdown.borrow();
+        let mut closing = parsed.close || stopping || *guard.shutdown.borrow();
         match client.request(parsed, closing).await {
             Served::Next => {}
+            Served::Last => closing = true,
             Served::Close => return End::Closed,
             Served::Hyper => return client.handover(),
         }
@@ -198,6 +199,8 @@ const MIN_READ: usize = 1024;
 enum Served {
     /// The connection may carry another request.
     Next,
+    /// It was the last: the response said so, and the connection closes.
+    Last,
     /// It must close.
     Close,
     /// The hyper path must serve this request (and the rest).
@@ -209,11 +212,20 @@ impl Client<'_> {
         let logged_since = self.proxy.access_log.is_some().then(Instant::now);
         // One table for the whole request, even if a new one is published meanwhile.
         let table = self.proxy.table.load_full();
-        let Some(frontend) = table.frontend(self.frontend) else {
-            return self
-                .answer(StatusCode::SERVICE_UNAVAILABLE, None, close)
-                .await;
+        let (frontend, retired) = match table.frontend(self.frontend) {
+            Some(frontend) => (frontend, false),
+            None => match table.retired(self.frontend) {
+                // A reload removed the frontend: served as it last was, and
+                // the connection closes.
+                Some(frontend) => (frontend, true),
+                None => {
+                    return self
+                        .answer(StatusCode::SERVICE_UNAVAILABLE, None, close)
+                        .await
+                }
+            },
         };
+        let close = close || retired;
         let head = Head {
             buf: &self.buf,
             fields: &self.fields,
@@ -223,8 +235,13 @@ impl Client<'_> {
         if selected.is_some_and(|(backend, _)| backend.protocol != Protocol::Http1) {
             return Served::Hyper;
         }
-        self.route(frontend, selected, parsed, close, logged_since)
+        match self
+            .route(frontend, selected, parsed, close, logged_since)
             .await
+        {
+            Served::Next if retired => Served::Last,
+            served => served,
+        }
     }
 
     async fn route(
