@@ -292,12 +292,21 @@ async fn run() {
     let cpu = |runs: &[Run]| median(runs.iter().map(|r| r.cpu).collect());
     let load_core = |runs: &[Run]| median(runs.iter().map(|r| r.load_core).collect());
     let (quiet_rate, churning_rate) = (rate(&quiet), rate(&churning));
+    // Changes are the medians of each round's change: rounds run a minute
+    // apart at most, and the machine's drift between them does not move it.
+    let change = |of: fn(&Run) -> f64| {
+        let per_round = quiet
+            .iter()
+            .zip(&churning)
+            .map(|(q, c)| of(c) / of(q) - 1.0);
+        median(per_round.collect()) * 100.0
+    };
     println!(
         "1,000-member ZooKeeper backend, zkgate on one core: quiet {quiet_rate:.0} req/s at {:.1} µs CPU/request, {CHANGES_PER_SECOND} changes/s {churning_rate:.0} req/s at {:.1} µs: throughput change {:+.1}%, CPU per request {:+.1}% ({changes_made} changes, {swaps_seen} table swaps, table builds {:.2}% of a core; ZooKeeper itself used {:.1}% of a core, {:.1}% quiet; load core {:.0}% busy quiet, {:.0}% churning)",
         cpu(&quiet),
         cpu(&churning),
-        (churning_rate / quiet_rate - 1.0) * 100.0,
-        (cpu(&churning) / cpu(&quiet) - 1.0) * 100.0,
+        change(|run| run.rate),
+        change(|run| run.cpu),
         building / rounds() as f64 * 100.0,
         zookeeper / rounds() as f64 * 100.0,
         zookeeper_quiet / rounds() as f64 * 100.0,

@@ -208,6 +208,13 @@ async fn a_reload_that_removes_a_frontend_answers_its_open_connections_once_more
     }
 
     zkgate.reload(&config(&frontend("kept", kept))).await;
+    assert!(
+        zkgate
+            .log()
+            .contains("frontend removed: its open connections close after their next request"),
+        "{}",
+        zkgate.log()
+    );
     zkgate_testkit::wait_until(
         "the removed frontend's listener to close",
         Duration::from_secs(5),

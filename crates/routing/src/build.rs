@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use zkgate_config::{
     AdminState, BackendConfig, Config, FrontendConfig, ServerAddress, ServerConfig,
 };
@@ -120,12 +120,19 @@ impl TableBuilder {
         // A frontend gone from the configuration stays, frozen, for the
         // connections it accepted, until they have all closed.
         let live = |id: FrontendId| frontends.get(id.0 as usize).is_some_and(Option::is_some);
-        let retired: Vec<Arc<Frontend>> = self
-            .served
-            .drain(..)
-            .chain(self.retired.drain(..))
-            .filter(|fe| !live(fe.id) && fe.metrics.active_connections.get() > 0)
-            .collect();
+        let open = |fe: &Arc<Frontend>| fe.metrics.active_connections.get();
+        let mut retired: Vec<Arc<Frontend>> = Vec::new();
+        for fe in self.served.drain(..) {
+            if !live(fe.id) && open(&fe) > 0 {
+                info!(frontend = %fe.name, connections = open(&fe), "frontend removed: its open connections close after their next request");
+                retired.push(fe);
+            }
+        }
+        retired.extend(
+            self.retired
+                .drain(..)
+                .filter(|fe| !live(fe.id) && open(fe) > 0),
+        );
         self.served = frontends.iter().flatten().cloned().collect();
         self.retired.clone_from(&retired);
 
