@@ -5,6 +5,9 @@ mod common;
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zkgate_testkit::{free_port, http_get, read_until_ending, HttpServer, Zkgate};
@@ -192,8 +195,29 @@ async fn a_reload_that_removes_a_frontend_answers_its_open_connections_once_more
     let both = config(&(frontend("kept", kept) + &frontend("gone", gone)));
     let zkgate = Zkgate::start(ZKGATE, &both).await;
 
-    // Kept-alive connections to `gone`: one on the fast path (a GET), one on
-    // hyper's (a request with a body).
+    // And an HTTP/2 (h2c) connection.
+    let h2c = TcpStream::connect(gone_addr).await.unwrap();
+    let (mut h2, h2_connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(h2c))
+            .await
+            .unwrap();
+    let h2_connection = tokio::spawn(h2_connection);
+    let h2_get = |h2: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>| {
+        let request = http::Request::get("http://t/")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = h2.send_request(request);
+        async move {
+            let response = response.await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status.as_u16(), body)
+        }
+    };
+    assert_eq!(h2_get(&mut h2).await, (200, Bytes::from("s")));
+
+    // Kept-alive HTTP/1.1 connections to `gone`: one on the fast path (a
+    // GET), one on hyper's (a request with a body).
     let get: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
     let post: &[u8] = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi";
     let mut open = Vec::new();
@@ -236,7 +260,14 @@ async fn a_reload_that_removes_a_frontend_answers_its_open_connections_once_more
         assert!(answer.contains("connection: close"), "{answer}");
         assert!(answer.ends_with("\r\n\r\ns"), "{answer}");
     }
-    assert_eq!(server.requests(), 4);
+    // The HTTP/2 connection's next request is served, then GOAWAY.
+    assert_eq!(h2_get(&mut h2).await, (200, Bytes::from("s")));
+    tokio::time::timeout(Duration::from_secs(5), h2_connection)
+        .await
+        .expect("zkgate closes the HTTP/2 connection after the request")
+        .unwrap()
+        .unwrap();
+    assert_eq!(server.requests(), 6);
     assert_eq!(
         http_get(([127, 0, 0, 1], kept).into(), "/")
             .await

@@ -21,6 +21,9 @@ pub struct ConnActivity {
     idle_since_ms: AtomicU64,
     request_started_ms: AtomicU64,
     served: AtomicU64,
+    /// A request found the connection's frontend retired by a reload: an
+    /// HTTP/2 connection then says GOAWAY (HTTP/1 answers `Connection: close`).
+    retired: tokio::sync::Notify,
 }
 
 impl ConnActivity {
@@ -30,7 +33,18 @@ impl ConnActivity {
             idle_since_ms: AtomicU64::new(clock::now_ms()),
             request_started_ms: AtomicU64::new(0),
             served: AtomicU64::new(0),
+            retired: tokio::sync::Notify::new(),
         })
+    }
+
+    /// A request found the connection's frontend retired by a reload.
+    pub fn frontend_retired(&self) {
+        self.retired.notify_one();
+    }
+
+    /// Completes once a request has found the frontend retired.
+    pub async fn retired(&self) {
+        self.retired.notified().await;
     }
 
     /// A request's headers are complete; its response is being produced.

@@ -27,7 +27,8 @@ const STREAM_WINDOW: u32 = 256 * 1024;
 const CONNECTION_WINDOW: u32 = 1024 * 1024;
 
 /// Serves one HTTP/2 client connection until it closes, stays idle for
-/// `client_idle` with no stream open, or shutdown asks it to finish.
+/// `client_idle` with no stream open, or shutdown asks it to finish, or a
+/// request finds its frontend removed by a reload.
 pub async fn serve(
     stream: Stream,
     peer: SocketAddr,
@@ -72,6 +73,11 @@ pub async fn serve(
                         }
                     }
                 }
+            }
+            () = activity.retired(), if !draining => {
+                debug!(%peer, "its frontend was removed: closing the HTTP/2 connection");
+                draining = true;
+                std::pin::Pin::new(&mut conn).graceful_shutdown();
             }
             changed = guard.shutdown.changed(), if !draining => {
                 draining = true;

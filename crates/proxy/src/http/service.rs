@@ -93,11 +93,15 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
             let mut outcome = Outcome::default();
             let http1 = request.version() < http::Version::HTTP_2;
             let mut response = conn.handle(request, &mut outcome).await;
-            if outcome.retired && http1 && response.status() != StatusCode::SWITCHING_PROTOCOLS {
-                response.headers_mut().insert(
-                    header::CONNECTION,
-                    header::HeaderValue::from_static("close"),
-                );
+            if outcome.retired {
+                if !http1 {
+                    conn.activity.frontend_retired();
+                } else if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                    response.headers_mut().insert(
+                        header::CONNECTION,
+                        header::HeaderValue::from_static("close"),
+                    );
+                }
             }
             let mut body = response.map(|body| body.with_done(done));
             if let Some(mut pending) = logged {
@@ -135,7 +139,8 @@ impl ClientConn {
             Some(frontend) => frontend,
             None => match table.retired(self.frontend) {
                 // A reload removed the frontend: served as it last was, and
-                // an HTTP/1 connection closes after the response.
+                // the connection closes after the response (HTTP/1) or
+                // after its streams (HTTP/2).
                 Some(frontend) => {
                     outcome.retired = true;
                     frontend
