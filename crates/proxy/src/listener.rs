@@ -194,6 +194,11 @@ async fn accept_loop(
         }
     }
     debug!(address = ?listener.local_addr().ok(), "listener stopped");
+    // The socket closes before the receiver goes: `Listener::stopped` waits
+    // for every receiver to go and promises the sockets are closed by then.
+    // (Left to themselves, parameters drop in reverse order: `stopped` first.)
+    drop(listener);
+    drop(stopped);
 }
 
 fn over_limit(proxy: &Proxy, id: FrontendId) -> bool {
