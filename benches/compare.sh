@@ -5,8 +5,12 @@
 # proxy's CPU time per request (utime+stime from /proc) and the ratios
 # (medians of each round's ratios).
 #
-#   ./benches/compare.sh            # 3 rounds of 10 s per scenario
-#   ROUNDS=5 SECONDS_PER_RUN=20 ./benches/compare.sh
+#   ./benches/compare.sh            # 5 rounds of 6 s per scenario
+#   ROUNDS=9 SECONDS_PER_RUN=4 ./benches/compare.sh
+#
+# Many short rounds rather than a few long ones: a machine's speed can move
+# by ±20 % over minutes, and the three runs of a round should see the same
+# machine.
 #
 # Scenarios: HTTP/1.1 64-byte responses (keep-alive, wrk -t1 -c64), HTTP/1.1
 # 1 MiB responses, L4 TCP mode, and TLS termination (ECDSA P-256) both with
@@ -21,8 +25,8 @@
 #   BACKENDS=nginx ./benches/compare.sh              # nginx as the origin servers
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-3}
-SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+ROUNDS=${ROUNDS:-5}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-6}
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
