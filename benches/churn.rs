@@ -221,70 +221,40 @@ async fn run() {
     // And ZooKeeper's CPU, on the load core, churning and quiet.
     let (mut zookeeper, mut zookeeper_quiet) = (0.0, 0.0);
     let zk_pid = zk.pid(0).expect("ZooKeeper runs");
-    for _ in 0..rounds() {
-        let url_quiet = url.clone();
-        let (zk_before, started) = (cpu_seconds(zk_pid), Instant::now());
-        quiet.push(
-            tokio::task::spawn_blocking(move || wrk(&url_quiet, pid))
-                .await
-                .unwrap(),
-        );
-        zookeeper_quiet += (cpu_seconds(zk_pid) - zk_before) / started.elapsed().as_secs_f64();
-
-        // 50 changes a second, each a real one: members' weights go from 1
-        // to 2, one member at a time, then back.
-        let stop = Arc::new(AtomicBool::new(false));
-        let made = Arc::new(AtomicUsize::new(0));
-        let writer = {
-            let (client, stop, made) = (client.clone(), stop.clone(), made.clone());
-            tokio::spawn(async move {
-                let mut tick =
-                    tokio::time::interval(Duration::from_millis(1000 / CHANGES_PER_SECOND));
-                let mut i: u16 = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    let n = made.fetch_add(1, Ordering::Relaxed);
-                    let weight = 2 - (n / MEMBERS as usize % 2) as u32;
-                    client
-                        .set_data(
-                            &format!("/bench/churn/m{i}"),
-                            member(FIRST_PORT + i, weight).as_bytes(),
-                            None,
-                        )
-                        .await
-                        .unwrap();
-                    i = (i + 1) % MEMBERS;
-                }
-            })
-        };
+    for round in 0..rounds() {
+        // Quiet first in even rounds, churning first in odd ones: a drift of
+        // the machine within a round then favours neither.
+        let quiet_first = round % 2 == 0;
+        if quiet_first {
+            let (run, zk_share) = quiet_run(&url, pid, zk_pid).await;
+            quiet.push(run);
+            zookeeper_quiet += zk_share;
+        }
         let before = swaps().await;
         let built_before = build_seconds().await;
-        let zk_before = cpu_seconds(zk_pid);
-        let started = Instant::now();
-        let url_churn = url.clone();
-        churning.push(
-            tokio::task::spawn_blocking(move || wrk(&url_churn, pid))
-                .await
-                .unwrap(),
-        );
-        stop.store(true, Ordering::Relaxed);
-        writer.await.unwrap();
-        let took = started.elapsed();
-        zookeeper += (cpu_seconds(zk_pid) - zk_before) / took.as_secs_f64();
+        let churned = churning_run(&client, &url, pid, zk_pid).await;
+        churning.push(churned.run);
+        zookeeper += churned.zookeeper;
         swaps_seen += swaps().await - before;
         let built = build_seconds().await - built_before;
-        building += built / took.as_secs_f64();
-        let made = made.load(Ordering::Relaxed);
-        changes_made += made;
+        building += built / churned.took.as_secs_f64();
+        changes_made += churned.changes;
+        if !quiet_first {
+            let (run, zk_share) = quiet_run(&url, pid, zk_pid).await;
+            quiet.push(run);
+            zookeeper_quiet += zk_share;
+        }
         let (q, c) = (quiet.last().unwrap(), churning.last().unwrap());
         eprintln!(
-            "round: quiet {:.0} req/s at {:.1} µs (load core {:.0}% busy), churning {:.0} req/s at {:.1} µs (load core {:.0}%; {made} changes in {took:.1?}, {:.1} ms building tables)",
+            "round: quiet {:.0} req/s at {:.1} µs (load core {:.0}% busy), churning {:.0} req/s at {:.1} µs (load core {:.0}%; {} changes in {:.1?}, {:.1} ms building tables)",
             q.rate,
             q.cpu,
             q.load_core,
             c.rate,
             c.cpu,
             c.load_core,
+            churned.changes,
+            churned.took,
             built * 1e3
         );
     }
@@ -313,6 +283,72 @@ async fn run() {
         load_core(&quiet),
         load_core(&churning)
     );
+}
+
+/// One run with no change: the run, and ZooKeeper's share of a core meanwhile.
+async fn quiet_run(url: &str, pid: u32, zk_pid: u32) -> (Run, f64) {
+    let (zk_before, started) = (cpu_seconds(zk_pid), Instant::now());
+    let url = url.to_owned();
+    let run = tokio::task::spawn_blocking(move || wrk(&url, pid))
+        .await
+        .unwrap();
+    let zk_share = (cpu_seconds(zk_pid) - zk_before) / started.elapsed().as_secs_f64();
+    (run, zk_share)
+}
+
+struct Churned {
+    run: Run,
+    /// ZooKeeper's share of a core meanwhile.
+    zookeeper: f64,
+    changes: usize,
+    took: Duration,
+}
+
+/// One run while members change 50 times a second, each change a real one:
+/// members' weights go from 1 to 2, one member at a time, then back.
+async fn churning_run(
+    client: &zookeeper_client::Client,
+    url: &str,
+    pid: u32,
+    zk_pid: u32,
+) -> Churned {
+    let stop = Arc::new(AtomicBool::new(false));
+    let made = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (client, stop, made) = (client.clone(), stop.clone(), made.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1000 / CHANGES_PER_SECOND));
+            let mut i: u16 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let n = made.fetch_add(1, Ordering::Relaxed);
+                let weight = 2 - (n / MEMBERS as usize % 2) as u32;
+                client
+                    .set_data(
+                        &format!("/bench/churn/m{i}"),
+                        member(FIRST_PORT + i, weight).as_bytes(),
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                i = (i + 1) % MEMBERS;
+            }
+        })
+    };
+    let (zk_before, started) = (cpu_seconds(zk_pid), Instant::now());
+    let url = url.to_owned();
+    let run = tokio::task::spawn_blocking(move || wrk(&url, pid))
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let took = started.elapsed();
+    Churned {
+        run,
+        zookeeper: (cpu_seconds(zk_pid) - zk_before) / took.as_secs_f64(),
+        changes: made.load(Ordering::Relaxed),
+        took,
+    }
 }
 
 /// Pins this process to core 0 before it starts any thread: its threads,
