@@ -2,9 +2,9 @@
 //! backend kept in ZooKeeper, with and without 50 membership changes per
 //! second, in alternation. zkgate is pinned to core 1 with one worker thread;
 //! everything else runs on core 0, as the load generator and the origins do
-//! in `benches/compare.sh`: wrk, the origin (`examples/responder.rs`, one
-//! thread listening on the 1,000 members' ports), ZooKeeper and the writer of
-//! changes (this process). So zkgate's core carries zkgate alone, as where
+//! in `benches/compare.sh`: wrk, the origin (`zkgate_testkit::responder`,
+//! which this program runs as a child: one thread listening on the 1,000
+//! members' ports), ZooKeeper and the writer of changes (this process). So zkgate's core carries zkgate alone, as where
 //! ZooKeeper runs on other machines, and what churn costs it is its own
 //! work: watches, reads and table builds. Besides the throughput change the
 //! report gives zkgate's CPU per request, the share of a core its table
@@ -226,23 +226,23 @@ async fn run() {
         // the machine within a round then favours neither.
         let quiet_first = round % 2 == 0;
         if quiet_first {
-            let (run, zk_share) = quiet_run(&url, pid, zk_pid).await;
-            quiet.push(run);
-            zookeeper_quiet += zk_share;
+            let run = measured_run(&url, pid, zk_pid).await;
+            quiet.push(run.run);
+            zookeeper_quiet += run.zookeeper;
         }
         let before = swaps().await;
         let built_before = build_seconds().await;
-        let churned = churning_run(&client, &url, pid, zk_pid).await;
+        let (churned, changes) = churning_run(&client, &url, pid, zk_pid).await;
         churning.push(churned.run);
         zookeeper += churned.zookeeper;
         swaps_seen += swaps().await - before;
         let built = build_seconds().await - built_before;
         building += built / churned.took.as_secs_f64();
-        changes_made += churned.changes;
+        changes_made += changes;
         if !quiet_first {
-            let (run, zk_share) = quiet_run(&url, pid, zk_pid).await;
-            quiet.push(run);
-            zookeeper_quiet += zk_share;
+            let run = measured_run(&url, pid, zk_pid).await;
+            quiet.push(run.run);
+            zookeeper_quiet += run.zookeeper;
         }
         let (q, c) = (quiet.last().unwrap(), churning.last().unwrap());
         eprintln!(
@@ -253,7 +253,7 @@ async fn run() {
             c.rate,
             c.cpu,
             c.load_core,
-            churned.changes,
+            changes,
             churned.took,
             built * 1e3
         );
@@ -285,33 +285,36 @@ async fn run() {
     );
 }
 
-/// One run with no change: the run, and ZooKeeper's share of a core meanwhile.
-async fn quiet_run(url: &str, pid: u32, zk_pid: u32) -> (Run, f64) {
+/// One wrk run, with ZooKeeper's share of a core meanwhile.
+struct Measured {
+    run: Run,
+    zookeeper: f64,
+    took: Duration,
+}
+
+async fn measured_run(url: &str, pid: u32, zk_pid: u32) -> Measured {
     let (zk_before, started) = (cpu_seconds(zk_pid), Instant::now());
     let url = url.to_owned();
     let run = tokio::task::spawn_blocking(move || wrk(&url, pid))
         .await
         .unwrap();
-    let zk_share = (cpu_seconds(zk_pid) - zk_before) / started.elapsed().as_secs_f64();
-    (run, zk_share)
-}
-
-struct Churned {
-    run: Run,
-    /// ZooKeeper's share of a core meanwhile.
-    zookeeper: f64,
-    changes: usize,
-    took: Duration,
+    let took = started.elapsed();
+    Measured {
+        run,
+        zookeeper: (cpu_seconds(zk_pid) - zk_before) / took.as_secs_f64(),
+        took,
+    }
 }
 
 /// One run while members change 50 times a second, each change a real one:
 /// members' weights go from 1 to 2, one member at a time, then back.
+/// Returns the run and the changes made.
 async fn churning_run(
     client: &zookeeper_client::Client,
     url: &str,
     pid: u32,
     zk_pid: u32,
-) -> Churned {
+) -> (Measured, usize) {
     let stop = Arc::new(AtomicBool::new(false));
     let made = Arc::new(AtomicUsize::new(0));
     let writer = {
@@ -335,20 +338,10 @@ async fn churning_run(
             }
         })
     };
-    let (zk_before, started) = (cpu_seconds(zk_pid), Instant::now());
-    let url = url.to_owned();
-    let run = tokio::task::spawn_blocking(move || wrk(&url, pid))
-        .await
-        .unwrap();
+    let measured = measured_run(url, pid, zk_pid).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
-    let took = started.elapsed();
-    Churned {
-        run,
-        zookeeper: (cpu_seconds(zk_pid) - zk_before) / took.as_secs_f64(),
-        changes: made.load(Ordering::Relaxed),
-        took,
-    }
+    (measured, made.load(Ordering::Relaxed))
 }
 
 /// Pins this process to core 0 before it starts any thread: its threads,

@@ -1,8 +1,9 @@
 //! Listening sockets. Each is bound with SO_REUSEPORT (so a new zkgate can
 //! bind the same ports before the old one stops, and each worker thread can
-//! have a socket of its own), or handed over by the previous process and serves one frontend by id: the frontend's
-//! current mode, timeouts and routes come from the table at accept time, so a
-//! reload changes them without rebinding.
+//! have a socket of its own), or handed over by the previous process, and
+//! serves one frontend by id: the frontend's current mode, timeouts and
+//! routes come from the table at accept time, so a reload changes them
+//! without rebinding.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
