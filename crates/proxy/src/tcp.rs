@@ -14,7 +14,7 @@ use zkgate_routing::{Backend, Frontend, RoutingTable};
 use crate::connections::ConnectionGuard;
 use crate::dial::dial;
 use crate::stream::Stream;
-use crate::tunnel;
+use crate::tunnel::{self, Wakeups};
 
 /// Serves one client connection of a tcp frontend.
 pub async fn serve(
@@ -91,8 +91,8 @@ async fn relay(
                 client.into_split(),
                 server.into_split(),
                 idle,
-                counters.0,
-                counters.1,
+                Wakeups::PerDirection,
+                counters,
             )
             .await
         }
@@ -101,8 +101,8 @@ async fn relay(
                 tokio::io::split(client),
                 tokio::io::split(server),
                 idle,
-                counters.0,
-                counters.1,
+                Wakeups::Shared,
+                counters,
             )
             .await
         }
