@@ -55,6 +55,51 @@ async fn bytes_echo_both_ways_and_a_half_closed_client_still_reads_the_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_data_passes_whole_and_counted_both_ways() {
+    // Megabytes each way fill the relay's buffer: it splices them.
+    const SIZE: usize = 8 << 20;
+    let echo = TcpServer::start("bulk").await;
+    let port = free_port();
+    let zkgate = Zkgate::start(ZKGATE, &tcp_config(port, &servers(&[(echo.addr, 1)]), "")).await;
+    let sent: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let writer = async {
+        write.write_all(&sent).await.unwrap();
+        write.shutdown().await.unwrap();
+    };
+    let reader = async {
+        let mut echoed = Vec::with_capacity(SIZE + 64);
+        read.read_to_end(&mut echoed).await.unwrap();
+        echoed
+    };
+    let (_, echoed) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(writer, reader)
+    })
+    .await
+    .expect("8 MiB each way through the tunnel");
+    let goodbye = b"served-by bulk\n";
+    assert_eq!(echoed.len(), SIZE + goodbye.len());
+    assert!(echoed[..SIZE] == sent[..], "the bytes came back in order");
+    assert_eq!(&echoed[SIZE..], goodbye);
+    for (series, bytes) in [
+        (
+            r#"zkgate_frontend_bytes_received_total{frontend="db"}"#,
+            SIZE,
+        ),
+        (
+            r#"zkgate_frontend_bytes_sent_total{frontend="db"}"#,
+            SIZE + goodbye.len(),
+        ),
+    ] {
+        wait_until(series, Duration::from_secs(5), || async {
+            (zkgate.metric(series).await == Some(bytes as f64)).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_connections_are_spread_round_robin() {
     let (a, b) = (TcpServer::start("a").await, TcpServer::start("b").await);
     let port = free_port();

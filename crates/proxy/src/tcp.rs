@@ -14,7 +14,7 @@ use zkgate_routing::{Backend, Frontend, RoutingTable};
 use crate::connections::ConnectionGuard;
 use crate::dial::dial;
 use crate::stream::Stream;
-use crate::tunnel::{self, Wakeups};
+use crate::tunnel;
 
 /// Serves one client connection of a tcp frontend.
 pub async fn serve(
@@ -76,7 +76,8 @@ pub async fn serve(
 }
 
 /// Both ways between client and server. Two plain sockets split without a
-/// lock (the common case); a TLS side is split with `tokio::io::split`.
+/// lock (the common case): each direction is woken on its own, and bulk is
+/// spliced. A TLS side is split with `tokio::io::split`.
 async fn relay(
     client: Stream,
     server: Stream,
@@ -87,21 +88,13 @@ async fn relay(
     let counters = (Some(received), Some(sent));
     match (client, server) {
         (Stream::Plain(client), Stream::Plain(server)) => {
-            tunnel::relay(
-                client.into_split(),
-                server.into_split(),
-                idle,
-                Wakeups::PerDirection,
-                counters,
-            )
-            .await
+            tunnel::relay(client.into_split(), server.into_split(), idle, counters).await
         }
         (client, server) => {
             tunnel::relay(
                 tokio::io::split(client),
                 tokio::io::split(server),
                 idle,
-                Wakeups::Shared,
                 counters,
             )
             .await

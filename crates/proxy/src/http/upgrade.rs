@@ -16,7 +16,7 @@ use super::body::ProxyBody;
 use super::forward::Forwarded;
 use super::headers::strip_hop_by_hop;
 use super::upstream;
-use crate::tunnel::{self, Wakeups};
+use crate::tunnel;
 use crate::Proxy;
 
 /// The protocol a request asks to switch to, if it asks (`Connection: upgrade` + `Upgrade`).
@@ -106,7 +106,7 @@ pub async fn forward(
                     let client = tokio::io::split(TokioIo::new(client));
                     let server = tokio::io::split(TokioIo::new(server));
                     // The client socket counts its own bytes.
-                    tunnel::relay(client, server, idle, Wakeups::Shared, (None, None)).await;
+                    tunnel::relay(client, server, idle, (None, None)).await;
                     debug!(server = %address, "upgraded connection closed");
                 }
                 Err(err) => debug!(server = %address, error = %err, "upgrade did not complete"),
