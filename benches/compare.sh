@@ -13,7 +13,7 @@
 # machine.
 #
 # Scenarios: HTTP/1.1 64-byte responses (keep-alive, wrk -t1 -c64), HTTP/1.1
-# 1 MiB responses, L4 TCP mode, and TLS termination (ECDSA P-256) both with
+# 1 MiB responses, L4 TCP mode with 64-byte and 1 MiB responses, and TLS termination (ECDSA P-256) both with
 # keep-alive and with a new connection, so a full handshake, per request.
 # All traffic stays on 127.0.0.1. Last, zkgate alone in front of a
 # 1,000-member ZooKeeper-backed backend, quiet and under 50 membership changes
@@ -34,7 +34,7 @@ for tool in haproxy nginx wrk; do command -v "$tool" >/dev/null 2>&1 || missing+
 # nginx proxies TCP with its stream module.
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 [ -f "$STREAM_MODULE" ] || missing+=(libnginx-mod-stream)
-SCENARIOS=${SCENARIOS:-small large tcp tls-keepalive tls-new churn}
+SCENARIOS=${SCENARIOS:-small large tcp tcp-large tls-keepalive tls-new churn}
 if [[ " $SCENARIOS " == *" churn "* ]]; then
   [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
   command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
@@ -127,6 +127,8 @@ backend web
 listen l4
   mode tcp
   bind 127.0.0.1:${TCP[haproxy]}
+  # Splices bulk data, as zkgate does between plain sockets.
+  option splice-auto
   balance roundrobin
   server s1 127.0.0.1:$B1
   server s2 127.0.0.1:$B2
@@ -228,6 +230,7 @@ for scenario in $SCENARIOS; do
         small) url="http://127.0.0.1:${HTTP[$proxy]}/64" ;;
         large) url="http://127.0.0.1:${HTTP[$proxy]}/1m" ;;
         tcp) url="http://127.0.0.1:${TCP[$proxy]}/64" ;;
+        tcp-large) url="http://127.0.0.1:${TCP[$proxy]}/1m" ;;
         tls-keepalive) url="https://127.0.0.1:${TLS[$proxy]}/64" ;;
         # A new connection per request: one full handshake each (wrk does not resume sessions).
         tls-new) url="https://127.0.0.1:${TLS[$proxy]}/64"; options=(-H "Connection: close") ;;
