@@ -115,7 +115,11 @@ fn every_yaml_parses_and_every_zkgate_configuration_is_valid() {
 fn the_service_unit_and_image_run_unprivileged() {
     let unit = read("systemd/zkgate.service");
     for line in [
-        "ExecStart=/usr/local/bin/zkgate run -c /etc/zkgate/zkgate.yaml",
+        "ExecStart=/usr/local/bin/zkgate run -c /etc/zkgate/zkgate.yaml --upgrade-socket /run/zkgate/upgrade.sock",
+        // READY=1 and MAINPID= come from zkgate, the latter from a successor.
+        "Type=notify",
+        "NotifyAccess=all",
+        "RuntimeDirectory=zkgate",
         "DynamicUser=yes",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",

@@ -5,8 +5,10 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
-use zkgate_testkit::{free_port, http_get, HttpServer, Zkgate};
+use tokio::net::UnixDatagram;
+use zkgate_testkit::{free_port, http_get, wait_until, HttpServer, Zkgate};
 
 use common::load::{listening_sockets, Load};
 use common::{servers, web_config, ZKGATE};
@@ -72,6 +74,180 @@ async fn upgrades_hand_the_listening_sockets_on_under_load_without_a_connection_
         "{}",
         old.log()
     );
+}
+
+/// What systemd would receive from `NOTIFY_SOCKET`.
+struct Systemd {
+    socket: UnixDatagram,
+}
+
+impl Systemd {
+    fn listen(path: &Path) -> Self {
+        Systemd {
+            socket: UnixDatagram::bind(path).unwrap(),
+        }
+    }
+
+    /// The next notification, its lines joined with spaces.
+    async fn next(&self) -> String {
+        let mut buffer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(20), self.socket.recv(&mut buffer))
+            .await
+            .expect("a notification within 20 s")
+            .unwrap();
+        String::from_utf8_lossy(&buffer[..n]).replace('\n', " ")
+    }
+
+    /// Nothing arrived (yet).
+    fn quiet(&self) -> bool {
+        let mut buffer = vec![0u8; 4096];
+        self.socket.try_recv(&mut buffer).is_err()
+    }
+}
+
+/// A process the test did not start itself, killed when the test ends.
+struct Successor(u32);
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status()
+            .ok();
+    }
+}
+
+/// `MAINPID=` of a `READY=1` notification.
+fn main_pid(notice: &str) -> u32 {
+    assert!(notice.starts_with("READY=1 "), "{notice}");
+    notice
+        .split(' ')
+        .find_map(|field| field.strip_prefix("MAINPID="))
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no MAINPID in {notice:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr2_starts_a_successor_that_takes_over_under_load_and_systemd_follows_it() {
+    let server = HttpServer::start("s").await;
+    let dir = tempfile::tempdir().unwrap();
+    let upgrade_socket = dir.path().join("upgrade.sock");
+    let notify_socket = dir.path().join("notify.sock");
+    let systemd = Systemd::listen(&notify_socket);
+    let port = free_port();
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
+    let mut old = Zkgate::start_with_env(
+        ZKGATE,
+        &config,
+        &[
+            ("ZKGATE_UPGRADE_SOCKET", upgrade_socket.to_str().unwrap()),
+            ("NOTIFY_SOCKET", notify_socket.to_str().unwrap()),
+            ("ZKGATE_WORKERS", "2"),
+        ],
+    )
+    .await;
+    assert_eq!(main_pid(&systemd.next().await), old.pid());
+    let sockets = listening_sockets(port);
+    let load = Load::start(port);
+    load.carries_on().await;
+
+    old.signal("USR2");
+    let successor = main_pid(&systemd.next().await);
+    let _cleanup = Successor(successor);
+    assert_ne!(
+        successor,
+        old.pid(),
+        "the new process says it is the main one"
+    );
+    let status = old.exited(Duration::from_secs(40)).await;
+    assert!(status.success(), "old process exit: {status}");
+    assert!(
+        systemd.quiet(),
+        "the old process must not tell systemd it stops: the service goes on"
+    );
+    load.carries_on().await;
+    let failed = load.stop().await;
+    assert!(failed.is_empty(), "errors during the upgrade: {failed:?}");
+    assert_eq!(
+        listening_sockets(port),
+        sockets,
+        "the new process listens on the old one's sockets"
+    );
+    // The old process's admin socket is the new one's now.
+    assert!(
+        old.metric(r#"zkgate_frontend_requests_total{frontend="web"}"#)
+            .await
+            > Some(0.0)
+    );
+    let log = old.log();
+    for line in [
+        "upgrading: started a new process",
+        "took over the previous process's listening sockets",
+        "ready: asked the previous process to finish",
+    ] {
+        assert!(log.contains(line), "no {line:?} in:\n{log}");
+    }
+    // Stopped for good, the new process tells systemd.
+    std::process::Command::new("kill")
+        .args(["-TERM", &successor.to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(systemd.next().await, "STOPPING=1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_that_cannot_start_leaves_the_running_process_serving() {
+    let server = HttpServer::start("s").await;
+    let dir = tempfile::tempdir().unwrap();
+    let upgrade_socket = dir.path().join("upgrade.sock");
+    let port = free_port();
+    let addr = ([127, 0, 0, 1], port).into();
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
+    let mut zkgate = start_upgradable(&config, &upgrade_socket).await;
+    let good = std::fs::read_to_string(zkgate.config_path()).unwrap();
+    std::fs::write(zkgate.config_path(), "frontends: [not, a, map]\n").unwrap();
+    zkgate.signal("USR2");
+    wait_until("the failed upgrade", Duration::from_secs(20), || async {
+        zkgate.log().contains("upgrade failed").then_some(())
+    })
+    .await;
+    assert!(zkgate.running());
+    assert_eq!(http_get(addr, "/").await.unwrap().status, 200);
+
+    // Fixed, the next SIGUSR2 goes through.
+    std::fs::write(zkgate.config_path(), good).unwrap();
+    zkgate.signal("USR2");
+    let status = zkgate.exited(Duration::from_secs(40)).await;
+    assert!(status.success(), "{status}");
+    let log = zkgate.log();
+    let successor = log
+        .lines()
+        .rev()
+        .filter(|line| line.contains("upgrading: started a new process"))
+        .find_map(|line| line.rsplit("pid=").next()?.trim().parse().ok())
+        .expect("the successor's pid in the log");
+    let _cleanup = Successor(successor);
+    assert_eq!(http_get(addr, "/").await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr2_without_an_upgrade_socket_is_refused_and_changes_nothing() {
+    let server = HttpServer::start("s").await;
+    let port = free_port();
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
+    let mut zkgate = Zkgate::start(ZKGATE, &config).await;
+    zkgate.signal("USR2");
+    wait_until("the refusal", Duration::from_secs(10), || async {
+        zkgate
+            .log()
+            .contains("an upgrade in place needs --upgrade-socket")
+            .then_some(())
+    })
+    .await;
+    assert!(zkgate.running());
+    let reply = http_get(([127, 0, 0, 1], port).into(), "/").await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(!zkgate.log().contains("upgrading: started"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,10 @@
 
 mod listeners;
 mod members;
+mod notify;
 mod reload;
 mod resolve;
+mod succession;
 mod upgrade;
 
 use std::net::SocketAddr;
@@ -32,6 +34,7 @@ use zkgate_tls::TlsMaterial;
 use listeners::Listeners;
 use members::Members;
 use resolve::Resolver;
+use succession::Succession;
 use upgrade::{SocketsWanted, UpgradeSocket};
 
 /// How long shutdown waits for the access log's last lines to be written.
@@ -123,6 +126,8 @@ pub struct ControlPlane {
     admin_socket: Option<OwnedFd>,
     upgrade: Option<UpgradeSocket>,
     sockets_wanted: mpsc::Receiver<SocketsWanted>,
+    /// The processes before and after this one in upgrades (SIGUSR2).
+    succession: Succession,
 }
 
 /// An input that changes which servers take traffic.
@@ -230,6 +235,7 @@ impl ControlPlane {
             admin_socket: admin_dup,
             upgrade,
             sockets_wanted,
+            succession: Succession::from_env(),
         };
         plane.builder.set_tls(tls);
         let next = plane.build(&config).await;
@@ -255,6 +261,10 @@ impl ControlPlane {
         let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
         let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+        let mut upgrade = signal(SignalKind::user_defined2()).map_err(StartError::Signals)?;
+        // Listening and routing: serving. (Ready, as `/ready` means it, may
+        // wait for ZooKeeper; systemd need not.)
+        notify::send(&format!("READY=1\nMAINPID={}", std::process::id()));
         loop {
             tokio::select! {
                 _ = hangup.recv() => self.reload().await,
@@ -267,9 +277,14 @@ impl ControlPlane {
                     // The receiver gone means its process gave up: nothing to do.
                     let _ = wanted.send(self.sockets_to_hand_over());
                 }
+                _ = upgrade.recv() => self.succession.start_successor(self.upgrade.is_some()),
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
             }
+        }
+        // A successor is the service now: systemd must not think it stops.
+        if !self.succession.handed_over() {
+            notify::send("STOPPING=1");
         }
         info!(
             connections = self.proxy.connections.count(),
@@ -472,7 +487,7 @@ impl ControlPlane {
     /// Ready once listeners are bound and every ZooKeeper-backed backend has
     /// synced at least once; also refreshes what the status page shows of
     /// ZooKeeper and discovery.
-    fn update_readiness(&self) {
+    fn update_readiness(&mut self) {
         let mut unsynced: Vec<String> = self
             .members
             .iter()
@@ -507,6 +522,10 @@ impl ControlPlane {
                 Some((backend.name.clone(), facts))
             })
             .collect();
+        if unsynced.is_empty() {
+            // Everything the previous process served, this one serves too.
+            self.succession.ready();
+        }
         self.report.update(|facts| {
             facts.not_ready = unsynced;
             facts.zookeeper = zookeeper;

@@ -115,7 +115,8 @@ impl Zkgate {
         }
     }
 
-    fn signal(&self, name: &str) {
+    /// Sends the signal `name` (`HUP`, `USR2`, …).
+    pub fn signal(&self, name: &str) {
         let pid = self.process.as_ref().expect("zkgate is running").id();
         let status = Command::new("kill")
             .arg(format!("-{name}"))
@@ -173,6 +174,31 @@ impl Zkgate {
             .expect("zkgate is running")
             .wait()
             .expect("wait for zkgate")
+    }
+
+    /// Waits, up to `within`, for the process to exit by itself.
+    pub async fn exited(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        let child = self.process.as_mut().expect("zkgate is running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for zkgate") {
+                self.process = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "zkgate still running after {within:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.process
+            .as_mut()
+            .is_some_and(|child| child.try_wait().ok().flatten().is_none())
     }
 
     /// Process id.
