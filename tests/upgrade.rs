@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::net::UnixDatagram;
-use zkgate_testkit::{free_port, http_get, wait_until, HttpServer, Zkgate};
+use zkgate_testkit::{free_port, http_get, wait_until, HttpServer, Zkgate, ZooKeeper};
 
 use common::load::{listening_sockets, Load};
-use common::{servers, web_config, ZKGATE};
+use common::{dead_addr, register, servers, web_config, zk_client, ZKGATE};
 
 async fn start_upgradable(config: &str, upgrade_socket: &Path) -> Zkgate {
     start_with_workers(config, upgrade_socket, "2").await
@@ -248,6 +248,120 @@ async fn sigusr2_without_an_upgrade_socket_is_refused_and_changes_nothing() {
     let reply = http_get(([127, 0, 0, 1], port).into(), "/").await.unwrap();
     assert_eq!(reply.status, 200);
     assert!(!zkgate.log().contains("upgrading: started"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_taking_over_holds_back_until_its_zookeeper_backends_have_synced() {
+    let mut zk = ZooKeeper::standalone();
+    let server = HttpServer::start("s").await;
+    register(
+        &zk_client(&zk).await,
+        "/services/web",
+        server.addr,
+        1,
+        "ready",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let upgrade_socket = dir.path().join("upgrade.sock");
+    let env = [("ZKGATE_UPGRADE_SOCKET", upgrade_socket.to_str().unwrap())];
+    let port = free_port();
+    let config = format!(
+        "zookeeper:\n  connect: \"{}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: /services/web }}\n",
+        zk.connect_string()
+    );
+    let mut old = Zkgate::start_with_env(ZKGATE, &config, &env).await;
+    let load = Load::start(port);
+    load.carries_on().await;
+
+    // ZooKeeper goes away: the old process serves its last known members,
+    // and a new one cannot learn them. It must leave the clients to the old
+    // one rather than answer 503 for want of servers.
+    zk.kill_all();
+    let new = Zkgate::start_alive_with_env(ZKGATE, &config, &env).await;
+    wait_until(
+        "the new process to hold back",
+        Duration::from_secs(20),
+        || async {
+            new.log()
+                .contains("accepting once ready; the previous process serves meanwhile")
+                .then_some(())
+        },
+    )
+    .await;
+    load.carries_on().await;
+    assert_eq!(http_get(new.admin, "/ready").await.unwrap().status, 503);
+
+    // ZooKeeper back: the new process syncs, and accepts.
+    zk.start_all();
+    wait_until(
+        "the new process to accept",
+        Duration::from_secs(60),
+        || async { new.log().contains("ready: accepting").then_some(()) },
+    )
+    .await;
+    let status = tokio::task::spawn_blocking(move || old.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "old process exit: {status}");
+    load.carries_on().await;
+    let failed = load.stop().await;
+    assert!(
+        failed.is_empty(),
+        "{} errors during the upgrade, the first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        new.metric(r#"zkgate_frontend_requests_total{frontend="web"}"#)
+            .await
+            > Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_holding_back_accepts_once_the_previous_one_is_gone() {
+    // A ZooKeeper that never answers: neither process is ever ready.
+    let dir = tempfile::tempdir().unwrap();
+    let upgrade_socket = dir.path().join("upgrade.sock");
+    let env = [("ZKGATE_UPGRADE_SOCKET", upgrade_socket.to_str().unwrap())];
+    let port = free_port();
+    let config = format!(
+        "zookeeper:\n  connect: \"{}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: /services/web }}\n",
+        dead_addr()
+    );
+    let mut old = Zkgate::start_alive_with_env(ZKGATE, &config, &env).await;
+    let new = Zkgate::start_alive_with_env(ZKGATE, &config, &env).await;
+    wait_until(
+        "the new process to hold back",
+        Duration::from_secs(20),
+        || async {
+            new.log()
+                .contains("accepting once ready; the previous process serves meanwhile")
+                .then_some(())
+        },
+    )
+    .await;
+    let status = tokio::task::spawn_blocking(move || old.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "old process exit: {status}");
+    // Nobody else accepts now: the new process does, ready or not (503:
+    // it knows no server yet) rather than leave clients in the queue.
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        http_get(([127, 0, 0, 1], port).into(), "/"),
+    )
+    .await
+    .expect("an answer, not a queued connection")
+    .unwrap();
+    assert_eq!(reply.status, 503);
+    assert!(
+        new.log()
+            .contains("the previous process is gone: accepting before ready"),
+        "{}",
+        new.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

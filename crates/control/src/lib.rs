@@ -40,6 +40,10 @@ use upgrade::{SocketsWanted, UpgradeSocket};
 /// How long shutdown waits for the access log's last lines to be written.
 const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(5);
 
+/// How often a process holding back (see `holding_for`) checks whether it
+/// is ready, or its predecessor gone.
+const HOLD_CHECK: Duration = Duration::from_millis(20);
+
 /// How long SIGTERM waits for in-flight requests before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -128,6 +132,11 @@ pub struct ControlPlane {
     sockets_wanted: mpsc::Receiver<SocketsWanted>,
     /// The processes before and after this one in upgrades (SIGUSR2).
     succession: Succession,
+    /// Whether `/ready` answers 200.
+    ready: bool,
+    /// The process whose sockets this one took, while this one does not
+    /// accept on them yet.
+    holding_for: Option<u32>,
 }
 
 /// An input that changes which servers take traffic.
@@ -151,10 +160,13 @@ impl ControlPlane {
         workers: Workers,
         upgrade_socket: Option<PathBuf>,
     ) -> Result<Self, StartError> {
-        let mut inherited = match &upgrade_socket {
+        let (mut inherited, predecessor) = match &upgrade_socket {
             Some(path) => upgrade::take_over(path).await,
-            None => zkgate_proxy::Inherited::default(),
+            None => (zkgate_proxy::Inherited::default(), None),
         };
+        // Sockets taken from a running process: it goes on accepting on
+        // them while this one is not ready, and this one holds back.
+        let holding_for = predecessor.filter(|_| !inherited.is_empty());
         // Served from now on, for the next process; it is answered once `run` begins.
         let (wanted_tx, sockets_wanted) = mpsc::channel(1);
         let upgrade = match &upgrade_socket {
@@ -236,8 +248,17 @@ impl ControlPlane {
             upgrade,
             sockets_wanted,
             succession: Succession::from_env(),
+            ready: false,
+            holding_for,
         };
         plane.builder.set_tls(tls);
+        if let Some(pid) = holding_for {
+            plane.builder.set_accepting(false);
+            info!(
+                pid,
+                "accepting once ready; the previous process serves meanwhile"
+            );
+        }
         let next = plane.build(&config).await;
         let bound = plane
             .listeners
@@ -262,6 +283,7 @@ impl ControlPlane {
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
         let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
         let mut upgrade = signal(SignalKind::user_defined2()).map_err(StartError::Signals)?;
+        let mut hold_check = tokio::time::interval(HOLD_CHECK);
         // Listening and routing: serving. (Ready, as `/ready` means it, may
         // wait for ZooKeeper; systemd need not.)
         notify::send(&format!("READY=1\nMAINPID={}", std::process::id()));
@@ -278,6 +300,7 @@ impl ControlPlane {
                     let _ = wanted.send(self.sockets_to_hand_over());
                 }
                 _ = upgrade.recv() => self.succession.start_successor(self.upgrade.is_some()),
+                _ = hold_check.tick(), if self.holding_for.is_some() => self.end_hold_if_due().await,
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
             }
@@ -313,6 +336,32 @@ impl ControlPlane {
             }
         }
         Ok(())
+    }
+
+    /// Starts accepting once ready, or once the process whose sockets this
+    /// one took is gone (nobody else accepts on them then); and once ready,
+    /// lets that process finish.
+    async fn end_hold_if_due(&mut self) {
+        let Some(pid) = self.holding_for else { return };
+        let gone = rustix::process::Pid::from_raw(pid as i32).is_none_or(|pid| {
+            rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+        });
+        if !self.ready && !gone {
+            return;
+        }
+        if self.ready {
+            info!("ready: accepting");
+        } else {
+            warn!(pid, "the previous process is gone: accepting before ready");
+        }
+        self.holding_for = None;
+        self.builder.set_accepting(true);
+        let config = self.config.clone();
+        let table = self.build(&config).await;
+        self.publish(table);
+        if self.ready {
+            self.succession.ready();
+        }
     }
 
     /// Second descriptors of every listening socket, admin's included, for
@@ -522,7 +571,8 @@ impl ControlPlane {
                 Some((backend.name.clone(), facts))
             })
             .collect();
-        if unsynced.is_empty() {
+        self.ready = unsynced.is_empty();
+        if self.ready && self.holding_for.is_none() {
             // Everything the previous process served, this one serves too.
             self.succession.ready();
         }

@@ -21,9 +21,9 @@ use zkgate_proxy::{handover, Inherited};
 pub type SocketsWanted = oneshot::Sender<Vec<OwnedFd>>;
 
 /// Takes over the listening sockets of the zkgate serving `path`, if one
-/// does. Without one (or if it fails) the new process binds afresh, which
-/// SO_REUSEPORT allows next to the old one.
-pub async fn take_over(path: &Path) -> Inherited {
+/// does, and says which process that is. Without one (or if it fails) the
+/// new process binds afresh, which SO_REUSEPORT allows next to the old one.
+pub async fn take_over(path: &Path) -> (Inherited, Option<u32>) {
     let socket_path = path.to_owned();
     let received = tokio::task::spawn_blocking(move || {
         let stream = match std::os::unix::net::UnixStream::connect(&socket_path) {
@@ -38,22 +38,26 @@ pub async fn take_over(path: &Path) -> Inherited {
             }
             Err(err) => return Err(err),
         };
-        handover::receive(&stream).map(Some)
+        // Who is at the other end: the process to wait for, or to outlive.
+        let from = rustix::net::sockopt::socket_peercred(&stream)
+            .ok()
+            .map(|peer| peer.pid.as_raw_nonzero().get() as u32);
+        handover::receive(&stream).map(|sockets| Some((sockets, from)))
     })
     .await
     .unwrap_or_else(|panicked| Err(io::Error::other(panicked)));
     match received {
-        Ok(Some(inherited)) => {
-            info!(path = %path.display(), sockets = inherited.len(), "took over the previous process's listening sockets");
-            inherited
+        Ok(Some((inherited, from))) => {
+            info!(path = %path.display(), sockets = inherited.len(), pid = from, "took over the previous process's listening sockets");
+            (inherited, from)
         }
         Ok(None) => {
             info!(path = %path.display(), "no previous process on the upgrade socket");
-            Inherited::default()
+            (Inherited::default(), None)
         }
         Err(err) => {
             warn!(path = %path.display(), error = %err, "could not take over the previous process's listening sockets; binding new ones");
-            Inherited::default()
+            (Inherited::default(), None)
         }
     }
 }

@@ -174,8 +174,9 @@ async fn accept_loop(
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
-        if over_limit(&proxy, id) {
-            // Leave new clients in the kernel's backlog until a slot frees up.
+        if holding(&proxy, id) {
+            // Leave new clients in the kernel's backlog until a slot frees up
+            // (or, while the previous process serves them, until ready).
             tokio::select! {
                 _ = tokio::time::sleep(ACCEPT_PAUSE) => continue,
                 _ = stopped.changed() => break,
@@ -202,12 +203,15 @@ async fn accept_loop(
     drop(stopped);
 }
 
-fn over_limit(proxy: &Proxy, id: FrontendId) -> bool {
+/// Whether not to accept for now: the table says so (see
+/// `RoutingTable::accepting`), or the frontend has `max_connections` open.
+fn holding(proxy: &Proxy, id: FrontendId) -> bool {
     let table = proxy.table.load();
-    table.frontend(id).is_some_and(|fe| {
-        fe.max_connections > 0
-            && fe.metrics.active_connections.get() >= i64::from(fe.max_connections)
-    })
+    !table.accepting()
+        || table.frontend(id).is_some_and(|fe| {
+            fe.max_connections > 0
+                && fe.metrics.active_connections.get() >= i64::from(fe.max_connections)
+        })
 }
 
 fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {

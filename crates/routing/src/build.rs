@@ -39,6 +39,7 @@ pub struct TableBuilder {
     backend_names: HashSet<Arc<str>>,
     generation: u64,
     tls: TlsMaterial,
+    accepting: bool,
 }
 
 impl TableBuilder {
@@ -53,7 +54,14 @@ impl TableBuilder {
             backend_names: HashSet::new(),
             generation: 0,
             tls: TlsMaterial::default(),
+            accepting: true,
         }
+    }
+
+    /// Whether the tables built from now on let listeners accept (see
+    /// [`RoutingTable::accepting`]).
+    pub fn set_accepting(&mut self, accepting: bool) {
+        self.accepting = accepting;
     }
 
     /// The TLS material of the configuration being built from; set when a
@@ -150,7 +158,7 @@ impl TableBuilder {
         self.metrics
             .table_build_seconds
             .observe(started.elapsed().as_secs_f64());
-        RoutingTable::new(generation, frontends, backends, retired)
+        RoutingTable::new(generation, frontends, backends, retired, self.accepting)
     }
 }
 

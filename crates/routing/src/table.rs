@@ -35,6 +35,8 @@ pub struct RoutingTable {
     backends: Vec<Arc<Backend>>,
     /// Frontends a reload removed while they had connections open.
     retired: Vec<Arc<Frontend>>,
+    /// Whether listeners take new connections (see [`RoutingTable::accepting`]).
+    accepting: bool,
 }
 
 impl RoutingTable {
@@ -45,6 +47,7 @@ impl RoutingTable {
             frontends: Vec::new(),
             backends: Vec::new(),
             retired: Vec::new(),
+            accepting: true,
         }
     }
 
@@ -53,13 +56,25 @@ impl RoutingTable {
         frontends: Vec<Option<Arc<Frontend>>>,
         backends: Vec<Arc<Backend>>,
         retired: Vec<Arc<Frontend>>,
+        accepting: bool,
     ) -> Self {
         RoutingTable {
             generation,
             frontends,
             backends,
             retired,
+            accepting,
         }
+    }
+
+    /// Whether listeners take new connections. Not yet in a process that
+    /// took its listening sockets over from a running one and is not ready
+    /// (its ZooKeeper backends have not synced): the previous process,
+    /// accepting on the same sockets, serves the newcomers meanwhile, and
+    /// they wait in the kernel's queue no longer than it takes to accept.
+    #[inline]
+    pub fn accepting(&self) -> bool {
+        self.accepting
     }
 
     /// The frontend a listener serves, if it still exists in this table.

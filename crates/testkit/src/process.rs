@@ -39,6 +39,11 @@ impl Zkgate {
         Self::start_until(binary, config, "/healthz", &[]).await
     }
 
+    /// Like [`Zkgate::start_alive`], with these environment variables set.
+    pub async fn start_alive_with_env(binary: &str, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_until(binary, config, "/healthz", env).await
+    }
+
     async fn start_until(binary: &str, config: &str, probe: &str, env: &[(&str, &str)]) -> Self {
         let admin = free_addr();
         let dir = tempfile::Builder::new()
