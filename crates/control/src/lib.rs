@@ -40,6 +40,11 @@ use upgrade::{SocketsWanted, UpgradeSocket};
 /// How long shutdown waits for the access log's last lines to be written.
 const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(5);
 
+/// Tells systemd this process serves, and is the service's main one.
+fn announce_to_systemd() {
+    notify::send(&format!("READY=1\nMAINPID={}", std::process::id()));
+}
+
 /// How often a process holding back (see `holding_for`) checks whether it
 /// is ready, or its predecessor gone.
 const HOLD_CHECK: Duration = Duration::from_millis(20);
@@ -284,9 +289,11 @@ impl ControlPlane {
         let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
         let mut upgrade = signal(SignalKind::user_defined2()).map_err(StartError::Signals)?;
         let mut hold_check = tokio::time::interval(HOLD_CHECK);
-        // Listening and routing: serving. (Ready, as `/ready` means it, may
-        // wait for ZooKeeper; systemd need not.)
-        notify::send(&format!("READY=1\nMAINPID={}", std::process::id()));
+        if self.holding_for.is_none() {
+            // Listening and routing: serving. (Ready, as `/ready` means it,
+            // may wait for ZooKeeper; systemd need not.)
+            announce_to_systemd();
+        }
         loop {
             tokio::select! {
                 _ = hangup.recv() => self.reload().await,
@@ -359,6 +366,9 @@ impl ControlPlane {
         let config = self.config.clone();
         let table = self.build(&config).await;
         self.publish(table);
+        // Only now the service's main process: had this one failed before,
+        // systemd would still follow the previous one, which serves.
+        announce_to_systemd();
         if self.ready {
             self.succession.ready();
         }
