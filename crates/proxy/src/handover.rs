@@ -59,7 +59,7 @@ impl Inherited {
     }
 }
 
-/// Sends `sockets` on `stream`: messages of up to [`PER_MESSAGE`] descriptors,
+/// Sends `sockets` on `stream`: messages of up to 128 descriptors (`PER_MESSAGE`),
 /// the last one marked.
 pub fn send(stream: &UnixStream, sockets: &[BorrowedFd<'_>]) -> io::Result<()> {
     stream.set_write_timeout(Some(TIMEOUT))?;
