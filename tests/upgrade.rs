@@ -27,6 +27,14 @@ async fn start_with_workers(config: &str, upgrade_socket: &Path, workers: &str) 
     .await
 }
 
+/// Sends `old` SIGTERM and checks it finished cleanly.
+async fn retire(mut old: Zkgate) {
+    let status = tokio::task::spawn_blocking(move || old.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "old process exit: {status}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrades_hand_the_listening_sockets_on_under_load_without_a_connection_error() {
     let server = HttpServer::start("s").await;
@@ -49,10 +57,7 @@ async fn upgrades_hand_the_listening_sockets_on_under_load_without_a_connection_
             sockets,
             "the new process listens on the old one's sockets, not new ones"
         );
-        let status = tokio::task::spawn_blocking(move || old.terminate())
-            .await
-            .unwrap();
-        assert!(status.success(), "old process exit: {status}");
+        retire(old).await;
         assert!(
             upgrade_socket.exists(),
             "the old process left the new one's upgrade socket in place"
@@ -250,6 +255,28 @@ async fn sigusr2_without_an_upgrade_socket_is_refused_and_changes_nothing() {
     assert!(!zkgate.log().contains("upgrading: started"));
 }
 
+/// A frontend on `port` in front of a backend whose servers are in the
+/// ZooKeeper at `connect`.
+fn zk_web_config(connect: &str, port: u16) -> String {
+    format!(
+        "zookeeper:\n  connect: \"{connect}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: /services/web }}\n"
+    )
+}
+
+/// Waits until `new`, not ready, leaves its sockets to the previous process.
+async fn holds_back(new: &Zkgate) {
+    wait_until(
+        "the new process to hold back",
+        Duration::from_secs(20),
+        || async {
+            new.log()
+                .contains("accepting once ready; the previous process serves meanwhile")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_taking_over_holds_back_until_its_zookeeper_backends_have_synced() {
     let mut zk = ZooKeeper::standalone();
@@ -266,11 +293,8 @@ async fn a_process_taking_over_holds_back_until_its_zookeeper_backends_have_sync
     let upgrade_socket = dir.path().join("upgrade.sock");
     let env = [("ZKGATE_UPGRADE_SOCKET", upgrade_socket.to_str().unwrap())];
     let port = free_port();
-    let config = format!(
-        "zookeeper:\n  connect: \"{}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: /services/web }}\n",
-        zk.connect_string()
-    );
-    let mut old = Zkgate::start_with_env(ZKGATE, &config, &env).await;
+    let config = zk_web_config(&zk.connect_string(), port);
+    let old = Zkgate::start_with_env(ZKGATE, &config, &env).await;
     let load = Load::start(port);
     load.carries_on().await;
 
@@ -279,16 +303,7 @@ async fn a_process_taking_over_holds_back_until_its_zookeeper_backends_have_sync
     // one rather than answer 503 for want of servers.
     zk.kill_all();
     let new = Zkgate::start_alive_with_env(ZKGATE, &config, &env).await;
-    wait_until(
-        "the new process to hold back",
-        Duration::from_secs(20),
-        || async {
-            new.log()
-                .contains("accepting once ready; the previous process serves meanwhile")
-                .then_some(())
-        },
-    )
-    .await;
+    holds_back(&new).await;
     load.carries_on().await;
     assert_eq!(http_get(new.admin, "/ready").await.unwrap().status, 503);
 
@@ -300,10 +315,7 @@ async fn a_process_taking_over_holds_back_until_its_zookeeper_backends_have_sync
         || async { new.log().contains("ready: accepting").then_some(()) },
     )
     .await;
-    let status = tokio::task::spawn_blocking(move || old.terminate())
-        .await
-        .unwrap();
-    assert!(status.success(), "old process exit: {status}");
+    retire(old).await;
     load.carries_on().await;
     let failed = load.stop().await;
     assert!(
@@ -326,26 +338,11 @@ async fn a_process_holding_back_accepts_once_the_previous_one_is_gone() {
     let upgrade_socket = dir.path().join("upgrade.sock");
     let env = [("ZKGATE_UPGRADE_SOCKET", upgrade_socket.to_str().unwrap())];
     let port = free_port();
-    let config = format!(
-        "zookeeper:\n  connect: \"{}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: /services/web }}\n",
-        dead_addr()
-    );
-    let mut old = Zkgate::start_alive_with_env(ZKGATE, &config, &env).await;
+    let config = zk_web_config(&dead_addr().to_string(), port);
+    let old = Zkgate::start_alive_with_env(ZKGATE, &config, &env).await;
     let new = Zkgate::start_alive_with_env(ZKGATE, &config, &env).await;
-    wait_until(
-        "the new process to hold back",
-        Duration::from_secs(20),
-        || async {
-            new.log()
-                .contains("accepting once ready; the previous process serves meanwhile")
-                .then_some(())
-        },
-    )
-    .await;
-    let status = tokio::task::spawn_blocking(move || old.terminate())
-        .await
-        .unwrap();
-    assert!(status.success(), "old process exit: {status}");
+    holds_back(&new).await;
+    retire(old).await;
     // Nobody else accepts now: the new process does, ready or not (503:
     // it knows no server yet) rather than leave clients in the queue.
     let reply = tokio::time::timeout(
@@ -370,13 +367,10 @@ async fn without_an_upgrade_socket_a_new_process_binds_the_port_beside_the_old_o
     let port = free_port();
     let addr = ([127, 0, 0, 1], port).into();
     let config = web_config(port, &servers(&[(server.addr, 1)]));
-    let mut old = Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "2")]).await;
+    let old = Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "2")]).await;
     let new = Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "2")]).await;
     assert_eq!(listening_sockets(port).len(), 4, "both processes listen");
-    let status = tokio::task::spawn_blocking(move || old.terminate())
-        .await
-        .unwrap();
-    assert!(status.success(), "old process exit: {status}");
+    retire(old).await;
     assert_eq!(listening_sockets(port).len(), 2);
     for _ in 0..20 {
         assert_eq!(http_get(addr, "/").await.unwrap().status, 200);

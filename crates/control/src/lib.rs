@@ -40,11 +40,6 @@ use upgrade::{SocketsWanted, UpgradeSocket};
 /// How long shutdown waits for the access log's last lines to be written.
 const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(5);
 
-/// Tells systemd this process serves, and is the service's main one.
-fn announce_to_systemd() {
-    notify::send(&format!("READY=1\nMAINPID={}", std::process::id()));
-}
-
 /// How often a process holding back (see `holding_for`) checks whether it
 /// is ready, or its predecessor gone.
 const HOLD_CHECK: Duration = Duration::from_millis(20);
@@ -611,4 +606,9 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Tells systemd this process serves, and is the service's main one.
+fn announce_to_systemd() {
+    notify::send(&format!("READY=1\nMAINPID={}", std::process::id()));
 }

@@ -75,17 +75,6 @@ impl<T> Half for tokio::io::WriteHalf<T> {
     }
 }
 
-/// How the two directions are woken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wakeups {
-    /// Each direction reads only from its read half and writes only to its
-    /// write half, so it can have a waker of its own.
-    PerDirection,
-    /// A direction may touch the other's half: one waker for both, and both
-    /// are polled whenever either is woken.
-    Shared,
-}
-
 /// Copies both ways until both directions have ended, or nothing moved for
 /// `idle`; `received` counts client → server bytes, `sent` the other way
 /// (none when the client socket counts them itself). Returns the bytes
@@ -116,12 +105,11 @@ where
             quiet_ticks: 0,
             copied_at_last_tick: 0,
         },
-        wakeups: if plain {
-            Wakeups::PerDirection
-        } else {
-            Wakeups::Shared
-        },
-        wakers: Wakers::new(),
+        // Each direction of plain sockets reads only from its read half and
+        // writes only to its write half, so it can have a waker of its own.
+        // Otherwise a direction may touch the other's half: one waker for
+        // both, and both are polled whenever either is woken.
+        wakers: plain.then(Wakers::new),
     };
     std::future::poll_fn(|cx| tunnel.poll(cx)).await;
     (tunnel.upload.copied, tunnel.download.copied)
@@ -131,8 +119,8 @@ struct Tunnel<CR, CW, SR, SW> {
     upload: Pump<CR, SW>,
     download: Pump<SR, CW>,
     idle: IdleTimer,
-    wakeups: Wakeups,
-    wakers: Wakers,
+    /// A waker per part, between plain sockets.
+    wakers: Option<Wakers>,
 }
 
 impl<CR, CW, SR, SW> Tunnel<CR, CW, SR, SW>
@@ -144,17 +132,14 @@ where
 {
     /// Ready when both directions have ended or the tunnel was idle too long.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let woken = match self.wakeups {
-            Wakeups::PerDirection => self.wakers.take(cx.waker()),
-            Wakeups::Shared => ALL,
-        };
-        let (upload, download, timer) = match self.wakeups {
-            Wakeups::PerDirection => (
-                &self.wakers.upload,
-                &self.wakers.download,
-                &self.wakers.timer,
+        let (woken, upload, download, timer) = match &self.wakers {
+            Some(wakers) => (
+                wakers.take(cx.waker()),
+                &wakers.upload,
+                &wakers.download,
+                &wakers.timer,
             ),
-            Wakeups::Shared => (cx.waker(), cx.waker(), cx.waker()),
+            None => (ALL, cx.waker(), cx.waker(), cx.waker()),
         };
         if woken & UPLOAD != 0 {
             let _ = self.upload.poll(&mut Context::from_waker(upload));
