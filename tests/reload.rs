@@ -276,3 +276,127 @@ async fn a_reload_that_removes_a_frontend_answers_its_open_connections_once_more
         "s"
     );
 }
+
+/// `web` on `port` with a default static backend `old`, following ZooKeeper
+/// at `connect`, and for each of `added` a ZooKeeper-backed backend of that
+/// name (at `/services/NAME`) routed to on `/NAME`.
+fn warm_up_config(connect: &str, port: u16, old: std::net::SocketAddr, added: &[&str]) -> String {
+    let routes: String = added
+        .iter()
+        .map(|name| format!("      - {{ path_prefix: /{name}, backend: {name} }}\n"))
+        .collect();
+    let backends: String = added
+        .iter()
+        .map(|name| format!("  {name}:\n    zookeeper: {{ path: /services/{name} }}\n"))
+        .collect();
+    format!(
+        "zookeeper:\n  connect: \"{connect}\"\n  session_timeout: 30s\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: old\n    routes:\n{routes}backends:\n  old:\n    servers: [{{ address: \"{old}\" }}]\n{backends}"
+    )
+}
+
+/// Requests `path` until `until` holds for the answer; every answer must be
+/// 200 from one of `allowed`.
+async fn answers_until(
+    addr: std::net::SocketAddr,
+    path: &str,
+    allowed: &[&str],
+    until: impl Fn(&str) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = http_get(addr, path).await.expect("request through zkgate");
+        let body = reply.text();
+        assert!(
+            reply.status == 200 && allowed.contains(&body.as_str()),
+            "{path} answered {} {body:?}",
+            reply.status
+        );
+        if until(&body) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path}: still {body:?} after 20s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adding_zookeeper_backends_goes_live_once_they_synced_or_its_warm_up_is_over() {
+    use zkgate_testkit::{wait_until, Relay, ZooKeeper};
+    let zk = ZooKeeper::standalone();
+    let client = common::zk_client(&zk).await;
+    let (old, new, late) = (
+        HttpServer::start("old").await,
+        HttpServer::start("new").await,
+        HttpServer::start("late").await,
+    );
+    common::register(&client, "/services/new", new.addr, 1, "ready").await;
+    common::register(&client, "/services/late", late.addr, 1, "ready").await;
+    // zkgate reaches ZooKeeper through a relay the test can hold up.
+    let relay = Relay::start(zk.client_addr(0)).await;
+    let connect = relay.addr.to_string();
+    let port = free_port();
+    let addr = ([127, 0, 0, 1], port).into();
+    let zkgate = Zkgate::start(ZKGATE, &warm_up_config(&connect, port, old.addr, &[])).await;
+    wait_until("a ZooKeeper session", Duration::from_secs(10), || async {
+        (zkgate.metric("zkgate_zookeeper_connected").await == Some(1.0)).then_some(())
+    })
+    .await;
+    let log_has = |text: &'static str| {
+        let zkgate = &zkgate;
+        move || async move { zkgate.log().contains(text).then_some(()) }
+    };
+
+    // ZooKeeper answers late: the running configuration serves meanwhile,
+    // and /new goes to `new` only once its members are known. Never a 503.
+    relay.pause();
+    std::fs::write(
+        zkgate.config_path(),
+        zkgate.with_admin(&warm_up_config(&connect, port, old.addr, &["new"])),
+    )
+    .unwrap();
+    zkgate.signal("HUP");
+    wait_until(
+        "the reload to wait for ZooKeeper",
+        Duration::from_secs(10),
+        log_has("in service once these backends have synced"),
+    )
+    .await;
+    for _ in 0..20 {
+        answers_until(addr, "/new", &["old"], |_| true).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(http_get(zkgate.admin, "/ready").await.unwrap().status, 200);
+    relay.resume();
+    answers_until(addr, "/new", &["old", "new"], |body| body == "new").await;
+    assert!(zkgate.log().contains("configuration reloaded"));
+
+    // ZooKeeper answers later than the warm-up: the configuration goes into
+    // service without the backend's servers, and they join once read.
+    relay.pause();
+    std::fs::write(
+        zkgate.config_path(),
+        zkgate.with_admin(&warm_up_config(&connect, port, old.addr, &["new", "late"])),
+    )
+    .unwrap();
+    zkgate.signal("HUP");
+    wait_until(
+        "the warm-up to end",
+        Duration::from_secs(15),
+        log_has("going into service before these backends synced"),
+    )
+    .await;
+    assert_eq!(http_get(addr, "/late").await.unwrap().status, 503);
+    let ready = http_get(zkgate.admin, "/ready").await.unwrap();
+    assert_eq!(ready.status, 503);
+    assert!(ready.text().contains("late"), "{}", ready.text());
+    relay.resume();
+    wait_until("/late to reach `late`", Duration::from_secs(20), || async {
+        let reply = http_get(addr, "/late").await.ok()?;
+        (reply.status == 200 && reply.text() == "late").then_some(())
+    })
+    .await;
+    assert_eq!(http_get(zkgate.admin, "/ready").await.unwrap().status, 200);
+}

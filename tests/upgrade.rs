@@ -416,6 +416,50 @@ async fn an_upgrade_socket_that_is_not_zkgates_is_reported_and_ports_are_bound_a
     assert!(next.log().contains("took over"), "{}", next.log());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_signalled_while_zkgate_starts_is_carried_out_once_it_runs() {
+    let server = HttpServer::start("s").await;
+    let dir = tempfile::tempdir().unwrap();
+    let upgrade_socket = dir.path().join("upgrade.sock");
+    // Something on the upgrade socket keeps the new process waiting in its
+    // start (for sockets that never come) until the test lets go.
+    let holder = std::os::unix::net::UnixListener::bind(&upgrade_socket).unwrap();
+    let (connected_tx, connected) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Ok((stream, _)) = holder.accept() {
+            connected_tx.send(()).ok();
+            released.recv().ok();
+            drop(stream);
+        }
+    });
+    let port = free_port();
+    let config = web_config(port, &servers(&[(server.addr, 1)]));
+    let path = upgrade_socket.to_str().unwrap();
+    let mut zkgate = Zkgate::spawn_with_env(ZKGATE, &config, &[("ZKGATE_UPGRADE_SOCKET", path)]);
+    tokio::task::spawn_blocking(move || connected.recv_timeout(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .expect("zkgate to ask the upgrade socket for sockets");
+
+    zkgate.signal("HUP");
+    release.send(()).unwrap();
+    zkgate.wait_ready().await;
+    wait_until(
+        "the reload, once zkgate runs",
+        Duration::from_secs(10),
+        || async {
+            zkgate
+                .log()
+                .contains("configuration reloaded")
+                .then_some(())
+        },
+    )
+    .await;
+    let reply = http_get(([127, 0, 0, 1], port).into(), "/").await.unwrap();
+    assert_eq!(reply.status, 200);
+}
+
 #[test]
 fn an_upgrade_socket_path_held_by_another_file_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();

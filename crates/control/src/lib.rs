@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use prometheus::Registry;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use zkgate_admin::{Admin, DiscoveryFacts, Report, ZooKeeperFacts};
@@ -33,6 +33,7 @@ use zkgate_tls::TlsMaterial;
 
 use listeners::Listeners;
 use members::Members;
+use reload::Warming;
 use resolve::Resolver;
 use succession::Succession;
 use upgrade::{SocketsWanted, UpgradeSocket};
@@ -137,6 +138,30 @@ pub struct ControlPlane {
     /// The process whose sockets this one took, while this one does not
     /// accept on them yet.
     holding_for: Option<u32>,
+    /// A reload waiting for its new backends' first listing.
+    warming: Option<Warming>,
+    signals: Signals,
+}
+
+/// The signals zkgate acts on. Their handlers are installed first thing at
+/// start, so that one sent while zkgate starts is acted on once it runs,
+/// instead of killing it (the default action of SIGHUP and SIGUSR2).
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+    upgrade: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            upgrade: signal(SignalKind::user_defined2())?,
+        })
+    }
 }
 
 /// An input that changes which servers take traffic.
@@ -160,6 +185,7 @@ impl ControlPlane {
         workers: Workers,
         upgrade_socket: Option<PathBuf>,
     ) -> Result<Self, StartError> {
+        let signals = Signals::install().map_err(StartError::Signals)?;
         let (mut inherited, predecessor) = match &upgrade_socket {
             Some(path) => upgrade::take_over(path).await,
             None => (zkgate_proxy::Inherited::default(), None),
@@ -250,6 +276,8 @@ impl ControlPlane {
             succession: Succession::from_env(),
             ready: false,
             holding_for,
+            warming: None,
+            signals,
         };
         plane.builder.set_tls(tls);
         if let Some(pid) = holding_for {
@@ -279,10 +307,6 @@ impl ControlPlane {
 
     /// Handles signals and discovery updates until SIGTERM or SIGINT, then drains and returns.
     pub async fn run(mut self) -> Result<(), StartError> {
-        let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
-        let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
-        let mut upgrade = signal(SignalKind::user_defined2()).map_err(StartError::Signals)?;
         let mut hold_check = tokio::time::interval(HOLD_CHECK);
         if self.holding_for.is_none() {
             // Listening and routing: serving. (Ready, as `/ready` means it,
@@ -291,20 +315,22 @@ impl ControlPlane {
         }
         loop {
             tokio::select! {
-                _ = hangup.recv() => self.reload().await,
+                _ = self.signals.hangup.recv() => self.reload().await,
                 Some(text) = self.node_updates.recv() => self.config_node_changed(text).await,
                 Some(update) = self.updates.recv() => self.servers_changed(Input::Membership(update)).await,
                 Some(event) = self.health_events.recv() => self.servers_changed(Input::Health(event)).await,
                 _ = self.proxy.changed.notified() => self.servers_changed(Input::Refresh).await,
-                _ = refresh_at(self.table.load().refresh_at_ms()) => self.servers_changed(Input::Refresh).await,
+                // While a reload warms up, the running table is left as it is.
+                _ = refresh_at(self.table.load().refresh_at_ms()), if self.warming.is_none() => self.servers_changed(Input::Refresh).await,
+                _ = sleep_until(self.warming.as_ref().map(Warming::until)) => self.go_live_once_warm(false).await,
                 Some(wanted) = self.sockets_wanted.recv() => {
                     // The receiver gone means its process gave up: nothing to do.
                     let _ = wanted.send(self.sockets_to_hand_over());
                 }
-                _ = upgrade.recv() => self.succession.start_successor(self.upgrade.is_some()),
+                _ = self.signals.upgrade.recv() => self.succession.start_successor(self.upgrade.is_some()),
                 _ = hold_check.tick(), if self.holding_for.is_some() => self.end_hold_if_due().await,
-                _ = terminate.recv() => break,
-                _ = interrupt.recv() => break,
+                _ = self.signals.terminate.recv() => break,
+                _ = self.signals.interrupt.recv() => break,
             }
         }
         // A successor is the service now: systemd must not think it stops.
@@ -345,6 +371,10 @@ impl ControlPlane {
     /// lets that process finish.
     async fn end_hold_if_due(&mut self) {
         let Some(pid) = self.holding_for else { return };
+        if self.warming.is_some() {
+            // Its table goes into service first; checked again shortly.
+            return;
+        }
         let gone = rustix::process::Pid::from_raw(pid as i32).is_none_or(|pid| {
             rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
         });
@@ -423,6 +453,13 @@ impl ControlPlane {
                 .or_else(|| self.health_events.try_recv().ok().map(Input::Health));
         }
         debug!(memberships, health, "applying server changes");
+        if self.warming.is_some() {
+            // The running table stays; the warming configuration's first
+            // table is built with all of this.
+            self.update_readiness();
+            self.go_live_once_warm(false).await;
+            return;
+        }
         let config = self.config.clone();
         let table = self.build(&config).await;
         self.publish(table);
@@ -542,10 +579,12 @@ impl ControlPlane {
     /// synced at least once; also refreshes what the status page shows of
     /// ZooKeeper and discovery.
     fn update_readiness(&mut self) {
+        // A backend a reload is warming up for is not served yet.
+        let warming = |name: &str| self.warming.as_ref().is_some_and(|w| w.awaits(name));
         let mut unsynced: Vec<String> = self
             .members
             .iter()
-            .filter(|(_, m)| !m.synced)
+            .filter(|(name, m)| !m.synced && !warming(name))
             .map(|(name, _)| format!("backend {name} has not synced from ZooKeeper yet"))
             .collect();
         unsynced.sort();
@@ -591,6 +630,14 @@ impl ControlPlane {
     /// The addresses being listened on.
     pub fn listening(&self) -> Vec<SocketAddr> {
         self.listeners.addresses()
+    }
+}
+
+/// Sleeps until `at`, or forever if `None`.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -2,13 +2,43 @@
 //! ZooKeeper config node — and putting a new one in service, or refusing it
 //! with the running one left untouched.
 
+use std::time::{Duration, Instant};
+
 use tracing::{error, info, warn};
 use zkgate_admin::Reload;
 use zkgate_config::Config;
 use zkgate_discovery::NodeText;
 use zkgate_tls::TlsMaterial;
 
+use crate::listeners::Bound;
 use crate::{unix_now, ControlPlane};
+
+/// The longest a reload waits for the ZooKeeper-backed backends it adds to
+/// sync before it goes into service without their servers.
+pub(crate) const WARM_UP: Duration = Duration::from_secs(5);
+
+/// A valid configuration, its new listeners bound, waiting for the first
+/// listing of the ZooKeeper-backed backends it adds or points elsewhere
+/// (Envoy's cluster warming). The running table serves meanwhile, so no
+/// route to such a backend answers 503 for want of servers ZooKeeper has.
+pub(crate) struct Warming {
+    bound: Bound,
+    /// The backends whose first listing is awaited.
+    awaiting: Vec<String>,
+    until: Instant,
+}
+
+impl Warming {
+    /// When the configuration goes into service even if not synced.
+    pub(crate) fn until(&self) -> Instant {
+        self.until
+    }
+
+    /// Whether `backend`'s first listing is being waited for.
+    pub(crate) fn awaits(&self, backend: &str) -> bool {
+        self.awaiting.iter().any(|name| name == backend)
+    }
+}
 
 impl ControlPlane {
     /// Re-reads the configuration file; an invalid one leaves everything as it was.
@@ -68,6 +98,9 @@ impl ControlPlane {
     /// Puts a valid configuration in service; one whose listeners cannot be
     /// bound leaves everything as it was.
     async fn apply(&mut self, config: Config, tls: TlsMaterial) {
+        // A newer configuration: the one warming up goes into service first,
+        // so that this one is compared with (and binds beside) what runs.
+        self.go_live_once_warm(true).await;
         if config.admin.bind != self.config.admin.bind {
             warn!("admin.bind changed: it takes effect at the next restart");
         }
@@ -91,6 +124,54 @@ impl ControlPlane {
         self.resolver.forget();
         self.follow_zookeeper(Some(&previous));
         self.follow_config_node(Some(&previous));
+        // Nothing to wait for from an ensemble known to be away.
+        let zookeeper_away = previous.zookeeper == self.config.zookeeper
+            && self.metrics.zookeeper_connected.get() == 0;
+        let awaiting: Vec<String> = if zookeeper_away {
+            Vec::new()
+        } else {
+            self.members
+                .iter()
+                .filter(|(_, members)| !members.synced)
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        if !awaiting.is_empty() {
+            info!(
+                backends = ?awaiting,
+                "configuration valid; in service once these backends have synced from ZooKeeper (at most {WARM_UP:?})"
+            );
+        }
+        self.warming = Some(Warming {
+            bound,
+            awaiting,
+            until: Instant::now() + WARM_UP,
+        });
+        self.go_live_once_warm(false).await;
+    }
+
+    /// Puts the configuration warming up in service once the backends it
+    /// waits for have synced, or its time is up, or at once if `now`.
+    pub(crate) async fn go_live_once_warm(&mut self, now: bool) {
+        let Some(warming) = &self.warming else { return };
+        let unsynced: Vec<&String> = warming
+            .awaiting
+            .iter()
+            .filter(|name| self.members.get(*name).is_some_and(|m| !m.synced))
+            .collect();
+        if !unsynced.is_empty() {
+            if !now && Instant::now() < warming.until {
+                return;
+            }
+            warn!(
+                backends = ?unsynced,
+                "configuration going into service before these backends synced from ZooKeeper; they have no servers until they do"
+            );
+        }
+        let Some(Warming { bound, .. }) = self.warming.take() else {
+            return;
+        };
+        let config = self.config.clone();
         let next = self.build(&config).await;
         self.listeners.stop_moved(&bound).await;
         self.publish(next);

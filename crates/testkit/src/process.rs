@@ -45,6 +45,14 @@ impl Zkgate {
     }
 
     async fn start_until(binary: &str, config: &str, probe: &str, env: &[(&str, &str)]) -> Self {
+        let mut zkgate = Self::spawn_with_env(binary, config, env);
+        zkgate.wait_for(probe).await;
+        zkgate
+    }
+
+    /// Starts `binary` as [`Zkgate::start_with_env`] does, without waiting
+    /// for anything: for a test about what happens while it starts.
+    pub fn spawn_with_env(binary: &str, config: &str, env: &[(&str, &str)]) -> Self {
         let admin = free_addr();
         let dir = tempfile::Builder::new()
             .prefix("zkgate-run-")
@@ -69,11 +77,16 @@ impl Zkgate {
             .spawn()
             .expect("start zkgate");
         zkgate.process = Some(child);
-        zkgate.wait_for(probe).await;
         zkgate
     }
 
-    fn with_admin(&self, config: &str) -> String {
+    /// Waits until `/ready` answers 200; panics if zkgate exits first.
+    pub async fn wait_ready(&mut self) {
+        self.wait_for("/ready").await
+    }
+
+    /// `config` with this process's `admin:` section in front.
+    pub fn with_admin(&self, config: &str) -> String {
         format!("admin:\n  bind: {}\n{config}", self.admin)
     }
 
