@@ -6,8 +6,11 @@
 mod listeners;
 mod members;
 mod notify;
+mod readiness;
 mod reload;
 mod resolve;
+mod servers;
+mod signals;
 mod succession;
 mod upgrade;
 
@@ -19,22 +22,23 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use prometheus::Registry;
-use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
-use zkgate_admin::{Admin, DiscoveryFacts, Report, ZooKeeperFacts};
+use zkgate_admin::{Admin, Report};
 use zkgate_config::Config;
-use zkgate_discovery::{Discovery, NodeText, Update, WatchSpec};
+use zkgate_discovery::{Discovery, NodeText, Update};
 use zkgate_health::{HealthChecks, HealthEvent};
 use zkgate_proxy::Proxy;
 pub use zkgate_proxy::Workers;
-use zkgate_routing::{Discovered, Metrics, RoutingTable, TableBuilder};
+use zkgate_routing::{Metrics, RoutingTable, TableBuilder};
 use zkgate_tls::TlsMaterial;
 
 use listeners::Listeners;
 use members::Members;
 use reload::Warming;
 use resolve::Resolver;
+use servers::Input;
+use signals::Signals;
 use succession::Succession;
 use upgrade::{SocketsWanted, UpgradeSocket};
 
@@ -89,17 +93,6 @@ pub enum StartError {
     Signals(#[source] std::io::Error),
 }
 
-/// Server changes are applied by builds that use at most about 1 % of a
-/// core: after a build that took `d`, the next starts no sooner than
-/// `d × BUILD_COST_SHARE` later, merging what arrives meanwhile (Envoy's
-/// update merge window, sized by cost instead of fixed at a second).
-const BUILD_COST_SHARE: u32 = 100;
-/// The longest a change waits to be merged, however costly builds are.
-const MAX_MERGE_WAIT: Duration = Duration::from_millis(250);
-/// Builds cheaper than this never delay the next change: small tables keep
-/// their sub-millisecond change-to-traffic latency.
-const MERGE_ABOVE: Duration = Duration::from_micros(200);
-
 /// The running control plane.
 pub struct ControlPlane {
     config_path: PathBuf,
@@ -141,35 +134,6 @@ pub struct ControlPlane {
     /// A reload waiting for its new backends' first listing.
     warming: Option<Warming>,
     signals: Signals,
-}
-
-/// The signals zkgate acts on. Their handlers are installed first thing at
-/// start, so that one sent while zkgate starts is acted on once it runs,
-/// instead of killing it (the default action of SIGHUP and SIGUSR2).
-struct Signals {
-    hangup: Signal,
-    terminate: Signal,
-    interrupt: Signal,
-    upgrade: Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Self> {
-        Ok(Signals {
-            hangup: signal(SignalKind::hangup())?,
-            terminate: signal(SignalKind::terminate())?,
-            interrupt: signal(SignalKind::interrupt())?,
-            upgrade: signal(SignalKind::user_defined2())?,
-        })
-    }
-}
-
-/// An input that changes which servers take traffic.
-enum Input {
-    Membership(Update),
-    Health(HealthEvent),
-    /// The table went stale by itself: an ejection began or ended, a slow start stepped.
-    Refresh,
 }
 
 impl ControlPlane {
@@ -366,39 +330,6 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Starts accepting once ready, or once the process whose sockets this
-    /// one took is gone (nobody else accepts on them then); and once ready,
-    /// lets that process finish.
-    async fn end_hold_if_due(&mut self) {
-        let Some(pid) = self.holding_for else { return };
-        if self.warming.is_some() {
-            // Its table goes into service first; checked again shortly.
-            return;
-        }
-        let gone = rustix::process::Pid::from_raw(pid as i32).is_none_or(|pid| {
-            rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
-        });
-        if !self.ready && !gone {
-            return;
-        }
-        if self.ready {
-            info!("ready: accepting");
-        } else {
-            warn!(pid, "the previous process is gone: accepting before ready");
-        }
-        self.holding_for = None;
-        self.builder.set_accepting(true);
-        let config = self.config.clone();
-        let table = self.build(&config).await;
-        self.publish(table);
-        // Only now the service's main process: had this one failed before,
-        // systemd would still follow the previous one, which serves.
-        announce_to_systemd();
-        if self.ready {
-            self.succession.ready();
-        }
-    }
-
     /// Second descriptors of every listening socket, admin's included, for
     /// a process taking over.
     fn sockets_to_hand_over(&self) -> Vec<OwnedFd> {
@@ -415,150 +346,6 @@ impl ControlPlane {
             .collect()
     }
 
-    /// Applies an input and every other one already queued, then builds
-    /// once: a burst of a thousand changes costs a few builds, a single
-    /// change no added delay.
-    async fn servers_changed(&mut self, first: Input) {
-        // Under sustained churn, changes that arrive while the previous build
-        // is still "being paid for" wait and are merged into one build. An
-        // isolated change, or any change to a small table (whose build takes
-        // microseconds), is applied at once.
-        if let Some((finished, cost)) = self.last_build.filter(|(_, cost)| *cost >= MERGE_ABOVE) {
-            let spacing = (cost * BUILD_COST_SHARE).min(MAX_MERGE_WAIT);
-            tokio::time::sleep_until((finished + spacing).into()).await;
-        }
-        let started = Instant::now();
-        let (mut memberships, mut health) = (0usize, 0usize);
-        let mut next = Some(first);
-        while let Some(input) = next {
-            match input {
-                Input::Membership(update) => {
-                    if let Some(members) = self.members.get_mut(&*update.backend) {
-                        members.apply(update.change);
-                        memberships += 1;
-                    }
-                }
-                // The checker already wrote the server's health; the build reads it.
-                Input::Refresh => {}
-                Input::Health(event) => {
-                    debug!(backend = %event.backend, server = %event.address, health = ?event.health, "health changed");
-                    health += 1;
-                }
-            }
-            next = self
-                .updates
-                .try_recv()
-                .ok()
-                .map(Input::Membership)
-                .or_else(|| self.health_events.try_recv().ok().map(Input::Health));
-        }
-        debug!(memberships, health, "applying server changes");
-        if self.warming.is_some() {
-            // The running table stays; the warming configuration's first
-            // table is built with all of this.
-            self.update_readiness();
-            self.go_live_once_warm(false).await;
-            return;
-        }
-        let config = self.config.clone();
-        let table = self.build(&config).await;
-        self.publish(table);
-        self.update_readiness();
-        self.last_build = Some((Instant::now(), started.elapsed()));
-    }
-
-    /// Starts, changes or stops discovery to match `self.config`.
-    fn follow_zookeeper(&mut self, previous: Option<&Config>) {
-        let specs: Vec<WatchSpec> = self
-            .config
-            .backends
-            .iter()
-            .filter_map(|b| {
-                Some(WatchSpec {
-                    backend: b.name.as_str().into(),
-                    config: b.discovery.clone()?,
-                })
-            })
-            .collect();
-        // Forget members of backends no longer watched, or watched differently.
-        let old_watch = |name: &str| {
-            previous
-                .and_then(|c| c.backend(name))
-                .and_then(|b| b.discovery.clone())
-        };
-        self.members.retain(|name, _| {
-            specs
-                .iter()
-                .any(|s| &*s.backend == name && old_watch(name).as_ref() == Some(&s.config))
-        });
-        for spec in &specs {
-            self.members.entry(spec.backend.to_string()).or_default();
-        }
-        for gone in previous.into_iter().flat_map(|c| &c.backends) {
-            if !self.members.contains_key(&gone.name) {
-                for family in [
-                    &self.metrics.discovery_members,
-                    &self.metrics.discovery_invalid_members,
-                    &self.metrics.discovery_keeping_last,
-                ] {
-                    family.remove_label_values(&[&gone.name]).ok();
-                }
-            }
-        }
-
-        let same_ensemble = previous.is_some_and(|c| c.zookeeper == self.config.zookeeper);
-        match (&self.config.zookeeper, &self.discovery) {
-            (Some(_), Some(discovery)) if same_ensemble => discovery.set_specs(specs),
-            (Some(zookeeper), _) => {
-                info!(connect = %zookeeper.connect, backends = specs.len(), "following ZooKeeper");
-                self.discovery = Some(Discovery::start(
-                    zookeeper.clone(),
-                    specs,
-                    self.updates_tx.clone(),
-                    self.metrics.clone(),
-                ));
-            }
-            (None, _) => {
-                self.discovery = None;
-                self.metrics.zookeeper_connected.set(0);
-            }
-        }
-    }
-
-    async fn build(&mut self, config: &Config) -> RoutingTable {
-        let mut discovered = Discovered::new();
-        for backend in &config.backends {
-            let (Some(discovery), Some(members)) =
-                (&backend.discovery, self.members.get_mut(&backend.name))
-            else {
-                continue;
-            };
-            let in_service = members.in_service(&backend.name, discovery.on_empty);
-            let labels = &[backend.name.as_str()];
-            self.metrics
-                .discovery_members
-                .with_label_values(labels)
-                .set(in_service.len() as i64);
-            self.metrics
-                .discovery_invalid_members
-                .with_label_values(labels)
-                .set(members.invalid() as i64);
-            self.metrics
-                .discovery_keeping_last
-                .with_label_values(labels)
-                .set(i64::from(members.keeping_last()));
-            discovered.insert(backend.name.clone(), in_service);
-        }
-        let addresses = config
-            .backends
-            .iter()
-            .flat_map(|b| &b.servers)
-            .chain(discovered.values().flatten())
-            .map(|s| &s.address);
-        let resolved = self.resolver.resolve(addresses).await;
-        self.builder.build(config, &discovered, &resolved)
-    }
-
     fn publish(&mut self, table: RoutingTable) {
         let generation = table.generation;
         let started = Instant::now();
@@ -573,58 +360,6 @@ impl ControlPlane {
             swap_us = started.elapsed().as_micros() as u64,
             "routing table published"
         );
-    }
-
-    /// Ready once listeners are bound and every ZooKeeper-backed backend has
-    /// synced at least once; also refreshes what the status page shows of
-    /// ZooKeeper and discovery.
-    fn update_readiness(&mut self) {
-        // A backend a reload is warming up for is not served yet.
-        let warming = |name: &str| self.warming.as_ref().is_some_and(|w| w.awaits(name));
-        let mut unsynced: Vec<String> = self
-            .members
-            .iter()
-            .filter(|(name, m)| !m.synced && !warming(name))
-            .map(|(name, _)| format!("backend {name} has not synced from ZooKeeper yet"))
-            .collect();
-        unsynced.sort();
-        let zookeeper = self.config.zookeeper.as_ref().map(|zk| ZooKeeperFacts {
-            connect: zk.connect.clone(),
-            connected: false,
-            session_expirations: 0,
-        });
-        let discovery = self
-            .config
-            .backends
-            .iter()
-            .filter_map(|backend| {
-                let watch = backend.discovery.as_ref()?;
-                let members = self.members.get(&backend.name)?;
-                let facts = DiscoveryFacts {
-                    path: watch.path.clone(),
-                    format: watch.format.as_str(),
-                    synced: members.synced,
-                    members: self
-                        .metrics
-                        .discovery_members
-                        .with_label_values(&[&backend.name])
-                        .get() as usize,
-                    invalid_members: members.invalid(),
-                    keeping_last: members.keeping_last(),
-                };
-                Some((backend.name.clone(), facts))
-            })
-            .collect();
-        self.ready = unsynced.is_empty();
-        if self.ready && self.holding_for.is_none() {
-            // Everything the previous process served, this one serves too.
-            self.succession.ready();
-        }
-        self.report.update(|facts| {
-            facts.not_ready = unsynced;
-            facts.zookeeper = zookeeper;
-            facts.discovery = discovery;
-        });
     }
 
     /// The addresses being listened on.
