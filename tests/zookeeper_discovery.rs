@@ -367,6 +367,68 @@ async fn static_servers_serve_while_zookeeper_is_unreachable_and_ready_says_why(
     );
     assert_eq!(spread(local(port), "/", 3).await.get("static"), Some(&3));
     assert_eq!(zkgate.metric("zkgate_zookeeper_connected").await, Some(0.0));
+    // New connections waited for ZooKeeper only briefly.
+    let log = zkgate.log();
+    assert!(
+        log.contains("accepting before the ZooKeeper-backed backends have synced"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_start_answers_its_first_connections_from_zookeeper_members_not_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    let member = HttpServer::start("member").await;
+    register(&client, "/services/web", member.addr, 1, "ready").await;
+    let port = free_port();
+    let config = zk_config(&zk.connect_string(), port, "{ path: /services/web }", "");
+    let mut zkgate = Zkgate::spawn_with_env(ZKGATE, &config, &[]);
+
+    // Connect from the first moment the port takes connections: before the
+    // backend's first listing has arrived.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut connections = Vec::new();
+    while connections.len() < 20 {
+        match tokio::net::TcpStream::connect(local(port)).await {
+            Ok(stream) => connections.push(stream),
+            Err(_) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "zkgate never listened"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    let mut answers = Vec::new();
+    for mut stream in connections {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answers.push(answer.lines().next().unwrap_or_default().to_owned());
+    }
+    zkgate.wait_ready().await;
+    let log = zkgate.log();
+    assert!(
+        log.contains("new connections wait for the ZooKeeper-backed backends' first listing"),
+        "{log}"
+    );
+    // Only a ZooKeeper slower than the hold (a loaded machine) lets one through early, and says so.
+    if !log.contains("accepting before the ZooKeeper-backed backends have synced") {
+        assert!(
+            answers.iter().all(|status| status == "HTTP/1.1 200 OK"),
+            "{answers:?}\n{log}"
+        );
+        assert!(
+            log.contains("ZooKeeper-backed backends synced: accepting"),
+            "{log}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,7 @@ use zkgate_tls::TlsMaterial;
 
 use listeners::Listeners;
 use members::Members;
+use readiness::Hold;
 use reload::Warming;
 use resolve::Resolver;
 use servers::Input;
@@ -45,8 +46,8 @@ use upgrade::{SocketsWanted, UpgradeSocket};
 /// How long shutdown waits for the access log's last lines to be written.
 const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(5);
 
-/// How often a process holding back (see `holding_for`) checks whether it
-/// is ready, or its predecessor gone.
+/// How often a process holding back (see `Hold`) checks whether it is
+/// ready, or its predecessor gone.
 const HOLD_CHECK: Duration = Duration::from_millis(20);
 
 /// How long SIGTERM waits for in-flight requests before exiting anyway.
@@ -128,9 +129,8 @@ pub struct ControlPlane {
     succession: Succession,
     /// Whether `/ready` answers 200.
     ready: bool,
-    /// The process whose sockets this one took, while this one does not
-    /// accept on them yet.
-    holding_for: Option<u32>,
+    /// Why this process does not accept new connections yet.
+    hold: Option<Hold>,
     /// A reload waiting for its new backends' first listing.
     warming: Option<Warming>,
     signals: Signals,
@@ -155,8 +155,14 @@ impl ControlPlane {
             None => (zkgate_proxy::Inherited::default(), None),
         };
         // Sockets taken from a running process: it goes on accepting on
-        // them while this one is not ready, and this one holds back.
-        let holding_for = predecessor.filter(|_| !inherited.is_empty());
+        // them while this one is not ready, and this one holds back. A fresh
+        // start holds back briefly for ZooKeeper's first listings.
+        let watches_zookeeper = config.backends.iter().any(|b| b.discovery.is_some());
+        let hold = match predecessor.filter(|_| !inherited.is_empty()) {
+            Some(pid) => Some(Hold::Predecessor(pid)),
+            None if watches_zookeeper => Some(Hold::FirstListing(Instant::now())),
+            None => None,
+        };
         // Served from now on, for the next process; it is answered once `run` begins.
         let (wanted_tx, sockets_wanted) = mpsc::channel(1);
         let upgrade = match &upgrade_socket {
@@ -239,18 +245,24 @@ impl ControlPlane {
             sockets_wanted,
             succession: Succession::from_env(),
             ready: false,
-            holding_for,
+            hold,
             warming: None,
             signals,
         };
         plane.builder.set_tls(tls);
-        if let Some(pid) = holding_for {
-            plane.builder.set_accepting(false);
-            info!(
+        match hold {
+            Some(Hold::Predecessor(pid)) => info!(
                 pid,
                 "accepting once ready; the previous process serves meanwhile"
-            );
+            ),
+            Some(Hold::FirstListing(_)) => info!(
+                "new connections wait for the ZooKeeper-backed backends' first listing (at most {:?} for ZooKeeper to answer, {:?} in all)",
+                readiness::FIRST_LISTING_UNANSWERED,
+                readiness::FIRST_LISTING_MAX
+            ),
+            None => {}
         }
+        plane.builder.set_accepting(hold.is_none());
         let next = plane.build(&config).await;
         let bound = plane
             .listeners
@@ -272,7 +284,7 @@ impl ControlPlane {
     /// Handles signals and discovery updates until SIGTERM or SIGINT, then drains and returns.
     pub async fn run(mut self) -> Result<(), StartError> {
         let mut hold_check = tokio::time::interval(HOLD_CHECK);
-        if self.holding_for.is_none() {
+        if !matches!(self.hold, Some(Hold::Predecessor(_))) {
             // Listening and routing: serving. (Ready, as `/ready` means it,
             // may wait for ZooKeeper; systemd need not.)
             announce_to_systemd();
@@ -292,7 +304,7 @@ impl ControlPlane {
                     let _ = wanted.send(self.sockets_to_hand_over());
                 }
                 _ = self.signals.upgrade.recv() => self.succession.start_successor(self.upgrade.is_some()),
-                _ = hold_check.tick(), if self.holding_for.is_some() => self.end_hold_if_due().await,
+                _ = hold_check.tick(), if self.hold.is_some() => self.end_hold_if_due().await,
                 _ = self.signals.terminate.recv() => break,
                 _ = self.signals.interrupt.recv() => break,
             }

@@ -1,40 +1,92 @@
-//! When this process is ready, and when one that took its sockets from a
-//! running process starts accepting on them.
+//! When this process is ready, and how long it leaves new connections in
+//! the kernel's queue before that: while the process whose sockets it took
+//! still serves, or, on a fresh start, briefly for its ZooKeeper-backed
+//! backends' first listing.
+
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 use zkgate_admin::{DiscoveryFacts, ZooKeeperFacts};
 
 use crate::{announce_to_systemd, ControlPlane};
 
+/// On a fresh start, how long new connections wait for ZooKeeper to answer
+/// at all: with ZooKeeper away, static servers serve after this.
+pub(crate) const FIRST_LISTING_UNANSWERED: Duration = Duration::from_millis(250);
+/// On a fresh start with ZooKeeper answering, the longest new connections
+/// wait for the ZooKeeper-backed backends' first listing.
+pub(crate) const FIRST_LISTING_MAX: Duration = Duration::from_secs(5);
+
+/// Why this process does not accept new connections yet (they wait in the
+/// kernel's queue, not refused).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hold {
+    /// It took its sockets from this running process, which accepts on
+    /// them until this one is ready (or gone).
+    Predecessor(u32),
+    /// A fresh start: ZooKeeper-backed backends have no members before their
+    /// first listing, and a request for one would be answered 503 (Envoy
+    /// likewise waits for its clusters before its listeners take traffic).
+    FirstListing(Instant),
+}
+
 impl ControlPlane {
-    /// Starts accepting once ready, or once the process whose sockets this
-    /// one took is gone (nobody else accepts on them then); and once ready,
-    /// lets that process finish.
+    /// Starts accepting once the hold is over: ready, or the previous
+    /// process gone (nobody else accepts on its sockets then), or, on a
+    /// fresh start, ZooKeeper unanswering or slow; and once ready, lets the
+    /// previous process finish.
     pub(crate) async fn end_hold_if_due(&mut self) {
-        let Some(pid) = self.holding_for else { return };
+        let Some(hold) = self.hold else { return };
         if self.warming.is_some() {
             // Its table goes into service first; checked again shortly.
             return;
         }
-        let gone = rustix::process::Pid::from_raw(pid as i32).is_none_or(|pid| {
-            rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
-        });
-        if !self.ready && !gone {
-            return;
+        match hold {
+            Hold::Predecessor(pid) => {
+                let gone = rustix::process::Pid::from_raw(pid as i32).is_none_or(|pid| {
+                    rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+                });
+                if !self.ready && !gone {
+                    return;
+                }
+                if self.ready {
+                    info!("ready: accepting");
+                } else {
+                    warn!(pid, "the previous process is gone: accepting before ready");
+                }
+            }
+            Hold::FirstListing(since) => {
+                let waited = since.elapsed();
+                let answering = self.metrics.zookeeper_connected.get() == 1;
+                let limit = if answering {
+                    FIRST_LISTING_MAX
+                } else {
+                    FIRST_LISTING_UNANSWERED
+                };
+                if !self.ready && waited < limit {
+                    return;
+                }
+                let waited_ms = waited.as_millis() as u64;
+                if self.ready {
+                    info!(waited_ms, "ZooKeeper-backed backends synced: accepting");
+                } else {
+                    warn!(
+                        waited_ms,
+                        "accepting before the ZooKeeper-backed backends have synced; they answer 503 until they do"
+                    );
+                }
+            }
         }
-        if self.ready {
-            info!("ready: accepting");
-        } else {
-            warn!(pid, "the previous process is gone: accepting before ready");
-        }
-        self.holding_for = None;
+        self.hold = None;
         self.builder.set_accepting(true);
         let config = self.config.clone();
         let table = self.build(&config).await;
         self.publish(table);
-        // Only now the service's main process: had this one failed before,
-        // systemd would still follow the previous one, which serves.
-        announce_to_systemd();
+        if let Hold::Predecessor(_) = hold {
+            // Only now the service's main process: had this one failed
+            // before, systemd would still follow the previous one, which serves.
+            announce_to_systemd();
+        }
         if self.ready {
             self.succession.ready();
         }
@@ -81,7 +133,7 @@ impl ControlPlane {
             })
             .collect();
         self.ready = unsynced.is_empty();
-        if self.ready && self.holding_for.is_none() {
+        if self.ready && self.hold.is_none() {
             // Everything the previous process served, this one serves too.
             self.succession.ready();
         }

@@ -81,6 +81,10 @@ impl ControlPlane {
         self.publish(table);
         self.update_readiness();
         self.last_build = Some((Instant::now(), started.elapsed()));
+        if self.ready && self.hold.is_some() {
+            // Held connections need not wait for the next check.
+            self.end_hold_if_due().await;
+        }
     }
 
     /// Starts, changes or stops discovery to match `self.config`.
