@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use zkgate_config::ConfigErrors;
-use zkgate_control::Workers;
+use zkgate_control::{LoadedConfig, Workers};
 use zkgate_tls::TlsMaterial;
 
 use cli::register::{Check, Timing};
@@ -161,15 +161,20 @@ fn init_logging() {
 }
 
 /// The configuration at `path` with its TLS material, or every error found.
-fn load(path: &std::path::Path) -> Result<(zkgate_config::Config, TlsMaterial), ConfigErrors> {
-    let config = zkgate_config::load(path)?;
+fn load(path: &std::path::Path) -> Result<LoadedConfig, ConfigErrors> {
+    let (config, text) = zkgate_config::load(path)?;
     let tls = TlsMaterial::load(&config, &path.display().to_string())?;
-    Ok((config, tls))
+    Ok(LoadedConfig {
+        path: path.to_owned(),
+        text,
+        config,
+        tls,
+    })
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
     match load(path) {
-        Ok((config, _)) => {
+        Ok(LoadedConfig { config, .. }) => {
             println!(
                 "{}: configuration is valid ({} frontends, {} backends)",
                 path.display(),
@@ -195,7 +200,26 @@ fn check(path: &std::path::Path) -> ExitCode {
 /// threads of their own (with one worker, on this thread too).
 fn run(path: PathBuf, workers: Option<usize>, upgrade_socket: Option<PathBuf>) -> ExitCode {
     init_logging();
-    let (config, tls) = match load(&path) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("zkgate: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Before anything that takes time: a signal sent while zkgate starts is
+    // acted on once it runs, rather than ending it.
+    let signals = match runtime.block_on(async { zkgate_control::Signals::install() }) {
+        Ok(signals) => signals,
+        Err(err) => {
+            eprintln!("zkgate: cannot install signal handlers: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let loaded = match load(&path) {
         Ok(loaded) => loaded,
         Err(errors) => {
             eprintln!("{errors}");
@@ -203,18 +227,12 @@ fn run(path: PathBuf, workers: Option<usize>, upgrade_socket: Option<PathBuf>) -
             return ExitCode::FAILURE;
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    let workers = runtime.and_then(|runtime| {
-        let workers = match workers.unwrap_or_else(Workers::default_count) {
-            1 => Workers::on(runtime.handle().clone()),
-            count => Workers::start(count)?,
-        };
-        Ok((runtime, workers))
-    });
-    let (runtime, workers) = match workers {
-        Ok(started) => started,
+    let workers = match workers.unwrap_or_else(Workers::default_count) {
+        1 => Ok(Workers::on(runtime.handle().clone())),
+        count => Workers::start(count),
+    };
+    let workers = match workers {
+        Ok(workers) => workers,
         Err(err) => {
             eprintln!("zkgate: cannot start the runtime: {err}");
             return ExitCode::FAILURE;
@@ -222,7 +240,7 @@ fn run(path: PathBuf, workers: Option<usize>, upgrade_socket: Option<PathBuf>) -
     };
     let result = runtime.block_on(async {
         let plane =
-            zkgate_control::ControlPlane::start(path, config, tls, workers, upgrade_socket).await?;
+            zkgate_control::ControlPlane::start(loaded, workers, upgrade_socket, signals).await?;
         plane.run().await
     });
     match result {

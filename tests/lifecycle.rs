@@ -282,3 +282,55 @@ async fn sigterm_writes_out_every_access_log_line_before_exiting() {
         "{lines} access log lines for {answered} answered requests"
     );
 }
+
+#[test]
+fn a_sigterm_sent_while_the_configuration_is_read_drains_once_zkgate_runs() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    // The configuration is a named pipe, so zkgate's start waits on the test.
+    let config_path = dir.path().join("zkgate.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&config_path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    let config = format!(
+        "admin:\n  bind: 127.0.0.1:{}\n{}",
+        free_port(),
+        web_config(free_port(), "[{ address: \"127.0.0.1:9\" }]")
+    );
+    let log = std::fs::File::create(dir.path().join("zkgate.log")).unwrap();
+    let mut child = std::process::Command::new(ZKGATE)
+        .args(["run", "-c"])
+        .arg(&config_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // Opening the pipe to write returns once zkgate opened it to read.
+    let mut pipe = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&config_path)
+        .unwrap();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // zkgate reads the file once. One the signal ended has closed its end of
+    // the pipe: the status below says so.
+    let _ = pipe.write_all(config.as_bytes());
+    drop(pipe);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "zkgate still runs");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = std::fs::read_to_string(dir.path().join("zkgate.log")).unwrap();
+    assert!(status.success(), "{status}; log:\n{log}");
+    assert!(log.contains("shutting down"), "{log}");
+}

@@ -127,8 +127,9 @@ pub fn parse_with_node(
     })
 }
 
-/// Reads and validates the configuration file at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+/// Reads and validates the configuration file at `path`: the configuration
+/// and the text it came from (read once, so the two always agree).
+pub fn load(path: &Path) -> Result<(Config, String), ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|err| {
         ConfigErrors::single(
@@ -136,7 +137,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             ConfigError::new("", format!("cannot read the file: {err}")),
         )
     })?;
-    parse(&text, &origin)
+    Ok((parse(&text, &origin)?, text))
 }
 
 /// serde_yaml appends " at line X column Y"; we print the position up front instead.

@@ -39,7 +39,7 @@ use readiness::Hold;
 use reload::Warming;
 use resolve::Resolver;
 use servers::Input;
-use signals::Signals;
+pub use signals::Signals;
 use succession::Succession;
 use upgrade::{SocketsWanted, UpgradeSocket};
 
@@ -89,9 +89,19 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// Signal handlers could not be installed.
-    #[error("cannot install signal handlers: {0}")]
-    Signals(#[source] std::io::Error),
+}
+
+/// The configuration zkgate starts with: read and validated, with its TLS
+/// material loaded.
+pub struct LoadedConfig {
+    /// The file, re-read at every SIGHUP.
+    pub path: PathBuf,
+    /// The file's text, which a config node's sections are merged into.
+    pub text: String,
+    /// The configuration.
+    pub config: Config,
+    /// Its certificates and keys.
+    pub tls: TlsMaterial,
 }
 
 /// The running control plane.
@@ -143,13 +153,17 @@ impl ControlPlane {
     /// are first taken over from the process serving it, and then handed on
     /// to the next one.
     pub async fn start(
-        config_path: PathBuf,
-        config: Config,
-        tls: TlsMaterial,
+        loaded: LoadedConfig,
         workers: Workers,
         upgrade_socket: Option<PathBuf>,
+        signals: Signals,
     ) -> Result<Self, StartError> {
-        let signals = Signals::install().map_err(StartError::Signals)?;
+        let LoadedConfig {
+            path: config_path,
+            text: file_text,
+            config,
+            tls,
+        } = loaded;
         let (mut inherited, predecessor) = match &upgrade_socket {
             Some(path) => upgrade::take_over(path).await,
             None => (zkgate_proxy::Inherited::default(), None),
@@ -216,8 +230,6 @@ impl ControlPlane {
         let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
         let (health_tx, health_events) = mpsc::channel(UPDATE_QUEUE);
         let (node_tx, node_updates) = mpsc::channel(16);
-        // The file was just validated by the caller; keep its text for reloads with a config node.
-        let file_text = std::fs::read_to_string(&config_path).unwrap_or_default();
         let mut plane = ControlPlane {
             config_path,
             config: config.clone(),

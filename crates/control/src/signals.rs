@@ -2,18 +2,20 @@
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-/// The signals zkgate acts on. Their handlers are installed first thing at
-/// start, so that one sent while zkgate starts is acted on once it runs,
-/// instead of killing it (the default action of SIGHUP and SIGUSR2).
-pub(crate) struct Signals {
-    pub hangup: Signal,
-    pub terminate: Signal,
-    pub interrupt: Signal,
-    pub upgrade: Signal,
+/// The signals zkgate acts on. Their handlers are installed first thing,
+/// before the configuration is read, so that one sent while zkgate starts
+/// is acted on once it runs, instead of ending it (the default action of
+/// each of them).
+pub struct Signals {
+    pub(crate) hangup: Signal,
+    pub(crate) terminate: Signal,
+    pub(crate) interrupt: Signal,
+    pub(crate) upgrade: Signal,
 }
 
 impl Signals {
-    /// Installs the handlers; deliveries wait in the streams until read.
+    /// Installs the handlers (inside a tokio runtime); deliveries wait until
+    /// the control plane runs.
     pub fn install() -> std::io::Result<Self> {
         Ok(Signals {
             hangup: signal(SignalKind::hangup())?,
