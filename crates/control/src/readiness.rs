@@ -33,7 +33,7 @@ pub(crate) enum Hold {
 impl ControlPlane {
     /// Starts accepting once the hold is over: ready, or the previous
     /// process gone (nobody else accepts on its sockets then), or, on a
-    /// fresh start, ZooKeeper unanswering or slow; and once ready, lets the
+    /// fresh start, ZooKeeper not answering or too slow; and once ready, lets the
     /// previous process finish.
     pub(crate) async fn end_hold_if_due(&mut self) {
         let Some(hold) = self.hold else { return };
