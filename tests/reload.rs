@@ -400,3 +400,44 @@ async fn a_reload_adding_zookeeper_backends_goes_live_once_they_synced_or_its_wa
     .await;
     assert_eq!(http_get(zkgate.admin, "/ready").await.unwrap().status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_cannot_sync_does_not_hold_back_later_reloads() {
+    use zkgate_testkit::{wait_until, ZooKeeper};
+    let zk = ZooKeeper::standalone();
+    // A path zkgate may not read: its backend never syncs, ZooKeeper answering.
+    let owner = zookeeper_client::Client::connector()
+        .with_auth("digest", b"owner:s3cret")
+        .connect(&zk.connect_string())
+        .await
+        .unwrap();
+    let private =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::creator_all());
+    owner.mkdir("/services/locked", &private).await.unwrap();
+    let old = HttpServer::start("old").await;
+    let port = free_port();
+    let config = |routes: &str| {
+        format!(
+            "zookeeper:\n  connect: \"{}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: old\n    routes: [{routes}]\nbackends:\n  old:\n    servers: [{{ address: \"{}\" }}]\n  locked:\n    zookeeper: {{ path: /services/locked }}\n",
+            zk.connect_string(),
+            old.addr
+        )
+    };
+    let zkgate = Zkgate::start_alive(ZKGATE, &config("")).await;
+    wait_until("a ZooKeeper session", Duration::from_secs(10), || async {
+        (zkgate.metric("zkgate_zookeeper_connected").await == Some(1.0)).then_some(())
+    })
+    .await;
+
+    zkgate
+        .reload(&config("{ path_prefix: /locked, backend: locked }"))
+        .await;
+    let log = zkgate.log();
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert!(
+        !log.contains("in service once these backends have synced"),
+        "{log}"
+    );
+    let ready = http_get(zkgate.admin, "/ready").await.unwrap();
+    assert!(ready.text().contains("backend locked"), "{}", ready.text());
+}

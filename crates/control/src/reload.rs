@@ -127,12 +127,22 @@ impl ControlPlane {
         // Nothing to wait for from an ensemble known to be away.
         let zookeeper_away = previous.zookeeper == self.config.zookeeper
             && self.metrics.zookeeper_connected.get() == 0;
+        // Only backends this configuration watches anew: one that has not
+        // synced for another reason (say, a path it may not read) is no
+        // reason to hold back every reload.
+        let watch = |config: &Config, name: &str| {
+            config
+                .backend(name)
+                .and_then(|backend| backend.discovery.clone())
+        };
         let awaiting: Vec<String> = if zookeeper_away {
             Vec::new()
         } else {
             self.members
                 .iter()
-                .filter(|(_, members)| !members.synced)
+                .filter(|(name, members)| {
+                    !members.synced && watch(&previous, name) != watch(&self.config, name)
+                })
                 .map(|(name, _)| name.clone())
                 .collect()
         };
