@@ -128,17 +128,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a ZooKeeper subcommand; an error is one line and exit code 1.
-fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// A single-threaded runtime, or `None` with the reason printed.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("zkgate: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        .inspect_err(|err| eprintln!("zkgate: cannot start the runtime: {err}"))
+        .ok()
+}
+
+/// Runs a ZooKeeper subcommand; an error is one line and exit code 1.
+fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(task) {
         Ok(()) => ExitCode::SUCCESS,
@@ -200,15 +202,8 @@ fn check(path: &std::path::Path) -> ExitCode {
 /// threads of their own (with one worker, on this thread too).
 fn run(path: PathBuf, workers: Option<usize>, upgrade_socket: Option<PathBuf>) -> ExitCode {
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("zkgate: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     // Before anything that takes time: a signal sent while zkgate starts is
     // acted on once it runs, rather than ending it.

@@ -352,12 +352,7 @@ async fn a_reload_adding_zookeeper_backends_goes_live_once_they_synced_or_its_wa
     // ZooKeeper answers late: the running configuration serves meanwhile,
     // and /new goes to `new` only once its members are known. Never a 503.
     relay.pause();
-    std::fs::write(
-        zkgate.config_path(),
-        zkgate.with_admin(&warm_up_config(&connect, port, old.addr, &["new"])),
-    )
-    .unwrap();
-    zkgate.signal("HUP");
+    zkgate.send_reload(&warm_up_config(&connect, port, old.addr, &["new"]));
     wait_until(
         "the reload to wait for ZooKeeper",
         Duration::from_secs(10),
@@ -376,12 +371,7 @@ async fn a_reload_adding_zookeeper_backends_goes_live_once_they_synced_or_its_wa
     // ZooKeeper answers later than the warm-up: the configuration goes into
     // service without the backend's servers, and they join once read.
     relay.pause();
-    std::fs::write(
-        zkgate.config_path(),
-        zkgate.with_admin(&warm_up_config(&connect, port, old.addr, &["new", "late"])),
-    )
-    .unwrap();
-    zkgate.signal("HUP");
+    zkgate.send_reload(&warm_up_config(&connect, port, old.addr, &["new", "late"]));
     wait_until(
         "the warm-up to end",
         Duration::from_secs(15),
@@ -406,14 +396,7 @@ async fn a_backend_that_cannot_sync_does_not_hold_back_later_reloads() {
     use zkgate_testkit::{wait_until, ZooKeeper};
     let zk = ZooKeeper::standalone();
     // A path zkgate may not read: its backend never syncs, ZooKeeper answering.
-    let owner = zookeeper_client::Client::connector()
-        .with_auth("digest", b"owner:s3cret")
-        .connect(&zk.connect_string())
-        .await
-        .unwrap();
-    let private =
-        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::creator_all());
-    owner.mkdir("/services/locked", &private).await.unwrap();
+    common::private_dir(&zk, "owner:s3cret", "/services/locked").await;
     let old = HttpServer::start("old").await;
     let port = free_port();
     let config = |routes: &str| {

@@ -435,14 +435,9 @@ async fn a_fresh_start_answers_its_first_connections_from_zookeeper_members_not_
 async fn chroot_and_digest_auth_reach_members_only_the_user_may_read() {
     let zk = ZooKeeper::standalone();
     let server = HttpServer::start("private").await;
-    let owner = zookeeper_client::Client::connector()
-        .with_auth("digest", b"zkgate:s3cret")
-        .connect(&zk.connect_string())
-        .await
-        .unwrap();
+    let owner = private_dir(&zk, "zkgate:s3cret", "/prod/services/web").await;
     let private =
         zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::creator_all());
-    owner.mkdir("/prod/services/web", &private).await.unwrap();
     owner
         .create(
             &format!("/prod/services/web/{}", server.addr),

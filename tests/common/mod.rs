@@ -65,6 +65,27 @@ pub async fn mkdir(client: &zookeeper_client::Client, path: &str) {
     }
 }
 
+/// Creates `path` and its parents readable and writable only with the digest
+/// `credentials` (`user:password`); returns the client that holds them.
+pub async fn private_dir(
+    zk: &zkgate_testkit::ZooKeeper,
+    credentials: &str,
+    path: &str,
+) -> zookeeper_client::Client {
+    let owner = zookeeper_client::Client::connector()
+        .with_auth("digest", credentials.as_bytes())
+        .connect(&zk.connect_string())
+        .await
+        .expect("connect to ZooKeeper");
+    let private =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::creator_all());
+    owner
+        .mkdir(path, &private)
+        .await
+        .unwrap_or_else(|err| panic!("mkdir {path}: {err}"));
+    owner
+}
+
 /// Creates a persistent znode `path` with `data` (parents must exist).
 pub async fn create(client: &zookeeper_client::Client, path: &str, data: &[u8]) {
     let options =

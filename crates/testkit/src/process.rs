@@ -85,8 +85,7 @@ impl Zkgate {
         self.wait_for("/ready").await
     }
 
-    /// `config` with this process's `admin:` section in front.
-    pub fn with_admin(&self, config: &str) -> String {
+    fn with_admin(&self, config: &str) -> String {
         format!("admin:\n  bind: {}\n{config}", self.admin)
     }
 
@@ -148,14 +147,20 @@ impl Zkgate {
     /// SIGHUP; returns once zkgate logged the outcome.
     pub async fn reload(&self, config: &str) {
         let before = self.reload_outcomes();
-        std::fs::write(self.config_path(), self.with_admin(config)).expect("write config");
-        self.signal("HUP");
+        self.send_reload(config);
         wait_until(
             "zkgate to finish the reload",
             Duration::from_secs(10),
             || async { (self.reload_outcomes() > before).then_some(()) },
         )
         .await;
+    }
+
+    /// Writes a new configuration (an `admin:` section is added) and sends
+    /// SIGHUP, without waiting for the outcome.
+    pub fn send_reload(&self, config: &str) {
+        std::fs::write(self.config_path(), self.with_admin(config)).expect("write config");
+        self.signal("HUP");
     }
 
     fn reload_outcomes(&self) -> usize {
