@@ -11,7 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, warn};
 use zkgate_routing::{ActiveRequest, Backend, Server};
 
-use super::framing::{self, Additions, Chunked, Framing, Malformed};
+use super::chunked::Chunked;
+use super::framing::{self, Additions, Framing, Malformed};
 use super::pool::ServerConn;
 use super::timer::Timer;
 use crate::http::service::sticky_cookie;

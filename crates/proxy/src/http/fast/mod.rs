@@ -10,6 +10,7 @@
 //! rest of its life; that path also gives malformed requests their answers.
 
 mod ascii;
+mod chunked;
 mod exchange;
 mod framing;
 mod head;

@@ -1,0 +1,209 @@
+//! Where a chunked response body ends (RFC 9112 §7.1). The body passes
+//! through as it came; zkgate only follows its framing.
+
+use super::framing::Malformed;
+
+/// Follows a chunked body (RFC 9112 §7.1) through its bytes to find its end,
+/// however the bytes are split.
+#[derive(Debug, Default)]
+pub struct Chunked {
+    state: State,
+    /// Bytes of the current chunk-size line's extensions, or trailer section.
+    line: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading the chunk size's hex digits (`digits` so far, value `size`).
+    #[default]
+    SizeStart,
+    Size {
+        size: u64,
+        digits: u8,
+    },
+    /// After the size: extensions, up to the CR.
+    Extension {
+        size: u64,
+    },
+    SizeLf {
+        size: u64,
+    },
+    Data {
+        left: u64,
+    },
+    DataCr,
+    DataLf,
+    /// In the trailer section; `empty` if the current line has nothing yet.
+    Trailer {
+        empty: bool,
+    },
+    TrailerLf {
+        empty: bool,
+    },
+    Done,
+}
+
+/// Longest chunk extension or trailer section followed before giving up.
+const MAX_LINE: usize = 16 * 1024;
+
+impl Chunked {
+    /// Takes in bytes that follow what was fed before; returns how many of
+    /// them belong to the body. Less than `bytes.len()` only once it ended.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<usize, Malformed> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if let State::Data { left } = self.state {
+                let take = left.min((bytes.len() - i) as u64);
+                i += take as usize;
+                self.state = if take == left {
+                    State::DataCr
+                } else {
+                    State::Data { left: left - take }
+                };
+                continue;
+            }
+            let b = bytes[i];
+            self.state = match self.state {
+                State::SizeStart | State::Size { .. } => {
+                    let (size, digits) = match self.state {
+                        State::Size { size, digits } => (size, digits),
+                        _ => (0, 0),
+                    };
+                    match (b as char).to_digit(16) {
+                        Some(d) if digits < 15 => State::Size {
+                            size: size << 4 | u64::from(d),
+                            digits: digits + 1,
+                        },
+                        Some(_) => return Err(Malformed("chunk size too large")),
+                        None if digits == 0 => return Err(Malformed("chunk size missing")),
+                        None if b == b'\r' => State::SizeLf { size },
+                        None if b == b';' || b == b' ' || b == b'\t' => {
+                            self.line = 0;
+                            State::Extension { size }
+                        }
+                        None => return Err(Malformed("bad chunk size")),
+                    }
+                }
+                State::Extension { size } => {
+                    self.line += 1;
+                    if self.line > MAX_LINE {
+                        return Err(Malformed("chunk extension too long"));
+                    }
+                    match b {
+                        b'\r' => State::SizeLf { size },
+                        b'\n' => return Err(Malformed("bare LF in chunk extension")),
+                        _ => State::Extension { size },
+                    }
+                }
+                State::SizeLf { size } => match (b, size) {
+                    (b'\n', 0) => {
+                        self.line = 0;
+                        State::Trailer { empty: true }
+                    }
+                    (b'\n', left) => State::Data { left },
+                    _ => return Err(Malformed("chunk size line not ended by CRLF")),
+                },
+                State::Data { .. } => unreachable!("handled above"),
+                State::DataCr if b == b'\r' => State::DataLf,
+                State::DataLf if b == b'\n' => State::SizeStart,
+                State::DataCr | State::DataLf => return Err(Malformed("chunk not ended by CRLF")),
+                State::Trailer { empty } => {
+                    self.line += 1;
+                    if self.line > MAX_LINE {
+                        return Err(Malformed("trailer section too long"));
+                    }
+                    match b {
+                        b'\r' => State::TrailerLf { empty },
+                        b'\n' => return Err(Malformed("bare LF in trailer")),
+                        _ => State::Trailer { empty: false },
+                    }
+                }
+                State::TrailerLf { empty } => match b {
+                    b'\n' if empty => State::Done,
+                    b'\n' => State::Trailer { empty: true },
+                    _ => return Err(Malformed("trailer line not ended by CRLF")),
+                },
+                State::Done => return Ok(i),
+            };
+            i += 1;
+            if self.state == State::Done {
+                return Ok(i);
+            }
+        }
+        Ok(i)
+    }
+
+    /// Whether the last chunk and trailer section were seen.
+    pub fn done(&self) -> bool {
+        self.state == State::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_bodies_end_where_they_end_however_split() {
+        let body = b"5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\n\r\n";
+        let mut tail = body.to_vec();
+        tail.extend_from_slice(b"HTTP/1.1 200 OK");
+        for split in 0..body.len() {
+            let mut chunked = Chunked::default();
+            let first = chunked.feed(&tail[..split]).unwrap();
+            assert_eq!(first, split);
+            let second = chunked.feed(&tail[split..]).unwrap();
+            assert_eq!(first + second, body.len(), "split at {split}");
+            assert!(chunked.done());
+        }
+        let mut chunked = Chunked::default();
+        assert_eq!(chunked.feed(b"0\r\n\r\n").unwrap(), 5);
+        assert!(chunked.done());
+    }
+
+    #[test]
+    fn malformed_chunking_is_refused() {
+        for raw in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\nhello",
+            b"5\r\nhelloX",
+            b"ffffffffffffffff\r\n",
+            b"0\r\nTrailer\n",
+        ] {
+            assert!(Chunked::default().feed(raw).is_err(), "{raw:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn chunked_encodings_are_followed_to_their_end(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..300), 0..8),
+            split in 0usize..4000,
+        ) {
+            let mut body = Vec::new();
+            for chunk in &chunks {
+                body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                body.extend_from_slice(chunk);
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"0\r\n\r\n");
+            let end = body.len();
+            body.extend_from_slice(b"next");
+            let split = split.min(end);
+            let mut chunked = Chunked::default();
+            let a = chunked.feed(&body[..split]).unwrap();
+            let b = chunked.feed(&body[split..]).unwrap();
+            proptest::prop_assert_eq!(a + b, end);
+            proptest::prop_assert!(chunked.done());
+        }
+
+        #[test]
+        fn any_bytes_are_refused_or_followed(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let mut chunked = Chunked::default();
+            if let Ok(n) = chunked.feed(&bytes) {
+                proptest::prop_assert!(n <= bytes.len());
+            }
+        }
+    }
+}
