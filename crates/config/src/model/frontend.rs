@@ -1,0 +1,128 @@
+//! A frontend: where clients connect, what they may do, and which backend
+//! each request goes to.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use http::{HeaderName, HeaderValue};
+
+use super::{Mode, Timeouts};
+
+/// One `frontends:` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrontendConfig {
+    /// The frontend's name (its YAML key).
+    pub name: String,
+    /// Listening addresses.
+    pub binds: Vec<SocketAddr>,
+    /// http or tcp.
+    pub mode: Mode,
+    /// Concurrent client connections accepted; beyond it, accepting pauses. 0 = unlimited.
+    pub max_connections: u32,
+    /// Routes, first match wins (http only).
+    pub routes: Vec<RouteConfig>,
+    /// The backend used when no route matches.
+    pub default_backend: Option<String>,
+    /// Add `X-Forwarded-For/-Proto/-Host` (http only).
+    pub forwarded_headers: bool,
+    /// Which client addresses may connect.
+    pub access: Option<AccessList>,
+    /// Expect a PROXY protocol (v1 or v2) header on every connection.
+    pub accept_proxy: bool,
+    /// Open connections per client address. 0 = unlimited.
+    pub max_connections_per_client: u32,
+    /// Requests (tcp: connections) per second per client address.
+    pub rate_limit: Option<RateLimit>,
+    /// Effective timeouts.
+    pub timeouts: Timeouts,
+    /// TLS termination, when the frontend speaks TLS to clients.
+    pub tls: Option<FrontendTls>,
+}
+
+/// `tls:` of a frontend: the certificates it presents and the protocols it offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendTls {
+    /// Certificate chains with their keys; SNI picks one by the names it
+    /// carries, and the first is the default for unknown or missing SNI.
+    pub certificates: Vec<CertificateFiles>,
+    /// ALPN protocols offered, in order of preference.
+    pub alpn: Vec<String>,
+}
+
+/// A PEM certificate chain and its PEM private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    /// Leaf first, then intermediates.
+    pub cert: PathBuf,
+    /// PKCS#8, PKCS#1 (RSA) or SEC1 (EC) key.
+    pub key: PathBuf,
+}
+
+/// One route of an http frontend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    /// Host to match, exact or `*.suffix`.
+    pub host: Option<HostPattern>,
+    /// Path prefix to match.
+    pub path_prefix: Option<String>,
+    /// Request headers that must be present with exactly these values.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Target backend.
+    pub backend: String,
+    /// Which client addresses may use this route.
+    pub access: Option<AccessList>,
+}
+
+/// A route's `host:` pattern, lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `api.example.com`
+    Exact(String),
+    /// `*.example.com`, kept as `.example.com`: matches any name ending in it.
+    Suffix(String),
+}
+
+impl HostPattern {
+    /// Whether a request's host (without port, any case) matches. It is
+    /// taken as the bytes the client sent: names are ASCII.
+    pub fn matches(&self, host: &[u8]) -> bool {
+        match self {
+            HostPattern::Exact(name) => host.eq_ignore_ascii_case(name.as_bytes()),
+            HostPattern::Suffix(suffix) => {
+                host.len() > suffix.len()
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+            }
+        }
+    }
+}
+
+/// `access: { allow, deny }`: a client is refused if a `deny` network holds
+/// its address, or if `allow` is not empty and no `allow` network does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessList {
+    /// Networks allowed (empty: everyone not denied).
+    pub allow: Vec<ipnet::IpNet>,
+    /// Networks denied; deny wins over allow.
+    pub deny: Vec<ipnet::IpNet>,
+}
+
+impl AccessList {
+    /// Whether `client` may pass.
+    pub fn permits(&self, client: std::net::IpAddr) -> bool {
+        let client = match client {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        !self.deny.iter().any(|net| net.contains(&client))
+            && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&client)))
+    }
+}
+
+/// `rate_limit:` per client address: a token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained rate.
+    pub requests_per_second: u32,
+    /// Extra requests allowed in a burst (the bucket's size beyond one second's worth).
+    pub burst: u32,
+}
