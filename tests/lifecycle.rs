@@ -5,7 +5,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use zkgate_testkit::{free_port, http_get, read_until_ending, wait_until, HttpServer, Zkgate};
+use zkgate_testkit::{
+    free_port, http_get, read_until_ending, send_signal, wait_until, HttpServer, Zkgate,
+};
 
 use common::load::Load;
 use common::{servers, web_config, ZKGATE};
@@ -313,11 +315,7 @@ fn a_sigterm_sent_while_the_configuration_is_read_drains_once_zkgate_runs() {
         .write(true)
         .open(&config_path)
         .unwrap();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    send_signal(child.id(), "TERM");
     // zkgate reads the file once. One the signal ended has closed its end of
     // the pipe: the status below says so.
     let _ = pipe.write_all(config.as_bytes());

@@ -5,7 +5,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use zkgate_testkit::{wait_until, HttpServer, ZooKeeper};
+use zkgate_testkit::{send_signal, wait_until, HttpServer, ZooKeeper};
 
 use common::*;
 
@@ -257,10 +257,7 @@ async fn an_ephemeral_add_lasts_until_ctrl_c() {
     })
     .await;
     assert_ne!(stat.ephemeral_owner, 0);
-    Command::new("kill")
-        .args(["-INT", &holder.id().to_string()])
-        .status()
-        .unwrap();
+    send_signal(holder.id(), "INT");
     assert!(holder.wait().unwrap().success());
     assert!(client.check_stat(node).await.unwrap().is_none());
 }
@@ -318,10 +315,7 @@ async fn register_follows_the_local_health_check() {
     present(false).await;
     server.set_healthy(true);
     present(true).await;
-    Command::new("kill")
-        .args(["-TERM", &sidecar.id().to_string()])
-        .status()
-        .unwrap();
+    send_signal(sidecar.id(), "TERM");
     assert!(sidecar.wait().unwrap().success());
     assert!(client.check_stat(&node).await.unwrap().is_none());
 

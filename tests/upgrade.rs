@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::net::UnixDatagram;
-use zkgate_testkit::{free_port, http_get, wait_until, HttpServer, Zkgate, ZooKeeper};
+use zkgate_testkit::{free_port, http_get, send_signal, wait_until, HttpServer, Zkgate, ZooKeeper};
 
 use common::load::{listening_sockets, Load};
 use common::{dead_addr, register, servers, web_config, zk_client, ZKGATE};
@@ -193,10 +193,7 @@ async fn sigusr2_starts_a_successor_that_takes_over_under_load_and_systemd_follo
         assert!(log.contains(line), "no {line:?} in:\n{log}");
     }
     // Stopped for good, the new process tells systemd.
-    std::process::Command::new("kill")
-        .args(["-TERM", &successor.to_string()])
-        .status()
-        .unwrap();
+    send_signal(successor, "TERM");
     assert_eq!(systemd.next().await, "STOPPING=1");
 }
 

@@ -20,7 +20,7 @@ pub use accept::spawn_accept_loop;
 pub use client::{http_get, http_request, http_request_on, raw_exchange, read_until_ending, Reply};
 pub use http_server::HttpServer;
 pub use ports::free_port;
-pub use process::Zkgate;
+pub use process::{send_signal, Zkgate};
 pub use relay::Relay;
 pub use tcp_server::TcpServer;
 pub use wait::wait_until;

@@ -134,13 +134,7 @@ impl Zkgate {
 
     /// Sends the signal `name` (`HUP`, `USR2`, …).
     pub fn signal(&self, name: &str) {
-        let pid = self.process.as_ref().expect("zkgate is running").id();
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} {pid} failed");
+        send_signal(self.pid(), name);
     }
 
     /// Writes a new configuration (an `admin:` section is added) and sends
@@ -237,4 +231,14 @@ impl Drop for Zkgate {
             child.wait().ok();
         }
     }
+}
+
+/// Sends the signal `name` (`TERM`, `INT`, …) to the running process `pid`.
+pub fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
