@@ -2,7 +2,8 @@
 # Side-by-side load benchmark: zkgate vs HAProxy vs nginx doing the same job
 # on this machine, each proxy pinned to core 1, load generator and backends
 # on core 0, in alternation (A B C, B C A, C A B …). Prints req/s, p99, the
-# proxy's CPU time per request (utime+stime from /proc) and the ratios
+# proxy's CPU time per request (utime+stime from /proc), how busy the load
+# core and the proxy's core were (which one was the limit), and the ratios
 # (medians of each round's ratios).
 #
 #   ./benches/compare.sh            # 5 rounds of 6 s per scenario
@@ -218,7 +219,7 @@ churn() { # zkgate alone: quiet vs 50 membership changes/s, same rounds and run 
 printf "%-22s %-8s %10s %9s %12s\n" scenario proxy "req/s" "p99 ms" "CPU µs/req"
 for scenario in $SCENARIOS; do
   if [ "$scenario" = churn ]; then churn; continue; fi
-  declare -A R=() P=() C=()
+  declare -A R=() P=() C=() LOAD=() CORE=()
   proxies=(zkgate haproxy nginx)
   for round in $(seq "$ROUNDS"); do
     # Each round starts with the next proxy (A B C, B C A, C A B …): the
@@ -241,6 +242,7 @@ for scenario in $SCENARIOS; do
       [ -z "${VERBOSE:-}" ] || printf "%-22s %-8s %10s %9s %12s   (round %s; cores busy: load %s%%, proxy %s%%)\n" \
         "$scenario" "$proxy" "$rps" "$p99" "$cpu" "$round" "$load_core" "$proxy_core" >&2
       R[$proxy]+="$rps "; P[$proxy]+="$p99 "; C[$proxy]+="$cpu "
+      LOAD[$proxy]+="$load_core "; CORE[$proxy]+="$proxy_core "
     done
   done
   # Ratios are the medians of each round's ratios (runs a minute apart at
@@ -253,8 +255,13 @@ for scenario in $SCENARIOS; do
     r=$(tr ' ' '\n' <<<"${R[$proxy]}" | grep . | median)
     p=$(tr ' ' '\n' <<<"${P[$proxy]}" | grep . | median)
     c=$(tr ' ' '\n' <<<"${C[$proxy]}" | grep . | median)
-    printf "%-22s %-8s %10.0f %9.2f %12.1f\n" "$scenario" "$proxy" "$r" "$p" "$c"
+    l=$(tr ' ' '\n' <<<"${LOAD[$proxy]}" | grep . | median)
+    k=$(tr ' ' '\n' <<<"${CORE[$proxy]}" | grep . | median)
+    printf "%-22s %-8s %10.0f %9.2f %12.1f   cores busy: load %s%%, proxy %s%%\n" "$scenario" "$proxy" "$r" "$p" "$c" "$l" "$k"
   done
+  # A row whose load core is ~100 % busy while its proxy's core is not was
+  # limited by the load side: its req/s is what wrk and the origins could
+  # drive, and its "req per CPU-second" is what the proxy's core could do.
   for other in haproxy nginx; do
     rr=$(ratios "$other" | awk '{print $1 / $2}' | median)
     cr=$(ratios "$other" | awk '{print $3 / $4}' | median)
