@@ -15,6 +15,7 @@ use zkgate_routing::{Backend, Server};
 
 use super::body::ProxyBody;
 use super::headers::strip_hop_by_hop;
+use super::policy::retry::{self, Tries};
 use super::upstream::{Conn, PoolKey, UpstreamBody};
 use crate::Proxy;
 
@@ -39,15 +40,7 @@ struct Replay {
 
 impl Replay {
     fn of(request: &Request<UpstreamBody>) -> Option<Replay> {
-        let idempotent = matches!(
-            *request.method(),
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::TRACE
-                | Method::PUT
-                | Method::DELETE
-        );
+        let idempotent = retry::idempotent(request.method().as_str().as_bytes());
         let empty = request.body().size_hint().exact() == Some(0);
         (idempotent && empty).then(|| Replay {
             method: request.method().clone(),
@@ -97,35 +90,27 @@ pub async fn forward(
     } else {
         None
     };
-    let first = match sticky {
-        Some(address) => backend.servers.iter().find(|s| s.address() == address),
-        None => backend.pick(key),
-    };
-    let mut attempts = backend.attempts(first);
-    for server in attempts.by_ref() {
+    let mut tries = Tries::new(proxy, backend, sticky, key);
+    while let Some(server) = tries.next() {
         let outcome = attempt_on(backend, server, request, replay.as_ref()).await;
-        let ok = match &outcome {
-            Attempt::Answered(response) => !response.status().is_server_error(),
-            Attempt::ClientFault(_) => true,
-            _ => false,
-        };
-        if backend.record(server, ok) {
-            proxy.changed.notify_one();
-        }
-        match outcome {
-            Attempt::Answered(response) => return Forwarded::Answered(response, server.address()),
-            Attempt::Failed(status) | Attempt::ClientFault(status) => {
-                return Forwarded::Failed(status)
+        let (forwarded, ok) = match outcome {
+            Attempt::Answered(response) => {
+                let ok = !response.status().is_server_error();
+                (Forwarded::Answered(response, server.address()), ok)
             }
-            Attempt::Retry(again) => request = again,
-        }
+            Attempt::Failed(status) => (Forwarded::Failed(status), false),
+            // Not the server's fault.
+            Attempt::ClientFault(status) => (Forwarded::Failed(status), true),
+            Attempt::Retry(again) => {
+                tries.record(server, false);
+                request = again;
+                continue;
+            }
+        };
+        tries.record(server, ok);
+        return forwarded;
     }
-    if attempts.none_tried() {
-        backend.metrics.no_server.inc();
-        Forwarded::Failed(StatusCode::SERVICE_UNAVAILABLE)
-    } else {
-        Forwarded::Failed(StatusCode::BAD_GATEWAY)
-    }
+    Forwarded::Failed(tries.exhausted())
 }
 
 async fn attempt_on(

@@ -3,13 +3,12 @@
 //! fast path (`fast`) and move to hyper (both sides) for what it leaves
 //! aside; HTTP/2 clients are served by hyper throughout.
 
-mod admission;
 mod body;
 mod fast;
 mod forward;
 mod h2;
 mod headers;
-mod keys;
+mod policy;
 mod response;
 mod rewind;
 mod service;
@@ -33,7 +32,9 @@ use crate::stream::Stream;
 use crate::Proxy;
 use zkgate_routing::clock;
 
+use policy::client_wait::{closes_on_shutdown, Waiting};
 use service::ProxyService;
+use zkgate_config::Timeouts;
 
 /// Largest request head accepted (request line + headers); beyond it: 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -135,9 +136,8 @@ async fn serve_h1(
         .serve_connection(io, service)
         .with_upgrades();
 
-    let header_timeout = frontend.timeouts.client_header;
-    let idle_timeout = frontend.timeouts.client_idle;
-    let mut deadline = tokio::time::Instant::now() + header_timeout;
+    let mut deadline =
+        tokio::time::Instant::now() + Waiting::FirstRequest.limit(&frontend.timeouts);
     // Shutdown asked (`stopping`), and passed on to hyper (`draining`). A
     // connection accepted as shutdown began still gets its first request
     // answered: closing it unread would fail a client that did nothing wrong.
@@ -145,7 +145,8 @@ async fn serve_h1(
     let mut watching = !stopping;
     let mut draining = false;
     loop {
-        if stopping && !draining && !awaiting_first_request(&activity) {
+        let served_any = !matches!(activity.snapshot(), Activity::Idle { first: true, .. });
+        if stopping && !draining && closes_on_shutdown(served_any) {
             draining = true;
             std::pin::Pin::new(&mut conn).graceful_shutdown();
         }
@@ -157,7 +158,7 @@ async fn serve_h1(
                 return;
             }
             _ = tokio::time::sleep_until(deadline) => {
-                match expired(activity.snapshot(), header_timeout, idle_timeout) {
+                match expired(activity.snapshot(), &frontend.timeouts) {
                     Expiry::NotYet(next) => deadline = next,
                     Expiry::Idle => {
                         debug!(%peer, "closing idle client connection");
@@ -190,42 +191,35 @@ async fn serve_h1(
 /// first request has started arriving.
 const FIRST_REQUEST_POLL: Duration = Duration::from_millis(5);
 
-fn awaiting_first_request(activity: &ConnActivity) -> bool {
-    matches!(activity.snapshot(), Activity::Idle { first: true, .. })
-}
-
 enum Expiry {
     NotYet(tokio::time::Instant),
     Idle,
     HeaderTimeout,
 }
 
-fn expired(activity: Activity, header_timeout: Duration, idle_timeout: Duration) -> Expiry {
-    let now = clock::now_ms();
-    let due = |since_ms: u64, limit: Duration, then: Expiry| {
-        let at = since_ms + limit.as_millis() as u64;
-        if now >= at {
-            then
-        } else {
-            Expiry::NotYet(clock::instant_of(at).into())
-        }
-    };
-    match activity {
+fn expired(activity: Activity, timeouts: &Timeouts) -> Expiry {
+    let (since_ms, waiting) = match activity {
         // Look again later; a request in flight is governed by server timeouts.
         Activity::Busy => {
-            Expiry::NotYet(tokio::time::Instant::now() + header_timeout.min(idle_timeout))
+            let next = timeouts.client_header.min(timeouts.client_idle);
+            return Expiry::NotYet(tokio::time::Instant::now() + next);
         }
-        // A new connection must start its first request within client_header.
         Activity::Idle {
             since_ms,
             first: true,
-        } => due(since_ms, header_timeout, Expiry::Idle),
+        } => (since_ms, Waiting::FirstRequest),
         Activity::Idle {
             since_ms,
             first: false,
-        } => due(since_ms, idle_timeout, Expiry::Idle),
-        Activity::ReadingHeaders { since_ms } => {
-            due(since_ms, header_timeout, Expiry::HeaderTimeout)
-        }
+        } => (since_ms, Waiting::NextRequest),
+        Activity::ReadingHeaders { since_ms } => (since_ms, Waiting::RestOfHead),
+    };
+    let at = since_ms + waiting.limit(timeouts).as_millis() as u64;
+    if clock::now_ms() < at {
+        Expiry::NotYet(clock::instant_of(at).into())
+    } else if waiting.answers_timeout() {
+        Expiry::HeaderTimeout
+    } else {
+        Expiry::Idle
     }
 }

@@ -11,11 +11,10 @@ use http::{header, uri, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use zkgate_routing::{Backend, FrontendId};
 
-use super::admission::{admit, Refused};
 use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::forward::{forward, Forwarded};
-use super::headers::{add_forwarded, client_address_value, request_host, strip_hop_by_hop};
-use super::keys;
+use super::headers::{add_forwarded, client_address_value, strip_hop_by_hop};
+use super::policy::{decide, refuse_malformed, Decision};
 use super::response::{error, too_many_requests};
 use super::upgrade;
 use crate::io::ConnActivity;
@@ -135,60 +134,52 @@ impl ClientConn {
     ) -> Response<ProxyBody> {
         // One table for the whole request, even if a new one is published meanwhile.
         let table = self.proxy.table.load_full();
-        let frontend = match table.frontend(self.frontend) {
-            Some(frontend) => frontend,
-            None => match table.retired(self.frontend) {
-                // A reload removed the frontend: served as it last was, and
-                // the connection closes after the response (HTTP/1) or
-                // after its streams (HTTP/2).
-                Some(frontend) => {
-                    outcome.retired = true;
-                    frontend
-                }
-                None => return error(StatusCode::SERVICE_UNAVAILABLE),
-            },
+        let decision = match check_framing(request.headers()) {
+            Err(status) => refuse_malformed(&table, self.frontend, status),
+            // This adapter carries every backend protocol.
+            Ok(()) => decide(
+                &self.proxy,
+                &table,
+                self.frontend,
+                self.peer.ip(),
+                &request,
+                |_| true,
+            ),
         };
-        frontend.metrics.requests.inc();
-        outcome.frontend = Some(Arc::clone(&frontend.name));
-        if let Err(status) = check_framing(request.headers()) {
-            return error(status);
-        }
-        let host = request_host(request.uri(), request.headers());
-        let selected = frontend.select(host, request.uri().path().as_bytes(), request.headers());
-        let backend = match admit(&self.proxy, frontend, self.peer.ip(), selected) {
-            Ok(backend) => backend,
-            Err(Refused {
-                retry_after: Some(wait),
-                ..
-            }) => return too_many_requests(wait),
-            Err(refused) => return error(refused.status),
+        let routed = match decision {
+            Decision::Forward(routed) => routed,
+            Decision::Refuse {
+                frontend,
+                retired,
+                refused,
+            } => {
+                outcome.retired = retired;
+                outcome.frontend = frontend.map(|f| Arc::clone(&f.name));
+                return match refused.retry_after {
+                    Some(wait) => too_many_requests(wait),
+                    None => error(refused.status),
+                };
+            }
+            Decision::Elsewhere => return error(StatusCode::SERVICE_UNAVAILABLE),
         };
-        let backend = Arc::clone(backend);
+        outcome.retired = routed.retired;
+        outcome.frontend = Some(Arc::clone(&routed.frontend.name));
+        let backend = Arc::clone(routed.backend);
         outcome.backend = Some(Arc::clone(&backend.name));
-        let key = keys::hash_key(&backend.balance, &request, self.peer.ip());
-        let sticky = backend
-            .sticky_cookie
-            .as_deref()
-            .and_then(|name| keys::cookie(&request, name))
-            .and_then(|value| backend.sticky(value))
-            .map(|server| server.address());
+        let frontend = Arc::clone(routed.frontend);
+        let (key, sticky) = (routed.key, routed.sticky);
         let upgrade = upgrade::requested(&request)
             .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         if let Err(status) = prepare(
             &mut request,
-            frontend
-                .forwarded_headers
-                .then_some(if frontend.tls.is_some() {
-                    "https"
-                } else {
-                    "http"
-                }),
+            routed.forwarded_scheme,
             backend.protocol == zkgate_config::Protocol::Http2,
             &self.forwarded_for,
         ) {
             backend.metrics.count_response(status.as_u16());
             return error(status);
         }
+        drop(table);
         let forwarded = match upgrade {
             Some((protocol, client)) => {
                 let idle = backend.timeouts.tunnel.min(frontend.timeouts.tunnel);

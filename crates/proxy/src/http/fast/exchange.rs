@@ -15,6 +15,7 @@ use super::chunked::Chunked;
 use super::framing::{self, Additions, Framing, Malformed};
 use super::pool::ServerConn;
 use super::timer::Timer;
+use crate::http::policy::retry::Tries;
 use crate::http::service::sticky_cookie;
 use crate::http::upstream::PoolKey;
 use crate::Proxy;
@@ -85,30 +86,19 @@ pub async fn exchange<C: AsyncWrite + Unpin>(
     timer: &mut Timer,
     proxy: &Proxy,
 ) -> Exchanged {
-    let first = match request.sticky {
-        Some(address) => backend.servers.iter().find(|s| s.address() == address),
-        None => backend.pick(request.key),
-    };
-    let mut attempts = backend.attempts(first);
-    for server in attempts.by_ref() {
+    let mut tries = Tries::new(proxy, backend, request.sticky, request.key);
+    while let Some(server) = tries.next() {
         let outcome = attempt_on(backend, server, request, client, out, timer).await;
         let ok = match &outcome {
             Attempt::Done(Exchanged::Answered { status, .. }) => *status < 500,
             _ => false,
         };
-        if backend.record(server, ok) {
-            proxy.changed.notify_one();
-        }
+        tries.record(server, ok);
         if let Attempt::Done(done) = outcome {
             return done;
         }
     }
-    if attempts.none_tried() {
-        backend.metrics.no_server.inc();
-        Exchanged::Failed(StatusCode::SERVICE_UNAVAILABLE)
-    } else {
-        Exchanged::Failed(StatusCode::BAD_GATEWAY)
-    }
+    Exchanged::Failed(tries.exhausted())
 }
 
 /// Why no response head came from a server.

@@ -8,7 +8,7 @@ use zkgate_routing::RequestHeaders;
 
 use super::ascii::spells;
 use crate::http::headers::host_name;
-use crate::http::keys::RequestView;
+use crate::http::policy::RequestView;
 
 /// Most headers the fast path parses; a request with more goes to hyper,
 /// which takes up to `MAX_HEADERS`.
@@ -253,14 +253,6 @@ impl<'a> Head<'a> {
         host_name(self.host_value()?)
     }
 
-    /// Whether a method is safe to send twice (RFC 9110 §9.2.2).
-    pub fn idempotent(&self) -> bool {
-        matches!(
-            self.method_bytes(),
-            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
-        )
-    }
-
     pub fn name(&self, field: &Field) -> &'a [u8] {
         self.slice(field.name)
     }
@@ -277,6 +269,16 @@ impl RequestHeaders for Head<'_> {
 }
 
 impl RequestView for Head<'_> {
+    type Headers = Self;
+
+    fn host(&self) -> Option<&[u8]> {
+        Head::host(self)
+    }
+
+    fn headers(&self) -> &Self {
+        self
+    }
+
     fn path(&self) -> &[u8] {
         let (start, _) = self.parsed.target;
         self.slice((start, start + self.parsed.path_len))
@@ -328,7 +330,7 @@ mod tests {
         assert!(head.has_value(&user, b"u1"));
         assert!(!head.has_value(&user, b"u2"));
         assert_eq!(
-            crate::http::keys::cookie(&head, "t"),
+            crate::http::policy::keys::cookie(&head, "t"),
             Some(&b"2"[..]),
             "cookies are read from the head"
         );

@@ -30,8 +30,8 @@ use zkgate_routing::{Frontend, FrontendId};
 use self::exchange::{exchange, Exchanged, Outgoing};
 use self::head::{Field, Head, Role, Scan};
 use self::timer::Timer;
-use super::admission::admit;
-use super::keys::{self, RequestView};
+use super::policy::client_wait::{closes_on_shutdown, Waiting};
+use super::policy::{decide, retry, Decision, Routed};
 use super::response::{retry_after_seconds, write_error, REQUEST_TIMEOUT_RAW};
 use super::MAX_HEAD_BYTES;
 use crate::access_log::HttpEntry;
@@ -94,8 +94,6 @@ pub async fn serve(
     activity: &ConnActivity,
     guard: &mut ConnectionGuard,
 ) -> End {
-    let header_timeout = frontend.timeouts.client_header;
-    let idle_timeout = frontend.timeouts.client_idle;
     let mut idle_since = tokio::time::Instant::now();
     let mut client = Client {
         io,
@@ -110,7 +108,7 @@ pub async fn serve(
         activity,
         served: 0,
         ended: None,
-        timer: Timer::new(idle_since + header_timeout),
+        timer: Timer::new(idle_since + Waiting::FirstRequest.limit(&frontend.timeouts)),
     };
     let mut stopping = *guard.shutdown.borrow();
     let mut watching = !stopping;
@@ -136,16 +134,15 @@ pub async fn serve(
                         head_since.get_or_insert_with(tokio::time::Instant::now);
                     }
                 }
-            } else if stopping && client.served > 0 {
-                // Shutting down and between requests: done. (A connection
-                // accepted just as shutdown began still gets its first request answered.)
+            } else if stopping && closes_on_shutdown(client.served > 0) {
                 return End::Closed;
             }
-            let deadline = match head_since {
-                Some(since) => since + header_timeout,
-                None if client.served == 0 => idle_since + header_timeout,
-                None => idle_since + idle_timeout,
+            let (waiting, since) = match head_since {
+                Some(since) => (Waiting::RestOfHead, since),
+                None if client.served == 0 => (Waiting::FirstRequest, idle_since),
+                None => (Waiting::NextRequest, idle_since),
             };
+            let deadline = since + waiting.limit(&frontend.timeouts);
             if client.buf.capacity() - client.buf.len() < MIN_READ {
                 client.buf.reserve(READ_SIZE);
             }
@@ -156,7 +153,7 @@ pub async fn serve(
                     Ok(_) => {}
                 },
                 () = client.timer.until(deadline) => {
-                    if !client.buf.is_empty() {
+                    if waiting.answers_timeout() {
                         // Best effort: the client may already be gone.
                         if client.io.write_all(&REQUEST_TIMEOUT_RAW).await.is_ok() {
                             client.io.shutdown().await.ok();
@@ -196,6 +193,14 @@ const READ_SIZE: usize = 8 * 1024;
 /// Below this much free space, the read buffer grows before a read.
 const MIN_READ: usize = 1024;
 
+/// `served`, but the last on the connection if `last`.
+fn last_if(served: Served, last: bool) -> Served {
+    match served {
+        Served::Next if last => Served::Last,
+        served => served,
+    }
+}
+
 /// What follows a request.
 enum Served {
     /// The connection may carry another request.
@@ -213,93 +218,81 @@ impl Client<'_> {
         let logged_since = self.proxy.access_log.is_some().then(Instant::now);
         // One table for the whole request, even if a new one is published meanwhile.
         let table = self.proxy.table.load_full();
-        let (frontend, retired) = match table.frontend(self.frontend) {
-            Some(frontend) => (frontend, false),
-            None => match table.retired(self.frontend) {
-                // A reload removed the frontend: served as it last was, and
-                // the connection closes.
-                Some(frontend) => (frontend, true),
-                None => {
-                    return self
-                        .answer(StatusCode::SERVICE_UNAVAILABLE, None, close)
-                        .await
-                }
-            },
-        };
-        let close = close || retired;
         let head = Head {
             buf: &self.buf,
             fields: &self.fields,
             parsed,
         };
-        let selected = frontend.select(head.host(), head.path(), &head);
-        if selected.is_some_and(|(backend, _)| backend.protocol != Protocol::Http1) {
-            return Served::Hyper;
-        }
-        match self
-            .route(frontend, selected, parsed, close, logged_since)
-            .await
-        {
-            Served::Next if retired => Served::Last,
-            served => served,
-        }
-    }
-
-    async fn route(
-        &mut self,
-        frontend: &Frontend,
-        selected: Option<(
-            &Arc<zkgate_routing::Backend>,
-            Option<&zkgate_config::AccessList>,
-        )>,
-        parsed: head::Parsed,
-        close: bool,
-        logged_since: Option<Instant>,
-    ) -> Served {
-        frontend.metrics.requests.inc();
-        let client = self.peer.ip();
-        let backend = match admit(self.proxy, frontend, client, selected) {
-            Ok(backend) => backend,
-            Err(refused) => {
+        let decision = decide(
+            self.proxy,
+            &table,
+            self.frontend,
+            self.peer.ip(),
+            &head,
+            |backend| backend.protocol == Protocol::Http1,
+        );
+        let (routed, close) = match decision {
+            Decision::Forward(routed) => {
+                let close = close || routed.retired;
+                (routed, close)
+            }
+            Decision::Refuse {
+                frontend: None,
+                refused,
+                ..
+            } => return self.answer(refused.status, None, close).await,
+            Decision::Refuse {
+                frontend: Some(frontend),
+                retired,
+                refused,
+            } => {
                 let retry_after = refused.retry_after.map(retry_after_seconds);
-                return self
+                let served = self
                     .refuse(
                         frontend,
                         parsed,
                         refused.status,
                         retry_after,
-                        close,
+                        close || retired,
                         logged_since,
                     )
                     .await;
+                return last_if(served, retired);
             }
+            Decision::Elsewhere => return Served::Hyper,
         };
+        let retired = routed.retired;
+        let served = self.forward(routed, parsed, close, logged_since).await;
+        last_if(served, retired)
+    }
+
+    async fn forward(
+        &mut self,
+        routed: Routed<'_>,
+        parsed: head::Parsed,
+        close: bool,
+        logged_since: Option<Instant>,
+    ) -> Served {
+        let Routed {
+            frontend, backend, ..
+        } = routed;
         let head = Head {
             buf: &self.buf,
             fields: &self.fields,
             parsed,
         };
-        let key = keys::hash_key(&backend.balance, &head, client);
-        let sticky = backend
-            .sticky_cookie
-            .as_deref()
-            .and_then(|name| keys::cookie(&head, name))
-            .and_then(|value| backend.sticky(value))
-            .map(|server| server.address());
-        let scheme = frontend
-            .forwarded_headers
-            .then_some(if frontend.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            });
-        write_upstream_head(&head, scheme, self.client_text, &mut self.upstream);
+        write_upstream_head(
+            &head,
+            routed.forwarded_scheme,
+            self.client_text,
+            &mut self.upstream,
+        );
         let outgoing = Outgoing {
             head: &self.upstream,
             head_method: head.is_head(),
-            idempotent: head.idempotent(),
-            sticky,
-            key,
+            idempotent: retry::idempotent(head.method_bytes()),
+            sticky: routed.sticky,
+            key: routed.key,
             close,
             logged_since,
         };

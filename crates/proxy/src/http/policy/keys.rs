@@ -3,21 +3,41 @@
 
 use std::net::IpAddr;
 
-use http::{header, HeaderName, Request};
+use http::{header, HeaderMap, HeaderName, Request};
 use zkgate_config::Balance;
 use zkgate_routing::balance::hash::{client_key, hash64, SEED};
+use zkgate_routing::RequestHeaders;
 
-/// A request as routing and balancing see it: its path and headers.
+use crate::http::headers::request_host;
+
+/// A request as routing and balancing see it, whichever wire adapter read
+/// it: its host, path and headers.
 pub trait RequestView {
+    /// What route header matches look at.
+    type Headers: RequestHeaders + ?Sized;
+    /// The host to route by, without its port.
+    fn host(&self) -> Option<&[u8]>;
     /// The path, without the query.
     fn path(&self) -> &[u8];
+    /// The headers, for route matches.
+    fn headers(&self) -> &Self::Headers;
     /// The values of header `name`, in order.
     fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a;
 }
 
 impl<B> RequestView for Request<B> {
+    type Headers = HeaderMap;
+
+    fn host(&self) -> Option<&[u8]> {
+        request_host(self.uri(), self.headers())
+    }
+
     fn path(&self) -> &[u8] {
         self.uri().path().as_bytes()
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        Request::headers(self)
     }
 
     fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {

@@ -20,7 +20,7 @@ pub struct Refused {
 }
 
 impl Refused {
-    fn with(status: StatusCode) -> Self {
+    pub fn with(status: StatusCode) -> Self {
         Refused {
             status,
             retry_after: None,

@@ -1,0 +1,15 @@
+//! The request core: what happens to an HTTP request, decided once for
+//! every wire adapter (the fast HTTP/1 reader, hyper's HTTP/1 and HTTP/2).
+//! Which frontend serves it and whether it is admitted, which backend and
+//! server it goes to, when it is tried again, how long a client may keep
+//! zkgate waiting: all here. The adapters only turn bytes or frames into a
+//! [`RequestView`] and carry the decision out.
+
+mod admission;
+pub mod client_wait;
+mod decide;
+pub mod keys;
+pub mod retry;
+
+pub use decide::{decide, refuse_malformed, Decision, Routed};
+pub use keys::RequestView;
