@@ -19,7 +19,7 @@ done
 cargo build --release --locked --quiet --bin zkgate --example responder
 work=$(mktemp -d)
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$work"/cg.* /tmp/ 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT INT TERM
 
 # Fixed loopback ports: a benchmark, not a test.
@@ -39,22 +39,22 @@ requests() {
 
 for row in $ROWS; do
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.$row" \
-    ./target/release/zkgate --workers 1 run --config "$work/zkgate.yaml" 2>"$work/vg.$row" &
+    ./target/release/zkgate run --workers 1 --config "$work/zkgate.yaml" 2>"$work/vg.$row" &
   pid=$!
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$ADMIN/healthz" >/dev/null && break; sleep 0.1; done
   # Warm: connections to the server exist before counting starts.
   wrk -t1 -c16 -d1s "http://127.0.0.1:$PROXY/64" >/dev/null
   before=$(requests)
-  callgrind_control -i on "$pid" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null 2>&1
   case $row in
     h1) wrk -t1 -c16 -d"${SECONDS_PER_ROW}s" "http://127.0.0.1:$PROXY/64" >/dev/null ;;
     h2) h2load -c16 -m10 -D"$SECONDS_PER_ROW" "http://127.0.0.1:$PROXY/64" >/dev/null ;;
   esac
-  callgrind_control -i off "$pid" >/dev/null
+  callgrind_control -i off "$pid" >/dev/null 2>&1
   after=$(requests)
-  callgrind_control -d "$pid" >/dev/null
+  # The counts are written as zkgate exits.
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  total=$(callgrind_annotate "$work"/cg."$row"* 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+  total=$(callgrind_annotate "$work/cg.$row" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
   count=$(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')
   printf '%s: %s instructions / %s requests = %s per request\n' "$row" "$total" "$count" \
     "$(awk -v t="$total" -v c="$count" 'BEGIN { printf "%.0f", t / c }')"

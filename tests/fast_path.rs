@@ -469,3 +469,29 @@ async fn the_idle_timeout_counts_from_the_end_of_a_slow_response() {
         .await
         .expect("the kept connection serves the next request");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pool_of_server_connections_serves_every_path() {
+    let server = HttpServer::start("s1").await;
+    let (_zkgate, addr) =
+        start_in_front_of_with_env(server.addr, "", &[("ZKGATE_WORKERS", "1")]).await;
+    // One request at a time, alternating between the fast path (a bodiless
+    // GET) and hyper's (a body), each on a client connection of its own.
+    let get = b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".as_slice();
+    let post =
+        b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+            .as_slice();
+    for request in [get, post, get, post, post, get] {
+        let answer = raw_exchange(addr, request, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    }
+    assert_eq!(server.requests(), 6);
+    // The server saw one connection: each path reused what the other left.
+    assert_eq!(server.connections(), 1);
+    // And HTTP/2 clients' requests use the same pool.
+    let reply = zkgate_testkit::grpc::call(addr, b"x").await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(server.connections(), 1);
+}

@@ -14,7 +14,7 @@ use zkgate_routing::ActiveRequest;
 
 use crate::access_log::{AccessLog, HttpEntry};
 
-use super::upstream::{self, PoolKey, Sender};
+use super::upstream::Reuse;
 use crate::io::ConnActivity;
 
 /// Marks the client connection's request finished when dropped.
@@ -75,11 +75,9 @@ enum Kind {
 
 /// A server's body, with what to release when it ends.
 struct Streamed {
-    /// Whether the connection may go back to the pool.
-    poolable: bool,
     body: Incoming,
-    /// The server connection, returned to the pool once the body was read to its end.
-    reuse: Option<(PoolKey, Sender)>,
+    /// A pooled connection, kept again once the body was read to its end.
+    reuse: Option<Reuse>,
     finished: bool,
     /// Released as the server's last frame is read, before it is written to
     /// the client: the server's part is over, and a client that sends its
@@ -89,38 +87,20 @@ struct Streamed {
 
 impl Drop for Streamed {
     fn drop(&mut self) {
-        if self.poolable && (self.finished || self.body.is_end_stream()) {
-            if let Some((server, sender)) = self.reuse.take() {
-                upstream::checkin(server, sender);
-            }
+        if let Some(reuse) = self.reuse.take() {
+            reuse.finish(self.finished || self.body.is_end_stream());
         }
     }
 }
 
 impl ProxyBody {
-    /// A server's body; `reuse` goes back to the pool when it ends.
-    pub fn upstream(body: Incoming, reuse: (PoolKey, Sender), active: ActiveRequest) -> Self {
+    /// A server's body; `reuse`, its pooled connection, is kept again if
+    /// the body is read to its end.
+    pub fn upstream(body: Incoming, reuse: Option<Reuse>, active: ActiveRequest) -> Self {
         ProxyBody {
             kind: Kind::Upstream(Streamed {
-                poolable: true,
                 body,
-                reuse: Some(reuse),
-                finished: false,
-                active: Some(active),
-            }),
-            done: None,
-            log: None,
-            sent: 0,
-        }
-    }
-
-    /// A server's body on a connection that is not pooled.
-    pub fn detached(body: Incoming, active: ActiveRequest) -> Self {
-        ProxyBody {
-            kind: Kind::Upstream(Streamed {
-                poolable: false,
-                body,
-                reuse: None,
+                reuse,
                 finished: false,
                 active: Some(active),
             }),

@@ -14,6 +14,7 @@ use zkgate_config::Protocol;
 use zkgate_routing::{Backend, Server};
 
 use super::body::ProxyBody;
+use super::headers::keeps_alive;
 use super::headers::strip_hop_by_hop;
 use super::policy::retry::{self, Tries};
 use super::upstream::{Conn, PoolKey, UpstreamBody};
@@ -132,7 +133,7 @@ async fn attempt_on(
     }
     let tls = backend.tls.as_deref();
     let key = PoolKey::new(address, tls);
-    let mut cached = Conn::cached(backend.protocol, key);
+    let mut cached = Conn::cached(backend.protocol, key).await;
     loop {
         let reused = cached.is_some();
         let mut conn = match cached.take() {
@@ -179,11 +180,12 @@ async fn attempt_on(
                     .observe(elapsed.as_secs_f64());
                 server.state.latency.observe(elapsed, answered);
                 let (mut parts, body) = response.into_parts();
+                let keep_alive = keeps_alive(parts.version, parts.status, &parts.headers);
                 strip_hop_by_hop(&mut parts.headers);
                 parts.version = Version::HTTP_11;
                 return Attempt::Answered(Response::from_parts(
                     parts,
-                    conn.body(body, key, active),
+                    conn.body(body, keep_alive, active),
                 ));
             }
             Ok(Err(mut failed)) => match failed.take_message() {

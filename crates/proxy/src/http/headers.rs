@@ -47,6 +47,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether a server's connection may carry another request after this
+/// response (RFC 9112 §9.3): HTTP/1.1, no `close` among its `Connection`
+/// options, and a body whose end the framing tells (a body that ends with
+/// the connection leaves nothing to reuse). HTTP/1.0 servers' connections
+/// are not kept, whatever they say.
+pub fn keeps_alive(version: http::Version, status: http::StatusCode, headers: &HeaderMap) -> bool {
+    let closes = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+    let delimited = status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED
+        || headers.contains_key(header::CONTENT_LENGTH)
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    version == http::Version::HTTP_11 && !closes && delimited
+}
+
 /// Removes the headers a `Connection` header names, other than the
 /// hop-by-hop ones (removed anyway) and `close`.
 fn remove_connection_options(headers: &mut HeaderMap) {

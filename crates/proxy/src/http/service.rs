@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use http::{header, uri, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use zkgate_routing::{Backend, FrontendId};
+use zkgate_routing::FrontendId;
 
 use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::forward::{forward, Forwarded};
 use super::headers::{add_forwarded, client_address_value, strip_hop_by_hop};
+use super::policy::keys::sticky_cookie;
 use super::policy::{decide, refuse_malformed, Decision};
 use super::response::{error, too_many_requests};
 use super::upgrade;
@@ -265,15 +266,6 @@ fn prepare(
     }
     *request.version_mut() = Version::HTTP_11;
     Ok(())
-}
-
-/// The `Set-Cookie` value that pins the client to `server` for the next requests.
-pub fn sticky_cookie(name: &str, backend: &Backend, server: SocketAddr) -> Option<String> {
-    let server = backend.servers.iter().find(|s| s.address() == server)?;
-    Some(format!(
-        "{name}={}; Path=/; HttpOnly",
-        backend.sticky_value(server)
-    ))
 }
 
 /// Refuses message framings that request smuggling relies on (RFC 9112

@@ -87,7 +87,7 @@ pub async fn forward(
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            let response = Response::from_parts(parts, ProxyBody::detached(body, active));
+            let response = Response::from_parts(parts, ProxyBody::upstream(body, None, active));
             return Forwarded::Answered(response, address);
         }
         let mut response = response;

@@ -13,11 +13,10 @@ use zkgate_routing::{ActiveRequest, Backend, Server};
 
 use super::chunked::Chunked;
 use super::framing::{self, Additions, Framing, Malformed};
-use super::pool::ServerConn;
 use super::timer::Timer;
+use crate::http::policy::keys::sticky_cookie;
 use crate::http::policy::retry::Tries;
-use crate::http::service::sticky_cookie;
-use crate::http::upstream::PoolKey;
+use crate::http::upstream::{PoolKey, ServerConn};
 use crate::Proxy;
 
 /// Largest response head accepted from a server.
@@ -132,7 +131,7 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
     // One clock reading for the pool's idle ages and, on a kept connection,
     // the start of the server's response time.
     let now = Instant::now();
-    let mut cached = ServerConn::cached(key, now);
+    let mut cached = ServerConn::cached(key, now).await;
     loop {
         let reused = cached.is_some();
         let (mut conn, sent) = match cached.take() {

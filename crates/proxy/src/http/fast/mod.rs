@@ -14,7 +14,6 @@ mod chunked;
 mod exchange;
 mod framing;
 mod head;
-mod pool;
 mod timer;
 
 use std::net::SocketAddr;

@@ -1,12 +1,13 @@
-//! The request key a hashing backend places a request by, and the request
-//! fields routing and balancing read, whichever parser produced the request.
+//! The request key a hashing backend places a request by, the sticky-session
+//! cookie, and the request fields routing and balancing read, whichever
+//! parser produced the request.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::{header, HeaderMap, HeaderName, Request};
 use zkgate_config::Balance;
 use zkgate_routing::balance::hash::{client_key, hash64, SEED};
-use zkgate_routing::RequestHeaders;
+use zkgate_routing::{Backend, RequestHeaders};
 
 use crate::http::headers::request_host;
 
@@ -71,6 +72,15 @@ pub fn cookie<'a, R: RequestView>(request: &'a R, name: &str) -> Option<&'a [u8]
             let eq = pair.iter().position(|&b| b == b'=')?;
             (&pair[..eq] == name.as_bytes()).then(|| &pair[eq + 1..])
         })
+}
+
+/// The `Set-Cookie` value that pins the client to `server` for the next requests.
+pub fn sticky_cookie(name: &str, backend: &Backend, server: SocketAddr) -> Option<String> {
+    let server = backend.servers.iter().find(|s| s.address() == server)?;
+    Some(format!(
+        "{name}={}; Path=/; HttpOnly",
+        backend.sticky_value(server)
+    ))
 }
 
 #[cfg(test)]

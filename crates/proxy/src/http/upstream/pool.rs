@@ -1,0 +1,195 @@
+//! The pool of HTTP/1.1 connections to servers, kept per worker thread (no
+//! lock) between requests, whichever adapter opened or used them last. An
+//! idle connection is either a socket and its read buffer (the fast path
+//! left it), or still in hyper's hands (hyper's adapters left it): hyper
+//! takes the next request on it as it is, and the fast path asks hyper to
+//! hand the socket back first. Either way, one socket per server
+//! connection, reused by every path.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use zkgate_routing::FastHash;
+use zkgate_tls::ClientTls;
+
+use std::net::SocketAddr;
+
+use super::client::Lent;
+use crate::dial::{dial, ConnectError};
+use crate::stream::Stream;
+
+/// Idle connections kept per server and thread.
+const MAX_IDLE_PER_SERVER: usize = 256;
+/// Idle connections older than this are closed rather than reused: servers
+/// commonly close keep-alive connections after 60 s or more, and reusing
+/// one they are closing would fail the request.
+const MAX_IDLE_AGE: Duration = Duration::from_secs(20);
+
+/// Largest read buffer an idle connection keeps.
+const MAX_IDLE_BUFFER: usize = 32 * 1024;
+
+thread_local! {
+    /// By server: addresses the proxy picked, not client input, so a cheap
+    /// unkeyed hash is safe (SipHash is a measurable part of a small request).
+    static IDLE: RefCell<HashMap<PoolKey, Vec<Idle>, FastHash>> = RefCell::default();
+}
+
+/// Which open connections a request may use: those to the same server made
+/// with the same TLS settings (or none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// The server.
+    pub server: SocketAddr,
+    /// [`ClientTls::id`], 0 for cleartext.
+    tls: u64,
+}
+
+impl PoolKey {
+    /// The key of connections to `server` made with `tls`.
+    pub fn new(server: SocketAddr, tls: Option<&ClientTls>) -> Self {
+        PoolKey {
+            server,
+            tls: tls.map_or(0, |tls| tls.id),
+        }
+    }
+}
+
+/// An idle connection in the pool.
+enum Idle {
+    /// A socket, as the fast path left it.
+    Raw(ServerConn),
+    /// A socket hyper holds, as hyper's adapters left it.
+    Lent(Lent, Instant),
+}
+
+impl Idle {
+    /// Whether it is still worth trying `now`: young enough, and the
+    /// server did not close it (or send anything unasked) meanwhile.
+    fn usable(&self, now: Instant) -> bool {
+        let (since, open) = match self {
+            Idle::Raw(conn) => (conn.idle_since, conn.quiet()),
+            Idle::Lent(lent, since) => (*since, lent.is_open()),
+        };
+        now.saturating_duration_since(since) < MAX_IDLE_AGE && open
+    }
+}
+
+/// Takes the freshest usable idle connection to `key`.
+fn take(key: PoolKey, now: Instant) -> Option<Idle> {
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = idle.get_mut(&key)?;
+        while let Some(conn) = list.pop() {
+            if conn.usable(now) {
+                return Some(conn);
+            }
+        }
+        None
+    })
+}
+
+fn keep(key: PoolKey, conn: Idle) {
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = idle.entry(key).or_default();
+        if list.len() >= MAX_IDLE_PER_SERVER {
+            // Keep the freshest; the oldest is the likeliest to be closed by the server.
+            list.remove(0);
+        }
+        list.push(conn);
+    });
+}
+
+/// An idle connection to `key` for hyper: one hyper holds as it is, or a
+/// socket to lend it.
+pub(super) fn take_for_hyper(key: PoolKey, now: Instant) -> Option<Result<Lent, ServerConn>> {
+    Some(match take(key, now)? {
+        Idle::Lent(lent, _) => Ok(lent),
+        Idle::Raw(conn) => Err(conn),
+    })
+}
+
+/// Keeps a connection hyper holds, whose last response was read to its end.
+pub(super) fn keep_lent(key: PoolKey, lent: Lent) {
+    keep(key, Idle::Lent(lent, Instant::now()));
+}
+
+/// An HTTP/1.1 connection to a server.
+pub struct ServerConn {
+    pub io: Stream,
+    /// Bytes read from the server and not yet forwarded.
+    pub buf: BytesMut,
+    idle_since: Instant,
+}
+
+impl ServerConn {
+    /// Connects within `timeout` (TCP, then TLS if the backend uses it).
+    pub async fn open(
+        key: PoolKey,
+        tls: Option<&ClientTls>,
+        timeout: Duration,
+    ) -> Result<ServerConn, ConnectError> {
+        Ok(ServerConn {
+            io: dial(key.server, None, tls, timeout).await?,
+            buf: BytesMut::new(),
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// A socket to `key` this thread kept, if one still looks usable `now`;
+    /// taken back from hyper if hyper holds it.
+    pub async fn cached(key: PoolKey, now: Instant) -> Option<ServerConn> {
+        match take(key, now)? {
+            Idle::Raw(conn) => Some(conn),
+            // Rare (the paths take turns on one server) and its future
+            // larger: boxed, so the common case's future stays small.
+            Idle::Lent(lent, _) => Box::pin(Self::take_back(lent, key, now)).await,
+        }
+    }
+
+    /// The socket of `lent` once hyper hands it back, or the next usable one.
+    async fn take_back(mut lent: Lent, key: PoolKey, now: Instant) -> Option<ServerConn> {
+        loop {
+            if let Some(conn) = lent.hand_back().await.filter(ServerConn::quiet) {
+                return Some(conn);
+            }
+            match take(key, now)? {
+                Idle::Raw(conn) => return Some(conn),
+                Idle::Lent(next, _) => lent = next,
+            }
+        }
+    }
+
+    /// A connection over `io`, which carries no unread bytes.
+    pub fn over(io: Stream) -> ServerConn {
+        ServerConn {
+            io,
+            buf: BytesMut::new(),
+            idle_since: Instant::now(),
+        }
+    }
+
+    /// Keeps a connection whose last response was read to its end. Its idle
+    /// age counts from `sent`, when that request went out: the clock was read
+    /// then anyway, and an age a response's length too old only retires the
+    /// connection a little sooner.
+    pub fn checkin(mut self, key: PoolKey, sent: Instant) {
+        self.idle_since = sent;
+        if self.buf.capacity() > MAX_IDLE_BUFFER {
+            // A large body's buffer is not kept while idle.
+            self.buf = BytesMut::new();
+        }
+        keep(key, Idle::Raw(self));
+    }
+
+    /// Whether nothing arrived while idle. A server that closed the
+    /// connection (or sent anything unasked) made it readable; the event
+    /// loop already knows, so this costs no system call.
+    fn quiet(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        self.buf.is_empty() && self.io.tcp().poll_read_ready(&mut cx).is_pending()
+    }
+}
