@@ -10,7 +10,7 @@ use std::os::fd::BorrowedFd;
 use tracing::info;
 use zkgate_config::Config;
 use zkgate_proxy::{Inherited, Listener, Proxy, Workers};
-use zkgate_routing::{FrontendId, TableBuilder};
+use zkgate_routing::FrontendId;
 
 /// Sockets bound for a configuration that is not yet in service.
 pub struct Bound {
@@ -35,17 +35,18 @@ impl Listeners {
     }
 
     /// Binds every address of `config` not already served by the same
-    /// frontend, with the `inherited` sockets first.
+    /// frontend (as `frontend_id` identifies them), with the `inherited`
+    /// sockets first.
     pub fn bind_new(
         &self,
         config: &Config,
-        builder: &mut TableBuilder,
         inherited: &mut Inherited,
+        mut frontend_id: impl FnMut(&str) -> FrontendId,
     ) -> Result<Bound, (SocketAddr, std::io::Error)> {
         let mut desired = HashMap::new();
         let mut sockets = Vec::new();
         for frontend in &config.frontends {
-            let id = builder.frontend_id(&frontend.name);
+            let id = frontend_id(&frontend.name);
             for &address in &frontend.binds {
                 desired.insert(address, id);
                 let group = match self.running.get(&address) {

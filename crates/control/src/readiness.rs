@@ -3,12 +3,14 @@
 //! still serves, or, on a fresh start, briefly for its ZooKeeper-backed
 //! backends' first listing.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 use zkgate_admin::{DiscoveryFacts, ZooKeeperFacts};
 
-use crate::{announce_to_systemd, ControlPlane};
+use crate::publisher::TablePublisher;
+use crate::warming::Warming;
 
 /// On a fresh start, how long new connections wait for ZooKeeper to answer
 /// at all: with ZooKeeper away, static servers serve after this.
@@ -30,99 +32,98 @@ pub(crate) enum Hold {
     FirstListing(Instant),
 }
 
-impl ControlPlane {
-    /// Starts accepting once the hold is over: ready, or the previous
-    /// process gone (nobody else accepts on its sockets then), or, on a
-    /// fresh start, ZooKeeper not answering or too slow; and once ready, lets the
-    /// previous process finish.
-    pub(crate) async fn end_hold_if_due(&mut self) {
-        let Some(hold) = self.hold else { return };
-        if self.warming.is_some() {
-            // Its table goes into service first; checked again shortly.
-            return;
-        }
-        match hold {
+impl Hold {
+    /// Whether the hold is over: this process is `ready`, or the previous
+    /// process is gone (nobody else accepts on its sockets then), or, on a
+    /// fresh start, ZooKeeper is not answering or too slow. Says why in the
+    /// log when it is.
+    pub(crate) fn over(self, ready: bool, zookeeper_connected: bool) -> bool {
+        match self {
             Hold::Predecessor(pid) => {
                 let gone = rustix::process::Pid::from_raw(pid as i32).is_none_or(|pid| {
                     rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
                 });
-                if !self.ready && !gone {
-                    return;
-                }
-                if self.ready {
+                if ready {
                     info!("ready: accepting");
-                } else {
+                } else if gone {
                     warn!(pid, "the previous process is gone: accepting before ready");
                 }
+                ready || gone
             }
             Hold::FirstListing(since) => {
                 let waited = since.elapsed();
-                let answering = self.metrics.zookeeper_connected.get() == 1;
-                let limit = if answering {
+                let limit = if zookeeper_connected {
                     FIRST_LISTING_MAX
                 } else {
                     FIRST_LISTING_UNANSWERED
                 };
-                if !self.ready && waited < limit {
-                    return;
-                }
                 let waited_ms = waited.as_millis() as u64;
-                if self.ready {
+                if ready {
                     info!(waited_ms, "ZooKeeper-backed backends synced: accepting");
-                } else {
+                } else if waited >= limit {
                     warn!(
                         waited_ms,
                         "accepting before the ZooKeeper-backed backends have synced; they answer 503 until they do"
                     );
                 }
+                ready || waited >= limit
             }
-        }
-        self.hold = None;
-        self.builder.set_accepting(true);
-        let config = self.config.clone();
-        let table = self.build(&config).await;
-        self.publish(table);
-        if let Hold::Predecessor(_) = hold {
-            // Only now the service's main process: had this one failed
-            // before, systemd would still follow the previous one, which serves.
-            announce_to_systemd();
-        }
-        if self.ready {
-            self.succession.ready();
         }
     }
 
-    /// Ready once listeners are bound and every ZooKeeper-backed backend has
-    /// synced at least once; also refreshes what the status page shows of
-    /// ZooKeeper and discovery.
-    pub(crate) fn update_readiness(&mut self) {
-        // A backend a reload is warming up for is not served yet.
-        let warming = |name: &str| self.warming.as_ref().is_some_and(|w| w.awaits(name));
-        let mut unsynced: Vec<String> = self
-            .members
-            .iter()
+    /// Logs what the hold waits for, as it begins.
+    pub(crate) fn announce(self) {
+        match self {
+            Hold::Predecessor(pid) => info!(
+                pid,
+                "accepting once ready; the previous process serves meanwhile"
+            ),
+            Hold::FirstListing(_) => info!(
+                "new connections wait for the ZooKeeper-backed backends' first listing (at most {FIRST_LISTING_UNANSWERED:?} for ZooKeeper to answer, {FIRST_LISTING_MAX:?} in all)"
+            ),
+        }
+    }
+}
+
+/// Whether zkgate is ready, and what the status page shows of ZooKeeper
+/// and discovery.
+pub(crate) struct Readiness {
+    /// Why not ready; empty when ready.
+    pub not_ready: Vec<String>,
+    pub zookeeper: Option<ZooKeeperFacts>,
+    pub discovery: BTreeMap<String, DiscoveryFacts>,
+}
+
+impl Readiness {
+    /// Ready once every ZooKeeper-backed backend has synced at least once;
+    /// a backend a reload is `warming` up for is not served yet, so not
+    /// waited for.
+    pub(crate) fn assess(publisher: &TablePublisher, warming: Option<&Warming>) -> Self {
+        let warming = |name: &str| warming.is_some_and(|w| w.awaits(name));
+        let mut not_ready: Vec<String> = publisher
+            .members()
             .filter(|(name, m)| !m.synced && !warming(name))
             .map(|(name, _)| format!("backend {name} has not synced from ZooKeeper yet"))
             .collect();
-        unsynced.sort();
-        let zookeeper = self.config.zookeeper.as_ref().map(|zk| ZooKeeperFacts {
+        not_ready.sort();
+        let config = publisher.config();
+        let zookeeper = config.zookeeper.as_ref().map(|zk| ZooKeeperFacts {
             connect: zk.connect.clone(),
             connected: false,
             session_expirations: 0,
         });
-        let discovery = self
-            .config
+        let discovery = config
             .backends
             .iter()
             .filter_map(|backend| {
                 let watch = backend.discovery.as_ref()?;
-                let members = self.members.get(&backend.name)?;
+                let members = publisher.members_of(&backend.name)?;
                 let facts = DiscoveryFacts {
                     path: watch.path.clone(),
                     format: watch.format.as_str(),
                     synced: members.synced,
-                    members: self
-                        .metrics
+                    members: publisher
+                        .metrics()
                         .discovery_members
                         .with_label_values(&[&backend.name])
                         .get() as usize,
@@ -132,15 +133,15 @@ impl ControlPlane {
                 Some((backend.name.clone(), facts))
             })
             .collect();
-        self.ready = unsynced.is_empty();
-        if self.ready && self.hold.is_none() {
-            // Everything the previous process served, this one serves too.
-            self.succession.ready();
+        Readiness {
+            not_ready,
+            zookeeper,
+            discovery,
         }
-        self.report.update(|facts| {
-            facts.not_ready = unsynced;
-            facts.zookeeper = zookeeper;
-            facts.discovery = discovery;
-        });
+    }
+
+    /// Whether zkgate is ready.
+    pub(crate) fn ready(&self) -> bool {
+        self.not_ready.is_empty()
     }
 }

@@ -1,4 +1,4 @@
-//! The upgrade socket (`zkgate run --upgrade-socket PATH`): a Unix socket on
+//! The hand-over socket (`zkgate run --upgrade-socket PATH`): a Unix socket on
 //! which a running zkgate hands its listening sockets to the next process
 //! started with the same path. The new process starts by asking for them,
 //! then serves the path itself for its own successor. Once the old process
@@ -63,14 +63,14 @@ pub async fn take_over(path: &Path) -> (Inherited, Option<u32>) {
 }
 
 /// The upgrade socket this process serves.
-pub struct UpgradeSocket {
+pub struct HandoverSocket {
     path: PathBuf,
     /// The inode bound, to tell our socket file from a successor's.
     inode: u64,
     task: JoinHandle<()>,
 }
 
-impl UpgradeSocket {
+impl HandoverSocket {
     /// Serves `path` (replacing the predecessor's socket file): each process
     /// that connects gets the sockets the control plane answers `wanted` with.
     pub fn serve(path: &Path, wanted: mpsc::Sender<SocketsWanted>) -> io::Result<Self> {
@@ -122,7 +122,7 @@ impl UpgradeSocket {
             }
         });
         info!(path = %path.display(), "serving the upgrade socket");
-        Ok(UpgradeSocket {
+        Ok(HandoverSocket {
             path: path.to_owned(),
             inode,
             task,
@@ -130,7 +130,7 @@ impl UpgradeSocket {
     }
 }
 
-impl Drop for UpgradeSocket {
+impl Drop for HandoverSocket {
     /// Stops serving, and removes the socket file unless a newer process
     /// has put its own there.
     fn drop(&mut self) {

@@ -1,0 +1,341 @@
+//! The table publisher: from the configuration in service, what ZooKeeper
+//! says each backend's members are, and what health checks found, it builds
+//! the next [`RoutingTable`] off the data path and publishes it with one
+//! `ArcSwap` store. Server changes are merged into as few builds as keep up
+//! with them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info};
+use zkgate_config::Config;
+use zkgate_discovery::{Discovery, Update, WatchSpec};
+use zkgate_health::{HealthChecks, HealthEvent};
+use zkgate_routing::{Discovered, FrontendId, Metrics, RoutingTable, TableBuilder};
+use zkgate_tls::TlsMaterial;
+
+use crate::members::{BackendMembers, Members};
+use crate::resolve::Resolver;
+
+/// Discovery updates and health events buffered for the publisher.
+const INPUT_QUEUE: usize = 4096;
+
+/// Server changes are applied by builds that use at most about 1 % of a
+/// core: after a build that took `d`, the next starts no sooner than
+/// `d × BUILD_COST_SHARE` later, merging what arrives meanwhile (Envoy's
+/// update merge window, sized by cost instead of fixed at a second).
+const BUILD_COST_SHARE: u32 = 100;
+/// The longest a change waits to be merged, however costly builds are.
+const MAX_MERGE_WAIT: Duration = Duration::from_millis(250);
+/// Builds cheaper than this never delay the next change: small tables keep
+/// their sub-millisecond change-to-traffic latency.
+const MERGE_ABOVE: Duration = Duration::from_micros(200);
+
+/// An input that changes which servers take traffic.
+pub(crate) enum Input {
+    Membership(Update),
+    Health(HealthEvent),
+    /// The table went stale by itself: an ejection began or ended, a slow start stepped.
+    Refresh,
+}
+
+/// Builds and publishes routing tables; the only writer of the table the
+/// data plane reads.
+pub(crate) struct TablePublisher {
+    config: Config,
+    builder: TableBuilder,
+    metrics: Metrics,
+    table: Arc<ArcSwap<RoutingTable>>,
+    resolver: Resolver,
+    members: Members,
+    discovery: Option<Discovery>,
+    updates_tx: mpsc::Sender<Update>,
+    updates: mpsc::Receiver<Update>,
+    health: HealthChecks,
+    health_events: mpsc::Receiver<HealthEvent>,
+    /// The data plane's word that the table went stale (a server was ejected).
+    stale: Arc<Notify>,
+    /// When the last server-change build finished and what it cost: the
+    /// next one waits so that builds use a bounded share of a core.
+    last_build: Option<(Instant, Duration)>,
+}
+
+impl TablePublisher {
+    /// A publisher of `table` for `config`, not yet following ZooKeeper;
+    /// `stale` is how the data plane asks for a rebuild.
+    pub(crate) fn new(
+        config: Config,
+        tls: TlsMaterial,
+        metrics: Metrics,
+        table: Arc<ArcSwap<RoutingTable>>,
+        stale: Arc<Notify>,
+    ) -> Self {
+        let (updates_tx, updates) = mpsc::channel(INPUT_QUEUE);
+        let (health_tx, health_events) = mpsc::channel(INPUT_QUEUE);
+        let mut builder = TableBuilder::new(metrics.clone());
+        builder.set_tls(tls);
+        TablePublisher {
+            config,
+            builder,
+            metrics,
+            table,
+            resolver: Resolver::default(),
+            members: Members::new(),
+            discovery: None,
+            updates_tx,
+            updates,
+            health: HealthChecks::new(health_tx),
+            health_events,
+            stale,
+            last_build: None,
+        }
+    }
+
+    /// The configuration tables are built from.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The published table.
+    pub(crate) fn table(&self) -> &Arc<ArcSwap<RoutingTable>> {
+        &self.table
+    }
+
+    /// The registered metrics.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The membership of a ZooKeeper-backed backend.
+    pub(crate) fn members_of(&self, backend: &str) -> Option<&BackendMembers> {
+        self.members.get(backend)
+    }
+
+    /// Every ZooKeeper-backed backend's membership.
+    pub(crate) fn members(&self) -> impl Iterator<Item = (&String, &BackendMembers)> {
+        self.members.iter()
+    }
+
+    /// Whether ZooKeeper answers.
+    pub(crate) fn zookeeper_connected(&self) -> bool {
+        self.metrics.zookeeper_connected.get() == 1
+    }
+
+    /// The stable id of frontend `name`, for its listeners.
+    pub(crate) fn frontend_id(&mut self, name: &str) -> FrontendId {
+        self.builder.frontend_id(name)
+    }
+
+    /// Whether tables say listeners take new connections.
+    pub(crate) fn set_accepting(&mut self, accepting: bool) {
+        self.builder.set_accepting(accepting);
+    }
+
+    /// Builds from `config` from now on (and follows its ZooKeeper
+    /// backends); returns the previous one.
+    pub(crate) fn replace_config(&mut self, config: Config, tls: TlsMaterial) -> Config {
+        let previous = std::mem::replace(&mut self.config, config);
+        self.builder.set_tls(tls);
+        self.resolver.forget();
+        self.follow_zookeeper(Some(&previous));
+        previous
+    }
+
+    /// The next server change, once one arrives; `refresh` allows the
+    /// table's own timed refresh (ejections ending, slow starts stepping).
+    pub(crate) async fn next_input(&mut self, refresh: bool) -> Input {
+        let refresh_at = self.table.load().refresh_at_ms().filter(|_| refresh);
+        tokio::select! {
+            Some(update) = self.updates.recv() => Input::Membership(update),
+            Some(event) = self.health_events.recv() => Input::Health(event),
+            () = self.stale.notified() => Input::Refresh,
+            () = sleep_until_ms(refresh_at) => Input::Refresh,
+        }
+    }
+
+    /// Applies `first` and every other server change already queued. Under
+    /// sustained churn, changes that arrive while the previous build is
+    /// still "being paid for" wait and are merged into one build; an
+    /// isolated change, or any change to a small table (whose build takes
+    /// microseconds), is applied at once. Returns when this began, for
+    /// [`TablePublisher::publish_changes`].
+    pub(crate) async fn absorb(&mut self, first: Input) -> Instant {
+        if let Some((finished, cost)) = self.last_build.filter(|(_, cost)| *cost >= MERGE_ABOVE) {
+            let spacing = (cost * BUILD_COST_SHARE).min(MAX_MERGE_WAIT);
+            tokio::time::sleep_until((finished + spacing).into()).await;
+        }
+        let started = Instant::now();
+        let (mut memberships, mut health) = (0usize, 0usize);
+        let mut next = Some(first);
+        while let Some(input) = next {
+            match input {
+                Input::Membership(update) => {
+                    if let Some(members) = self.members.get_mut(&*update.backend) {
+                        members.apply(update.change);
+                        memberships += 1;
+                    }
+                }
+                // The checker already wrote the server's health; the build reads it.
+                Input::Refresh => {}
+                Input::Health(event) => {
+                    debug!(backend = %event.backend, server = %event.address, health = ?event.health, "health changed");
+                    health += 1;
+                }
+            }
+            next = self
+                .updates
+                .try_recv()
+                .ok()
+                .map(Input::Membership)
+                .or_else(|| self.health_events.try_recv().ok().map(Input::Health));
+        }
+        debug!(memberships, health, "applying server changes");
+        started
+    }
+
+    /// Builds and publishes the changes absorbed since `started`, and notes
+    /// the cost for the next merge.
+    pub(crate) async fn publish_changes(&mut self, started: Instant) {
+        self.rebuild().await;
+        self.last_build = Some((Instant::now(), started.elapsed()));
+    }
+
+    /// Builds a table from the configuration and what is known of its
+    /// servers, and publishes it.
+    pub(crate) async fn rebuild(&mut self) {
+        let table = self.build().await;
+        self.publish(table);
+    }
+
+    /// Builds a table from the configuration and what is known of its
+    /// servers, without publishing it.
+    pub(crate) async fn build(&mut self) -> RoutingTable {
+        let mut discovered = Discovered::new();
+        for backend in &self.config.backends {
+            let (Some(discovery), Some(members)) =
+                (&backend.discovery, self.members.get_mut(&backend.name))
+            else {
+                continue;
+            };
+            let in_service = members.in_service(&backend.name, discovery.on_empty);
+            let labels = &[backend.name.as_str()];
+            self.metrics
+                .discovery_members
+                .with_label_values(labels)
+                .set(in_service.len() as i64);
+            self.metrics
+                .discovery_invalid_members
+                .with_label_values(labels)
+                .set(members.invalid() as i64);
+            self.metrics
+                .discovery_keeping_last
+                .with_label_values(labels)
+                .set(i64::from(members.keeping_last()));
+            discovered.insert(backend.name.clone(), in_service);
+        }
+        let addresses = self
+            .config
+            .backends
+            .iter()
+            .flat_map(|b| &b.servers)
+            .chain(discovered.values().flatten())
+            .map(|s| &s.address);
+        let resolved = self.resolver.resolve(addresses).await;
+        self.builder.build(&self.config, &discovered, &resolved)
+    }
+
+    /// Puts `table` in service.
+    pub(crate) fn publish(&mut self, table: RoutingTable) {
+        let generation = table.generation;
+        let started = Instant::now();
+        let table = Arc::new(table);
+        self.table.store(Arc::clone(&table));
+        // New servers get checked; removed ones stop being checked.
+        self.health.reconcile(&table, &self.config);
+        self.metrics.table_generation.set(generation as i64);
+        self.metrics.table_swaps.inc();
+        debug!(
+            generation,
+            swap_us = started.elapsed().as_micros() as u64,
+            "routing table published"
+        );
+    }
+
+    /// Stops following ZooKeeper (at shutdown).
+    pub(crate) fn stop_discovery(&mut self) {
+        self.discovery = None;
+    }
+
+    /// Starts, changes or stops discovery to match the configuration;
+    /// `previous` is the one it replaced, if any.
+    pub(crate) fn follow_zookeeper(&mut self, previous: Option<&Config>) {
+        let specs: Vec<WatchSpec> = self
+            .config
+            .backends
+            .iter()
+            .filter_map(|b| {
+                Some(WatchSpec {
+                    backend: b.name.as_str().into(),
+                    config: b.discovery.clone()?,
+                })
+            })
+            .collect();
+        self.keep_members_of(&specs, previous);
+        let same_ensemble = previous.is_some_and(|c| c.zookeeper == self.config.zookeeper);
+        match (&self.config.zookeeper, &self.discovery) {
+            (Some(_), Some(discovery)) if same_ensemble => discovery.set_specs(specs),
+            (Some(zookeeper), _) => {
+                info!(connect = %zookeeper.connect, backends = specs.len(), "following ZooKeeper");
+                self.discovery = Some(Discovery::start(
+                    zookeeper.clone(),
+                    specs,
+                    self.updates_tx.clone(),
+                    self.metrics.clone(),
+                ));
+            }
+            (None, _) => {
+                self.discovery = None;
+                self.metrics.zookeeper_connected.set(0);
+            }
+        }
+    }
+
+    /// Forgets members of backends no longer watched, or watched
+    /// differently, and their metrics; starts empty for new ones.
+    fn keep_members_of(&mut self, specs: &[WatchSpec], previous: Option<&Config>) {
+        let old_watch = |name: &str| {
+            previous
+                .and_then(|c| c.backend(name))
+                .and_then(|b| b.discovery.clone())
+        };
+        self.members.retain(|name, _| {
+            specs
+                .iter()
+                .any(|s| &*s.backend == name && old_watch(name).as_ref() == Some(&s.config))
+        });
+        for spec in specs {
+            self.members.entry(spec.backend.to_string()).or_default();
+        }
+        for gone in previous.into_iter().flat_map(|c| &c.backends) {
+            if !self.members.contains_key(&gone.name) {
+                for family in [
+                    &self.metrics.discovery_members,
+                    &self.metrics.discovery_invalid_members,
+                    &self.metrics.discovery_keeping_last,
+                ] {
+                    family.remove_label_values(&[&gone.name]).ok();
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until `at_ms` (in `clock::now_ms` time), or forever if `None`.
+async fn sleep_until_ms(at_ms: Option<u64>) {
+    match at_ms {
+        Some(at) => tokio::time::sleep_until(zkgate_routing::clock::instant_of(at).into()).await,
+        None => std::future::pending().await,
+    }
+}
