@@ -16,7 +16,7 @@ use zkgate_routing::{Backend, Server};
 use super::body::ProxyBody;
 use super::headers::keeps_alive;
 use super::headers::strip_hop_by_hop;
-use super::policy::retry::{self, Tries};
+use super::policy::retry::{self, head_arrived, Tries};
 use super::upstream::{Conn, PoolKey, UpstreamBody};
 use crate::Proxy;
 
@@ -172,13 +172,7 @@ async fn attempt_on(
                 return Attempt::Failed(StatusCode::GATEWAY_TIMEOUT);
             }
             Ok(Ok(response)) => {
-                let answered = Instant::now();
-                let elapsed = answered.saturating_duration_since(started);
-                backend
-                    .metrics
-                    .response_seconds
-                    .observe(elapsed.as_secs_f64());
-                server.state.latency.observe(elapsed, answered);
+                head_arrived(backend, server, started);
                 let (mut parts, body) = response.into_parts();
                 let keep_alive = keeps_alive(parts.version, parts.status, &parts.headers);
                 strip_hop_by_hop(&mut parts.headers);

@@ -201,14 +201,10 @@ impl ClientConn {
         let response = match forwarded {
             Forwarded::Answered(mut response, server) => {
                 outcome.server = Some(server);
-                if let Some(name) = backend.sticky_cookie.as_deref() {
-                    if sticky != Some(server) {
-                        if let Some(cookie) = sticky_cookie(name, &backend, server)
-                            .and_then(|c| header::HeaderValue::from_str(&c).ok())
-                        {
-                            response.headers_mut().append(header::SET_COOKIE, cookie);
-                        }
-                    }
+                if let Some(cookie) = sticky_cookie(&backend, sticky, server)
+                    .and_then(|c| header::HeaderValue::from_str(&c).ok())
+                {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
                 }
                 response
             }

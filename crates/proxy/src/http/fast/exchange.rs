@@ -15,7 +15,7 @@ use super::chunked::Chunked;
 use super::framing::{self, Additions, Framing, Malformed};
 use super::timer::Timer;
 use crate::http::policy::keys::sticky_cookie;
-use crate::http::policy::retry::Tries;
+use crate::http::policy::retry::{head_arrived, Tries};
 use crate::http::upstream::{PoolKey, ServerConn};
 use crate::Proxy;
 
@@ -119,11 +119,7 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
     let address = server.address();
     let tls = backend.tls.as_deref();
     let key = PoolKey::new(address, tls);
-    let cookie = backend
-        .sticky_cookie
-        .as_deref()
-        .filter(|_| request.sticky != Some(address))
-        .and_then(|name| sticky_cookie(name, backend, address));
+    let cookie = sticky_cookie(backend, request.sticky, address);
     let additions = Additions {
         set_cookie: cookie.as_deref(),
         close: request.close,
@@ -166,33 +162,10 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
             Some(Err(NoHead::Closed)) if reused && request.idempotent => continue,
             Some(Err(failure)) => {
                 out.clear();
-                match failure {
-                    NoHead::Malformed(why) => {
-                        debug!(backend = %backend.name, server = %address, why, "bad response from server");
-                    }
-                    NoHead::Io(err) => {
-                        debug!(backend = %backend.name, server = %address, error = %err, "request to server failed");
-                    }
-                    NoHead::Closed => {
-                        debug!(backend = %backend.name, server = %address, "server closed without answering");
-                    }
-                }
-                // Sent, then failed before any answer: only an idempotent,
-                // bodiless request may go again.
-                return if request.idempotent && backend.retries > 0 {
-                    Attempt::Retry
-                } else {
-                    Attempt::Done(Exchanged::Failed(StatusCode::BAD_GATEWAY))
-                };
+                return no_head(backend, address, failure, request.idempotent);
             }
         };
-        let answered = Instant::now();
-        let elapsed = answered.saturating_duration_since(sent);
-        backend
-            .metrics
-            .response_seconds
-            .observe(elapsed.as_secs_f64());
-        server.state.latency.observe(elapsed, answered);
+        let answered = head_arrived(backend, server, sent);
         let head_after = request
             .logged_since
             .map(|since| since.elapsed())
@@ -228,6 +201,28 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
             head_after,
             ended,
         });
+    }
+}
+
+/// What becomes of a try whose request got no response head: sent, then
+/// failed before any answer, only an idempotent, bodiless request may go
+/// again.
+fn no_head(backend: &Backend, address: SocketAddr, failure: NoHead, idempotent: bool) -> Attempt {
+    match failure {
+        NoHead::Malformed(why) => {
+            debug!(backend = %backend.name, server = %address, why, "bad response from server");
+        }
+        NoHead::Io(err) => {
+            debug!(backend = %backend.name, server = %address, error = %err, "request to server failed");
+        }
+        NoHead::Closed => {
+            debug!(backend = %backend.name, server = %address, "server closed without answering");
+        }
+    }
+    if idempotent && backend.retries > 0 {
+        Attempt::Retry
+    } else {
+        Attempt::Done(Exchanged::Failed(StatusCode::BAD_GATEWAY))
     }
 }
 

@@ -109,46 +109,13 @@ pub fn scan(
         _ => {}
     }
 
-    let mut length: Option<u64> = None;
-    let mut chunked = None;
-    let mut reusable = response.version == Some(1);
-    // Names the `Connection` header lists: also hop-by-hop (rare).
-    let mut listed: Vec<&[u8]> = Vec::new();
+    let http11 = response.version == Some(1);
     let mut roles = [Role::Plain; MAX_RESPONSE_HEADERS];
-    for (header, role) in response.headers.iter().zip(roles.iter_mut()) {
-        *role = role_of(header.name.as_bytes());
-        match *role {
-            Role::ContentLength => {
-                let value = parse_length(header.value).ok_or(Malformed("bad Content-Length"))?;
-                if length.is_some_and(|earlier| earlier != value) {
-                    return Err(Malformed("conflicting Content-Length"));
-                }
-                length = Some(value);
-            }
-            Role::TransferEncoding => {
-                let last = header
-                    .value
-                    .rsplit(|&b| b == b',')
-                    .next()
-                    .unwrap_or_default();
-                chunked = Some(spells(last.trim_ascii(), b"chunked"));
-            }
-            Role::Connection => {
-                for token in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                    if spells(token, b"close") {
-                        reusable = false;
-                    } else if !spells(token, b"keep-alive") && !token.is_empty() {
-                        listed.push(token);
-                    }
-                }
-            }
-            Role::Plain | Role::HopByHop => {}
-        }
-    }
+    let fields = classify(response.headers, &mut roles)?;
     let framing = if head || status == 204 || status == 304 {
         Framing::Empty
     } else {
-        match (chunked, length) {
+        match (fields.chunked, fields.length) {
             (Some(_), Some(_)) => {
                 return Err(Malformed("both Transfer-Encoding and Content-Length"))
             }
@@ -157,69 +124,152 @@ pub fn scan(
             (None, Some(length)) => Framing::Length(length),
         }
     };
-    if framing == Framing::UntilClose {
-        reusable = false;
-    }
-
-    out.extend_from_slice(b"HTTP/1.1 ");
-    // httparse admits three digits only.
-    out.extend_from_slice(&[
-        b'0' + (status / 100) as u8,
-        b'0' + (status / 10 % 10) as u8,
-        b'0' + (status % 10) as u8,
-        b' ',
-    ]);
-    out.extend_from_slice(response.reason.unwrap_or_default().as_bytes());
-    out.extend_from_slice(b"\r\n");
-    // Kept header lines go out as the server wrote them, each run of
-    // adjacent kept lines in one copy (rewriting them one by one was a tenth
-    // of a small request's instructions). A line ends where the next one
-    // starts; the last, where the empty line does.
-    let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
-    let empty_line = if buf[..len].ends_with(b"\n\r\n") {
-        len - 2
-    } else {
-        len - 1
+    let head = ClientHead {
+        buf,
+        len,
+        status,
+        reason: response.reason.unwrap_or_default().as_bytes(),
+        headers: response.headers,
+        roles: &roles,
+        listed: &fields.listed,
     };
-    let mut run = 0..0;
-    for (i, (header, role)) in response.headers.iter().zip(roles).enumerate() {
-        let name = header.name.as_bytes();
-        let dropped = matches!(role, Role::Connection | Role::HopByHop)
-            || listed.iter().any(|l| name.eq_ignore_ascii_case(l));
-        if dropped {
-            continue;
-        }
-        let start = at(name);
-        let end = response
-            .headers
-            .get(i + 1)
-            .map_or(empty_line, |next| at(next.name.as_bytes()));
-        if !buf[..end].ends_with(b"\r\n") {
-            // A bare LF line ending: written anew, with CRLF.
-            out.extend_from_slice(&buf[run.clone()]);
-            run = end..end;
-            push_header(out, name, header.value);
-        } else if start == run.end {
-            run.end = end;
-        } else {
-            out.extend_from_slice(&buf[run]);
-            run = start..end;
-        }
-    }
-    out.extend_from_slice(&buf[run]);
-    if let Some(cookie) = additions.set_cookie {
-        push_header(out, b"set-cookie", cookie.as_bytes());
-    }
-    if additions.close || framing == Framing::UntilClose {
-        push_header(out, b"connection", b"close");
-    }
-    out.extend_from_slice(b"\r\n");
+    head.write(additions, framing, out);
     Ok(Scan::Final(Response {
         status,
         len,
         framing,
-        reusable,
+        reusable: http11 && fields.keep_alive && framing != Framing::UntilClose,
     }))
+}
+
+/// What the framing and connection headers of a response say.
+struct Fields<'b> {
+    length: Option<u64>,
+    /// `Transfer-Encoding` present; whether its last coding is `chunked`.
+    chunked: Option<bool>,
+    /// No `Connection: close`.
+    keep_alive: bool,
+    /// Names the `Connection` header lists: also hop-by-hop (rare).
+    listed: Vec<&'b [u8]>,
+}
+
+/// Notes each header's role in `roles` and reads the framing and
+/// connection headers.
+fn classify<'b>(
+    headers: &[httparse::Header<'b>],
+    roles: &mut [Role; MAX_RESPONSE_HEADERS],
+) -> Result<Fields<'b>, Malformed> {
+    let mut fields = Fields {
+        length: None,
+        chunked: None,
+        keep_alive: true,
+        listed: Vec::new(),
+    };
+    for (header, role) in headers.iter().zip(roles.iter_mut()) {
+        *role = role_of(header.name.as_bytes());
+        match *role {
+            Role::ContentLength => {
+                let value = parse_length(header.value).ok_or(Malformed("bad Content-Length"))?;
+                if fields.length.is_some_and(|earlier| earlier != value) {
+                    return Err(Malformed("conflicting Content-Length"));
+                }
+                fields.length = Some(value);
+            }
+            Role::TransferEncoding => {
+                let last = header
+                    .value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .unwrap_or_default();
+                fields.chunked = Some(spells(last.trim_ascii(), b"chunked"));
+            }
+            Role::Connection => {
+                for token in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if spells(token, b"close") {
+                        fields.keep_alive = false;
+                    } else if !spells(token, b"keep-alive") && !token.is_empty() {
+                        fields.listed.push(token);
+                    }
+                }
+            }
+            Role::Plain | Role::HopByHop => {}
+        }
+    }
+    Ok(fields)
+}
+
+/// A final response head as parsed, to be written for the client.
+struct ClientHead<'h, 'b> {
+    /// The server's bytes; the head is their first `len`.
+    buf: &'b [u8],
+    len: usize,
+    status: u16,
+    reason: &'b [u8],
+    headers: &'h [httparse::Header<'b>],
+    roles: &'h [Role; MAX_RESPONSE_HEADERS],
+    listed: &'h [&'b [u8]],
+}
+
+impl ClientHead<'_, '_> {
+    /// Appends the head for the client to `out`: hop-by-hop headers
+    /// dropped, `additions` added, `Connection: close` where the body ends
+    /// with the connection.
+    fn write(&self, additions: &Additions<'_>, framing: Framing, out: &mut Vec<u8>) {
+        let (buf, len, status) = (self.buf, self.len, self.status);
+        out.extend_from_slice(b"HTTP/1.1 ");
+        // httparse admits three digits only.
+        out.extend_from_slice(&[
+            b'0' + (status / 100) as u8,
+            b'0' + (status / 10 % 10) as u8,
+            b'0' + (status % 10) as u8,
+            b' ',
+        ]);
+        out.extend_from_slice(self.reason);
+        out.extend_from_slice(b"\r\n");
+        // Kept header lines go out as the server wrote them, each run of
+        // adjacent kept lines in one copy (rewriting them one by one was a tenth
+        // of a small request's instructions). A line ends where the next one
+        // starts; the last, where the empty line does.
+        let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
+        let empty_line = if buf[..len].ends_with(b"\n\r\n") {
+            len - 2
+        } else {
+            len - 1
+        };
+        let mut run = 0..0;
+        for (i, (header, role)) in self.headers.iter().zip(self.roles).enumerate() {
+            let name = header.name.as_bytes();
+            let dropped = matches!(role, Role::Connection | Role::HopByHop)
+                || self.listed.iter().any(|l| name.eq_ignore_ascii_case(l));
+            if dropped {
+                continue;
+            }
+            let start = at(name);
+            let end = self
+                .headers
+                .get(i + 1)
+                .map_or(empty_line, |next| at(next.name.as_bytes()));
+            if !buf[..end].ends_with(b"\r\n") {
+                // A bare LF line ending: written anew, with CRLF.
+                out.extend_from_slice(&buf[run.clone()]);
+                run = end..end;
+                push_header(out, name, header.value);
+            } else if start == run.end {
+                run.end = end;
+            } else {
+                out.extend_from_slice(&buf[run]);
+                run = start..end;
+            }
+        }
+        out.extend_from_slice(&buf[run]);
+        if let Some(cookie) = additions.set_cookie {
+            push_header(out, b"set-cookie", cookie.as_bytes());
+        }
+        if additions.close || framing == Framing::UntilClose {
+            push_header(out, b"connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

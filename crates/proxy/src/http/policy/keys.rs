@@ -74,8 +74,18 @@ pub fn cookie<'a, R: RequestView>(request: &'a R, name: &str) -> Option<&'a [u8]
         })
 }
 
-/// The `Set-Cookie` value that pins the client to `server` for the next requests.
-pub fn sticky_cookie(name: &str, backend: &Backend, server: SocketAddr) -> Option<String> {
+/// The `Set-Cookie` value that pins the client to `server` for the next
+/// requests, when `backend` has sticky sessions and the request's own
+/// cookie did not already name that server (`sticky`).
+pub fn sticky_cookie(
+    backend: &Backend,
+    sticky: Option<SocketAddr>,
+    server: SocketAddr,
+) -> Option<String> {
+    let name = backend.sticky_cookie.as_deref()?;
+    if sticky == Some(server) {
+        return None;
+    }
     let server = backend.servers.iter().find(|s| s.address() == server)?;
     Some(format!(
         "{name}={}; Path=/; HttpOnly",

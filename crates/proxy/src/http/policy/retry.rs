@@ -3,6 +3,7 @@
 //! backend's `retries` allow; every try's outcome feeds outlier detection.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use http::StatusCode;
 use zkgate_routing::{Attempts, Backend, Server};
@@ -17,6 +18,20 @@ pub fn idempotent(method: &[u8]) -> bool {
         method,
         b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
     )
+}
+
+/// Records that `server` began answering (its response head arrived) for
+/// a request sent at `sent`: the backend's response-time histogram and the
+/// server's latency average (for least-latency balancing). Returns now.
+pub fn head_arrived(backend: &Backend, server: &Server, sent: Instant) -> Instant {
+    let answered = Instant::now();
+    let elapsed = answered.saturating_duration_since(sent);
+    backend
+        .metrics
+        .response_seconds
+        .observe(elapsed.as_secs_f64());
+    server.state.latency.observe(elapsed, answered);
+    answered
 }
 
 /// The servers one request tries, one after another: the adapter sends to

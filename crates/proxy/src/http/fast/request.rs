@@ -1,0 +1,312 @@
+//! One request on the fast path: the request core decides what becomes of
+//! it; this carries the decision out in bytes (the head for the server, the
+//! exchange, zkgate's own answers) and logs it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use tokio::io::AsyncWriteExt;
+use zkgate_config::Protocol;
+use zkgate_routing::{Backend, Frontend};
+
+use super::exchange::{exchange, Exchanged, Outgoing};
+use super::head::{self, Head, Role};
+use super::{last_if, Client, Served};
+use crate::access_log::HttpEntry;
+use crate::http::policy::{decide, retry, Decision, Routed};
+use crate::http::response::{retry_after_seconds, write_error};
+
+/// A request being served.
+#[derive(Clone, Copy)]
+struct Current {
+    parsed: head::Parsed,
+    /// The connection closes after it.
+    close: bool,
+    /// When its head was complete, if it is logged.
+    logged_since: Option<Instant>,
+}
+
+/// How it ended, for the access log.
+struct Ending {
+    status: u16,
+    server: Option<SocketAddr>,
+    /// Body bytes sent.
+    bytes: u64,
+    /// When the response head was sent.
+    headers_after: Duration,
+}
+
+impl Client<'_> {
+    /// Serves the request whose head `parsed` describes.
+    pub(super) async fn request(&mut self, parsed: head::Parsed, close: bool) -> Served {
+        let logged_since = self.proxy.access_log.is_some().then(Instant::now);
+        // One table for the whole request, even if a new one is published meanwhile.
+        let table = self.proxy.table.load_full();
+        let head = Head {
+            buf: &self.buf,
+            fields: &self.fields,
+            parsed,
+        };
+        let decision = decide(
+            self.proxy,
+            &table,
+            self.frontend,
+            self.peer.ip(),
+            &head,
+            |backend| backend.protocol == Protocol::Http1,
+        );
+        let mut current = Current {
+            parsed,
+            close,
+            logged_since,
+        };
+        match decision {
+            Decision::Forward(routed) => {
+                let retired = routed.retired;
+                current.close |= retired;
+                let served = self.forward(routed, current).await;
+                last_if(served, retired)
+            }
+            Decision::Refuse {
+                frontend: None,
+                refused,
+                ..
+            } => self.answer(refused.status, None, close).await,
+            Decision::Refuse {
+                frontend: Some(frontend),
+                retired,
+                refused,
+            } => {
+                current.close |= retired;
+                let retry_after = refused.retry_after.map(retry_after_seconds);
+                let served = self
+                    .refuse(frontend, current, refused.status, retry_after)
+                    .await;
+                last_if(served, retired)
+            }
+            Decision::Elsewhere => Served::Hyper,
+        }
+    }
+
+    /// Sends the request to a server of the backend it was routed to and
+    /// streams the answer back.
+    async fn forward(&mut self, routed: Routed<'_>, current: Current) -> Served {
+        let Routed {
+            frontend, backend, ..
+        } = routed;
+        let head = Head {
+            buf: &self.buf,
+            fields: &self.fields,
+            parsed: current.parsed,
+        };
+        write_upstream_head(
+            &head,
+            routed.forwarded_scheme,
+            self.client_text,
+            &mut self.upstream,
+        );
+        let outgoing = Outgoing {
+            head: &self.upstream,
+            head_method: head.is_head(),
+            idempotent: retry::idempotent(head.method_bytes()),
+            sticky: routed.sticky,
+            key: routed.key,
+            close: current.close,
+            logged_since: current.logged_since,
+        };
+        self.out.clear();
+        let exchanged = exchange(
+            backend,
+            &outgoing,
+            &mut self.io,
+            &mut self.out,
+            &mut self.timer,
+            self.proxy,
+        )
+        .await;
+        let (ending, served) = match exchanged {
+            Exchanged::Answered {
+                status,
+                server,
+                bytes,
+                broken,
+                head_after,
+                ended,
+            } => {
+                self.ended = Some(ended);
+                let served = if broken { Served::Close } else { Served::Next };
+                let ending = Ending {
+                    status,
+                    server: Some(server),
+                    bytes,
+                    headers_after: head_after,
+                };
+                (ending, served)
+            }
+            // An answer from the server was counted as its head went out.
+            Exchanged::Failed(status) => {
+                backend.metrics.count_response(status.as_u16());
+                let served = self.answer(status, None, current.close).await;
+                (own_answer(status, current), served)
+            }
+        };
+        self.log(frontend, Some(backend), current, ending);
+        served
+    }
+
+    /// Answers with an error of zkgate's own, logged.
+    async fn refuse(
+        &mut self,
+        frontend: &Frontend,
+        current: Current,
+        status: StatusCode,
+        retry_after: Option<u64>,
+    ) -> Served {
+        let served = self.answer(status, retry_after, current.close).await;
+        self.log(frontend, None, current, own_answer(status, current));
+        served
+    }
+
+    async fn answer(
+        &mut self,
+        status: StatusCode,
+        retry_after: Option<u64>,
+        close: bool,
+    ) -> Served {
+        self.out.clear();
+        write_error(status, retry_after, close, &mut self.out);
+        let written = async {
+            self.io.write_all(&self.out).await?;
+            self.io.flush().await
+        };
+        match written.await {
+            Ok(()) => Served::Next,
+            Err(_) => Served::Close,
+        }
+    }
+
+    fn log(
+        &self,
+        frontend: &Frontend,
+        backend: Option<&Arc<Backend>>,
+        current: Current,
+        ending: Ending,
+    ) {
+        let (Some(log), Some(since)) = (&self.proxy.access_log, current.logged_since) else {
+            return;
+        };
+        let head = Head {
+            buf: &self.buf,
+            fields: &self.fields,
+            parsed: current.parsed,
+        };
+        log.http(&HttpEntry {
+            client: self.peer,
+            frontend: &frontend.name,
+            backend: backend.map(|b| &*b.name),
+            server: ending.server,
+            method: head.method(),
+            path: head.target(),
+            status: ending.status,
+            bytes: ending.bytes,
+            headers_after: ending.headers_after,
+            total: since.elapsed(),
+        });
+    }
+}
+
+/// How a request answered by zkgate itself with `status` ended.
+fn own_answer(status: StatusCode, current: Current) -> Ending {
+    Ending {
+        status: status.as_u16(),
+        server: None,
+        bytes: 0,
+        headers_after: current
+            .logged_since
+            .map(|t| t.elapsed())
+            .unwrap_or_default(),
+    }
+}
+
+/// The request head for the server: hop-by-hop headers dropped and, when
+/// `scheme` is given, X-Forwarded-For extended with the client and
+/// X-Forwarded-Proto/-Host set; everything else as the client sent it.
+fn write_upstream_head(head: &Head<'_>, scheme: Option<&str>, client: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(head.method_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for field in head.fields {
+        let forwarded = scheme.is_some();
+        match field.role {
+            Role::HopByHop => continue,
+            Role::ForwardedOther if forwarded => continue,
+            Role::ForwardedFor if forwarded => continue,
+            _ => {}
+        }
+        out.extend_from_slice(head.name(field));
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(head.value(field));
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(scheme) = scheme {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        for field in head.fields.iter().filter(|f| f.role == Role::ForwardedFor) {
+            let value = head.value(field);
+            if !value.is_empty() {
+                out.extend_from_slice(value);
+                out.extend_from_slice(b", ");
+            }
+        }
+        out.extend_from_slice(client);
+        out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+        out.extend_from_slice(scheme.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if let Some(host) = head.host_value() {
+            out.extend_from_slice(b"x-forwarded-host: ");
+            out.extend_from_slice(host);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(raw: &str, scheme: Option<&str>) -> String {
+        let mut fields = Vec::new();
+        let head::Scan::Complete(parsed) = head::scan(raw.as_bytes(), &mut fields) else {
+            panic!("{raw:?}")
+        };
+        let head = Head {
+            buf: raw.as_bytes(),
+            fields: &fields,
+            parsed,
+        };
+        let mut out = Vec::new();
+        write_upstream_head(&head, scheme, b"10.0.0.9", &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_server_gets_the_head_with_hop_by_hop_dropped_and_forwarded_headers_set() {
+        let raw = "GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2\r\nX-Forwarded-Proto: ftp\r\nX-Forwarded-Host: evil\r\nAccept: */*\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            rewritten(raw, Some("https")),
+            "GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nAccept: */*\r\nContent-Length: 0\r\nx-forwarded-for: 192.0.2.1, 192.0.2.2, 10.0.0.9\r\nx-forwarded-proto: https\r\nx-forwarded-host: a.example\r\n\r\n"
+        );
+        assert_eq!(
+            rewritten(raw, None),
+            "GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2\r\nX-Forwarded-Proto: ftp\r\nX-Forwarded-Host: evil\r\nAccept: */*\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert_eq!(
+            rewritten("HEAD / HTTP/1.1\r\n\r\n", Some("http")),
+            "HEAD / HTTP/1.1\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+    }
+}
