@@ -6,6 +6,10 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+mod families;
+
+use families::Family;
+
 /// Metric names, in one place.
 pub mod names {
     /// `zkgate_build_info{version}`
@@ -135,24 +139,14 @@ pub struct Metrics {
     pub discovery_keeping_last: IntGaugeVec,
 }
 
-fn counter_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntCounterVec> {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+fn counter_vec(registry: &Registry, family: &Family) -> prometheus::Result<IntCounterVec> {
+    let metric = IntCounterVec::new(Opts::new(family.name, family.help), family.labels)?;
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
 }
 
-fn gauge_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntGaugeVec> {
-    let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
+fn gauge_vec(registry: &Registry, family: &Family) -> prometheus::Result<IntGaugeVec> {
+    let metric = IntGaugeVec::new(Opts::new(family.name, family.help), family.labels)?;
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
 }
@@ -161,13 +155,10 @@ impl Metrics {
     /// Registers every family into `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         use names::*;
-        let build_info = gauge_vec(registry, BUILD_INFO, "zkgate version", &["version"])?;
+        let build_info = gauge_vec(registry, &families::BUILD_INFO)?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let fe = &["frontend"];
-        let be = &["backend"];
-        let srv = &["backend", "server"];
         let response_seconds = HistogramVec::new(
             HistogramOpts::new(
                 BACKEND_RESPONSE_SECONDS,
@@ -177,7 +168,7 @@ impl Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0, 30.0,
             ]),
-            be,
+            &["backend"],
         )?;
         registry.register(Box::new(response_seconds.clone()))?;
         let table_generation = IntGauge::new(
@@ -211,131 +202,37 @@ impl Metrics {
             zookeeper_connected,
             zookeeper_session_expirations,
             zookeeper_watch_events,
-            discovery_keeping_last: gauge_vec(
-                registry,
-                DISCOVERY_KEEPING_LAST,
-                "1 while ZooKeeper reports no members and the last set is kept (on_empty: keep_last)",
-                be,
-            )?,
-            discovery_members: gauge_vec(
-                registry,
-                DISCOVERY_MEMBERS,
-                "Members of a ZooKeeper-backed backend in use",
-                be,
-            )?,
-            discovery_invalid_members: gauge_vec(
-                registry,
-                DISCOVERY_INVALID_MEMBERS,
-                "Members skipped because their znode data does not parse",
-                be,
-            )?,
-            frontend_connections: counter_vec(
-                registry,
-                FRONTEND_CONNECTIONS_TOTAL,
-                "Client connections accepted",
-                fe,
-            )?,
+            discovery_keeping_last: gauge_vec(registry, &families::DISCOVERY_KEEPING_LAST)?,
+            discovery_members: gauge_vec(registry, &families::DISCOVERY_MEMBERS)?,
+            discovery_invalid_members: gauge_vec(registry, &families::DISCOVERY_INVALID_MEMBERS)?,
+            frontend_connections: counter_vec(registry, &families::FRONTEND_CONNECTIONS)?,
             frontend_active_connections: gauge_vec(
                 registry,
-                FRONTEND_ACTIVE_CONNECTIONS,
-                "Client connections open",
-                fe,
+                &families::FRONTEND_ACTIVE_CONNECTIONS,
             )?,
-            frontend_requests: counter_vec(
-                registry,
-                FRONTEND_REQUESTS_TOTAL,
-                "HTTP requests received",
-                fe,
-            )?,
-            frontend_bytes_received: counter_vec(
-                registry,
-                FRONTEND_BYTES_RECEIVED_TOTAL,
-                "Bytes read from clients",
-                fe,
-            )?,
-            frontend_bytes_sent: counter_vec(
-                registry,
-                FRONTEND_BYTES_SENT_TOTAL,
-                "Bytes written to clients",
-                fe,
-            )?,
-            frontend_denied: counter_vec(
-                registry,
-                FRONTEND_DENIED_TOTAL,
-                "Requests or connections refused by access lists, rate limits or per-client connection limits",
-                &["frontend", "reason"],
-            )?,
-            tls_handshakes: counter_vec(
-                registry,
-                TLS_HANDSHAKES_TOTAL,
-                "TLS handshakes with clients by result: ok (full), resumed, error, timeout",
-                &["frontend", "result"],
-            )?,
-            backend_responses: counter_vec(
-                registry,
-                BACKEND_RESPONSES_TOTAL,
-                "Responses sent to clients by status class",
-                &["backend", "code"],
-            )?,
+            frontend_requests: counter_vec(registry, &families::FRONTEND_REQUESTS)?,
+            frontend_bytes_received: counter_vec(registry, &families::FRONTEND_BYTES_RECEIVED)?,
+            frontend_bytes_sent: counter_vec(registry, &families::FRONTEND_BYTES_SENT)?,
+            frontend_denied: counter_vec(registry, &families::FRONTEND_DENIED)?,
+            tls_handshakes: counter_vec(registry, &families::TLS_HANDSHAKES)?,
+            backend_responses: counter_vec(registry, &families::BACKEND_RESPONSES)?,
             backend_response_seconds: response_seconds,
-            backend_connect_errors: counter_vec(
-                registry,
-                BACKEND_CONNECT_ERRORS_TOTAL,
-                "Failed connections to servers",
-                be,
-            )?,
-            backend_retries: counter_vec(
-                registry,
-                BACKEND_RETRIES_TOTAL,
-                "Requests retried on another server",
-                be,
-            )?,
-            backend_no_server: counter_vec(
-                registry,
-                BACKEND_NO_SERVER_TOTAL,
-                "Requests that found no usable server",
-                be,
-            )?,
-            backend_servers: gauge_vec(
-                registry,
-                BACKEND_SERVERS,
-                "Servers by state",
-                &["backend", "state"],
-            )?,
-            server_up: gauge_vec(
-                registry,
-                SERVER_UP,
-                "1 while the server can take new traffic",
-                srv,
-            )?,
-            server_weight: gauge_vec(registry, SERVER_WEIGHT, "Configured weight", srv)?,
-            server_active_requests: gauge_vec(
-                registry,
-                SERVER_ACTIVE_REQUESTS,
-                "Requests or connections in flight",
-                srv,
-            )?,
+            backend_connect_errors: counter_vec(registry, &families::BACKEND_CONNECT_ERRORS)?,
+            backend_retries: counter_vec(registry, &families::BACKEND_RETRIES)?,
+            backend_no_server: counter_vec(registry, &families::BACKEND_NO_SERVER)?,
+            backend_servers: gauge_vec(registry, &families::BACKEND_SERVERS)?,
+            server_up: gauge_vec(registry, &families::SERVER_UP)?,
+            server_weight: gauge_vec(registry, &families::SERVER_WEIGHT)?,
+            server_active_requests: gauge_vec(registry, &families::SERVER_ACTIVE_REQUESTS)?,
             server_health_check_failures: counter_vec(
                 registry,
-                SERVER_HEALTH_CHECK_FAILURES_TOTAL,
-                "Active health checks that failed",
-                srv,
+                &families::SERVER_HEALTH_CHECK_FAILURES,
             )?,
-            server_requests: counter_vec(
-                registry,
-                SERVER_REQUESTS_TOTAL,
-                "Requests or connections sent",
-                srv,
-            )?,
+            server_requests: counter_vec(registry, &families::SERVER_REQUESTS)?,
             table_generation,
             table_swaps,
             table_build_seconds,
-            config_reloads: counter_vec(
-                registry,
-                CONFIG_RELOADS_TOTAL,
-                "Configuration reloads by result",
-                &["result"],
-            )?,
+            config_reloads: counter_vec(registry, &families::CONFIG_RELOADS)?,
         })
     }
 

@@ -172,47 +172,10 @@ fn build_backend(
     generation: u64,
 ) -> Backend {
     let name: Arc<str> = config.name.as_str().into();
-    let mut servers: Vec<Server> = Vec::with_capacity(config.servers.len() + discovered.len());
-    let mut seen: HashSet<SocketAddr, crate::server::FastHash> =
-        HashSet::with_capacity_and_hasher(servers.capacity(), Default::default());
-    let listed = config
-        .servers
-        .iter()
-        .map(|s| (s, ServerSource::Static))
-        .chain(discovered.iter().map(|s| (s, ServerSource::ZooKeeper)));
-    for (server, source) in listed {
-        let address = server.address.literal();
-        let Some(address) = address.or_else(|| resolved.get(&server.address).copied()) else {
-            warn!(backend = %name, server = %server.address, "server left out: its host name did not resolve");
-            continue;
-        };
-        if !seen.insert(address) {
-            // The first entry wins: a static server over a discovered one.
-            debug!(backend = %name, server = %server.address, %address, "server left out: another entry has the same address");
-            continue;
-        }
-        servers.push(Server {
-            state: registry.claim(&name, address),
-            weight: server.weight,
-            admin: server.state,
-            source,
-        });
-    }
-
+    let servers = servers_of(&name, config, discovered, resolved, registry);
     let now = clock::now_ms();
     let traffic = Eligibility::of(config, &servers, now);
-    let mut by_state = [0i64; 3];
-    for server in &servers {
-        server.state.up.set(i64::from(traffic.takes(server)));
-        server.state.weight.set(i64::from(server.weight));
-        by_state[server.admin as usize] += 1;
-    }
-    for state in [AdminState::Ready, AdminState::Drain, AdminState::Maint] {
-        metrics
-            .backend_servers
-            .with_label_values(&[&name, state.as_str()])
-            .set(by_state[state as usize]);
-    }
+    export_states(&name, &servers, &traffic, metrics);
 
     // Only servers taking new traffic are in the balancer; drain and maint
     // (and failing ones) finish what they have.
@@ -276,6 +239,60 @@ fn build_backend(
         sticky_ids,
         max_connections_per_server: config.max_connections_per_server,
         refresh_at_ms,
+    }
+}
+
+/// The servers of a backend: static ones first, then those ZooKeeper
+/// lists, each address once; host names as `resolved` has them.
+fn servers_of(
+    name: &Arc<str>,
+    config: &BackendConfig,
+    discovered: &[ServerConfig],
+    resolved: &Resolved,
+    registry: &mut RegistryGeneration<'_>,
+) -> Vec<Server> {
+    let mut servers: Vec<Server> = Vec::with_capacity(config.servers.len() + discovered.len());
+    let mut seen: HashSet<SocketAddr, crate::server::FastHash> =
+        HashSet::with_capacity_and_hasher(servers.capacity(), Default::default());
+    let listed = config
+        .servers
+        .iter()
+        .map(|s| (s, ServerSource::Static))
+        .chain(discovered.iter().map(|s| (s, ServerSource::ZooKeeper)));
+    for (server, source) in listed {
+        let address = server.address.literal();
+        let Some(address) = address.or_else(|| resolved.get(&server.address).copied()) else {
+            warn!(backend = %name, server = %server.address, "server left out: its host name did not resolve");
+            continue;
+        };
+        if !seen.insert(address) {
+            // The first entry wins: a static server over a discovered one.
+            debug!(backend = %name, server = %server.address, %address, "server left out: another entry has the same address");
+            continue;
+        }
+        servers.push(Server {
+            state: registry.claim(name, address),
+            weight: server.weight,
+            admin: server.state,
+            source,
+        });
+    }
+    servers
+}
+
+/// Each server's up and weight gauges, and the backend's servers by state.
+fn export_states(name: &str, servers: &[Server], traffic: &Eligibility, metrics: &Metrics) {
+    let mut by_state = [0i64; 3];
+    for server in servers {
+        server.state.up.set(i64::from(traffic.takes(server)));
+        server.state.weight.set(i64::from(server.weight));
+        by_state[server.admin as usize] += 1;
+    }
+    for state in [AdminState::Ready, AdminState::Drain, AdminState::Maint] {
+        metrics
+            .backend_servers
+            .with_label_values(&[name, state.as_str()])
+            .set(by_state[state as usize]);
     }
 }
 

@@ -1,4 +1,4 @@
-//! Backends: algorithm, servers, timeouts, and the features not built yet.
+//! Backends: algorithm, servers, timeouts, TLS, health checks, discovery.
 
 use http::HeaderName;
 
@@ -19,12 +19,65 @@ pub(super) fn backend(
     let at = |field: &str| format!("backends.{name}.{field}");
     let mode = mode(at("mode"), raw.mode.as_deref(), errors);
     let balance = balance(&at("balance"), raw.balance.as_deref(), mode, errors);
-    let hash_method = match raw.hash_method.as_deref() {
+    let hash_method = hash_method(&at("hash_method"), raw, &balance, errors);
+    let tls = raw
+        .tls
+        .as_ref()
+        .map(|raw| super::tls::backend_tls(&at("tls"), raw, errors));
+    // In the order of the fields in the documentation, so that errors
+    // without a place in the file come in that order too.
+    let send_proxy = send_proxy(&at("send_proxy"), raw, mode, errors);
+    let outlier_detection = outlier_detection(name, raw, errors);
+    if raw.panic_threshold > 100 {
+        errors.push(ConfigError::new(
+            at("panic_threshold"),
+            "a percentage: use 0 to 100",
+        ));
+    }
+    let sticky_cookie = sticky_cookie(name, raw, mode, errors);
+    let protocol = protocol(&at("protocol"), raw, mode, errors);
+    let servers = servers(name, raw, errors);
+    let health_check = raw
+        .health_check
+        .as_ref()
+        .and_then(|hc| health_check(&at("health_check"), hc, errors));
+    let discovery = raw
+        .zookeeper
+        .as_ref()
+        .and_then(|zk| discovery(&at("zookeeper"), zk, errors));
+    Some(BackendConfig {
+        name: name.to_owned(),
+        mode,
+        balance,
+        hash_method,
+        servers,
+        discovery,
+        health_check,
+        outlier_detection,
+        panic_threshold: raw.panic_threshold,
+        slow_start: raw.slow_start.map_or(std::time::Duration::ZERO, |d| d.0),
+        sticky_cookie,
+        max_connections_per_server: raw.max_connections_per_server,
+        protocol,
+        send_proxy,
+        retries: raw.retries.unwrap_or(default_retries),
+        timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
+        tls,
+    })
+}
+
+fn hash_method(
+    path: &str,
+    raw: &RawBackend,
+    balance: &Balance,
+    errors: &mut Vec<ConfigError>,
+) -> HashMethod {
+    let method = match raw.hash_method.as_deref() {
         None | Some("maglev") => HashMethod::Maglev,
         Some("ring") => HashMethod::Ring,
         Some(other) => {
             errors.push(ConfigError::new(
-                at("hash_method"),
+                path,
                 format!("unknown hash method `{other}`, expected maglev or ring"),
             ));
             HashMethod::Maglev
@@ -32,35 +85,49 @@ pub(super) fn backend(
     };
     if raw.hash_method.is_some() && !balance.hashes() {
         errors.push(ConfigError::new(
-            at("hash_method"),
+            path,
             "hash_method applies to the hashing algorithms (source, uri, header(NAME), cookie(NAME)) only",
         ));
     }
-    let tls = raw
-        .tls
-        .as_ref()
-        .map(|raw| super::tls::backend_tls(&at("tls"), raw, errors));
-    let send_proxy = match raw.send_proxy.as_deref() {
+    method
+}
+
+/// The PROXY protocol version a tcp backend's servers get, if any.
+fn send_proxy(
+    path: &str,
+    raw: &RawBackend,
+    mode: Mode,
+    errors: &mut Vec<ConfigError>,
+) -> Option<u8> {
+    match raw.send_proxy.as_deref() {
         None | Some("none") => None,
         Some(version @ ("v1" | "v2")) if mode == Mode::Tcp => {
             Some(if version == "v1" { 1 } else { 2 })
         }
         Some("v1" | "v2") => {
             errors.push(ConfigError::new(
-                at("send_proxy"),
+                path,
                 "send_proxy applies to tcp backends; http servers get X-Forwarded-For",
             ));
             None
         }
         Some(other) => {
             errors.push(ConfigError::new(
-                at("send_proxy"),
+                path,
                 format!("unknown value `{other}`, expected none, v1 or v2"),
             ));
             None
         }
-    };
-    let outlier_detection = raw.outlier_detection.as_ref().map(|raw| {
+    }
+}
+
+fn outlier_detection(
+    name: &str,
+    raw: &RawBackend,
+    errors: &mut Vec<ConfigError>,
+) -> Option<OutlierConfig> {
+    let at = |field: &str| format!("backends.{name}.{field}");
+    raw.outlier_detection.as_ref().map(|raw| {
         let outlier = OutlierConfig {
             consecutive_failures: raw.consecutive_failures.unwrap_or(5),
             ejection: raw
@@ -87,13 +154,16 @@ pub(super) fn backend(
             ));
         }
         outlier
-    });
-    if raw.panic_threshold > 100 {
-        errors.push(ConfigError::new(
-            at("panic_threshold"),
-            "a percentage: use 0 to 100",
-        ));
-    }
+    })
+}
+
+fn sticky_cookie(
+    name: &str,
+    raw: &RawBackend,
+    mode: Mode,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    let at = |field: &str| format!("backends.{name}.{field}");
     let sticky_cookie = raw.sticky.as_ref().map(|sticky| sticky.cookie.clone());
     if let Some(cookie) = &sticky_cookie {
         if mode == Mode::Tcp {
@@ -112,11 +182,15 @@ pub(super) fn backend(
             ));
         }
     }
-    let protocol = match raw.protocol.as_deref() {
+    sticky_cookie
+}
+
+fn protocol(path: &str, raw: &RawBackend, mode: Mode, errors: &mut Vec<ConfigError>) -> Protocol {
+    match raw.protocol.as_deref() {
         None | Some("http1") => Protocol::Http1,
         Some("http2") if mode == Mode::Tcp => {
             errors.push(ConfigError::new(
-                at("protocol"),
+                path,
                 "a tcp backend forwards bytes: `protocol` applies to http backends",
             ));
             Protocol::Http1
@@ -124,13 +198,16 @@ pub(super) fn backend(
         Some("http2") => Protocol::Http2,
         Some(other) => {
             errors.push(ConfigError::new(
-                at("protocol"),
+                path,
                 format!("unknown protocol `{other}`, expected http1 or http2"),
             ));
             Protocol::Http1
         }
-    };
+    }
+}
 
+/// A backend's static servers; those with errors are left out.
+fn servers(name: &str, raw: &RawBackend, errors: &mut Vec<ConfigError>) -> Vec<ServerConfig> {
     let mut servers = Vec::new();
     for (i, server) in raw.servers.iter().enumerate() {
         let path = format!("backends.{name}.servers[{i}]");
@@ -174,34 +251,7 @@ pub(super) fn backend(
             state,
         });
     }
-
-    let health_check = raw
-        .health_check
-        .as_ref()
-        .and_then(|hc| health_check(&at("health_check"), hc, mode, errors));
-    let discovery = raw
-        .zookeeper
-        .as_ref()
-        .and_then(|zk| discovery(&at("zookeeper"), zk, errors));
-    Some(BackendConfig {
-        name: name.to_owned(),
-        mode,
-        balance,
-        hash_method,
-        servers,
-        discovery,
-        health_check,
-        outlier_detection,
-        panic_threshold: raw.panic_threshold,
-        slow_start: raw.slow_start.map_or(std::time::Duration::ZERO, |d| d.0),
-        sticky_cookie,
-        max_connections_per_server: raw.max_connections_per_server,
-        protocol,
-        send_proxy,
-        retries: raw.retries.unwrap_or(default_retries),
-        timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
-        tls,
-    })
+    servers
 }
 
 fn balance(path: &str, raw: Option<&str>, mode: Mode, errors: &mut Vec<ConfigError>) -> Balance {

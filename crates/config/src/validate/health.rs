@@ -8,7 +8,6 @@ use crate::raw::RawHealthCheck;
 pub(super) fn health_check(
     path: &str,
     raw: &RawHealthCheck,
-    mode: Mode,
     errors: &mut Vec<ConfigError>,
 ) -> Option<HealthCheckConfig> {
     let before = errors.len();
@@ -33,52 +32,7 @@ pub(super) fn health_check(
                 expect: raw.expect.clone(),
             }
         }
-        "http" => {
-            if mode == Mode::Tcp {
-                // Allowed: a tcp backend may front an HTTP service that has a health URL.
-            }
-            if raw.send.is_some() {
-                errors.push(ConfigError::new(
-                    at("send"),
-                    "`send` belongs to `kind: tcp` checks",
-                ));
-            }
-            let check_path = raw.path.clone().unwrap_or_else(|| "/".to_owned());
-            if !check_path.starts_with('/') {
-                errors.push(ConfigError::new(
-                    at("path"),
-                    format!("`{check_path}` must start with `/`"),
-                ));
-            }
-            let method = match raw
-                .method
-                .as_deref()
-                .unwrap_or("GET")
-                .parse::<http::Method>()
-            {
-                Ok(method) => method,
-                Err(_) => {
-                    errors.push(ConfigError::new(
-                        at("method"),
-                        "not an HTTP method: use GET, HEAD or OPTIONS",
-                    ));
-                    http::Method::GET
-                }
-            };
-            let expect = match raw.expect.as_deref() {
-                None => vec![(200, 399)],
-                Some(text) => status_ranges(text).unwrap_or_else(|why| {
-                    errors.push(ConfigError::new(at("expect"), why));
-                    Vec::new()
-                }),
-            };
-            HealthCheckKind::Http {
-                method,
-                path: check_path,
-                host: raw.host.clone(),
-                expect,
-            }
-        }
+        "http" => http_check(path, raw, errors),
         other => {
             errors.push(ConfigError::new(
                 at("kind"),
@@ -113,6 +67,53 @@ pub(super) fn health_check(
         rise,
         fall,
     })
+}
+
+/// What a `kind: http` check sends and expects.
+fn http_check(path: &str, raw: &RawHealthCheck, errors: &mut Vec<ConfigError>) -> HealthCheckKind {
+    // A tcp backend may front an HTTP service that has a health URL: allowed.
+    let at = |field: &str| format!("{path}.{field}");
+    if raw.send.is_some() {
+        errors.push(ConfigError::new(
+            at("send"),
+            "`send` belongs to `kind: tcp` checks",
+        ));
+    }
+    let check_path = raw.path.clone().unwrap_or_else(|| "/".to_owned());
+    if !check_path.starts_with('/') {
+        errors.push(ConfigError::new(
+            at("path"),
+            format!("`{check_path}` must start with `/`"),
+        ));
+    }
+    let method = match raw
+        .method
+        .as_deref()
+        .unwrap_or("GET")
+        .parse::<http::Method>()
+    {
+        Ok(method) => method,
+        Err(_) => {
+            errors.push(ConfigError::new(
+                at("method"),
+                "not an HTTP method: use GET, HEAD or OPTIONS",
+            ));
+            http::Method::GET
+        }
+    };
+    let expect = match raw.expect.as_deref() {
+        None => vec![(200, 399)],
+        Some(text) => status_ranges(text).unwrap_or_else(|why| {
+            errors.push(ConfigError::new(at("expect"), why));
+            Vec::new()
+        }),
+    };
+    HealthCheckKind::Http {
+        method,
+        path: check_path,
+        host: raw.host.clone(),
+        expect,
+    }
 }
 
 /// `200-399`, `200,204`, `2xx`-style lists: `200-299,301`.

@@ -1,0 +1,144 @@
+//! Every labelled metric family: its name, help text and labels, in one
+//! table that registration reads.
+
+use crate::names;
+
+/// A labelled metric family.
+pub(crate) struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+}
+
+pub(crate) const DISCOVERY_KEEPING_LAST: Family = Family {
+    name: names::DISCOVERY_KEEPING_LAST,
+    help: "1 while ZooKeeper reports no members and the last set is kept (on_empty: keep_last)",
+    labels: &["backend"],
+};
+
+pub(crate) const DISCOVERY_MEMBERS: Family = Family {
+    name: names::DISCOVERY_MEMBERS,
+    help: "Members of a ZooKeeper-backed backend in use",
+    labels: &["backend"],
+};
+
+pub(crate) const DISCOVERY_INVALID_MEMBERS: Family = Family {
+    name: names::DISCOVERY_INVALID_MEMBERS,
+    help: "Members skipped because their znode data does not parse",
+    labels: &["backend"],
+};
+
+pub(crate) const FRONTEND_CONNECTIONS: Family = Family {
+    name: names::FRONTEND_CONNECTIONS_TOTAL,
+    help: "Client connections accepted",
+    labels: &["frontend"],
+};
+
+pub(crate) const FRONTEND_ACTIVE_CONNECTIONS: Family = Family {
+    name: names::FRONTEND_ACTIVE_CONNECTIONS,
+    help: "Client connections open",
+    labels: &["frontend"],
+};
+
+pub(crate) const FRONTEND_REQUESTS: Family = Family {
+    name: names::FRONTEND_REQUESTS_TOTAL,
+    help: "HTTP requests received",
+    labels: &["frontend"],
+};
+
+pub(crate) const FRONTEND_BYTES_RECEIVED: Family = Family {
+    name: names::FRONTEND_BYTES_RECEIVED_TOTAL,
+    help: "Bytes read from clients",
+    labels: &["frontend"],
+};
+
+pub(crate) const FRONTEND_BYTES_SENT: Family = Family {
+    name: names::FRONTEND_BYTES_SENT_TOTAL,
+    help: "Bytes written to clients",
+    labels: &["frontend"],
+};
+
+pub(crate) const FRONTEND_DENIED: Family = Family {
+    name: names::FRONTEND_DENIED_TOTAL,
+    help: "Requests or connections refused by access lists, rate limits or per-client connection limits",
+    labels: &["frontend", "reason"],
+};
+
+pub(crate) const TLS_HANDSHAKES: Family = Family {
+    name: names::TLS_HANDSHAKES_TOTAL,
+    help: "TLS handshakes with clients by result: ok (full), resumed, error, timeout",
+    labels: &["frontend", "result"],
+};
+
+pub(crate) const BACKEND_RESPONSES: Family = Family {
+    name: names::BACKEND_RESPONSES_TOTAL,
+    help: "Responses sent to clients by status class",
+    labels: &["backend", "code"],
+};
+
+pub(crate) const BACKEND_CONNECT_ERRORS: Family = Family {
+    name: names::BACKEND_CONNECT_ERRORS_TOTAL,
+    help: "Failed connections to servers",
+    labels: &["backend"],
+};
+
+pub(crate) const BACKEND_RETRIES: Family = Family {
+    name: names::BACKEND_RETRIES_TOTAL,
+    help: "Requests retried on another server",
+    labels: &["backend"],
+};
+
+pub(crate) const BACKEND_NO_SERVER: Family = Family {
+    name: names::BACKEND_NO_SERVER_TOTAL,
+    help: "Requests that found no usable server",
+    labels: &["backend"],
+};
+
+pub(crate) const BACKEND_SERVERS: Family = Family {
+    name: names::BACKEND_SERVERS,
+    help: "Servers by state",
+    labels: &["backend", "state"],
+};
+
+pub(crate) const SERVER_UP: Family = Family {
+    name: names::SERVER_UP,
+    help: "1 while the server can take new traffic",
+    labels: &["backend", "server"],
+};
+
+pub(crate) const SERVER_WEIGHT: Family = Family {
+    name: names::SERVER_WEIGHT,
+    help: "Configured weight",
+    labels: &["backend", "server"],
+};
+
+pub(crate) const SERVER_ACTIVE_REQUESTS: Family = Family {
+    name: names::SERVER_ACTIVE_REQUESTS,
+    help: "Requests or connections in flight",
+    labels: &["backend", "server"],
+};
+
+pub(crate) const SERVER_HEALTH_CHECK_FAILURES: Family = Family {
+    name: names::SERVER_HEALTH_CHECK_FAILURES_TOTAL,
+    help: "Active health checks that failed",
+    labels: &["backend", "server"],
+};
+
+pub(crate) const SERVER_REQUESTS: Family = Family {
+    name: names::SERVER_REQUESTS_TOTAL,
+    help: "Requests or connections sent",
+    labels: &["backend", "server"],
+};
+
+pub(crate) const CONFIG_RELOADS: Family = Family {
+    name: names::CONFIG_RELOADS_TOTAL,
+    help: "Configuration reloads by result",
+    labels: &["result"],
+};
+
+/// `zkgate_build_info`.
+pub(crate) const BUILD_INFO: Family = Family {
+    name: names::BUILD_INFO,
+    help: "zkgate version",
+    labels: &["version"],
+};
