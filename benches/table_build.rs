@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use zkgate_config::{AdminState, ServerAddress, ServerConfig};
-use zkgate_routing::{Discovered, Metrics, Resolved, TableBuilder};
+use zkgate_metrics::Metrics;
+use zkgate_routing::{Discovered, Resolved, TableBuilder};
 
 const CONFIG: &str = "frontends:\n  web:\n    bind: [\"127.0.0.1:18080\"]\n    default_backend: web\nbackends:\n  web:\n    servers: []\n";
 

@@ -13,7 +13,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use zkgate_routing::{Metrics, RoutingTable};
+use zkgate_metrics::Metrics;
+use zkgate_routing::RoutingTable;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};

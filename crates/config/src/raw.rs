@@ -1,10 +1,6 @@
 //! The YAML schema exactly as users write it: serde structs with
 //! `deny_unknown_fields`, every field optional where the spec gives a default.
-//! Nothing here is validated yet; see `validate.rs`.
-
-// Fields of features that are not built yet are parsed (so `check` can name
-// them) but not read until those features land.
-#![allow(dead_code)]
+//! Nothing here is validated yet; `validate/` turns it into the typed model.
 
 use std::collections::BTreeMap;
 

@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 use zkgate_admin::{Admin, Reload, Report};
 use zkgate_config::Config;
+use zkgate_metrics::Metrics;
 use zkgate_proxy::{Inherited, Proxy, Workers};
-use zkgate_routing::{Metrics, RoutingTable};
+use zkgate_routing::RoutingTable;
 use zkgate_tls::TlsMaterial;
 
 use crate::handover::{self, HandoverSocket, SocketsWanted};
@@ -182,7 +183,7 @@ impl ControlPlane {
                     // The receiver gone means its process gave up: nothing to do.
                     let _ = wanted.send(self.sockets_to_hand_over());
                 }
-                _ = self.signals.upgrade.recv() => self.succession.start_successor(self.handover.is_some()),
+                _ = self.signals.successor.recv() => self.succession.start_successor(self.handover.is_some()),
                 _ = hold_check.tick(), if self.hold.is_some() => self.end_hold_if_due().await,
                 _ = self.signals.terminate.recv() => break,
                 _ = self.signals.interrupt.recv() => break,

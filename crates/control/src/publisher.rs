@@ -13,7 +13,8 @@ use tracing::{debug, info};
 use zkgate_config::Config;
 use zkgate_discovery::{Discovery, Update, WatchSpec};
 use zkgate_health::{HealthChecks, HealthEvent};
-use zkgate_routing::{Discovered, FrontendId, Metrics, RoutingTable, TableBuilder};
+use zkgate_metrics::Metrics;
+use zkgate_routing::{Discovered, FrontendId, RoutingTable, TableBuilder};
 use zkgate_tls::TlsMaterial;
 
 use crate::members::{BackendMembers, Members};

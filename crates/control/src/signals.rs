@@ -10,7 +10,7 @@ pub struct Signals {
     pub(crate) hangup: Signal,
     pub(crate) terminate: Signal,
     pub(crate) interrupt: Signal,
-    pub(crate) upgrade: Signal,
+    pub(crate) successor: Signal,
 }
 
 impl Signals {
@@ -21,7 +21,7 @@ impl Signals {
             hangup: signal(SignalKind::hangup())?,
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
-            upgrade: signal(SignalKind::user_defined2())?,
+            successor: signal(SignalKind::user_defined2())?,
         })
     }
 }

@@ -48,8 +48,8 @@ impl Succession {
 
     /// SIGUSR2: starts the successor, unless one is starting already or
     /// there is no upgrade socket to hand the listeners over.
-    pub fn start_successor(&mut self, upgrade_socket: bool) {
-        if !upgrade_socket {
+    pub fn start_successor(&mut self, handover_socket: bool) {
+        if !handover_socket {
             warn!("SIGUSR2: an upgrade in place needs --upgrade-socket; ignored");
             return;
         }

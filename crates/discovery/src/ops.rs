@@ -148,7 +148,7 @@ pub async fn set(
             Err(err) => return Err(err.into()),
         };
         let mut member = match format::decode(MemberFormat::Zkgate, None, &name, &data) {
-            Ok(format::Decoded::Member(member)) => member,
+            Ok(format::Child::Member(member)) => member,
             _ => {
                 let other = format::sniff(&name, &data)
                     .map_or("unreadable".to_owned(), |(f, _)| f.as_str().to_owned());

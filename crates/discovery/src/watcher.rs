@@ -11,7 +11,7 @@ use zookeeper_client::{
     AddWatchMode, Client, Error, EventType, MultiReadResult, PersistentWatcher, SessionState,
 };
 
-use crate::format::{self, Decoded as Child};
+use crate::format::{self, Child};
 use crate::{Change, Decoded, Update, WatchSpec, RETRY_DELAY};
 
 /// Children read per multi-read request, well under ZooKeeper's 1 MiB packet limit.

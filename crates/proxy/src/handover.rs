@@ -150,12 +150,12 @@ mod tests {
 
     #[test]
     fn listening_sockets_arrive_by_address_and_keep_accepting() {
-        let first = crate::listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let first = crate::accept::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let address = first.local_addr().unwrap();
-        let second = crate::listener::bind(address).unwrap();
+        let second = crate::accept::bind(address).unwrap();
         // More than one message's worth, to cover the continuation.
         let others: Vec<_> = (0..PER_MESSAGE + 3)
-            .map(|_| crate::listener::bind("127.0.0.1:0".parse().unwrap()).unwrap())
+            .map(|_| crate::accept::bind("127.0.0.1:0".parse().unwrap()).unwrap())
             .collect();
         let (old, new) = UnixStream::pair().unwrap();
         let mut all = vec![first.as_fd(), second.as_fd()];

@@ -1,18 +1,18 @@
 //! zkgate's data plane. It only reads: every connection or request loads the
 //! current [`RoutingTable`] once and never waits on the control plane.
 
+mod accept;
 mod access_log;
 mod connections;
 mod dial;
 pub mod handover;
+mod handshake;
 mod http;
 mod io;
 mod limits;
-mod listener;
 pub mod proxy_protocol;
 mod stream;
 mod tcp;
-mod tls;
 mod tunnel;
 mod workers;
 
@@ -21,10 +21,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use zkgate_routing::RoutingTable;
 
+pub use accept::{bind, bind_per_worker, Listener};
 pub use access_log::AccessLog;
 pub use connections::Connections;
 pub use handover::Inherited;
-pub use listener::{bind, bind_per_worker, Listener};
 pub use workers::Workers;
 
 /// What every listener and connection shares: the published table and the

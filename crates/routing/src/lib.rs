@@ -19,7 +19,6 @@ pub use server::{ActiveRequest, FastHash, FastHasher, Health, HealthState, Serve
 pub use table::{
     Backend, Frontend, FrontendId, RequestHeaders, RoutingTable, Server, ServerSource,
 };
-pub use zkgate_metrics::Metrics;
 
 #[cfg(test)]
 mod tests;

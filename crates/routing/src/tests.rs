@@ -3,8 +3,9 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use prometheus::Registry;
+use zkgate_metrics::Metrics;
 
-use crate::{Discovered, Metrics, Resolved, ServerSource, TableBuilder};
+use crate::{Discovered, Resolved, ServerSource, TableBuilder};
 
 const CONFIG: &str = r#"
 frontends:

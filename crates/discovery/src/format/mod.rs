@@ -13,7 +13,7 @@ pub use native::encode as encode_native;
 
 /// What a child znode means.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decoded {
+pub enum Child {
     /// A server.
     Member(ServerConfig),
     /// A child the format says to ignore (a serverset's non-`member_` node, say).
@@ -27,12 +27,12 @@ pub fn decode(
     endpoint: Option<&str>,
     name: &str,
     data: &[u8],
-) -> Result<Decoded, String> {
+) -> Result<Child, String> {
     match format {
-        MemberFormat::Zkgate => native::decode(name, data).map(Decoded::Member),
+        MemberFormat::Zkgate => native::decode(name, data).map(Child::Member),
         MemberFormat::Serverset => serverset::decode(name, data, endpoint),
-        MemberFormat::Curator => curator::decode(data).map(Decoded::Member),
-        MemberFormat::Nerve => nerve::decode(name, data).map(Decoded::Member),
+        MemberFormat::Curator => curator::decode(data).map(Child::Member),
+        MemberFormat::Nerve => nerve::decode(name, data).map(Child::Member),
     }
 }
 
@@ -46,7 +46,7 @@ pub fn sniff(name: &str, data: &[u8]) -> Option<(MemberFormat, ServerConfig)> {
     ]
     .into_iter()
     .find_map(|format| match decode(format, None, name, data) {
-        Ok(Decoded::Member(member)) => Some((format, member)),
+        Ok(Child::Member(member)) => Some((format, member)),
         _ => None,
     })
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use zkgate_config::{AdminState, ServerConfig};
 
-use super::Decoded;
+use super::Child;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -24,9 +24,9 @@ struct Endpoint {
     port: i64,
 }
 
-pub fn decode(name: &str, data: &[u8], endpoint: Option<&str>) -> Result<Decoded, String> {
+pub fn decode(name: &str, data: &[u8], endpoint: Option<&str>) -> Result<Child, String> {
     if !name.starts_with("member_") {
-        return Ok(Decoded::NotAMember);
+        return Ok(Child::NotAMember);
     }
     let instance: ServiceInstance = super::json(data)?;
     let chosen = match endpoint {
@@ -45,7 +45,7 @@ pub fn decode(name: &str, data: &[u8], endpoint: Option<&str>) -> Result<Decoded
         Some(_) => AdminState::Maint,
         None => return Err("no status".into()),
     };
-    Ok(Decoded::Member(ServerConfig {
+    Ok(Child::Member(ServerConfig {
         address: super::address(&chosen.host, chosen.port)?,
         weight: zkgate_config::defaults::WEIGHT,
         state,

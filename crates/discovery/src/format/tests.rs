@@ -3,7 +3,7 @@
 use base64::Engine;
 use zkgate_config::{AdminState, MemberFormat};
 
-use super::{decode, sniff, Decoded};
+use super::{decode, sniff, Child};
 
 fn member(
     format: MemberFormat,
@@ -12,7 +12,7 @@ fn member(
     data: &str,
 ) -> zkgate_config::ServerConfig {
     match decode(format, endpoint, name, data.as_bytes()) {
-        Ok(Decoded::Member(member)) => member,
+        Ok(Child::Member(member)) => member,
         other => panic!("expected a member, got {other:?}"),
     }
 }
@@ -86,7 +86,7 @@ fn serverset_alive_members_are_ready_and_others_get_nothing() {
     );
     assert_eq!(
         decode(MemberFormat::Serverset, None, "leader_lock", b"x"),
-        Ok(Decoded::NotAMember)
+        Ok(Child::NotAMember)
     );
     assert!(decode(
         MemberFormat::Serverset,

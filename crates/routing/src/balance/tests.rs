@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use prometheus::Registry;
+use zkgate_metrics::Metrics;
 
 use super::hash::{hash64, SEED};
-use crate::{ActiveRequest, Discovered, Metrics, Resolved, RoutingTable, TableBuilder};
+use crate::{ActiveRequest, Discovered, Resolved, RoutingTable, TableBuilder};
 
 /// A table with one backend `b` of servers 127.0.0.1:(10000+i) with `weights`.
 fn table(balance: &str, extra: &str, weights: &[u32]) -> RoutingTable {

@@ -248,7 +248,7 @@ fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {
         };
         frontend.metrics.connections.inc();
         frontend.metrics.active_connections.inc();
-        if let Some(stream) = crate::tls::accept(stream, &frontend, client).await {
+        if let Some(stream) = crate::handshake::accept(stream, &frontend, client).await {
             match frontend.mode {
                 Mode::Http => crate::http::serve(stream, client, &frontend, proxy, guard).await,
                 Mode::Tcp => {
