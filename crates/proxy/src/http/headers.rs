@@ -13,7 +13,7 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): the connection's own, never forwarded.
-const HOP_BY_HOP: [&HeaderName; 7] = [
+pub(crate) const HOP_BY_HOP: [&HeaderName; 7] = [
     &header::CONNECTION,
     &KEEP_ALIVE,
     &PROXY_CONNECTION,

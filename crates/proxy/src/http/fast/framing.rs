@@ -25,6 +25,7 @@ fn role_of(name: &[u8]) -> Role {
     let is = |known: &str| spells(name, known.as_bytes());
     // Dispatch on length first: most names match none and cost one compare.
     match name.len() {
+        2 if is("te") => Role::HopByHop,
         7 if is("trailer") || is("upgrade") => Role::HopByHop,
         10 if is("connection") => Role::Connection,
         10 if is("keep-alive") => Role::HopByHop,
@@ -292,6 +293,22 @@ fn parse_length(value: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The response-side matcher agrees with the one list of hop-by-hop
+    /// headers: each is dropped from what the client gets, except the
+    /// framing headers, which stay because the body passes unchanged.
+    #[test]
+    fn hop_by_hop_headers_are_the_same_list_as_on_hyper_path() {
+        for name in crate::http::headers::HOP_BY_HOP {
+            let role = role_of(name.as_str().to_uppercase().as_bytes());
+            let expected = match name.as_str() {
+                "connection" => Role::Connection,
+                "transfer-encoding" => Role::TransferEncoding,
+                _ => Role::HopByHop,
+            };
+            assert!(role == expected, "{name}");
+        }
+    }
 
     fn head_for_client(raw: &str, head: bool, additions: Additions<'_>) -> (Response, String) {
         let mut out = Vec::new();

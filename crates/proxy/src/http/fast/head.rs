@@ -299,6 +299,26 @@ impl RequestView for Head<'_> {
 mod tests {
     use super::*;
 
+    /// The fast path's request-side matcher agrees with the one list of
+    /// hop-by-hop headers hyper's path strips: each is dropped, or (where
+    /// the fast path must look at it: `Upgrade`, `Transfer-Encoding`) the
+    /// request goes to hyper's path, whatever the case of its name.
+    #[test]
+    fn hop_by_hop_headers_are_the_same_list_as_on_hyper_path() {
+        for name in crate::http::headers::HOP_BY_HOP {
+            for spelling in [name.as_str().to_owned(), name.as_str().to_uppercase()] {
+                let role = role_of(spelling.as_bytes());
+                assert!(
+                    matches!(role, Some(Role::HopByHop) | None),
+                    "{spelling}: {role:?}"
+                );
+            }
+        }
+        for plain in ["accept", "x-connection", "tee", "upgrades"] {
+            assert_eq!(role_of(plain.as_bytes()), Some(Role::Plain), "{plain}");
+        }
+    }
+
     fn complete(raw: &str) -> (Parsed, Vec<Field>) {
         let mut fields = Vec::new();
         match scan(raw.as_bytes(), &mut fields) {
