@@ -126,29 +126,6 @@ pub fn add_forwarded(
     };
 }
 
-/// The request's host without port, for routing: from an absolute-form URI,
-/// else the Host header.
-pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a [u8]> {
-    if let Some(host) = uri.host() {
-        return Some(host.as_bytes());
-    }
-    host_name(headers.get(header::HOST)?.as_bytes())
-}
-
-/// A `Host` value without its port: `example.com:8080` → `example.com`,
-/// `[::1]:80` → `::1`; `None` for an IPv6 literal without its `]`. Bytes,
-/// not text: routing compares ASCII names, and validating UTF-8 on every
-/// request cost more than the rest of this.
-pub fn host_name(value: &[u8]) -> Option<&[u8]> {
-    match value.split_first() {
-        Some((b'[', v6)) => v6.iter().position(|&b| b == b']').map(|end| &v6[..end]),
-        _ => Some(match value.iter().position(|&b| b == b':') {
-            Some(colon) => &value[..colon],
-            None => value,
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,40 +179,5 @@ mod tests {
         assert_eq!(headers["x-forwarded-for"], "192.0.2.1, 127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.com");
-    }
-
-    #[test]
-    fn host_is_taken_without_port_from_uri_or_header() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::HOST,
-            HeaderValue::from_static("Api.example.com:8080"),
-        );
-        let origin: http::Uri = "/x".parse().unwrap();
-        assert_eq!(
-            request_host(&origin, &headers),
-            Some(&b"Api.example.com"[..])
-        );
-        let absolute: http::Uri = "http://other.example/x".parse().unwrap();
-        assert_eq!(
-            request_host(&absolute, &headers),
-            Some(&b"other.example"[..])
-        );
-        headers.insert(header::HOST, HeaderValue::from_static("[::1]:80"));
-        assert_eq!(request_host(&origin, &headers), Some(&b"::1"[..]));
-    }
-
-    #[test]
-    fn host_names_lose_their_port() {
-        for (value, name) in [
-            (&b"example.com"[..], Some(&b"example.com"[..])),
-            (b"example.com:8080", Some(b"example.com")),
-            (b"[::1]:80", Some(b"::1")),
-            (b"[::1]", Some(b"::1")),
-            (b"[::1", None),
-            (b"", Some(b"")),
-        ] {
-            assert_eq!(host_name(value), name, "{}", value.escape_ascii());
-        }
     }
 }

@@ -7,7 +7,7 @@ use http::HeaderName;
 use zkgate_routing::RequestHeaders;
 
 use super::ascii::spells;
-use crate::http::headers::host_name;
+use crate::http::policy::keys::host_name;
 use crate::http::policy::RequestView;
 
 /// Most headers the fast path parses; a request with more goes to hyper,

@@ -1,6 +1,6 @@
-//! The request key a hashing backend places a request by, the sticky-session
-//! cookie, and the request fields routing and balancing read, whichever
-//! parser produced the request.
+//! The host a request is for, the key a hashing backend places it by, the
+//! sticky-session cookie, and the request fields routing and balancing
+//! read, whichever wire adapter produced the request.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -8,8 +8,6 @@ use http::{header, HeaderMap, HeaderName, Request};
 use zkgate_config::Balance;
 use zkgate_routing::balance::hash::{client_key, hash64, SEED};
 use zkgate_routing::{Backend, RequestHeaders};
-
-use crate::http::headers::request_host;
 
 /// A request as routing and balancing see it, whichever wire adapter read
 /// it: its host, path and headers.
@@ -93,9 +91,33 @@ pub fn sticky_cookie(
     ))
 }
 
+/// The request's host without port, for routing: from an absolute-form URI,
+/// else the Host header.
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+    if let Some(host) = uri.host() {
+        return Some(host.as_bytes());
+    }
+    host_name(headers.get(header::HOST)?.as_bytes())
+}
+
+/// A `Host` value without its port: `example.com:8080` → `example.com`,
+/// `[::1]:80` → `::1`; `None` for an IPv6 literal without its `]`. Bytes,
+/// not text: routing compares ASCII names, and validating UTF-8 on every
+/// request cost more than the rest of this.
+pub fn host_name(value: &[u8]) -> Option<&[u8]> {
+    match value.split_first() {
+        Some((b'[', v6)) => v6.iter().position(|&b| b == b']').map(|end| &v6[..end]),
+        _ => Some(match value.iter().position(|&b| b == b':') {
+            Some(colon) => &value[..colon],
+            None => value,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn cookies_are_found_by_exact_name_across_headers() {
@@ -138,5 +160,40 @@ mod tests {
                 "::ffff:10.0.0.1".parse().unwrap()
             )
         );
+    }
+
+    #[test]
+    fn host_is_taken_without_port_from_uri_or_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("Api.example.com:8080"),
+        );
+        let origin: http::Uri = "/x".parse().unwrap();
+        assert_eq!(
+            request_host(&origin, &headers),
+            Some(&b"Api.example.com"[..])
+        );
+        let absolute: http::Uri = "http://other.example/x".parse().unwrap();
+        assert_eq!(
+            request_host(&absolute, &headers),
+            Some(&b"other.example"[..])
+        );
+        headers.insert(header::HOST, HeaderValue::from_static("[::1]:80"));
+        assert_eq!(request_host(&origin, &headers), Some(&b"::1"[..]));
+    }
+
+    #[test]
+    fn host_names_lose_their_port() {
+        for (value, name) in [
+            (&b"example.com"[..], Some(&b"example.com"[..])),
+            (b"example.com:8080", Some(b"example.com")),
+            (b"[::1]:80", Some(b"::1")),
+            (b"[::1]", Some(b"::1")),
+            (b"[::1", None),
+            (b"", Some(b"")),
+        ] {
+            assert_eq!(host_name(value), name, "{}", value.escape_ascii());
+        }
     }
 }
