@@ -214,7 +214,7 @@ fn build_backend(
             servers
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (sticky_id(&s.state.label), i as u32))
+                .map(|(i, s)| (crate::table::sticky_id(&s.state.label), i as u32))
                 .collect()
         })
         .unwrap_or_default();
@@ -366,11 +366,6 @@ impl Eligibility {
 /// Ready with a weight: would take traffic if healthy.
 fn candidate(server: &Server) -> bool {
     server.admin == AdminState::Ready && server.weight > 0
-}
-
-/// A server's opaque, stable id for sticky cookies.
-pub fn sticky_id(label: &str) -> u64 {
-    crate::balance::hash64(label.as_bytes(), crate::balance::hash::SEED ^ 0x5717_c4e1)
 }
 
 fn build_frontend(

@@ -351,7 +351,7 @@ impl Backend {
 
     /// The sticky cookie value for `server`.
     pub fn sticky_value(&self, server: &Server) -> String {
-        format!("{:016x}", crate::build::sticky_id(&server.state.label))
+        format!("{:016x}", sticky_id(&server.state.label))
     }
 
     /// Records how a request or connection to `server` went, for outlier
@@ -381,4 +381,9 @@ impl Backend {
             None => false,
         }
     }
+}
+
+/// A server's opaque, stable id for sticky cookies.
+pub(crate) fn sticky_id(label: &str) -> u64 {
+    crate::balance::hash64(label.as_bytes(), crate::balance::hash::SEED ^ 0x5717_c4e1)
 }

@@ -1,15 +1,13 @@
-//! Answers zkgate gives itself: short, plain, without internal detail.
+//! Answers zkgate gives itself: short, plain, without internal detail; the
+//! same text whichever adapter sends it.
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
-
-use super::body::ProxyBody;
+use http::StatusCode;
 
 /// Sent on the raw socket when a client's request head does not arrive in time.
 pub const REQUEST_TIMEOUT_RAW: [u8; 113] = *b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n";
 
 /// The body of an error answer.
-fn text_of(status: StatusCode) -> &'static str {
+pub fn text_of(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_GATEWAY => "bad gateway\n",
         StatusCode::SERVICE_UNAVAILABLE => "no server available\n",
@@ -21,31 +19,7 @@ fn text_of(status: StatusCode) -> &'static str {
     }
 }
 
-/// A plain-text error answer.
-pub fn error(status: StatusCode) -> Response<ProxyBody> {
-    let text = text_of(status);
-    let mut response = Response::new(ProxyBody::message(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if status == StatusCode::BAD_REQUEST {
-        // After a malformed request the connection's framing cannot be trusted.
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
-}
-
-/// 429 with `Retry-After` in whole seconds (at least 1).
-pub fn too_many_requests(wait: std::time::Duration) -> Response<ProxyBody> {
-    let mut response = error(StatusCode::TOO_MANY_REQUESTS);
-    if let Ok(value) = HeaderValue::from_str(&retry_after_seconds(wait).to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
-}
-
-/// The same answer as [`error`] (or [`too_many_requests`], given
+/// The same answer as hyper's path gives (see `full::answer`), given
 /// `retry_after` seconds) written as raw HTTP/1.1 into `out`; `close` adds
 /// `Connection: close`.
 pub fn write_error(status: StatusCode, retry_after: Option<u64>, close: bool, out: &mut Vec<u8>) {

@@ -16,7 +16,7 @@ use super::framing::{self, Additions, Framing, Malformed};
 use super::timer::Timer;
 use crate::http::policy::keys::sticky_cookie;
 use crate::http::policy::retry::{head_arrived, Tries};
-use crate::http::upstream::{PoolKey, ServerConn};
+use crate::http::pool::{PoolKey, ServerConn};
 use crate::Proxy;
 
 /// Largest response head accepted from a server.

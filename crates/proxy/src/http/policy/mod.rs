@@ -13,3 +13,8 @@ pub mod retry;
 
 pub use decide::{decide, refuse_malformed, Decision, Routed};
 pub use keys::RequestView;
+
+/// Largest request head accepted (request line + headers); beyond it: 431.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most request headers accepted; beyond it: 431.
+pub const MAX_HEADERS: usize = 100;

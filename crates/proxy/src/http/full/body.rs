@@ -14,7 +14,7 @@ use zkgate_routing::ActiveRequest;
 
 use crate::access_log::{AccessLog, HttpEntry};
 
-use super::upstream::Reuse;
+use crate::http::pool::{keep_lent, Lent, PoolKey};
 use crate::io::ConnActivity;
 
 /// Marks the client connection's request finished when dropped.
@@ -71,6 +71,28 @@ impl Drop for ProxyBody {
 enum Kind {
     Upstream(Streamed),
     Message(Option<Bytes>),
+}
+
+/// A pooled HTTP/1.1 connection whose response is streaming: kept again
+/// when the body was read to its end.
+pub struct Reuse {
+    lent: Lent,
+    key: PoolKey,
+}
+
+impl Reuse {
+    /// `lent`, whose response to a request to `key` is streaming.
+    pub fn new(lent: Lent, key: PoolKey) -> Self {
+        Reuse { lent, key }
+    }
+
+    /// Back to the pool if `finished` (the body was read to its end), else
+    /// closed.
+    pub fn finish(self, finished: bool) {
+        if finished && self.lent.is_open() {
+            keep_lent(self.key, self.lent);
+        }
+    }
 }
 
 /// A server's body, with what to release when it ends.

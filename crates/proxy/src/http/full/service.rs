@@ -11,13 +11,13 @@ use http::{header, uri, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use zkgate_routing::FrontendId;
 
+use super::answer::{error, too_many_requests};
 use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::forward::{forward, Forwarded};
-use super::headers::{add_forwarded, client_address_value, strip_hop_by_hop};
-use super::policy::keys::sticky_cookie;
-use super::policy::{decide, refuse_malformed, Decision};
-use super::response::{error, too_many_requests};
 use super::upgrade;
+use crate::http::headers::{add_forwarded, client_address_value, strip_hop_by_hop};
+use crate::http::policy::keys::sticky_cookie;
+use crate::http::policy::{decide, refuse_malformed, Decision};
 use crate::io::ConnActivity;
 use crate::Proxy;
 

@@ -13,9 +13,9 @@ use tracing::{debug, warn};
 use zkgate_routing::Backend;
 
 use super::body::ProxyBody;
+use super::client;
 use super::forward::Forwarded;
-use super::headers::strip_hop_by_hop;
-use super::upstream;
+use crate::http::headers::strip_hop_by_hop;
 use crate::tunnel;
 use crate::Proxy;
 
@@ -50,7 +50,7 @@ pub async fn forward(
     let mut request = request.map(http_body_util::Either::Left);
     let mut attempts = backend.attempts(backend.pick(key));
     for server in attempts.by_ref() {
-        let mut sender = match upstream::connect_for_upgrade(
+        let mut sender = match client::connect_for_upgrade(
             server.address(),
             backend.tls.as_deref(),
             backend.timeouts.connect,

@@ -14,10 +14,11 @@ use zkgate_config::Protocol;
 use zkgate_routing::{Backend, Server};
 
 use super::body::ProxyBody;
-use super::headers::keeps_alive;
-use super::headers::strip_hop_by_hop;
-use super::policy::retry::{self, head_arrived, Tries};
-use super::upstream::{Conn, PoolKey, UpstreamBody};
+use super::client::Conn;
+use crate::http::headers::keeps_alive;
+use crate::http::headers::strip_hop_by_hop;
+use crate::http::policy::retry::{self, head_arrived, Tries};
+use crate::http::pool::{PoolKey, UpstreamBody};
 use crate::Proxy;
 
 /// How a request ended.

@@ -17,7 +17,9 @@ use zkgate_tls::ClientTls;
 
 use std::net::SocketAddr;
 
-use super::client::Lent;
+use hyper::client::conn::http1;
+use tokio::sync::oneshot;
+
 use crate::dial::{dial, ConnectError};
 use crate::stream::Stream;
 
@@ -115,6 +117,42 @@ pub(super) fn take_for_hyper(key: PoolKey, now: Instant) -> Option<Result<Lent, 
 /// Keeps a connection hyper holds, whose last response was read to its end.
 pub(super) fn keep_lent(key: PoolKey, lent: Lent) {
     keep(key, Idle::Lent(lent, Instant::now()));
+}
+
+/// What zkgate sends servers: the client's body streamed, or nothing (a replay).
+pub type UpstreamBody =
+    http_body_util::Either<hyper::body::Incoming, http_body_util::Empty<bytes::Bytes>>;
+
+/// A pooled socket in hyper's hands: its request half, and where its task
+/// hands the socket back once that half is dropped while the connection is
+/// idle and clean (nothing read beyond the last response).
+pub struct Lent {
+    /// hyper's request half of the connection.
+    pub sender: http1::SendRequest<UpstreamBody>,
+    back: oneshot::Receiver<ServerConn>,
+}
+
+impl Lent {
+    /// A socket lent to hyper: `sender` is its request half, and `back`
+    /// where hyper's task hands it back.
+    pub fn new(
+        sender: http1::SendRequest<UpstreamBody>,
+        back: oneshot::Receiver<ServerConn>,
+    ) -> Self {
+        Lent { sender, back }
+    }
+
+    /// Whether hyper still considers the connection open.
+    pub fn is_open(&self) -> bool {
+        !self.sender.is_closed()
+    }
+
+    /// The socket, taken back from hyper; `None` if hyper found it unfit.
+    pub async fn hand_back(self) -> Option<ServerConn> {
+        let Lent { sender, back } = self;
+        drop(sender);
+        back.await.ok()
+    }
 }
 
 /// An HTTP/1.1 connection to a server.

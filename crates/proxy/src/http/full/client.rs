@@ -20,15 +20,10 @@ use zkgate_config::Protocol;
 use zkgate_routing::{ActiveRequest, FastHash};
 use zkgate_tls::ClientTls;
 
-use super::pool::{keep_lent, take_for_hyper, PoolKey, ServerConn};
+use super::body::{ProxyBody, Reuse};
 use crate::dial::{dial, ConnectError};
-use crate::http::body::ProxyBody;
+use crate::http::pool::{take_for_hyper, Lent, PoolKey, ServerConn, UpstreamBody};
 
-/// What zkgate sends servers: the client's body streamed, or nothing (a replay).
-pub type UpstreamBody = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
-
-/// An HTTP/1.1 connection's request half.
-pub type Sender = http1::SendRequest<UpstreamBody>;
 type H2Sender = http2::SendRequest<UpstreamBody>;
 
 thread_local! {
@@ -41,45 +36,6 @@ pub enum Conn {
     H1(Lent, PoolKey),
     /// HTTP/2: multiplexed, shared.
     H2(H2Sender),
-}
-
-/// A pooled socket in hyper's hands: its request half, and where its task
-/// hands the socket back once that half is dropped while the connection is
-/// idle and clean (nothing read beyond the last response).
-pub struct Lent {
-    sender: Sender,
-    back: oneshot::Receiver<ServerConn>,
-}
-
-impl Lent {
-    /// Whether hyper still considers the connection open.
-    pub fn is_open(&self) -> bool {
-        !self.sender.is_closed()
-    }
-
-    /// The socket, taken back from hyper; `None` if hyper found it unfit.
-    pub async fn hand_back(self) -> Option<ServerConn> {
-        let Lent { sender, back } = self;
-        drop(sender);
-        back.await.ok()
-    }
-}
-
-/// A pooled HTTP/1.1 connection whose response is streaming: kept again
-/// when the body was read to its end.
-pub struct Reuse {
-    lent: Lent,
-    key: PoolKey,
-}
-
-impl Reuse {
-    /// Back to the pool if `finished` (the body was read to its end), else
-    /// closed.
-    pub fn finish(self, finished: bool) {
-        if finished && self.lent.is_open() {
-            keep_lent(self.key, self.lent);
-        }
-    }
 }
 
 impl Conn {
@@ -151,7 +107,7 @@ impl Conn {
     pub fn body(self, body: Incoming, keep_alive: bool, active: ActiveRequest) -> ProxyBody {
         match self {
             Conn::H1(lent, key) if keep_alive => {
-                ProxyBody::upstream(body, Some(Reuse { lent, key }), active)
+                ProxyBody::upstream(body, Some(Reuse::new(lent, key)), active)
             }
             Conn::H1(..) | Conn::H2(_) => ProxyBody::upstream(body, None, active),
         }
@@ -180,7 +136,7 @@ async fn lend(conn: ServerConn, key: PoolKey) -> Result<Conn, ConnectError> {
             }
         }
     });
-    Ok(Conn::H1(Lent { sender, back }, key))
+    Ok(Conn::H1(Lent::new(sender, back), key))
 }
 
 fn spawn_connection<F>(server: SocketAddr, connection: F)
@@ -200,7 +156,7 @@ pub async fn connect_for_upgrade(
     server: SocketAddr,
     tls: Option<&ClientTls>,
     timeout: Duration,
-) -> Result<Sender, ConnectError> {
+) -> Result<http1::SendRequest<UpstreamBody>, ConnectError> {
     let io = TokioIo::new(dial(server, None, tls, timeout).await?);
     let (sender, connection) = http1::Builder::new()
         .handshake(io)
