@@ -9,6 +9,7 @@ pub mod http_server;
 pub mod pki;
 pub mod ports;
 pub mod process;
+pub mod recording;
 pub mod relay;
 pub mod responder;
 pub mod tcp_server;
@@ -21,6 +22,7 @@ pub use client::{http_get, http_request, http_request_on, raw_exchange, read_unt
 pub use http_server::HttpServer;
 pub use ports::free_port;
 pub use process::{send_signal, Zkgate};
+pub use recording::{Answer, RecordingOrigin};
 pub use relay::Relay;
 pub use tcp_server::TcpServer;
 pub use wait::wait_until;

@@ -49,20 +49,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Whether a server's connection may carry another request after this
 /// response (RFC 9112 §9.3): HTTP/1.1, no `close` among its `Connection`
-/// options, and a body whose end the framing tells (a body that ends with
-/// the connection leaves nothing to reuse). HTTP/1.0 servers' connections
-/// are not kept, whatever they say.
-pub fn keeps_alive(version: http::Version, status: http::StatusCode, headers: &HeaderMap) -> bool {
+/// options, and a body whose end is beyond doubt: its length stated or
+/// chunked, and not the answer to a `HEAD` nor a 204 or 304 (whose body a
+/// broken server might send anyway, to be read as the next client's
+/// response). The fast path decides the same (`fast/framing.rs`).
+pub fn keeps_alive(
+    version: http::Version,
+    status: http::StatusCode,
+    headers: &HeaderMap,
+    head_request: bool,
+) -> bool {
     let closes = headers
         .get_all(header::CONNECTION)
         .iter()
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
-    let delimited = status == http::StatusCode::NO_CONTENT
-        || status == http::StatusCode::NOT_MODIFIED
-        || headers.contains_key(header::CONTENT_LENGTH)
+    let bodiless = head_request
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
+    let delimited = headers.contains_key(header::CONTENT_LENGTH)
         || headers.contains_key(header::TRANSFER_ENCODING);
-    version == http::Version::HTTP_11 && !closes && delimited
+    version == http::Version::HTTP_11 && !closes && !bodiless && delimited
 }
 
 /// Removes the headers a `Connection` header names, other than the
@@ -76,7 +83,12 @@ fn remove_connection_options(headers: &mut HeaderMap) {
                 || HOP_BY_HOP
                     .iter()
                     .any(|hop| token.eq_ignore_ascii_case(hop.as_str()));
-            if known || token.is_empty() {
+            // The message's framing and its host are never the
+            // connection's own, whatever `Connection` says.
+            let end_to_end = ["content-length", "transfer-encoding", "host"]
+                .iter()
+                .any(|name| token.eq_ignore_ascii_case(name));
+            if known || end_to_end || token.is_empty() {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {

@@ -19,10 +19,16 @@ pub fn text_of(status: StatusCode) -> &'static str {
     }
 }
 
-/// The same answer as hyper's path gives (see `full::answer`), given
+/// The same answer as hyper's path gives (see `full::answer`; a 429 with
 /// `retry_after` seconds) written as raw HTTP/1.1 into `out`; `close` adds
-/// `Connection: close`.
-pub fn write_error(status: StatusCode, retry_after: Option<u64>, close: bool, out: &mut Vec<u8>) {
+/// `Connection: close`; the answer to a `HEAD` (`head`) leaves its text out.
+pub fn write_error(
+    status: StatusCode,
+    retry_after: Option<u64>,
+    close: bool,
+    head: bool,
+    out: &mut Vec<u8>,
+) {
     use std::io::Write;
     let text = text_of(status);
     // Writing into a Vec cannot fail.
@@ -40,7 +46,9 @@ pub fn write_error(status: StatusCode, retry_after: Option<u64>, close: bool, ou
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(text.as_bytes());
+    if !head {
+        out.extend_from_slice(text.as_bytes());
+    }
 }
 
 /// Whole seconds for `Retry-After` (at least 1).
@@ -60,7 +68,13 @@ mod tests {
     #[test]
     fn raw_errors_are_complete_messages() {
         let mut out = Vec::new();
-        super::write_error(http::StatusCode::TOO_MANY_REQUESTS, Some(2), true, &mut out);
+        super::write_error(
+            http::StatusCode::TOO_MANY_REQUESTS,
+            Some(2),
+            true,
+            false,
+            &mut out,
+        );
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(

@@ -242,15 +242,20 @@ async fn send_and_read_head(
         return Err(NoHead::Closed);
     }
     let mut received = false;
+    let mut interim = false;
     loop {
         if !conn.buf.is_empty() {
             match framing::scan(&conn.buf, request.head_method, additions, out) {
-                Ok(framing::Scan::Final(response)) => {
+                Ok(framing::Scan::Final(mut response)) => {
                     conn.buf.advance(response.len);
+                    // After interim answers, where this exchange ends is
+                    // the server's word against ours: not reused.
+                    response.reusable &= !interim;
                     return Ok(response);
                 }
                 Ok(framing::Scan::Interim(len)) => {
                     conn.buf.advance(len);
+                    interim = true;
                     continue;
                 }
                 Ok(framing::Scan::Partial) if conn.buf.len() > MAX_RESPONSE_HEAD => {

@@ -139,7 +139,7 @@ pub fn scan(
         status,
         len,
         framing,
-        reusable: http11 && fields.keep_alive && framing != Framing::UntilClose,
+        reusable: http11 && fields.keep_alive && framing_is_certain(framing),
     }))
 }
 
@@ -188,7 +188,7 @@ fn classify<'b>(
                 for token in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                     if spells(token, b"close") {
                         fields.keep_alive = false;
-                    } else if !spells(token, b"keep-alive") && !token.is_empty() {
+                    } else if !spells(token, b"keep-alive") && !is_end_to_end(token) {
                         fields.listed.push(token);
                     }
                 }
@@ -280,6 +280,26 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Whether the end of a response is beyond doubt, so that its connection
+/// may carry another request: not when the body ends with the connection,
+/// nor when it has none whatever its head says (`HEAD`, 204, 304), since a
+/// server that sends one anyway would have its bytes read as the next
+/// client's response.
+fn framing_is_certain(framing: Framing) -> bool {
+    matches!(framing, Framing::Length(_) | Framing::Chunked)
+}
+
+/// Whether `Connection` may not remove a header of this name however it
+/// lists it: the message's framing and its host are never hop-by-hop
+/// (a server naming `Content-Length` there would otherwise leave the
+/// client unable to tell where the body ends).
+fn is_end_to_end(name: &[u8]) -> bool {
+    name.is_empty()
+        || spells(name, b"content-length")
+        || spells(name, b"transfer-encoding")
+        || spells(name, b"host")
+}
+
 /// A `Content-Length` value: digits only.
 fn parse_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 19 {
@@ -293,6 +313,35 @@ fn parse_length(value: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_whose_framing_is_in_doubt_are_not_reused() {
+        let (response, _) =
+            head_for_client("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, PLAIN);
+        assert!(!response.reusable, "after HEAD");
+        for status in ["204 No Content", "304 Not Modified"] {
+            let raw = format!("HTTP/1.1 {status}\r\nContent-Length: 5\r\n\r\n");
+            let (response, _) = head_for_client(&raw, false, PLAIN);
+            assert!(!response.reusable, "{status}");
+        }
+        let (response, _) =
+            head_for_client("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, PLAIN);
+        assert!(response.reusable);
+    }
+
+    #[test]
+    fn connection_never_drops_the_framing_or_the_host() {
+        let (response, head) = head_for_client(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nHost: h\r\nX-Drop: 1\r\nConnection: Content-Length, HOST, x-drop\r\n\r\n",
+            false,
+            PLAIN,
+        );
+        assert_eq!(response.framing, Framing::Length(5));
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nHost: h\r\n\r\n"
+        );
+    }
 
     /// The response-side matcher agrees with the one list of hop-by-hop
     /// headers: each is dropped from what the client gets, except the

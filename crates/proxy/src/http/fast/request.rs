@@ -22,6 +22,8 @@ use crate::http::response::{retry_after_seconds, write_error};
 #[derive(Clone, Copy)]
 struct Current {
     parsed: head::Parsed,
+    /// A `HEAD` request: answers to it have no body.
+    head: bool,
     /// The connection closes after it.
     close: bool,
     /// When its head was complete, if it is logged.
@@ -59,6 +61,7 @@ impl Client<'_> {
         );
         let mut current = Current {
             parsed,
+            head: head.is_head(),
             close,
             logged_since,
         };
@@ -73,7 +76,7 @@ impl Client<'_> {
                 frontend: None,
                 refused,
                 ..
-            } => self.answer(refused.status, None, close).await,
+            } => self.answer(refused.status, None, current).await,
             Decision::Refuse {
                 frontend: Some(frontend),
                 retired,
@@ -148,7 +151,7 @@ impl Client<'_> {
             // An answer from the server was counted as its head went out.
             Exchanged::Failed(status) => {
                 backend.metrics.count_response(status.as_u16());
-                let served = self.answer(status, None, current.close).await;
+                let served = self.answer(status, None, current).await;
                 (own_answer(status, current), served)
             }
         };
@@ -164,7 +167,7 @@ impl Client<'_> {
         status: StatusCode,
         retry_after: Option<u64>,
     ) -> Served {
-        let served = self.answer(status, retry_after, current.close).await;
+        let served = self.answer(status, retry_after, current).await;
         self.log(frontend, None, current, own_answer(status, current));
         served
     }
@@ -173,10 +176,16 @@ impl Client<'_> {
         &mut self,
         status: StatusCode,
         retry_after: Option<u64>,
-        close: bool,
+        current: Current,
     ) -> Served {
         self.out.clear();
-        write_error(status, retry_after, close, &mut self.out);
+        write_error(
+            status,
+            retry_after,
+            current.close,
+            current.head,
+            &mut self.out,
+        );
         let written = async {
             self.io.write_all(&self.out).await?;
             self.io.flush().await

@@ -15,6 +15,8 @@ pub fn error(status: StatusCode) -> Response<ProxyBody> {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Stated, so that a HEAD answer (which leaves the text out) says it too.
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
     if status == StatusCode::BAD_REQUEST {
         // After a malformed request the connection's framing cannot be trusted.
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

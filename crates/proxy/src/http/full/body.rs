@@ -142,6 +142,14 @@ impl ProxyBody {
         }
     }
 
+    /// Leaves out a message of zkgate's own (its headers, `Content-Length`
+    /// included, stay): the answer to a `HEAD`.
+    pub fn drop_message(&mut self) {
+        if let Kind::Message(bytes) = &mut self.kind {
+            *bytes = None;
+        }
+    }
+
     /// Attaches the access log line written when this body is done.
     pub fn with_log(mut self, pending: PendingLog) -> Self {
         self.log = Some(Box::new(pending));

@@ -166,6 +166,7 @@ async fn attempt_on(
         }
         let active = server.state.start_request();
         let started = Instant::now();
+        let head_request = request.method() == Method::HEAD;
         let sent = tokio::time::timeout(backend.timeouts.server, conn.send(request)).await;
         match sent {
             Err(_) => {
@@ -175,7 +176,8 @@ async fn attempt_on(
             Ok(Ok(response)) => {
                 head_arrived(backend, server, started);
                 let (mut parts, body) = response.into_parts();
-                let keep_alive = keeps_alive(parts.version, parts.status, &parts.headers);
+                let keep_alive =
+                    keeps_alive(parts.version, parts.status, &parts.headers, head_request);
                 strip_hop_by_hop(&mut parts.headers);
                 parts.version = Version::HTTP_11;
                 return Attempt::Answered(Response::from_parts(

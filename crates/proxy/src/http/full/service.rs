@@ -92,7 +92,13 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
             });
             let mut outcome = Outcome::default();
             let http1 = request.version() < http::Version::HTTP_2;
+            let head = request.method() == http::Method::HEAD;
             let mut response = conn.handle(request, &mut outcome).await;
+            if head {
+                // Whoever answered, a HEAD answer has no body (RFC 9110
+                // §9.3.2), over HTTP/2 as over HTTP/1.1.
+                response.body_mut().drop_message();
+            }
             if outcome.retired {
                 if !http1 {
                     conn.activity.frontend_retired();

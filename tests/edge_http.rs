@@ -1,0 +1,169 @@
+//! Framing an attacker or a broken server could turn against the
+//! connection's neighbours: each case is raw bytes over sockets, with an
+//! origin that answers with exact bytes and records what it received, on
+//! both the fast path (bodiless requests) and hyper's path (requests with a
+//! body), and over HTTP/2 where it applies.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use zkgate_testkit::{free_port, raw_exchange, Answer, RecordingOrigin, Zkgate};
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn zkgate_in_front_of(server: SocketAddr) -> (Zkgate, SocketAddr) {
+    let port = free_port();
+    let config = web_config(port, &servers(&[(server, 1)]));
+    let zkgate = Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "1")]).await;
+    (zkgate, ([127, 0, 0, 1], port).into())
+}
+
+/// Two requests on one client connection: `first` (GET or POST /first)
+/// then `GET /second`, pipelined; the last asks to close.
+fn pipelined(post_first: bool) -> Vec<u8> {
+    let first: &[u8] = if post_first {
+        b"POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi"
+    } else {
+        b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+    };
+    [
+        first,
+        b"GET /second HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ]
+    .concat()
+}
+
+/// Splits what a client received into responses by their status lines.
+fn responses(answer: &str) -> Vec<&str> {
+    let starts: Vec<usize> = answer.match_indices("HTTP/1.1 ").map(|(i, _)| i).collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &start)| &answer[start..starts.get(n + 1).copied().unwrap_or(answer.len())])
+        .collect()
+}
+
+fn names_its_framing_in_connection(head: &str) -> Answer {
+    if head.contains("/second") {
+        return Answer::bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond");
+    }
+    Answer::bytes(if head.contains("chunked-case") {
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: Transfer-Encoding\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    } else {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: Content-Length\r\n\r\nhello"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_header_never_strips_a_responses_framing() {
+    let origin = RecordingOrigin::start(names_its_framing_in_connection).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    for post_first in [false, true] {
+        let answer = raw_exchange(addr, &pipelined(post_first), WAIT)
+            .await
+            .unwrap();
+        let answers = responses(&answer);
+        assert_eq!(answers.len(), 2, "{answer}");
+        let first = answers[0].to_ascii_lowercase();
+        assert!(first.contains("content-length: 5\r\n"), "{answer}");
+        assert!(first.ends_with("\r\n\r\nhello"), "{answer}");
+        assert!(answers[1].ends_with("second"), "{answer}");
+    }
+    // The same with chunked framing named in Connection.
+    let answer = raw_exchange(
+        addr,
+        b"GET /chunked-case HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let answers = responses(&answer);
+    assert_eq!(answers.len(), 2, "{answer}");
+    assert!(
+        answers[0]
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked\r\n"),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zkgates_own_answers_to_head_have_no_body() {
+    // No server listens: every request gets zkgate's own 502.
+    let (_zkgate, addr) = zkgate_in_front_of(dead_addr()).await;
+    let answer = raw_exchange(
+        addr,
+        b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let answers = responses(&answer);
+    assert_eq!(answers.len(), 2, "{answer}");
+    // The HEAD answer ends with its head: the next response follows at once.
+    assert!(answers[0].ends_with("\r\n\r\n"), "{answer}");
+    assert!(answers[0].contains("content-length: 12"), "{answer}");
+    assert!(answers[1].ends_with("bad gateway\n"), "{answer}");
+
+    // Over HTTP/2, the HEAD stream carries no DATA.
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::head("http://a/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 502);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.is_empty(), "{body:?}");
+}
+
+fn says_too_much_after_head(head: &str) -> Answer {
+    if head.starts_with("HEAD") {
+        // A HEAD answer, then (as a broken server might) the body after all.
+        return Answer {
+            bytes: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec(),
+            later: Some((
+                Duration::from_millis(50),
+                b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npoison".to_vec(),
+            )),
+            close: false,
+        };
+    }
+    Answer::bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_after_a_head_answer_is_never_reused() {
+    let origin = RecordingOrigin::start(says_too_much_after_head).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    for post in [false, true] {
+        let head = raw_exchange(
+            addr,
+            b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            WAIT,
+        )
+        .await
+        .unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let request: &[u8] = if post {
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"
+        } else {
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        };
+        let answer = raw_exchange(addr, request, WAIT).await.unwrap();
+        assert!(answer.ends_with("\r\n\r\nmine"), "{answer}");
+        assert!(!answer.contains("poison"), "{answer}");
+    }
+}
