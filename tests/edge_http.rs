@@ -167,3 +167,57 @@ async fn a_connection_after_a_head_answer_is_never_reused() {
         assert!(!answer.contains("poison"), "{answer}");
     }
 }
+
+fn answers_ok(_: &str) -> Answer {
+    Answer::bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_naming_two_hosts_is_refused_before_any_server_sees_it() {
+    let origin = RecordingOrigin::start(answers_ok).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let cases: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nHost: public.example\r\nHost: admin.example\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: public.example\r\nHost: admin.example\r\nContent-Length: 1\r\n\r\nx",
+        b"GET http://public.example/ HTTP/1.1\r\nHost: admin.example\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: public.example\r\nhost: public.example\r\n\r\n",
+    ];
+    for request in cases {
+        let answer = raw_exchange(addr, request, WAIT).await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{}: {answer}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    // Agreeing names are fine.
+    let answer = raw_exchange(
+        addr,
+        b"GET http://Public.example/ HTTP/1.1\r\nHost: public.example\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // HTTP/2: `:authority` and a `host` that disagree.
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get("http://public.example/")
+        .header("host", "admin.example")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 400);
+    // Only the agreeing request reached the server.
+    assert_eq!(
+        origin.received().matches("HTTP/1.1\r\n").count(),
+        1,
+        "{}",
+        origin.received()
+    );
+}

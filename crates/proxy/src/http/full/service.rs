@@ -16,7 +16,7 @@ use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::forward::{forward, Forwarded};
 use super::upgrade;
 use crate::http::headers::{add_forwarded, client_address_value, strip_hop_by_hop};
-use crate::http::policy::keys::sticky_cookie;
+use crate::http::policy::keys::{host_is_ambiguous, sticky_cookie};
 use crate::http::policy::{decide, refuse_malformed, Decision};
 use crate::io::ConnActivity;
 use crate::Proxy;
@@ -141,7 +141,14 @@ impl ClientConn {
     ) -> Response<ProxyBody> {
         // One table for the whole request, even if a new one is published meanwhile.
         let table = self.proxy.table.load_full();
-        let decision = match check_framing(request.headers()) {
+        let checked = check_framing(request.headers()).and_then(|()| {
+            if host_is_ambiguous(&request) {
+                Err(StatusCode::BAD_REQUEST)
+            } else {
+                Ok(())
+            }
+        });
+        let decision = match checked {
             Err(status) => refuse_malformed(&table, self.frontend, status),
             // This adapter carries every backend protocol.
             Ok(()) => decide(

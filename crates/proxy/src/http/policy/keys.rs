@@ -91,6 +91,27 @@ pub fn sticky_cookie(
     ))
 }
 
+/// Whether a request names its host more than once, or in two ways that
+/// disagree: two `Host` headers, or a `Host` that differs from the
+/// authority of an absolute-form target (or of HTTP/2's `:authority`).
+/// zkgate routes by one; a server honouring the other would reach a route
+/// whose access rules the request never passed. Such a request gets a 400
+/// (RFC 9112 §3.2), as HAProxy answers it.
+pub fn host_is_ambiguous<B>(request: &Request<B>) -> bool {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return true;
+    }
+    match (request.uri().authority(), first) {
+        (Some(authority), Some(host)) => !authority
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(host.as_bytes()),
+        _ => false,
+    }
+}
+
 /// The request's host without port, for routing: from an absolute-form URI,
 /// else the Host header.
 pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a [u8]> {
