@@ -9,6 +9,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Duration(pub std::time::Duration);
 
+/// The longest duration any setting takes: 30 days. Longer ones are
+/// refused where they are written, so that no deadline computed from one
+/// (now + a timeout) can overflow the clock.
+pub const MAX: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct DurationVisitor;
@@ -21,13 +26,17 @@ impl<'de> Deserialize<'de> for Duration {
             }
 
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
-                humantime::parse_duration(text.trim())
-                    .map(Duration)
-                    .map_err(|err| {
-                        E::custom(format_args!(
-                            "invalid duration `{text}` ({err}): write a number with a unit, like 250ms, 10s or 1h"
-                        ))
-                    })
+                let duration = humantime::parse_duration(text.trim()).map_err(|err| {
+                    E::custom(format_args!(
+                        "invalid duration `{text}` ({err}): write a number with a unit, like 250ms, 10s or 1h"
+                    ))
+                })?;
+                if duration > MAX {
+                    return Err(E::custom(format_args!(
+                        "duration `{text}` is too long: at most 30d"
+                    )));
+                }
+                Ok(Duration(duration))
             }
 
             fn visit_u64<E: de::Error>(self, n: u64) -> Result<Duration, E> {

@@ -98,6 +98,27 @@ fn bad_duration_names_the_field_and_the_expected_form() {
 }
 
 #[test]
+fn durations_too_long_for_a_deadline_are_refused_where_written() {
+    for field in ["client_header", "client_idle", "server", "connect", "tunnel"] {
+        let yaml = format!("defaults:\n  timeouts:\n    {field}: 9223372036854775807s\n");
+        let errs = errors_of(&yaml);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with(&format!("zkgate.yaml:3:5: defaults.timeouts.{field}")),
+            "{}",
+            errs[0]
+        );
+        assert!(errs[0].contains("too long: at most 30d"), "{}", errs[0]);
+    }
+    let longest = "defaults:\n  timeouts: { tunnel: 30d }\n";
+    assert!(parse(longest, "zkgate.yaml").is_ok());
+    // The longest a setting can say still makes a deadline.
+    assert!(std::time::Instant::now()
+        .checked_add(crate::duration::MAX)
+        .is_some());
+}
+
+#[test]
 fn a_number_without_unit_is_not_a_duration() {
     let errs = errors_of("defaults:\n  timeouts: { server: 30 }\n");
     assert!(
