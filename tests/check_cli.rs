@@ -114,3 +114,35 @@ fn run_refuses_an_invalid_configuration_with_the_errors() {
     );
     assert!(text.contains("not starting"), "{text}");
 }
+
+#[test]
+fn certificates_that_are_devices_fifos_or_too_large_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("cert.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let large = dir.path().join("large.pem");
+    std::fs::write(&large, vec![b'x'; 2 * 1024 * 1024]).unwrap();
+    for (cert, why) in [
+        ("/dev/zero".to_owned(), "not a regular file"),
+        (fifo.display().to_string(), "not a regular file"),
+        (
+            large.display().to_string(),
+            "2097152 bytes, more than the 1048576 allowed",
+        ),
+    ] {
+        let yaml = format!(
+            "frontends:\n  web:\n    bind: [\"127.0.0.1:0\"]\n    tls: {{ certificates: [{{ cert: \"{cert}\", key: \"{cert}\" }}] }}\n    default_backend: app\nbackends:\n  app:\n    servers: [{{ address: \"127.0.0.1:1\" }}]\n"
+        );
+        // `check` returns (it neither reads forever nor waits on the FIFO).
+        let (ok, text) = check(&yaml);
+        assert!(!ok, "{cert}: {text}");
+        assert!(
+            text.contains(&format!("cannot read {cert}: {why}")),
+            "{cert}: {text}"
+        );
+    }
+}

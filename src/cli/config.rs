@@ -45,8 +45,8 @@ pub async fn run(command: ConfigCommand) -> Result<()> {
                 None => (read_stdin()?, "<stdin>".to_owned()),
                 Some(path) if path.as_os_str() == "-" => (read_stdin()?, "<stdin>".to_owned()),
                 Some(path) => (
-                    std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?,
+                    zkgate_config::files::read_config(path)
+                        .map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?,
                     path.display().to_string(),
                 ),
             };
@@ -78,10 +78,15 @@ pub async fn run(command: ConfigCommand) -> Result<()> {
 }
 
 fn read_stdin() -> Result<String> {
+    let limit = zkgate_config::files::MAX_CONFIG_BYTES;
     let mut text = String::new();
     std::io::stdin()
+        .take(limit + 1)
         .read_to_string(&mut text)
         .context("cannot read standard input")?;
+    if text.len() as u64 > limit {
+        bail!("standard input holds more than the {limit} bytes a configuration may have");
+    }
     Ok(text)
 }
 

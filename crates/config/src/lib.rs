@@ -6,6 +6,7 @@
 mod document;
 mod duration;
 mod error;
+pub mod files;
 mod model;
 mod raw;
 mod span;
@@ -131,12 +132,8 @@ pub fn parse_with_node(
 /// and the text it came from (read once, so the two always agree).
 pub fn load(path: &Path) -> Result<(Config, String), ConfigErrors> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|err| {
-        ConfigErrors::single(
-            &origin,
-            ConfigError::new("", format!("cannot read the file: {err}")),
-        )
-    })?;
+    let text = files::read_config(path)
+        .map_err(|err| ConfigErrors::single(&origin, ConfigError::new("", err)))?;
     Ok((parse(&text, &origin)?, text))
 }
 

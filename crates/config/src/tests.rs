@@ -99,7 +99,13 @@ fn bad_duration_names_the_field_and_the_expected_form() {
 
 #[test]
 fn durations_too_long_for_a_deadline_are_refused_where_written() {
-    for field in ["client_header", "client_idle", "server", "connect", "tunnel"] {
+    for field in [
+        "client_header",
+        "client_idle",
+        "server",
+        "connect",
+        "tunnel",
+    ] {
         let yaml = format!("defaults:\n  timeouts:\n    {field}: 9223372036854775807s\n");
         let errs = errors_of(&yaml);
         assert_eq!(errs.len(), 1, "{errs:?}");

@@ -43,16 +43,9 @@ impl Sources {
 
     /// Reads the file again; on failure the text last read stays.
     pub(crate) fn reread_file(&mut self) -> Result<(), String> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => {
-                self.file_text = text;
-                Ok(())
-            }
-            Err(err) => Err(format!(
-                "{}: cannot read the file: {err}",
-                self.path.display()
-            )),
-        }
+        self.file_text = zkgate_config::files::read_config(&self.path)
+            .map_err(|why| format!("{}: {why}", self.path.display()))?;
+        Ok(())
     }
 
     /// The config node's next text (new, changed, or gone).

@@ -41,5 +41,5 @@ pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))
+    zkgate_config::files::read_regular(path, zkgate_config::files::MAX_PEM_BYTES)
 }
