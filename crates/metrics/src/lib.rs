@@ -10,6 +10,9 @@ mod families;
 
 use families::Family;
 
+/// The results a reload is counted by.
+const RELOAD_RESULTS: [&str; 2] = ["ok", "error"];
+
 /// Metric names, in one place.
 pub mod names {
     /// `zkgate_build_info{version}`
@@ -198,7 +201,7 @@ impl Metrics {
             "Watch events received from ZooKeeper",
         )?;
         registry.register(Box::new(zookeeper_watch_events.clone()))?;
-        Ok(Metrics {
+        let metrics = Metrics {
             zookeeper_connected,
             zookeeper_session_expirations,
             zookeeper_watch_events,
@@ -233,7 +236,13 @@ impl Metrics {
             table_swaps,
             table_build_seconds,
             config_reloads: counter_vec(registry, &families::CONFIG_RELOADS)?,
-        })
+        };
+        // Exported at 0 from the start, so that the first event of each
+        // shows in `increase()` (SPEC §8).
+        for result in RELOAD_RESULTS {
+            metrics.config_reloads.with_label_values(&[result]);
+        }
+        Ok(metrics)
     }
 
     /// Counts a reload with `result` `ok` or `error`.
@@ -348,5 +357,43 @@ impl BackendMetrics {
     pub fn count_response(&self, status: u16) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.responses[class].inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_with_fixed_labels_are_exported_at_zero_from_the_start() {
+        let registry = Registry::new();
+        Metrics::register(&registry).unwrap();
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        for result in RELOAD_RESULTS {
+            let line = format!("{}{{result=\"{result}\"}} 0", names::CONFIG_RELOADS_TOTAL);
+            assert!(text.contains(&line), "{line} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_metric_is_in_the_operations_guide() {
+        let guide = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md");
+        let guide = std::fs::read_to_string(guide).unwrap();
+        // Every name in `names`, read from this file's own text.
+        let names: Vec<&str> = include_str!("lib.rs")
+            .lines()
+            .filter_map(|line| line.split_once(": &str = \"zkgate_"))
+            .filter_map(|(_, rest)| rest.split_once('"'))
+            .map(|(name, _)| name)
+            .collect();
+        assert!(names.len() > 20, "{names:?}");
+        for name in names {
+            assert!(
+                guide.contains(&format!("`zkgate_{name}")),
+                "zkgate_{name} is not in docs/operations.md"
+            );
+        }
     }
 }
