@@ -424,3 +424,30 @@ async fn a_backend_that_cannot_sync_does_not_hold_back_later_reloads() {
     let ready = http_get(zkgate.admin, "/ready").await.unwrap();
     assert!(ready.text().contains("backend locked"), "{}", ready.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pathologically_nested_file_is_refused_at_once_and_never_stalls_requests() {
+    let server = HttpServer::start("kept").await;
+    let port = free_port();
+    let addr = ([127, 0, 0, 1], port).into();
+    // One worker: the control plane shares the thread that serves requests.
+    let zkgate = Zkgate::start_with_env(
+        ZKGATE,
+        &web_config(port, &servers(&[(server.addr, 1)])),
+        &[("ZKGATE_WORKERS", "1")],
+    )
+    .await;
+    // 160 KB whose parse cost grows with the square of its nesting.
+    let nested = format!("frontends: {}{}\n", "[".repeat(80_000), "]".repeat(80_000));
+    // `reload` waits (10 s at most) for the outcome in the log.
+    zkgate.reload(&nested).await;
+    let log = zkgate.log();
+    assert!(log.contains("nested deeper than 64 levels"), "{log}");
+    assert_eq!(http_get(addr, "/").await.unwrap().text(), "kept");
+    assert_eq!(
+        zkgate
+            .metric(r#"zkgate_config_reloads_total{result="error"}"#)
+            .await,
+        Some(1.0)
+    );
+}

@@ -9,6 +9,7 @@ mod error;
 pub mod files;
 mod model;
 mod raw;
+mod shape;
 mod span;
 mod validate;
 
@@ -23,6 +24,7 @@ use span::SpanIndex;
 /// Parses and validates a configuration document. `origin` names it in errors
 /// (a file path, or `<zookeeper:/node>`).
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    check_shape(text, origin)?;
     let root: serde_yaml::Value = serde_yaml::from_str(text).map_err(|err| {
         let location = err.location().map(|l| Location {
             line: l.line(),
@@ -68,6 +70,7 @@ pub fn parse_with_node(
     node_origin: &str,
 ) -> Result<Config, ConfigErrors> {
     let single = |message: String| ConfigErrors::single(node_origin, ConfigError::new("", message));
+    check_shape(node_text, node_origin)?;
     let node: serde_yaml::Value = serde_yaml::from_str(node_text).map_err(|err| {
         let location = err.location().map(|l| Location {
             line: l.line(),
@@ -135,6 +138,20 @@ pub fn load(path: &Path) -> Result<(Config, String), ConfigErrors> {
     let text = files::read_config(path)
         .map_err(|err| ConfigErrors::single(&origin, ConfigError::new("", err)))?;
     Ok((parse(&text, &origin)?, text))
+}
+
+/// Refuses a text too large or too deeply nested to parse (see `shape`).
+fn check_shape(text: &str, origin: &str) -> Result<(), ConfigErrors> {
+    shape::check(text).map_err(|(location, why)| {
+        ConfigErrors::single(
+            origin,
+            ConfigError {
+                location,
+                path: String::new(),
+                message: format!("invalid YAML: {why}"),
+            },
+        )
+    })
 }
 
 /// serde_yaml appends " at line X column Y"; we print the position up front instead.

@@ -262,7 +262,7 @@ impl ControlPlane {
     /// Validates the file plus the config node (when there is one) and, if
     /// valid, puts the result in service.
     async fn apply_sources(&mut self) {
-        match self.sources.load(self.publisher.config()) {
+        match self.sources.load(self.publisher.config()).await {
             Ok((config, tls)) => self.apply(config, tls).await,
             Err(errors) => {
                 error!("reload refused, the running configuration stays in service:\n{errors}");

@@ -64,26 +64,19 @@ impl Sources {
 
     /// The configuration the file and the config node (when there is one,
     /// as `running` names it) make, with its TLS material loaded from disk
-    /// (so renewed certificates take effect); or every error, to log.
-    pub(crate) fn load(&self, running: &Config) -> Result<(Config, TlsMaterial), String> {
+    /// (so renewed certificates take effect); or every error, to log. The
+    /// parse and the file reads run on a thread of their own: with one
+    /// worker, the control plane shares the thread that serves requests.
+    pub(crate) async fn load(&self, running: &Config) -> Result<(Config, TlsMaterial), String> {
         let node = running
             .zookeeper
             .as_ref()
             .and_then(|zk| zk.config_node.clone());
-        let origin = match (&node, &self.node_text) {
-            (Some(node), Some(_)) => format!("zookeeper:{node}"),
-            _ => self.path.display().to_string(),
-        };
-        let parsed = match (&node, &self.node_text) {
-            (Some(_), Some(text)) => zkgate_config::parse_with_node(&self.file_text, text, &origin),
-            _ => zkgate_config::parse(&self.file_text, &origin),
-        };
-        parsed
-            .and_then(|config| {
-                let tls = TlsMaterial::load(&config, &origin)?;
-                Ok((config, tls))
-            })
-            .map_err(|errors| errors.to_string())
+        let path = self.path.display().to_string();
+        let (file_text, node_text) = (self.file_text.clone(), self.node_text.clone());
+        tokio::task::spawn_blocking(move || load(&path, &file_text, node, node_text))
+            .await
+            .unwrap_or_else(|err| Err(format!("loading the configuration failed: {err}")))
     }
 
     /// What the status page calls the configuration's source.
@@ -125,4 +118,26 @@ impl Sources {
         }
         true
     }
+}
+
+fn load(
+    path: &str,
+    file_text: &str,
+    node: Option<String>,
+    node_text: Option<String>,
+) -> Result<(Config, TlsMaterial), String> {
+    let origin = match (&node, &node_text) {
+        (Some(node), Some(_)) => format!("zookeeper:{node}"),
+        _ => path.to_owned(),
+    };
+    let parsed = match (&node, &node_text) {
+        (Some(_), Some(text)) => zkgate_config::parse_with_node(file_text, text, &origin),
+        _ => zkgate_config::parse(file_text, &origin),
+    };
+    parsed
+        .and_then(|config| {
+            let tls = TlsMaterial::load(&config, &origin)?;
+            Ok((config, tls))
+        })
+        .map_err(|errors| errors.to_string())
 }
