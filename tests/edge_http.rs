@@ -12,8 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use zkgate_testkit::{free_port, raw_exchange, Answer, RecordingOrigin, Zkgate};
+use zkgate_testkit::{free_port, raw_exchange, read_until_ending, Answer, RecordingOrigin, Zkgate};
 
 use common::*;
 
@@ -138,7 +139,7 @@ fn says_too_much_after_head(head: &str) -> Answer {
                 Duration::from_millis(50),
                 b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npoison".to_vec(),
             )),
-            close: false,
+            ..Answer::default()
         };
     }
     Answer::bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine")
@@ -220,4 +221,86 @@ async fn a_request_naming_two_hosts_is_refused_before_any_server_sees_it() {
         "{}",
         origin.received()
     );
+}
+
+fn switches_protocols(head: &str) -> Answer {
+    let lower = head.to_ascii_lowercase();
+    let accept = if lower.contains("/no-accept") {
+        ""
+    } else {
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+    };
+    if lower.contains("upgrade: websocket") || lower.contains("upgrade: h2c") {
+        let bytes = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{accept}\r\n"
+        );
+        return Answer {
+            bytes: bytes.into_bytes(),
+            before_body: lower.contains("/early"),
+            ..Answer::default()
+        };
+    }
+    answers_ok(head)
+}
+
+const WEBSOCKET: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_switches_are_granted_only_as_the_rfcs_describe_them() {
+    let origin = RecordingOrigin::start(switches_protocols).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let ask = |path: &str, extra: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: a\r\n{extra}\r\n").into_bytes()
+    };
+    // A proper WebSocket handshake switches.
+    let answer = raw_exchange(addr, &ask("/ws", WEBSOCKET), Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    // No key, or two protocols: 400, and the server never hears of it.
+    let keyless = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+    let two = "Connection: Upgrade\r\nUpgrade: websocket, foo\r\nSec-WebSocket-Key: a2V5\r\n";
+    for (path, extra) in [("/keyless", keyless), ("/two", two)] {
+        let answer = raw_exchange(addr, &ask(path, extra), WAIT).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(!origin.received().contains(path), "{path}");
+    }
+    // A 101 without Sec-WebSocket-Accept completes no switch: 502.
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(&ask("/no-accept", WEBSOCKET))
+        .await
+        .unwrap();
+    let answer = read_until_ending(&mut client, b"bad gateway\n")
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    // A 101 before the request's body was all sent: 502. (The client
+    // sends the head and a tenth of the body, and waits.)
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let early = format!(
+        "POST /early HTTP/1.1\r\nHost: a\r\n{WEBSOCKET}Content-Length: 100\r\n\r\n{}",
+        "x".repeat(10)
+    );
+    client.write_all(early.as_bytes()).await.unwrap();
+    let answer = read_until_ending(&mut client, b"bad gateway\n")
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    // h2c upgrades are not granted: the request goes on as an ordinary one,
+    // without its Upgrade (zkgate speaks h2c to clients that start with it).
+    let h2c = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n";
+    let answer = raw_exchange(
+        addr,
+        &ask("/h2c", &format!("{h2c}Connection: close\r\n")),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let received = origin.received().to_ascii_lowercase();
+    let h2c_request = &received[received.find("get /h2c").unwrap()..];
+    assert!(!h2c_request.contains("upgrade"), "{h2c_request}");
 }

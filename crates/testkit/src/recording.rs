@@ -23,6 +23,8 @@ pub struct Answer {
     pub later: Option<(Duration, Vec<u8>)>,
     /// Close the connection after answering.
     pub close: bool,
+    /// Answer as soon as the head arrived, before reading the body.
+    pub before_body: bool,
 }
 
 impl Answer {
@@ -86,14 +88,18 @@ async fn serve(mut stream: TcpStream, script: Script, log: Arc<Mutex<Vec<u8>>>) 
             return;
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let body = content_length(&head).unwrap_or(0);
-        while buf.len() < head_end + body {
-            if !read_more(&mut stream, &mut buf, &log).await {
-                return;
-            }
-        }
-        buf.drain(..head_end + body);
         let answer = script(&head);
+        if !answer.before_body {
+            let body = content_length(&head).unwrap_or(0);
+            while buf.len() < head_end + body {
+                if !read_more(&mut stream, &mut buf, &log).await {
+                    return;
+                }
+            }
+            buf.drain(..head_end + body);
+        } else {
+            buf.drain(..head_end);
+        }
         if stream.write_all(&answer.bytes).await.is_err() {
             return;
         }

@@ -152,11 +152,16 @@ where
 
 /// Opens an HTTP/1.1 connection that can be upgraded (for one `Upgrade`
 /// request; never pooled).
-pub async fn connect_for_upgrade(
+pub async fn connect_for_upgrade<B>(
     server: SocketAddr,
     tls: Option<&ClientTls>,
     timeout: Duration,
-) -> Result<http1::SendRequest<UpstreamBody>, ConnectError> {
+) -> Result<http1::SendRequest<B>, ConnectError>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let io = TokioIo::new(dial(server, None, tls, timeout).await?);
     let (sender, connection) = http1::Builder::new()
         .handshake(io)

@@ -143,22 +143,24 @@ impl ClientConn {
         let table = self.proxy.table.load_full();
         let checked = check_framing(request.headers()).and_then(|()| {
             if host_is_ambiguous(&request) {
-                Err(StatusCode::BAD_REQUEST)
-            } else {
-                Ok(())
+                return Err(StatusCode::BAD_REQUEST);
             }
+            crate::http::policy::upgrade::requested(request.headers())
         });
-        let decision = match checked {
-            Err(status) => refuse_malformed(&table, self.frontend, status),
+        let (decision, protocol) = match checked {
+            Err(status) => (refuse_malformed(&table, self.frontend, status), None),
             // This adapter carries every backend protocol.
-            Ok(()) => decide(
-                &self.proxy,
-                &table,
-                self.frontend,
-                self.peer.ip(),
-                &request,
-                |_| true,
-            ),
+            Ok(protocol) => {
+                let decision = decide(
+                    &self.proxy,
+                    &table,
+                    self.frontend,
+                    self.peer.ip(),
+                    &request,
+                    |_| true,
+                );
+                (decision, protocol)
+            }
         };
         let routed = match decision {
             Decision::Forward(routed) => routed,
@@ -182,8 +184,7 @@ impl ClientConn {
         outcome.backend = Some(Arc::clone(&backend.name));
         let frontend = Arc::clone(routed.frontend);
         let (key, sticky) = (routed.key, routed.sticky);
-        let upgrade = upgrade::requested(&request)
-            .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
+        let upgrade = protocol.map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         if let Err(status) = prepare(
             &mut request,
             routed.forwarded_scheme,

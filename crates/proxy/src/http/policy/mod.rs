@@ -10,6 +10,7 @@ pub mod client_wait;
 mod decide;
 pub mod keys;
 pub mod retry;
+pub mod upgrade;
 
 pub use decide::{decide, refuse_malformed, Decision, Routed};
 pub use keys::RequestView;
