@@ -304,3 +304,54 @@ async fn protocol_switches_are_granted_only_as_the_rfcs_describe_them() {
     let h2c_request = &received[received.find("get /h2c").unwrap()..];
     assert!(!h2c_request.contains("upgrade"), "{h2c_request}");
 }
+
+type H2Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// An HTTP/2 connection to zkgate (h2c with prior knowledge).
+async fn h2c(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<H2Body> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_reach_http1_servers_with_their_framing_decided_once() {
+    let origin = RecordingOrigin::start(answers_ok).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let mut sender = h2c(addr).await;
+
+    // A GET with a body and no content-length: forwarded chunked, not dropped.
+    // (A stream of frames: its size is not known, so no content-length.)
+    let frames =
+        futures_util::stream::iter([Ok(http_body::Frame::data(Bytes::from_static(b"payload")))]);
+    let request = http::Request::get("http://a/get-with-body")
+        .body(http_body_util::StreamBody::new(frames).boxed())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    zkgate_testkit::wait_until("the body at the server", WAIT, || async {
+        let received = origin.received().to_ascii_lowercase();
+        let request = &received[received.find("get /get-with-body")?..];
+        (request.contains("transfer-encoding: chunked")
+            && request.contains("7\r\npayload\r\n0\r\n"))
+        .then_some(())
+    })
+    .await;
+
+    // An empty content-length never reaches an HTTP/1.1 server.
+    let request = http::Request::post("http://a/empty-length")
+        .header("content-length", "")
+        .body(http_body_util::Full::new(Bytes::new()).boxed())
+        .unwrap();
+    let refused = match sender.send_request(request).await {
+        Ok(response) => response.status() == 400,
+        // Or the stream is reset.
+        Err(_) => true,
+    };
+    assert!(refused);
+    assert!(!origin.received().contains("/empty-length"));
+}

@@ -237,6 +237,10 @@ fn prepare(
     to_h2: bool,
     client: &header::HeaderValue,
 ) -> Result<(), StatusCode> {
+    let bodiless = {
+        use http_body::Body as _;
+        request.body().is_end_stream()
+    };
     let authority = request.uri().authority().cloned();
     if authority.is_some() || request.uri().scheme().is_some() {
         // Absolute form (`GET http://host/path`): servers expect origin form.
@@ -268,6 +272,15 @@ fn prepare(
     if trailers {
         headers.insert(header::TE, header::HeaderValue::from_static("trailers"));
     }
+    if !to_h2 && !bodiless && !headers.contains_key(header::CONTENT_LENGTH) {
+        // A body of unstated length (from an HTTP/2 client) goes to an
+        // HTTP/1.1 server chunked, whatever the method: hyper would drop a
+        // GET's body otherwise.
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            header::HeaderValue::from_static("chunked"),
+        );
+    }
     // zkgate answers `Expect: 100-continue` itself as soon as it reads the body.
     headers.remove(header::EXPECT);
     if let Some(scheme) = forwarded {
@@ -279,9 +292,19 @@ fn prepare(
 }
 
 /// Refuses message framings that request smuggling relies on (RFC 9112
-/// §6.1, §6.3): `Transfer-Encoding` together with `Content-Length`, more than
-/// one `Transfer-Encoding`, or any coding but a single `chunked`.
+/// §6.1, §6.3): a `Content-Length` that is not one number, `Transfer-Encoding`
+/// together with `Content-Length`, more than one `Transfer-Encoding`, or any
+/// coding but a single `chunked`.
 fn check_framing(headers: &http::HeaderMap) -> Result<(), StatusCode> {
+    // One length, of digits only (HTTP/2 and HTTP/3 carry the header
+    // unparsed: an empty or odd one must not reach an HTTP/1.1 server).
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    if let Some(length) = lengths.next() {
+        let digits = !length.is_empty() && length.as_bytes().iter().all(u8::is_ascii_digit);
+        if !digits || length.len() > 19 || lengths.next().is_some_and(|other| other != length) {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+    }
     let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
     let Some(coding) = codings.next() else {
         return Ok(());
