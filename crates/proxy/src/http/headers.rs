@@ -72,6 +72,33 @@ pub fn keeps_alive(
     version == http::Version::HTTP_11 && !closes && !bodiless && delimited
 }
 
+/// Whether a server's response is framed so that where it ends is beyond
+/// dispute (RFC 9112 §6.1, §6.3): not both `Content-Length` and
+/// `Transfer-Encoding`, and `chunked` only last among the codings, once.
+/// The fast path refuses the same responses (`fast/framing.rs`).
+pub fn response_framing_is_sound(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .peekable();
+    if codings.peek().is_none() {
+        return true;
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return false;
+    }
+    let mut chunked_seen = false;
+    for coding in codings {
+        if chunked_seen {
+            return false;
+        }
+        chunked_seen = coding.eq_ignore_ascii_case(b"chunked");
+    }
+    true
+}
+
 /// Removes the headers a `Connection` header names, other than the
 /// hop-by-hop ones (removed anyway) and `close`.
 fn remove_connection_options(headers: &mut HeaderMap) {

@@ -21,6 +21,10 @@ enum State {
         size: u64,
         digits: u8,
     },
+    /// Whitespace after the size (RFC 9112's BWS): a `;` or the CR follows.
+    SizeSpace {
+        size: u64,
+    },
     /// After the size: extensions, up to the CR.
     Extension {
         size: u64,
@@ -77,11 +81,29 @@ impl Chunked {
                         Some(_) => return Err(Malformed("chunk size too large")),
                         None if digits == 0 => return Err(Malformed("chunk size missing")),
                         None if b == b'\r' => State::SizeLf { size },
-                        None if b == b';' || b == b' ' || b == b'\t' => {
+                        None if b == b';' => {
                             self.line = 0;
                             State::Extension { size }
                         }
+                        None if b == b' ' || b == b'\t' => {
+                            self.line = 0;
+                            State::SizeSpace { size }
+                        }
                         None => return Err(Malformed("bad chunk size")),
+                    }
+                }
+                // Whatever follows the size must be an extension (`;`) or
+                // the line's end: `5 2` is no size, as hyper's path decides.
+                State::SizeSpace { size } => {
+                    self.line += 1;
+                    if self.line > MAX_LINE {
+                        return Err(Malformed("chunk extension too long"));
+                    }
+                    match b {
+                        b' ' | b'\t' => State::SizeSpace { size },
+                        b';' => State::Extension { size },
+                        b'\r' => State::SizeLf { size },
+                        _ => return Err(Malformed("bad chunk size")),
                     }
                 }
                 State::Extension { size } => {
@@ -170,8 +192,22 @@ mod tests {
             b"5\r\nhelloX",
             b"ffffffffffffffff\r\n",
             b"0\r\nTrailer\n",
+            b"5 2\r\nhello",
+            b"5 x\r\nhello",
         ] {
             assert!(Chunked::default().feed(raw).is_err(), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn whitespace_after_a_size_may_precede_an_extension_or_the_line_end() {
+        for raw in [
+            &b"5 \r\nhello\r\n0\r\n\r\n"[..],
+            b"5\t ; a=b\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let mut chunked = Chunked::default();
+            assert_eq!(chunked.feed(raw), Ok(raw.len()), "{raw:?}");
+            assert!(chunked.done());
         }
     }
 

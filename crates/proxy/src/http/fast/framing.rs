@@ -121,6 +121,7 @@ pub fn scan(
                 return Err(Malformed("both Transfer-Encoding and Content-Length"))
             }
             (Some(true), None) => Framing::Chunked,
+            // Codings without `chunked`: the body ends with the connection.
             (Some(false), None) | (None, None) => Framing::UntilClose,
             (None, Some(length)) => Framing::Length(length),
         }
@@ -146,7 +147,8 @@ pub fn scan(
 /// What the framing and connection headers of a response say.
 struct Fields<'b> {
     length: Option<u64>,
-    /// `Transfer-Encoding` present; whether its last coding is `chunked`.
+    /// `Transfer-Encoding` present; whether its last coding is `chunked`
+    /// (and the only one: a coding after `chunked` is refused).
     chunked: Option<bool>,
     /// No `Connection: close`.
     keep_alive: bool,
@@ -177,12 +179,14 @@ fn classify<'b>(
                 fields.length = Some(value);
             }
             Role::TransferEncoding => {
-                let last = header
-                    .value
-                    .rsplit(|&b| b == b',')
-                    .next()
-                    .unwrap_or_default();
-                fields.chunked = Some(spells(last.trim_ascii(), b"chunked"));
+                // All `Transfer-Encoding` lines make one list of codings,
+                // in which `chunked` may only come last, once (RFC 9112 §6.1).
+                for coding in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if fields.chunked == Some(true) {
+                        return Err(Malformed("a coding after chunked"));
+                    }
+                    fields.chunked = Some(spells(coding, b"chunked"));
+                }
             }
             Role::Connection => {
                 for token in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {

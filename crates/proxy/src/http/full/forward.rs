@@ -15,8 +15,8 @@ use zkgate_routing::{Backend, Server};
 
 use super::body::ProxyBody;
 use super::client::Conn;
-use crate::http::headers::keeps_alive;
 use crate::http::headers::strip_hop_by_hop;
+use crate::http::headers::{keeps_alive, response_framing_is_sound};
 use crate::http::policy::retry::{self, head_arrived, Tries};
 use crate::http::pool::{PoolKey, UpstreamBody};
 use crate::Proxy;
@@ -175,6 +175,10 @@ async fn attempt_on(
             }
             Ok(Ok(response)) => {
                 head_arrived(backend, server, started);
+                if !response_framing_is_sound(response.headers()) {
+                    debug!(backend = %backend.name, server = %address, "bad response from server: its framing is in dispute");
+                    return Attempt::Failed(StatusCode::BAD_GATEWAY);
+                }
                 let (mut parts, body) = response.into_parts();
                 let keep_alive =
                     keeps_alive(parts.version, parts.status, &parts.headers, head_request);
