@@ -336,3 +336,179 @@ async fn register_follows_the_local_health_check() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_other_writers_and_tools_are_left_as_they_were() {
+    let zk = ZooKeeper::standalone();
+    let connect = zk.connect_string();
+    let client = zk_client(&zk).await;
+    let zk_args = ["--zk", connect.as_str()];
+
+    // `set` keeps the fields it does not know.
+    let node = "/native/web/10.0.0.7:80";
+    mkdir(&client, "/native/web").await;
+    create(
+        &client,
+        node,
+        br#"{"address":"10.0.0.7:80","weight":3,"zone":"us-east-1a","tags":["canary"],"later":{"x":1}}"#,
+    )
+    .await;
+    let (ok, _, err) = zkgate(
+        &[
+            &["server", "set"][..],
+            &zk_args,
+            &["--path", "/native/web", "10.0.0.7:80", "--weight", "5"],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    let data = data_of(&client, node).await.unwrap();
+    for kept in [
+        r#""zone":"us-east-1a""#,
+        r#""tags":["canary"]"#,
+        r#""later":{"x":1}"#,
+        r#""weight":5"#,
+    ] {
+        assert!(data.contains(kept), "{kept} in {data}");
+    }
+
+    // A missing path is named; an unreadable child says why.
+    let (ok, _, err) =
+        zkgate(&[&["server", "list"][..], &zk_args, &["--path", "/nowhere"]].concat());
+    assert!(!ok);
+    assert!(err.contains("/nowhere does not exist"), "{err}");
+    create(&client, "/native/web/garbage", b"{not json").await;
+    let (ok, out, _) = zkgate(
+        &[
+            &["server", "list"][..],
+            &zk_args,
+            &["--path", "/native/web"],
+        ]
+        .concat(),
+    );
+    assert!(ok);
+    let garbage = out.lines().find(|l| l.contains("garbage")).unwrap();
+    assert!(
+        garbage.contains("unreadable") && garbage.contains('('),
+        "{out}"
+    );
+
+    // A path of Curator members: `add` refuses (unless --force), and so
+    // does `remove` for a Curator member, as `set` does.
+    mkdir(&client, "/curator/web").await;
+    create(
+        &client,
+        "/curator/web/abc",
+        br#"{"name":"web","id":"abc","address":"10.0.0.8","port":80,"sslPort":null,"payload":null,"registrationTimeUTC":0,"serviceType":"DYNAMIC","uriSpec":null}"#,
+    )
+    .await;
+    let add = |force: bool| {
+        let mut args = [
+            &["server", "add"][..],
+            &zk_args,
+            &["--path", "/curator/web", "10.0.0.9:80"],
+        ]
+        .concat();
+        if force {
+            args.push("--force");
+        }
+        zkgate(&args)
+    };
+    let (ok, _, err) = add(false);
+    assert!(!ok);
+    assert!(
+        err.contains("holds members in the curator format") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(client
+        .check_stat("/curator/web/10.0.0.9:80")
+        .await
+        .unwrap()
+        .is_none());
+    let (ok, _, err) = add(true);
+    assert!(ok, "{err}");
+    for command in ["remove", "set"] {
+        let mut args = [
+            &["server", command][..],
+            &zk_args,
+            &["--path", "/curator/web", "10.0.0.8:80"],
+        ]
+        .concat();
+        if command == "set" {
+            args.extend(["--weight", "2"]);
+        }
+        let (ok, _, err) = zkgate(&args);
+        assert!(!ok, "{command}");
+        assert!(
+            err.contains("not in zkgate's format (curator)"),
+            "{command}: {err}"
+        );
+    }
+    assert!(client
+        .check_stat("/curator/web/abc")
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_leaves_a_member_it_did_not_create_alone() {
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    let server = HttpServer::start("app").await;
+    let address = server.addr.to_string();
+    let node = format!("/services/app/{address}");
+    mkdir(&client, "/services/app").await;
+    let theirs = format!(r#"{{"address":"{address}","weight":9}}"#);
+    create(&client, &node, theirs.as_bytes()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("register.log");
+    let mut sidecar = Command::new(ZKGATE)
+        .args([
+            "register",
+            "--zk",
+            &zk.connect_string(),
+            "--path",
+            "/services/app",
+        ])
+        .args([
+            "--address",
+            &address,
+            "--weight",
+            "2",
+            "--interval",
+            "100ms",
+        ])
+        .args(["--check", &format!("tcp://{address}"), "--rise", "1"])
+        .env("ZKGATE_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let said = wait_until_or_timeout(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("did not create")
+    })
+    .await;
+    assert!(
+        said,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    send_signal(sidecar.id(), "TERM");
+    assert!(sidecar.wait().unwrap().success());
+    // Still there, as it was.
+    assert_eq!(data_of(&client, &node).await.unwrap(), theirs);
+}
+
+/// Polls `done` until it holds or `within` passes; whether it held.
+async fn wait_until_or_timeout(within: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    done()
+}

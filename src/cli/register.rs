@@ -211,7 +211,20 @@ async fn ensure_registered(
             info!(node = %created, "registered");
             *node = Some(created);
         }
-        Err(ops::OpsError::Exists(existing)) => *node = Some(existing),
+        Err(ops::OpsError::Exists(existing)) => {
+            // Ours only if this session made it (an ephemeral node it owns);
+            // anyone else's is left alone: never changed, never deleted.
+            match client.check_stat(&existing).await {
+                Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => {
+                    *node = Some(existing);
+                }
+                Ok(_) => warn!(
+                    node = %existing,
+                    "a member this registrar did not create holds the address; leaving it alone (not registering, and not deleting it on exit)"
+                ),
+                Err(err) => warn!(node = %existing, error = %err, "cannot register yet"),
+            }
+        }
         Err(err) => warn!(error = %err, "cannot register yet"),
     }
 }

@@ -66,6 +66,10 @@ pub enum ServerCommand {
         /// Make the member ephemeral and stay attached until Ctrl-C.
         #[arg(long)]
         ephemeral: bool,
+        /// Add even where the members are in another tool's format (the
+        /// backend reading that format will skip this one).
+        #[arg(long)]
+        force: bool,
     },
     /// Change a server's weight and/or state (a versioned write: concurrent edits are not lost).
     Set {
@@ -92,6 +96,9 @@ pub enum ServerCommand {
         path: String,
         /// `host:port` of the server.
         address: String,
+        /// Delete it even if another tool registered it (in another format).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -121,8 +128,14 @@ pub async fn run(command: ServerCommand) -> Result<()> {
                         member.name
                     ),
                     None => println!(
-                        "{:<24} {:>6}  {:<6} {:<10} {:<9} {}",
-                        "-", "-", "-", "unreadable", ephemeral, member.name
+                        "{:<24} {:>6}  {:<6} {:<10} {:<9} {}  ({})",
+                        "-",
+                        "-",
+                        "-",
+                        "unreadable",
+                        ephemeral,
+                        member.name,
+                        member.unreadable.as_deref().unwrap_or("no format reads it")
                     ),
                 }
             }
@@ -138,6 +151,7 @@ pub async fn run(command: ServerCommand) -> Result<()> {
             weight,
             state,
             ephemeral,
+            force,
         } => {
             let path = znode_path(&path)?.to_owned();
             let server = ServerConfig {
@@ -156,7 +170,9 @@ pub async fn run(command: ServerCommand) -> Result<()> {
                 .await;
             }
             let client = zk.connect(SESSION_TIMEOUT).await?;
-            let node = ops::add(&client, &path, &server, false, zk.auth.is_some()).await?;
+            let authenticated = zk.auth.is_some();
+            let node =
+                ops::add_checked(&client, &path, &server, false, authenticated, force).await?;
             println!(
                 "added {node} (weight {}, {})",
                 server.weight,
@@ -186,11 +202,16 @@ pub async fn run(command: ServerCommand) -> Result<()> {
             );
             Ok(())
         }
-        ServerCommand::Remove { zk, path, address } => {
+        ServerCommand::Remove {
+            zk,
+            path,
+            address,
+            force,
+        } => {
             let path = znode_path(&path)?;
             let address = server_address(&address)?;
             let client = zk.connect(SESSION_TIMEOUT).await?;
-            let node = ops::remove(&client, path, &address).await?;
+            let node = ops::remove(&client, path, &address, force).await?;
             println!("removed {node}");
             Ok(())
         }

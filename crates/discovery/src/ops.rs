@@ -25,11 +25,22 @@ pub enum OpsError {
     #[error("{0} is already registered; change it with `zkgate server set`")]
     Exists(String),
     /// The member was written by another tool in another format.
-    #[error("{0} is not in zkgate's format ({1}); change it with the tool that registered it")]
+    #[error("{0} is not in zkgate's format ({1}); change it with the tool that registered it (`zkgate server remove --force` deletes it anyway)")]
     Foreign(String, String),
     /// Too many concurrent writers.
     #[error("{0} kept changing under us; try again")]
     Contended(String),
+    /// The backend path does not exist.
+    #[error("{0} does not exist")]
+    NoPath(String),
+    /// The backend's members are in another tool's format.
+    #[error("{path} holds members in the {format} format, which zkgate's members would not join (its backend reads one format); give --force to add anyway")]
+    ForeignPath {
+        /// The backend path.
+        path: String,
+        /// The format found there.
+        format: &'static str,
+    },
 }
 
 /// One child of a backend path, as `server list` shows it.
@@ -41,6 +52,8 @@ pub struct Listed {
     pub member: Option<(MemberFormat, ServerConfig)>,
     /// Ephemeral znode (goes away with its session).
     pub ephemeral: bool,
+    /// Why no format understands it, when none does (the native decoder's word).
+    pub unreadable: Option<String>,
 }
 
 /// ACLs for nodes zkgate creates: open, or the creator's alone when authenticated.
@@ -54,7 +67,11 @@ fn acls(authenticated: bool) -> Acls<'static> {
 
 /// Every child of `path`, decoded when possible.
 pub async fn list(client: &Client, path: &str) -> Result<Vec<Listed>, OpsError> {
-    let mut children = client.list_children(path).await?;
+    let mut children = match client.list_children(path).await {
+        Ok(children) => children,
+        Err(Error::NoNode) => return Err(OpsError::NoPath(path.to_owned())),
+        Err(err) => return Err(err.into()),
+    };
     children.sort();
     let mut listed = Vec::with_capacity(children.len());
     for name in children {
@@ -63,9 +80,20 @@ pub async fn list(client: &Client, path: &str) -> Result<Vec<Listed>, OpsError> 
             Err(Error::NoNode) => continue,
             Err(err) => return Err(err.into()),
         };
+        let member = format::sniff(&name, &data);
+        let unreadable = match &member {
+            Some(_) => None,
+            None => Some(
+                match format::decode(MemberFormat::Zkgate, None, &name, &data) {
+                    Err(why) => why,
+                    Ok(_) => "no format reads it".to_owned(),
+                },
+            ),
+        };
         listed.push(Listed {
-            member: format::sniff(&name, &data),
+            member,
             ephemeral: stat.ephemeral_owner != 0,
+            unreadable,
             name,
         });
     }
@@ -80,6 +108,22 @@ pub async fn add(
     ephemeral: bool,
     authenticated: bool,
 ) -> Result<String, OpsError> {
+    add_checked(client, path, server, ephemeral, authenticated, false).await
+}
+
+/// [`add`], refusing a path whose members are in another format unless
+/// `force`.
+pub async fn add_checked(
+    client: &Client,
+    path: &str,
+    server: &ServerConfig,
+    ephemeral: bool,
+    authenticated: bool,
+    force: bool,
+) -> Result<String, OpsError> {
+    if !force {
+        refuse_foreign_path(client, path).await?;
+    }
     let acls = acls(authenticated);
     match client
         .mkdir(path, &CreateMode::Persistent.with_acls(acls))
@@ -101,6 +145,28 @@ pub async fn add(
         Ok(_) => Ok(node),
         Err(Error::NodeExists) => Err(OpsError::Exists(node)),
         Err(err) => Err(err.into()),
+    }
+}
+
+/// A path whose members another tool registered, in its own format: a
+/// native member there would be skipped by the backend reading that format.
+async fn refuse_foreign_path(client: &Client, path: &str) -> Result<(), OpsError> {
+    let listed = match list(client, path).await {
+        Ok(listed) => listed,
+        // Created by `add`.
+        Err(OpsError::NoPath(_)) => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    let foreign = listed.iter().find_map(|child| match &child.member {
+        Some((format, _)) if *format != MemberFormat::Zkgate => Some(*format),
+        _ => None,
+    });
+    match foreign {
+        Some(format) => Err(OpsError::ForeignPath {
+            path: path.to_owned(),
+            format: format.as_str(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -147,24 +213,11 @@ pub async fn set(
             }
             Err(err) => return Err(err.into()),
         };
-        let mut member = match format::decode(MemberFormat::Zkgate, None, &name, &data) {
-            Ok(format::Child::Member(member)) => member,
-            _ => {
-                let other = format::sniff(&name, &data)
-                    .map_or("unreadable".to_owned(), |(f, _)| f.as_str().to_owned());
-                return Err(OpsError::Foreign(node, other));
-            }
+        let (member, patched) = match format::patch_native(&name, &data, weight, state) {
+            Ok(patched) => patched,
+            Err(_) => return Err(foreign(&node, &name, &data)),
         };
-        if let Some(weight) = weight {
-            member.weight = weight;
-        }
-        if let Some(state) = state {
-            member.state = state;
-        }
-        match client
-            .set_data(&node, &encode_native(&member), Some(stat.version))
-            .await
-        {
+        match client.set_data(&node, &patched, Some(stat.version)).await {
             Ok(_) => return Ok(member),
             // Someone else wrote in between: read their version and apply ours on top.
             Err(Error::BadVersion) => continue,
@@ -174,13 +227,32 @@ pub async fn set(
     Err(OpsError::Contended(node))
 }
 
-/// Deletes the member with `address`.
+/// Deletes the member with `address`; one another tool registered (in
+/// another format) only if `force`, as `set` will not change one either.
 pub async fn remove(
     client: &Client,
     path: &str,
     address: &ServerAddress,
+    force: bool,
 ) -> Result<String, OpsError> {
     let node = find(client, path, address).await?;
+    if !force {
+        let name = node.rsplit('/').next().unwrap_or_default();
+        match client.get_data(&node).await {
+            Ok((data, _)) => {
+                if format::decode(MemberFormat::Zkgate, None, name, &data).is_err() {
+                    return Err(foreign(&node, name, &data));
+                }
+            }
+            Err(Error::NoNode) => {
+                return Err(OpsError::NotFound {
+                    address: address.to_string(),
+                    path: path.to_owned(),
+                })
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
     match client.delete(&node, None).await {
         Ok(()) => Ok(node),
         Err(Error::NoNode) => Err(OpsError::NotFound {
@@ -189,4 +261,10 @@ pub async fn remove(
         }),
         Err(err) => Err(err.into()),
     }
+}
+
+/// The error for a member another tool wrote.
+fn foreign(node: &str, name: &str, data: &[u8]) -> OpsError {
+    let format = format::sniff(name, data).map_or("unreadable", |(f, _)| f.as_str());
+    OpsError::Foreign(node.to_owned(), format.to_owned())
 }

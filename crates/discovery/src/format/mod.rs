@@ -9,7 +9,7 @@ mod serverset;
 
 use zkgate_config::{MemberFormat, ServerConfig};
 
-pub use native::encode as encode_native;
+pub use native::{encode as encode_native, patch as patch_native};
 
 /// What a child znode means.
 #[derive(Debug, Clone, PartialEq)]

@@ -47,3 +47,36 @@ pub fn encode(server: &ServerConfig) -> Vec<u8> {
     };
     serde_json::to_vec(&native).unwrap_or_default()
 }
+
+/// `data` (a native member) with its weight and/or state changed, every
+/// other field (`zone`, `tags`, and any a newer writer added) kept as it
+/// was; a member written as an empty node named after its address becomes
+/// JSON.
+pub fn patch(
+    name: &str,
+    data: &[u8],
+    weight: Option<u32>,
+    state: Option<AdminState>,
+) -> Result<(ServerConfig, Vec<u8>), String> {
+    let current = decode(name, data)?;
+    let mut object = if data.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Map::new()
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(data) {
+            Ok(serde_json::Value::Object(object)) => object,
+            _ => return Err("not a JSON object".to_owned()),
+        }
+    };
+    let updated = ServerConfig {
+        address: current.address.clone(),
+        weight: weight.unwrap_or(current.weight),
+        state: state.unwrap_or(current.state),
+    };
+    object
+        .entry("address")
+        .or_insert_with(|| updated.address.to_string().into());
+    object.insert("weight".to_owned(), updated.weight.into());
+    object.insert("state".to_owned(), updated.state.as_str().into());
+    let bytes = serde_json::to_vec(&object).map_err(|err| err.to_string())?;
+    Ok((updated, bytes))
+}
