@@ -73,10 +73,19 @@ pub fn keeps_alive(
 }
 
 /// Whether a server's response is framed so that where it ends is beyond
-/// dispute (RFC 9112 §6.1, §6.3): not both `Content-Length` and
-/// `Transfer-Encoding`, and `chunked` only last among the codings, once.
+/// dispute (RFC 9112 §6.1, §6.3): one `Content-Length` of digits only, not
+/// both `Content-Length` and `Transfer-Encoding`, no `Transfer-Encoding` in
+/// HTTP/1.0, and `chunked` only last among the codings, once.
 /// The fast path refuses the same responses (`fast/framing.rs`).
-pub fn response_framing_is_sound(headers: &HeaderMap) -> bool {
+pub fn response_framing_is_sound(version: http::Version, headers: &HeaderMap) -> bool {
+    // One length, of digits only (`5, 5` and `+5` included: refused).
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    if let Some(length) = lengths.next() {
+        let digits = !length.is_empty() && length.as_bytes().iter().all(u8::is_ascii_digit);
+        if !digits || length.len() > 19 || lengths.next().is_some() {
+            return false;
+        }
+    }
     let mut codings = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
@@ -86,17 +95,28 @@ pub fn response_framing_is_sound(headers: &HeaderMap) -> bool {
     if codings.peek().is_none() {
         return true;
     }
-    if headers.contains_key(header::CONTENT_LENGTH) {
+    // Both ways, or an HTTP/1.0 message saying Transfer-Encoding (mangled
+    // on its way, RFC 9112 §6.1): faulty.
+    if headers.contains_key(header::CONTENT_LENGTH) || version < http::Version::HTTP_11 {
         return false;
     }
     let mut chunked_seen = false;
     for coding in codings {
-        if chunked_seen {
+        if chunked_seen || !is_token(coding) {
             return false;
         }
         chunked_seen = coding.eq_ignore_ascii_case(b"chunked");
     }
     true
+}
+
+/// Whether `bytes` is an HTTP token (RFC 9110 §5.6.2): a name without
+/// spaces, separators or parameters.
+pub fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Removes the headers a `Connection` header names, other than the

@@ -398,14 +398,14 @@ async fn stream_rest<C: AsyncWrite + Unpin>(
 }
 
 /// Where a body ends, followed through the bytes that arrive.
-struct BodyEnd {
+pub(super) struct BodyEnd {
     framing: Framing,
     left: u64,
     chunked: Chunked,
 }
 
 impl BodyEnd {
-    fn new(framing: Framing) -> Self {
+    pub(super) fn new(framing: Framing) -> Self {
         BodyEnd {
             framing,
             left: match framing {
@@ -417,7 +417,7 @@ impl BodyEnd {
     }
 
     /// How many of `bytes` (which follow those taken before) are body.
-    fn take(&mut self, bytes: &[u8]) -> Result<usize, Malformed> {
+    pub(super) fn take(&mut self, bytes: &[u8]) -> Result<usize, Malformed> {
         Ok(match self.framing {
             Framing::Empty => 0,
             Framing::Length(_) => {
@@ -438,7 +438,7 @@ impl BodyEnd {
         }
     }
 
-    fn ended(&self) -> bool {
+    pub(super) fn ended(&self) -> bool {
         match self.framing {
             Framing::Empty => true,
             Framing::Length(_) => self.left == 0,

@@ -113,16 +113,23 @@ pub fn scan(
     let http11 = response.version == Some(1);
     let mut roles = [Role::Plain; MAX_RESPONSE_HEADERS];
     let fields = classify(response.headers, &mut roles)?;
+    // Refused whatever the request, bodiless answers included: a server
+    // that frames a message two ways cannot be trusted with the next one.
+    if fields.chunked.is_some() && fields.length.is_some() {
+        return Err(Malformed("both Transfer-Encoding and Content-Length"));
+    }
+    // An HTTP/1.0 message that says Transfer-Encoding was mangled on its
+    // way (RFC 9112 §6.1): its framing is faulty.
+    if !http11 && fields.chunked.is_some() {
+        return Err(Malformed("Transfer-Encoding in an HTTP/1.0 response"));
+    }
     let framing = if head || status == 204 || status == 304 {
         Framing::Empty
     } else {
         match (fields.chunked, fields.length) {
-            (Some(_), Some(_)) => {
-                return Err(Malformed("both Transfer-Encoding and Content-Length"))
-            }
-            (Some(true), None) => Framing::Chunked,
+            (Some(true), _) => Framing::Chunked,
             // Codings without `chunked`: the body ends with the connection.
-            (Some(false), None) | (None, None) => Framing::UntilClose,
+            (Some(false), _) | (None, None) => Framing::UntilClose,
             (None, Some(length)) => Framing::Length(length),
         }
     };
@@ -184,6 +191,9 @@ fn classify<'b>(
                 for coding in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                     if fields.chunked == Some(true) {
                         return Err(Malformed("a coding after chunked"));
+                    }
+                    if !crate::http::headers::is_token(coding) {
+                        return Err(Malformed("a transfer coding that is not a token"));
                     }
                     fields.chunked = Some(spells(coding, b"chunked"));
                 }

@@ -17,6 +17,9 @@ mod head;
 mod request;
 mod timer;
 
+#[cfg(test)]
+mod differential;
+
 use std::net::SocketAddr;
 use std::time::Instant;
 

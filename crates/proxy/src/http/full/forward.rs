@@ -175,7 +175,7 @@ async fn attempt_on(
             }
             Ok(Ok(response)) => {
                 head_arrived(backend, server, started);
-                if !response_framing_is_sound(response.headers()) {
+                if !response_framing_is_sound(response.version(), response.headers()) {
                     debug!(backend = %backend.name, server = %address, "bad response from server: its framing is in dispute");
                     return Attempt::Failed(StatusCode::BAD_GATEWAY);
                 }
