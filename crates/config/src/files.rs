@@ -1,7 +1,7 @@
-//! Reading the files a configuration names (itself, certificates, keys, CA
-//! bundles): regular files only, of bounded size. A path to `/dev/zero`
-//! would otherwise read until memory runs out, and a FIFO would block
-//! `check` (and a reload) forever.
+//! Reading the configuration and the files it names (certificates, keys, CA
+//! bundles), bounded in size; the files it names regular ones only. A path
+//! to `/dev/zero` would otherwise read until memory runs out, and a FIFO
+//! would block `check` (and a reload) forever.
 
 use std::io::Read;
 use std::path::Path;
@@ -19,11 +19,25 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
 }
 
 /// The configuration file at `path`, as text; an error that says why (the
-/// caller names the file).
+/// caller names the file). Unlike the files a configuration names, it may
+/// be a pipe (`-c <(…)`, `/dev/stdin`): whoever runs zkgate chose it. It is
+/// bounded in size all the same.
 pub fn read_config(path: &Path) -> Result<String, String> {
-    let bytes = read_bounded(path, MAX_CONFIG_BYTES)
-        .map_err(|why| format!("cannot read the file: {why}"))?;
-    String::from_utf8(bytes).map_err(|_| "cannot read the file: not UTF-8 text".to_owned())
+    let cannot = |why: String| format!("cannot read the file: {why}");
+    let file = std::fs::File::open(path).map_err(|err| cannot(err.to_string()))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(cannot("a directory".to_owned()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| cannot(err.to_string()))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(cannot(format!(
+            "more than the {MAX_CONFIG_BYTES} bytes a configuration may have"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| cannot("not UTF-8 text".to_owned()))
 }
 
 fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
@@ -63,6 +77,15 @@ fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configuration_may_come_from_a_pipe_but_not_an_endless_one() {
+        let err = read_config(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.contains("more than the"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_config(dir.path()).unwrap_err();
+        assert!(err.contains("a directory"), "{err}");
+    }
 
     #[test]
     fn only_regular_files_of_bounded_size_are_read() {

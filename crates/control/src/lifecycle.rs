@@ -250,7 +250,7 @@ impl ControlPlane {
     /// Re-reads the configuration file; an invalid one leaves everything as it was.
     async fn reload(&mut self) {
         info!(path = %self.sources.path().display(), "reloading configuration");
-        match self.sources.reread_file() {
+        match self.sources.reread_file().await {
             Ok(()) => self.apply_sources().await,
             Err(error) => {
                 error!("reload refused: {error}");

@@ -41,10 +41,14 @@ impl Sources {
         &self.path
     }
 
-    /// Reads the file again; on failure the text last read stays.
-    pub(crate) fn reread_file(&mut self) -> Result<(), String> {
-        self.file_text = zkgate_config::files::read_config(&self.path)
-            .map_err(|why| format!("{}: {why}", self.path.display()))?;
+    /// Reads the file again, on a thread of its own (it may be a pipe); on
+    /// failure the text last read stays.
+    pub(crate) async fn reread_file(&mut self) -> Result<(), String> {
+        let path = self.path.clone();
+        let read = tokio::task::spawn_blocking(move || zkgate_config::files::read_config(&path))
+            .await
+            .unwrap_or_else(|err| Err(format!("cannot read the file: {err}")));
+        self.file_text = read.map_err(|why| format!("{}: {why}", self.path.display()))?;
         Ok(())
     }
 
