@@ -365,6 +365,7 @@ fn frames_in_dispute(head: &str) -> Answer {
         "/gzip-last" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         "/two-lines" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         "/size-space" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 2\r\nhello\r\n0\r\n\r\n",
+        "/gzip-length" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 0\r\n\r\n",
         _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     })
 }
@@ -373,13 +374,28 @@ fn frames_in_dispute(head: &str) -> Answer {
 async fn responses_whose_end_is_in_dispute_are_a_502_on_every_path() {
     let origin = RecordingOrigin::start(frames_in_dispute).await;
     let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    // Chunked wins over a Content-Length beside it (RFC 9112 §6.3, and
+    // HAProxy's http_transfer_encoding case c4): the length is dropped.
+    for post in [false, true] {
+        let request = if post {
+            "POST /both HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"
+        } else {
+            "GET /both HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        };
+        let answer = raw_exchange(addr, request.as_bytes(), WAIT).await.unwrap();
+        let lower = answer.to_ascii_lowercase();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(lower.contains("transfer-encoding: chunked"), "{answer}");
+        assert!(!lower.contains("content-length"), "{answer}");
+        assert!(answer.ends_with("5\r\nhello\r\n0\r\n\r\n"), "{answer}");
+    }
     for path in [
-        "/both",
         "/twice",
         "/between",
         "/gzip-last",
         "/two-lines",
         "/size-space",
+        "/gzip-length",
     ] {
         for post in [false, true] {
             let request = if post {

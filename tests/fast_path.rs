@@ -283,8 +283,9 @@ async fn connections_closed_while_idle_are_not_reused() {
 fn malformed(path: &str, _: usize) -> Act {
     match path {
         "/garbage" => Act::ReplyAndClose(b"SSH-2.0-OpenSSH\r\n\r\n"),
+        // A length beside a coding that does not end with chunked.
         "/both" => Act::ReplyAndClose(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: gzip\r\n\r\nabc",
         ),
         "/lengths" => Act::ReplyAndClose(
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",

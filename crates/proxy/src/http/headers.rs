@@ -67,47 +67,43 @@ pub fn keeps_alive(
     let bodiless = head_request
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED;
-    let delimited = headers.contains_key(header::CONTENT_LENGTH)
-        || headers.contains_key(header::TRANSFER_ENCODING);
+    let length = headers.contains_key(header::CONTENT_LENGTH);
+    let coded = headers.contains_key(header::TRANSFER_ENCODING);
+    // A server that framed its answer two ways is not trusted with another.
+    let delimited = length != coded;
     version == http::Version::HTTP_11 && !closes && !bodiless && delimited
 }
 
 /// Whether a server's response is framed so that where it ends is beyond
-/// dispute (RFC 9112 §6.1, §6.3): one `Content-Length` of digits only, not
-/// both `Content-Length` and `Transfer-Encoding`, no `Transfer-Encoding` in
-/// HTTP/1.0, and `chunked` only last among the codings, once.
+/// dispute (RFC 9112 §6.1, §6.3): one `Content-Length` of digits only,
+/// transfer codings that are tokens with `chunked` only last and once, and
+/// no `Content-Length` beside codings that do not end with `chunked`.
 /// The fast path refuses the same responses (`fast/framing.rs`).
-pub fn response_framing_is_sound(version: http::Version, headers: &HeaderMap) -> bool {
+pub fn response_framing_is_sound(headers: &HeaderMap) -> bool {
     // One length, of digits only (`5, 5` and `+5` included: refused).
     let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
-    if let Some(length) = lengths.next() {
+    let length = lengths.next();
+    if let Some(length) = length {
         let digits = !length.is_empty() && length.as_bytes().iter().all(u8::is_ascii_digit);
         if !digits || length.len() > 19 || lengths.next().is_some() {
             return false;
         }
     }
-    let mut codings = headers
+    let mut chunked_last = None;
+    let codings = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .peekable();
-    if codings.peek().is_none() {
-        return true;
-    }
-    // Both ways, or an HTTP/1.0 message saying Transfer-Encoding (mangled
-    // on its way, RFC 9112 §6.1): faulty.
-    if headers.contains_key(header::CONTENT_LENGTH) || version < http::Version::HTTP_11 {
-        return false;
-    }
-    let mut chunked_seen = false;
+        .map(<[u8]>::trim_ascii);
     for coding in codings {
-        if chunked_seen || !is_token(coding) {
+        if chunked_last == Some(true) || !is_token(coding) {
             return false;
         }
-        chunked_seen = coding.eq_ignore_ascii_case(b"chunked");
+        chunked_last = Some(coding.eq_ignore_ascii_case(b"chunked"));
     }
-    true
+    // Transfer-Encoding wins over Content-Length (which is then dropped),
+    // but only a chunked one says where the body ends.
+    !(chunked_last == Some(false) && length.is_some())
 }
 
 /// Whether `bytes` is an HTTP token (RFC 9110 §5.6.2): a name without

@@ -113,17 +113,23 @@ pub fn scan(
     let http11 = response.version == Some(1);
     let mut roles = [Role::Plain; MAX_RESPONSE_HEADERS];
     let fields = classify(response.headers, &mut roles)?;
-    // Refused whatever the request, bodiless answers included: a server
-    // that frames a message two ways cannot be trusted with the next one.
-    if fields.chunked.is_some() && fields.length.is_some() {
-        return Err(Malformed("both Transfer-Encoding and Content-Length"));
+    // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3), whose
+    // line is then dropped, as HAProxy does; but only a chunked one tells
+    // where the body ends: with any other coding the two disagree.
+    let both = fields.chunked.is_some() && fields.length.is_some();
+    if fields.chunked == Some(false) && fields.length.is_some() {
+        return Err(Malformed(
+            "Content-Length with a Transfer-Encoding other than chunked",
+        ));
     }
-    // An HTTP/1.0 message that says Transfer-Encoding was mangled on its
-    // way (RFC 9112 §6.1): its framing is faulty.
-    if !http11 && fields.chunked.is_some() {
-        return Err(Malformed("Transfer-Encoding in an HTTP/1.0 response"));
+    // HTTP/1.0 has no transfer codings: a message naming one was mangled
+    // on its way, and its framing is faulty (RFC 9112 §6.1). Refused on
+    // both paths (hyper refuses it too), unless it has no body anyway.
+    let bodiless = head || status == 204 || status == 304;
+    if !http11 && fields.chunked.is_some() && !bodiless {
+        return Err(Malformed("a transfer coding in an HTTP/1.0 response"));
     }
-    let framing = if head || status == 204 || status == 304 {
+    let framing = if bodiless {
         Framing::Empty
     } else {
         match (fields.chunked, fields.length) {
@@ -141,13 +147,16 @@ pub fn scan(
         headers: response.headers,
         roles: &roles,
         listed: &fields.listed,
+        drop_length: both,
     };
     head.write(additions, framing, out);
     Ok(Scan::Final(Response {
         status,
         len,
         framing,
-        reusable: http11 && fields.keep_alive && framing_is_certain(framing),
+        // A server that framed its answer two ways is not trusted with
+        // another request.
+        reusable: http11 && fields.keep_alive && !both && framing_is_certain(framing),
     }))
 }
 
@@ -223,6 +232,8 @@ struct ClientHead<'h, 'b> {
     headers: &'h [httparse::Header<'b>],
     roles: &'h [Role; MAX_RESPONSE_HEADERS],
     listed: &'h [&'b [u8]],
+    /// Leave `Content-Length` out: `Transfer-Encoding` frames the body.
+    drop_length: bool,
 }
 
 impl ClientHead<'_, '_> {
@@ -255,6 +266,7 @@ impl ClientHead<'_, '_> {
         for (i, (header, role)) in self.headers.iter().zip(self.roles).enumerate() {
             let name = header.name.as_bytes();
             let dropped = matches!(role, Role::Connection | Role::HopByHop)
+                || (self.drop_length && *role == Role::ContentLength)
                 || self.listed.iter().any(|l| name.eq_ignore_ascii_case(l));
             if dropped {
                 continue;
@@ -504,7 +516,7 @@ mod tests {
             Ok(Scan::Partial)
         ));
         for raw in [
-            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: gzip\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 1 2\r\n\r\n",
@@ -521,6 +533,28 @@ mod tests {
             out.is_empty(),
             "nothing is written for refused or unfinished heads"
         );
+    }
+
+    #[test]
+    fn transfer_encoding_wins_over_content_length_which_is_dropped() {
+        let (response, head) = head_for_client(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 30\r\n\r\n",
+            false,
+            PLAIN,
+        );
+        assert_eq!(response.framing, Framing::Chunked);
+        assert!(
+            !response.reusable,
+            "a server framing two ways is not trusted again"
+        );
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        // HTTP/1.0 with Transfer-Encoding: faulty framing, refused.
+        let mut out = Vec::new();
+        let raw = b"HTTP/1.0 200 Ok\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(scan(raw, false, &PLAIN, &mut out).is_err());
     }
 
     proptest::proptest! {
@@ -543,7 +577,7 @@ mod tests {
             let mut expected = raw.clone();
             for (name, value, bare_lf) in &headers {
                 raw.push_str(&format!("{name}: {value}{}", if *bare_lf { "\n" } else { "\r\n" }));
-                let dropped = ["keep-alive", "trailer", "upgrade", "proxy-connection"]
+                let dropped = ["keep-alive", "te", "trailer", "upgrade", "proxy-connection"]
                     .contains(&name.to_ascii_lowercase().as_str());
                 if !dropped {
                     expected.push_str(&format!("{name}: {value}\r\n"));

@@ -2,6 +2,8 @@
 //! retry where it is safe, record the outcome for outlier detection.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -167,6 +169,11 @@ async fn attempt_on(
         let active = server.state.start_request();
         let started = Instant::now();
         let head_request = request.method() == Method::HEAD;
+        // Interim (1xx) answers leave where the exchange ends to the
+        // server's word: such a connection is not reused (as on the fast path).
+        let interim = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&interim);
+        hyper::ext::on_informational(&mut request, move |_| seen.store(true, Ordering::Relaxed));
         let sent = tokio::time::timeout(backend.timeouts.server, conn.send(request)).await;
         match sent {
             Err(_) => {
@@ -175,13 +182,19 @@ async fn attempt_on(
             }
             Ok(Ok(response)) => {
                 head_arrived(backend, server, started);
-                if !response_framing_is_sound(response.version(), response.headers()) {
+                if !response_framing_is_sound(response.headers()) {
                     debug!(backend = %backend.name, server = %address, "bad response from server: its framing is in dispute");
                     return Attempt::Failed(StatusCode::BAD_GATEWAY);
                 }
                 let (mut parts, body) = response.into_parts();
                 let keep_alive =
-                    keeps_alive(parts.version, parts.status, &parts.headers, head_request);
+                    keeps_alive(parts.version, parts.status, &parts.headers, head_request)
+                        && !interim.load(Ordering::Relaxed);
+                if parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
+                    // The coding framed the body: its stated length is not
+                    // passed on (RFC 9112 §6.3).
+                    parts.headers.remove(http::header::CONTENT_LENGTH);
+                }
                 strip_hop_by_hop(&mut parts.headers);
                 parts.version = Version::HTTP_11;
                 return Attempt::Answered(Response::from_parts(
