@@ -1,0 +1,242 @@
+//! Cases of HAProxy's `reg-tests/http-messaging`, ported to raw sockets
+//! with HAProxy's expectations. Each test names its `.vtc` file and client
+//! (`c1`, …). Where zkgate deliberately answers otherwise, the case says so
+//! and why; `docs/security.md` lists those differences.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use zkgate_testkit::{free_port, raw_exchange, read_until_ending, Answer, RecordingOrigin, Zkgate};
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn zkgate_in_front_of(server: SocketAddr) -> (Zkgate, SocketAddr) {
+    let port = free_port();
+    let config = web_config(port, &servers(&[(server, 1)]));
+    let zkgate = Zkgate::start(ZKGATE, &config).await;
+    (zkgate, ([127, 0, 0, 1], port).into())
+}
+
+fn path_of(head: &str) -> &str {
+    head.split(' ').nth(1).unwrap_or("/")
+}
+
+/// `http_bodyless_response.vtc`: a server that sends a body with its
+/// answer to `HEAD` (HAProxy's test makes it so by rewriting the method).
+fn bodies_for_head(head: &str) -> Answer {
+    let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for len in [15usize, 1024, 4048] {
+        chunked.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+        chunked.extend(std::iter::repeat_n(b'x', len));
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let mut long = b"HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n".to_vec();
+    long.extend(std::iter::repeat_n(b'y', 20000));
+    Answer {
+        bytes: match path_of(head) {
+            "/req1" => b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nskipped data".to_vec(),
+            "/req2" => long,
+            "/req3" => chunked,
+            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nlast response".to_vec(),
+        },
+        ..Answer::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bodyless_response_c1_payload_is_skipped_for_head() {
+    let origin = RecordingOrigin::start(bodies_for_head).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    for url in ["/req1", "/req2", "/req3"] {
+        let request = format!("HEAD {url} HTTP/1.1\r\nHost: a\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let head = read_until_ending(&mut client, b"\r\n\r\n").await.unwrap();
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 200"), "{url}: {head}");
+    }
+    // The last one has a body: the connection was not closed, and no
+    // payload of the earlier answers came before it.
+    client
+        .write_all(b"GET /req4 HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let last = read_until_ending(&mut client, b"last response")
+        .await
+        .unwrap();
+    let last = String::from_utf8_lossy(&last);
+    assert!(last.starts_with("HTTP/1.1 200"), "{last}");
+    assert!(!last.contains("skipped") && !last.contains("xxx") && !last.contains("yyy"));
+}
+
+/// `truncated_response.vtc`: the server announces more than it sends and
+/// closes.
+fn truncates(head: &str) -> Answer {
+    let (announced, sent) = if path_of(head) == "/large" {
+        (1_000_000, 200_000)
+    } else {
+        (100_000, 40_000)
+    };
+    let mut bytes = format!("HTTP/1.1 200 OK\r\ncontent-length: {announced}\r\n\r\n").into_bytes();
+    bytes.extend(std::iter::repeat_n(b'z', sent));
+    bytes.extend_from_slice(b"0123456789");
+    Answer {
+        bytes,
+        close: true,
+        ..Answer::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_response_c1_c5_every_byte_sent_reaches_the_client() {
+    let origin = RecordingOrigin::start(truncates).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    for (path, announced, sent) in [("/small", 100_000, 40_010), ("/large", 1_000_000, 200_010)] {
+        // The fast path (GET), and hyper's (a request with a body).
+        for post in [false, true] {
+            let request = if post {
+                format!("POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx")
+            } else {
+                format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n")
+            };
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            client.write_all(request.as_bytes()).await.unwrap();
+            if path == "/large" {
+                // c5: nothing is read for a moment, so the close reaches
+                // zkgate while the bytes are still on their way.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let mut answer = Vec::new();
+            let read = tokio::time::timeout(WAIT, client.read_to_end(&mut answer)).await;
+            assert!(
+                read.is_ok(),
+                "{path} (post: {post}): the connection must close"
+            );
+            let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            assert!(
+                head.contains(&format!("content-length: {announced}")),
+                "{head}"
+            );
+            assert_eq!(answer.len() - end, sent, "{path} (post: {post})");
+        }
+    }
+}
+
+/// `http_transfer_encoding.vtc`, server `s2`: codings that leave a
+/// response's end in doubt.
+fn doubtful_codings(head: &str) -> Answer {
+    Answer::bytes(match path_of(head) {
+        "/1" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        "/2" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip, chunked\r\n\r\n0\r\n\r\n",
+        "/3" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+        "/4" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 0\r\n\r\n",
+        // Server `s1`, c4: chunked and a length meant to split the response.
+        "/split" => b"HTTP/1.1 200 Ok\r\nTransfer-Encoding: chunked\r\nContent-Length: 30\r\n\r\n0\r\n\r\nResponse splitting attach",
+        // Server `s1`, c3.
+        "/http10" => b"HTTP/1.0 200 Ok\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        _ => b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_transfer_encoding_responses() {
+    let origin = RecordingOrigin::start(doubtful_codings).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    // c11 (repeated 4 times): 502.
+    for path in ["/1", "/2", "/3", "/4"] {
+        let answer = raw_exchange(addr, get(path).as_bytes(), WAIT)
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 502"), "{path}: {answer}");
+    }
+    // c4: the chunked framing wins, the length and what follows the body
+    // are dropped.
+    let answer = raw_exchange(addr, get("/split").as_bytes(), WAIT)
+        .await
+        .unwrap();
+    let lower = answer.to_ascii_lowercase();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!lower.contains("content-length"), "{answer}");
+    assert!(lower.contains("transfer-encoding: chunked"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n0\r\n\r\n"), "{answer}");
+    // c3: HAProxy forwards an HTTP/1.0 response's chunked body. zkgate
+    // differs on purpose: Transfer-Encoding in HTTP/1.0 means the message
+    // was mangled on its way (RFC 9112 §6.1), hyper's path refuses it, and
+    // both paths must decide alike: 502.
+    let answer = raw_exchange(addr, get("/http10").as_bytes(), WAIT)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_transfer_encoding_requests() {
+    let origin = RecordingOrigin::start(doubtful_codings).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let with_coding = |coding: &str| {
+        format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {coding}\r\n\r\n0\r\n\r\n")
+    };
+    // c6, c7, c8: 400.
+    for coding in [
+        "chunked, chunked",
+        "chunked, gzip, chunked",
+        "chunked, gzip",
+    ] {
+        let answer = raw_exchange(addr, with_coding(coding).as_bytes(), WAIT)
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{coding}: {answer}");
+    }
+    // c9: 400.
+    let answer = raw_exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nContent-Length: 0\r\n\r\n",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // c10: HAProxy answers 422 (a coding it cannot apply); zkgate 400:
+    // its requests carry one coding only, `chunked`.
+    let answer = raw_exchange(addr, with_coding("gzip, chunked").as_bytes(), WAIT)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // c2: HAProxy forwards an HTTP/1.0 request with a chunked body and
+    // closes; zkgate refuses it (400): HTTP/1.0 has no transfer codings, so
+    // such a message was mangled on its way (RFC 9112 §6.1).
+    let answer = raw_exchange(
+        addr,
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert!(answer.contains(" 400 "), "{answer}");
+    // c1: with both Transfer-Encoding and Content-Length, chunked wins:
+    // the server gets an empty chunked body, as zkgate read it. HAProxy
+    // then closes the client connection; zkgate does not (the bytes after
+    // the body are the client's next request, framed alike on both sides).
+    let answer = raw_exchange(
+        addr,
+        b"POST /smuggle HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 31\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let received = origin.received().to_ascii_lowercase();
+    let smuggle = &received[received.find("post /smuggle").unwrap()..];
+    assert!(!smuggle.contains("content-length: 31"), "{smuggle}");
+    assert!(smuggle.contains("transfer-encoding: chunked"), "{smuggle}");
+}
