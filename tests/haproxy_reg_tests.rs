@@ -240,3 +240,77 @@ async fn http_transfer_encoding_requests() {
     assert!(!smuggle.contains("content-length: 31"), "{smuggle}");
     assert!(smuggle.contains("transfer-encoding: chunked"), "{smuggle}");
 }
+
+fn answers_ok(_: &str) -> Answer {
+    Answer::bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+}
+
+/// `h1_host_normalization.vtc`: the target's authority and `Host` must
+/// agree once normalised (scheme's default port, empty port, userinfo).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_host_normalization() {
+    let origin = RecordingOrigin::start(answers_ok).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let cases: &[(&str, &str, &[&str], u16)] = &[
+        (
+            "c1",
+            "http://toto:poue@hostname:80/c1",
+            &["hostname:80"],
+            200,
+        ),
+        ("c2", "http://hostname:8080/c2", &["hostname:8080"], 200),
+        ("c3", "https://hostname:443/c3", &["hostname:443"], 200),
+        ("c4", "https://hostname:80/c4", &["hostname:80"], 200),
+        ("c8", "http://hostname1/", &["hostname2"], 400),
+        ("c9", "http://hostname:80/", &["hostname:81"], 400),
+        ("c10", "http://hostname:8080/", &["hostname"], 400),
+        ("c11", "http://hostname/", &["hostname:81"], 400),
+        ("c12", "http://hostname1/", &["hostname1", "hostname2"], 400),
+        (
+            "c13",
+            "http://hostname1/",
+            &["hostname1:80", "hostname1"],
+            400,
+        ),
+        ("c20", "http://hostname:80/c20", &["hostname"], 200),
+        ("c21", "https://hostname:443/c21", &["hostname"], 200),
+        ("c22", "http://hostname/c22", &["hostname:80"], 200),
+        ("c23", "https://hostname/c23", &["hostname:443"], 200),
+        ("c24", "http://hostname:/c24", &["hostname"], 200),
+        ("c25", "https://hostname:/c25", &["hostname"], 200),
+        ("c26", "http://hostname/c26", &["hostname:"], 200),
+        ("c27", "https://hostname/c27", &["hostname:"], 200),
+        ("c28", "http://hostname:80/c28", &["hostname:"], 200),
+        ("c29", "http://hostname:/c29", &["hostname:80"], 200),
+        ("c30", "https://hostname:443/c30", &["hostname:"], 200),
+        ("c31", "https://hostname:/c31", &["hostname:443"], 200),
+    ];
+    for (case, url, hosts, status) in cases {
+        let mut request = format!("GET {url} HTTP/1.1\r\n");
+        for host in *hosts {
+            request.push_str(&format!("host: {host}\r\n"));
+        }
+        request.push_str("connection: close\r\n\r\n");
+        let answer = raw_exchange(addr, request.as_bytes(), WAIT).await.unwrap();
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{case}: {answer}"
+        );
+    }
+    // c5-c7 and c14-c19 are CONNECT requests: zkgate tunnels no CONNECT
+    // (400 for all, where HAProxy answers c5-c7 with 200).
+    let answer = raw_exchange(
+        addr,
+        b"CONNECT hostname:80 HTTP/1.1\r\nhost: hostname:80\r\n\r\n",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // c32, c34: strange but agreeing: 200.
+    for host in [":80", ":"] {
+        let request = format!("GET http://: HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+        let answer = raw_exchange(addr, request.as_bytes(), WAIT).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+}

@@ -103,13 +103,47 @@ pub fn host_is_ambiguous<B>(request: &Request<B>) -> bool {
     if hosts.next().is_some() {
         return true;
     }
-    match (request.uri().authority(), first) {
-        (Some(authority), Some(host)) => !authority
-            .as_str()
-            .as_bytes()
-            .eq_ignore_ascii_case(host.as_bytes()),
-        _ => false,
+    let (Some(authority), Some(host)) = (request.uri().authority(), first) else {
+        return false;
+    };
+    // Compared as RFC 9110 §4.2.3 normalises them: names without case,
+    // userinfo left out, an empty or absent port read as the scheme's.
+    let default_port = match request.uri().scheme_str() {
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => 443,
+        _ => 80,
+    };
+    let target = host_and_port(
+        authority.as_str().rsplit('@').next().unwrap_or(""),
+        default_port,
+    );
+    let named = std::str::from_utf8(host.as_bytes())
+        .ok()
+        .and_then(|host| host_and_port(host, default_port));
+    match (target, named) {
+        (Some((a, a_port)), Some((b, b_port))) => !a.eq_ignore_ascii_case(b) || a_port != b_port,
+        _ => true,
     }
+}
+
+/// `host[:port]` (IPv6 literals in brackets) as a name and a port, the
+/// port `default` when absent or empty.
+fn host_and_port(text: &str, default: u16) -> Option<(&str, u16)> {
+    let (name, port) = match text.strip_prefix('[') {
+        Some(v6) => {
+            let (name, rest) = v6.split_once(']')?;
+            (name, rest.strip_prefix(':').unwrap_or(rest))
+        }
+        None => match text.rsplit_once(':') {
+            Some((name, port)) => (name, port),
+            None => (text, ""),
+        },
+    };
+    let port = if port.is_empty() {
+        default
+    } else {
+        port.parse().ok()?
+    };
+    Some((name, port))
 }
 
 /// The request's host without port, for routing: from an absolute-form URI,
