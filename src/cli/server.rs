@@ -111,34 +111,7 @@ pub async fn run(command: ServerCommand) -> Result<()> {
             let path = znode_path(&path)?;
             let client = zk.connect(SESSION_TIMEOUT).await?;
             let listed = ops::list(&client, path).await?;
-            println!(
-                "{:<24} {:>6}  {:<6} {:<10} {:<9} ZNODE",
-                "ADDRESS", "WEIGHT", "STATE", "FORMAT", "EPHEMERAL"
-            );
-            for member in &listed {
-                let ephemeral = if member.ephemeral { "yes" } else { "no" };
-                match &member.member {
-                    Some((format, server)) => println!(
-                        "{:<24} {:>6}  {:<6} {:<10} {:<9} {}",
-                        server.address.to_string(),
-                        server.weight,
-                        server.state.as_str(),
-                        format.as_str(),
-                        ephemeral,
-                        member.name
-                    ),
-                    None => println!(
-                        "{:<24} {:>6}  {:<6} {:<10} {:<9} {}  ({})",
-                        "-",
-                        "-",
-                        "-",
-                        "unreadable",
-                        ephemeral,
-                        member.name,
-                        member.unreadable.as_deref().unwrap_or("no format reads it")
-                    ),
-                }
-            }
+            print_members(&listed);
             if listed.is_empty() {
                 eprintln!("no members under {path}");
             }
@@ -214,6 +187,38 @@ pub async fn run(command: ServerCommand) -> Result<()> {
             let node = ops::remove(&client, path, &address, force).await?;
             println!("removed {node}");
             Ok(())
+        }
+    }
+}
+
+/// `server list`'s table.
+fn print_members(listed: &[ops::Listed]) {
+    println!(
+        "{:<24} {:>6}  {:<6} {:<10} {:<9} ZNODE",
+        "ADDRESS", "WEIGHT", "STATE", "FORMAT", "EPHEMERAL"
+    );
+    for member in listed {
+        let ephemeral = if member.ephemeral { "yes" } else { "no" };
+        match &member.member {
+            Some((format, server)) => println!(
+                "{:<24} {:>6}  {:<6} {:<10} {:<9} {}",
+                server.address.to_string(),
+                server.weight,
+                server.state.as_str(),
+                format.as_str(),
+                ephemeral,
+                member.name
+            ),
+            None => println!(
+                "{:<24} {:>6}  {:<6} {:<10} {:<9} {}  ({})",
+                "-",
+                "-",
+                "-",
+                "unreadable",
+                ephemeral,
+                member.name,
+                member.unreadable.as_deref().unwrap_or("no format reads it")
+            ),
         }
     }
 }

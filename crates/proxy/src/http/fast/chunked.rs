@@ -51,6 +51,32 @@ enum State {
 const MAX_LINE: usize = 16 * 1024;
 
 impl Chunked {
+    /// The next state after byte `b` of a chunk-size line's size.
+    fn size_byte(&mut self, b: u8) -> Result<State, Malformed> {
+        let (size, digits) = match self.state {
+            State::Size { size, digits } => (size, digits),
+            _ => (0, 0),
+        };
+        Ok(match (b as char).to_digit(16) {
+            Some(d) if digits < 15 => State::Size {
+                size: size << 4 | u64::from(d),
+                digits: digits + 1,
+            },
+            Some(_) => return Err(Malformed("chunk size too large")),
+            None if digits == 0 => return Err(Malformed("chunk size missing")),
+            None if b == b'\r' => State::SizeLf { size },
+            None if b == b';' => {
+                self.line = 0;
+                State::Extension { size }
+            }
+            None if b == b' ' || b == b'\t' => {
+                self.line = 0;
+                State::SizeSpace { size }
+            }
+            None => return Err(Malformed("bad chunk size")),
+        })
+    }
+
     /// Takes in bytes that follow what was fed before; returns how many of
     /// them belong to the body. Less than `bytes.len()` only once it ended.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<usize, Malformed> {
@@ -68,30 +94,7 @@ impl Chunked {
             }
             let b = bytes[i];
             self.state = match self.state {
-                State::SizeStart | State::Size { .. } => {
-                    let (size, digits) = match self.state {
-                        State::Size { size, digits } => (size, digits),
-                        _ => (0, 0),
-                    };
-                    match (b as char).to_digit(16) {
-                        Some(d) if digits < 15 => State::Size {
-                            size: size << 4 | u64::from(d),
-                            digits: digits + 1,
-                        },
-                        Some(_) => return Err(Malformed("chunk size too large")),
-                        None if digits == 0 => return Err(Malformed("chunk size missing")),
-                        None if b == b'\r' => State::SizeLf { size },
-                        None if b == b';' => {
-                            self.line = 0;
-                            State::Extension { size }
-                        }
-                        None if b == b' ' || b == b'\t' => {
-                            self.line = 0;
-                            State::SizeSpace { size }
-                        }
-                        None => return Err(Malformed("bad chunk size")),
-                    }
-                }
+                State::SizeStart | State::Size { .. } => self.size_byte(b)?,
                 // Whatever follows the size must be an extension (`;`) or
                 // the line's end: `5 2` is no size, as hyper's path decides.
                 State::SizeSpace { size } => {

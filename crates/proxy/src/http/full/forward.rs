@@ -13,7 +13,7 @@ use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 use zkgate_config::Protocol;
-use zkgate_routing::{Backend, Server};
+use zkgate_routing::{ActiveRequest, Backend, Server};
 
 use super::body::ProxyBody;
 use super::client::Conn;
@@ -182,25 +182,16 @@ async fn attempt_on(
             }
             Ok(Ok(response)) => {
                 head_arrived(backend, server, started);
-                if !response_framing_is_sound(response.headers()) {
-                    debug!(backend = %backend.name, server = %address, "bad response from server: its framing is in dispute");
-                    return Attempt::Failed(StatusCode::BAD_GATEWAY);
-                }
-                let (mut parts, body) = response.into_parts();
-                let keep_alive =
-                    keeps_alive(parts.version, parts.status, &parts.headers, head_request)
-                        && !interim.load(Ordering::Relaxed);
-                if parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
-                    // The coding framed the body: its stated length is not
-                    // passed on (RFC 9112 §6.3).
-                    parts.headers.remove(http::header::CONTENT_LENGTH);
-                }
-                strip_hop_by_hop(&mut parts.headers);
-                parts.version = Version::HTTP_11;
-                return Attempt::Answered(Response::from_parts(
-                    parts,
-                    conn.body(body, keep_alive, active),
-                ));
+                let interim = interim.load(Ordering::Relaxed);
+                return answered(
+                    backend,
+                    address,
+                    response,
+                    conn,
+                    head_request,
+                    interim,
+                    active,
+                );
             }
             Ok(Err(mut failed)) => match failed.take_message() {
                 // A reused connection the server had closed: try a fresh one.
@@ -242,4 +233,37 @@ fn for_h2(
         .parse::<Uri>()
         .map_err(|_| StatusCode::BAD_REQUEST)?;
     Ok(())
+}
+
+/// The server's answer, for the client: refused if its framing is in
+/// dispute, else with hop-by-hop headers dropped (and a `Content-Length`
+/// a coding overrode), its connection to be kept only if it may carry
+/// another request (`interim`: 1xx answers came first).
+fn answered(
+    backend: &Backend,
+    address: SocketAddr,
+    response: Response<Incoming>,
+    conn: Conn,
+    head_request: bool,
+    interim: bool,
+    active: ActiveRequest,
+) -> Attempt {
+    if !response_framing_is_sound(response.headers()) {
+        debug!(backend = %backend.name, server = %address, "bad response from server: its framing is in dispute");
+        return Attempt::Failed(StatusCode::BAD_GATEWAY);
+    }
+    let (mut parts, body) = response.into_parts();
+    let keep_alive =
+        keeps_alive(parts.version, parts.status, &parts.headers, head_request) && !interim;
+    if parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
+        // The coding framed the body: its stated length is not passed on
+        // (RFC 9112 §6.3).
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+    }
+    strip_hop_by_hop(&mut parts.headers);
+    parts.version = Version::HTTP_11;
+    Attempt::Answered(Response::from_parts(
+        parts,
+        conn.body(body, keep_alive, active),
+    ))
 }
