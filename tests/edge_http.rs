@@ -414,3 +414,30 @@ async fn responses_whose_end_is_in_dispute_are_a_502_on_every_path() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn te_trailers_from_an_http1_client_reaches_an_http2_server() {
+    let grpc = zkgate_testkit::grpc::GrpcServer::start().await;
+    let port = free_port();
+    let config = format!(
+        "frontends:\n  grpc:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: grpc\nbackends:\n  grpc:\n    protocol: http2\n    servers: {}\n",
+        servers(&[(grpc.addr, 1)])
+    );
+    let _zkgate = Zkgate::start(ZKGATE, &config).await;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // Bodiless (the fast path's kind of request) and with a body.
+    for request in [
+        &b"GET / HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nConnection: TE, close\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nConnection: TE, close\r\nContent-Length: 2\r\n\r\nhi",
+        // Without `Connection: TE`, as many clients send it.
+        b"GET / HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nTE: gzip, trailers\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = raw_exchange(addr, request, WAIT).await.unwrap();
+        assert!(
+            answer.to_ascii_lowercase().contains("x-saw-te-trailers: yes"),
+            "{}: {answer}",
+            String::from_utf8_lossy(request)
+        );
+    }
+}
