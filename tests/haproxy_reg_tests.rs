@@ -346,3 +346,70 @@ async fn protocol_upgrade_h1() {
     assert!(answer.contains("connection: upgrade"), "{answer}");
     assert!(answer.contains("upgrade: custom_protocol"), "{answer}");
 }
+
+fn numbered_responses(head: &str) -> Answer {
+    // `/test23.html` → "response 3".
+    let path = path_of(head);
+    let n = path.trim_end_matches(".html").chars().last().unwrap_or('0');
+    Answer::bytes(format!("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nresponse {n}").as_bytes())
+}
+
+/// `h1_to_h1.vtc`: GET, HEAD and POST requests with no body, an empty
+/// one, a body, and a last one with `Connection: close` followed by bytes
+/// that must be dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_to_h1() {
+    let origin = RecordingOrigin::start(numbered_responses).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let cases = [
+        ("GET", 0, "this must be delivered, like it or not"),
+        ("HEAD", 10, "this must be delivered, like it or not"),
+        ("POST", 20, "this is sent"),
+    ];
+    for (method, base, body) in cases {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let requests = [
+            format!("{method} /test{}.html HTTP/1.1\r\n\r\n", base + 1),
+            format!("{method} /test{}.html HTTP/1.1\r\ncontent-length: 0\r\n\r\n", base + 2),
+            format!(
+                "{method} /test{}.html HTTP/1.1\r\ncontent-length: {}\r\n\r\n{body}",
+                base + 3,
+                body.len()
+            ),
+            // Followed by "this is not sent": dropped, as the connection closes.
+            format!(
+                "{method} /test{}.html HTTP/1.1\r\ncontent-length: 0\r\nconnection: close\r\n\r\ntxys ys not sent\r\n\r\n",
+                base + 4
+            ),
+        ];
+        for (i, request) in requests.iter().enumerate() {
+            client.write_all(request.as_bytes()).await.unwrap();
+            let answer = if i == 3 {
+                let mut rest = Vec::new();
+                // The connection is expected to close after the answer.
+                let closed = tokio::time::timeout(WAIT, client.read_to_end(&mut rest)).await;
+                assert!(closed.is_ok(), "{method}: the connection stays open");
+                rest
+            } else if method == "HEAD" {
+                read_until_ending(&mut client, b"\r\n\r\n").await.unwrap()
+            } else {
+                read_until_ending(&mut client, format!("response {}", i + 1).as_bytes())
+                    .await
+                    .unwrap()
+            };
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(answer.starts_with("HTTP/1.1 200"), "{method} {i}: {answer}");
+            if method == "HEAD" {
+                assert!(answer.ends_with("\r\n\r\n"), "{method} {i}: {answer}");
+            } else {
+                assert!(
+                    answer.ends_with(&format!("response {}", i + 1)),
+                    "{method} {i}: {answer}"
+                );
+            }
+        }
+        let received = origin.received();
+        assert!(received.contains(body), "{method}: {received}");
+        assert!(!received.contains("not sent"), "{method}: {received}");
+    }
+}
