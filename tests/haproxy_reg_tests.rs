@@ -413,3 +413,41 @@ async fn h1_to_h1() {
         assert!(!received.contains("not sent"), "{method}: {received}");
     }
 }
+
+/// `h1_request_target_validation.vtc`: which request targets a method may
+/// use (RFC 9112 §3.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_request_target_validation() {
+    let origin = RecordingOrigin::start(answers_ok).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let cases: &[(&str, &str, &str, u16)] = &[
+        ("c1", "OPTIONS", "*", 200),
+        ("c2", "OPTIONS", "/", 200),
+        ("c3", "OPTIONS", "http://haproxy.org", 200),
+        ("c4", "OPTIONS", "*/test", 400),
+        ("c5", "GET", "*", 400),
+        ("c11", "GET", "/", 200),
+        ("c12", "GET", "haproxy.org:80", 400),
+        ("c13", "GET", "admin", 400),
+        ("c14", "GET", "admin/a/b", 400),
+    ];
+    for (case, method, target, status) in cases {
+        let request =
+            format!("{method} {target} HTTP/1.1\r\nHost: haproxy.org\r\nConnection: close\r\n\r\n");
+        let answer = raw_exchange(addr, request.as_bytes(), WAIT).await.unwrap();
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{case} {method} {target}: {answer}"
+        );
+    }
+    // c6-c9 are CONNECT requests, which zkgate refuses (400) where HAProxy
+    // answers c6 with 200.
+    let answer = raw_exchange(
+        addr,
+        b"CONNECT haproxy.org:80 HTTP/1.1\r\nHost: haproxy.org\r\n\r\n",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}

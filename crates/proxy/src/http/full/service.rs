@@ -16,7 +16,7 @@ use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::forward::{forward, Forwarded};
 use super::upgrade;
 use crate::http::headers::{add_forwarded, client_address_value, strip_hop_by_hop};
-use crate::http::policy::keys::{host_is_ambiguous, sticky_cookie};
+use crate::http::policy::keys::{host_is_ambiguous, sticky_cookie, target_is_valid};
 use crate::http::policy::{decide, refuse_malformed, Decision};
 use crate::io::ConnActivity;
 use crate::Proxy;
@@ -142,7 +142,7 @@ impl ClientConn {
         // One table for the whole request, even if a new one is published meanwhile.
         let table = self.proxy.table.load_full();
         let checked = check_framing(request.headers()).and_then(|()| {
-            if host_is_ambiguous(&request) {
+            if host_is_ambiguous(&request) || !target_is_valid(&request) {
                 return Err(StatusCode::BAD_REQUEST);
             }
             crate::http::policy::upgrade::requested(request.headers())

@@ -91,6 +91,21 @@ pub fn sticky_cookie(
     ))
 }
 
+/// Whether a request's target has a form its method may use (RFC 9112
+/// §3.2): a path (`/…`) or an absolute URI (`http://host/…`) for any
+/// method, `*` for `OPTIONS` only. A bare authority (`host:port`, or
+/// `admin`) is CONNECT's form, which zkgate does not serve; read as
+/// anything else it would become the request's host.
+pub fn target_is_valid<B>(request: &Request<B>) -> bool {
+    let uri = request.uri();
+    match (uri.scheme(), uri.authority()) {
+        (Some(_), Some(_)) => true,
+        (None, None) if uri.path() == "*" => request.method() == http::Method::OPTIONS,
+        (None, None) => uri.path().starts_with('/'),
+        _ => false,
+    }
+}
+
 /// Whether a request names its host more than once, or in two ways that
 /// disagree: two `Host` headers, or a `Host` that differs from the
 /// authority of an absolute-form target (or of HTTP/2's `:authority`).
