@@ -451,3 +451,37 @@ async fn h1_request_target_validation() {
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
 }
+
+/// `h2_desync_attacks.vtc` c1 and c6 (HTTP/2 clients, an HTTP/1.1
+/// server): `:authority` is the host the server gets, whatever `host`
+/// says. (c3-c5, invalid `:path`, `:scheme` and `:method`, need a raw
+/// HTTP/2 client; hyper's will not send them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_desync_attacks_c1_c6() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let origin = RecordingOrigin::start(answers_ok).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // c1: a valid request.
+    let request = http::Request::get("http://hostname/c1")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+    // c6: the server sees `host: hostname`, not `other_host`.
+    let request = http::Request::get("http://hostname/c6")
+        .header("host", "other_host")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+    let received = origin.received().to_ascii_lowercase();
+    let c6 = &received[received.find("get /c6").unwrap()..];
+    assert!(c6.contains("host: hostname\r\n"), "{c6}");
+    assert!(!c6.contains("other_host"), "{c6}");
+}

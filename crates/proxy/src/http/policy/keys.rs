@@ -108,7 +108,7 @@ pub fn target_is_valid<B>(request: &Request<B>) -> bool {
 
 /// Whether a request names its host more than once, or in two ways that
 /// disagree: two `Host` headers, or a `Host` that differs from the
-/// authority of an absolute-form target (or of HTTP/2's `:authority`).
+/// authority of an absolute-form target. (Over HTTP/2, `:authority` wins.)
 /// zkgate routes by one; a server honouring the other would reach a route
 /// whose access rules the request never passed. Such a request gets a 400
 /// (RFC 9112 §3.2), as HAProxy answers it.
@@ -121,6 +121,12 @@ pub fn host_is_ambiguous<B>(request: &Request<B>) -> bool {
     let (Some(authority), Some(host)) = (request.uri().authority(), first) else {
         return false;
     };
+    if request.version() >= http::Version::HTTP_2 {
+        // HTTP/2's `:authority` is the host; a `host` beside it is not
+        // read, and the server gets the authority (RFC 9113 §8.3.1, as
+        // HAProxy's h2_desync_attacks case c6 expects).
+        return false;
+    }
     // Compared as RFC 9110 §4.2.3 normalises them: names without case,
     // userinfo left out, an empty or absent port read as the scheme's.
     let default_port = match request.uri().scheme_str() {
