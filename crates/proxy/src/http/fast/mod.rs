@@ -19,6 +19,8 @@ mod timer;
 
 #[cfg(test)]
 mod differential;
+#[cfg(test)]
+mod differential_requests;
 
 use std::net::SocketAddr;
 use std::time::Instant;
