@@ -20,13 +20,6 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-async fn zkgate_in_front_of(server: SocketAddr) -> (Zkgate, SocketAddr) {
-    let port = free_port();
-    let config = web_config(port, &servers(&[(server, 1)]));
-    let zkgate = Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "1")]).await;
-    (zkgate, ([127, 0, 0, 1], port).into())
-}
-
 /// Two requests on one client connection: `first` (GET or POST /first)
 /// then `GET /second`, pipelined; the last asks to close.
 fn pipelined(post_first: bool) -> Vec<u8> {
@@ -167,10 +160,6 @@ async fn a_connection_after_a_head_answer_is_never_reused() {
         assert!(answer.ends_with("\r\n\r\nmine"), "{answer}");
         assert!(!answer.contains("poison"), "{answer}");
     }
-}
-
-fn answers_ok(_: &str) -> Answer {
-    Answer::bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,27 +5,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use zkgate_testkit::{free_port, raw_exchange, read_until_ending, Answer, RecordingOrigin, Zkgate};
+use zkgate_testkit::{raw_exchange, read_until_ending, Answer, RecordingOrigin};
 
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(5);
-
-async fn zkgate_in_front_of(server: SocketAddr) -> (Zkgate, SocketAddr) {
-    let port = free_port();
-    let config = web_config(port, &servers(&[(server, 1)]));
-    let zkgate = Zkgate::start(ZKGATE, &config).await;
-    (zkgate, ([127, 0, 0, 1], port).into())
-}
-
-fn path_of(head: &str) -> &str {
-    head.split(' ').nth(1).unwrap_or("/")
-}
 
 /// `http_bodyless_response.vtc`: a server that sends a body with its
 /// answer to `HEAD` (HAProxy's test makes it so by rewriting the method).
@@ -239,10 +227,6 @@ async fn http_transfer_encoding_requests() {
     let smuggle = &received[received.find("post /smuggle").unwrap()..];
     assert!(!smuggle.contains("content-length: 31"), "{smuggle}");
     assert!(smuggle.contains("transfer-encoding: chunked"), "{smuggle}");
-}
-
-fn answers_ok(_: &str) -> Answer {
-    Answer::bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 }
 
 /// `h1_host_normalization.vtc`: the target's authority and `Host` must

@@ -171,3 +171,22 @@ pub async fn wait_for_spread(addr: SocketAddr, path: &str, expected: &[(&str, us
     }
     panic!("traffic never became {want:?}; last seen {last:?}");
 }
+
+/// zkgate (one worker) in front of `server` alone: zkgate and its address.
+pub async fn zkgate_in_front_of(server: SocketAddr) -> (zkgate_testkit::Zkgate, SocketAddr) {
+    let port = zkgate_testkit::free_port();
+    let config = web_config(port, &servers(&[(server, 1)]));
+    let zkgate =
+        zkgate_testkit::Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "1")]).await;
+    (zkgate, ([127, 0, 0, 1], port).into())
+}
+
+/// A recording origin's script: `200 ok` to everything.
+pub fn answers_ok(_: &str) -> zkgate_testkit::Answer {
+    zkgate_testkit::Answer::bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+}
+
+/// The target of a request head.
+pub fn path_of(head: &str) -> &str {
+    head.split(' ').nth(1).unwrap_or("/")
+}
