@@ -170,10 +170,15 @@ async fn attempt_on(
         let started = Instant::now();
         let head_request = request.method() == Method::HEAD;
         // Interim (1xx) answers leave where the exchange ends to the
-        // server's word: such a connection is not reused (as on the fast path).
+        // server's word: such a connection is not reused (as on the fast
+        // path). Only HTTP/1.1 connections are pooled, so only they ask.
         let interim = Arc::new(AtomicBool::new(false));
-        let seen = Arc::clone(&interim);
-        hyper::ext::on_informational(&mut request, move |_| seen.store(true, Ordering::Relaxed));
+        if matches!(conn, Conn::H1(..)) {
+            let seen = Arc::clone(&interim);
+            hyper::ext::on_informational(&mut request, move |_| {
+                seen.store(true, Ordering::Relaxed)
+            });
+        }
         let sent = tokio::time::timeout(backend.timeouts.server, conn.send(request)).await;
         match sent {
             Err(_) => {
