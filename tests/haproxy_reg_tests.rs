@@ -299,38 +299,6 @@ async fn h1_host_normalization() {
     }
 }
 
-fn switches_to_custom_protocol(head: &str) -> Answer {
-    let lower = head.to_ascii_lowercase();
-    if lower.contains("connection: upgrade") && lower.contains("upgrade: custom_protocol") {
-        return Answer::bytes(
-            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: custom_protocol\r\n\r\n",
-        );
-    }
-    Answer::bytes(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-}
-
-/// `protocol_upgrade.vtc`, HTTP/1.1 on both sides (`c4_h1` against
-/// `srv_h1`): a switch to a protocol zkgate knows nothing of passes. The
-/// HTTP/2 cases (RFC 8441 extended CONNECT) have no counterpart: zkgate
-/// speaks HTTP/1.1 upgrades only.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn protocol_upgrade_h1() {
-    let origin = RecordingOrigin::start(switches_to_custom_protocol).await;
-    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
-    let mut client = TcpStream::connect(addr).await.unwrap();
-    client
-        .write_all(
-            b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: upgrade\r\nupgrade: custom_protocol\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let answer = read_until_ending(&mut client, b"\r\n\r\n").await.unwrap();
-    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
-    assert!(answer.starts_with("http/1.1 101"), "{answer}");
-    assert!(answer.contains("connection: upgrade"), "{answer}");
-    assert!(answer.contains("upgrade: custom_protocol"), "{answer}");
-}
-
 fn numbered_responses(head: &str) -> Answer {
     // `/test23.html` → "response 3".
     let path = path_of(head);

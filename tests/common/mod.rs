@@ -174,8 +174,20 @@ pub async fn wait_for_spread(addr: SocketAddr, path: &str, expected: &[(&str, us
 
 /// zkgate (one worker) in front of `server` alone: zkgate and its address.
 pub async fn zkgate_in_front_of(server: SocketAddr) -> (zkgate_testkit::Zkgate, SocketAddr) {
+    zkgate_in_front_of_h(server, "http1").await
+}
+
+/// zkgate (one worker) in front of `server` alone, which speaks `protocol`
+/// (`http1` or `http2`, cleartext): zkgate and its address.
+pub async fn zkgate_in_front_of_h(
+    server: SocketAddr,
+    protocol: &str,
+) -> (zkgate_testkit::Zkgate, SocketAddr) {
     let port = zkgate_testkit::free_port();
-    let config = web_config(port, &servers(&[(server, 1)]));
+    let config = format!(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    protocol: {protocol}\n    timeouts: {{ connect: 2s }}\n    servers: {}\n",
+        servers(&[(server, 1)])
+    );
     let zkgate =
         zkgate_testkit::Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "1")]).await;
     (zkgate, ([127, 0, 0, 1], port).into())

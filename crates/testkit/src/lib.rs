@@ -15,6 +15,7 @@ pub mod responder;
 pub mod tcp_server;
 pub mod wait;
 pub mod websocket;
+pub mod websocket_h2;
 pub mod zookeeper;
 
 pub use accept::spawn_accept_loop;

@@ -96,7 +96,9 @@ async fn serve(stream: TcpStream, name: &str) -> std::io::Result<()> {
 }
 
 /// Reads one text frame (unmasking it); `None` on a close frame.
-async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> std::io::Result<Option<String>> {
+pub(crate) async fn read_frame<R: AsyncReadExt + Unpin>(
+    reader: &mut R,
+) -> std::io::Result<Option<String>> {
     let mut head = [0u8; 2];
     reader.read_exact(&mut head).await?;
     if head[0] & 0x0f == 0x8 {
@@ -127,7 +129,7 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> std::io::Result<
     Ok(Some(String::from_utf8_lossy(&payload).into_owned()))
 }
 
-async fn write_frame<W: AsyncWriteExt + Unpin>(
+pub(crate) async fn write_frame<W: AsyncWriteExt + Unpin>(
     writer: &mut W,
     payload: &[u8],
     mask: Option<[u8; 4]>,
@@ -155,22 +157,26 @@ async fn write_frame<W: AsyncWriteExt + Unpin>(
     writer.write_all(&frame).await
 }
 
+/// A stream a WebSocket client speaks over: a socket, or an HTTP/2 stream.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// A client's side of an upgraded WebSocket connection.
 pub struct WebSocketClient {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Box<dyn Io>>,
 }
 
 impl WebSocketClient {
     /// Connects to `addr` and upgrades `path` to WebSocket (checking the accept key).
     pub async fn connect(addr: SocketAddr, path: &str) -> std::io::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
-        let mut reader = BufReader::new(stream);
+        let mut stream = BufReader::new(stream);
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
-        reader.get_mut().write_all(request.as_bytes()).await?;
-        let head = read_head(&mut reader).await?;
+        stream.get_mut().write_all(request.as_bytes()).await?;
+        let head = read_head(&mut stream).await?;
         let status = head.first().cloned().unwrap_or_default();
         if !status.starts_with("HTTP/1.1 101")
             || header(&head, "sec-websocket-accept") != Some(accept_key(key).as_str())
@@ -179,7 +185,15 @@ impl WebSocketClient {
                 "no WebSocket handshake: {head:?}"
             )));
         }
-        Ok(WebSocketClient { reader })
+        // Bytes read past the head were none: the server waits for a frame.
+        Ok(WebSocketClient::over(stream.into_inner()))
+    }
+
+    /// A client over a stream that already switched to WebSocket.
+    pub fn over(io: impl Io + 'static) -> Self {
+        WebSocketClient {
+            reader: BufReader::new(Box::new(io)),
+        }
     }
 
     /// Sends a text message and reads the answer (`None`: the connection closed).

@@ -14,7 +14,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::sync::oneshot;
+use std::future::Future as _;
+use tokio::sync::{oneshot, watch};
 use tracing::debug;
 use zkgate_config::Protocol;
 use zkgate_routing::{ActiveRequest, FastHash};
@@ -26,8 +27,17 @@ use crate::http::pool::{take_for_hyper, Lent, PoolKey, ServerConn, UpstreamBody}
 
 type H2Sender = http2::SendRequest<UpstreamBody>;
 
+/// An HTTP/2 connection to a server: its request half, and whether the
+/// server announced extended `CONNECT` (RFC 8441) in its `SETTINGS`.
+#[derive(Clone)]
+pub struct H2Conn {
+    sender: H2Sender,
+    extended: watch::Receiver<bool>,
+    opened: Instant,
+}
+
 thread_local! {
-    static H2: RefCell<HashMap<PoolKey, H2Sender, FastHash>> = RefCell::default();
+    static H2: RefCell<HashMap<PoolKey, H2Conn, FastHash>> = RefCell::default();
 }
 
 /// A connection to a server, of either HTTP version.
@@ -35,7 +45,7 @@ pub enum Conn {
     /// HTTP/1.1: a pooled socket hyper holds, for one request.
     H1(Lent, PoolKey),
     /// HTTP/2: multiplexed, shared.
-    H2(H2Sender),
+    H2(H2Conn),
 }
 
 impl Conn {
@@ -49,7 +59,7 @@ impl Conn {
             Protocol::Http2 => H2.with(|h2| {
                 let mut h2 = h2.borrow_mut();
                 match h2.get(&server) {
-                    Some(sender) if !sender.is_closed() => Some(Conn::H2(sender.clone())),
+                    Some(conn) if !conn.sender.is_closed() => Some(Conn::H2(conn.clone())),
                     Some(_) => {
                         h2.remove(&server);
                         None
@@ -76,9 +86,15 @@ impl Conn {
                     .handshake(io)
                     .await
                     .map_err(ConnectError::Http)?;
-                spawn_connection(server.server, connection);
-                H2.with(|h2| h2.borrow_mut().insert(server, sender.clone()));
-                Ok(Conn::H2(sender))
+                let (tell, extended) = watch::channel(false);
+                spawn_connection(server.server, watch_settings(connection, tell));
+                let conn = H2Conn {
+                    sender,
+                    extended,
+                    opened: Instant::now(),
+                };
+                H2.with(|h2| h2.borrow_mut().insert(server, conn.clone()));
+                Ok(Conn::H2(conn))
             }
         }
     }
@@ -87,8 +103,21 @@ impl Conn {
     pub async fn ready(&mut self) -> hyper::Result<()> {
         match self {
             Conn::H1(lent, _) => lent.sender.ready().await,
-            Conn::H2(sender) => sender.ready().await,
+            Conn::H2(conn) => conn.sender.ready().await,
         }
+    }
+
+    /// Whether the server takes extended `CONNECT` (RFC 8441): only an
+    /// HTTP/2 one that said so in its `SETTINGS`. A connection younger
+    /// than [`SETTINGS_WAIT`] may not have read them yet: it is waited for.
+    pub async fn extended_connect(&self) -> bool {
+        let Conn::H2(conn) = self else {
+            return false;
+        };
+        let mut extended = conn.extended.clone();
+        let until = tokio::time::Instant::from_std(conn.opened + SETTINGS_WAIT);
+        let waited = tokio::time::timeout_at(until, extended.wait_for(|on| *on)).await;
+        matches!(waited, Ok(Ok(_))) || *conn.extended.borrow()
     }
 
     /// Sends a request; on failure the request comes back if nothing of it was sent.
@@ -98,7 +127,7 @@ impl Conn {
     ) -> Result<Response<Incoming>, TrySendError<Request<UpstreamBody>>> {
         match self {
             Conn::H1(lent, _) => lent.sender.try_send_request(request).await,
-            Conn::H2(sender) => sender.try_send_request(request).await,
+            Conn::H2(conn) => conn.sender.try_send_request(request).await,
         }
     }
 
@@ -137,6 +166,39 @@ async fn lend(conn: ServerConn, key: PoolKey) -> Result<Conn, ConnectError> {
         }
     });
     Ok(Conn::H1(Lent::new(sender, back), key))
+}
+
+/// How long a new HTTP/2 connection is watched for its server's first
+/// `SETTINGS`: a switch waits up to this for a server that does not
+/// announce extended `CONNECT`.
+pub const SETTINGS_WAIT: Duration = Duration::from_secs(1);
+
+/// Drives an HTTP/2 connection, telling `tell` whether its server takes
+/// extended `CONNECT` once its `SETTINGS` say so. hyper reads frames in a
+/// task of its own and tells no event for them: for its first
+/// [`SETTINGS_WAIT`], the connection is looked at every millisecond.
+async fn watch_settings<T>(
+    mut connection: http2::Connection<T, UpstreamBody, TokioExecutor>,
+    tell: watch::Sender<bool>,
+) -> hyper::Result<()>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let until = tokio::time::Instant::now() + SETTINGS_WAIT;
+    let mut look = Box::pin(tokio::time::sleep(Duration::from_millis(1)));
+    std::future::poll_fn(|cx| {
+        let polled = std::pin::Pin::new(&mut connection).poll(cx);
+        let on = connection.is_extended_connect_protocol_enabled();
+        tell.send_if_modified(|was| std::mem::replace(was, on) != on);
+        if !on && tokio::time::Instant::now() < until {
+            look.as_mut()
+                .reset(tokio::time::Instant::now() + Duration::from_millis(1));
+            // Registers the wake-up; it is never ready right after a reset.
+            let _ = look.as_mut().poll(cx);
+        }
+        polled
+    })
+    .await
 }
 
 fn spawn_connection<F>(server: SocketAddr, connection: F)

@@ -222,7 +222,7 @@ async fn attempt_on(
 }
 
 /// HTTP/2 carries the scheme and authority as pseudo-headers: the URI needs both.
-fn for_h2(
+pub(super) fn for_h2(
     request: &mut Request<UpstreamBody>,
     server: SocketAddr,
     scheme: &str,

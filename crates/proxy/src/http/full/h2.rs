@@ -45,6 +45,8 @@ pub async fn serve(
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_pending_accept_reset_streams(Some(64))
+        // WebSocket (and other protocol switches) over HTTP/2: RFC 8441.
+        .enable_connect_protocol()
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .serve_connection(io, service);
     let idle = frontend.timeouts.client_idle;

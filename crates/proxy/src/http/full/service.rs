@@ -17,6 +17,7 @@ use super::forward::{forward, Forwarded};
 use super::upgrade;
 use crate::http::headers::{add_forwarded, client_address_value, strip_hop_by_hop};
 use crate::http::policy::keys::{host_is_ambiguous, sticky_cookie, target_is_valid};
+use crate::http::policy::upgrade::{requested, requested_h2};
 use crate::http::policy::{decide, refuse_malformed, Decision};
 use crate::io::ConnActivity;
 use crate::Proxy;
@@ -145,7 +146,12 @@ impl ClientConn {
             if host_is_ambiguous(&request) || !target_is_valid(&request) {
                 return Err(StatusCode::BAD_REQUEST);
             }
-            crate::http::policy::upgrade::requested(request.headers())
+            if request.version() >= Version::HTTP_2 {
+                let protocol = request.extensions().get::<hyper::ext::Protocol>();
+                requested_h2(request.method(), protocol.map(hyper::ext::Protocol::as_str))
+            } else {
+                requested(request.headers())
+            }
         });
         let (decision, protocol) = match checked {
             Err(status) => (refuse_malformed(&table, self.frontend, status), None),
@@ -184,7 +190,7 @@ impl ClientConn {
         outcome.backend = Some(Arc::clone(&backend.name));
         let frontend = Arc::clone(routed.frontend);
         let (key, sticky) = (routed.key, routed.sticky);
-        let upgrade = protocol.map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
+        let upgrade = protocol.map(|protocol| upgrade::Switch::of(&mut request, protocol));
         if let Err(status) = prepare(
             &mut request,
             routed.forwarded_scheme,
@@ -196,14 +202,13 @@ impl ClientConn {
         }
         drop(table);
         let forwarded = match upgrade {
-            Some((protocol, client)) => {
+            Some(switch) => {
                 let idle = backend.timeouts.tunnel.min(frontend.timeouts.tunnel);
                 // Rare and large: boxed, so that every other request's future stays small.
                 Box::pin(upgrade::forward(
                     &backend,
                     request,
-                    protocol,
-                    client,
+                    switch,
                     key,
                     idle,
                     &self.proxy,
@@ -249,7 +254,11 @@ fn prepare(
         parts.path_and_query = Some(path.unwrap_or_else(|| uri::PathAndQuery::from_static("/")));
         *request.uri_mut() = Uri::from_parts(parts).map_err(|_| StatusCode::BAD_REQUEST)?;
     }
-    if request.method() == http::Method::CONNECT {
+    // A tunnel to anywhere is not a reverse proxy's to open; an HTTP/2
+    // extended CONNECT (a protocol switch) was taken out by `Switch::of`.
+    if request.method() == http::Method::CONNECT
+        && request.extensions().get::<hyper::ext::Protocol>().is_none()
+    {
         return Err(StatusCode::BAD_REQUEST);
     }
     let headers = request.headers_mut();

@@ -79,7 +79,7 @@ impl<'b> Tries<'b> {
 
     /// zkgate's answer when no try finished the request: 503 when no server
     /// could be tried at all, else 502.
-    pub fn exhausted(self) -> StatusCode {
+    pub fn exhausted(&self) -> StatusCode {
         if self.attempts.none_tried() {
             self.backend.metrics.no_server.inc();
             StatusCode::SERVICE_UNAVAILABLE

@@ -1,12 +1,31 @@
-//! Whether a request may switch protocols, and whether a server's `101`
-//! may be believed. A switch turns the connection into a raw tunnel that
-//! no route rule sees again, so it is granted only as RFC 9110 §7.8 and
-//! RFC 6455 describe it.
+//! Whether a request may switch protocols, and whether a server's
+//! answer completes the switch. A switch turns the stream into a raw
+//! tunnel that no route rule sees again, so it is granted only as RFC 9110
+//! §7.8, RFC 6455 (WebSocket) and RFC 8441 (the same over HTTP/2, as an
+//! extended `CONNECT` with a `:protocol`) describe it.
 
-use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use base64::Engine as _;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
-static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
-static SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
+pub static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+pub static SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
+static SEC_WEBSOCKET_VERSION: HeaderName = HeaderName::from_static("sec-websocket-version");
+
+/// The protocol an HTTP/2 extended `CONNECT` (RFC 8441) asks for; `None`
+/// for any other request. Over HTTP/2 the WebSocket key and accept are
+/// not used (RFC 8441 §5), so none is required.
+pub fn requested_h2(
+    method: &Method,
+    protocol: Option<&str>,
+) -> Result<Option<HeaderValue>, StatusCode> {
+    match protocol {
+        Some(_) if method != Method::CONNECT => Err(StatusCode::BAD_REQUEST),
+        Some(protocol) => HeaderValue::from_str(protocol)
+            .map(Some)
+            .map_err(|_| StatusCode::BAD_REQUEST),
+        None => Ok(None),
+    }
+}
 
 /// The protocol a request asks to switch to, if it asks (`Connection:
 /// upgrade` and one `Upgrade` protocol); a 400 for an ask that cannot be
@@ -46,15 +65,51 @@ pub fn requested(headers: &HeaderMap) -> Result<Option<HeaderValue>, StatusCode>
         .map_err(|_| StatusCode::BAD_REQUEST)
 }
 
-/// Whether a server's `101` to a request for `protocol` completes the
-/// switch: for WebSocket, only with `Sec-WebSocket-Accept` (RFC 6455
-/// §4.1); anything else is a 502.
-pub fn switch_accepted(protocol: &HeaderValue, response: &HeaderMap) -> bool {
-    !is_websocket(protocol.as_bytes()) || response.contains_key(&SEC_WEBSOCKET_ACCEPT)
+/// Whether an HTTP/1.1 server's `101` to a request for `protocol`
+/// completes the switch: for WebSocket, only with `Sec-WebSocket-Accept`
+/// (RFC 6455 §4.1), and the right one when zkgate chose the key (`ours`,
+/// for a client that spoke HTTP/2); anything else is a 502.
+pub fn switch_accepted(
+    protocol: &HeaderValue,
+    response: &HeaderMap,
+    ours: Option<&HeaderValue>,
+) -> bool {
+    if !is_websocket(protocol.as_bytes()) {
+        return true;
+    }
+    match (response.get(&SEC_WEBSOCKET_ACCEPT), ours) {
+        (None, _) => false,
+        (Some(accept), Some(key)) => *accept == websocket_accept(key.as_bytes()),
+        (Some(_), None) => true,
+    }
 }
 
-fn is_websocket(protocol: &[u8]) -> bool {
+pub fn is_websocket(protocol: &[u8]) -> bool {
     protocol.eq_ignore_ascii_case(b"websocket")
+}
+
+/// A WebSocket handshake for an HTTP/1.1 server on behalf of an HTTP/2
+/// client, which sent no key (RFC 8441 §5): a fresh key (RFC 6455 §4.1:
+/// 16 random bytes, base64) and the version, if the client named none.
+pub fn add_websocket_key(headers: &mut HeaderMap) -> HeaderValue {
+    let nonce: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    let key = HeaderValue::from_str(&key).expect("base64 is a valid header value");
+    headers.insert(&SEC_WEBSOCKET_KEY, key.clone());
+    headers
+        .entry(&SEC_WEBSOCKET_VERSION)
+        .or_insert(HeaderValue::from_static("13"));
+    key
+}
+
+/// The `Sec-WebSocket-Accept` that answers `key` (RFC 6455 §4.2.2): the
+/// base64 SHA-1 of the key and the protocol's GUID.
+pub fn websocket_accept(key: &[u8]) -> HeaderValue {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key);
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes());
+    HeaderValue::from_str(&accept).expect("base64 is a valid header value")
 }
 
 #[cfg(test)]
@@ -112,14 +167,53 @@ mod tests {
     #[test]
     fn a_websocket_switch_needs_the_servers_accept() {
         let ws = HeaderValue::from_static("websocket");
-        assert!(!switch_accepted(&ws, &headers(&[])));
+        assert!(!switch_accepted(&ws, &headers(&[]), None));
         assert!(switch_accepted(
             &ws,
-            &headers(&[("sec-websocket-accept", "a")])
+            &headers(&[("sec-websocket-accept", "a")]),
+            None
         ));
         assert!(switch_accepted(
             &HeaderValue::from_static("foo"),
-            &headers(&[])
+            &headers(&[]),
+            None
         ));
+        // With zkgate's own key, the accept must be the one that answers it.
+        let key = HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ==");
+        let right = [("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")];
+        assert!(switch_accepted(&ws, &headers(&right), Some(&key)));
+        let wrong = [("sec-websocket-accept", "invalid_key")];
+        assert!(!switch_accepted(&ws, &headers(&wrong), Some(&key)));
+    }
+
+    #[test]
+    fn the_accept_is_rfc_6455s() {
+        // The worked example of RFC 6455 §1.3.
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        let mut map = HeaderMap::new();
+        let key = add_websocket_key(&mut map);
+        assert_eq!(map.get("sec-websocket-version").unwrap(), "13");
+        assert_eq!(map.get("sec-websocket-key"), Some(&key));
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(key.as_bytes())
+            .unwrap();
+        assert_eq!(raw.len(), 16);
+    }
+
+    #[test]
+    fn an_extended_connect_names_its_protocol() {
+        assert_eq!(
+            requested_h2(&Method::CONNECT, Some("websocket")),
+            Ok(Some(HeaderValue::from_static("websocket")))
+        );
+        assert_eq!(requested_h2(&Method::GET, None), Ok(None));
+        assert_eq!(requested_h2(&Method::CONNECT, None), Ok(None));
+        assert_eq!(
+            requested_h2(&Method::GET, Some("websocket")),
+            Err(StatusCode::BAD_REQUEST)
+        );
     }
 }
