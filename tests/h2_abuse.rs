@@ -11,29 +11,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use zkgate_testkit::h2_frames::*;
 use zkgate_testkit::{free_port, http_get, wait_until, HttpServer, Zkgate};
 
 use common::*;
-
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(9 + payload.len());
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-    frame.push(kind);
-    frame.push(flags);
-    frame.extend_from_slice(&stream.to_be_bytes());
-    frame.extend_from_slice(payload);
-    frame
-}
 
 /// `GET http://x/` in HPACK: indexed :method GET, :scheme http, :path /,
 /// and :authority `x` as a literal.

@@ -5,6 +5,7 @@
 mod accept;
 pub mod client;
 pub mod grpc;
+pub mod h2_frames;
 pub mod http_server;
 pub mod pki;
 pub mod ports;

@@ -90,13 +90,23 @@ async fn serve(mut stream: TcpStream, script: Script, log: Arc<Mutex<Vec<u8>>>) 
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
         let answer = script(&head);
         if !answer.before_body {
-            let body = content_length(&head).unwrap_or(0);
-            while buf.len() < head_end + body {
+            // A chunked body is taken to end at the first last-chunk.
+            let body_end = |buf: &[u8]| match content_length(&head) {
+                _ if is_chunked(&head) => buf[head_end..]
+                    .windows(5)
+                    .position(|w| w == b"0\r\n\r\n")
+                    .map(|at| head_end + at + 5),
+                length => Some(head_end + length.unwrap_or(0)).filter(|&end| end <= buf.len()),
+            };
+            let end = loop {
+                if let Some(end) = body_end(&buf) {
+                    break end;
+                }
                 if !read_more(&mut stream, &mut buf, &log).await {
                     return;
                 }
-            }
-            buf.drain(..head_end + body);
+            };
+            buf.drain(..end);
         } else {
             buf.drain(..head_end);
         }
@@ -143,6 +153,15 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, log: &Mutex<Vec<u8
             true
         }
     }
+}
+
+fn is_chunked(head: &str) -> bool {
+    head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("transfer-encoding")
+                && value.to_ascii_lowercase().contains("chunked")
+        })
+    })
 }
 
 fn content_length(head: &str) -> Option<usize> {

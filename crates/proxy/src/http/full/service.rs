@@ -16,7 +16,9 @@ use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::forward::{forward, Forwarded};
 use super::upgrade;
 use crate::http::headers::{add_forwarded, client_address_value, strip_hop_by_hop};
-use crate::http::policy::keys::{host_is_ambiguous, sticky_cookie, target_is_valid};
+use crate::http::policy::keys::{
+    host_is_ambiguous, normalized_authority, sticky_cookie, target_is_valid,
+};
 use crate::http::policy::upgrade::{requested, requested_h2};
 use crate::http::policy::{decide, refuse_malformed, Decision};
 use crate::io::ConnActivity;
@@ -246,6 +248,7 @@ fn prepare(
         use http_body::Body as _;
         request.body().is_end_stream()
     };
+    let scheme = request.uri().scheme().cloned();
     let authority = request.uri().authority().cloned();
     if authority.is_some() || request.uri().scheme().is_some() {
         // Absolute form (`GET http://host/path`): servers expect origin form.
@@ -264,8 +267,9 @@ fn prepare(
     let headers = request.headers_mut();
     if let Some(authority) = authority {
         // RFC 9112 §3.2.2: the URI's authority wins over any Host header.
-        let host = header::HeaderValue::from_str(authority.as_str())
-            .map_err(|_| StatusCode::BAD_REQUEST)?;
+        let host =
+            normalized_authority(scheme.as_ref().map(uri::Scheme::as_str), authority.as_str());
+        let host = header::HeaderValue::from_str(host).map_err(|_| StatusCode::BAD_REQUEST)?;
         headers.insert(header::HOST, host);
     }
     // gRPC needs `te: trailers` on the way to an HTTP/2 server; every other `te` is hop-by-hop.

@@ -146,6 +146,29 @@ pub fn host_is_ambiguous<B>(request: &Request<B>) -> bool {
     }
 }
 
+/// The `Host` a server gets for a target's `authority` (an absolute-form
+/// URI's, or HTTP/2's `:authority`): without userinfo, and without a port
+/// that is empty or the scheme's default (RFC 3986 §6.2.3), so that
+/// `http://a:80/` and `http://a/` reach a server alike, as HAProxy's
+/// scheme-based normalisation does.
+pub fn normalized_authority<'a>(scheme: Option<&str>, authority: &'a str) -> &'a str {
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let default = match scheme {
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => ":443",
+        Some(scheme) if scheme.eq_ignore_ascii_case("http") => ":80",
+        _ => return authority,
+    };
+    let bare = authority
+        .strip_suffix(default)
+        .or_else(|| authority.strip_suffix(':'))
+        .unwrap_or(authority);
+    // `[::1]:80` keeps its brackets; a name never ends in `]` otherwise.
+    if bare.starts_with('[') && !bare.ends_with(']') {
+        return authority;
+    }
+    bare
+}
+
 /// `host[:port]` (IPv6 literals in brackets) as a name and a port, the
 /// port `default` when absent or empty.
 fn host_and_port(text: &str, default: u16) -> Option<(&str, u16)> {
@@ -194,6 +217,24 @@ pub fn host_name(value: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn a_default_port_is_left_out_of_the_host() {
+        let cases = [
+            (Some("http"), "hostname:80", "hostname"),
+            (Some("http"), "hostname:8080", "hostname:8080"),
+            (Some("https"), "hostname:443", "hostname"),
+            (Some("https"), "hostname:80", "hostname:80"),
+            (Some("http"), "hostname:", "hostname"),
+            (Some("http"), "user@hostname:80", "hostname"),
+            (Some("http"), "[::1]:80", "[::1]"),
+            (Some("http"), "[::1]", "[::1]"),
+            (None, "hostname:80", "hostname:80"),
+        ];
+        for (scheme, authority, host) in cases {
+            assert_eq!(normalized_authority(scheme, authority), host, "{authority}");
+        }
+    }
 
     #[test]
     fn cookies_are_found_by_exact_name_across_headers() {

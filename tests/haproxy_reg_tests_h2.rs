@@ -1,0 +1,209 @@
+//! HTTP/2 clients, from HAProxy's `reg-tests/http-messaging`
+//! (`h2_to_h1.vtc`, `h2_desync_attacks.vtc`, `scheme_based_normalize.vtc`),
+//! written frame by frame with HAProxy's expectations. Each test names its
+//! client (`c1`, …); where zkgate answers otherwise, the test says why.
+
+mod common;
+
+use std::time::Duration;
+
+use zkgate_testkit::h2_frames::*;
+use zkgate_testkit::{wait_until, Answer, RecordingOrigin};
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Sends one request on stream `id`: its header block, then `body` (if
+/// any) in one DATA frame that ends the stream.
+async fn request(h2: &mut RawH2, id: u32, fields: &[(&str, &str)], body: Option<&[u8]>) {
+    let block = header_block(fields);
+    let flags = if body.is_some() {
+        END_HEADERS
+    } else {
+        END_HEADERS | END_STREAM
+    };
+    let mut bytes = frame(HEADERS, flags, id, &block);
+    if let Some(body) = body {
+        bytes.extend(frame(DATA, END_STREAM, id, body));
+    }
+    h2.send(&bytes).await.unwrap();
+}
+
+fn numbered(head: &str) -> Answer {
+    // `/test23.html` → "response 3"; `/test4.html` → "response 4".
+    let n = path_of(head)
+        .trim_end_matches(".html")
+        .chars()
+        .last()
+        .unwrap_or('0');
+    let body = format!("response {n}");
+    Answer::bytes(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+/// `h2_to_h1.vtc` `c1h2` (GET) and `c3h2` (POST), one connection each:
+/// a bodiless request, one saying `content-length: 0`, one with a body and
+/// no length (it reaches the HTTP/1.1 server chunked, a GET's too), and one
+/// whose DATA exceed its `content-length` (the stream is reset and nothing
+/// of its body reaches the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_to_h1_c1h2_c3h2() {
+    let origin = RecordingOrigin::start(numbered).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    for (method, base) in [("GET", 0), ("POST", 20)] {
+        let mut h2 = RawH2::connect(addr).await.unwrap();
+        let paths: Vec<String> = (1..=4).map(|n| format!("/test{}.html", base + n)).collect();
+        let fields = |n: usize| {
+            vec![
+                (":method", method),
+                (":scheme", "https"),
+                (":path", paths[n - 1].as_str()),
+            ]
+        };
+        request(&mut h2, 1, &fields(1), None).await;
+        let answer = h2.answer_on(1, WAIT).await;
+        assert_eq!(
+            (answer.status, answer.body.as_slice()),
+            (Some(200), &b"response 1"[..]),
+            "{method} 1"
+        );
+
+        let mut with_length = fields(2);
+        with_length.push(("content-length", "0"));
+        request(&mut h2, 3, &with_length, None).await;
+        let answer = h2.answer_on(3, WAIT).await;
+        assert_eq!(answer.body, b"response 2", "{method} 2");
+
+        let body = b"this must be delivered, like it or not";
+        request(&mut h2, 5, &fields(3), Some(body)).await;
+        let answer = h2.answer_on(5, WAIT).await;
+        assert_eq!(answer.body, b"response 3", "{method} 3");
+        let seen = origin.received();
+        assert!(
+            seen.contains("this must be delivered, like it or not"),
+            "{seen}"
+        );
+
+        let mut short = fields(4);
+        short.push(("content-length", "2"));
+        request(&mut h2, 7, &short, Some(b"this is sent and ignored")).await;
+        let answer = h2.answer_on(7, WAIT).await;
+        assert!(answer.reset.is_some(), "{method} 4: {answer:?}");
+    }
+    assert!(!origin.received().contains("this is sent and ignored"));
+}
+
+/// `h2_desync_attacks.vtc` `c2`–`c5`. A valid request without `:authority`
+/// is served (`c2`); an invalid `:path` resets the stream (`c3`, as
+/// HAProxy). An invalid `:scheme` (`c4`) also resets it, where HAProxy
+/// answers 400: RFC 9113 §8.1.1 makes a malformed request a stream error,
+/// and zkgate's HTTP/2 layer treats it so; the connection's other streams
+/// go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_desync_attacks_c2_to_c4() {
+    let origin = RecordingOrigin::start(answers_ok).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let mut h2 = RawH2::connect(addr).await.unwrap();
+    let valid = [(":method", "GET"), (":scheme", "http"), (":path", "/")];
+    request(&mut h2, 1, &valid, None).await;
+    assert_eq!(h2.answer_on(1, WAIT).await.status, Some(200), "c2");
+    let bad: [&[(&str, &str)]; 2] = [
+        &[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "hello-world"),
+        ],
+        &[
+            (":method", "GET"),
+            (":scheme", "http://localhost/?"),
+            (":path", "/"),
+        ],
+    ];
+    let mut id = 3;
+    for (case, fields) in ["c3", "c4"].into_iter().zip(bad) {
+        request(&mut h2, id, fields, None).await;
+        let answer = h2.answer_on(id, WAIT).await;
+        assert!(answer.reset.is_some(), "{case}: {answer:?}");
+        // The connection serves on.
+        request(&mut h2, id + 2, &valid, None).await;
+        assert_eq!(
+            h2.answer_on(id + 2, WAIT).await.status,
+            Some(200),
+            "after {case}"
+        );
+        id += 4;
+    }
+    assert_eq!(origin.received().matches("GET / HTTP/1.1").count(), 3);
+    assert!(!origin.received().contains("hello-world"));
+}
+
+/// `h2_desync_attacks.vtc` `c5`: a `:method` that is not a token. HAProxy
+/// answers 400. zkgate's HTTP/2 layer (the `h2` crate) fails to decode
+/// such a header block at all and ends the connection with `GOAWAY`
+/// `COMPRESSION_ERROR` (RFC 9113 §5.4.1 allows a stream error to be
+/// treated as a connection error); streams still in flight on that
+/// connection end with it. The bad request reaches no server, and a new
+/// connection is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_desync_attacks_c5_invalid_method() {
+    let origin = RecordingOrigin::start(answers_ok).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let mut h2 = RawH2::connect(addr).await.unwrap();
+    let bad = [(":method", "GET?"), (":scheme", "http"), (":path", "/bad")];
+    request(&mut h2, 1, &bad, None).await;
+    let mut goaway = None;
+    while let Some(frame) = h2.next_frame(WAIT).await {
+        if frame.kind == GOAWAY {
+            goaway = Some(u32::from_be_bytes(frame.payload[4..8].try_into().unwrap()));
+        }
+    }
+    assert!(goaway.is_some(), "the connection ends with a GOAWAY");
+    assert!(!origin.received().contains("/bad"));
+
+    let mut fresh = RawH2::connect(addr).await.unwrap();
+    let valid = [(":method", "GET"), (":scheme", "http"), (":path", "/")];
+    request(&mut fresh, 1, &valid, None).await;
+    assert_eq!(fresh.answer_on(1, WAIT).await.body, b"ok");
+}
+
+/// `scheme_based_normalize.vtc` `c1`–`c4`: the scheme's default port is
+/// left out of the host the server gets (RFC 3986 §6.2.3); any other stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheme_based_normalize_c1_to_c4() {
+    let origin = RecordingOrigin::start(answers_ok).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let cases = [
+        ("http", "hostname:80", "hostname"),
+        ("http", "hostname:8080", "hostname:8080"),
+        ("https", "hostname:443", "hostname"),
+        ("https", "hostname:80", "hostname:80"),
+    ];
+    for (n, (scheme, authority, host)) in cases.into_iter().enumerate() {
+        let mut h2 = RawH2::connect(addr).await.unwrap();
+        let path = format!("/c{}", n + 1);
+        let fields = [
+            (":method", "GET"),
+            (":scheme", scheme),
+            (":path", path.as_str()),
+            (":authority", authority),
+        ];
+        request(&mut h2, 1, &fields, None).await;
+        assert_eq!(h2.answer_on(1, WAIT).await.status, Some(200));
+        let want = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n");
+        let want = want.to_ascii_lowercase();
+        wait_until(&want, WAIT, || async {
+            origin
+                .received()
+                .to_ascii_lowercase()
+                .contains(&want)
+                .then_some(())
+        })
+        .await;
+    }
+}
