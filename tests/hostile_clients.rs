@@ -38,7 +38,6 @@ const SMUGGLING: &[(&str, &str)] = &[
     ("a negative Content-Length", "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
     ("an invalid chunk size", "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nA\r\n0\r\n\r\n"),
     ("HTTP/1.0 with chunked", "POST /upload HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
-    ("a request line with two spaces", "GET  / HTTP/1.1\r\nHost: x\r\n\r\n"),
     ("CONNECT to a host", "CONNECT internal.example:443 HTTP/1.1\r\nHost: internal.example:443\r\n\r\n"),
 ];
 

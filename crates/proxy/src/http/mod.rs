@@ -11,6 +11,7 @@ mod full;
 mod headers;
 mod policy;
 mod pool;
+mod request_body;
 mod response;
 
 use std::net::SocketAddr;

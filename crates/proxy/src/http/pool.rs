@@ -120,8 +120,10 @@ pub(super) fn keep_lent(key: PoolKey, lent: Lent) {
 }
 
 /// What zkgate sends servers: the client's body streamed, or nothing (a replay).
-pub type UpstreamBody =
-    http_body_util::Either<hyper::body::Incoming, http_body_util::Empty<bytes::Bytes>>;
+pub type UpstreamBody = http_body_util::Either<
+    crate::http::request_body::ClientBody,
+    http_body_util::Empty<bytes::Bytes>,
+>;
 
 /// A pooled socket in hyper's hands: its request half, and where its task
 /// hands the socket back once that half is dropped while the connection is

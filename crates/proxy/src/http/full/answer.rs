@@ -17,8 +17,9 @@ pub fn error(status: StatusCode) -> Response<ProxyBody> {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Stated, so that a HEAD answer (which leaves the text out) says it too.
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
-    if status == StatusCode::BAD_REQUEST {
-        // After a malformed request the connection's framing cannot be trusted.
+    if status == StatusCode::BAD_REQUEST || status == StatusCode::REQUEST_TIMEOUT {
+        // After a malformed request, or one whose body stopped midway, the
+        // connection's framing cannot be trusted.
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
@@ -21,6 +21,7 @@ use crate::http::headers::strip_hop_by_hop;
 use crate::http::headers::{keeps_alive, response_framing_is_sound};
 use crate::http::policy::retry::{self, head_arrived, Tries};
 use crate::http::pool::{PoolKey, UpstreamBody};
+use crate::http::request_body::{is_client_body_timeout, BodyRead, ClientBody};
 use crate::Proxy;
 
 /// How a request ended.
@@ -83,11 +84,14 @@ enum Attempt {
 pub async fn forward(
     backend: &Backend,
     request: Request<Incoming>,
+    client_idle: Duration,
     key: Option<u64>,
     sticky: Option<SocketAddr>,
     proxy: &Proxy,
 ) -> Forwarded {
-    let mut request = request.map(Either::Left);
+    let (parts, body) = request.into_parts();
+    let (body, read) = ClientBody::new(body, client_idle);
+    let mut request = Request::from_parts(parts, Either::Left(body));
     // Only cloned when a retry after sending could happen at all.
     let replay = if backend.retries > 0 {
         Replay::of(&request)
@@ -96,7 +100,7 @@ pub async fn forward(
     };
     let mut tries = Tries::new(proxy, backend, sticky, key);
     while let Some(server) = tries.next() {
-        let outcome = attempt_on(backend, server, request, replay.as_ref()).await;
+        let outcome = attempt_on(backend, server, request, replay.as_ref(), &read).await;
         let (forwarded, ok) = match outcome {
             Attempt::Answered(response) => {
                 let ok = !response.status().is_server_error();
@@ -122,6 +126,7 @@ async fn attempt_on(
     server: &Server,
     mut request: Request<UpstreamBody>,
     replay: Option<&Replay>,
+    read: &BodyRead,
 ) -> Attempt {
     let address = server.address();
     if backend.protocol == Protocol::Http2 {
@@ -179,13 +184,13 @@ async fn attempt_on(
                 seen.store(true, Ordering::Relaxed)
             });
         }
-        let sent = tokio::time::timeout(backend.timeouts.server, conn.send(request)).await;
+        let sent = answer_within(conn.send(request), backend.timeouts.server, read, started).await;
         match sent {
-            Err(_) => {
+            None => {
                 debug!(backend = %backend.name, server = %address, "server timed out");
                 return Attempt::Failed(StatusCode::GATEWAY_TIMEOUT);
             }
-            Ok(Ok(response)) => {
+            Some(Ok(response)) => {
                 head_arrived(backend, server, started);
                 let interim = interim.load(Ordering::Relaxed);
                 return answered(
@@ -198,11 +203,15 @@ async fn attempt_on(
                     active,
                 );
             }
-            Ok(Err(mut failed)) => match failed.take_message() {
+            Some(Err(mut failed)) => match failed.take_message() {
                 // A reused connection the server had closed: try a fresh one.
                 Some(unsent) if reused => request = unsent,
                 Some(unsent) => return Attempt::Retry(unsent),
                 // The client's body stream failed (malformed chunking, a reset).
+                None if is_client_body_timeout(failed.error()) => {
+                    debug!(backend = %backend.name, server = %address, "the client stopped sending its request body");
+                    return Attempt::ClientFault(StatusCode::REQUEST_TIMEOUT);
+                }
                 None if failed.error().is_user() => {
                     debug!(backend = %backend.name, server = %address, error = %failed.error(), "client request body failed");
                     return Attempt::ClientFault(StatusCode::BAD_REQUEST);
@@ -216,6 +225,32 @@ async fn attempt_on(
                         None => Attempt::Failed(StatusCode::BAD_GATEWAY),
                     };
                 }
+            },
+        }
+    }
+}
+
+/// Waits for the server's answer to a request sent at `sent`: the server
+/// has `server` from the end of the request's body (while the client
+/// still sends it, its own `client_idle` bounds the wait); `None` when
+/// that passed.
+async fn answer_within<F: std::future::Future>(
+    send: F,
+    server: Duration,
+    read: &BodyRead,
+    sent: Instant,
+) -> Option<F::Output> {
+    let send = std::pin::pin!(send);
+    let mut send = send;
+    let mut deadline = sent + server;
+    loop {
+        tokio::select! {
+            biased;
+            answered = &mut send => return Some(answered),
+            () = tokio::time::sleep_until(deadline.into()) => match read.at(sent) {
+                Some(at) if at + server > deadline => deadline = at + server,
+                Some(_) => return None,
+                None => deadline = Instant::now() + server,
             },
         }
     }

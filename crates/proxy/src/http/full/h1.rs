@@ -44,6 +44,10 @@ pub async fn serve(
         .header_read_timeout(None)
         .max_header_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
+        // `GET /a  HTTP/1.1`: RFC 9112 §3 lets a recipient split the request
+        // line on runs of spaces, as HAProxy and nginx do. (The fast path
+        // leaves any head it cannot parse to this parser: one decision.)
+        .allow_multiple_spaces_in_request_line_delimiters(true)
         .serve_connection(io, service)
         .with_upgrades();
 

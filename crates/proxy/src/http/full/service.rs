@@ -217,7 +217,10 @@ impl ClientConn {
                 ))
                 .await
             }
-            None => forward(&backend, request, key, sticky, &self.proxy).await,
+            None => {
+                let idle = frontend.timeouts.client_idle;
+                forward(&backend, request, idle, key, sticky, &self.proxy).await
+            }
         };
         let response = match forwarded {
             Forwarded::Answered(mut response, server) => {

@@ -1,0 +1,138 @@
+//! A client's request body on its way to a server, timed on the client's
+//! side: a body whose bytes stop coming for the frontend's `client_idle`
+//! fails with [`ClientBodyTimeout`] (the client gets a 408, as HAProxy's
+//! `timeout client` gives), so a client trickling a body cannot hold a
+//! server connection forever. It also tells when it was all read, so that
+//! the wait for the server's answer (`timeouts.server`) counts from there:
+//! a long upload is not the server's delay.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+use zkgate_routing::clock;
+
+/// The body stopped arriving for the frontend's `client_idle`.
+#[derive(Debug)]
+pub struct ClientBodyTimeout;
+
+impl std::fmt::Display for ClientBodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the client stopped sending its request body")
+    }
+}
+
+impl std::error::Error for ClientBodyTimeout {}
+
+/// Whether an error (of hyper's, or of the body) is [`ClientBodyTimeout`].
+pub fn is_client_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if err.is::<ClientBodyTimeout>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// When a request body was all read: a `clock::now_ms()` reading, 0 while
+/// it is still arriving. `None` for a bodiless request (read at once).
+#[derive(Clone, Default)]
+pub struct BodyRead(Option<Arc<AtomicU64>>);
+
+impl BodyRead {
+    /// When the body of a request sent at `sent` was all read; `None`
+    /// while it is still arriving.
+    pub fn at(&self, sent: Instant) -> Option<Instant> {
+        match &self.0 {
+            None => Some(sent),
+            Some(at) => match at.load(Ordering::Acquire) {
+                0 => None,
+                ms => Some(clock::instant_of(ms)),
+            },
+        }
+    }
+}
+
+/// The client's body, timed (see the module's comment).
+pub struct ClientBody {
+    body: Incoming,
+    idle: Duration,
+    /// Armed while the body waits for bytes; boxed once, reset after.
+    timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+    read: Option<Arc<AtomicU64>>,
+}
+
+impl ClientBody {
+    /// `body`, failing if it stalls for `idle`; and when it was all read.
+    pub fn new(body: Incoming, idle: Duration) -> (ClientBody, BodyRead) {
+        let read = (!body.is_end_stream()).then(Arc::default);
+        let done = BodyRead(read.clone());
+        let body = ClientBody {
+            body,
+            idle,
+            timer: None,
+            waiting: false,
+            read,
+        };
+        (body, done)
+    }
+
+    fn finished(&self) {
+        if let Some(read) = &self.read {
+            read.store(clock::now_ms(), Ordering::Release);
+        }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                if frame.is_none() || this.body.is_end_stream() {
+                    this.finished();
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let deadline = tokio::time::Instant::now() + this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !this.waiting {
+                    timer.as_mut().reset(deadline);
+                    this.waiting = true;
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ClientBodyTimeout)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
