@@ -214,3 +214,41 @@ async fn http_splicing_c1_c2_a_mib_each_way() {
     assert_eq!(reply.header("content-length"), None);
     assert_eq!(reply.body.len(), MIB);
 }
+
+/// The `h2_trailers.vtc` rule (`c4_*`) over HTTP/1.1: chunked trailers
+/// that name a field framing or routing the message get a 400 and the
+/// connection closed; the trailer never reaches the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_trailers_that_frame_or_route_are_refused() {
+    let origin = RecordingOrigin::start(answers_ok).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    for trailer in [
+        "Host: admin.example",
+        "Content-Length: 5",
+        "Transfer-Encoding: chunked",
+    ] {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n{trailer}\r\n\r\n"
+        );
+        client.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_to_close(&mut client).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{trailer}: {answer}");
+    }
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(WAIT, client.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    assert!(!origin.received().contains("admin.example"));
+}

@@ -207,3 +207,118 @@ async fn scheme_based_normalize_c1_to_c4() {
         .await;
     }
 }
+
+fn chunked_then_close(_: &str) -> Answer {
+    let mut bytes =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..20 {
+        bytes.extend_from_slice(b"32f\r\n");
+        bytes.extend(std::iter::repeat_n(b'c', 815));
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(b"0\r\n\r\n");
+    let mut answer = Answer::bytes(&bytes[..bytes.len() / 2]);
+    answer.later = Some((Duration::from_millis(50), bytes[bytes.len() / 2..].to_vec()));
+    answer.close = true;
+    answer
+}
+
+/// `truncated.vtc` `c1h2`, twice: a chunked answer in 20 chunks of 815
+/// bytes, in two parts, from a server that then closes, reaches an HTTP/2
+/// client whole (16,300 bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_c1h2() {
+    let origin = RecordingOrigin::start(chunked_then_close).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    for _ in 0..2 {
+        let mut h2 = RawH2::connect(addr).await.unwrap();
+        let fields = [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":path", "/test1.html"),
+        ];
+        request(&mut h2, 1, &fields, None).await;
+        let answer = h2.answer_on(1, WAIT).await;
+        assert_eq!((answer.status, answer.body.len()), (Some(200), 16300));
+    }
+}
+
+/// Sends a POST on stream 1 with body `hello` and then `trailers`.
+async fn post_with_trailers(h2: &mut RawH2, trailers: &[u8]) {
+    let fields = [(":method", "POST"), (":scheme", "http"), (":path", "/")];
+    let mut bytes = frame(HEADERS, END_HEADERS, 1, &header_block(&fields));
+    bytes.extend(frame(DATA, 0, 1, b"hello"));
+    bytes.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, trailers));
+    h2.send(&bytes).await.unwrap();
+}
+
+/// `h2_trailers.vtc` `c3_1`–`c4_8`. Valid trailers pass (`c3_1`). Where
+/// HAProxy resets the stream with PROTOCOL_ERROR, zkgate refuses too, in
+/// one of three ways, and nothing of the bad trailers reaches a server:
+/// * the fields that frame or route a message (`host`, `content-length`,
+///   `te`, `transfer-encoding`; `c4_1`, `c4_2`, `c4_7`, `c4_8`): a 400, from
+///   zkgate's request core, on every path;
+/// * connection fields (`connection`, `proxy-connection`, `keep-alive`,
+///   `upgrade`; `c4_3`–`c4_6`): the stream is reset, by the HTTP/2 layer;
+/// * a name or value it cannot decode (upper case, not a token, CR, LF or
+///   NUL; `c3_4`–`c3_8`): the connection ends with GOAWAY, as for `c5` of
+///   `h2_desync_attacks`;
+/// * pseudo-headers (`c3_2`, `c3_3`) are dropped by the HTTP/2 layer, and
+///   the request goes on without them.
+///
+/// (`c1`, `c2`, trailers both ways through an HTTP/2 server, are
+/// `tests/balancing.rs`'s gRPC round trip.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_trailers_c3_c4() {
+    let origin = RecordingOrigin::start(answers_ok).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let mut h2 = RawH2::connect(addr).await.unwrap();
+    post_with_trailers(&mut h2, &header_block(&[("x-tlr", "value")])).await;
+    assert_eq!(h2.answer_on(1, WAIT).await.status, Some(200), "c3_1");
+
+    let routing = [
+        ("c4_1", "host", "www.example.com"),
+        ("c4_2", "content-length", "5"),
+        ("c4_7", "te", "trailers"),
+        ("c4_8", "transfer-encoding", "chunked"),
+    ];
+    let connection = [
+        ("c4_3", "connection", "close"),
+        ("c4_4", "proxy-connection", "close"),
+        ("c4_5", "keep-alive", "timeout=5"),
+        ("c4_6", "upgrade", "websocket"),
+    ];
+    let undecodable = [
+        ("c3_4", "X-Tlr", "value"),
+        ("c3_5", "x tlr", "value"),
+        ("c3_6", "x-tlr", "val\rue"),
+        ("c3_7", "x-tlr", "val\nue"),
+        ("c3_8", "x-tlr", "val\0ue"),
+    ];
+    let cases = routing.iter().chain(&connection).chain(&undecodable);
+    let mut accepted = Vec::new();
+    for (case, name, value) in cases {
+        let mut h2 = RawH2::connect(addr).await.unwrap();
+        post_with_trailers(&mut h2, &header_block(&[(*name, *value)])).await;
+        let answer = h2.answer_on(1, WAIT).await;
+        let refused = answer.status == Some(400)
+            || answer.reset.is_some()
+            || (answer.status.is_none() && h2.next_frame(WAIT).await.is_none());
+        if !refused || answer.status == Some(200) {
+            accepted.push(format!("{case}: {answer:?}"));
+        }
+    }
+    assert!(accepted.is_empty(), "not refused:\n{}", accepted.join("\n"));
+    for (case, trailers) in [
+        ("c3_2", header_block(&[(":method", "GET")])),
+        ("c3_3", vec![0x82]),
+    ] {
+        let mut h2 = RawH2::connect(addr).await.unwrap();
+        post_with_trailers(&mut h2, &trailers).await;
+        assert_eq!(h2.answer_on(1, WAIT).await.status, Some(200), "{case}");
+    }
+    let seen = origin.received().to_ascii_lowercase();
+    for field in ["www.example.com", "timeout=5", ":method", "val"] {
+        assert!(!seen.contains(field), "{field} reached the server: {seen}");
+    }
+}

@@ -4,7 +4,8 @@
 //! `timeout client` gives), so a client trickling a body cannot hold a
 //! server connection forever. It also tells when it was all read, so that
 //! the wait for the server's answer (`timeouts.server`) counts from there:
-//! a long upload is not the server's delay.
+//! a long upload is not the server's delay. Trailers that name a field
+//! which frames or routes the message are refused ([`ForbiddenTrailer`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +31,39 @@ impl std::fmt::Display for ClientBodyTimeout {
 }
 
 impl std::error::Error for ClientBodyTimeout {}
+
+/// The client's trailers name a field that frames, routes or controls
+/// the message: such a field is not allowed there (RFC 9110 §6.5.1).
+#[derive(Debug)]
+pub struct ForbiddenTrailer;
+
+impl std::fmt::Display for ForbiddenTrailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request's trailers name a field that frames or routes it")
+    }
+}
+
+impl std::error::Error for ForbiddenTrailer {}
+
+/// Whether `trailers` name a field that frames the message, routes it or
+/// manages the connection (what HAProxy refuses in trailers too): a server
+/// that merged them into the head would read another request than zkgate.
+fn forbidden_in_trailers(trailers: &http::HeaderMap) -> bool {
+    use http::header::*;
+    [
+        HOST,
+        CONTENT_LENGTH,
+        TRANSFER_ENCODING,
+        TE,
+        TRAILER,
+        CONNECTION,
+        UPGRADE,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ]
+    .iter()
+    .any(|name| trailers.contains_key(name))
+}
 
 /// Whether an error (of hyper's, or of the body) is [`ClientBodyTimeout`].
 pub fn is_client_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
@@ -108,6 +142,13 @@ impl Body for ClientBody {
                 this.waiting = false;
                 if frame.is_none() || this.body.is_end_stream() {
                     this.finished();
+                }
+                if let Some(Ok(trailers)) =
+                    frame.as_ref().map(|f| f.as_ref().map(Frame::trailers_ref))
+                {
+                    if trailers.is_some_and(forbidden_in_trailers) {
+                        return Poll::Ready(Some(Err(Box::new(ForbiddenTrailer))));
+                    }
                 }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }

@@ -65,7 +65,8 @@ pub struct Response {
 pub enum Scan {
     /// A final response; its head for the client is written.
     Final(Response),
-    /// A 1xx interim response of this many bytes: skipped.
+    /// A 1xx interim response of this many bytes; its head for the client
+    /// is written (RFC 9110 §15.2: a proxy forwards them).
     Interim(usize),
     /// More bytes are needed.
     Partial,
@@ -106,7 +107,15 @@ pub fn scan(
     let status = response.code.unwrap_or_default();
     match status {
         101 => return Err(Malformed("switching protocols without an upgrade")),
-        100..=199 => return Ok(Scan::Interim(len)),
+        100..=199 => {
+            write_interim(
+                status,
+                response.reason.unwrap_or_default(),
+                response.headers,
+                out,
+            );
+            return Ok(Scan::Interim(len));
+        }
         _ => {}
     }
 
@@ -158,6 +167,30 @@ pub fn scan(
         // another request.
         reusable: http11 && fields.keep_alive && !both && framing_is_certain(framing),
     }))
+}
+
+/// An interim answer's head for the client: its fields but the
+/// hop-by-hop ones (and those its `Connection` lists) and any framing
+/// field, which a 1xx cannot use (it has no body).
+fn write_interim(status: u16, reason: &str, headers: &[httparse::Header<'_>], out: &mut Vec<u8>) {
+    let listed: Vec<&[u8]> = headers
+        .iter()
+        .filter(|h| role_of(h.name.as_bytes()) == Role::Connection)
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+    for header in headers {
+        let name = header.name.as_bytes();
+        let named = listed.iter().any(|l| l.eq_ignore_ascii_case(name));
+        if role_of(name) == Role::Plain && !named {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(header.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// What the framing and connection headers of a response say.
@@ -500,7 +533,7 @@ mod tests {
     }
 
     #[test]
-    fn interim_responses_are_skipped_and_smuggling_shapes_refused() {
+    fn interim_responses_are_passed_on_and_smuggling_shapes_refused() {
         let mut out = Vec::new();
         assert!(matches!(
             scan(
@@ -511,6 +544,16 @@ mod tests {
             ),
             Ok(Scan::Interim(40))
         ));
+        assert_eq!(out, b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n");
+        out.clear();
+        // Hop-by-hop and framing fields stay behind.
+        let raw = "HTTP/1.1 100 Continue\r\nConnection: x-a\r\nX-A: 1\r\nContent-Length: 4\r\nKeep-Alive: 5\r\nX-B: 2\r\n\r\n";
+        assert!(matches!(
+            scan(raw.as_bytes(), false, &PLAIN, &mut out),
+            Ok(Scan::Interim(_))
+        ));
+        assert_eq!(out, b"HTTP/1.1 100 Continue\r\nX-B: 2\r\n\r\n");
+        out.clear();
         assert!(matches!(
             scan(b"HTTP/1.1 200 OK\r\nContent-Le", false, &PLAIN, &mut out),
             Ok(Scan::Partial)
