@@ -437,3 +437,30 @@ async fn h2_desync_attacks_c1_c6() {
     assert!(c6.contains("host: hostname\r\n"), "{c6}");
     assert!(!c6.contains("other_host"), "{c6}");
 }
+
+/// `h1_authority_fragment_char.vtc` `c1`, `c2`: a raw `#` in an
+/// absolute-form target ends the authority (RFC 3986 §3.2): `hostname` is
+/// the host, and a target without a path is `/`. HAProxy refuses a raw `#`
+/// by default and the test relaxes that; zkgate takes it, as the test
+/// then expects, and leaves the fragment out (a fragment is never sent in
+/// a request, RFC 9110 §4.2.5), on every path alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_authority_fragment_char_c1_c2() {
+    let origin = RecordingOrigin::start(answers_ok).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let cases = [
+        ("http://hostname#frag", "/"),
+        ("http://hostname/abc#frag", "/abc"),
+        ("/o#frag", "/o"),
+    ];
+    for (target, path) in cases {
+        let request =
+            format!("GET {target} HTTP/1.1\r\nhost: hostname\r\nconnection: close\r\n\r\n");
+        let answer = raw_exchange(addr, request.as_bytes(), WAIT).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{target}: {answer}");
+        let seen = origin.received();
+        let want = format!("GET {path} HTTP/1.1\r\nhost: hostname\r\n");
+        assert!(seen.contains(&want), "{target}: {seen}");
+    }
+    assert!(!origin.received().contains("frag"), "{}", origin.received());
+}

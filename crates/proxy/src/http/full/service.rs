@@ -254,10 +254,18 @@ fn prepare(
     let scheme = request.uri().scheme().cloned();
     let authority = request.uri().authority().cloned();
     if authority.is_some() || request.uri().scheme().is_some() {
-        // Absolute form (`GET http://host/path`): servers expect origin form.
-        let path = request.uri().path_and_query().cloned();
+        // Absolute form (`GET http://host/path`): servers expect origin
+        // form. Rebuilt from its text: the parser keeps an empty path (of
+        // `http://host#fragment`) that reads as `/` but would be written
+        // as nothing.
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(uri::PathAndQuery::as_str);
+        let path = uri::PathAndQuery::try_from(path.unwrap_or("/"))
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
         let mut parts = uri::Parts::default();
-        parts.path_and_query = Some(path.unwrap_or_else(|| uri::PathAndQuery::from_static("/")));
+        parts.path_and_query = Some(path);
         *request.uri_mut() = Uri::from_parts(parts).map_err(|_| StatusCode::BAD_REQUEST)?;
     }
     // A tunnel to anywhere is not a reverse proxy's to open; an HTTP/2
