@@ -246,3 +246,25 @@ async fn ten_thousand_idle_connections_cost_little_memory_each() {
     )
     .await;
 }
+
+/// A client that never acknowledges PING cannot hold an idle connection
+/// past `client_idle`: after the GOAWAY, a client that does not finish
+/// closing is dropped within a second (hyper alone would wait for the
+/// PING's answer until its keep-alive timeout, many times longer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_that_never_acknowledges_ping_is_closed_at_client_idle() {
+    let (_server, _zkgate, addr) = start("    timeouts: { client_idle: 1s }\n").await;
+    let mut h2 = RawH2::connect(addr).await.unwrap();
+    let started = Instant::now();
+    let mut goaway = false;
+    // Reads (acknowledging SETTINGS, never PING) until zkgate closes.
+    while let Some(frame) = h2.next_frame(Duration::from_secs(10)).await {
+        goaway |= frame.kind == GOAWAY;
+    }
+    let closed_after = started.elapsed();
+    assert!(goaway, "told to go first");
+    assert!(
+        closed_after < Duration::from_millis(3500),
+        "closed after {closed_after:?}"
+    );
+}

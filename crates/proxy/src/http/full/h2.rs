@@ -25,6 +25,8 @@ const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
 /// passed them on (flow control), and on the whole connection.
 const STREAM_WINDOW: u32 = 256 * 1024;
 const CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// How long an idle connection told to go may take to close.
+const IDLE_GOAWAY_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one HTTP/2 client connection until it closes, stays idle for
 /// `client_idle` with no stream open, or shutdown asks it to finish, or a
@@ -52,6 +54,10 @@ pub async fn serve(
     let idle = frontend.timeouts.client_idle;
     let mut deadline = tokio::time::Instant::now() + idle;
     let mut draining = false;
+    // An idle connection told to go (GOAWAY) closes once its client
+    // acknowledges the PING that follows; one that never does is dropped
+    // after this grace (it has no stream open to lose).
+    let mut dropped_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             result = &mut conn => {
@@ -59,6 +65,14 @@ pub async fn serve(
                     debug!(%peer, error = %err, "HTTP/2 client connection ended with an error");
                 }
                 return;
+            }
+            _ = tokio::time::sleep_until(dropped_at.unwrap_or(deadline)), if dropped_at.is_some() => {
+                if matches!(activity.snapshot(), Activity::Busy) {
+                    dropped_at = Some(tokio::time::Instant::now() + IDLE_GOAWAY_GRACE);
+                } else {
+                    debug!(%peer, "the idle HTTP/2 client did not finish closing: dropped");
+                    return;
+                }
             }
             _ = tokio::time::sleep_until(deadline), if !draining => {
                 match activity.snapshot() {
@@ -69,6 +83,7 @@ pub async fn serve(
                         if clock::now_ms() >= at {
                             debug!(%peer, "closing idle HTTP/2 client connection");
                             draining = true;
+                            dropped_at = Some(tokio::time::Instant::now() + IDLE_GOAWAY_GRACE);
                             std::pin::Pin::new(&mut conn).graceful_shutdown();
                         } else {
                             deadline = clock::instant_of(at).into();
