@@ -64,6 +64,40 @@ async fn http_bodyless_response_c1_payload_is_skipped_for_head() {
     assert!(!last.contains("skipped") && !last.contains("xxx") && !last.contains("yyy"));
 }
 
+/// `http_bodyless_response.vtc` `c2`: the same through an HTTP/2 server
+/// that answers `HEAD` with DATA (the gRPC-shaped test server answers
+/// every request with a body and trailers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bodyless_response_c2_through_an_h2_server() {
+    let server = zkgate_testkit::grpc::GrpcServer::start().await;
+    let (_zkgate, addr) = zkgate_in_front_of_h(server.addr, "http2").await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    for url in ["/req1", "/req2", "/req3"] {
+        let request = format!("HEAD {url} HTTP/1.1\r\nHost: a\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let head = read_until_ending(&mut client, b"\r\n\r\n").await.unwrap();
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 200"), "{url}: {head}");
+    }
+    client
+        .write_all(b"GET /req4 HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut last = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !last.ends_with(b"0\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, client.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&last));
+        last.extend_from_slice(&chunk[..n]);
+    }
+    let last = String::from_utf8_lossy(&last);
+    // Nothing before the GET's answer: no payload of the HEAD answers.
+    assert!(last.starts_with("HTTP/1.1 200"), "{last}");
+}
+
 /// `truncated_response.vtc`: the server announces more than it sends and
 /// closes.
 fn truncates(head: &str) -> Answer {
