@@ -106,9 +106,15 @@ impl Admin {
                 )
             }
             "/ready" => {
-                let reasons = self.report.facts().not_ready;
-                if reasons.is_empty() {
+                let facts = self.report.facts();
+                let reasons = facts.not_ready;
+                if reasons.is_empty() && facts.ready_notes.is_empty() {
                     text(StatusCode::OK, "ready\n".into())
+                } else if reasons.is_empty() {
+                    text(
+                        StatusCode::OK,
+                        format!("ready: {}\n", facts.ready_notes.join("; ")),
+                    )
                 } else {
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,

@@ -18,6 +18,9 @@ pub struct Report {
 pub struct Facts {
     /// Why zkgate is not ready; empty when it is.
     pub not_ready: Vec<String>,
+    /// What a ready zkgate serves that ZooKeeper has not confirmed yet
+    /// (last-known members from `state_dir`).
+    pub ready_notes: Vec<String>,
     /// Configurations applied (1 after start, +1 per successful reload).
     pub config_generation: u64,
     /// Where the configuration comes from.
@@ -67,6 +70,9 @@ pub struct DiscoveryFacts {
     pub invalid_members: usize,
     /// ZooKeeper lists none and the last set is kept.
     pub keeping_last: bool,
+    /// The members are the last-known ones from `state_dir`, not yet
+    /// confirmed by ZooKeeper.
+    pub stale: bool,
 }
 
 impl Report {

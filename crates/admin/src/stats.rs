@@ -36,8 +36,13 @@ pub fn render(status: &Status) -> String {
          <title>zkgate stats</title><style>{STYLE}</style></head><body><h1>zkgate {}</h1><div class=\"meta\">",
         esc(status.version)
     ));
-    let ready = if facts.not_ready.is_empty() {
+    let ready = if facts.not_ready.is_empty() && facts.ready_notes.is_empty() {
         "<span class=\"pill ok\">ready</span>".to_owned()
+    } else if facts.not_ready.is_empty() {
+        format!(
+            "<span class=\"pill warn\">ready</span> {}",
+            esc(&facts.ready_notes.join("; "))
+        )
     } else {
         format!(
             "<span class=\"pill bad\">not ready</span> {}",
@@ -123,7 +128,9 @@ fn backend_table(
         None => String::new(),
         Some(d) => {
             let sync = if d.synced { "synced" } else { "not synced yet" };
-            let kept = if d.keeping_last {
+            let kept = if d.stale {
+                " · <span class=\"pill warn\">stale: last-known members from state_dir</span>"
+            } else if d.keeping_last {
                 " · <span class=\"pill warn\">keeping last members</span>"
             } else {
                 ""

@@ -8,9 +8,10 @@ use crate::error::ConfigError;
 use crate::raw::{RawAccessLog, RawAdmin, RawBackend, RawDefaults, RawFrontend, RawZookeeper};
 
 /// The top-level sections, in the order users usually write them.
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "admin",
     "access_log",
+    "state_dir",
     "zookeeper",
     "defaults",
     "frontends",
@@ -23,6 +24,7 @@ const SECTIONS: [&str; 6] = [
 pub struct Document {
     pub admin: RawAdmin,
     pub access_log: Option<RawAccessLog>,
+    pub state_dir: Option<String>,
     pub zookeeper: Option<RawZookeeper>,
     pub defaults: RawDefaults,
     pub frontends: Vec<(String, RawFrontend)>,
@@ -60,6 +62,7 @@ impl Document {
                 }
                 "zookeeper" => doc.zookeeper = section(name, value, errors),
                 "access_log" => doc.access_log = section(name, value, errors),
+                "state_dir" => doc.state_dir = section(name, value, errors),
                 "defaults" => {
                     if let Some(defaults) = section(name, value, errors) {
                         doc.defaults = defaults;

@@ -7,6 +7,7 @@
 //! listening sockets to a successor.
 
 mod handover;
+mod last_known;
 mod lifecycle;
 mod listeners;
 mod members;

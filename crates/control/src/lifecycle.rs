@@ -381,6 +381,13 @@ impl ControlPlane {
             return;
         }
         self.hold = None;
+        if matches!(hold, Hold::FirstListing(_)) && !self.ready {
+            // ZooKeeper did not answer in time: what was served before
+            // serves again, until it does.
+            if !self.publisher.serve_last_known().is_empty() {
+                self.update_readiness();
+            }
+        }
         self.publisher.set_accepting(true);
         self.publisher.rebuild().await;
         if let Hold::Predecessor(_) = hold {
@@ -405,6 +412,7 @@ impl ControlPlane {
         }
         self.report.update(|facts| {
             facts.not_ready = readiness.not_ready;
+            facts.ready_notes = readiness.notes;
             facts.zookeeper = readiness.zookeeper;
             facts.discovery = readiness.discovery;
         });

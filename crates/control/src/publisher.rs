@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, Notify};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use zkgate_config::Config;
 use zkgate_discovery::{Discovery, Update, WatchSpec};
 use zkgate_health::{HealthChecks, HealthEvent};
@@ -17,6 +17,7 @@ use zkgate_metrics::Metrics;
 use zkgate_routing::{Discovered, FrontendId, RoutingTable, TableBuilder};
 use zkgate_tls::TlsMaterial;
 
+use crate::last_known::{self, LastKnown};
 use crate::members::{BackendMembers, Members};
 use crate::resolve::Resolver;
 
@@ -61,6 +62,8 @@ pub(crate) struct TablePublisher {
     /// When the last server-change build finished and what it cost: the
     /// next one waits so that builds use a bounded share of a core.
     last_build: Option<(Instant, Duration)>,
+    /// The writer of the last-known members, with `state_dir`.
+    last_known: Option<LastKnown>,
 }
 
 impl TablePublisher {
@@ -91,6 +94,7 @@ impl TablePublisher {
             health_events,
             stale,
             last_build: None,
+            last_known: None,
         }
     }
 
@@ -146,14 +150,63 @@ impl TablePublisher {
 
     /// The next server change, once one arrives; `refresh` allows the
     /// table's own timed refresh (ejections ending, slow starts stepping).
+    /// Meanwhile, writes the last-known members that are due.
     pub(crate) async fn next_input(&mut self, refresh: bool) -> Input {
-        let refresh_at = self.table.load().refresh_at_ms().filter(|_| refresh);
-        tokio::select! {
-            Some(update) = self.updates.recv() => Input::Membership(update),
-            Some(event) = self.health_events.recv() => Input::Health(event),
-            () = self.stale.notified() => Input::Refresh,
-            () = sleep_until_ms(refresh_at) => Input::Refresh,
+        loop {
+            let refresh_at = self.table.load().refresh_at_ms().filter(|_| refresh);
+            let write_at = self.last_known.as_ref().and_then(LastKnown::next_due);
+            tokio::select! {
+                Some(update) = self.updates.recv() => return Input::Membership(update),
+                Some(event) = self.health_events.recv() => return Input::Health(event),
+                () = self.stale.notified() => return Input::Refresh,
+                () = sleep_until_ms(refresh_at) => return Input::Refresh,
+                () = sleep_until(write_at) => self.write_last_known(),
+            }
         }
+    }
+
+    /// Writes the last-known members of the backends whose turn it is.
+    fn write_last_known(&mut self) {
+        let Some(last_known) = &mut self.last_known else {
+            return;
+        };
+        let (config, members) = (&self.config, &self.members);
+        last_known.write_due(|backend| {
+            let watch = config.backend(backend)?.discovery.as_ref()?;
+            let members = members.get(backend).filter(|m| m.synced)?;
+            Some((watch, members.current()))
+        });
+    }
+
+    /// At a start whose ZooKeeper has not answered, serves each backend
+    /// that has not synced its last-known members from `state_dir`, marked
+    /// stale until ZooKeeper's first listing replaces them; returns those
+    /// backends.
+    pub(crate) fn serve_last_known(&mut self) -> Vec<String> {
+        let Some(dir) = self.config.state_dir.clone() else {
+            return Vec::new();
+        };
+        let mut served = Vec::new();
+        for backend in &self.config.backends {
+            let (Some(watch), Some(members)) =
+                (&backend.discovery, self.members.get_mut(&backend.name))
+            else {
+                continue;
+            };
+            if members.synced {
+                continue;
+            }
+            if let Some(last) = last_known::read(&dir, &backend.name, watch) {
+                warn!(
+                    backend = %backend.name,
+                    members = last.len(),
+                    "ZooKeeper has not answered: serving the last-known members from state_dir until it does"
+                );
+                members.serve_last_known(last);
+                served.push(backend.name.clone());
+            }
+        }
+        served
     }
 
     /// Applies `first` and every other server change already queued. Under
@@ -176,6 +229,9 @@ impl TablePublisher {
                     if let Some(members) = self.members.get_mut(&*update.backend) {
                         members.apply(update.change);
                         memberships += 1;
+                        if let Some(last_known) = &mut self.last_known {
+                            last_known.changed(&update.backend);
+                        }
                     }
                 }
                 // The checker already wrote the server's health; the build reads it.
@@ -234,6 +290,10 @@ impl TablePublisher {
                 .discovery_keeping_last
                 .with_label_values(labels)
                 .set(i64::from(members.keeping_last()));
+            self.metrics
+                .discovery_stale
+                .with_label_values(labels)
+                .set(i64::from(members.stale()));
             discovered.insert(backend.name.clone(), in_service);
         }
         let addresses = self
@@ -284,6 +344,10 @@ impl TablePublisher {
             })
             .collect();
         self.keep_members_of(&specs, previous);
+        let state_dir = self.config.state_dir.as_ref();
+        if self.last_known.as_ref().map(LastKnown::dir) != state_dir.map(|d| d.as_path()) {
+            self.last_known = state_dir.map(|dir| LastKnown::new(dir.clone()));
+        }
         let same_ensemble = previous.is_some_and(|c| c.zookeeper == self.config.zookeeper);
         match (&self.config.zookeeper, &self.discovery) {
             (Some(_), Some(discovery)) if same_ensemble => discovery.set_specs(specs),
@@ -325,11 +389,20 @@ impl TablePublisher {
                     &self.metrics.discovery_members,
                     &self.metrics.discovery_invalid_members,
                     &self.metrics.discovery_keeping_last,
+                    &self.metrics.discovery_stale,
                 ] {
                     family.remove_label_values(&[&gone.name]).ok();
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever if `None`.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -90,6 +90,8 @@ impl Hold {
 pub(crate) struct Readiness {
     /// Why not ready; empty when ready.
     pub not_ready: Vec<String>,
+    /// What a ready zkgate serves that is not what ZooKeeper says yet.
+    pub notes: Vec<String>,
     pub zookeeper: Option<ZooKeeperFacts>,
     pub discovery: BTreeMap<String, DiscoveryFacts>,
 }
@@ -100,12 +102,22 @@ impl Readiness {
     /// waited for.
     pub(crate) fn assess(publisher: &TablePublisher, warming: Option<&Warming>) -> Self {
         let warming = |name: &str| warming.is_some_and(|w| w.awaits(name));
+        // A backend serving its last-known members (`state_dir`) is ready:
+        // it serves what it served before, and says so.
         let mut not_ready: Vec<String> = publisher
             .members()
-            .filter(|(name, m)| !m.synced && !warming(name))
+            .filter(|(name, m)| !m.synced && !m.stale() && !warming(name))
             .map(|(name, _)| format!("backend {name} has not synced from ZooKeeper yet"))
             .collect();
         not_ready.sort();
+        let mut notes: Vec<String> = publisher
+            .members()
+            .filter(|(_, m)| m.stale())
+            .map(|(name, _)| {
+                format!("backend {name} serves its last-known members from state_dir until ZooKeeper answers")
+            })
+            .collect();
+        notes.sort();
         let config = publisher.config();
         let zookeeper = config.zookeeper.as_ref().map(|zk| ZooKeeperFacts {
             connect: zk.connect.clone(),
@@ -129,12 +141,14 @@ impl Readiness {
                         .get() as usize,
                     invalid_members: members.invalid(),
                     keeping_last: members.keeping_last(),
+                    stale: members.stale(),
                 };
                 Some((backend.name.clone(), facts))
             })
             .collect();
         Readiness {
             not_ready,
+            notes,
             zookeeper,
             discovery,
         }

@@ -43,13 +43,25 @@ pub struct Update {
     pub change: Change,
 }
 
+/// A child znode as read: its name, what it decodes to, and the zxid of
+/// its last change (its `mzxid`).
+#[derive(Debug)]
+pub struct Listed {
+    /// The child's name.
+    pub name: String,
+    /// A server, or why its data was refused.
+    pub decoded: Decoded,
+    /// The ZooKeeper transaction that last wrote it.
+    pub zxid: i64,
+}
+
 /// What changed, by child znode name.
 #[derive(Debug)]
 pub enum Change {
     /// The complete member list, after the first sync and every resync.
-    Reset(Vec<(String, Decoded)>),
+    Reset(Vec<Listed>),
     /// A child was created or its data changed.
-    Upsert(String, Decoded),
+    Upsert(Listed),
     /// A child was deleted (or is no longer a member).
     Remove(String),
 }

@@ -12,7 +12,7 @@ use zookeeper_client::{
 };
 
 use crate::format::{self, Child};
-use crate::{Change, Decoded, Update, WatchSpec, RETRY_DELAY};
+use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
 
 /// Children read per multi-read request, well under ZooKeeper's 1 MiB packet limit.
 const READ_BATCH: usize = 256;
@@ -197,7 +197,11 @@ impl Watcher {
                 let change = match result {
                     MultiReadResult::Data { data, stat } => {
                         match self.decode(child, &data, stat.mzxid) {
-                            Some(decoded) => Change::Upsert(child.clone(), decoded),
+                            Some(decoded) => Change::Upsert(Listed {
+                                name: child.clone(),
+                                decoded,
+                                zxid: stat.mzxid,
+                            }),
                             None => Change::Remove(child.clone()),
                         }
                     }
@@ -212,7 +216,7 @@ impl Watcher {
     }
 
     /// Lists and reads every child. A missing path is an empty backend.
-    async fn read_all(&mut self) -> Result<Vec<(String, Decoded)>, Error> {
+    async fn read_all(&mut self) -> Result<Vec<Listed>, Error> {
         let children = match self.client.list_children(&self.spec.config.path).await {
             Ok(children) => children,
             Err(Error::NoNode) => return Ok(Vec::new()),
@@ -223,7 +227,7 @@ impl Watcher {
             .await?
             .into_iter()
             .filter_map(|change| match change {
-                Change::Upsert(child, decoded) => Some((child, decoded)),
+                Change::Upsert(listed) => Some(listed),
                 // Deleted since the listing (its event follows), or not a member.
                 _ => None,
             })

@@ -16,6 +16,12 @@ pub(crate) const DISCOVERY_KEEPING_LAST: Family = Family {
     labels: &["backend"],
 };
 
+pub(crate) const DISCOVERY_STALE: Family = Family {
+    name: names::DISCOVERY_STALE,
+    help: "1 while the backend serves its last-known members from state_dir, before ZooKeeper's first listing",
+    labels: &["backend"],
+};
+
 pub(crate) const DISCOVERY_MEMBERS: Family = Family {
     name: names::DISCOVERY_MEMBERS,
     help: "Members of a ZooKeeper-backed backend in use",

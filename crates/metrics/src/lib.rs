@@ -76,6 +76,9 @@ pub mod names {
     /// `zkgate_discovery_keeping_last{backend}`: 1 while ZooKeeper reports no
     /// members and `on_empty: keep_last` keeps the last set in service.
     pub const DISCOVERY_KEEPING_LAST: &str = "zkgate_discovery_keeping_last";
+    /// `zkgate_discovery_stale{backend}`: 1 while the backend's members are
+    /// the last-known ones from `state_dir`, not yet confirmed by ZooKeeper.
+    pub const DISCOVERY_STALE: &str = "zkgate_discovery_stale";
 }
 
 /// Response classes used as the `code` label: index = status / 100 - 1.
@@ -140,6 +143,8 @@ pub struct Metrics {
     pub discovery_invalid_members: IntGaugeVec,
     /// 1 while the last non-empty member set is kept for an empty backend.
     pub discovery_keeping_last: IntGaugeVec,
+    /// 1 while a backend serves its last-known members from `state_dir`.
+    pub discovery_stale: IntGaugeVec,
 }
 
 fn counter_vec(registry: &Registry, family: &Family) -> prometheus::Result<IntCounterVec> {
@@ -206,6 +211,7 @@ impl Metrics {
             zookeeper_session_expirations,
             zookeeper_watch_events,
             discovery_keeping_last: gauge_vec(registry, &families::DISCOVERY_KEEPING_LAST)?,
+            discovery_stale: gauge_vec(registry, &families::DISCOVERY_STALE)?,
             discovery_members: gauge_vec(registry, &families::DISCOVERY_MEMBERS)?,
             discovery_invalid_members: gauge_vec(registry, &families::DISCOVERY_INVALID_MEMBERS)?,
             frontend_connections: counter_vec(registry, &families::FRONTEND_CONNECTIONS)?,

@@ -56,6 +56,9 @@ pub struct Config {
     pub zookeeper: Option<ZookeeperConfig>,
     /// One line per request or connection, when configured.
     pub access_log: Option<AccessLogConfig>,
+    /// Where each ZooKeeper-backed backend's last-known members are kept,
+    /// for a start while ZooKeeper does not answer.
+    pub state_dir: Option<std::path::PathBuf>,
     /// Frontends, sorted by name.
     pub frontends: Vec<FrontendConfig>,
     /// Backends, sorted by name.

@@ -80,12 +80,23 @@ pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config>
         },
         path: raw.path.clone().unwrap_or_else(|| "stdout".to_owned()),
     });
+    let state_dir = doc.state_dir.as_deref().and_then(|dir| {
+        if dir.is_empty() || !dir.starts_with('/') {
+            errors.push(ConfigError::new(
+                "state_dir",
+                format!("`{dir}` is not an absolute path"),
+            ));
+            return None;
+        }
+        Some(std::path::PathBuf::from(dir))
+    });
     if errors.len() > before {
         return None;
     }
     let mut config = Config {
         admin,
         access_log,
+        state_dir,
         zookeeper,
         frontends,
         backends,
