@@ -1,4 +1,5 @@
-//! `zkgate server list|add|set|remove`: edit a backend's members in ZooKeeper.
+//! `zkgate server list|add|set|remove|release`: edit a backend's members in
+//! ZooKeeper, and let go the members a mass-removal guard holds.
 
 use std::time::Duration;
 
@@ -86,6 +87,10 @@ pub enum ServerCommand {
         /// New state.
         #[arg(long, value_enum)]
         state: Option<StateArg>,
+        /// Make the change take effect at once, even where a backend's
+        /// mass-removal guard (`protect`) would hold it.
+        #[arg(long)]
+        force: bool,
     },
     /// Delete a server's member.
     Remove {
@@ -96,9 +101,20 @@ pub enum ServerCommand {
         path: String,
         /// `host:port` of the server.
         address: String,
-        /// Delete it even if another tool registered it (in another format).
+        /// Delete it even if another tool registered it (in another
+        /// format), and take it out of service at once, even where a
+        /// backend's mass-removal guard (`protect`) would hold it.
         #[arg(long)]
         force: bool,
+    },
+    /// Let go every member the mass-removal guard (`protect`) holds under a
+    /// backend path, in every zkgate watching it.
+    Release {
+        #[command(flatten)]
+        zk: ZkArgs,
+        /// The backend's znode.
+        #[arg(long)]
+        path: String,
     },
 }
 
@@ -159,6 +175,7 @@ pub async fn run(command: ServerCommand) -> Result<()> {
             address,
             weight,
             state,
+            force,
         } => {
             let path = znode_path(&path)?;
             if weight.is_none() && state.is_none() {
@@ -166,7 +183,8 @@ pub async fn run(command: ServerCommand) -> Result<()> {
             }
             let address = server_address(&address)?;
             let client = zk.connect(SESSION_TIMEOUT).await?;
-            let server = ops::set(&client, path, &address, weight, state.map(Into::into)).await?;
+            let state = state.map(Into::into);
+            let server = ops::set(&client, path, &address, weight, state, force).await?;
             println!(
                 "{} now has weight {}, {}",
                 server.address,
@@ -186,6 +204,13 @@ pub async fn run(command: ServerCommand) -> Result<()> {
             let client = zk.connect(SESSION_TIMEOUT).await?;
             let node = ops::remove(&client, path, &address, force).await?;
             println!("removed {node}");
+            Ok(())
+        }
+        ServerCommand::Release { zk, path } => {
+            let path = znode_path(&path)?;
+            let client = zk.connect(SESSION_TIMEOUT).await?;
+            ops::release(&client, path).await?;
+            println!("asked every zkgate watching {path} to let its held members go");
             Ok(())
         }
     }

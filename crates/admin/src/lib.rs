@@ -6,7 +6,7 @@ mod report;
 mod stats;
 mod status;
 
-pub use report::{DiscoveryFacts, Facts, Reload, Report, ZooKeeperFacts};
+pub use report::{DiscoveryFacts, Facts, HeldMember, Reload, Report, ZooKeeperFacts};
 pub use status::Status;
 
 use std::convert::Infallible;

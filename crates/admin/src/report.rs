@@ -73,6 +73,21 @@ pub struct DiscoveryFacts {
     /// The members are the last-known ones from `state_dir`, not yet
     /// confirmed by ZooKeeper.
     pub stale: bool,
+    /// Members ZooKeeper removed that the mass-removal guard keeps serving.
+    pub held: Vec<HeldMember>,
+}
+
+/// A member held in service by the mass-removal guard (`protect`).
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldMember {
+    /// Its child znode.
+    pub name: String,
+    /// The server that keeps serving.
+    pub address: String,
+    /// Why ZooKeeper no longer lists it as ready.
+    pub reason: &'static str,
+    /// Held since (seconds since the Unix epoch).
+    pub since_unix: u64,
 }
 
 impl Report {

@@ -135,6 +135,20 @@ fn backend_table(
             } else {
                 ""
             };
+            let held = if d.held.is_empty() {
+                String::new()
+            } else {
+                let each: Vec<String> = d
+                    .held
+                    .iter()
+                    .map(|h| format!("{} ({})", esc(&h.address), h.reason))
+                    .collect();
+                format!(
+                    " · <span class=\"pill warn\">{} held by protect: {}</span>",
+                    d.held.len(),
+                    each.join(", ")
+                )
+            };
             let invalid = if d.invalid_members > 0 {
                 format!(
                     " · <span class=\"pill bad\">{} invalid</span>",
@@ -144,7 +158,7 @@ fn backend_table(
                 String::new()
             };
             format!(
-                " &nbsp; ZooKeeper {} ({}, {sync}){kept}{invalid}",
+                " &nbsp; ZooKeeper {} ({}, {sync}){kept}{held}{invalid}",
                 esc(&d.path),
                 d.format
             )

@@ -176,6 +176,15 @@ pub struct RawBackendZookeeper {
     pub format: Option<String>,
     pub endpoint: Option<String>,
     pub on_empty: Option<String>,
+    pub protect: Option<RawProtect>,
+}
+
+/// `protect:` of a backend's `zookeeper:` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProtect {
+    pub max_removed: serde_yaml::Value,
+    pub window: Duration,
 }
 
 /// `health_check:` of a backend.

@@ -483,3 +483,58 @@ fn access_lists_parse_networks_and_deny_wins() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn protect_and_state_dir_are_read_and_their_mistakes_reported() {
+    let config = parse(
+        "state_dir: /var/lib/zkgate\nzookeeper:\n  connect: \"127.0.0.1:2181\"\nbackends:\n  web:\n    zookeeper: { path: /services/web, protect: { max_removed: 50%, window: 30s } }\n  api:\n    zookeeper: { path: /services/api, protect: { max_removed: 20, window: 1m } }\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        config.state_dir.as_deref(),
+        Some(std::path::Path::new("/var/lib/zkgate"))
+    );
+    let protect = |name: &str| {
+        config
+            .backend(name)
+            .unwrap()
+            .discovery
+            .as_ref()
+            .unwrap()
+            .protect
+    };
+    assert_eq!(
+        protect("web"),
+        Some(Protect {
+            max_removed_percent: 50,
+            window: std::time::Duration::from_secs(30)
+        })
+    );
+    assert_eq!(protect("api").map(|p| p.max_removed_percent), Some(20));
+
+    let errs = errors_of(
+        "state_dir: var/lib\nzookeeper:\n  connect: \"127.0.0.1:2181\"\nbackends:\n  a:\n    zookeeper: { path: /a, protect: { max_removed: 150%, window: 30s } }\n  b:\n    zookeeper: { path: /b, protect: { max_removed: half, window: 30s } }\n  c:\n    zookeeper: { path: /c, protect: { max_removed: 10%, window: 0s } }\n",
+    );
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("state_dir") && e.contains("absolute")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("backends.a.zookeeper.protect.max_removed")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("backends.b.zookeeper.protect.max_removed")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("backends.c.zookeeper.protect.window")),
+        "{errs:#?}"
+    );
+}

@@ -295,6 +295,7 @@ mod tests {
             format: MemberFormat::Zkgate,
             endpoint: None,
             on_empty: zkgate_config::OnEmpty::Apply,
+            protect: None,
         }
     }
 

@@ -12,6 +12,7 @@ mod lifecycle;
 mod listeners;
 mod members;
 mod notify;
+mod protect;
 mod publisher;
 mod readiness;
 mod resolve;

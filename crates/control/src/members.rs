@@ -2,10 +2,14 @@
 //! keeps it between updates, and the set it decides to put in service.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::Instant;
 
 use tracing::{info, warn};
-use zkgate_config::{OnEmpty, ServerConfig};
+use zkgate_config::{AdminState, OnEmpty, Protect, ServerConfig};
 use zkgate_discovery::{Change, Listed};
+
+use crate::protect::{Guard, Held, Removal};
 
 /// A member as last read, with the zxid of the write it reflects.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,32 +32,170 @@ pub struct BackendMembers {
     stale: bool,
     last_non_empty: Vec<ServerConfig>,
     keeping_last: bool,
+    /// Removals held by `protect`.
+    guard: Guard,
+}
+
+impl Member {
+    fn ready(&self) -> bool {
+        self.server.state == AdminState::Ready
+    }
 }
 
 impl BackendMembers {
-    /// Applies one change from the backend's watcher. The set as it was just
-    /// before a change emptied it is remembered for `on_empty: keep_last`
-    /// (copied only then, not at every change).
-    pub fn apply(&mut self, change: Change) {
+    /// Applies one change from `backend`'s watcher, holding removals
+    /// `protect` does not admit. The set as it was just before a change
+    /// emptied it is remembered for `on_empty: keep_last` (copied only
+    /// then, not at every change).
+    pub fn apply(&mut self, backend: &str, change: Change, protect: Option<&Protect>) {
+        let now = Instant::now();
         match change {
+            Change::Directives(directives) => {
+                if self.guard.directives(&directives) {
+                    self.release_all(backend, "`zkgate server release`");
+                }
+            }
             Change::Reset(listing) => {
+                let ready = self.ready_count();
                 let before = std::mem::take(&mut self.members);
                 self.invalid.clear();
                 for listed in listing {
                     self.put(listed);
+                }
+                // Last-known members from `state_dir` were never ZooKeeper's
+                // word in this process: replacing them removes nothing.
+                let judged = if self.stale { BTreeMap::new() } else { before.clone() };
+                for (name, old) in &judged {
+                    self.judge(backend, name, Some(old), ready, protect, now);
+                }
+                let held: Vec<String> = self.guard.held().keys().cloned().collect();
+                for name in held.iter().filter(|n| !before.contains_key(*n)) {
+                    self.judge(backend, name, None, ready, protect, now);
                 }
                 if self.members.is_empty() && !before.is_empty() {
                     self.last_non_empty = before.into_values().map(|m| m.server).collect();
                 }
                 self.synced = true;
                 self.stale = false;
+                self.guard.sync_done();
             }
-            Change::Upsert(listed) => self.put(listed),
+            Change::Upsert(listed) => {
+                let ready = self.ready_count();
+                let name = listed.name.clone();
+                let old = self.members.get(&name).cloned();
+                self.put(listed);
+                self.judge(backend, &name, old.as_ref(), ready, protect, now);
+            }
             Change::Remove(name) => {
+                let ready = self.ready_count();
+                let old = self.members.get(&name).cloned();
                 self.invalid.remove(&name);
                 self.remove(&name);
+                self.judge(backend, &name, old.as_ref(), ready, protect, now);
             }
         }
+    }
+
+    /// After ZooKeeper's word on `name` was applied (`old`: what it was
+    /// before): a held member that is ready again comes back; one still
+    /// gone stays held with ZooKeeper's word noted; a ready member that
+    /// went is held if `protect` does not admit its removal.
+    fn judge(
+        &mut self,
+        backend: &str,
+        name: &str,
+        old: Option<&Member>,
+        ready: usize,
+        protect: Option<&Protect>,
+        now: Instant,
+    ) {
+        let current = self.members.get(name);
+        if self.guard.held().contains_key(name) {
+            if current.is_some_and(Member::ready) {
+                self.guard.release(name);
+                info!(backend, member = name, "a held member is back in ZooKeeper");
+            } else {
+                let now_said = self.members.remove(name);
+                self.guard.update(name, now_said);
+            }
+            return;
+        }
+        let why = match (old, current) {
+            (Some(old), None) if old.ready() && self.invalid.contains(name) => Removal::Unreadable,
+            (Some(old), None) if old.ready() => Removal::Deleted,
+            (Some(old), Some(new)) if old.ready() && !new.ready() => Removal::NotReady,
+            _ => return,
+        };
+        if self.guard.admit(protect, name, ready, now) {
+            return;
+        }
+        let old = old.expect("a removal had a member").clone();
+        let now_said = self.members.remove(name);
+        warn!(
+            backend,
+            member = name,
+            address = %old.server.address,
+            reason = why.as_str(),
+            "holding a member: more removals than `protect` allows within its window; it keeps serving while healthy"
+        );
+        self.guard.hold(name.to_owned(), old, now_said, why);
+    }
+
+    /// Members that take traffic, the held ones included.
+    fn ready_count(&self) -> usize {
+        self.members.values().filter(|m| m.ready()).count() + self.guard.held().len()
+    }
+
+    /// Lets every held member go (`why`, for the log).
+    pub fn release_all(&mut self, backend: &str, why: &str) -> usize {
+        let released = self.guard.release_all();
+        for (name, held) in &released {
+            if let Some(now) = &held.now {
+                self.members.insert(name.clone(), now.clone());
+            }
+        }
+        if !released.is_empty() {
+            info!(
+                backend,
+                members = released.len(),
+                "released the held members: {why}"
+            );
+        }
+        released.len()
+    }
+
+    /// Lets the held member at `address` go: a health check failed it.
+    pub fn release_failing(&mut self, backend: &str, address: SocketAddr) -> bool {
+        let name = self.guard.held().iter().find_map(|(name, held)| {
+            // Members name servers by IP (hostnames resolve only in the
+            // table): a held hostname member waits for the other releases.
+            (held.member.server.address.literal() == Some(address)).then(|| name.clone())
+        });
+        let Some(name) = name else {
+            return false;
+        };
+        if let Some(held) = self.guard.release(&name) {
+            if let Some(now) = held.now {
+                self.members.insert(name.clone(), now);
+            }
+        }
+        info!(backend, member = %name, %address, "released a held member: its health check fails");
+        true
+    }
+
+    /// When the held members go if ZooKeeper is connected then.
+    pub fn release_at(&self, protect: Option<&Protect>) -> Option<Instant> {
+        self.guard.release_at(protect)
+    }
+
+    /// The window passed while ZooKeeper was away: it starts again.
+    pub fn postpone_release(&mut self) {
+        self.guard.postpone(Instant::now());
+    }
+
+    /// The held members.
+    pub fn held(&self) -> &BTreeMap<String, Held> {
+        self.guard.held()
     }
 
     /// Serves `members`, the last known from `state_dir`, until the first
@@ -111,9 +253,16 @@ impl BackendMembers {
         self.keeping_last
     }
 
-    /// The members to put in service, applying `on_empty`.
+    /// The members to put in service (the held ones included), applying
+    /// `on_empty`.
     pub fn in_service(&mut self, backend: &str, on_empty: OnEmpty) -> Vec<ServerConfig> {
-        let current: Vec<ServerConfig> = self.members.values().map(|m| m.server.clone()).collect();
+        let held = self.guard.held().values().map(|h| h.member.server.clone());
+        let current: Vec<ServerConfig> = self
+            .members
+            .values()
+            .map(|m| m.server.clone())
+            .chain(held)
+            .collect();
         let keep =
             current.is_empty() && on_empty == OnEmpty::KeepLast && !self.last_non_empty.is_empty();
         if keep != self.keeping_last {
@@ -179,39 +328,44 @@ mod tests {
     fn reset_replaces_and_upsert_remove_edit() {
         let mut members = BackendMembers::default();
         assert!(!members.synced);
-        members.apply(Change::Reset(vec![
-            ok("a", "10.0.0.1:1"),
-            ok("b", "10.0.0.1:2"),
-        ]));
+        members.apply(
+            "web",
+            Change::Reset(vec![ok("a", "10.0.0.1:1"), ok("b", "10.0.0.1:2")]),
+            None,
+        );
         assert!(members.synced);
-        members.apply(Change::Upsert(ok("c", "10.0.0.1:3")));
-        members.apply(Change::Remove("a".into()));
+        members.apply("web", Change::Upsert(ok("c", "10.0.0.1:3")), None);
+        members.apply("web", Change::Remove("a".into()), None);
         assert_eq!(ports(&members.in_service("web", OnEmpty::Apply)), [2, 3]);
-        members.apply(Change::Reset(vec![ok("z", "10.0.0.1:9")]));
+        members.apply("web", Change::Reset(vec![ok("z", "10.0.0.1:9")]), None);
         assert_eq!(ports(&members.in_service("web", OnEmpty::Apply)), [9]);
     }
 
     #[test]
     fn a_member_that_stops_parsing_is_skipped_and_counted() {
         let mut members = BackendMembers::default();
-        members.apply(Change::Reset(vec![ok("a", "10.0.0.1:1"), bad("b")]));
+        members.apply(
+            "web",
+            Change::Reset(vec![ok("a", "10.0.0.1:1"), bad("b")]),
+            None,
+        );
         assert_eq!(members.invalid(), 1);
-        members.apply(Change::Upsert(bad("a")));
+        members.apply("web", Change::Upsert(bad("a")), None);
         assert_eq!(members.invalid(), 2);
         assert!(members.in_service("web", OnEmpty::Apply).is_empty());
-        members.apply(Change::Remove("b".into()));
+        members.apply("web", Change::Remove("b".into()), None);
         assert_eq!(members.invalid(), 1);
     }
 
     #[test]
     fn keep_last_holds_the_last_non_empty_set_until_members_return() {
         let mut members = BackendMembers::default();
-        members.apply(Change::Reset(vec![ok("a", "10.0.0.1:1")]));
+        members.apply("web", Change::Reset(vec![ok("a", "10.0.0.1:1")]), None);
         assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [1]);
-        members.apply(Change::Remove("a".into()));
+        members.apply("web", Change::Remove("a".into()), None);
         assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [1]);
         assert!(members.keeping_last());
-        members.apply(Change::Upsert(ok("b", "10.0.0.1:2")));
+        members.apply("web", Change::Upsert(ok("b", "10.0.0.1:2")), None);
         assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [2]);
         assert!(!members.keeping_last());
     }
@@ -219,29 +373,31 @@ mod tests {
     #[test]
     fn keep_last_remembers_the_set_just_before_it_emptied() {
         let mut members = BackendMembers::default();
-        members.apply(Change::Reset(vec![
-            ok("a", "10.0.0.1:1"),
-            ok("b", "10.0.0.1:2"),
-        ]));
+        members.apply(
+            "web",
+            Change::Reset(vec![ok("a", "10.0.0.1:1"), ok("b", "10.0.0.1:2")]),
+            None,
+        );
         // Removed one by one (or an empty listing after a reconnect): the set
         // as it was before the last removal stays in service.
-        members.apply(Change::Remove("a".into()));
-        members.apply(Change::Upsert(bad("b")));
+        members.apply("web", Change::Remove("a".into()), None);
+        members.apply("web", Change::Upsert(bad("b")), None);
         assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [2]);
-        members.apply(Change::Reset(vec![
-            ok("c", "10.0.0.1:3"),
-            ok("d", "10.0.0.1:4"),
-        ]));
-        members.apply(Change::Reset(Vec::new()));
+        members.apply(
+            "web",
+            Change::Reset(vec![ok("c", "10.0.0.1:3"), ok("d", "10.0.0.1:4")]),
+            None,
+        );
+        members.apply("web", Change::Reset(Vec::new()), None);
         assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [3, 4]);
     }
 
     #[test]
     fn apply_obeys_an_empty_listing() {
         let mut members = BackendMembers::default();
-        members.apply(Change::Reset(vec![ok("a", "10.0.0.1:1")]));
+        members.apply("web", Change::Reset(vec![ok("a", "10.0.0.1:1")]), None);
         members.in_service("web", OnEmpty::Apply);
-        members.apply(Change::Reset(Vec::new()));
+        members.apply("web", Change::Reset(Vec::new()), None);
         assert!(members.in_service("web", OnEmpty::Apply).is_empty());
     }
 }

@@ -155,14 +155,58 @@ impl TablePublisher {
         loop {
             let refresh_at = self.table.load().refresh_at_ms().filter(|_| refresh);
             let write_at = self.last_known.as_ref().and_then(LastKnown::next_due);
+            let release_at = self.next_release();
             tokio::select! {
                 Some(update) = self.updates.recv() => return Input::Membership(update),
                 Some(event) = self.health_events.recv() => return Input::Health(event),
                 () = self.stale.notified() => return Input::Refresh,
                 () = sleep_until_ms(refresh_at) => return Input::Refresh,
                 () = sleep_until(write_at) => self.write_last_known(),
+                () = sleep_until(release_at) => {
+                    if self.release_held_members() {
+                        return Input::Refresh;
+                    }
+                }
             }
         }
+    }
+
+    /// When the next backend's held members may go (see `protect`).
+    fn next_release(&self) -> Option<Instant> {
+        self.config
+            .backends
+            .iter()
+            .filter_map(|b| {
+                let protect = b.discovery.as_ref()?.protect.as_ref();
+                self.members.get(&b.name)?.release_at(protect)
+            })
+            .min()
+    }
+
+    /// Lets the held members go of each backend whose window after its
+    /// last removal passed with ZooKeeper connected; one whose window
+    /// passed without ZooKeeper starts its window again. Whether any went.
+    fn release_held_members(&mut self) -> bool {
+        let now = Instant::now();
+        let connected = self.zookeeper_connected();
+        let mut released = false;
+        for backend in &self.config.backends {
+            let protect = backend.discovery.as_ref().and_then(|d| d.protect.as_ref());
+            let Some(members) = self.members.get_mut(&backend.name) else {
+                continue;
+            };
+            if members.release_at(protect).is_none_or(|at| at > now) {
+                continue;
+            }
+            if connected {
+                released |= members
+                    .release_all(&backend.name, "the window after the last removal passed")
+                    > 0;
+            } else {
+                members.postpone_release();
+            }
+        }
+        released
     }
 
     /// Writes the last-known members of the backends whose turn it is.
@@ -226,8 +270,13 @@ impl TablePublisher {
         while let Some(input) = next {
             match input {
                 Input::Membership(update) => {
+                    let protect = self
+                        .config
+                        .backend(&update.backend)
+                        .and_then(|b| b.discovery.as_ref())
+                        .and_then(|d| d.protect.as_ref());
                     if let Some(members) = self.members.get_mut(&*update.backend) {
-                        members.apply(update.change);
+                        members.apply(&update.backend, update.change, protect);
                         memberships += 1;
                         if let Some(last_known) = &mut self.last_known {
                             last_known.changed(&update.backend);
@@ -239,6 +288,11 @@ impl TablePublisher {
                 Input::Health(event) => {
                     debug!(backend = %event.backend, server = %event.address, health = ?event.health, "health changed");
                     health += 1;
+                    if event.health == zkgate_routing::Health::Down {
+                        if let Some(members) = self.members.get_mut(&*event.backend) {
+                            members.release_failing(&event.backend, event.address);
+                        }
+                    }
                 }
             }
             next = self
@@ -294,6 +348,10 @@ impl TablePublisher {
                 .discovery_stale
                 .with_label_values(labels)
                 .set(i64::from(members.stale()));
+            self.metrics
+                .discovery_held_members
+                .with_label_values(labels)
+                .set(members.held().len() as i64);
             discovered.insert(backend.name.clone(), in_service);
         }
         let addresses = self
@@ -390,6 +448,7 @@ impl TablePublisher {
                     &self.metrics.discovery_invalid_members,
                     &self.metrics.discovery_keeping_last,
                     &self.metrics.discovery_stale,
+                    &self.metrics.discovery_held_members,
                 ] {
                     family.remove_label_values(&[&gone.name]).ok();
                 }

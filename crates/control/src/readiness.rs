@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
-use zkgate_admin::{DiscoveryFacts, ZooKeeperFacts};
+use zkgate_admin::{DiscoveryFacts, HeldMember, ZooKeeperFacts};
 
 use crate::publisher::TablePublisher;
 use crate::warming::Warming;
@@ -142,6 +142,16 @@ impl Readiness {
                     invalid_members: members.invalid(),
                     keeping_last: members.keeping_last(),
                     stale: members.stale(),
+                    held: members
+                        .held()
+                        .iter()
+                        .map(|(name, held)| HeldMember {
+                            name: name.clone(),
+                            address: held.member.server.address.to_string(),
+                            reason: held.why.as_str(),
+                            since_unix: held.since_unix,
+                        })
+                        .collect(),
                 };
                 Some((backend.name.clone(), facts))
             })

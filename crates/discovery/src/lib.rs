@@ -6,6 +6,7 @@
 //! changed child.
 
 mod config_node;
+pub mod directives;
 pub mod format;
 pub mod ops;
 mod session;
@@ -64,6 +65,9 @@ pub enum Change {
     Upsert(Listed),
     /// A child was deleted (or is no longer a member).
     Remove(String),
+    /// The directives on the backend path, read at every (re)sync, just
+    /// before its `Reset`.
+    Directives(directives::Directives),
 }
 
 /// How long to wait before retrying a failed ZooKeeper read.

@@ -5,6 +5,7 @@
 use zkgate_config::{AdminState, MemberFormat, ServerAddress, ServerConfig};
 use zookeeper_client::{Acls, Client, CreateMode, Error, Stat};
 
+use crate::directives::with_directive;
 use crate::format::{self, encode_native};
 
 /// Why an operation failed, in words for a one-line CLI error.
@@ -33,6 +34,9 @@ pub enum OpsError {
     /// The backend path does not exist.
     #[error("{0} does not exist")]
     NoPath(String),
+    /// The backend path's data belongs to another tool.
+    #[error("cannot write a directive on {0}: {1}")]
+    NotOurs(String, String),
     /// The backend's members are in another tool's format.
     #[error("{path} holds members in the {format} format, which zkgate's members would not join (its backend reads one format); give --force to add anyway")]
     ForeignPath {
@@ -199,6 +203,7 @@ pub async fn set(
     address: &ServerAddress,
     weight: Option<u32>,
     state: Option<AdminState>,
+    force: bool,
 ) -> Result<ServerConfig, OpsError> {
     let node = find(client, path, address).await?;
     let name = node.rsplit('/').next().unwrap_or_default().to_owned();
@@ -217,8 +222,19 @@ pub async fn set(
             Ok(patched) => patched,
             Err(_) => return Err(foreign(&node, &name, &data)),
         };
-        match client.set_data(&node, &patched, Some(stat.version)).await {
-            Ok(_) => return Ok(member),
+        let written = if force {
+            forced(client, path, &name, |writer| {
+                writer.add_set_data(&node, &patched, Some(stat.version))
+            })
+            .await
+        } else {
+            client
+                .set_data(&node, &patched, Some(stat.version))
+                .await
+                .map(|_| ())
+        };
+        match written {
+            Ok(()) => return Ok(member),
             // Someone else wrote in between: read their version and apply ours on top.
             Err(Error::BadVersion) => continue,
             Err(err) => return Err(err.into()),
@@ -253,7 +269,13 @@ pub async fn remove(
             Err(err) => return Err(err.into()),
         }
     }
-    match client.delete(&node, None).await {
+    let name = node.rsplit('/').next().unwrap_or_default().to_owned();
+    let deleted = if force {
+        forced(client, path, &name, |writer| writer.add_delete(&node, None)).await
+    } else {
+        client.delete(&node, None).await
+    };
+    match deleted {
         Ok(()) => Ok(node),
         Err(Error::NoNode) => Err(OpsError::NotFound {
             address: address.to_string(),
@@ -261,6 +283,54 @@ pub async fn remove(
         }),
         Err(err) => Err(err.into()),
     }
+}
+
+/// Makes a change of child `name` (added to the transaction by `change`)
+/// together with a directive on `path` that names it forced, so that no
+/// zkgate's mass-removal guard holds it. Where the path's data is another
+/// tool's (not a JSON object), the change is made alone.
+async fn forced<F>(client: &Client, path: &str, name: &str, change: F) -> Result<(), Error>
+where
+    F: Fn(&mut zookeeper_client::MultiWriter<'_>) -> Result<(), Error>,
+{
+    for _ in 0..SET_ATTEMPTS {
+        let (data, stat) = client.get_data(path).await?;
+        let Ok(directed) = with_directive(&data, false, Some(name)) else {
+            let mut writer = client.new_multi_writer();
+            change(&mut writer)?;
+            return writer.commit().await.map(|_| ()).map_err(Into::into);
+        };
+        let mut writer = client.new_multi_writer();
+        writer.add_set_data(path, &directed, Some(stat.version))?;
+        change(&mut writer)?;
+        match writer.commit().await {
+            Ok(_) => return Ok(()),
+            // The path's data changed in between (another directive): again.
+            Err(zookeeper_client::MultiWriteError::OperationFailed { index: 0, .. }) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(Error::BadVersion)
+}
+
+/// Lets every member the mass-removal guard holds under `path` go, in
+/// every zkgate watching it (a `release` directive on the path).
+pub async fn release(client: &Client, path: &str) -> Result<(), OpsError> {
+    for _ in 0..SET_ATTEMPTS {
+        let (data, stat) = match client.get_data(path).await {
+            Ok(read) => read,
+            Err(Error::NoNode) => return Err(OpsError::NoPath(path.to_owned())),
+            Err(err) => return Err(err.into()),
+        };
+        let directed = with_directive(&data, true, None)
+            .map_err(|why| OpsError::NotOurs(path.to_owned(), why))?;
+        match client.set_data(path, &directed, Some(stat.version)).await {
+            Ok(_) => return Ok(()),
+            Err(Error::BadVersion) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(OpsError::Contended(path.to_owned()))
 }
 
 /// The error for a member another tool wrote.

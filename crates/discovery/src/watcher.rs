@@ -11,6 +11,7 @@ use zookeeper_client::{
     AddWatchMode, Client, Error, EventType, MultiReadResult, PersistentWatcher, SessionState,
 };
 
+use crate::directives::Directives;
 use crate::format::{self, Child};
 use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
 
@@ -54,9 +55,11 @@ pub async fn watch_backend(
     };
     'sync: loop {
         match this.read_all().await {
-            Ok(members) => {
+            Ok((directives, members)) => {
                 debug!(backend = %this.spec.backend, members = members.len(), "synced from ZooKeeper");
-                if !this.send(Change::Reset(members)).await {
+                if !this.send(Change::Directives(directives)).await
+                    || !this.send(Change::Reset(members)).await
+                {
                     return;
                 }
             }
@@ -215,11 +218,18 @@ impl Watcher {
         Ok(changes)
     }
 
-    /// Lists and reads every child. A missing path is an empty backend.
-    async fn read_all(&mut self) -> Result<Vec<Listed>, Error> {
-        let children = match self.client.list_children(&self.spec.config.path).await {
+    /// Reads the path's directives, then lists and reads every child. A
+    /// missing path is an empty backend.
+    async fn read_all(&mut self) -> Result<(Directives, Vec<Listed>), Error> {
+        let path = &self.spec.config.path;
+        let directives = match self.client.get_data(path).await {
+            Ok((data, stat)) => Directives::parse(&data, stat.mzxid),
+            Err(Error::NoNode) => return Ok((Directives::default(), Vec::new())),
+            Err(err) => return Err(err),
+        };
+        let children = match self.client.list_children(path).await {
             Ok(children) => children,
-            Err(Error::NoNode) => return Ok(Vec::new()),
+            Err(Error::NoNode) => return Ok((directives, Vec::new())),
             Err(err) => return Err(err),
         };
         let members = self
@@ -232,7 +242,7 @@ impl Watcher {
                 _ => None,
             })
             .collect();
-        Ok(members)
+        Ok((directives, members))
     }
 }
 

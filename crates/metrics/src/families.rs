@@ -22,6 +22,12 @@ pub(crate) const DISCOVERY_STALE: Family = Family {
     labels: &["backend"],
 };
 
+pub(crate) const DISCOVERY_HELD_MEMBERS: Family = Family {
+    name: names::DISCOVERY_HELD_MEMBERS,
+    help: "Members ZooKeeper removed that the mass-removal guard (protect) keeps serving",
+    labels: &["backend"],
+};
+
 pub(crate) const DISCOVERY_MEMBERS: Family = Family {
     name: names::DISCOVERY_MEMBERS,
     help: "Members of a ZooKeeper-backed backend in use",

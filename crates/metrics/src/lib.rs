@@ -79,6 +79,9 @@ pub mod names {
     /// `zkgate_discovery_stale{backend}`: 1 while the backend's members are
     /// the last-known ones from `state_dir`, not yet confirmed by ZooKeeper.
     pub const DISCOVERY_STALE: &str = "zkgate_discovery_stale";
+    /// `zkgate_discovery_held_members{backend}`: members ZooKeeper removed
+    /// that `protect` keeps serving.
+    pub const DISCOVERY_HELD_MEMBERS: &str = "zkgate_discovery_held_members";
 }
 
 /// Response classes used as the `code` label: index = status / 100 - 1.
@@ -145,6 +148,8 @@ pub struct Metrics {
     pub discovery_keeping_last: IntGaugeVec,
     /// 1 while a backend serves its last-known members from `state_dir`.
     pub discovery_stale: IntGaugeVec,
+    /// Members held in service by the mass-removal guard.
+    pub discovery_held_members: IntGaugeVec,
 }
 
 fn counter_vec(registry: &Registry, family: &Family) -> prometheus::Result<IntCounterVec> {
@@ -212,6 +217,7 @@ impl Metrics {
             zookeeper_watch_events,
             discovery_keeping_last: gauge_vec(registry, &families::DISCOVERY_KEEPING_LAST)?,
             discovery_stale: gauge_vec(registry, &families::DISCOVERY_STALE)?,
+            discovery_held_members: gauge_vec(registry, &families::DISCOVERY_HELD_MEMBERS)?,
             discovery_members: gauge_vec(registry, &families::DISCOVERY_MEMBERS)?,
             discovery_invalid_members: gauge_vec(registry, &families::DISCOVERY_INVALID_MEMBERS)?,
             frontend_connections: counter_vec(registry, &families::FRONTEND_CONNECTIONS)?,

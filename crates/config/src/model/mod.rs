@@ -155,6 +155,18 @@ pub struct DiscoveryConfig {
     pub endpoint: Option<String>,
     /// Behaviour on an empty member list.
     pub on_empty: OnEmpty,
+    /// The mass-removal guard, if on.
+    pub protect: Option<Protect>,
+}
+
+/// `protect:`: removals beyond `max_removed_percent` of a backend's members
+/// within `window` are held (the servers keep serving while healthy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protect {
+    /// The share of members that may go within a window, in percent (0–100).
+    pub max_removed_percent: u8,
+    /// How far back removals count.
+    pub window: Duration,
 }
 
 /// `admin:`.

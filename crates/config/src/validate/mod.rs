@@ -28,6 +28,16 @@ pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config>
             .unwrap_or(([127, 0, 0, 1], 9900).into()),
     };
     let zookeeper = doc.zookeeper.as_ref().map(|raw| zookeeper(raw, errors));
+    let state_dir = doc.state_dir.as_deref().and_then(|dir| {
+        if dir.is_empty() || !dir.starts_with('/') {
+            errors.push(ConfigError::new(
+                "state_dir",
+                format!("`{dir}` is not an absolute path"),
+            ));
+            return None;
+        }
+        Some(std::path::PathBuf::from(dir))
+    });
     let default_timeouts = timeouts(
         "defaults.timeouts",
         &doc.defaults.timeouts,
@@ -79,16 +89,6 @@ pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config>
             }
         },
         path: raw.path.clone().unwrap_or_else(|| "stdout".to_owned()),
-    });
-    let state_dir = doc.state_dir.as_deref().and_then(|dir| {
-        if dir.is_empty() || !dir.starts_with('/') {
-            errors.push(ConfigError::new(
-                "state_dir",
-                format!("`{dir}` is not an absolute path"),
-            ));
-            return None;
-        }
-        Some(std::path::PathBuf::from(dir))
     });
     if errors.len() > before {
         return None;

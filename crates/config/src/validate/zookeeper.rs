@@ -2,7 +2,7 @@
 
 use crate::error::ConfigError;
 use crate::model::*;
-use crate::raw::{RawBackendZookeeper, RawZookeeper};
+use crate::raw::{RawBackendZookeeper, RawProtect, RawZookeeper};
 
 pub(super) fn zookeeper(raw: &RawZookeeper, errors: &mut Vec<ConfigError>) -> ZookeeperConfig {
     if raw.connect.trim().is_empty() {
@@ -120,10 +120,44 @@ pub(super) fn discovery(
             OnEmpty::KeepLast
         }
     };
+    let protect = raw
+        .protect
+        .as_ref()
+        .and_then(|raw| protect(&format!("{path}.protect"), raw, errors));
     (errors.len() == before).then(|| DiscoveryConfig {
         path: raw.path.clone(),
         format,
         endpoint: raw.endpoint.clone(),
         on_empty,
+        protect,
+    })
+}
+
+/// `protect: { max_removed: 50%, window: 30s }`.
+fn protect(path: &str, raw: &RawProtect, errors: &mut Vec<ConfigError>) -> Option<Protect> {
+    let percent = match &raw.max_removed {
+        serde_yaml::Value::String(text) => text
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<u8>().ok()),
+        serde_yaml::Value::Number(n) => n.as_u64().and_then(|n| u8::try_from(n).ok()),
+        _ => None,
+    };
+    let Some(percent) = percent.filter(|p| *p <= 100) else {
+        errors.push(ConfigError::new(
+            format!("{path}.max_removed"),
+            "expected a share of the members like 50% (0% to 100%)",
+        ));
+        return None;
+    };
+    if raw.window.0.is_zero() {
+        errors.push(ConfigError::new(
+            format!("{path}.window"),
+            "a window of 0 would hold nothing: give a duration like 30s",
+        ));
+        return None;
+    }
+    Some(Protect {
+        max_removed_percent: percent,
+        window: raw.window.0,
     })
 }
