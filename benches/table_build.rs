@@ -22,6 +22,7 @@ fn members(n: usize) -> (Discovered, Resolved) {
                 address: ServerAddress::parse(&address.to_string()).unwrap(),
                 weight: 1 + (i % 10) as u32,
                 state: AdminState::Ready,
+                zone: None,
             };
             resolved.insert(server.address.clone(), address);
             server

@@ -114,6 +114,7 @@ fn main() -> ExitCode {
                     address: cli::server_address(&address)?,
                     weight,
                     state: zkgate_config::AdminState::Ready,
+                    zone: None,
                 };
                 let path = cli::znode_path(&path)?.to_owned();
                 let timing = Timing {

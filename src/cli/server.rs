@@ -64,6 +64,9 @@ pub enum ServerCommand {
         /// ready, drain or maint.
         #[arg(long, value_enum, default_value = "ready")]
         state: StateArg,
+        /// The zone the server runs in (for backends with `locality`).
+        #[arg(long)]
+        zone: Option<String>,
         /// Make the member ephemeral and stay attached until Ctrl-C.
         #[arg(long)]
         ephemeral: bool,
@@ -139,14 +142,17 @@ pub async fn run(command: ServerCommand) -> Result<()> {
             address,
             weight,
             state,
+            zone,
             ephemeral,
             force,
         } => {
             let path = znode_path(&path)?.to_owned();
+            let zone = zone.as_deref().map(zone_name).transpose()?;
             let server = ServerConfig {
                 address: server_address(&address)?,
                 weight,
                 state: state.into(),
+                zone,
             };
             if ephemeral {
                 return register::hold(
@@ -219,23 +225,25 @@ pub async fn run(command: ServerCommand) -> Result<()> {
 /// `server list`'s table.
 fn print_members(listed: &[ops::Listed]) {
     println!(
-        "{:<24} {:>6}  {:<6} {:<10} {:<9} ZNODE",
-        "ADDRESS", "WEIGHT", "STATE", "FORMAT", "EPHEMERAL"
+        "{:<24} {:>6}  {:<6} {:<12} {:<10} {:<9} ZNODE",
+        "ADDRESS", "WEIGHT", "STATE", "ZONE", "FORMAT", "EPHEMERAL"
     );
     for member in listed {
         let ephemeral = if member.ephemeral { "yes" } else { "no" };
         match &member.member {
             Some((format, server)) => println!(
-                "{:<24} {:>6}  {:<6} {:<10} {:<9} {}",
+                "{:<24} {:>6}  {:<6} {:<12} {:<10} {:<9} {}",
                 server.address.to_string(),
                 server.weight,
                 server.state.as_str(),
+                server.zone.as_deref().unwrap_or("-"),
                 format.as_str(),
                 ephemeral,
                 member.name
             ),
             None => println!(
-                "{:<24} {:>6}  {:<6} {:<10} {:<9} {}  ({})",
+                "{:<24} {:>6}  {:<6} {:<12} {:<10} {:<9} {}  ({})",
+                "-",
                 "-",
                 "-",
                 "-",
@@ -246,4 +254,13 @@ fn print_members(listed: &[ops::Listed]) {
             ),
         }
     }
+}
+
+/// A zone as typed on the command line.
+fn zone_name(text: &str) -> Result<std::sync::Arc<str>> {
+    let visible = text.bytes().all(|b| b.is_ascii_graphic());
+    if text.is_empty() || text.len() > 64 || !visible {
+        anyhow::bail!("`{text}` is not a zone name: 1 to 64 visible characters, like us-east-1a");
+    }
+    Ok(text.into())
 }

@@ -8,10 +8,11 @@ use crate::error::ConfigError;
 use crate::raw::{RawAccessLog, RawAdmin, RawBackend, RawDefaults, RawFrontend, RawZookeeper};
 
 /// The top-level sections, in the order users usually write them.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "admin",
     "access_log",
     "state_dir",
+    "zone",
     "zookeeper",
     "defaults",
     "frontends",
@@ -25,6 +26,7 @@ pub struct Document {
     pub admin: RawAdmin,
     pub access_log: Option<RawAccessLog>,
     pub state_dir: Option<String>,
+    pub zone: Option<String>,
     pub zookeeper: Option<RawZookeeper>,
     pub defaults: RawDefaults,
     pub frontends: Vec<(String, RawFrontend)>,
@@ -63,6 +65,7 @@ impl Document {
                 "zookeeper" => doc.zookeeper = section(name, value, errors),
                 "access_log" => doc.access_log = section(name, value, errors),
                 "state_dir" => doc.state_dir = section(name, value, errors),
+                "zone" => doc.zone = section(name, value, errors),
                 "defaults" => {
                     if let Some(defaults) = section(name, value, errors) {
                         doc.defaults = defaults;

@@ -157,6 +157,7 @@ pub struct RawBackend {
     pub retries: Option<u32>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    pub locality: Option<RawLocality>,
 }
 
 /// One static server.
@@ -166,6 +167,15 @@ pub struct RawServer {
     pub address: String,
     pub weight: Option<u32>,
     pub state: Option<String>,
+    pub zone: Option<String>,
+}
+
+/// `locality:` of a backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocality {
+    pub mode: String,
+    pub min_local_healthy: Option<serde_yaml::Value>,
 }
 
 /// `zookeeper:` block of a backend.

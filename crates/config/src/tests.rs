@@ -538,3 +538,49 @@ fn protect_and_state_dir_are_read_and_their_mistakes_reported() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn zones_and_locality_are_read_and_their_mistakes_reported() {
+    let config = parse(
+        "zone: us-east-1a\nbackends:\n  web:\n    servers: [{ address: \"10.0.0.1:80\", zone: us-east-1b }]\n    locality: { mode: prefer_local }\n  api:\n    servers: [{ address: \"10.0.0.2:80\" }]\n    locality: { mode: prefer_local, min_local_healthy: 50% }\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(config.zone.as_deref(), Some("us-east-1a"));
+    let web = config.backend("web").unwrap();
+    assert_eq!(web.servers[0].zone.as_deref(), Some("us-east-1b"));
+    assert_eq!(web.locality.map(|l| l.min_local_healthy_percent), Some(70));
+    assert_eq!(
+        config
+            .backend("api")
+            .unwrap()
+            .locality
+            .map(|l| l.min_local_healthy_percent),
+        Some(50)
+    );
+
+    // prefer_local without the instance's zone; bad mode, share and zone names.
+    let errs = errors_of(
+        "backends:\n  a:\n    servers: [{ address: \"10.0.0.1:80\", zone: \"\" }]\n  b:\n    servers: [{ address: \"10.0.0.1:80\" }]\n    locality: { mode: nearest }\n  c:\n    servers: [{ address: \"10.0.0.1:80\" }]\n    locality: { mode: prefer_local, min_local_healthy: 170% }\n  d:\n    servers: [{ address: \"10.0.0.1:80\" }]\n    locality: { mode: prefer_local }\n",
+    );
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("backends.a.servers[0].zone")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("backends.b.locality.mode")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("backends.c.locality.min_local_healthy")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("backends.d.locality") && e.contains("zone")),
+        "{errs:#?}"
+    );
+}

@@ -44,6 +44,8 @@ struct Entry {
     address: String,
     weight: u32,
     state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    zone: Option<String>,
     zxid: i64,
 }
 
@@ -141,10 +143,21 @@ fn parse(
                 entry.name, entry.weight
             ));
         }
+        let zone = match entry.zone {
+            Some(zone) if (1..=64).contains(&zone.len()) => Some(zone.as_str().into()),
+            Some(zone) => {
+                return Err(format!(
+                    "member {}: zone {zone:?} is no zone name",
+                    entry.name
+                ))
+            }
+            None => None,
+        };
         let server = ServerConfig {
             address,
             weight: entry.weight,
             state,
+            zone,
         };
         members.insert(
             entry.name,
@@ -175,6 +188,7 @@ fn render(backend: &str, watch: &DiscoveryConfig, members: &BTreeMap<String, Mem
                 address: m.server.address.to_string(),
                 weight: m.server.weight,
                 state: m.server.state.as_str().into(),
+                zone: m.server.zone.as_deref().map(str::to_owned),
                 zxid: m.zxid,
             })
             .collect(),
@@ -304,6 +318,7 @@ mod tests {
             address: ServerAddress::parse("10.0.0.1:80").unwrap(),
             weight: 7,
             state: AdminState::Drain,
+            zone: Some("us-east-1a".into()),
         };
         BTreeMap::from([("10.0.0.1:80".to_owned(), Member { server, zxid: 42 })])
     }

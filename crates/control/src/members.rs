@@ -64,7 +64,11 @@ impl BackendMembers {
                 }
                 // Last-known members from `state_dir` were never ZooKeeper's
                 // word in this process: replacing them removes nothing.
-                let judged = if self.stale { BTreeMap::new() } else { before.clone() };
+                let judged = if self.stale {
+                    BTreeMap::new()
+                } else {
+                    before.clone()
+                };
                 for (name, old) in &judged {
                     self.judge(backend, name, Some(old), ready, protect, now);
                 }
@@ -301,6 +305,7 @@ mod tests {
             address: ServerAddress::parse(address).unwrap(),
             weight: 1,
             state: AdminState::Ready,
+            zone: None,
         }
     }
 

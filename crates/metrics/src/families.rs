@@ -28,6 +28,12 @@ pub(crate) const DISCOVERY_HELD_MEMBERS: Family = Family {
     labels: &["backend"],
 };
 
+pub(crate) const BACKEND_ZONE_REQUESTS_TOTAL: Family = Family {
+    name: names::BACKEND_ZONE_REQUESTS_TOTAL,
+    help: "Requests of a backend with locality: prefer_local, by zone (local or other)",
+    labels: &["backend", "zone"],
+};
+
 pub(crate) const DISCOVERY_MEMBERS: Family = Family {
     name: names::DISCOVERY_MEMBERS,
     help: "Members of a ZooKeeper-backed backend in use",

@@ -82,6 +82,9 @@ pub mod names {
     /// `zkgate_discovery_held_members{backend}`: members ZooKeeper removed
     /// that `protect` keeps serving.
     pub const DISCOVERY_HELD_MEMBERS: &str = "zkgate_discovery_held_members";
+    /// `zkgate_backend_zone_requests_total{backend,zone}`: requests of a
+    /// `locality: prefer_local` backend by side (`local` or `other`).
+    pub const BACKEND_ZONE_REQUESTS_TOTAL: &str = "zkgate_backend_zone_requests_total";
 }
 
 /// Response classes used as the `code` label: index = status / 100 - 1.
@@ -150,6 +153,8 @@ pub struct Metrics {
     pub discovery_stale: IntGaugeVec,
     /// Members held in service by the mass-removal guard.
     pub discovery_held_members: IntGaugeVec,
+    /// Requests of zone-aware backends, by side.
+    pub backend_zone_requests: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, family: &Family) -> prometheus::Result<IntCounterVec> {
@@ -218,6 +223,7 @@ impl Metrics {
             discovery_keeping_last: gauge_vec(registry, &families::DISCOVERY_KEEPING_LAST)?,
             discovery_stale: gauge_vec(registry, &families::DISCOVERY_STALE)?,
             discovery_held_members: gauge_vec(registry, &families::DISCOVERY_HELD_MEMBERS)?,
+            backend_zone_requests: counter_vec(registry, &families::BACKEND_ZONE_REQUESTS_TOTAL)?,
             discovery_members: gauge_vec(registry, &families::DISCOVERY_MEMBERS)?,
             discovery_invalid_members: gauge_vec(registry, &families::DISCOVERY_INVALID_MEMBERS)?,
             frontend_connections: counter_vec(registry, &families::FRONTEND_CONNECTIONS)?,

@@ -17,6 +17,8 @@ use crate::clock;
 use crate::server::{Health, RegistryGeneration, ServerRegistry};
 use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable, Server, ServerSource};
 use zkgate_metrics::{BackendMetrics, FrontendMetrics, Metrics};
+
+use crate::locality::{Sides, Zoned};
 use zkgate_tls::{ClientTls, ServerTls, TlsMaterial};
 
 /// Host names already resolved by the control plane (IP literals are read
@@ -93,14 +95,18 @@ impl TableBuilder {
             .iter()
             .map(|b| {
                 let found = discovered.get(&b.name).map_or(&[][..], Vec::as_slice);
+                let shared = Shared {
+                    resolved,
+                    metrics: &self.metrics,
+                    generation,
+                    zone: config.zone.as_deref(),
+                };
                 Arc::new(build_backend(
                     b,
                     self.tls.backend(&b.name).cloned(),
                     found,
-                    resolved,
                     &mut servers,
-                    &self.metrics,
-                    generation,
+                    &shared,
                 ))
             })
             .collect();
@@ -162,15 +168,28 @@ impl TableBuilder {
     }
 }
 
+/// What every backend of one build shares.
+struct Shared<'a> {
+    resolved: &'a Resolved,
+    metrics: &'a Metrics,
+    generation: u64,
+    /// This instance's zone, for `locality`.
+    zone: Option<&'a str>,
+}
+
 fn build_backend(
     config: &BackendConfig,
     tls: Option<Arc<ClientTls>>,
     discovered: &[ServerConfig],
-    resolved: &Resolved,
     registry: &mut RegistryGeneration<'_>,
-    metrics: &Metrics,
-    generation: u64,
+    shared: &Shared<'_>,
 ) -> Backend {
+    let Shared {
+        resolved,
+        metrics,
+        generation,
+        zone,
+    } = *shared;
     let name: Arc<str> = config.name.as_str().into();
     let servers = servers_of(&name, config, discovered, resolved, registry);
     let now = clock::now_ms();
@@ -206,6 +225,20 @@ fn build_backend(
     // Spread where each generation's rotation starts (Fibonacci hashing).
     let start = generation.wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize;
     let balancer = Balancer::new(&config.balance, config.hash_method, &eligible, start);
+    let zoned = zone.zip(config.locality.as_ref()).map(|(zone, locality)| {
+        let sides = Sides {
+            balance: &config.balance,
+            method: config.hash_method,
+            eligible: &eligible,
+            start,
+        };
+        let requests = ["local", "other"].map(|side| {
+            metrics
+                .backend_zone_requests
+                .with_label_values(&[&name, side])
+        });
+        Zoned::new(locality, zone, &servers, sides, requests)
+    });
     let eligible: Box<[u32]> = eligible.iter().map(|&(i, _, _)| i).collect();
     let sticky_ids = config
         .sticky_cookie
@@ -230,6 +263,7 @@ fn build_backend(
         tls,
         balance: config.balance.clone(),
         balancer,
+        zoned,
         eligible,
         retry_cursor: AtomicUsize::new(start),
         health_checked: config.health_check.is_some(),
@@ -275,6 +309,7 @@ fn servers_of(
             weight: server.weight,
             admin: server.state,
             source,
+            zone: server.zone.clone(),
         });
     }
     servers

@@ -7,6 +7,7 @@ pub mod balance;
 mod build;
 pub mod clock;
 mod ewma;
+mod locality;
 mod outlier;
 mod server;
 mod table;

@@ -254,6 +254,8 @@ pub struct Server {
     pub admin: AdminState,
     /// Configuration or ZooKeeper.
     pub source: ServerSource,
+    /// The zone it runs in, if known.
+    pub zone: Option<Arc<str>>,
 }
 
 impl Server {
@@ -284,6 +286,9 @@ pub struct Backend {
     /// The algorithm, for the data plane to know which request key it hashes.
     pub balance: Balance,
     pub(crate) balancer: Balancer,
+    /// With `locality: prefer_local`, the balancers of this zone and the
+    /// others, used instead of `balancer`.
+    pub(crate) zoned: Option<crate::locality::Zoned>,
     /// Indexes of the servers that take new traffic.
     pub(crate) eligible: Box<[u32]>,
     pub(crate) retry_cursor: AtomicUsize,
@@ -307,7 +312,11 @@ impl Backend {
     /// is passed over.
     #[inline]
     pub fn pick(&self, key: Option<u64>) -> Option<&Server> {
-        let server = &self.servers[self.balancer.pick(&self.servers, key)? as usize];
+        let index = match &self.zoned {
+            None => self.balancer.pick(&self.servers, key)?,
+            Some(zoned) => zoned.pick(&self.servers, key)?,
+        };
+        let server = &self.servers[index as usize];
         if self.usable_now(server) {
             return Some(server);
         }
@@ -332,6 +341,12 @@ impl Backend {
             && (self.panic
                 || self.outlier.is_none()
                 || !server.state.outlier.is_ejected(clock::now_ms()))
+    }
+
+    /// With `locality: prefer_local`, the share of requests that stay in
+    /// this instance's zone (0.0 to 1.0).
+    pub fn local_share(&self) -> Option<f64> {
+        self.zoned.as_ref().map(crate::locality::Zoned::local_share)
     }
 
     /// Whether active health checks run on this backend's servers.

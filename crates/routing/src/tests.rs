@@ -274,6 +274,7 @@ fn discovered_servers_join_static_ones_and_a_static_address_wins() {
         address: zkgate_config::ServerAddress::parse(address).unwrap(),
         weight,
         state: zkgate_config::AdminState::Ready,
+        zone: None,
     };
     let discovered: Discovered = [(
         "api".to_owned(),

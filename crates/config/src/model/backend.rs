@@ -111,6 +111,8 @@ pub struct BackendConfig {
     pub timeouts: Timeouts,
     /// TLS towards the servers, when they speak it.
     pub tls: Option<BackendTls>,
+    /// `locality: { mode: prefer_local, … }`, or `None` (off).
+    pub locality: Option<Locality>,
 }
 
 /// A server's administrative state, with HAProxy's meanings.
@@ -222,6 +224,17 @@ pub struct ServerConfig {
     pub weight: u32,
     /// ready, drain or maint.
     pub state: AdminState,
+    /// The zone it runs in, if known (locality).
+    pub zone: Option<std::sync::Arc<str>>,
+}
+
+/// A backend's `locality:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locality {
+    /// Traffic stays in this instance's zone while at least this share (in
+    /// percent) of the zone's configured weight is ready; below it, the
+    /// rest spills over to other zones.
+    pub min_local_healthy_percent: u8,
 }
 
 /// A backend's `health_check:`.

@@ -45,6 +45,8 @@ pub mod defaults {
     pub const WEIGHT: u32 = 1;
     /// The largest allowed `weight`, as in HAProxy.
     pub const MAX_WEIGHT: u32 = 256;
+    /// `locality.min_local_healthy`, in percent.
+    pub const MIN_LOCAL_HEALTHY: u8 = 70;
 }
 
 /// A whole, valid zkgate configuration.
@@ -59,6 +61,8 @@ pub struct Config {
     /// Where each ZooKeeper-backed backend's last-known members are kept,
     /// for a start while ZooKeeper does not answer.
     pub state_dir: Option<std::path::PathBuf>,
+    /// This instance's zone (locality).
+    pub zone: Option<std::sync::Arc<str>>,
     /// Frontends, sorted by name.
     pub frontends: Vec<FrontendConfig>,
     /// Backends, sorted by name.

@@ -45,6 +45,7 @@ pub(super) fn backend(
         .zookeeper
         .as_ref()
         .and_then(|zk| discovery(&at("zookeeper"), zk, errors));
+    let locality = locality(&at("locality"), raw, errors);
     Some(BackendConfig {
         name: name.to_owned(),
         mode,
@@ -63,6 +64,37 @@ pub(super) fn backend(
         retries: raw.retries.unwrap_or(default_retries),
         timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
         tls,
+        locality,
+    })
+}
+
+/// `locality: { mode: prefer_local, min_local_healthy: 70% }`.
+fn locality(path: &str, raw: &RawBackend, errors: &mut Vec<ConfigError>) -> Option<Locality> {
+    let raw = raw.locality.as_ref()?;
+    match raw.mode.as_str() {
+        "off" => return None,
+        "prefer_local" => {}
+        other => {
+            errors.push(ConfigError::new(
+                format!("{path}.mode"),
+                format!("unknown mode `{other}`, expected off or prefer_local"),
+            ));
+            return None;
+        }
+    }
+    let percent = match &raw.min_local_healthy {
+        None => Some(defaults::MIN_LOCAL_HEALTHY),
+        Some(value) => super::percent(value),
+    };
+    let Some(min_local_healthy_percent) = percent else {
+        errors.push(ConfigError::new(
+            format!("{path}.min_local_healthy"),
+            "expected a share of the zone's weight like 70% (0% to 100%)",
+        ));
+        return None;
+    };
+    Some(Locality {
+        min_local_healthy_percent,
     })
 }
 
@@ -245,10 +277,21 @@ fn servers(name: &str, raw: &RawBackend, errors: &mut Vec<ConfigError>) -> Vec<S
             ));
             continue;
         }
+        let zone = server
+            .zone
+            .as_deref()
+            .and_then(|zone| match super::zone_name(zone) {
+                Ok(zone) => Some(zone),
+                Err(why) => {
+                    errors.push(ConfigError::new(format!("{path}.zone"), why));
+                    None
+                }
+            });
         servers.push(ServerConfig {
             address,
             weight,
             state,
+            zone,
         });
     }
     servers

@@ -28,6 +28,13 @@ pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config>
             .unwrap_or(([127, 0, 0, 1], 9900).into()),
     };
     let zookeeper = doc.zookeeper.as_ref().map(|raw| zookeeper(raw, errors));
+    let zone = doc.zone.as_deref().and_then(|zone| match zone_name(zone) {
+        Ok(zone) => Some(zone),
+        Err(why) => {
+            errors.push(ConfigError::new("zone", why));
+            None
+        }
+    });
     let state_dir = doc.state_dir.as_deref().and_then(|dir| {
         if dir.is_empty() || !dir.starts_with('/') {
             errors.push(ConfigError::new(
@@ -51,6 +58,14 @@ pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config>
         .iter()
         .filter_map(|(name, raw)| backend(name, raw, &default_timeouts, default_retries, errors))
         .collect();
+    if zone.is_none() {
+        for backend in backends.iter().filter(|b| b.locality.is_some()) {
+            errors.push(ConfigError::new(
+                format!("backends.{}.locality", backend.name),
+                "prefer_local needs this instance's zone: set the top-level `zone:`",
+            ));
+        }
+    }
     if zookeeper.is_none() {
         for backend in backends.iter().filter(|b| b.discovery.is_some()) {
             errors.push(ConfigError::new(
@@ -93,10 +108,14 @@ pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config>
     if errors.len() > before {
         return None;
     }
+    if errors.len() > before {
+        return None;
+    }
     let mut config = Config {
         admin,
         access_log,
         state_dir,
+        zone,
         zookeeper,
         frontends,
         backends,
@@ -398,4 +417,27 @@ fn access_list(
         allow: networks("allow", &raw.allow),
         deny: networks("deny", &raw.deny),
     }
+}
+
+/// A zone name, for this instance or a server: 1 to 64 visible characters.
+pub(crate) fn zone_name(text: &str) -> Result<std::sync::Arc<str>, String> {
+    let visible = text.bytes().all(|b| b.is_ascii_graphic());
+    if text.is_empty() || text.len() > 64 || !visible {
+        return Err(format!(
+            "`{text}` is not a zone name: 1 to 64 visible characters, like us-east-1a"
+        ));
+    }
+    Ok(text.into())
+}
+
+/// A share written `50%` (or `50`): 0 to 100.
+pub(crate) fn percent(value: &serde_yaml::Value) -> Option<u8> {
+    let percent = match value {
+        serde_yaml::Value::String(text) => text
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<u8>().ok()),
+        serde_yaml::Value::Number(n) => n.as_u64().and_then(|n| u8::try_from(n).ok()),
+        _ => None,
+    };
+    percent.filter(|p| *p <= 100)
 }

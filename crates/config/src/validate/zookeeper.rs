@@ -135,14 +135,7 @@ pub(super) fn discovery(
 
 /// `protect: { max_removed: 50%, window: 30s }`.
 fn protect(path: &str, raw: &RawProtect, errors: &mut Vec<ConfigError>) -> Option<Protect> {
-    let percent = match &raw.max_removed {
-        serde_yaml::Value::String(text) => text
-            .strip_suffix('%')
-            .and_then(|n| n.trim().parse::<u8>().ok()),
-        serde_yaml::Value::Number(n) => n.as_u64().and_then(|n| u8::try_from(n).ok()),
-        _ => None,
-    };
-    let Some(percent) = percent.filter(|p| *p <= 100) else {
+    let Some(percent) = super::percent(&raw.max_removed) else {
         errors.push(ConfigError::new(
             format!("{path}.max_removed"),
             "expected a share of the members like 50% (0% to 100%)",

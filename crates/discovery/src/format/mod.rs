@@ -67,6 +67,22 @@ fn weight(value: Option<i64>) -> Result<u32, String> {
     }
 }
 
+/// A zone read from a registration: a string of 1 to 64 visible
+/// characters; anything else is refused with the member.
+fn zone(value: Option<&serde_json::Value>) -> Result<Option<std::sync::Arc<str>>, String> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(zone))
+            if (1..=64).contains(&zone.len()) && zone.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(zone.as_str().into()))
+        }
+        Some(other) => Err(format!(
+            "zone {other} is not a zone name (1 to 64 visible characters)"
+        )),
+    }
+}
+
 /// `host` + `port` into an address, refusing port 0 and malformed hosts.
 fn address(host: &str, port: i64) -> Result<zkgate_config::ServerAddress, String> {
     let port = u16::try_from(port).map_err(|_| format!("port {port} is out of range"))?;

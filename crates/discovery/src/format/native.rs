@@ -13,6 +13,8 @@ struct Native {
     weight: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    zone: Option<serde_json::Value>,
 }
 
 pub fn decode(name: &str, data: &[u8]) -> Result<ServerConfig, String> {
@@ -23,6 +25,7 @@ pub fn decode(name: &str, data: &[u8]) -> Result<ServerConfig, String> {
             address,
             weight: zkgate_config::defaults::WEIGHT,
             state: AdminState::Ready,
+            zone: None,
         });
     }
     let native: Native = super::json(data)?;
@@ -35,6 +38,7 @@ pub fn decode(name: &str, data: &[u8]) -> Result<ServerConfig, String> {
         address: ServerAddress::parse(&native.address)?,
         weight: super::weight(native.weight)?,
         state,
+        zone: super::zone(native.zone.as_ref())?,
     })
 }
 
@@ -44,6 +48,7 @@ pub fn encode(server: &ServerConfig) -> Vec<u8> {
         address: server.address.to_string(),
         weight: Some(i64::from(server.weight)),
         state: Some(server.state.as_str().to_owned()),
+        zone: server.zone.as_deref().map(Into::into),
     };
     serde_json::to_vec(&native).unwrap_or_default()
 }
@@ -71,6 +76,7 @@ pub fn patch(
         address: current.address.clone(),
         weight: weight.unwrap_or(current.weight),
         state: state.unwrap_or(current.state),
+        zone: current.zone.clone(),
     };
     object
         .entry("address")

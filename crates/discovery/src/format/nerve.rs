@@ -1,4 +1,5 @@
-//! Airbnb Nerve (SmartStack): JSON `{"host","port","name","weight","labels"}`.
+//! Airbnb Nerve (SmartStack): JSON `{"host","port","name","weight","labels"}`;
+//! the zone is `labels.zone`, else `labels.az`.
 //! With path encoding, Nerve also puts the JSON in the child's name as
 //! `base64_<len>_<urlsafe base64>_<sequence>`; the data wins when present.
 
@@ -12,6 +13,7 @@ struct Registration {
     host: String,
     port: i64,
     weight: Option<i64>,
+    labels: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 pub fn decode(name: &str, data: &[u8]) -> Result<ServerConfig, String> {
@@ -23,10 +25,13 @@ pub fn decode(name: &str, data: &[u8]) -> Result<ServerConfig, String> {
         data
     };
     let registration: Registration = super::json(json)?;
+    let labels = registration.labels.as_ref();
+    let zone = labels.and_then(|l| l.get("zone").or_else(|| l.get("az")));
     Ok(ServerConfig {
         address: super::address(&registration.host, registration.port)?,
         weight: super::weight(registration.weight)?,
         state: AdminState::Ready,
+        zone: super::zone(zone)?,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Finagle/Aurora serversets: `member_<seq>` children holding
 //! `{"serviceEndpoint":{"host","port"},"additionalEndpoints":{NAME:{…}},"status":"ALIVE","shard":N}`.
-//! Only ALIVE members take traffic; other children are not members.
+//! Only ALIVE members take traffic; other children are not members. The
+//! zone is `metadata.zone`.
 
 use std::collections::HashMap;
 
@@ -16,6 +17,7 @@ struct ServiceInstance {
     #[serde(default)]
     additional_endpoints: HashMap<String, Endpoint>,
     status: Option<String>,
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -45,9 +47,11 @@ pub fn decode(name: &str, data: &[u8], endpoint: Option<&str>) -> Result<Child, 
         Some(_) => AdminState::Maint,
         None => return Err("no status".into()),
     };
+    let zone = super::zone(instance.metadata.as_ref().and_then(|m| m.get("zone")))?;
     Ok(Child::Member(ServerConfig {
         address: super::address(&chosen.host, chosen.port)?,
         weight: zkgate_config::defaults::WEIGHT,
         state,
+        zone,
     }))
 }

@@ -161,3 +161,62 @@ fn sniff_names_the_format_that_understands_a_child() {
     assert_eq!(sniff("10.0.0.1:80", b"").unwrap().0, MemberFormat::Zkgate);
     assert!(sniff("junk", b"\xff\xfe").is_none());
 }
+
+#[test]
+fn every_format_says_the_zone_where_its_ecosystem_keeps_it() {
+    let zone = |format, name: &str, data: &str| {
+        member(format, None, name, data)
+            .zone
+            .as_deref()
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        zone(
+            MemberFormat::Zkgate,
+            "x",
+            r#"{"address":"10.0.0.5:80","zone":"us-east-1a"}"#
+        ),
+        Some("us-east-1a".into())
+    );
+    assert_eq!(
+        zone(
+            MemberFormat::Serverset,
+            "member_1",
+            r#"{"serviceEndpoint":{"host":"10.1.2.3","port":80},"status":"ALIVE","metadata":{"zone":"b"}}"#
+        ),
+        Some("b".into())
+    );
+    let curator = r#"{"name":"web","address":"10.2.0.7","port":8080,"payload":{"@class":"x.Y","zone":"c","weight":7}}"#;
+    let m = member(MemberFormat::Curator, None, "id", curator);
+    assert_eq!((m.zone.as_deref(), m.weight), (Some("c"), 7));
+    // A payload that is no object says nothing.
+    let plain = r#"{"name":"web","address":"10.2.0.7","port":8080,"payload":"opaque"}"#;
+    assert_eq!(member(MemberFormat::Curator, None, "id", plain).zone, None);
+    let nerve = |labels: &str| format!(r#"{{"host":"10.3.0.9","port":3000,"labels":{labels}}}"#);
+    assert_eq!(
+        zone(MemberFormat::Nerve, "n", &nerve(r#"{"az":"d"}"#)),
+        Some("d".into())
+    );
+    assert_eq!(
+        zone(MemberFormat::Nerve, "n", &nerve(r#"{"zone":"e","az":"d"}"#)),
+        Some("e".into())
+    );
+    assert_eq!(
+        zone(MemberFormat::Zkgate, "x", r#"{"address":"10.0.0.5:80"}"#),
+        None
+    );
+}
+
+#[test]
+fn a_zone_that_is_no_name_or_a_payload_weight_out_of_range_refuses_the_member() {
+    for data in [
+        r#"{"address":"10.0.0.5:80","zone":7}"#,
+        r#"{"address":"10.0.0.5:80","zone":""}"#,
+        r#"{"address":"10.0.0.5:80","zone":"has space"}"#,
+    ] {
+        let why = decode(MemberFormat::Zkgate, None, "x", data.as_bytes()).unwrap_err();
+        assert!(why.contains("zone"), "{data}: {why}");
+    }
+    let heavy = r#"{"name":"web","address":"10.2.0.7","port":8080,"payload":{"weight":999}}"#;
+    assert!(decode(MemberFormat::Curator, None, "id", heavy.as_bytes()).is_err());
+}
