@@ -38,18 +38,24 @@ fn bodies_for_head(head: &str) -> Answer {
     }
 }
 
+/// `HEAD /req1` … `/req3` on `client`, each answered 200 with a head alone
+/// (a body would be read as the next answer's start).
+async fn three_heads(client: &mut TcpStream) {
+    for url in ["/req1", "/req2", "/req3"] {
+        let request = format!("HEAD {url} HTTP/1.1\r\nHost: a\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let head = read_until_ending(client, b"\r\n\r\n").await.unwrap();
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 200"), "{url}: {head}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_bodyless_response_c1_payload_is_skipped_for_head() {
     let origin = RecordingOrigin::start(bodies_for_head).await;
     let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
     let mut client = TcpStream::connect(addr).await.unwrap();
-    for url in ["/req1", "/req2", "/req3"] {
-        let request = format!("HEAD {url} HTTP/1.1\r\nHost: a\r\n\r\n");
-        client.write_all(request.as_bytes()).await.unwrap();
-        let head = read_until_ending(&mut client, b"\r\n\r\n").await.unwrap();
-        let head = String::from_utf8_lossy(&head);
-        assert!(head.starts_with("HTTP/1.1 200"), "{url}: {head}");
-    }
+    three_heads(&mut client).await;
     // The last one has a body: the connection was not closed, and no
     // payload of the earlier answers came before it.
     client
@@ -72,13 +78,7 @@ async fn http_bodyless_response_c2_through_an_h2_server() {
     let server = zkgate_testkit::grpc::GrpcServer::start().await;
     let (_zkgate, addr) = zkgate_in_front_of_h(server.addr, "http2").await;
     let mut client = TcpStream::connect(addr).await.unwrap();
-    for url in ["/req1", "/req2", "/req3"] {
-        let request = format!("HEAD {url} HTTP/1.1\r\nHost: a\r\n\r\n");
-        client.write_all(request.as_bytes()).await.unwrap();
-        let head = read_until_ending(&mut client, b"\r\n\r\n").await.unwrap();
-        let head = String::from_utf8_lossy(&head);
-        assert!(head.starts_with("HTTP/1.1 200"), "{url}: {head}");
-    }
+    three_heads(&mut client).await;
     client
         .write_all(b"GET /req4 HTTP/1.1\r\nHost: a\r\n\r\n")
         .await

@@ -56,8 +56,15 @@ async fn add_list_set_and_remove_edit_members_in_zookeeper() {
         r#"{"address":"10.0.0.5:8080","weight":10,"state":"ready"}"#
     );
 
-    // A member written by hand with zkCli's habits shows up too.
+    // A member written by hand with zkCli's habits shows up too, and one
+    // in a zone says it.
     create(&client, "/services/web/10.0.0.6:8080", b"").await;
+    create(
+        &client,
+        "/services/web/10.0.0.7:8080",
+        br#"{"address":"10.0.0.7:8080","zone":"us-east-1b"}"#,
+    )
+    .await;
     let (ok, out, _) = zkgate(&[
         "server",
         "list",
@@ -68,15 +75,22 @@ async fn add_list_set_and_remove_edit_members_in_zookeeper() {
     ]);
     assert!(ok);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines.len(), 4, "{out}");
     assert!(
-        lines[1].starts_with("10.0.0.5:8080") && lines[1].contains(" 10  ready  zkgate     no"),
+        lines[1].starts_with("10.0.0.5:8080")
+            && lines[1].contains(" 10  ready  -            zkgate     no"),
         "{out}"
     );
     assert!(
-        lines[2].starts_with("10.0.0.6:8080") && lines[2].contains("  1  ready  zkgate"),
+        lines[2].starts_with("10.0.0.6:8080")
+            && lines[2].contains("  1  ready  -            zkgate"),
         "{out}"
     );
+    assert!(lines[3].contains("ready  us-east-1b   zkgate"), "{out}");
+    client
+        .delete("/services/web/10.0.0.7:8080", None)
+        .await
+        .unwrap();
 
     let (ok, out, err) = zkgate(&[
         "server",
