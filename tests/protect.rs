@@ -19,8 +19,13 @@ const PATH: &str = "/services/web";
 const WAIT: Duration = Duration::from_secs(15);
 
 fn config(zk: &str, port: u16) -> String {
+    config_with_window(zk, port, "1h")
+}
+
+/// With `on_empty: apply`, so that a backend ZooKeeper empties has no servers.
+fn config_with_window(zk: &str, port: u16, window: &str) -> String {
     format!(
-        "zookeeper:\n  connect: \"{zk}\"\n  session_timeout: 4s\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: {PATH}, protect: {{ max_removed: 50%, window: 1h }} }}\n    health_check: {{ kind: http, interval: 200ms, timeout: 200ms, rise: 1, fall: 1 }}\n"
+        "zookeeper:\n  connect: \"{zk}\"\n  session_timeout: 4s\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: {PATH}, on_empty: apply, protect: {{ max_removed: 50%, window: {window} }} }}\n    health_check: {{ kind: http, interval: 200ms, timeout: 200ms, rise: 1, fall: 1 }}\n"
     )
 }
 
@@ -197,19 +202,32 @@ async fn small_removals_and_forced_ones_pass_and_a_held_member_that_comes_back_i
     );
 }
 
+/// An expired registrar session (every ephemeral member gone at once) is
+/// held the same way; with ZooKeeper connected, the held members go when
+/// the window after the last removal has passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_registrar_session_is_held_the_same_way() {
+async fn an_expired_registrar_session_is_held_the_same_way_until_the_window_passes() {
     let zk = ZooKeeper::standalone();
     let client = zk_client(&zk).await;
     mkdir(&client, PATH).await;
     let registrar = zk_client(&zk).await;
     let servers = ten(&registrar, true).await;
     let port = free_port();
-    let zkgate = Zkgate::start(ZKGATE, &config(&zk.connect_string(), port)).await;
+    let yaml = config_with_window(&zk.connect_string(), port, "3s");
+    let zkgate = Zkgate::start(ZKGATE, &yaml).await;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_for_answering(addr, &names(&servers, |_| true)).await;
 
     zk.expire_session(registrar.session().clone()).await;
     wait_for_held(&zkgate, 5.0).await;
     assert_eq!(answering(addr, 200).await.len(), 5);
+    let stats = zkgate_testkit::http_get(zkgate.admin, "/stats")
+        .await
+        .unwrap()
+        .text();
+    assert!(stats.contains("5 held by protect"), "{stats}");
+
+    // 3 s after the last removal, ZooKeeper connected: they go.
+    wait_for_held(&zkgate, 0.0).await;
+    assert_eq!(spread(addr, "/", 5).await.get("503"), Some(&5));
 }

@@ -158,6 +158,10 @@ impl BackendMembers {
                 self.members.insert(name.clone(), now.clone());
             }
         }
+        if self.members.is_empty() && !released.is_empty() {
+            // What served last, for `on_empty: keep_last`.
+            self.last_non_empty = released.values().map(|h| h.member.server.clone()).collect();
+        }
         if !released.is_empty() {
             info!(
                 backend,
@@ -298,7 +302,7 @@ pub type Members = HashMap<String, BackendMembers>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zkgate_config::{AdminState, ServerAddress};
+    use zkgate_config::{AdminState, Protect, ServerAddress};
 
     fn server(address: &str) -> ServerConfig {
         ServerConfig {
@@ -395,6 +399,40 @@ mod tests {
         );
         members.apply("web", Change::Reset(Vec::new()), None);
         assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [3, 4]);
+    }
+
+    #[test]
+    fn protect_holds_removals_beyond_the_share_and_lets_them_go() {
+        let protect = Protect {
+            max_removed_percent: 50,
+            window: std::time::Duration::from_secs(30),
+        };
+        let mut members = BackendMembers::default();
+        let names = ["a", "b", "c", "d"];
+        let listing = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ok(n, &format!("10.0.0.1:{}", i + 1)))
+            .collect();
+        members.apply("web", Change::Reset(listing), Some(&protect));
+        for name in names {
+            members.apply("web", Change::Remove(name.into()), Some(&protect));
+        }
+        // Two of four go; two are held and serve on.
+        assert_eq!(members.held().len(), 2);
+        assert_eq!(ports(&members.in_service("web", OnEmpty::Apply)), [3, 4]);
+        // One comes back: no longer held, a member again.
+        members.apply("web", Change::Upsert(ok("c", "10.0.0.1:3")), Some(&protect));
+        assert_eq!(members.held().len(), 1);
+        // A failing health check lets the other go.
+        assert!(members.release_failing("web", "10.0.0.1:4".parse().unwrap()));
+        assert_eq!(ports(&members.in_service("web", OnEmpty::Apply)), [3]);
+        // With all gone, keep_last keeps what served last.
+        members.apply("web", Change::Remove("c".into()), Some(&protect));
+        assert_eq!(members.held().len(), 1);
+        members.release_all("web", "test");
+        assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [3]);
+        assert!(members.in_service("web", OnEmpty::Apply).is_empty());
     }
 
     #[test]
