@@ -16,6 +16,24 @@ use zkgate_tls::TlsMaterial;
 use cli::register::{Check, Timing};
 use cli::server::ServerCommand;
 
+/// `zkgate fleet …`
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// One line per live instance (name, zone, version, configuration
+    /// generation, applied zxid per backend and its age), and a last line
+    /// saying whether the fleet agrees.
+    Status {
+        #[command(flatten)]
+        zk: cli::ZkArgs,
+        /// The fleet's znode (`zookeeper.fleet.path`).
+        #[arg(long)]
+        path: String,
+        /// The instances as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Layer-4/Layer-7 reverse proxy load balancer whose backends follow ZooKeeper.
 #[derive(Parser)]
 #[command(name = "zkgate", version, about)]
@@ -52,6 +70,9 @@ enum Command {
     /// List, add, change or remove servers of a backend in ZooKeeper.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// What the instances of a fleet announce (`zookeeper.fleet`).
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Keep an ephemeral member registered while a local health check passes (a sidecar, like Nerve).
     Register {
         #[command(flatten)]
@@ -93,6 +114,11 @@ fn main() -> ExitCode {
             upgrade_socket,
         } => run(config, workers.map(usize::from), upgrade_socket),
         Command::Server(command) => block_on(cli::server::run(command)),
+        Command::Fleet(FleetCommand::Status { zk, path, json }) => block_on(async move {
+            let path = cli::znode_path(&path)?;
+            let client = zk.connect(Duration::from_secs(10)).await?;
+            cli::fleet::status(&client, path, json).await
+        }),
         Command::Config(command) => block_on(cli::config::run(command)),
         Command::Register {
             zk,
@@ -147,7 +173,12 @@ fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("zkgate: {err:#}");
-            ExitCode::FAILURE
+            // `--wait-fleet` gave up: the write was made, not yet applied everywhere.
+            if err.downcast_ref::<cli::fleet::NotApplied>().is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

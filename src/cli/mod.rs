@@ -1,6 +1,7 @@
 //! Subcommands that talk to ZooKeeper.
 
 pub mod config;
+pub mod fleet;
 pub mod register;
 pub mod server;
 
@@ -44,6 +45,7 @@ impl ZkArgs {
             connect: hosts.to_owned(),
             chroot: chroot.filter(|c| c != "/"),
             config_node: None,
+            fleet: None,
             session_timeout,
             auth: None,
         })

@@ -38,6 +38,38 @@ fn weight(text: &str) -> Result<u32, String> {
     }
 }
 
+/// `--wait-fleet P [--timeout D]`: after the write, wait until every
+/// instance announced under `P` that watches the path has applied it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WaitFleet {
+    /// The fleet's znode (`zookeeper.fleet.path`); exit 3 naming the
+    /// instances that have not applied the change within `--timeout`.
+    #[arg(long = "wait-fleet", value_name = "PATH")]
+    pub fleet: Option<String>,
+    /// How long `--wait-fleet` waits.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "fleet")]
+    pub timeout: Duration,
+}
+
+impl WaitFleet {
+    /// Waits as asked for the write to `node` (or `path`'s children).
+    async fn after(
+        &self,
+        client: &zookeeper_client::Client,
+        path: &str,
+        node: Option<&str>,
+    ) -> Result<()> {
+        let Some(fleet) = &self.fleet else {
+            return Ok(());
+        };
+        let fleet = znode_path(fleet)?;
+        let zxid = super::fleet::zxid_of_write(client, path, node).await?;
+        super::fleet::wait(client, fleet, path, zxid, self.timeout).await?;
+        println!("applied by every instance under {fleet} that watches {path}");
+        Ok(())
+    }
+}
+
 /// `zkgate server …`
 #[derive(Subcommand, Debug)]
 pub enum ServerCommand {
@@ -74,6 +106,8 @@ pub enum ServerCommand {
         /// backend reading that format will skip this one).
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        wait: WaitFleet,
     },
     /// Change a server's weight and/or state (a versioned write: concurrent edits are not lost).
     Set {
@@ -94,6 +128,8 @@ pub enum ServerCommand {
         /// mass-removal guard (`protect`) would hold it.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        wait: WaitFleet,
     },
     /// Delete a server's member.
     Remove {
@@ -109,6 +145,8 @@ pub enum ServerCommand {
         /// backend's mass-removal guard (`protect`) would hold it.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        wait: WaitFleet,
     },
     /// Let go every member the mass-removal guard (`protect`) holds under a
     /// backend path, in every zkgate watching it.
@@ -145,6 +183,7 @@ pub async fn run(command: ServerCommand) -> Result<()> {
             zone,
             ephemeral,
             force,
+            wait,
         } => {
             let path = znode_path(&path)?.to_owned();
             let zone = zone.as_deref().map(zone_name).transpose()?;
@@ -173,7 +212,7 @@ pub async fn run(command: ServerCommand) -> Result<()> {
                 server.weight,
                 server.state.as_str()
             );
-            Ok(())
+            wait.after(&client, &path, Some(&node)).await
         }
         ServerCommand::Set {
             zk,
@@ -182,6 +221,7 @@ pub async fn run(command: ServerCommand) -> Result<()> {
             weight,
             state,
             force,
+            wait,
         } => {
             let path = znode_path(&path)?;
             if weight.is_none() && state.is_none() {
@@ -197,20 +237,24 @@ pub async fn run(command: ServerCommand) -> Result<()> {
                 server.weight,
                 server.state.as_str()
             );
-            Ok(())
+            let node = format!("{path}/{}", server.address);
+            let exists = client.check_stat(&node).await?.is_some();
+            wait.after(&client, path, exists.then_some(node.as_str()))
+                .await
         }
         ServerCommand::Remove {
             zk,
             path,
             address,
             force,
+            wait,
         } => {
             let path = znode_path(&path)?;
             let address = server_address(&address)?;
             let client = zk.connect(SESSION_TIMEOUT).await?;
             let node = ops::remove(&client, path, &address, force).await?;
             println!("removed {node}");
-            Ok(())
+            wait.after(&client, path, None).await
         }
         ServerCommand::Release { zk, path } => {
             let path = znode_path(&path)?;

@@ -32,6 +32,15 @@ pub struct RawZookeeper {
     pub session_timeout: Option<Duration>,
     pub auth: Option<RawZkAuth>,
     pub config_node: Option<String>,
+    pub fleet: Option<RawFleet>,
+}
+
+/// `zookeeper.fleet:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    pub path: String,
+    pub name: Option<String>,
 }
 
 /// `zookeeper.auth:` digest credentials.

@@ -6,6 +6,7 @@
 //! listeners, readiness and the start hold, signals, and the hand-over of
 //! listening sockets to a successor.
 
+mod fleet;
 mod handover;
 mod last_known;
 mod lifecycle;
@@ -55,6 +56,9 @@ pub enum StartError {
     /// Metrics could not be registered (a bug: names are fixed).
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// Another live instance announces itself under this instance's fleet name.
+    #[error("the fleet name is taken: {0}; give this instance another `zookeeper.fleet.name`")]
+    FleetName(String),
     /// The access log could not be opened.
     #[error("cannot open the access log {path}: {source}")]
     AccessLog {

@@ -30,6 +30,7 @@ use crate::sources::Sources;
 use crate::succession::Succession;
 use crate::warming::Warming;
 use crate::{notify, LoadedConfig, StartError};
+use zkgate_discovery::announce::Announced;
 
 /// How long shutdown waits for the access log's last lines to be written.
 const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(5);
@@ -58,6 +59,8 @@ pub struct ControlPlane {
     ready: bool,
     /// Why this process does not accept new connections yet.
     hold: Option<Hold>,
+    /// When this process started (seconds since the Unix epoch), for the fleet.
+    started: u64,
     /// A reload waiting for its new backends' first listing.
     warming: Option<Warming>,
     signals: Signals,
@@ -129,6 +132,9 @@ impl ControlPlane {
             hold,
             warming: None,
             signals,
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         };
         plane.first_table(&mut inherited).await?;
         Ok(plane)
@@ -157,7 +163,38 @@ impl ControlPlane {
         self.follow_config_node(None);
         self.report.update(|facts| facts.config_generation = 1);
         self.update_readiness();
-        Ok(())
+        self.fleet_name_is_ours().await
+    }
+
+    /// With `zookeeper.fleet`, waits (at most [`FIRST_LISTING_MAX`]) for the
+    /// announcement: a name another live instance holds is a start error.
+    /// A ZooKeeper that does not answer meanwhile is no error: zkgate
+    /// announces itself once it does.
+    async fn fleet_name_is_ours(&self) -> Result<(), StartError> {
+        let fleet = self
+            .publisher
+            .config()
+            .zookeeper
+            .as_ref()
+            .and_then(|z| z.fleet.as_ref());
+        let (Some(_), Some(mut announced)) = (fleet, self.publisher.announced()) else {
+            return Ok(());
+        };
+        let settled = async {
+            let state = announced
+                .wait_for(|state| *state != Announced::Pending)
+                .await;
+            state.map(|state| state.clone())
+        };
+        let outcome = tokio::time::timeout(crate::readiness::FIRST_LISTING_MAX, settled).await;
+        match outcome {
+            Ok(Ok(Announced::Taken(why))) => Err(StartError::FleetName(why)),
+            Ok(Ok(_)) => Ok(()),
+            _ => {
+                warn!("ZooKeeper has not taken the fleet announcement yet; it is written once ZooKeeper answers");
+                Ok(())
+            }
+        }
     }
 
     /// Handles signals and discovery updates until SIGTERM or SIGINT, then drains and returns.
@@ -410,6 +447,8 @@ impl ControlPlane {
             // Everything the previous process served, this one serves too.
             self.succession.ready();
         }
+        let generation = self.report.facts().config_generation;
+        self.publisher.announce(generation, self.started);
         self.report.update(|facts| {
             facts.not_ready = readiness.not_ready;
             facts.ready_notes = readiness.notes;

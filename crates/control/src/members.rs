@@ -34,6 +34,8 @@ pub struct BackendMembers {
     keeping_last: bool,
     /// Removals held by `protect`.
     guard: Guard,
+    /// Every change up to this zxid has been applied (see `docs/znodes.md`).
+    caught_up: i64,
 }
 
 impl Member {
@@ -50,6 +52,7 @@ impl BackendMembers {
     pub fn apply(&mut self, backend: &str, change: Change, protect: Option<&Protect>) {
         let now = Instant::now();
         match change {
+            Change::CaughtUp(zxid) => self.caught_up = self.caught_up.max(zxid),
             Change::Directives(directives) => {
                 if self.guard.directives(&directives) {
                     self.release_all(backend, "`zkgate server release`");
@@ -213,6 +216,12 @@ impl BackendMembers {
             self.members = members;
             self.stale = true;
         }
+    }
+
+    /// The newest zxid whose effect on this backend's members has been
+    /// applied: once a table is built from them, live.
+    pub fn applied_zxid(&self) -> i64 {
+        self.caught_up
     }
 
     /// Whether the members served are the last-known ones from `state_dir`.

@@ -352,6 +352,10 @@ impl TablePublisher {
                 .discovery_held_members
                 .with_label_values(labels)
                 .set(members.held().len() as i64);
+            self.metrics
+                .discovery_applied_zxid
+                .with_label_values(labels)
+                .set(members.applied_zxid());
             discovered.insert(backend.name.clone(), in_service);
         }
         let addresses = self
@@ -380,6 +384,22 @@ impl TablePublisher {
             swap_us = started.elapsed().as_micros() as u64,
             "routing table published"
         );
+    }
+
+    /// Keeps this instance's fleet announcement current (if the fleet is on).
+    pub(crate) fn announce(&self, config_generation: u64, started: u64) {
+        if let Some(discovery) = &self.discovery {
+            let announcement =
+                crate::fleet::announcement(&self.config, &self.members, config_generation, started);
+            discovery.announce(announcement);
+        }
+    }
+
+    /// How the fleet announcement stands, when following ZooKeeper.
+    pub(crate) fn announced(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<zkgate_discovery::announce::Announced>> {
+        self.discovery.as_ref().map(Discovery::announced)
     }
 
     /// Stops following ZooKeeper (at shutdown).
@@ -449,6 +469,7 @@ impl TablePublisher {
                     &self.metrics.discovery_keeping_last,
                     &self.metrics.discovery_stale,
                     &self.metrics.discovery_held_members,
+                    &self.metrics.discovery_applied_zxid,
                 ] {
                     family.remove_label_values(&[&gone.name]).ok();
                 }

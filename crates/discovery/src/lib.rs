@@ -5,6 +5,7 @@
 //! may have missed events across a reconnect — then `Upsert`/`Remove` per
 //! changed child.
 
+pub mod announce;
 mod config_node;
 pub mod directives;
 pub mod format;
@@ -68,6 +69,8 @@ pub enum Change {
     /// The directives on the backend path, read at every (re)sync, just
     /// before its `Reset`.
     Directives(directives::Directives),
+    /// Every change of the backend up to this zxid has been sent.
+    CaughtUp(i64),
 }
 
 /// How long to wait before retrying a failed ZooKeeper read.
@@ -76,6 +79,8 @@ const RETRY_DELAY: Duration = Duration::from_millis(250);
 /// The running discovery; stops when dropped.
 pub struct Discovery {
     specs: watch::Sender<Vec<WatchSpec>>,
+    announcement: watch::Sender<Option<announce::Announcement>>,
+    announced: watch::Receiver<announce::Announced>,
     task: JoinHandle<()>,
 }
 
@@ -89,11 +94,32 @@ impl Discovery {
         metrics: Metrics,
     ) -> Self {
         let (specs_tx, specs_rx) = watch::channel(specs);
-        let task = tokio::spawn(session::run(zookeeper, specs_rx, updates, metrics));
+        let (announcement, wanted) = watch::channel(None);
+        let (state, announced) = watch::channel(announce::Announced::Pending);
+        let announcing = session::Announcing { wanted, state };
+        let task = tokio::spawn(session::run(
+            zookeeper, specs_rx, updates, metrics, announcing,
+        ));
         Discovery {
             specs: specs_tx,
+            announcement,
+            announced,
             task,
         }
+    }
+
+    /// Keeps `announcement` announced to the fleet (`None`: nothing).
+    pub fn announce(&self, announcement: Option<announce::Announcement>) {
+        self.announcement.send_if_modified(|current| {
+            let changed = *current != announcement;
+            *current = announcement;
+            changed
+        });
+    }
+
+    /// How the announcement stands, as it changes.
+    pub fn announced(&self) -> watch::Receiver<announce::Announced> {
+        self.announced.clone()
     }
 
     /// Replaces the set of watched backends (after a reload).

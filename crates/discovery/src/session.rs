@@ -12,6 +12,7 @@ use zkgate_config::{DiscoveryConfig, ZookeeperConfig};
 use zkgate_metrics::Metrics;
 use zookeeper_client::{Client, SessionState};
 
+use crate::announce::{self, Announced, Announcement};
 use crate::{watcher, Update, WatchSpec};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -59,12 +60,19 @@ enum SessionEnd {
     Shutdown,
 }
 
+/// What the session keeps announced, and where it says how that stands.
+pub(crate) struct Announcing {
+    pub wanted: watch::Receiver<Option<Announcement>>,
+    pub state: watch::Sender<Announced>,
+}
+
 /// Runs sessions one after another until the discovery is dropped.
-pub async fn run(
+pub(crate) async fn run(
     zookeeper: ZookeeperConfig,
     mut specs: watch::Receiver<Vec<WatchSpec>>,
     updates: mpsc::Sender<Update>,
     metrics: Metrics,
+    announcing: Announcing,
 ) {
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -83,7 +91,16 @@ pub async fn run(
         backoff = MIN_BACKOFF;
         info!(session = %client.session_id(), timeout_ms = client.session_timeout().as_millis() as u64, "ZooKeeper session established");
         metrics.zookeeper_connected.set(1);
+        let announcer = tokio::spawn(announce::run(
+            client.clone(),
+            announcing.wanted.clone(),
+            announcing.state.clone(),
+            metrics.clone(),
+        ));
         let end = serve(&client, &mut specs, &updates, &metrics).await;
+        announcer.abort();
+        announcing.state.send_replace(Announced::Pending);
+        metrics.fleet_announced.set(0);
         metrics.zookeeper_connected.set(0);
         match end {
             SessionEnd::Expired => {

@@ -9,6 +9,7 @@ use tracing::{debug, warn};
 use zkgate_metrics::Metrics;
 use zookeeper_client::{
     AddWatchMode, Client, Error, EventType, MultiReadResult, PersistentWatcher, SessionState,
+    WatchedEvent,
 };
 
 use crate::directives::Directives;
@@ -33,6 +34,8 @@ struct Watcher {
     /// Invalid children already logged, with the version logged, so each bad
     /// version is logged once however often it is re-read.
     logged: HashMap<String, i64>,
+    /// The newest zxid whose changes were all sent.
+    zxid: i64,
 }
 
 /// Runs until the session ends or the task is aborted.
@@ -48,17 +51,22 @@ pub async fn watch_backend(
         spec,
         updates,
         logged: HashMap::new(),
+        zxid: 0,
     };
     // Watch first, read second: a change between the two shows up as an event.
     let Some(mut events) = this.add_watch().await else {
         return;
     };
+    // An event taken while checking whether any were left: the next batch's first.
+    let mut carried: Option<WatchedEvent>;
     'sync: loop {
+        carried = None;
         match this.read_all().await {
-            Ok((directives, members)) => {
+            Ok((directives, members, zxid)) => {
                 debug!(backend = %this.spec.backend, members = members.len(), "synced from ZooKeeper");
                 if !this.send(Change::Directives(directives)).await
                     || !this.send(Change::Reset(members)).await
+                    || !this.caught_up(&mut events, &mut carried, zxid).await
                 {
                     return;
                 }
@@ -73,7 +81,11 @@ pub async fn watch_backend(
         loop {
             // Take every event already queued, so a burst costs one multi-read
             // and lands at the control plane in one go.
-            let mut batch = vec![events.changed().await];
+            let first = match carried.take() {
+                Some(event) => event,
+                None => events.changed().await,
+            };
+            let mut batch = vec![first];
             while batch.len() < READ_BATCH {
                 match tokio::time::timeout(Duration::ZERO, events.changed()).await {
                     Ok(event) => batch.push(event),
@@ -114,8 +126,8 @@ pub async fn watch_backend(
             }
             // Read each touched child's latest state: whatever happened in
             // between, what is there now is the truth.
-            let changes = match this.read_children(&touched).await {
-                Ok(changes) => changes,
+            let (changes, zxid) = match this.read_children(&touched).await {
+                Ok(read) => read,
                 Err(err) if session_over(&err) => return,
                 Err(_) => continue 'sync,
             };
@@ -123,6 +135,9 @@ pub async fn watch_backend(
                 if !this.send(change).await {
                     return;
                 }
+            }
+            if !this.caught_up(&mut events, &mut carried, zxid).await {
+                return;
             }
         }
     }
@@ -152,6 +167,27 @@ impl Watcher {
                     tokio::time::sleep(RETRY_DELAY).await;
                 }
             }
+        }
+    }
+
+    /// After a read that saw the backend as of `zxid`: if no event is
+    /// queued, every change up to `zxid` has been sent (ZooKeeper delivers
+    /// a watch event before any answer that reflects a later state), and
+    /// the control plane is told so; else the queued event is `carried` to
+    /// the next batch. False once the control plane is gone.
+    async fn caught_up(
+        &mut self,
+        events: &mut PersistentWatcher,
+        carried: &mut Option<WatchedEvent>,
+        zxid: i64,
+    ) -> bool {
+        self.zxid = self.zxid.max(zxid);
+        match tokio::time::timeout(Duration::ZERO, events.changed()).await {
+            Ok(event) => {
+                *carried = Some(event);
+                true
+            }
+            Err(_) => self.send(Change::CaughtUp(self.zxid)).await,
         }
     }
 
@@ -186,19 +222,28 @@ impl Watcher {
         }
     }
 
-    /// Reads `children` (in batches) and turns each into a change.
-    async fn read_children(&mut self, children: &[String]) -> Result<Vec<Change>, Error> {
+    /// Reads `children` (in batches) and turns each into a change; with
+    /// the newest zxid the reads saw (the path's own stat is read with each
+    /// batch: its `pzxid` is the last child created or deleted).
+    async fn read_children(&mut self, children: &[String]) -> Result<(Vec<Change>, i64), Error> {
         let path = self.spec.config.path.clone();
         let mut changes = Vec::with_capacity(children.len());
+        let mut zxid = 0;
         for batch in children.chunks(READ_BATCH) {
             let mut reader = self.client.new_multi_reader();
+            reader.add_get_data(&path)?;
             for child in batch {
                 reader.add_get_data(&format!("{path}/{child}"))?;
             }
-            let results = reader.commit().await?;
+            let mut results = reader.commit().await?.into_iter();
+            // The path's stat; if the path is gone, its event follows, and a full read.
+            if let Some(MultiReadResult::Data { stat, .. }) = results.next() {
+                zxid = zxid.max(stat.pzxid).max(stat.mzxid);
+            }
             for (child, result) in batch.iter().zip(results) {
                 let change = match result {
                     MultiReadResult::Data { data, stat } => {
+                        zxid = zxid.max(stat.mzxid);
                         match self.decode(child, &data, stat.mzxid) {
                             Some(decoded) => Change::Upsert(Listed {
                                 name: child.clone(),
@@ -215,26 +260,26 @@ impl Watcher {
                 changes.push(change);
             }
         }
-        Ok(changes)
+        Ok((changes, zxid))
     }
 
     /// Reads the path's directives, then lists and reads every child. A
     /// missing path is an empty backend.
-    async fn read_all(&mut self) -> Result<(Directives, Vec<Listed>), Error> {
+    async fn read_all(&mut self) -> Result<(Directives, Vec<Listed>, i64), Error> {
         let path = &self.spec.config.path;
         let directives = match self.client.get_data(path).await {
             Ok((data, stat)) => Directives::parse(&data, stat.mzxid),
-            Err(Error::NoNode) => return Ok((Directives::default(), Vec::new())),
+            Err(Error::NoNode) => return Ok((Directives::default(), Vec::new(), 0)),
             Err(err) => return Err(err),
         };
-        let children = match self.client.list_children(path).await {
-            Ok(children) => children,
-            Err(Error::NoNode) => return Ok((directives, Vec::new())),
+        let (children, stat) = match self.client.get_children(path).await {
+            Ok(listed) => listed,
+            Err(Error::NoNode) => return Ok((directives, Vec::new(), 0)),
             Err(err) => return Err(err),
         };
-        let members = self
-            .read_children(&children)
-            .await?
+        let (read, zxid) = self.read_children(&children).await?;
+        let zxid = zxid.max(stat.pzxid).max(directives.zxid);
+        let members = read
             .into_iter()
             .filter_map(|change| match change {
                 Change::Upsert(listed) => Some(listed),
@@ -242,7 +287,7 @@ impl Watcher {
                 _ => None,
             })
             .collect();
-        Ok((directives, members))
+        Ok((directives, members, zxid))
     }
 }
 

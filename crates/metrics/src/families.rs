@@ -34,6 +34,18 @@ pub(crate) const BACKEND_ZONE_REQUESTS_TOTAL: Family = Family {
     labels: &["backend", "zone"],
 };
 
+pub(crate) const DISCOVERY_APPLIED_ZXID: Family = Family {
+    name: names::DISCOVERY_APPLIED_ZXID,
+    help: "The newest ZooKeeper transaction whose effect on the backend's members is in the routing table",
+    labels: &["backend"],
+};
+
+pub(crate) const FLEET_ANNOUNCED: Family = Family {
+    name: names::FLEET_ANNOUNCED,
+    help: "1 while this instance's fleet znode exists (zookeeper.fleet)",
+    labels: &[],
+};
+
 pub(crate) const DISCOVERY_MEMBERS: Family = Family {
     name: names::DISCOVERY_MEMBERS,
     help: "Members of a ZooKeeper-backed backend in use",

@@ -85,6 +85,11 @@ pub mod names {
     /// `zkgate_backend_zone_requests_total{backend,zone}`: requests of a
     /// `locality: prefer_local` backend by side (`local` or `other`).
     pub const BACKEND_ZONE_REQUESTS_TOTAL: &str = "zkgate_backend_zone_requests_total";
+    /// `zkgate_discovery_applied_zxid{backend}`: the newest ZooKeeper
+    /// transaction whose effect on the backend's members is in the table.
+    pub const DISCOVERY_APPLIED_ZXID: &str = "zkgate_discovery_applied_zxid";
+    /// `zkgate_fleet_announced`: 1 while this instance's fleet znode exists.
+    pub const FLEET_ANNOUNCED: &str = "zkgate_fleet_announced";
 }
 
 /// Response classes used as the `code` label: index = status / 100 - 1.
@@ -155,10 +160,20 @@ pub struct Metrics {
     pub discovery_held_members: IntGaugeVec,
     /// Requests of zone-aware backends, by side.
     pub backend_zone_requests: IntCounterVec,
+    /// The newest zxid applied per ZooKeeper-backed backend.
+    pub discovery_applied_zxid: IntGaugeVec,
+    /// 1 while this instance is announced to its fleet.
+    pub fleet_announced: IntGauge,
 }
 
 fn counter_vec(registry: &Registry, family: &Family) -> prometheus::Result<IntCounterVec> {
     let metric = IntCounterVec::new(Opts::new(family.name, family.help), family.labels)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn gauge(registry: &Registry, family: &Family) -> prometheus::Result<IntGauge> {
+    let metric = IntGauge::new(family.name, family.help)?;
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
 }
@@ -224,6 +239,8 @@ impl Metrics {
             discovery_stale: gauge_vec(registry, &families::DISCOVERY_STALE)?,
             discovery_held_members: gauge_vec(registry, &families::DISCOVERY_HELD_MEMBERS)?,
             backend_zone_requests: counter_vec(registry, &families::BACKEND_ZONE_REQUESTS_TOTAL)?,
+            discovery_applied_zxid: gauge_vec(registry, &families::DISCOVERY_APPLIED_ZXID)?,
+            fleet_announced: gauge(registry, &families::FLEET_ANNOUNCED)?,
             discovery_members: gauge_vec(registry, &families::DISCOVERY_MEMBERS)?,
             discovery_invalid_members: gauge_vec(registry, &families::DISCOVERY_INVALID_MEMBERS)?,
             frontend_connections: counter_vec(registry, &families::FRONTEND_CONNECTIONS)?,

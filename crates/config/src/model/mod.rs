@@ -85,6 +85,8 @@ pub struct ZookeeperConfig {
     pub chroot: Option<String>,
     /// A znode holding `defaults`/`frontends`/`backends`, hot-reloaded.
     pub config_node: Option<String>,
+    /// Where this instance announces itself to its fleet, if it does.
+    pub fleet: Option<FleetConfig>,
     /// Session timeout asked of ZooKeeper.
     pub session_timeout: Duration,
     /// Digest credentials.
@@ -146,6 +148,15 @@ pub enum OnEmpty {
     KeepLast,
     /// Obey: the backend has no ZooKeeper servers.
     Apply,
+}
+
+/// `zookeeper.fleet:`: this instance's ephemeral znode `<path>/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// The fleet's znode.
+    pub path: String,
+    /// This instance's name (default: the host name).
+    pub name: String,
 }
 
 /// A backend's `zookeeper:` block.

@@ -2,7 +2,7 @@
 
 use crate::error::ConfigError;
 use crate::model::*;
-use crate::raw::{RawBackendZookeeper, RawProtect, RawZookeeper};
+use crate::raw::{RawBackendZookeeper, RawFleet, RawProtect, RawZookeeper};
 
 pub(super) fn zookeeper(raw: &RawZookeeper, errors: &mut Vec<ConfigError>) -> ZookeeperConfig {
     if raw.connect.trim().is_empty() {
@@ -56,6 +56,7 @@ pub(super) fn zookeeper(raw: &RawZookeeper, errors: &mut Vec<ConfigError>) -> Zo
             .join(","),
         chroot: raw.chroot.clone().filter(|c| c != "/"),
         config_node: raw.config_node.clone(),
+        fleet: raw.fleet.as_ref().and_then(|raw| fleet(raw, errors)),
         session_timeout,
         auth,
     }
@@ -152,5 +153,35 @@ fn protect(path: &str, raw: &RawProtect, errors: &mut Vec<ConfigError>) -> Optio
     Some(Protect {
         max_removed_percent: percent,
         window: raw.window.0,
+    })
+}
+
+/// `zookeeper.fleet: { path, name }`; the name defaults to the host name.
+fn fleet(raw: &RawFleet, errors: &mut Vec<ConfigError>) -> Option<FleetConfig> {
+    let before = errors.len();
+    if let Err(why) = znode_path(&raw.path) {
+        errors.push(ConfigError::new("zookeeper.fleet.path", why));
+    }
+    let name = match &raw.name {
+        Some(name) => name.clone(),
+        None => rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+    if !valid {
+        errors.push(ConfigError::new(
+            "zookeeper.fleet.name",
+            format!("`{name}` is not a znode name: 1 to 128 visible characters, no `/`"),
+        ));
+    }
+    (errors.len() == before).then(|| FleetConfig {
+        path: raw.path.clone(),
+        name,
     })
 }

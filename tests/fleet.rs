@@ -1,0 +1,155 @@
+//! A fleet of zkgates on one ZooKeeper ensemble (`zookeeper.fleet`): each
+//! announces itself with the zxid it applied per backend; `zkgate server
+//! set --wait-fleet` returns once every instance routes by the change, and
+//! names the ones that do not; `zkgate fleet status` shows who is behind.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use zkgate_testkit::{free_port, wait_until, HttpServer, Zkgate, ZooKeeper};
+
+use common::*;
+
+const PATH: &str = "/services/web";
+const FLEET: &str = "/zkgate/fleet";
+
+fn config(zk: &str, port: u16, name: &str) -> String {
+    format!(
+        "zone: z1\nzookeeper:\n  connect: \"{zk}\"\n  session_timeout: 10s\n  fleet: {{ path: {FLEET}, name: {name} }}\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: {PATH} }}\n"
+    )
+}
+
+fn zkgate_cli(args: &[&str]) -> Output {
+    Command::new(ZKGATE)
+        .args(args)
+        .output()
+        .expect("run zkgate")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_waited_for_until_every_instance_routes_by_it() {
+    let zk = ZooKeeper::ensemble();
+    let client = zk_client(&zk).await;
+    let (a, b) = (HttpServer::start("a").await, HttpServer::start("b").await);
+    register(&client, PATH, a.addr, 1, "ready").await;
+    register(&client, PATH, b.addr, 1, "ready").await;
+    let connect = zk.connect_string();
+    let mut fleet = Vec::new();
+    for name in ["edge-1", "edge-2", "edge-3"] {
+        let port = free_port();
+        let zkgate = Zkgate::start(ZKGATE, &config(&connect, port, name)).await;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        fleet.push((zkgate, addr));
+    }
+    let status = zkgate_cli(&["fleet", "status", "--zk", &connect, "--path", FLEET]);
+    let shown = text(&status);
+    assert!(status.status.success(), "{shown}");
+    for name in ["edge-1", "edge-2", "edge-3"] {
+        assert!(shown.contains(name), "{shown}");
+    }
+    assert!(shown.contains("fleet agrees: 3 instances"), "{shown}");
+
+    // Reweighted and waited for: every instance routes by it on return.
+    let b_addr = b.addr.to_string();
+    let set = zkgate_cli(&[
+        "server",
+        "set",
+        "--zk",
+        &connect,
+        "--path",
+        PATH,
+        &b_addr,
+        "--weight",
+        "3",
+        "--wait-fleet",
+        FLEET,
+    ]);
+    assert!(set.status.success(), "{}", text(&set));
+    for (_, addr) in &fleet {
+        let seen = spread(*addr, "/", 40).await;
+        assert_eq!(
+            (seen.get("a"), seen.get("b")),
+            (Some(&10), Some(&30)),
+            "{seen:?}"
+        );
+    }
+
+    // One instance frozen: the wait gives up naming it (exit 3), and the
+    // fleet's status says it is behind.
+    fleet[2].0.signal("STOP");
+    let set = zkgate_cli(&[
+        "server",
+        "set",
+        "--zk",
+        &connect,
+        "--path",
+        PATH,
+        &b_addr,
+        "--weight",
+        "1",
+        "--wait-fleet",
+        FLEET,
+        "--timeout",
+        "2s",
+    ]);
+    let said = text(&set);
+    assert_eq!(set.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("edge-3") && !said.contains("edge-1"),
+        "{said}"
+    );
+    let status = text(&zkgate_cli(&[
+        "fleet", "status", "--zk", &connect, "--path", FLEET,
+    ]));
+    assert!(
+        status.contains("fleet disagrees: edge-3 is behind on /services/web"),
+        "{status}"
+    );
+    fleet[2].0.signal("CONT");
+    wait_until("edge-3 to catch up", Duration::from_secs(10), || async {
+        let status = text(&zkgate_cli(&[
+            "fleet", "status", "--zk", &connect, "--path", FLEET,
+        ]));
+        status.contains("fleet agrees").then_some(())
+    })
+    .await;
+
+    // A name already live is a start error.
+    let clash = Zkgate::spawn_with_env(ZKGATE, &config(&connect, free_port(), "edge-1"), &[]);
+    let mut clash = clash;
+    let exit = clash.exited(Duration::from_secs(15)).await;
+    assert!(!exit.success());
+    assert!(
+        clash.log().contains("the fleet name is taken"),
+        "{}",
+        clash.log()
+    );
+
+    // An instance that stops leaves the fleet.
+    let (mut gone, _) = fleet.remove(0);
+    assert!(gone.terminate().success());
+    wait_until(
+        "edge-1's announcement gone",
+        Duration::from_secs(10),
+        || async {
+            client
+                .check_stat(&format!("{FLEET}/edge-1"))
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+}
