@@ -74,6 +74,9 @@ pub(crate) async fn run(
     metrics: Metrics,
     announcing: Announcing,
 ) {
+    // Each instance tries the ensemble's servers in an order of its own, so
+    // that a fleet starting together does not land on the first one.
+    let zookeeper = shuffled(zookeeper);
     let mut backoff = MIN_BACKOFF;
     loop {
         let connect_timeout = zookeeper
@@ -82,8 +85,9 @@ pub(crate) async fn run(
         let client = match connect(&zookeeper, connect_timeout).await {
             Ok(client) => client,
             Err(why) => {
-                warn!(retry_in_ms = backoff.as_millis() as u64, "{why}");
-                tokio::time::sleep(backoff).await;
+                let wait = jittered(backoff);
+                warn!(retry_in_ms = wait.as_millis() as u64, "{why}");
+                tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
@@ -107,10 +111,24 @@ pub(crate) async fn run(
                 metrics.zookeeper_session_expirations.inc();
                 warn!("ZooKeeper session expired: opening a new one; serving the last known members meanwhile");
             }
-            SessionEnd::Failed => tokio::time::sleep(backoff).await,
+            SessionEnd::Failed => tokio::time::sleep(jittered(backoff)).await,
             SessionEnd::Shutdown => return,
         }
     }
+}
+
+/// `wait` spread over half to one and a half of itself: a fleet refused at
+/// the same moment does not come back at the same moment.
+pub(crate) fn jittered(wait: Duration) -> Duration {
+    wait.mul_f64(0.5 + fastrand::f64())
+}
+
+/// `zookeeper` with its servers in a random order.
+fn shuffled(mut zookeeper: ZookeeperConfig) -> ZookeeperConfig {
+    let mut hosts: Vec<&str> = zookeeper.connect.split(',').collect();
+    fastrand::shuffle(&mut hosts);
+    zookeeper.connect = hosts.join(",");
+    zookeeper
 }
 
 /// Keeps one watcher per spec alive for the session's lifetime.

@@ -13,8 +13,13 @@ use zookeeper_client::{
 };
 
 use crate::directives::Directives;
+use crate::session;
 use crate::format::{self, Child};
 use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
+
+/// A re-read after a reconnect waits about this long (half to one and a
+/// half of it), so that a fleet reconnecting together reads spread out.
+const RESYNC_SPREAD: Duration = Duration::from_millis(500);
 
 /// Children read per multi-read request, well under ZooKeeper's 1 MiB packet limit.
 const READ_BATCH: usize = 256;
@@ -108,6 +113,9 @@ pub async fn watch_backend(
                             // The old watcher drops after the new one exists, so
                             // its removal leaves the path watched.
                             events = renewed;
+                            // A whole fleet reconnects at once after a leader
+                            // election: spread the re-reads.
+                            tokio::time::sleep(session::jittered(RESYNC_SPREAD)).await;
                             continue 'sync;
                         }
                         state if state.is_terminated() => return,
