@@ -1,0 +1,186 @@
+//! The ZooKeeper side of a fleet: N light instances on one 3-node ensemble
+//! (the test kit's, on loopback, `maxClientCnxns=0`), each the real
+//! discovery code — its own session, persistent watch, reads and member
+//! updates — without the table build (one machine cannot hold the CPU of a
+//! thousand proxies; the instance side is measured by `benches/churn.rs`
+//! and `benches/table_build.rs`). For each N: the cold start of all N at
+//! once (until every instance has caught up with the listing), and one
+//! `setData` (until every instance has caught up with its zxid: p50, p99,
+//! max), with the requests the ensemble served (`mntr`
+//! `zk_packets_received`, summed over the nodes) per instance and per
+//! change.
+//!
+//! Run: `cargo bench --bench fleet` (`FLEET_SIZES=100,300`,
+//! `FLEET_MEMBERS=10000`, `FLEET_CHANGES=20` to change the shape).
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use zkgate_config::{DiscoveryConfig, MemberFormat, OnEmpty, ZookeeperConfig};
+use zkgate_discovery::{Change, Discovery, WatchSpec};
+use zkgate_testkit::zookeeper::four_letter;
+use zkgate_testkit::ZooKeeper;
+use zookeeper_client::{Acls, CreateMode};
+
+const PATH: &str = "/services/web";
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Requests the ensemble has received so far, summed over its nodes.
+fn packets(zk: &ZooKeeper) -> u64 {
+    (0..zk.len())
+        .filter_map(|i| four_letter(zk.client_addr(i).port(), "mntr"))
+        .flat_map(|mntr| {
+            mntr.lines()
+                .filter_map(|l| l.strip_prefix("zk_packets_received"))
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// One light instance: the zxid it caught up with, as it moves.
+struct Light {
+    _discovery: Discovery,
+    caught_up: watch::Receiver<i64>,
+}
+
+fn light(zookeeper: &ZookeeperConfig) -> Light {
+    let (updates, mut received) = mpsc::channel(4096);
+    let registry = prometheus::Registry::new();
+    let metrics = zkgate_metrics::Metrics::register(&registry).expect("metrics");
+    let spec = WatchSpec {
+        backend: "web".into(),
+        config: DiscoveryConfig {
+            path: PATH.into(),
+            format: MemberFormat::Zkgate,
+            endpoint: None,
+            on_empty: OnEmpty::KeepLast,
+            protect: None,
+        },
+    };
+    let discovery = Discovery::start(zookeeper.clone(), vec![spec], updates, metrics);
+    let (tell, caught_up) = watch::channel(0);
+    tokio::spawn(async move {
+        // The member map an instance keeps, without the table build.
+        let mut members = std::collections::HashMap::new();
+        while let Some(update) = received.recv().await {
+            match update.change {
+                Change::Reset(listing) => {
+                    members = listing.into_iter().map(|l| (l.name, l.decoded)).collect();
+                }
+                Change::Upsert(listed) => {
+                    members.insert(listed.name, listed.decoded);
+                }
+                Change::Remove(name) => {
+                    members.remove(&name);
+                }
+                Change::CaughtUp(zxid) => {
+                    tell.send_replace(zxid);
+                }
+                Change::Directives(_) => {}
+            }
+        }
+    });
+    Light {
+        _discovery: discovery,
+        caught_up,
+    }
+}
+
+/// How long until each instance caught up with `zxid` (at most `limit`).
+async fn until_all(fleet: &[Light], zxid: i64, since: Instant, limit: Duration) -> Vec<Duration> {
+    let mut waits = Vec::with_capacity(fleet.len());
+    for instance in fleet {
+        let mut caught_up = instance.caught_up.clone();
+        let reached = tokio::time::timeout_at(
+            (since + limit).into(),
+            caught_up.wait_for(|z| *z >= zxid),
+        )
+        .await;
+        assert!(reached.is_ok(), "an instance did not catch up within {limit:?}");
+        waits.push(since.elapsed());
+    }
+    waits
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let sizes = env_list("FLEET_SIZES", &[100, 300, 1000]);
+    let member_count = env_number("FLEET_MEMBERS", 10_000);
+    let changes = env_number("FLEET_CHANGES", 20);
+    let zk = ZooKeeper::ensemble();
+    let client = zookeeper_client::Client::connect(&zk.connect_string()).await.expect("connect");
+    let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    client.mkdir(PATH, &open).await.expect("mkdir");
+    for chunk in (0..member_count).collect::<Vec<_>>().chunks(500) {
+        let mut writer = client.new_multi_writer();
+        for n in chunk {
+            let port = 20_000 + (n % 40_000) as u16;
+            let host = format!("10.{}.{}.{}", n / 65_536, (n / 256) % 256, n % 256);
+            let data = format!(r#"{{"address":"{host}:{port}","weight":1}}"#);
+            writer.add_create(&format!("{PATH}/m{n}"), data.as_bytes(), &open).expect("create");
+        }
+        writer.commit().await.expect("commit");
+    }
+    let listing_zxid = client.check_stat(PATH).await.expect("stat").expect("path").pzxid;
+    let zookeeper = ZookeeperConfig {
+        connect: zk.connect_string(),
+        chroot: None,
+        config_node: None,
+        session_timeout: Duration::from_secs(10),
+        auth: None,
+        fleet: None,
+    };
+    println!("ensemble: 3 nodes on loopback; one backend of {member_count} members");
+    println!("| instances | cold start s | requests per instance at start | setData p50 ms | p99 ms | max ms | requests per change | per change ÷ N |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in &sizes {
+        let before = packets(&zk);
+        let started = Instant::now();
+        let fleet: Vec<Light> = (0..n).map(|_| light(&zookeeper)).collect();
+        let cold = until_all(&fleet, listing_zxid, started, Duration::from_secs(300)).await;
+        let cold = cold.into_iter().max().unwrap_or_default();
+        let at_start = packets(&zk) - before;
+        let mut waits = Vec::new();
+        let before = packets(&zk);
+        for change in 0..changes {
+            let data = format!(r#"{{"address":"10.0.0.0:20000","weight":{}}}"#, 1 + change % 9);
+            let written = Instant::now();
+            let stat = client.set_data(&format!("{PATH}/m0"), data.as_bytes(), None).await.expect("set");
+            waits.extend(until_all(&fleet, stat.mzxid, written, Duration::from_secs(60)).await);
+        }
+        let per_change = (packets(&zk) - before) as f64 / changes as f64;
+        waits.sort();
+        println!(
+            "| {n} | {:.2} | {:.1} | {} | {} | {} | {:.0} | {:.2} |",
+            cold.as_secs_f64(),
+            at_start as f64 / n as f64,
+            ms(percentile(&waits, 0.5)),
+            ms(percentile(&waits, 0.99)),
+            ms(*waits.last().unwrap()),
+            per_change,
+            per_change / n as f64
+        );
+        drop(fleet);
+        // The sessions close; let the ensemble settle before the next size.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
