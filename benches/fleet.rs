@@ -32,7 +32,10 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
 }
 
 fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Requests the ensemble has received so far, summed over its nodes.
@@ -48,10 +51,12 @@ fn packets(zk: &ZooKeeper) -> u64 {
         .sum()
 }
 
-/// One light instance: the zxid it caught up with, as it moves.
+/// One light instance: the zxid it caught up with, and how many full
+/// listings it read, as they move.
 struct Light {
     _discovery: Discovery,
     caught_up: watch::Receiver<i64>,
+    listings: watch::Receiver<u64>,
 }
 
 fn light(zookeeper: &ZookeeperConfig) -> Light {
@@ -70,6 +75,7 @@ fn light(zookeeper: &ZookeeperConfig) -> Light {
     };
     let discovery = Discovery::start(zookeeper.clone(), vec![spec], updates, metrics);
     let (tell, caught_up) = watch::channel(0);
+    let (count, listings) = watch::channel(0u64);
     tokio::spawn(async move {
         // The member map an instance keeps, without the table build.
         let mut members = std::collections::HashMap::new();
@@ -77,6 +83,7 @@ fn light(zookeeper: &ZookeeperConfig) -> Light {
             match update.change {
                 Change::Reset(listing) => {
                     members = listing.into_iter().map(|l| (l.name, l.decoded)).collect();
+                    count.send_modify(|n| *n += 1);
                 }
                 Change::Upsert(listed) => {
                     members.insert(listed.name, listed.decoded);
@@ -94,6 +101,7 @@ fn light(zookeeper: &ZookeeperConfig) -> Light {
     Light {
         _discovery: discovery,
         caught_up,
+        listings,
     }
 }
 
@@ -102,15 +110,85 @@ async fn until_all(fleet: &[Light], zxid: i64, since: Instant, limit: Duration) 
     let mut waits = Vec::with_capacity(fleet.len());
     for instance in fleet {
         let mut caught_up = instance.caught_up.clone();
-        let reached = tokio::time::timeout_at(
-            (since + limit).into(),
-            caught_up.wait_for(|z| *z >= zxid),
-        )
-        .await;
-        assert!(reached.is_ok(), "an instance did not catch up within {limit:?}");
+        let reached =
+            tokio::time::timeout_at((since + limit).into(), caught_up.wait_for(|z| *z >= zxid))
+                .await;
+        assert!(
+            reached.is_ok(),
+            "an instance did not catch up within {limit:?}"
+        );
         waits.push(since.elapsed());
     }
     waits
+}
+
+/// Requests per second at the ensemble, sampled every half second while
+/// `done` is pending; the peak.
+async fn peak_rate<F: std::future::Future>(zk: &ZooKeeper, done: F) -> (F::Output, f64) {
+    let mut done = std::pin::pin!(done);
+    let mut last = (packets(zk), Instant::now());
+    let mut peak: f64 = 0.0;
+    loop {
+        tokio::select! {
+            out = &mut done => return (out, peak),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {
+                let now = (packets(zk), Instant::now());
+                let rate = (now.0 - last.0) as f64 / now.1.duration_since(last.1).as_secs_f64();
+                peak = peak.max(rate);
+                last = now;
+            }
+        }
+    }
+}
+
+/// The leader killed: how long until every instance read its backend
+/// again, and the peak request rate meanwhile. The node is restarted after.
+async fn leader_killed(zk: &mut ZooKeeper, fleet: &[Light]) -> (Duration, f64) {
+    let leader = (0..zk.len())
+        .find(|&i| zk.mode(i).as_deref() == Some("leader"))
+        .expect("a leader");
+    let before: Vec<u64> = fleet.iter().map(|l| *l.listings.borrow()).collect();
+    let killed = Instant::now();
+    tokio::task::block_in_place(|| zk.kill(leader));
+    let all_resynced = async {
+        for (instance, before) in fleet.iter().zip(before) {
+            let mut listings = instance.listings.clone();
+            listings
+                .wait_for(|n| *n > before)
+                .await
+                .expect("instance alive");
+        }
+        killed.elapsed()
+    };
+    let (took, peak) = peak_rate(zk, all_resynced).await;
+    tokio::task::block_in_place(|| zk.restart(leader));
+    (took, peak)
+}
+
+/// The ensemble's read capacity: `readers` sessions reading one child as
+/// fast as they can for `seconds`; reads per second.
+async fn max_read_rate(connect: &str, readers: usize, seconds: u64) -> f64 {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..readers {
+        let connect = connect.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let client = zookeeper_client::Client::connect(&connect)
+                .await
+                .expect("connect");
+            let mut reads = 0u64;
+            while Instant::now() < until {
+                client.get_data(&format!("{PATH}/m0")).await.expect("read");
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("reader");
+    }
+    total as f64 / seconds as f64
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -126,8 +204,10 @@ async fn main() {
     let sizes = env_list("FLEET_SIZES", &[100, 300, 1000]);
     let member_count = env_number("FLEET_MEMBERS", 10_000);
     let changes = env_number("FLEET_CHANGES", 20);
-    let zk = ZooKeeper::ensemble();
-    let client = zookeeper_client::Client::connect(&zk.connect_string()).await.expect("connect");
+    let mut zk = ZooKeeper::ensemble();
+    let client = zookeeper_client::Client::connect(&zk.connect_string())
+        .await
+        .expect("connect");
     let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
     client.mkdir(PATH, &open).await.expect("mkdir");
     for chunk in (0..member_count).collect::<Vec<_>>().chunks(500) {
@@ -136,11 +216,18 @@ async fn main() {
             let port = 20_000 + (n % 40_000) as u16;
             let host = format!("10.{}.{}.{}", n / 65_536, (n / 256) % 256, n % 256);
             let data = format!(r#"{{"address":"{host}:{port}","weight":1}}"#);
-            writer.add_create(&format!("{PATH}/m{n}"), data.as_bytes(), &open).expect("create");
+            writer
+                .add_create(&format!("{PATH}/m{n}"), data.as_bytes(), &open)
+                .expect("create");
         }
         writer.commit().await.expect("commit");
     }
-    let listing_zxid = client.check_stat(PATH).await.expect("stat").expect("path").pzxid;
+    let listing_zxid = client
+        .check_stat(PATH)
+        .await
+        .expect("stat")
+        .expect("path")
+        .pzxid;
     let zookeeper = ZookeeperConfig {
         connect: zk.connect_string(),
         chroot: None,
@@ -168,9 +255,15 @@ async fn main() {
         let before = packets(&zk);
         let changes_began = Instant::now();
         for change in 0..changes {
-            let data = format!(r#"{{"address":"10.0.0.0:20000","weight":{}}}"#, 1 + change % 9);
+            let data = format!(
+                r#"{{"address":"10.0.0.0:20000","weight":{}}}"#,
+                1 + change % 9
+            );
             let written = Instant::now();
-            let stat = client.set_data(&format!("{PATH}/m0"), data.as_bytes(), None).await.expect("set");
+            let stat = client
+                .set_data(&format!("{PATH}/m0"), data.as_bytes(), None)
+                .await
+                .expect("set");
             waits.extend(until_all(&fleet, stat.mzxid, written, Duration::from_secs(60)).await);
         }
         let total = (packets(&zk) - before) as f64;
@@ -189,8 +282,37 @@ async fn main() {
             reads_per_change / n as f64,
             idle_per_second
         );
+        if n == *sizes.iter().max().unwrap() {
+            // A deploy: `FLEET_DEPLOY` member changes spread over 10 s.
+            let deploy = env_number("FLEET_DEPLOY", 1000);
+            let began = Instant::now();
+            let mut last = 0;
+            for change in 0..deploy {
+                let at = began + Duration::from_secs(10).mul_f64(change as f64 / deploy as f64);
+                tokio::time::sleep_until(at.into()).await;
+                let member = change % member_count;
+                let data = format!(
+                    r#"{{"address":"10.0.0.1:{}","weight":{}}}"#,
+                    20_000 + member % 40_000,
+                    1 + change % 7
+                );
+                let stat = client
+                    .set_data(&format!("{PATH}/m{member}"), data.as_bytes(), None)
+                    .await
+                    .expect("set");
+                last = stat.mzxid;
+            }
+            let converged = until_all(&fleet, last, began, Duration::from_secs(120)).await;
+            let converged = converged.into_iter().max().unwrap_or_default();
+            println!();
+            println!("{n} instances, a deploy of {deploy} member changes over 10 s: all converged {:.2} s after it began ({:.2} s after the last write)", converged.as_secs_f64(), converged.as_secs_f64() - 10.0);
+            let (took, peak) = leader_killed(&mut zk, &fleet).await;
+            println!("{n} instances, the leader killed: all read their backend again within {:.2} s; peak {:.0} requests/s at the ensemble", took.as_secs_f64(), peak);
+        }
         drop(fleet);
         // The sessions close; let the ensemble settle before the next size.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    let rate = max_read_rate(&zk.connect_string(), 64, 5).await;
+    println!("the ensemble's read rate (64 sessions reading one znode as fast as they can): {rate:.0} reads/s");
 }

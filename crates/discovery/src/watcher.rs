@@ -13,8 +13,8 @@ use zookeeper_client::{
 };
 
 use crate::directives::Directives;
-use crate::session;
 use crate::format::{self, Child};
+use crate::session;
 use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
 
 /// A re-read after a reconnect waits about this long (half to one and a
