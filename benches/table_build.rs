@@ -47,6 +47,52 @@ fn table_build(c: &mut Criterion) {
     group.finish();
 }
 
+/// 50 backends × 200 servers: every backend built, against one changed
+/// backend built anew and the others carried over.
+fn one_backend_of_fifty(c: &mut Criterion) {
+    let mut text =
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:18080\"]\n    default_backend: b0\nbackends:\n"
+            .to_owned();
+    let mut discovered: Discovered = HashMap::new();
+    let mut resolved: Resolved = HashMap::new();
+    for b in 0..50 {
+        text.push_str(&format!("  b{b}:\n    servers: []\n"));
+        let servers: Vec<ServerConfig> = (0..200)
+            .map(|i| {
+                let address: SocketAddr = ([127, 2, b as u8, (i + 1) as u8], 8080).into();
+                let server = ServerConfig {
+                    address: ServerAddress::parse(&address.to_string()).unwrap(),
+                    weight: 1 + (i % 10) as u32,
+                    state: AdminState::Ready,
+                    zone: None,
+                };
+                resolved.insert(server.address.clone(), address);
+                server
+            })
+            .collect();
+        discovered.insert(format!("b{b}"), servers);
+    }
+    let config = zkgate_config::parse(&text, "bench").unwrap();
+    let mut builder = TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
+    builder.build(&config, &discovered, &resolved);
+    let mut group = c.benchmark_group("table_build_50x200");
+    group.bench_function("all", |b| {
+        b.iter(|| black_box(builder.build(&config, &discovered, &resolved)))
+    });
+    let changed: std::collections::HashSet<String> = ["b7".to_owned()].into();
+    group.bench_function("one_changed", |b| {
+        b.iter(|| {
+            black_box(builder.build_changed(
+                &config,
+                &discovered,
+                &resolved,
+                zkgate_routing::Changed::Backends(&changed),
+            ))
+        })
+    });
+    group.finish();
+}
+
 fn config_with(balance: &str, hash_method: &str) -> zkgate_config::Config {
     let text = format!(
         "frontends:\n  web:\n    bind: [\"127.0.0.1:18080\"]\n    default_backend: web\nbackends:\n  web:\n    balance: \"{balance}\"\n{hash_method}    servers: []\n"
@@ -141,5 +187,11 @@ fn route_match(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, table_build, pick, route_match);
+criterion_group!(
+    benches,
+    table_build,
+    one_backend_of_fifty,
+    pick,
+    route_match
+);
 criterion_main!(benches);

@@ -4,6 +4,7 @@
 //! `ArcSwap` store. Server changes are merged into as few builds as keep up
 //! with them.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use zkgate_config::Config;
 use zkgate_discovery::{Discovery, Update, WatchSpec};
 use zkgate_health::{HealthChecks, HealthEvent};
 use zkgate_metrics::Metrics;
-use zkgate_routing::{Discovered, FrontendId, RoutingTable, TableBuilder};
+use zkgate_routing::{Changed, Discovered, FrontendId, RoutingTable, TableBuilder};
 use zkgate_tls::TlsMaterial;
 
 use crate::last_known::{self, LastKnown};
@@ -64,6 +65,9 @@ pub(crate) struct TablePublisher {
     last_build: Option<(Instant, Duration)>,
     /// The writer of the last-known members, with `state_dir`.
     last_known: Option<LastKnown>,
+    /// The backends the next build must build anew (`None`: all of them):
+    /// those server changes touched since the last build.
+    changed: Option<HashSet<String>>,
 }
 
 impl TablePublisher {
@@ -95,6 +99,7 @@ impl TablePublisher {
             stale,
             last_build: None,
             last_known: None,
+            changed: None,
         }
     }
 
@@ -141,6 +146,7 @@ impl TablePublisher {
     /// Builds from `config` from now on (and follows its ZooKeeper
     /// backends); returns the previous one.
     pub(crate) fn replace_config(&mut self, config: Config, tls: TlsMaterial) -> Config {
+        self.changed = None;
         let previous = std::mem::replace(&mut self.config, config);
         self.builder.set_tls(tls);
         self.resolver.forget();
@@ -270,6 +276,7 @@ impl TablePublisher {
         while let Some(input) = next {
             match input {
                 Input::Membership(update) => {
+                    self.touched(&update.backend);
                     let protect = self
                         .config
                         .backend(&update.backend)
@@ -284,8 +291,9 @@ impl TablePublisher {
                     }
                 }
                 // The checker already wrote the server's health; the build reads it.
-                Input::Refresh => {}
+                Input::Refresh => self.changed = None,
                 Input::Health(event) => {
+                    self.touched(&event.backend);
                     debug!(backend = %event.backend, server = %event.address, health = ?event.health, "health changed");
                     health += 1;
                     if event.health == zkgate_routing::Health::Down {
@@ -306,10 +314,22 @@ impl TablePublisher {
         started
     }
 
-    /// Builds and publishes the changes absorbed since `started`, and notes
-    /// the cost for the next merge.
+    /// Notes that `backend` must be built anew at the next build.
+    fn touched(&mut self, backend: &str) {
+        if let Some(changed) = &mut self.changed {
+            if !changed.contains(backend) {
+                changed.insert(backend.to_owned());
+            }
+        }
+    }
+
+    /// Builds and publishes the changes absorbed since `started` (only the
+    /// backends they touched are built anew), and notes the cost for the
+    /// next merge.
     pub(crate) async fn publish_changes(&mut self, started: Instant) {
-        self.rebuild().await;
+        let changed = self.changed.take();
+        let table = self.build_changed(changed.as_ref()).await;
+        self.publish(table);
         self.last_build = Some((Instant::now(), started.elapsed()));
     }
 
@@ -323,8 +343,18 @@ impl TablePublisher {
     /// Builds a table from the configuration and what is known of its
     /// servers, without publishing it.
     pub(crate) async fn build(&mut self) -> RoutingTable {
+        self.changed = None;
+        self.build_changed(None).await
+    }
+
+    /// Builds a table in which only the backends `changed` names (every
+    /// backend if `None`) are built anew.
+    async fn build_changed(&mut self, changed: Option<&HashSet<String>>) -> RoutingTable {
         let mut discovered = Discovered::new();
         for backend in &self.config.backends {
+            if changed.is_some_and(|c| !c.contains(&backend.name)) {
+                continue;
+            }
             let (Some(discovery), Some(members)) =
                 (&backend.discovery, self.members.get_mut(&backend.name))
             else {
@@ -366,7 +396,17 @@ impl TablePublisher {
             .chain(discovered.values().flatten())
             .map(|s| &s.address);
         let resolved = self.resolver.resolve(addresses).await;
-        self.builder.build(&self.config, &discovered, &resolved)
+        let table = match changed {
+            None => self.builder.build(&self.config, &discovered, &resolved),
+            Some(changed) => {
+                let changed = Changed::Backends(changed);
+                self.builder
+                    .build_changed(&self.config, &discovered, &resolved, changed)
+            }
+        };
+        // What comes next is built on this table.
+        self.changed = Some(HashSet::new());
+        table
     }
 
     /// Puts `table` in service.

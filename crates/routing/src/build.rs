@@ -42,6 +42,8 @@ pub struct TableBuilder {
     generation: u64,
     tls: TlsMaterial,
     accepting: bool,
+    /// The backends of the last table, by name, for `build_changed`.
+    previous: HashMap<String, Built>,
 }
 
 impl TableBuilder {
@@ -57,6 +59,7 @@ impl TableBuilder {
             generation: 0,
             tls: TlsMaterial::default(),
             accepting: true,
+            previous: HashMap::new(),
         }
     }
 
@@ -86,30 +89,63 @@ impl TableBuilder {
         discovered: &Discovered,
         resolved: &Resolved,
     ) -> RoutingTable {
+        self.build_changed(config, discovered, resolved, Changed::All)
+    }
+
+    /// Builds the next table where only the backends `changed` names may
+    /// differ from the last one: the others (same configuration, TLS and
+    /// zone) are carried over as they were, so a change to one backend
+    /// costs that backend's build, not every backend's. `discovered` and
+    /// `resolved` need only hold what the changed backends use.
+    pub fn build_changed(
+        &mut self,
+        config: &Config,
+        discovered: &Discovered,
+        resolved: &Resolved,
+        changed: Changed<'_>,
+    ) -> RoutingTable {
         let started = Instant::now();
         self.generation += 1;
         let generation = self.generation;
         let mut servers = self.servers.generation(&self.metrics);
+        let mut previous = std::mem::take(&mut self.previous);
+        let mut kept = HashMap::with_capacity(config.backends.len());
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
             .map(|b| {
-                let found = discovered.get(&b.name).map_or(&[][..], Vec::as_slice);
-                let shared = Shared {
-                    resolved,
-                    metrics: &self.metrics,
-                    generation,
-                    zone: config.zone.as_deref(),
+                let tls = self.tls.backend(&b.name).cloned();
+                let zone = config.zone.clone();
+                let carried = previous.remove(b.name.as_str()).filter(|p| {
+                    changed.keeps(&b.name) && p.same_as(b, tls.as_ref(), zone.as_ref())
+                });
+                let backend = match carried {
+                    Some(built) => {
+                        servers.keep(&built.backend.name);
+                        built.backend
+                    }
+                    None => {
+                        let found = discovered.get(&b.name).map_or(&[][..], Vec::as_slice);
+                        let shared = Shared {
+                            resolved,
+                            metrics: &self.metrics,
+                            generation,
+                            zone: config.zone.as_deref(),
+                        };
+                        Arc::new(build_backend(b, tls.clone(), found, &mut servers, &shared))
+                    }
                 };
-                Arc::new(build_backend(
-                    b,
-                    self.tls.backend(&b.name).cloned(),
-                    found,
-                    &mut servers,
-                    &shared,
-                ))
+                let built = Built {
+                    backend: Arc::clone(&backend),
+                    config: b.clone(),
+                    tls,
+                    zone,
+                };
+                kept.insert(b.name.clone(), built);
+                backend
             })
             .collect();
+        self.previous = kept;
         servers.finish();
 
         let by_name: HashMap<&str, &Arc<Backend>> =
@@ -165,6 +201,51 @@ impl TableBuilder {
             .table_build_seconds
             .observe(started.elapsed().as_secs_f64());
         RoutingTable::new(generation, frontends, backends, retired, self.accepting)
+    }
+}
+
+/// Which backends a build must build anew.
+#[derive(Debug, Clone, Copy)]
+pub enum Changed<'a> {
+    /// Every one (a reload, a timed refresh, the first table).
+    All,
+    /// Only these; the others are carried over if their configuration is
+    /// the same.
+    Backends(&'a HashSet<String>),
+}
+
+impl Changed<'_> {
+    /// Whether `backend` may be carried over.
+    fn keeps(&self, backend: &str) -> bool {
+        match self {
+            Changed::All => false,
+            Changed::Backends(changed) => !changed.contains(backend),
+        }
+    }
+}
+
+/// A backend of the last table, with what it was built from.
+struct Built {
+    backend: Arc<Backend>,
+    config: BackendConfig,
+    tls: Option<Arc<ClientTls>>,
+    zone: Option<Arc<str>>,
+}
+
+impl Built {
+    /// Whether it was built from the same configuration, TLS and zone.
+    fn same_as(
+        &self,
+        config: &BackendConfig,
+        tls: Option<&Arc<ClientTls>>,
+        zone: Option<&Arc<str>>,
+    ) -> bool {
+        let same_tls = match (&self.tls, tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.config == *config && same_tls && self.zone.as_ref() == zone
     }
 }
 

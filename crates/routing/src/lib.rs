@@ -13,7 +13,7 @@ mod server;
 mod table;
 
 pub use attempts::Attempts;
-pub use build::{Discovered, Resolved, TableBuilder};
+pub use build::{Changed, Discovered, Resolved, TableBuilder};
 pub use ewma::PeakEwma;
 pub use outlier::Outlier;
 pub use server::{ActiveRequest, FastHash, FastHasher, Health, HealthState, ServerState};

@@ -15,9 +15,6 @@ use crate::ewma::PeakEwma;
 use crate::outlier::Outlier;
 use zkgate_metrics::Metrics;
 
-/// Identity of a server across tables.
-pub type ServerKey = (Arc<str>, SocketAddr);
-
 /// Live, shared state of one server.
 #[derive(Debug)]
 pub struct ServerState {
@@ -159,10 +156,14 @@ impl std::hash::Hasher for FastHasher {
     }
 }
 
-/// Owned by the control plane: the states of every server in the table in service.
+/// One backend's server states, by address.
+type BackendStates = HashMap<SocketAddr, Arc<ServerState>, FastHash>;
+
+/// Owned by the control plane: the states of every server in the table in
+/// service, by backend.
 #[derive(Default)]
 pub struct ServerRegistry {
-    states: HashMap<ServerKey, Arc<ServerState>, FastHash>,
+    states: HashMap<Arc<str>, BackendStates>,
     /// Generations finished; servers of the very first one count as long
     /// ready (nothing to slow-start against when the process starts).
     generations: u64,
@@ -175,7 +176,7 @@ impl ServerRegistry {
         RegistryGeneration {
             registry: self,
             metrics: metrics.clone(),
-            claimed: HashMap::with_capacity_and_hasher(capacity, FastHash::default()),
+            claimed: HashMap::with_capacity(capacity),
         }
     }
 }
@@ -184,54 +185,42 @@ impl ServerRegistry {
 pub struct RegistryGeneration<'a> {
     registry: &'a mut ServerRegistry,
     metrics: Metrics,
-    claimed: HashMap<ServerKey, Arc<ServerState>, FastHash>,
+    claimed: HashMap<Arc<str>, BackendStates>,
 }
 
 impl RegistryGeneration<'_> {
+    /// Keeps every server of `backend` as it was: the backend is carried
+    /// over unchanged into the new table.
+    pub fn keep(&mut self, backend: &Arc<str>) {
+        if let Some(states) = self.registry.states.remove(backend) {
+            self.claimed.insert(Arc::clone(backend), states);
+        }
+    }
+
     /// The state of `address` in `backend`, carried over or new.
     pub fn claim(&mut self, backend: &Arc<str>, address: SocketAddr) -> Arc<ServerState> {
-        let key = (Arc::clone(backend), address);
-        if let Some(state) = self.claimed.get(&key) {
+        let claimed = self.claimed.entry(Arc::clone(backend)).or_default();
+        if let Some(state) = claimed.get(&address) {
             return Arc::clone(state);
         }
         // Taken out of the previous generation: what `finish` finds left
         // there are the servers no table holds any more.
-        let state = self.registry.states.remove(&key).unwrap_or_else(|| {
-            let label: Arc<str> = address.to_string().into();
-            let labels = &[&**backend, &*label];
-            Arc::new(ServerState {
-                address,
-                label: Arc::clone(&label),
-                active: self
-                    .metrics
-                    .server_active_requests
-                    .with_label_values(labels),
-                requests: self.metrics.server_requests.with_label_values(labels),
-                up: self.metrics.server_up.with_label_values(labels),
-                weight: self.metrics.server_weight.with_label_values(labels),
-                latency: PeakEwma::default(),
-                health: HealthState::default(),
-                health_check_failures: self
-                    .metrics
-                    .server_health_check_failures
-                    .with_label_values(labels),
-                outlier: Outlier::default(),
-                ready_since_ms: AtomicU64::new(if self.registry.generations == 0 {
-                    0
-                } else {
-                    crate::clock::now_ms()
-                }),
-            })
-        });
-        self.claimed.insert(key, Arc::clone(&state));
+        let previous = self
+            .registry
+            .states
+            .get_mut(backend)
+            .and_then(|states| states.remove(&address));
+        let first = self.registry.generations == 0;
+        let state = previous.unwrap_or_else(|| new_state(&self.metrics, backend, address, first));
+        claimed.insert(address, Arc::clone(&state));
         state
     }
 
     /// Replaces the registry's contents with the claimed servers and drops the
     /// metric series of servers no table contains any more.
     pub fn finish(self) {
-        for ((backend, _), state) in &self.registry.states {
-            {
+        for (backend, states) in &self.registry.states {
+            for state in states.values() {
                 let labels = &[&**backend, &*state.label];
                 for family in [
                     &self.metrics.server_active_requests,
@@ -252,4 +241,30 @@ impl RegistryGeneration<'_> {
         self.registry.states = self.claimed;
         self.registry.generations += 1;
     }
+}
+
+/// A server seen for the first time; `first`: in the process's first table.
+fn new_state(
+    metrics: &Metrics,
+    backend: &str,
+    address: SocketAddr,
+    first: bool,
+) -> Arc<ServerState> {
+    let label: Arc<str> = address.to_string().into();
+    let labels = &[backend, &*label];
+    Arc::new(ServerState {
+        address,
+        label: Arc::clone(&label),
+        active: metrics.server_active_requests.with_label_values(labels),
+        requests: metrics.server_requests.with_label_values(labels),
+        up: metrics.server_up.with_label_values(labels),
+        weight: metrics.server_weight.with_label_values(labels),
+        latency: PeakEwma::default(),
+        health: HealthState::default(),
+        health_check_failures: metrics
+            .server_health_check_failures
+            .with_label_values(labels),
+        outlier: Outlier::default(),
+        ready_since_ms: AtomicU64::new(if first { 0 } else { crate::clock::now_ms() }),
+    })
 }

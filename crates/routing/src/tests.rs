@@ -209,6 +209,56 @@ fn server_state_survives_a_rebuild_and_removed_servers_lose_their_series() {
 }
 
 #[test]
+fn a_build_for_some_backends_carries_the_others_over_unchanged() {
+    let config = zkgate_config::parse(CONFIG, "t").unwrap();
+    let (mut builder, registry) = builder();
+    let resolved = resolved(&config);
+    let first = builder.build(&config, &Discovered::new(), &resolved);
+    let changed: std::collections::HashSet<String> = ["api".to_owned()].into();
+    let second = builder.build_changed(
+        &config,
+        &Discovered::new(),
+        &resolved,
+        crate::Changed::Backends(&changed),
+    );
+    let same =
+        |name: &str| Arc::ptr_eq(first.backend(name).unwrap(), second.backend(name).unwrap());
+    assert!(
+        same("web") && same("canary"),
+        "untouched backends are carried over"
+    );
+    assert!(!same("api"), "the touched one is built anew");
+    // Its servers keep their state, and the carried ones their series.
+    let api =
+        |table: &crate::RoutingTable| Arc::clone(&table.backend("api").unwrap().servers[0].state);
+    assert!(Arc::ptr_eq(&api(&first), &api(&second)));
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.contains(r#"zkgate_server_weight{backend="web",server="127.0.0.1:9001"} 2"#),
+        "{text}"
+    );
+    // A changed configuration is built anew even if not named.
+    let reweighted = zkgate_config::parse(&CONFIG.replace("weight: 2", "weight: 5"), "t").unwrap();
+    let none = std::collections::HashSet::new();
+    let third = builder.build_changed(
+        &reweighted,
+        &Discovered::new(),
+        &resolved,
+        crate::Changed::Backends(&none),
+    );
+    assert!(!Arc::ptr_eq(
+        second.backend("web").unwrap(),
+        third.backend("web").unwrap()
+    ));
+    assert!(Arc::ptr_eq(
+        second.backend("api").unwrap(),
+        third.backend("api").unwrap()
+    ));
+}
+
+#[test]
 fn frontend_ids_are_stable_across_tables() {
     let config = zkgate_config::parse(CONFIG, "t").unwrap();
     let (mut builder, _) = builder();
