@@ -22,7 +22,15 @@ use zkgate_testkit::zookeeper::four_letter;
 use zkgate_testkit::ZooKeeper;
 use zookeeper_client::{Acls, CreateMode};
 
-const PATH: &str = "/services/web";
+/// Backend `b`'s path.
+fn path(b: usize) -> String {
+    format!("/services/b{b}")
+}
+
+/// Where member `n` (of all backends) lives: its backend's path and name.
+fn node(n: usize, backends: usize) -> String {
+    format!("{}/m{}", path(n % backends), n / backends)
+}
 
 fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     std::env::var(name)
@@ -55,26 +63,29 @@ fn packets(zk: &ZooKeeper) -> u64 {
 /// listings it read, as they move.
 struct Light {
     _discovery: Discovery,
-    caught_up: watch::Receiver<i64>,
+    /// How far each backend's watcher caught up (zxid), by backend index.
+    caught_up: watch::Receiver<Vec<i64>>,
     listings: watch::Receiver<u64>,
 }
 
-fn light(zookeeper: &ZookeeperConfig) -> Light {
+fn light(zookeeper: &ZookeeperConfig, backends: usize) -> Light {
     let (updates, mut received) = mpsc::channel(4096);
     let registry = prometheus::Registry::new();
     let metrics = zkgate_metrics::Metrics::register(&registry).expect("metrics");
-    let spec = WatchSpec {
-        backend: "web".into(),
-        config: DiscoveryConfig {
-            path: PATH.into(),
-            format: MemberFormat::Zkgate,
-            endpoint: None,
-            on_empty: OnEmpty::KeepLast,
-            protect: None,
-        },
-    };
-    let discovery = Discovery::start(zookeeper.clone(), vec![spec], updates, metrics);
-    let (tell, caught_up) = watch::channel(0);
+    let specs = (0..backends)
+        .map(|b| WatchSpec {
+            backend: format!("b{b}").into(),
+            config: DiscoveryConfig {
+                path: path(b),
+                format: MemberFormat::Zkgate,
+                endpoint: None,
+                on_empty: OnEmpty::KeepLast,
+                protect: None,
+            },
+        })
+        .collect();
+    let discovery = Discovery::start(zookeeper.clone(), specs, updates, metrics);
+    let (tell, caught_up) = watch::channel(vec![0i64; backends]);
     let (count, listings) = watch::channel(0u64);
     tokio::spawn(async move {
         // The member map an instance keeps, without the table build.
@@ -82,17 +93,20 @@ fn light(zookeeper: &ZookeeperConfig) -> Light {
         while let Some(update) = received.recv().await {
             match update.change {
                 Change::Reset(listing) => {
-                    members = listing.into_iter().map(|l| (l.name, l.decoded)).collect();
+                    for l in listing {
+                        members.insert((update.backend.clone(), l.name), l.decoded);
+                    }
                     count.send_modify(|n| *n += 1);
                 }
                 Change::Upsert(listed) => {
-                    members.insert(listed.name, listed.decoded);
+                    members.insert((update.backend.clone(), listed.name), listed.decoded);
                 }
                 Change::Remove(name) => {
-                    members.remove(&name);
+                    members.remove(&(update.backend.clone(), name));
                 }
                 Change::CaughtUp(zxid) => {
-                    tell.send_replace(zxid);
+                    let index: usize = update.backend[1..].parse().expect("b<index>");
+                    tell.send_modify(|by| by[index] = by[index].max(zxid));
                 }
                 Change::Directives(_) => {}
             }
@@ -105,14 +119,22 @@ fn light(zookeeper: &ZookeeperConfig) -> Light {
     }
 }
 
-/// How long until each instance caught up with `zxid` (at most `limit`).
-async fn until_all(fleet: &[Light], zxid: i64, since: Instant, limit: Duration) -> Vec<Duration> {
+/// How long until each instance caught up with `zxids` (per backend; 0:
+/// any), at most `limit`.
+async fn until_all(
+    fleet: &[Light],
+    zxids: &[i64],
+    since: Instant,
+    limit: Duration,
+) -> Vec<Duration> {
     let mut waits = Vec::with_capacity(fleet.len());
     for instance in fleet {
         let mut caught_up = instance.caught_up.clone();
-        let reached =
-            tokio::time::timeout_at((since + limit).into(), caught_up.wait_for(|z| *z >= zxid))
-                .await;
+        let reached = tokio::time::timeout_at(
+            (since + limit).into(),
+            caught_up.wait_for(|by| by.iter().zip(zxids).all(|(have, want)| have >= want)),
+        )
+        .await;
         assert!(
             reached.is_ok(),
             "an instance did not catch up within {limit:?}"
@@ -120,6 +142,13 @@ async fn until_all(fleet: &[Light], zxid: i64, since: Instant, limit: Duration) 
         waits.push(since.elapsed());
     }
     waits
+}
+
+/// Per backend, `zxid` for backend `b` and 0 (any) for the others.
+fn only(backends: usize, b: usize, zxid: i64) -> Vec<i64> {
+    (0..backends)
+        .map(|i| if i == b { zxid } else { 0 })
+        .collect()
 }
 
 /// Requests per second at the ensemble, sampled every half second while
@@ -178,7 +207,7 @@ async fn max_read_rate(connect: &str, readers: usize, seconds: u64) -> f64 {
                 .expect("connect");
             let mut reads = 0u64;
             while Instant::now() < until {
-                client.get_data(&format!("{PATH}/m0")).await.expect("read");
+                client.get_data(&node(0, 1)).await.expect("read");
                 reads += 1;
             }
             reads
@@ -209,25 +238,31 @@ async fn main() {
         .await
         .expect("connect");
     let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    client.mkdir(PATH, &open).await.expect("mkdir");
+    let backends = env_number("FLEET_BACKENDS", 1);
+    for b in 0..backends {
+        client.mkdir(&path(b), &open).await.expect("mkdir");
+    }
     for chunk in (0..member_count).collect::<Vec<_>>().chunks(500) {
         let mut writer = client.new_multi_writer();
-        for n in chunk {
+        for &n in chunk {
             let port = 20_000 + (n % 40_000) as u16;
             let host = format!("10.{}.{}.{}", n / 65_536, (n / 256) % 256, n % 256);
             let data = format!(r#"{{"address":"{host}:{port}","weight":1}}"#);
             writer
-                .add_create(&format!("{PATH}/m{n}"), data.as_bytes(), &open)
+                .add_create(&node(n, backends), data.as_bytes(), &open)
                 .expect("create");
         }
         writer.commit().await.expect("commit");
     }
-    let listing_zxid = client
-        .check_stat(PATH)
-        .await
-        .expect("stat")
-        .expect("path")
-        .pzxid;
+    let mut listing = Vec::new();
+    for b in 0..backends {
+        let stat = client
+            .check_stat(&path(b))
+            .await
+            .expect("stat")
+            .expect("path");
+        listing.push(stat.pzxid);
+    }
     let zookeeper = ZookeeperConfig {
         connect: zk.connect_string(),
         chroot: None,
@@ -236,14 +271,14 @@ async fn main() {
         auth: None,
         fleet: None,
     };
-    println!("ensemble: 3 nodes on loopback; one backend of {member_count} members");
+    println!("ensemble: 3 nodes on loopback; {backends} backend(s), {member_count} members in all");
     println!("| instances | cold start s | requests per instance at start | setData p50 ms | p99 ms | max ms | requests per change | of which reads (less idle pings) ÷ N | idle requests/s |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &sizes {
         let before = packets(&zk);
         let started = Instant::now();
-        let fleet: Vec<Light> = (0..n).map(|_| light(&zookeeper)).collect();
-        let cold = until_all(&fleet, listing_zxid, started, Duration::from_secs(300)).await;
+        let fleet: Vec<Light> = (0..n).map(|_| light(&zookeeper, backends)).collect();
+        let cold = until_all(&fleet, &listing, started, Duration::from_secs(300)).await;
         let cold = cold.into_iter().max().unwrap_or_default();
         let at_start = packets(&zk) - before;
         // What the sessions cost idle (pings), to tell reads from it.
@@ -261,10 +296,11 @@ async fn main() {
             );
             let written = Instant::now();
             let stat = client
-                .set_data(&format!("{PATH}/m0"), data.as_bytes(), None)
+                .set_data(&node(0, backends), data.as_bytes(), None)
                 .await
                 .expect("set");
-            waits.extend(until_all(&fleet, stat.mzxid, written, Duration::from_secs(60)).await);
+            let want = only(backends, 0, stat.mzxid);
+            waits.extend(until_all(&fleet, &want, written, Duration::from_secs(60)).await);
         }
         let total = (packets(&zk) - before) as f64;
         let idle = idle_per_second * changes_began.elapsed().as_secs_f64();
@@ -286,7 +322,7 @@ async fn main() {
             // A deploy: `FLEET_DEPLOY` member changes spread over 10 s.
             let deploy = env_number("FLEET_DEPLOY", 1000);
             let began = Instant::now();
-            let mut last = 0;
+            let mut last = vec![0i64; backends];
             for change in 0..deploy {
                 let at = began + Duration::from_secs(10).mul_f64(change as f64 / deploy as f64);
                 tokio::time::sleep_until(at.into()).await;
@@ -297,12 +333,12 @@ async fn main() {
                     1 + change % 7
                 );
                 let stat = client
-                    .set_data(&format!("{PATH}/m{member}"), data.as_bytes(), None)
+                    .set_data(&node(member, backends), data.as_bytes(), None)
                     .await
                     .expect("set");
-                last = stat.mzxid;
+                last[member % backends] = stat.mzxid;
             }
-            let converged = until_all(&fleet, last, began, Duration::from_secs(120)).await;
+            let converged = until_all(&fleet, &last, began, Duration::from_secs(120)).await;
             let converged = converged.into_iter().max().unwrap_or_default();
             println!();
             println!("{n} instances, a deploy of {deploy} member changes over 10 s: all converged {:.2} s after it began ({:.2} s after the last write)", converged.as_secs_f64(), converged.as_secs_f64() - 10.0);

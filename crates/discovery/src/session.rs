@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 use zkgate_config::{DiscoveryConfig, ZookeeperConfig};
@@ -16,6 +16,10 @@ use crate::announce::{self, Announced, Announcement};
 use crate::{watcher, Update, WatchSpec};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Full reads (a backend's whole listing) one session makes at once.
+const FULL_READS_AT_ONCE: usize = 4;
+/// How often the session looks for a watcher that ended.
+const WATCHER_CHECK: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Opens a session to `zookeeper` (digest auth from its `password_env`, and chroot applied).
@@ -139,11 +143,26 @@ async fn serve(
     metrics: &Metrics,
 ) -> SessionEnd {
     let mut watchers: HashMap<Arc<str>, (DiscoveryConfig, JoinHandle<()>)> = HashMap::new();
+    let full_reads = Arc::new(Semaphore::new(FULL_READS_AT_ONCE));
+    let session = Session {
+        client,
+        updates,
+        metrics,
+        full_reads: &full_reads,
+    };
     let current = specs.borrow_and_update().clone();
-    reconcile(&mut watchers, &current, client, updates, metrics);
+    reconcile(&mut watchers, &current, &session);
     let mut state = client.state_watcher();
+    // A watcher that ended while the session lives (the client library
+    // panics on a closed watch channel) is started again.
+    let mut check = tokio::time::interval(WATCHER_CHECK);
     let end = loop {
         tokio::select! {
+            _ = check.tick() => {
+                watchers.retain(|_, (_, task)| !task.is_finished());
+                let current = specs.borrow().clone();
+                reconcile(&mut watchers, &current, &session);
+            }
             changed = state.changed() => match changed {
                 SessionState::Disconnected => {
                     metrics.zookeeper_connected.set(0);
@@ -164,7 +183,7 @@ async fn serve(
                     break SessionEnd::Shutdown;
                 }
                 let current = specs.borrow_and_update().clone();
-                reconcile(&mut watchers, &current, client, updates, metrics);
+                reconcile(&mut watchers, &current, &session);
             }
         }
     };
@@ -174,12 +193,18 @@ async fn serve(
     end
 }
 
+/// What every watcher of one session shares.
+struct Session<'a> {
+    client: &'a Client,
+    updates: &'a mpsc::Sender<Update>,
+    metrics: &'a Metrics,
+    full_reads: &'a Arc<Semaphore>,
+}
+
 fn reconcile(
     watchers: &mut HashMap<Arc<str>, (DiscoveryConfig, JoinHandle<()>)>,
     specs: &[WatchSpec],
-    client: &Client,
-    updates: &mpsc::Sender<Update>,
-    metrics: &Metrics,
+    session: &Session<'_>,
 ) {
     watchers.retain(|backend, (config, task)| {
         let keep = specs
@@ -193,10 +218,11 @@ fn reconcile(
     for spec in specs {
         if !watchers.contains_key(&spec.backend) {
             let task = tokio::spawn(watcher::watch_backend(
-                client.clone(),
+                session.client.clone(),
                 spec.clone(),
-                updates.clone(),
-                metrics.clone(),
+                session.updates.clone(),
+                session.metrics.clone(),
+                Arc::clone(session.full_reads),
             ));
             watchers.insert(Arc::clone(&spec.backend), (spec.config.clone(), task));
         }

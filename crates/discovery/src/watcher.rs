@@ -2,9 +2,10 @@
 //! read after every (re)connect, and one read per changed child.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, warn};
 use zkgate_metrics::Metrics;
 use zookeeper_client::{
@@ -49,6 +50,7 @@ pub async fn watch_backend(
     spec: WatchSpec,
     updates: mpsc::Sender<Update>,
     metrics: Metrics,
+    full_reads: Arc<Semaphore>,
 ) {
     let path = spec.config.path.clone();
     let mut this = Watcher {
@@ -66,7 +68,13 @@ pub async fn watch_backend(
     let mut carried: Option<WatchedEvent>;
     'sync: loop {
         carried = None;
-        match this.read_all().await {
+        // A session's full reads take turns: after a reconnect every
+        // backend re-reads, and a fleet's instances all at once.
+        let read = {
+            let _turn = full_reads.acquire().await;
+            this.read_all().await
+        };
+        match read {
             Ok((directives, members, zxid)) => {
                 debug!(backend = %this.spec.backend, members = members.len(), "synced from ZooKeeper");
                 if !this.send(Change::Directives(directives)).await
