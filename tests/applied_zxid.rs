@@ -26,6 +26,31 @@ fn data(name: &str, weight: u32) -> String {
     format!(r#"{{"address":"10.0.0.1:{port}","weight":{weight}}}"#)
 }
 
+/// Applies one change to the reader's `members`; a caught-up zxid is
+/// `seen` with the members as they are then.
+fn apply(
+    change: Change,
+    members: &mut BTreeMap<String, u32>,
+    seen: &mut Vec<(i64, BTreeMap<String, u32>)>,
+) {
+    match change {
+        Change::Reset(listing) => {
+            *members = listing
+                .into_iter()
+                .map(|l| (l.name, l.decoded.unwrap().weight))
+                .collect();
+        }
+        Change::Upsert(listed) => {
+            members.insert(listed.name, listed.decoded.unwrap().weight);
+        }
+        Change::Remove(name) => {
+            members.remove(&name);
+        }
+        Change::CaughtUp(zxid) => seen.push((zxid, members.clone())),
+        Change::Directives(_) => {}
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caught_up_zxids_are_exact_under_bursts_of_changes() {
     let zk = ZooKeeper::standalone();
@@ -107,22 +132,7 @@ async fn caught_up_zxids_are_exact_under_bursts_of_changes() {
     let mut seen: Vec<(i64, BTreeMap<String, u32>)> = Vec::new();
     let reader = async {
         while let Some(update) = received.recv().await {
-            match update.change {
-                Change::Reset(listing) => {
-                    members = listing
-                        .into_iter()
-                        .map(|l| (l.name, l.decoded.unwrap().weight))
-                        .collect();
-                }
-                Change::Upsert(listed) => {
-                    members.insert(listed.name, listed.decoded.unwrap().weight);
-                }
-                Change::Remove(name) => {
-                    members.remove(&name);
-                }
-                Change::CaughtUp(zxid) => seen.push((zxid, members.clone())),
-                Change::Directives(_) => {}
-            }
+            apply(update.change, &mut members, &mut seen);
         }
     };
     let last = tokio::select! {
@@ -135,22 +145,7 @@ async fn caught_up_zxids_are_exact_under_bursts_of_changes() {
             .await
             .expect("caught up in time")
             .unwrap();
-        match update.change {
-            Change::Reset(listing) => {
-                members = listing
-                    .into_iter()
-                    .map(|l| (l.name, l.decoded.unwrap().weight))
-                    .collect();
-            }
-            Change::Upsert(listed) => {
-                members.insert(listed.name, listed.decoded.unwrap().weight);
-            }
-            Change::Remove(name) => {
-                members.remove(&name);
-            }
-            Change::CaughtUp(zxid) => seen.push((zxid, members.clone())),
-            Change::Directives(_) => {}
-        }
+        apply(update.change, &mut members, &mut seen);
     }
     for (zxid, members) in &seen {
         // ZooKeeper's members as of `zxid`: after the newest write at or before it.

@@ -29,6 +29,25 @@ fn zkgate_cli(args: &[&str]) -> Output {
         .expect("run zkgate")
 }
 
+/// `zkgate server set … --weight W --wait-fleet` for `server`.
+fn set_weight(connect: &str, server: &str, weight: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "server",
+        "set",
+        "--zk",
+        connect,
+        "--path",
+        PATH,
+        server,
+        "--weight",
+        weight,
+        "--wait-fleet",
+        FLEET,
+    ];
+    args.extend_from_slice(extra);
+    zkgate_cli(&args)
+}
+
 fn text(output: &Output) -> String {
     format!(
         "{}{}",
@@ -62,19 +81,7 @@ async fn a_change_is_waited_for_until_every_instance_routes_by_it() {
 
     // Reweighted and waited for: every instance routes by it on return.
     let b_addr = b.addr.to_string();
-    let set = zkgate_cli(&[
-        "server",
-        "set",
-        "--zk",
-        &connect,
-        "--path",
-        PATH,
-        &b_addr,
-        "--weight",
-        "3",
-        "--wait-fleet",
-        FLEET,
-    ]);
+    let set = set_weight(&connect, &b_addr, "3", &[]);
     assert!(set.status.success(), "{}", text(&set));
     for (_, addr) in &fleet {
         let seen = spread(*addr, "/", 40).await;
@@ -88,21 +95,7 @@ async fn a_change_is_waited_for_until_every_instance_routes_by_it() {
     // One instance frozen: the wait gives up naming it (exit 3), and the
     // fleet's status says it is behind.
     fleet[2].0.signal("STOP");
-    let set = zkgate_cli(&[
-        "server",
-        "set",
-        "--zk",
-        &connect,
-        "--path",
-        PATH,
-        &b_addr,
-        "--weight",
-        "1",
-        "--wait-fleet",
-        FLEET,
-        "--timeout",
-        "2s",
-    ]);
+    let set = set_weight(&connect, &b_addr, "1", &["--timeout", "2s"]);
     let said = text(&set);
     assert_eq!(set.status.code(), Some(3), "{said}");
     assert!(
