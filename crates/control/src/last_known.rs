@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 use zkgate_config::{AdminState, DiscoveryConfig, ServerAddress, ServerConfig};
 
-use crate::members::Member;
+use crate::member::Member;
 
 /// What the files say they are.
 const KIND: &str = "zkgate last-known members";

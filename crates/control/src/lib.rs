@@ -11,6 +11,7 @@ mod handover;
 mod last_known;
 mod lifecycle;
 mod listeners;
+mod member;
 mod members;
 mod notify;
 mod protect;

@@ -6,19 +6,11 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use tracing::{info, warn};
-use zkgate_config::{AdminState, OnEmpty, Protect, ServerConfig};
+use zkgate_config::{OnEmpty, Protect, ServerConfig};
 use zkgate_discovery::{Change, Listed};
 
+pub use crate::member::Member;
 use crate::protect::{Guard, Held, Removal};
-
-/// A member as last read, with the zxid of the write it reflects.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Member {
-    /// The server it names.
-    pub server: ServerConfig,
-    /// The ZooKeeper transaction that last wrote its znode.
-    pub zxid: i64,
-}
 
 /// The membership of one ZooKeeper-backed backend.
 #[derive(Debug, Default)]
@@ -36,12 +28,6 @@ pub struct BackendMembers {
     guard: Guard,
     /// Every change up to this zxid has been applied (see `docs/znodes.md`).
     caught_up: i64,
-}
-
-impl Member {
-    fn ready(&self) -> bool {
-        self.server.state == AdminState::Ready
-    }
 }
 
 impl BackendMembers {

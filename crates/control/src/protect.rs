@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use zkgate_config::Protect;
 
-use crate::members::Member;
+use crate::member::Member;
 
 /// Why a member is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -76,6 +76,12 @@ pub enum Change {
 /// How long to wait before retrying a failed ZooKeeper read.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 
+/// `wait` spread over half to one and a half of itself: a fleet refused at
+/// the same moment does not come back at the same moment.
+fn jittered(wait: Duration) -> Duration {
+    wait.mul_f64(0.5 + fastrand::f64())
+}
+
 /// The running discovery; stops when dropped.
 pub struct Discovery {
     specs: watch::Sender<Vec<WatchSpec>>,

@@ -13,7 +13,7 @@ use zkgate_metrics::Metrics;
 use zookeeper_client::{Client, SessionState};
 
 use crate::announce::{self, Announced, Announcement};
-use crate::{watcher, Update, WatchSpec};
+use crate::{jittered, watcher, Update, WatchSpec};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Full reads (a backend's whole listing) one session makes at once.
@@ -119,12 +119,6 @@ pub(crate) async fn run(
             SessionEnd::Shutdown => return,
         }
     }
-}
-
-/// `wait` spread over half to one and a half of itself: a fleet refused at
-/// the same moment does not come back at the same moment.
-pub(crate) fn jittered(wait: Duration) -> Duration {
-    wait.mul_f64(0.5 + fastrand::f64())
 }
 
 /// `zookeeper` with its servers in a random order.

@@ -15,8 +15,7 @@ use zookeeper_client::{
 
 use crate::directives::Directives;
 use crate::format::{self, Child};
-use crate::session;
-use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
+use crate::{jittered, Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
 
 /// A re-read after a reconnect waits about this long (half to one and a
 /// half of it), so that a fleet reconnecting together reads spread out.
@@ -123,7 +122,7 @@ pub async fn watch_backend(
                             events = renewed;
                             // A whole fleet reconnects at once after a leader
                             // election: spread the re-reads.
-                            tokio::time::sleep(session::jittered(RESYNC_SPREAD)).await;
+                            tokio::time::sleep(jittered(RESYNC_SPREAD)).await;
                             continue 'sync;
                         }
                         state if state.is_terminated() => return,

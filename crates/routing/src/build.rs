@@ -15,7 +15,8 @@ use zkgate_config::{
 use crate::balance::Balancer;
 use crate::clock;
 use crate::server::{Health, RegistryGeneration, ServerRegistry};
-use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable, Server, ServerSource};
+use crate::server::{Server, ServerSource};
+use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable};
 use zkgate_metrics::{BackendMetrics, FrontendMetrics, Metrics};
 
 use crate::locality::{Sides, Zoned};

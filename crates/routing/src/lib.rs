@@ -16,10 +16,10 @@ pub use attempts::Attempts;
 pub use build::{Changed, Discovered, Resolved, TableBuilder};
 pub use ewma::PeakEwma;
 pub use outlier::Outlier;
-pub use server::{ActiveRequest, FastHash, FastHasher, Health, HealthState, ServerState};
-pub use table::{
-    Backend, Frontend, FrontendId, RequestHeaders, RoutingTable, Server, ServerSource,
+pub use server::{
+    ActiveRequest, FastHash, FastHasher, Health, HealthState, Server, ServerSource, ServerState,
 };
+pub use table::{Backend, Frontend, FrontendId, RequestHeaders, RoutingTable};
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use prometheus::IntCounter;
 use zkgate_config::{Balance, HashMethod, Locality};
 
 use crate::balance::{hash, random, Balancer};
-use crate::table::Server;
+use crate::server::Server;
 
 /// The two sides of a zone-aware backend.
 pub(crate) struct Zoned {

@@ -13,6 +13,7 @@ use prometheus::{IntCounter, IntGauge};
 
 use crate::ewma::PeakEwma;
 use crate::outlier::Outlier;
+use zkgate_config::AdminState;
 use zkgate_metrics::Metrics;
 
 /// Live, shared state of one server.
@@ -267,4 +268,34 @@ fn new_state(
         outlier: Outlier::default(),
         ready_since_ms: AtomicU64::new(if first { 0 } else { crate::clock::now_ms() }),
     })
+}
+
+/// Where a server came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerSource {
+    /// The configuration's `servers:` list.
+    Static,
+    /// A child znode of the backend's ZooKeeper path.
+    ZooKeeper,
+}
+
+/// One server as a routing table sees it.
+pub struct Server {
+    /// Live state shared across tables.
+    pub state: Arc<ServerState>,
+    /// Weight 0–256.
+    pub weight: u32,
+    /// ready / drain / maint.
+    pub admin: AdminState,
+    /// Configuration or ZooKeeper.
+    pub source: ServerSource,
+    /// The zone it runs in, if known.
+    pub zone: Option<Arc<str>>,
+}
+
+impl Server {
+    /// Where to connect.
+    pub fn address(&self) -> SocketAddr {
+        self.state.address
+    }
 }

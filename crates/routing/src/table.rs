@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use crate::balance::Balancer;
 use crate::clock;
 use crate::server::Health;
-use crate::server::ServerState;
+use crate::server::Server;
 use zkgate_metrics::{BackendMetrics, FrontendMetrics};
 use zkgate_tls::{ClientTls, ServerTls};
 
@@ -232,36 +232,6 @@ impl Frontend {
     /// The backend of a tcp frontend.
     pub fn default_backend(&self) -> Option<&Arc<Backend>> {
         self.default_backend.as_ref()
-    }
-}
-
-/// Where a server came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerSource {
-    /// The configuration's `servers:` list.
-    Static,
-    /// A child znode of the backend's ZooKeeper path.
-    ZooKeeper,
-}
-
-/// One server as this table sees it.
-pub struct Server {
-    /// Live state shared across tables.
-    pub state: Arc<ServerState>,
-    /// Weight 0–256.
-    pub weight: u32,
-    /// ready / drain / maint.
-    pub admin: AdminState,
-    /// Configuration or ZooKeeper.
-    pub source: ServerSource,
-    /// The zone it runs in, if known.
-    pub zone: Option<Arc<str>>,
-}
-
-impl Server {
-    /// Where to connect.
-    pub fn address(&self) -> SocketAddr {
-        self.state.address
     }
 }
 
