@@ -7,8 +7,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use zookeeper_client::{Client, Error};
+use zookeeper_client::{Client, Error, MultiReadResult};
 
+/// Announcements read per multi-read request.
+const READ_BATCH: usize = 256;
 /// How often `--wait-fleet` reads the fleet again.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -48,20 +50,29 @@ pub async fn read(client: &Client, fleet: &str) -> Result<Vec<Result<Instance, (
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let mut instances = Vec::with_capacity(names.len());
-    for name in names {
-        let (data, stat) = match client.get_data(&format!("{fleet}/{name}")).await {
-            Ok(read) => read,
-            // Gone since the listing: no longer live.
-            Err(Error::NoNode) => continue,
-            Err(err) => return Err(err.into()),
-        };
-        let parsed = serde_json::from_slice::<Instance>(&data)
-            .map(|mut instance| {
-                instance.age_seconds = ((now_ms - stat.mtime).max(0) / 1000) as u64;
-                instance
-            })
-            .map_err(|err| (name, format!("not an announcement: {err}")));
-        instances.push(parsed);
+    // In multi-reads: a thousand instances are four requests, not a
+    // thousand (`--wait-fleet` reads them ten times a second).
+    for batch in names.chunks(READ_BATCH) {
+        let mut reader = client.new_multi_reader();
+        for name in batch {
+            reader.add_get_data(&format!("{fleet}/{name}"))?;
+        }
+        for (name, result) in batch.iter().zip(reader.commit().await?) {
+            let (data, stat) = match result {
+                MultiReadResult::Data { data, stat } => (data, stat),
+                // Gone since the listing: no longer live.
+                MultiReadResult::Error { err: Error::NoNode } => continue,
+                MultiReadResult::Error { err } => return Err(err.into()),
+                _ => continue,
+            };
+            let parsed = serde_json::from_slice::<Instance>(&data)
+                .map(|mut instance| {
+                    instance.age_seconds = ((now_ms - stat.mtime).max(0) / 1000) as u64;
+                    instance
+                })
+                .map_err(|err| (name.clone(), format!("not an announcement: {err}")));
+            instances.push(parsed);
+        }
     }
     Ok(instances)
 }
