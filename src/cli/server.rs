@@ -186,7 +186,11 @@ pub async fn run(command: ServerCommand) -> Result<()> {
             wait,
         } => {
             let path = znode_path(&path)?.to_owned();
-            let zone = zone.as_deref().map(zone_name).transpose()?;
+            let zone = zone
+                .as_deref()
+                .map(zkgate_config::zone_name)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let server = ServerConfig {
                 address: server_address(&address)?,
                 weight,
@@ -298,13 +302,4 @@ fn print_members(listed: &[ops::Listed]) {
             ),
         }
     }
-}
-
-/// A zone as typed on the command line.
-fn zone_name(text: &str) -> Result<std::sync::Arc<str>> {
-    let visible = text.bytes().all(|b| b.is_ascii_graphic());
-    if text.is_empty() || text.len() > 64 || !visible {
-        anyhow::bail!("`{text}` is not a zone name: 1 to 64 visible characters, like us-east-1a");
-    }
-    Ok(text.into())
 }

@@ -96,6 +96,14 @@ impl Report {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The configuration generation, without copying the rest.
+    pub fn config_generation(&self) -> u64 {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .config_generation
+    }
+
     /// Changes the facts.
     pub fn update(&self, change: impl FnOnce(&mut Facts)) {
         change(&mut self.inner.write().unwrap_or_else(|e| e.into_inner()));

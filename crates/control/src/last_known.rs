@@ -143,16 +143,12 @@ fn parse(
                 entry.name, entry.weight
             ));
         }
-        let zone = match entry.zone {
-            Some(zone) if (1..=64).contains(&zone.len()) => Some(zone.as_str().into()),
-            Some(zone) => {
-                return Err(format!(
-                    "member {}: zone {zone:?} is no zone name",
-                    entry.name
-                ))
-            }
-            None => None,
-        };
+        let zone = entry
+            .zone
+            .as_deref()
+            .map(zkgate_config::zone_name)
+            .transpose()
+            .map_err(|why| format!("member {}: {why}", entry.name))?;
         let server = ServerConfig {
             address,
             weight: entry.weight,

@@ -447,7 +447,7 @@ impl ControlPlane {
             // Everything the previous process served, this one serves too.
             self.succession.ready();
         }
-        let generation = self.report.facts().config_generation;
+        let generation = self.report.config_generation();
         self.publisher.announce(generation, self.started);
         self.report.update(|facts| {
             facts.not_ready = readiness.not_ready;

@@ -228,6 +228,19 @@ pub struct ServerConfig {
     pub zone: Option<std::sync::Arc<str>>,
 }
 
+/// A zone name, of this instance or a server, wherever it is written (the
+/// configuration, a member's znode, the command line, `state_dir`): 1 to
+/// 64 visible characters.
+pub fn zone_name(text: &str) -> Result<std::sync::Arc<str>, String> {
+    let visible = text.bytes().all(|b| b.is_ascii_graphic());
+    if text.is_empty() || text.len() > 64 || !visible {
+        return Err(format!(
+            "`{text}` is not a zone name: 1 to 64 visible characters, like us-east-1a"
+        ));
+    }
+    Ok(text.into())
+}
+
 /// A backend's `locality:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Locality {

@@ -280,7 +280,7 @@ fn servers(name: &str, raw: &RawBackend, errors: &mut Vec<ConfigError>) -> Vec<S
         let zone = server
             .zone
             .as_deref()
-            .and_then(|zone| match super::zone_name(zone) {
+            .and_then(|zone| match zone_name(zone) {
                 Ok(zone) => Some(zone),
                 Err(why) => {
                     errors.push(ConfigError::new(format!("{path}.zone"), why));

@@ -28,13 +28,16 @@ pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config>
             .unwrap_or(([127, 0, 0, 1], 9900).into()),
     };
     let zookeeper = doc.zookeeper.as_ref().map(|raw| zookeeper(raw, errors));
-    let zone = doc.zone.as_deref().and_then(|zone| match zone_name(zone) {
-        Ok(zone) => Some(zone),
-        Err(why) => {
-            errors.push(ConfigError::new("zone", why));
-            None
-        }
-    });
+    let zone = doc
+        .zone
+        .as_deref()
+        .and_then(|zone| match crate::model::zone_name(zone) {
+            Ok(zone) => Some(zone),
+            Err(why) => {
+                errors.push(ConfigError::new("zone", why));
+                None
+            }
+        });
     let state_dir = doc.state_dir.as_deref().and_then(|dir| {
         if dir.is_empty() || !dir.starts_with('/') {
             errors.push(ConfigError::new(
@@ -417,17 +420,6 @@ fn access_list(
         allow: networks("allow", &raw.allow),
         deny: networks("deny", &raw.deny),
     }
-}
-
-/// A zone name, for this instance or a server: 1 to 64 visible characters.
-pub(crate) fn zone_name(text: &str) -> Result<std::sync::Arc<str>, String> {
-    let visible = text.bytes().all(|b| b.is_ascii_graphic());
-    if text.is_empty() || text.len() > 64 || !visible {
-        return Err(format!(
-            "`{text}` is not a zone name: 1 to 64 visible characters, like us-east-1a"
-        ));
-    }
-    Ok(text.into())
 }
 
 /// A share written `50%` (or `50`): 0 to 100.

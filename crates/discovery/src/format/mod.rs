@@ -72,14 +72,8 @@ fn weight(value: Option<i64>) -> Result<u32, String> {
 fn zone(value: Option<&serde_json::Value>) -> Result<Option<std::sync::Arc<str>>, String> {
     match value {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(zone))
-            if (1..=64).contains(&zone.len()) && zone.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            Ok(Some(zone.as_str().into()))
-        }
-        Some(other) => Err(format!(
-            "zone {other} is not a zone name (1 to 64 visible characters)"
-        )),
+        Some(serde_json::Value::String(zone)) => zkgate_config::zone_name(zone).map(Some),
+        Some(other) => Err(format!("zone {other} is not a zone name: it is no string")),
     }
 }
 
