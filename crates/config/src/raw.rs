@@ -89,6 +89,7 @@ pub struct RawFrontend {
     pub routes: Vec<RawRoute>,
     pub default_backend: Option<String>,
     pub forwarded_headers: Option<bool>,
+    pub request_id: Option<String>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
 }
@@ -139,7 +140,59 @@ pub struct RawRoute {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub access: Option<RawAccess>,
+    pub backend: Option<String>,
+    pub split: Option<Vec<RawSplitSide>>,
+    pub split_key: Option<String>,
+    pub redirect: Option<RawRedirect>,
+    pub rewrite: Option<RawRewrite>,
+    pub mirror: Option<RawMirror>,
+    pub request_headers: Option<RawHeaderRules>,
+    pub response_headers: Option<RawHeaderRules>,
+}
+
+/// One side of a route's `split:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSplitSide {
     pub backend: String,
+    pub weight: u32,
+}
+
+/// `redirect:` of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedirect {
+    pub location: String,
+    pub code: Option<u16>,
+    #[serde(default)]
+    pub keep_path: bool,
+}
+
+/// `rewrite:` of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    pub path_prefix: String,
+}
+
+/// `mirror:` of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirror {
+    pub backend: String,
+    pub percent: serde_yaml::Value,
+}
+
+/// `request_headers:` / `response_headers:` of a route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderRules {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 /// One entry of `backends:`.

@@ -46,6 +46,18 @@ pub(crate) const FLEET_ANNOUNCED: Family = Family {
     labels: &[],
 };
 
+pub(crate) const ROUTE_SPLIT_REQUESTS_TOTAL: Family = Family {
+    name: names::ROUTE_SPLIT_REQUESTS_TOTAL,
+    help: "Requests a route's split sent to each of its backends",
+    labels: &["frontend", "backend"],
+};
+
+pub(crate) const ROUTE_MIRRORED_TOTAL: Family = Family {
+    name: names::ROUTE_MIRRORED_TOTAL,
+    help: "Copies of requests made by a route's mirror, by result (answered, failed, too_large, dropped)",
+    labels: &["frontend", "result"],
+};
+
 pub(crate) const DISCOVERY_MEMBERS: Family = Family {
     name: names::DISCOVERY_MEMBERS,
     help: "Members of a ZooKeeper-backed backend in use",

@@ -12,6 +12,10 @@ use families::Family;
 
 /// The results a reload is counted by.
 const RELOAD_RESULTS: [&str; 2] = ["ok", "error"];
+/// The `result` values of `zkgate_route_mirrored_total`: the copy was
+/// answered, failed (no answer), its body was too large to copy, or it was
+/// dropped because too many copies were in flight.
+pub const MIRROR_RESULTS: [&str; 4] = ["answered", "failed", "too_large", "dropped"];
 
 /// Metric names, in one place.
 pub mod names {
@@ -90,6 +94,12 @@ pub mod names {
     pub const DISCOVERY_APPLIED_ZXID: &str = "zkgate_discovery_applied_zxid";
     /// `zkgate_fleet_announced`: 1 while this instance's fleet znode exists.
     pub const FLEET_ANNOUNCED: &str = "zkgate_fleet_announced";
+    /// `zkgate_route_split_requests_total{frontend,backend}`: requests a
+    /// route's `split` sent to each of its backends.
+    pub const ROUTE_SPLIT_REQUESTS_TOTAL: &str = "zkgate_route_split_requests_total";
+    /// `zkgate_route_mirrored_total{frontend,result}`: copies made by a
+    /// route's `mirror`, by how they went.
+    pub const ROUTE_MIRRORED_TOTAL: &str = "zkgate_route_mirrored_total";
 }
 
 /// Response classes used as the `code` label: index = status / 100 - 1.
@@ -164,6 +174,10 @@ pub struct Metrics {
     pub discovery_applied_zxid: IntGaugeVec,
     /// 1 while this instance is announced to its fleet.
     pub fleet_announced: IntGauge,
+    /// Requests of split routes, by backend.
+    pub route_split_requests: IntCounterVec,
+    /// Mirrored copies, by result.
+    pub route_mirrored: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, family: &Family) -> prometheus::Result<IntCounterVec> {
@@ -241,6 +255,8 @@ impl Metrics {
             backend_zone_requests: counter_vec(registry, &families::BACKEND_ZONE_REQUESTS_TOTAL)?,
             discovery_applied_zxid: gauge_vec(registry, &families::DISCOVERY_APPLIED_ZXID)?,
             fleet_announced: gauge(registry, &families::FLEET_ANNOUNCED)?,
+            route_split_requests: counter_vec(registry, &families::ROUTE_SPLIT_REQUESTS_TOTAL)?,
+            route_mirrored: counter_vec(registry, &families::ROUTE_MIRRORED_TOTAL)?,
             discovery_members: gauge_vec(registry, &families::DISCOVERY_MEMBERS)?,
             discovery_invalid_members: gauge_vec(registry, &families::DISCOVERY_INVALID_MEMBERS)?,
             frontend_connections: counter_vec(registry, &families::FRONTEND_CONNECTIONS)?,

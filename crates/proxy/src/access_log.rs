@@ -46,6 +46,10 @@ pub struct HttpEntry<'a> {
     pub headers_after: Duration,
     /// Request received → response complete.
     pub total: Duration,
+    /// The request's id, when the frontend sets request ids.
+    pub request_id: Option<&'a str>,
+    /// The request's W3C trace id, when the frontend sets request ids.
+    pub trace_id: Option<&'a str>,
 }
 
 /// One TCP connection, as logged.
@@ -115,9 +119,9 @@ impl AccessLog {
     /// Logs a request.
     pub fn http(&self, e: &HttpEntry<'_>) {
         let server = e.server.map(|s| s.to_string());
-        let line = match self.format {
+        let mut line = match self.format {
             AccessLogFormat::Json => format!(
-                "{{\"time\":\"{}\",\"client\":\"{}\",\"frontend\":{},\"backend\":{},\"server\":{},\"method\":{},\"path\":{},\"status\":{},\"bytes\":{},\"headers_ms\":{:.3},\"total_ms\":{:.3}}}\n",
+                "{{\"time\":\"{}\",\"client\":\"{}\",\"frontend\":{},\"backend\":{},\"server\":{},\"method\":{},\"path\":{},\"status\":{},\"bytes\":{},\"headers_ms\":{:.3},\"total_ms\":{:.3}",
                 timestamp(),
                 e.client,
                 json(e.frontend),
@@ -145,6 +149,26 @@ impl AccessLog {
                 e.path.escape_debug()
             ),
         };
+        // The ids of a frontend with `request_id:`, last, so that lines of
+        // frontends without stay as they were.
+        match self.format {
+            AccessLogFormat::Json => {
+                if let (Some(id), Some(trace)) = (e.request_id, e.trace_id) {
+                    line.push_str(&format!(
+                        ",\"request_id\":{},\"trace_id\":{}",
+                        json(id),
+                        json(trace)
+                    ));
+                }
+                line.push_str("}\n");
+            }
+            AccessLogFormat::Text => {
+                if let (Some(id), Some(trace)) = (e.request_id, e.trace_id) {
+                    line.pop();
+                    line.push_str(&format!(" id={} trace={}\n", id.escape_debug(), trace));
+                }
+            }
+        }
         self.emit(line);
     }
 

@@ -5,21 +5,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
-use zkgate_config::{
-    AccessList, AdminState, Balance, HostPattern, Mode, OutlierConfig, Protocol, RateLimit,
-    Timeouts,
-};
+use http::HeaderName;
+use zkgate_config::{AccessList, Mode, RateLimit, Timeouts};
+use zkgate_metrics::FrontendMetrics;
+use zkgate_tls::ServerTls;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-
-use crate::balance::Balancer;
-use crate::clock;
-use crate::server::Health;
-use crate::server::Server;
-use zkgate_metrics::{BackendMetrics, FrontendMetrics};
-use zkgate_tls::{ClientTls, ServerTls};
+use crate::backend::Backend;
+use crate::route::{RequestHeaders, Route};
 
 /// Stable identity of a frontend across tables: listeners keep it, tables index by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,7 +126,7 @@ pub struct Frontend {
     /// Effective timeouts.
     pub timeouts: Timeouts,
     pub(crate) routes: Vec<Route>,
-    pub(crate) default_backend: Option<Arc<Backend>>,
+    pub(crate) default_route: Option<Route>,
     /// Which client addresses may connect.
     pub access: Option<AccessList>,
     /// A PROXY protocol header starts every connection.
@@ -145,230 +137,30 @@ pub struct Frontend {
     pub max_connections_per_client: u32,
     /// Requests (tcp: connections) per second per client address.
     pub rate_limit: Option<RateLimit>,
+    /// The header carrying request ids, when they are set and logged.
+    pub request_id: Option<HeaderName>,
     /// Metric handles.
     pub metrics: FrontendMetrics,
 }
 
-pub(crate) struct Route {
-    pub(crate) host: Option<HostPattern>,
-    pub(crate) path_prefix: Option<Box<str>>,
-    pub(crate) headers: Box<[(HeaderName, HeaderValue)]>,
-    pub(crate) backend: Arc<Backend>,
-    pub(crate) access: Option<AccessList>,
-}
-
-impl Route {
-    fn matches<H: RequestHeaders + ?Sized>(
-        &self,
-        host: Option<&[u8]>,
-        path: &[u8],
-        headers: &H,
-    ) -> bool {
-        if let Some(pattern) = &self.host {
-            match host {
-                Some(host) if pattern.matches(host) => {}
-                _ => return false,
-            }
-        }
-        if let Some(prefix) = &self.path_prefix {
-            if !path.starts_with(prefix.as_bytes()) {
-                return false;
-            }
-        }
-        self.headers
-            .iter()
-            .all(|(name, value)| headers.has_value(name, value.as_bytes()))
-    }
-}
-
-/// The request headers routing looks at, however the data plane holds them.
-pub trait RequestHeaders {
-    /// Whether some header `name` has exactly `value`.
-    fn has_value(&self, name: &HeaderName, value: &[u8]) -> bool;
-}
-
-impl RequestHeaders for HeaderMap {
-    fn has_value(&self, name: &HeaderName, value: &[u8]) -> bool {
-        self.get_all(name).iter().any(|v| v.as_bytes() == value)
-    }
-}
-
 impl Frontend {
-    /// The backend for a request: the first matching route, else the default.
-    /// `host` is the request's host without port.
-    #[inline]
-    pub fn select_backend<H: RequestHeaders + ?Sized>(
-        &self,
-        host: Option<&[u8]>,
-        path: &[u8],
-        headers: &H,
-    ) -> Option<&Arc<Backend>> {
-        self.routes
-            .iter()
-            .find(|route| route.matches(host, path, headers))
-            .map(|route| &route.backend)
-            .or(self.default_backend.as_ref())
-    }
-
-    /// The backend for a request and the access list of the route that chose
-    /// it, if that route has one.
+    /// The route of a request: the first that matches, else the default
+    /// backend's. `host` is the request's host without port.
     #[inline]
     pub fn select<H: RequestHeaders + ?Sized>(
         &self,
         host: Option<&[u8]>,
         path: &[u8],
         headers: &H,
-    ) -> Option<(&Arc<Backend>, Option<&AccessList>)> {
-        match self
-            .routes
+    ) -> Option<&Route> {
+        self.routes
             .iter()
             .find(|route| route.matches(host, path, headers))
-        {
-            Some(route) => Some((&route.backend, route.access.as_ref())),
-            None => self.default_backend.as_ref().map(|b| (b, None)),
-        }
+            .or(self.default_route.as_ref())
     }
 
     /// The backend of a tcp frontend.
     pub fn default_backend(&self) -> Option<&Arc<Backend>> {
-        self.default_backend.as_ref()
+        self.default_route.as_ref().and_then(Route::backend)
     }
-}
-
-/// A backend: its servers and the balancer over them.
-pub struct Backend {
-    /// Name from the configuration.
-    pub name: Arc<str>,
-    /// http or tcp.
-    pub mode: Mode,
-    /// Effective timeouts.
-    pub timeouts: Timeouts,
-    /// Extra attempts on other servers after a failed connect.
-    pub retries: u32,
-    /// Every server, eligible or not.
-    pub servers: Box<[Server]>,
-    /// HTTP version spoken to the servers.
-    pub protocol: Protocol,
-    /// PROXY protocol version sent to tcp servers, if any.
-    pub send_proxy: Option<u8>,
-    /// TLS towards the servers.
-    pub tls: Option<Arc<ClientTls>>,
-    /// The algorithm, for the data plane to know which request key it hashes.
-    pub balance: Balance,
-    pub(crate) balancer: Balancer,
-    /// With `locality: prefer_local`, the balancers of this zone and the
-    /// others, used instead of `balancer`.
-    pub(crate) zoned: Option<crate::locality::Zoned>,
-    /// Indexes of the servers that take new traffic.
-    pub(crate) eligible: Box<[u32]>,
-    pub(crate) retry_cursor: AtomicUsize,
-    pub(crate) health_checked: bool,
-    pub(crate) outlier: Option<OutlierConfig>,
-    /// Too few usable servers when built: every ready server takes traffic.
-    pub panic: bool,
-    /// The sticky cookie's name, if sessions stick.
-    pub sticky_cookie: Option<Box<str>>,
-    pub(crate) sticky_ids: HashMap<u64, u32>,
-    pub(crate) max_connections_per_server: u32,
-    pub(crate) refresh_at_ms: Option<u64>,
-    /// Metric handles.
-    pub metrics: BackendMetrics,
-}
-
-impl Backend {
-    /// The server for a request, or `None` if no server takes traffic. `key`
-    /// is the request's hash key when [`Backend::balance`] hashes one. A
-    /// server ejected since the table was built, or at its connection limit,
-    /// is passed over.
-    #[inline]
-    pub fn pick(&self, key: Option<u64>) -> Option<&Server> {
-        let index = match &self.zoned {
-            None => self.balancer.pick(&self.servers, key)?,
-            Some(zoned) => zoned.pick(&self.servers, key)?,
-        };
-        let server = &self.servers[index as usize];
-        if self.usable_now(server) {
-            return Some(server);
-        }
-        self.pick_untried(&[])
-    }
-
-    /// A server whose address is not in `tried` (for retries), whatever the
-    /// algorithm: the next usable eligible one in a rotation.
-    pub fn pick_untried(&self, tried: &[SocketAddr]) -> Option<&Server> {
-        let n = self.eligible.len();
-        let start = self.retry_cursor.fetch_add(1, Relaxed);
-        (0..n)
-            .map(|k| &self.servers[self.eligible[(start + k) % n] as usize])
-            .find(|server| !tried.contains(&server.address()) && self.usable_now(server))
-    }
-
-    #[inline]
-    fn usable_now(&self, server: &Server) -> bool {
-        let limit = self.max_connections_per_server;
-        let under_limit = limit == 0 || server.state.active.get() < i64::from(limit);
-        under_limit
-            && (self.panic
-                || self.outlier.is_none()
-                || !server.state.outlier.is_ejected(clock::now_ms()))
-    }
-
-    /// With `locality: prefer_local`, the share of requests that stay in
-    /// this instance's zone (0.0 to 1.0).
-    pub fn local_share(&self) -> Option<f64> {
-        self.zoned.as_ref().map(crate::locality::Zoned::local_share)
-    }
-
-    /// Whether active health checks run on this backend's servers.
-    pub fn health_checked(&self) -> bool {
-        self.health_checked
-    }
-
-    /// The server a sticky cookie value names, if it may still serve it:
-    /// ready or draining (maint moves the client), healthy, not ejected.
-    pub fn sticky(&self, value: &[u8]) -> Option<&Server> {
-        let id = u64::from_str_radix(std::str::from_utf8(value).ok()?, 16).ok()?;
-        let server = &self.servers[*self.sticky_ids.get(&id)? as usize];
-        let admitted = matches!(server.admin, AdminState::Ready | AdminState::Drain);
-        let healthy = self.panic || !self.health_checked || server.state.health.get() == Health::Up;
-        (admitted && healthy && self.usable_now(server)).then_some(server)
-    }
-
-    /// The sticky cookie value for `server`.
-    pub fn sticky_value(&self, server: &Server) -> String {
-        format!("{:016x}", sticky_id(&server.state.label))
-    }
-
-    /// Records how a request or connection to `server` went, for outlier
-    /// detection. Returns true if this failure ejected the server.
-    pub fn record(&self, server: &Server, ok: bool) -> bool {
-        let Some(config) = &self.outlier else {
-            return false;
-        };
-        if ok {
-            server.state.outlier.success();
-            return false;
-        }
-        let now = clock::now_ms();
-        let may_eject = || {
-            let ejected = self
-                .servers
-                .iter()
-                .filter(|s| s.state.outlier.is_ejected(now))
-                .count();
-            (ejected + 1) * 100 <= config.max_ejected_percent as usize * self.servers.len()
-        };
-        match server.state.outlier.failure(config, now, may_eject) {
-            Some(length) => {
-                tracing::warn!(backend = %self.name, server = %server.address(), ejection = ?length, "server ejected after consecutive failures");
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// A server's opaque, stable id for sticky cookies.
-pub(crate) fn sticky_id(label: &str) -> u64 {
-    crate::balance::hash64(label.as_bytes(), crate::balance::hash::SEED ^ 0x5717_c4e1)
 }

@@ -66,7 +66,8 @@ fn routes_match_first_by_host_path_and_headers_else_default() {
     let table = builder.build(&config, &Discovered::new(), &resolved(&config));
     let web = table.frontends().next().unwrap();
     let backend = |host: Option<&str>, path: &str, h: &HeaderMap| {
-        web.select_backend(host.map(str::as_bytes), path.as_bytes(), h)
+        web.select(host.map(str::as_bytes), path.as_bytes(), h)
+            .and_then(|route| route.backend())
             .map(|b| b.name.to_string())
     };
     let none = HeaderMap::new();
@@ -293,10 +294,7 @@ fn a_removed_frontend_is_retired_while_it_has_connections() {
     assert!(table.frontend(spare).is_none());
     let retired = table.retired(spare).expect("spare is retired");
     assert!(Arc::ptr_eq(retired, &spare_frontend));
-    assert_eq!(
-        retired.default_backend.as_ref().unwrap().name.as_ref(),
-        "other"
-    );
+    assert_eq!(retired.default_backend().unwrap().name.as_ref(), "other");
     // Removed with none: gone at once.
     assert!(table.frontend(idle).is_none() && table.retired(idle).is_none());
     // Still retired at the next build while the connection lasts.

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
 
-use super::{Mode, Timeouts};
+use super::{Mode, RouteConfig, Timeouts};
 
 /// One `frontends:` entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +37,10 @@ pub struct FrontendConfig {
     pub timeouts: Timeouts,
     /// TLS termination, when the frontend speaks TLS to clients.
     pub tls: Option<FrontendTls>,
+    /// `request_id:` the header that carries each request's id (set when
+    /// absent, passed to servers, returned to clients, logged); a W3C
+    /// `traceparent` is then kept or started.
+    pub request_id: Option<HeaderName>,
 }
 
 /// `tls:` of a frontend: the certificates it presents and the protocols it offers.
@@ -56,44 +60,6 @@ pub struct CertificateFiles {
     pub cert: PathBuf,
     /// PKCS#8, PKCS#1 (RSA) or SEC1 (EC) key.
     pub key: PathBuf,
-}
-
-/// One route of an http frontend.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RouteConfig {
-    /// Host to match, exact or `*.suffix`.
-    pub host: Option<HostPattern>,
-    /// Path prefix to match.
-    pub path_prefix: Option<String>,
-    /// Request headers that must be present with exactly these values.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Target backend.
-    pub backend: String,
-    /// Which client addresses may use this route.
-    pub access: Option<AccessList>,
-}
-
-/// A route's `host:` pattern, lowercased.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostPattern {
-    /// `api.example.com`
-    Exact(String),
-    /// `*.example.com`, kept as `.example.com`: matches any name ending in it.
-    Suffix(String),
-}
-
-impl HostPattern {
-    /// Whether a request's host (without port, any case) matches. It is
-    /// taken as the bytes the client sent: names are ASCII.
-    pub fn matches(&self, host: &[u8]) -> bool {
-        match self {
-            HostPattern::Exact(name) => host.eq_ignore_ascii_case(name.as_bytes()),
-            HostPattern::Suffix(suffix) => {
-                host.len() > suffix.len()
-                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
-            }
-        }
-    }
 }
 
 /// `access: { allow, deny }`: a client is refused if a `deny` network holds

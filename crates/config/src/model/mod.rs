@@ -4,9 +4,11 @@
 
 mod backend;
 mod frontend;
+mod route;
 
 pub use backend::*;
 pub use frontend::*;
+pub use route::*;
 
 use std::net::SocketAddr;
 use std::time::Duration;

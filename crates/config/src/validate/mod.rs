@@ -4,15 +4,16 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
 
 use crate::document::Document;
 use crate::error::ConfigError;
 use crate::model::*;
-use crate::raw::{RawFrontend, RawRoute, RawTimeouts};
+use crate::raw::{RawFrontend, RawTimeouts};
 
 mod backend;
 mod health;
+mod route;
 mod tls;
 mod zookeeper;
 
@@ -288,8 +289,11 @@ fn frontend(
                 "routes need `mode: http`; a tcp frontend sends everything to its default_backend",
             ));
         }
-        if let Some(route) = route_config(&path, route, errors) {
-            refs.check(format!("{path}.backend"), &route.backend, mode, errors);
+        let forwarded = raw.forwarded_headers.unwrap_or(mode == Mode::Http);
+        if let Some(route) = route::route_config(&path, route, forwarded, errors) {
+            for (field, backend) in route.backends() {
+                refs.check(format!("{path}.{field}"), backend, mode, errors);
+            }
             routes.push(route);
         }
     }
@@ -308,6 +312,16 @@ fn frontend(
         ));
     }
 
+    let request_id = raw.request_id.as_deref().and_then(|name| {
+        let header = HeaderName::from_bytes(name.as_bytes()).ok();
+        if mode == Mode::Tcp || header.is_none() {
+            errors.push(ConfigError::new(
+                at("request_id"),
+                format!("`{name}` cannot carry request ids: give an HTTP header name, like x-request-id, on an http frontend"),
+            ));
+        }
+        header
+    });
     Some(FrontendConfig {
         name: name.to_owned(),
         binds,
@@ -322,76 +336,12 @@ fn frontend(
         rate_limit,
         timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
         tls,
-    })
-}
-
-fn route_config(path: &str, raw: &RawRoute, errors: &mut Vec<ConfigError>) -> Option<RouteConfig> {
-    let before = errors.len();
-    let access = raw
-        .access
-        .as_ref()
-        .map(|raw| access_list(&format!("{path}.access"), raw, errors));
-    let host = raw.host.as_deref().and_then(|host| {
-        let lower = host.to_ascii_lowercase();
-        let (pattern, name) = match lower.strip_prefix("*.") {
-            Some(rest) => (HostPattern::Suffix(format!(".{rest}")), rest.to_owned()),
-            None => (HostPattern::Exact(lower.clone()), lower.clone()),
-        };
-        let valid = !name.is_empty()
-            && name.split('.').all(|l| {
-                !l.is_empty()
-                    && l.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if valid {
-            Some(pattern)
-        } else {
-            errors.push(ConfigError::new(
-                format!("{path}.host"),
-                format!(
-                    "`{host}` is not a host name or `*.suffix` pattern (write it without a port)"
-                ),
-            ));
-            None
-        }
-    });
-    if let Some(prefix) = &raw.path_prefix {
-        if !prefix.starts_with('/') {
-            errors.push(ConfigError::new(
-                format!("{path}.path_prefix"),
-                format!("`{prefix}` must start with `/`, like /{prefix}"),
-            ));
-        }
-    }
-    let mut headers = Vec::new();
-    for (name, value) in &raw.headers {
-        let at = format!("{path}.headers.{name}");
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            (Ok(n), Ok(v)) => headers.push((n, v)),
-            (Err(_), _) => errors.push(ConfigError::new(
-                at,
-                format!("`{name}` is not a valid header name"),
-            )),
-            (_, Err(_)) => errors.push(ConfigError::new(
-                at,
-                format!("`{value}` is not a valid header value (visible ASCII only)"),
-            )),
-        }
-    }
-    (errors.len() == before).then(|| RouteConfig {
-        host,
-        path_prefix: raw.path_prefix.clone(),
-        headers,
-        backend: raw.backend.clone(),
-        access,
+        request_id,
     })
 }
 
 /// Parses CIDR lists; a bare address is a single-address network.
-fn access_list(
+pub(super) fn access_list(
     path: &str,
     raw: &crate::raw::RawAccess,
     errors: &mut Vec<ConfigError>,

@@ -51,6 +51,24 @@ pub fn write_error(
     }
 }
 
+/// The same redirect as `full::answer::redirect`, as raw HTTP/1.1 into
+/// `out`; `close` adds `Connection: close`.
+pub fn write_redirect(status: StatusCode, location: &[u8], close: bool, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nlocation: ",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    out.extend_from_slice(location);
+    out.extend_from_slice(b"\r\ncontent-length: 0\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Whole seconds for `Retry-After` (at least 1).
 pub fn retry_after_seconds(wait: std::time::Duration) -> u64 {
     wait.as_secs_f64().ceil().max(1.0) as u64

@@ -36,6 +36,7 @@ fn fast(response: &[u8], head_request: bool) -> Decided {
     let additions = Additions {
         set_cookie: None,
         close: false,
+        edits: &crate::http::policy::edits::Edits::NONE,
     };
     let mut out = Vec::new();
     let mut at = 0;

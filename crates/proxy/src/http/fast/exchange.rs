@@ -14,6 +14,7 @@ use zkgate_routing::{ActiveRequest, Backend, Server};
 use super::chunked::Chunked;
 use super::framing::{self, Additions, Framing, Malformed};
 use super::timer::Timer;
+use crate::http::policy::edits::Edits;
 use crate::http::policy::keys::sticky_cookie;
 use crate::http::policy::retry::{head_arrived, Tries};
 use crate::http::pool::{PoolKey, ServerConn};
@@ -45,6 +46,8 @@ pub struct Outgoing<'a> {
     pub close: bool,
     /// When the request was complete, if its timing is logged.
     pub logged_since: Option<Instant>,
+    /// The header fields changed on the response.
+    pub edits: &'a Edits<'a>,
 }
 
 /// How an exchange ended.
@@ -123,6 +126,7 @@ async fn attempt_on<C: AsyncWrite + Unpin>(
     let additions = Additions {
         set_cookie: cookie.as_deref(),
         close: request.close,
+        edits: request.edits,
     };
     // One clock reading for the pool's idle ages and, on a kept connection,
     // the start of the server's response time.

@@ -5,6 +5,7 @@
 use std::mem::MaybeUninit;
 
 use super::ascii::spells;
+use crate::http::policy::edits::Edits;
 
 /// Most headers accepted in a response.
 const MAX_RESPONSE_HEADERS: usize = 100;
@@ -82,6 +83,8 @@ pub struct Additions<'a> {
     pub set_cookie: Option<&'a str>,
     /// Tell the client the connection closes after this response.
     pub close: bool,
+    /// The route's response header rules and zkgate's own fields.
+    pub edits: &'a Edits<'a>,
 }
 
 /// Parses the response at the start of `buf` (to a request with method
@@ -300,7 +303,8 @@ impl ClientHead<'_, '_> {
             let name = header.name.as_bytes();
             let dropped = matches!(role, Role::Connection | Role::HopByHop)
                 || (self.drop_length && *role == Role::ContentLength)
-                || self.listed.iter().any(|l| name.eq_ignore_ascii_case(l));
+                || self.listed.iter().any(|l| name.eq_ignore_ascii_case(l))
+                || additions.edits.drops(name);
             if dropped {
                 continue;
             }
@@ -322,6 +326,9 @@ impl ClientHead<'_, '_> {
             }
         }
         out.extend_from_slice(&buf[run]);
+        for (name, value) in additions.edits.appended() {
+            push_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
         if let Some(cookie) = additions.set_cookie {
             push_header(out, b"set-cookie", cookie.as_bytes());
         }
@@ -429,6 +436,7 @@ mod tests {
     const PLAIN: Additions<'static> = Additions {
         set_cookie: None,
         close: false,
+        edits: &Edits::NONE,
     };
 
     #[test]
@@ -527,6 +535,7 @@ mod tests {
             Additions {
                 set_cookie: Some("s=1; Path=/"),
                 close: true,
+                edits: &Edits::NONE,
             },
         );
         assert_eq!(out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nset-cookie: s=1; Path=/\r\nconnection: close\r\n\r\n");

@@ -284,6 +284,10 @@ impl RequestView for Head<'_> {
         self.slice((start, start + self.parsed.path_len))
     }
 
+    fn path_and_query(&self) -> &[u8] {
+        self.target_bytes()
+    }
+
     fn values<'b>(&'b self, name: &'b HeaderName) -> impl Iterator<Item = &'b [u8]> + 'b {
         self.fields
             .iter()

@@ -15,8 +15,10 @@ use super::exchange::{exchange, Exchanged, Outgoing};
 use super::head::{self, Head, Role};
 use super::{last_if, Client, Served};
 use crate::access_log::HttpEntry;
-use crate::http::policy::{decide, retry, Decision, Routed};
-use crate::http::response::{retry_after_seconds, write_error};
+use crate::http::policy::edits::Edits;
+use crate::http::policy::ids::Ids;
+use crate::http::policy::{decide, retry, rewrite_target, Decision, Routed};
+use crate::http::response::{retry_after_seconds, write_error, write_redirect};
 
 /// A request being served.
 #[derive(Clone, Copy)]
@@ -89,6 +91,19 @@ impl Client<'_> {
                     .await;
                 last_if(served, retired)
             }
+            Decision::Redirect {
+                frontend,
+                retired,
+                status,
+                location,
+            } => {
+                current.close |= retired;
+                self.out.clear();
+                write_redirect(status, location.as_bytes(), current.close, &mut self.out);
+                let served = self.send_own().await;
+                self.log(frontend, None, current, own_answer(status, current), None);
+                last_if(served, retired)
+            }
             Decision::Elsewhere => Served::Hyper,
         }
     }
@@ -104,12 +119,13 @@ impl Client<'_> {
             fields: &self.fields,
             parsed: current.parsed,
         };
-        write_upstream_head(
-            &head,
-            routed.forwarded_scheme,
-            self.client_text,
-            &mut self.upstream,
-        );
+        let upstream = Upstream {
+            scheme: routed.forwarded_scheme,
+            client: self.client_text,
+            rewrite: routed.rules.and_then(|rules| rules.rewrite.as_ref()),
+            edits: &routed.request_edits,
+        };
+        write_upstream_head(&head, &upstream, &mut self.upstream);
         let outgoing = Outgoing {
             head: &self.upstream,
             head_method: head.is_head(),
@@ -118,6 +134,7 @@ impl Client<'_> {
             key: routed.key,
             close: current.close,
             logged_since: current.logged_since,
+            edits: &routed.response_edits,
         };
         self.out.clear();
         let exchanged = exchange(
@@ -155,7 +172,13 @@ impl Client<'_> {
                 (own_answer(status, current), served)
             }
         };
-        self.log(frontend, Some(backend), current, ending);
+        self.log(
+            frontend,
+            Some(backend),
+            current,
+            ending,
+            routed.ids.as_deref(),
+        );
         served
     }
 
@@ -168,7 +191,7 @@ impl Client<'_> {
         retry_after: Option<u64>,
     ) -> Served {
         let served = self.answer(status, retry_after, current).await;
-        self.log(frontend, None, current, own_answer(status, current));
+        self.log(frontend, None, current, own_answer(status, current), None);
         served
     }
 
@@ -186,6 +209,11 @@ impl Client<'_> {
             current.head,
             &mut self.out,
         );
+        self.send_own().await
+    }
+
+    /// Sends zkgate's own answer, written in `out`.
+    async fn send_own(&mut self) -> Served {
         let written = async {
             self.io.write_all(&self.out).await?;
             self.io.flush().await
@@ -202,6 +230,7 @@ impl Client<'_> {
         backend: Option<&Arc<Backend>>,
         current: Current,
         ending: Ending,
+        ids: Option<&Ids>,
     ) {
         let (Some(log), Some(since)) = (&self.proxy.access_log, current.logged_since) else {
             return;
@@ -222,6 +251,8 @@ impl Client<'_> {
             bytes: ending.bytes,
             headers_after: ending.headers_after,
             total: since.elapsed(),
+            request_id: ids.and_then(|ids| ids.request_id.to_str().ok()),
+            trace_id: ids.map(Ids::trace_id),
         });
     }
 }
@@ -239,29 +270,55 @@ fn own_answer(status: StatusCode, current: Current) -> Ending {
     }
 }
 
-/// The request head for the server: hop-by-hop headers dropped and, when
-/// `scheme` is given, X-Forwarded-For extended with the client and
-/// X-Forwarded-Proto/-Host set; everything else as the client sent it.
-fn write_upstream_head(head: &Head<'_>, scheme: Option<&str>, client: &[u8], out: &mut Vec<u8>) {
+/// What the server's request head gets besides the client's.
+struct Upstream<'a> {
+    /// With forwarded headers on: the scheme told in `X-Forwarded-Proto`.
+    scheme: Option<&'a str>,
+    /// The client's address, for `X-Forwarded-For`.
+    client: &'a [u8],
+    /// The route's `path_prefix` and its replacement.
+    rewrite: Option<&'a (Box<str>, Box<str>)>,
+    /// The route's header rules and zkgate's own fields.
+    edits: &'a Edits<'a>,
+}
+
+/// The request head for the server: the target rewritten if the route
+/// says so, hop-by-hop headers dropped, the route's header edits made and,
+/// when forwarded headers are on, X-Forwarded-For extended with the client
+/// and X-Forwarded-Proto/-Host set; everything else as the client sent it.
+fn write_upstream_head(head: &Head<'_>, upstream: &Upstream<'_>, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(head.method_bytes());
     out.push(b' ');
-    out.extend_from_slice(head.target_bytes());
+    match upstream.rewrite {
+        Some((from, to)) => rewrite_target(head.target_bytes(), from, to, out),
+        None => out.extend_from_slice(head.target_bytes()),
+    }
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let forwarded = upstream.scheme.is_some();
     for field in head.fields {
-        let forwarded = scheme.is_some();
         match field.role {
             Role::HopByHop => continue,
             Role::ForwardedOther if forwarded => continue,
             Role::ForwardedFor if forwarded => continue,
             _ => {}
         }
-        out.extend_from_slice(head.name(field));
+        let name = head.name(field);
+        if upstream.edits.drops(name) {
+            continue;
+        }
+        out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(head.value(field));
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(scheme) = scheme {
+    for (name, value) in upstream.edits.appended() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(scheme) = upstream.scheme {
         out.extend_from_slice(b"x-forwarded-for: ");
         for field in head.fields.iter().filter(|f| f.role == Role::ForwardedFor) {
             let value = head.value(field);
@@ -270,7 +327,7 @@ fn write_upstream_head(head: &Head<'_>, scheme: Option<&str>, client: &[u8], out
                 out.extend_from_slice(b", ");
             }
         }
-        out.extend_from_slice(client);
+        out.extend_from_slice(upstream.client);
         out.extend_from_slice(b"\r\nx-forwarded-proto: ");
         out.extend_from_slice(scheme.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -298,7 +355,13 @@ mod tests {
             parsed,
         };
         let mut out = Vec::new();
-        write_upstream_head(&head, scheme, b"10.0.0.9", &mut out);
+        let upstream = Upstream {
+            scheme,
+            client: b"10.0.0.9",
+            rewrite: None,
+            edits: &Edits::NONE,
+        };
+        write_upstream_head(&head, &upstream, &mut out);
         String::from_utf8(out).unwrap()
     }
 

@@ -25,6 +25,16 @@ pub fn error(status: StatusCode) -> Response<ProxyBody> {
     response
 }
 
+/// A redirect (a route's `redirect:`): the status, `Location`, no body.
+pub fn redirect(status: StatusCode, location: HeaderValue) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::message(Bytes::new()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, location);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    response
+}
+
 /// 429 with `Retry-After` in whole seconds (at least 1).
 pub fn too_many_requests(wait: std::time::Duration) -> Response<ProxyBody> {
     let mut response = error(StatusCode::TOO_MANY_REQUESTS);

@@ -47,6 +47,8 @@ pub struct PendingLog {
     pub status: u16,
     pub started: Instant,
     pub headers_after: Duration,
+    /// The request id and trace id, when the frontend sets request ids.
+    pub ids: Option<(String, String)>,
 }
 
 impl Drop for ProxyBody {
@@ -63,6 +65,8 @@ impl Drop for ProxyBody {
                 bytes: self.sent,
                 headers_after: pending.headers_after,
                 total: pending.started.elapsed(),
+                request_id: pending.ids.as_ref().map(|(id, _)| id.as_str()),
+                trace_id: pending.ids.as_ref().map(|(_, trace)| trace.as_str()),
             });
         }
     }

@@ -11,16 +11,17 @@ use http::{header, uri, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use zkgate_routing::FrontendId;
 
-use super::answer::{error, too_many_requests};
+use super::answer::{error, redirect, too_many_requests};
 use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::forward::{forward, Forwarded};
 use super::upgrade;
 use crate::http::headers::{add_forwarded, client_address_value, strip_hop_by_hop};
+use crate::http::policy::edits::Edits;
 use crate::http::policy::keys::{
     host_is_ambiguous, normalized_authority, sticky_cookie, target_is_valid,
 };
 use crate::http::policy::upgrade::{requested, requested_h2};
-use crate::http::policy::{decide, refuse_malformed, Decision};
+use crate::http::policy::{decide, refuse_malformed, rewrite_target, Decision};
 use crate::io::ConnActivity;
 use crate::Proxy;
 
@@ -92,6 +93,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                 status: 0,
                 started: Instant::now(),
                 headers_after: Duration::ZERO,
+                ids: None,
             });
             let mut outcome = Outcome::default();
             let http1 = request.version() < http::Version::HTTP_2;
@@ -117,6 +119,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                 pending.frontend = outcome.frontend;
                 pending.backend = outcome.backend;
                 pending.server = outcome.server;
+                pending.ids = outcome.ids;
                 pending.status = body.status().as_u16();
                 pending.headers_after = pending.started.elapsed();
                 body = body.map(|b| b.with_log(pending));
@@ -134,6 +137,8 @@ struct Outcome {
     frontend: Option<Arc<str>>,
     backend: Option<Arc<str>>,
     server: Option<SocketAddr>,
+    /// The request id and trace id, when logged.
+    ids: Option<(String, String)>,
 }
 
 impl ClientConn {
@@ -184,6 +189,16 @@ impl ClientConn {
                     None => error(refused.status),
                 };
             }
+            Decision::Redirect {
+                frontend,
+                retired,
+                status,
+                location,
+            } => {
+                outcome.retired = retired;
+                outcome.frontend = Some(Arc::clone(&frontend.name));
+                return redirect(status, location);
+            }
             Decision::Elsewhere => return error(StatusCode::SERVICE_UNAVAILABLE),
         };
         outcome.retired = routed.retired;
@@ -192,17 +207,29 @@ impl ClientConn {
         outcome.backend = Some(Arc::clone(&backend.name));
         let frontend = Arc::clone(routed.frontend);
         let (key, sticky) = (routed.key, routed.sticky);
+        if self.proxy.access_log.is_some() {
+            outcome.ids = routed.ids.as_ref().map(|ids| {
+                let id = ids.request_id.to_str().unwrap_or_default().to_owned();
+                (id, ids.trace_id().to_owned())
+            });
+        }
         let upgrade = protocol.map(|protocol| upgrade::Switch::of(&mut request, protocol));
+        let rewrite = routed.rules.and_then(|rules| rules.rewrite.as_ref());
         if let Err(status) = prepare(
             &mut request,
-            routed.forwarded_scheme,
+            &Upstream {
+                scheme: routed.forwarded_scheme,
+                client: &self.forwarded_for,
+                rewrite,
+                edits: &routed.request_edits,
+            },
             backend.protocol == zkgate_config::Protocol::Http2,
-            &self.forwarded_for,
         ) {
             backend.metrics.count_response(status.as_u16());
             return error(status);
         }
-        drop(table);
+        // The table stays loaded until the response head is back (its
+        // route's response rules apply to it); the body streams without it.
         let forwarded = match upgrade {
             Some(switch) => {
                 let idle = backend.timeouts.tunnel.min(frontend.timeouts.tunnel);
@@ -230,6 +257,7 @@ impl ClientConn {
                 {
                     response.headers_mut().append(header::SET_COOKIE, cookie);
                 }
+                routed.response_edits.apply(response.headers_mut());
                 response
             }
             Forwarded::Failed(status) => error(status),
@@ -239,13 +267,26 @@ impl ClientConn {
     }
 }
 
-/// Rewrites a client request into the request sent to the server;
-/// `forwarded` is the scheme to tell it in `X-Forwarded-Proto`, if told.
+/// What the server's request gets besides the client's.
+struct Upstream<'a> {
+    /// With forwarded headers on: the scheme told in `X-Forwarded-Proto`.
+    scheme: Option<&'static str>,
+    /// The client's address, for `X-Forwarded-For`.
+    client: &'a header::HeaderValue,
+    /// The route's `path_prefix` and its replacement.
+    rewrite: Option<&'a (Box<str>, Box<str>)>,
+    /// The route's header rules and zkgate's own fields.
+    edits: &'a Edits<'a>,
+}
+
+/// Rewrites a client request into the request sent to the server, in the
+/// same order as the fast path's `write_upstream_head`: the target (origin
+/// form, rewritten by the route), hop-by-hop headers out, the route's
+/// edits, then the forwarded headers.
 fn prepare(
     request: &mut Request<Incoming>,
-    forwarded: Option<&'static str>,
+    upstream: &Upstream<'_>,
     to_h2: bool,
-    client: &header::HeaderValue,
 ) -> Result<(), StatusCode> {
     let bodiless = {
         use http_body::Body as _;
@@ -253,7 +294,15 @@ fn prepare(
     };
     let scheme = request.uri().scheme().cloned();
     let authority = request.uri().authority().cloned();
-    if authority.is_some() || request.uri().scheme().is_some() {
+    if let Some((from, to)) = upstream.rewrite {
+        let mut target = Vec::new();
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        rewrite_target(path.as_bytes(), from, to, &mut target);
+        let path = uri::PathAndQuery::try_from(target).map_err(|_| StatusCode::BAD_REQUEST)?;
+        let mut parts = uri::Parts::default();
+        parts.path_and_query = Some(path);
+        *request.uri_mut() = Uri::from_parts(parts).map_err(|_| StatusCode::BAD_REQUEST)?;
+    } else if authority.is_some() || request.uri().scheme().is_some() {
         // Absolute form (`GET http://host/path`): servers expect origin
         // form. Rebuilt from its text: the parser keeps an empty path (of
         // `http://host#fragment`) that reads as `/` but would be written
@@ -307,9 +356,10 @@ fn prepare(
     }
     // zkgate answers `Expect: 100-continue` itself as soon as it reads the body.
     headers.remove(header::EXPECT);
-    if let Some(scheme) = forwarded {
+    upstream.edits.apply(headers);
+    if let Some(scheme) = upstream.scheme {
         let host = headers.get(header::HOST).cloned();
-        add_forwarded(headers, client, scheme, host.as_ref());
+        add_forwarded(headers, upstream.client, scheme, host.as_ref());
     }
     *request.version_mut() = Version::HTTP_11;
     Ok(())

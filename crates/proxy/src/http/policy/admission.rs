@@ -1,14 +1,12 @@
 //! Whether a request may go to a backend at all: the frontend's access list
 //! and rate limit, a route (or default backend), and the route's access
-//! list. Shared by the fast path and the hyper path.
+//! list. Shared by every wire adapter.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use zkgate_config::AccessList;
-use zkgate_routing::{Backend, Frontend};
+use zkgate_routing::{Frontend, Route};
 
 use crate::Proxy;
 
@@ -28,15 +26,14 @@ impl Refused {
     }
 }
 
-/// The backend for a request from `client` whose route lookup gave
-/// `selected`, or why it gets none; refusals are counted in the frontend's
-/// metrics.
-pub fn admit<'t>(
+/// Whether a request from `client` whose route lookup gave `route` may
+/// take it, or why not; refusals are counted in the frontend's metrics.
+pub fn admit(
     proxy: &Proxy,
     frontend: &Frontend,
     client: IpAddr,
-    selected: Option<(&'t Arc<Backend>, Option<&'t AccessList>)>,
-) -> Result<&'t Arc<Backend>, Refused> {
+    route: Option<&Route>,
+) -> Result<(), Refused> {
     if frontend
         .access
         .as_ref()
@@ -54,12 +51,16 @@ pub fn admit<'t>(
             });
         }
     }
-    let Some((backend, route_access)) = selected else {
+    let Some(route) = route else {
         return Err(Refused::with(StatusCode::SERVICE_UNAVAILABLE));
     };
-    if route_access.is_some_and(|access| !access.permits(client)) {
+    if route
+        .access
+        .as_ref()
+        .is_some_and(|access| !access.permits(client))
+    {
         frontend.metrics.denied_access.inc();
         return Err(Refused::with(StatusCode::FORBIDDEN));
     }
-    Ok(backend)
+    Ok(())
 }

@@ -5,9 +5,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use zkgate_routing::{Backend, Frontend, FrontendId, RoutingTable};
+use http::{HeaderValue, StatusCode};
+use zkgate_config::SplitKey;
+use zkgate_routing::balance::hash::{client_key, hash64};
+use zkgate_routing::{Backend, Frontend, FrontendId, Redirect, RoutingTable, Rules, Target};
 
 use super::admission::{admit, Refused};
+use super::edits::Edits;
+use super::ids::{Ids, TRACEPARENT};
 use super::keys::{self, RequestView};
 use crate::Proxy;
 
@@ -25,6 +30,14 @@ pub struct Routed<'t> {
     /// The scheme servers are told in `X-Forwarded-Proto`, when forwarded
     /// headers are on.
     pub forwarded_scheme: Option<&'static str>,
+    /// The route's rules (path rewrite, mirror), if it has any.
+    pub rules: Option<&'t Rules>,
+    /// The header fields changed on the request the server gets.
+    pub request_edits: Edits<'t>,
+    /// The header fields changed on the server's answer the client gets.
+    pub response_edits: Edits<'t>,
+    /// The request's id and trace, when the frontend sets request ids.
+    pub ids: Option<Box<Ids>>,
 }
 
 /// What becomes of a request.
@@ -37,6 +50,13 @@ pub enum Decision<'t> {
         frontend: Option<&'t Arc<Frontend>>,
         retired: bool,
         refused: Refused,
+    },
+    /// zkgate answers with a redirect to `location`.
+    Redirect {
+        frontend: &'t Arc<Frontend>,
+        retired: bool,
+        status: StatusCode,
+        location: HeaderValue,
     },
     /// Its backend speaks a protocol the adapter asking cannot carry (the
     /// fast path and HTTP/2 servers): nothing was counted or admitted, so
@@ -59,21 +79,37 @@ pub fn decide<'t, R: RequestView>(
     let Some((frontend, retired)) = frontend_of(table, id) else {
         return gone();
     };
-    let selected = frontend.select(request.host(), request.path(), request.headers());
-    if selected.is_some_and(|(backend, _)| !carries(backend)) {
+    let route = frontend.select(request.host(), request.path(), request.headers());
+    let side = route.and_then(|route| match &route.target {
+        Target::Split(split) => Some(split.pick(split_hash(&split.key, request, client))),
+        _ => None,
+    });
+    let chosen = match (route.map(|r| &r.target), side) {
+        (_, Some(side)) => Some(side.backend()),
+        (Some(Target::Backend(backend)), None) => Some(backend),
+        _ => None,
+    };
+    if chosen.is_some_and(|backend| !carries(backend)) {
         return Decision::Elsewhere;
     }
     frontend.metrics.requests.inc();
-    let backend = match admit(proxy, frontend, client, selected) {
-        Ok(backend) => backend,
-        Err(refused) => {
-            return Decision::Refuse {
-                frontend: Some(frontend),
-                retired,
-                refused,
-            }
-        }
+    if let Err(refused) = admit(proxy, frontend, client, route) {
+        return Decision::Refuse {
+            frontend: Some(frontend),
+            retired,
+            refused,
+        };
+    }
+    let Some(backend) = chosen else {
+        return match route.map(|r| &r.target) {
+            Some(Target::Redirect(redirect)) => redirect_to(frontend, retired, redirect, request),
+            // `admit` refuses a request without a route.
+            _ => gone(),
+        };
     };
+    if let Some(side) = side {
+        side.count();
+    }
     let key = keys::hash_key(&backend.balance, request, client);
     let sticky = backend
         .sticky_cookie
@@ -88,6 +124,20 @@ pub fn decide<'t, R: RequestView>(
         } else {
             "http"
         });
+    let rules = route.and_then(|route| route.rules.as_deref());
+    let mut request_edits = Edits::of(rules.map(|r| &r.request_headers));
+    let mut response_edits = Edits::of(rules.map(|r| &r.response_headers));
+    let ids = frontend.request_id.as_ref().map(|header| {
+        let ids = Ids::of(request, header);
+        if ids.generated {
+            request_edits.set_own(header, ids.request_id.clone());
+        }
+        if let Some(parent) = &ids.started {
+            request_edits.set_own(&TRACEPARENT, parent.clone());
+        }
+        response_edits.set_own(header, ids.request_id.clone());
+        Box::new(ids)
+    });
     Decision::Forward(Routed {
         frontend,
         retired,
@@ -95,7 +145,73 @@ pub fn decide<'t, R: RequestView>(
         key,
         sticky,
         forwarded_scheme,
+        rules,
+        request_edits,
+        response_edits,
+        ids,
     })
+}
+
+/// The hash that places a request on one side of a split, or `None` to
+/// draw it: a key absent from the request is drawn too.
+fn split_hash<R: RequestView>(key: &SplitKey, request: &R, client: IpAddr) -> Option<u64> {
+    // Not the balancers' seed: a split and a hashing backend behind it by
+    // the same key must not be correlated.
+    const SPLIT_SEED: u64 = 0x5b11_7c0f_fee0_d00d;
+    let bytes = match key {
+        SplitKey::Request => return None,
+        SplitKey::Source => return Some(client_key(client) ^ SPLIT_SEED),
+        SplitKey::Cookie(name) => keys::cookie(request, name)?,
+        SplitKey::Header(name) => request.values(name).next()?,
+    };
+    Some(hash64(bytes, SPLIT_SEED))
+}
+
+/// The answer of a redirect route: its `location` with `{host}` replaced
+/// by the request's host and, with `keep_path`, the request's path and
+/// query appended. A request without a host cannot fill `{host}`: 400.
+fn redirect_to<'t, R: RequestView>(
+    frontend: &'t Arc<Frontend>,
+    retired: bool,
+    redirect: &Redirect,
+    request: &R,
+) -> Decision<'t> {
+    let mut location = Vec::with_capacity(redirect.location.len() + 64);
+    let mut parts = redirect.location.split("{host}");
+    location.extend_from_slice(parts.next().unwrap_or_default().as_bytes());
+    for part in parts {
+        match request.host() {
+            Some(host) => location.extend_from_slice(host),
+            None => return refused(frontend, retired, StatusCode::BAD_REQUEST),
+        }
+        location.extend_from_slice(part.as_bytes());
+    }
+    if redirect.keep_path {
+        let target = request.path_and_query();
+        // `location` may end with the `/` the path starts with.
+        let target = match location.last() {
+            Some(b'/') => target.strip_prefix(b"/").unwrap_or(target),
+            _ => target,
+        };
+        location.extend_from_slice(target);
+    }
+    match HeaderValue::from_bytes(&location) {
+        Ok(location) => Decision::Redirect {
+            frontend,
+            retired,
+            status: redirect.code,
+            location,
+        },
+        Err(_) => refused(frontend, retired, StatusCode::BAD_REQUEST),
+    }
+}
+
+fn refused(frontend: &Arc<Frontend>, retired: bool, status: StatusCode) -> Decision<'_> {
+    Decision::Refuse {
+        frontend: Some(frontend),
+        retired,
+        refused: Refused::with(status),
+    }
 }
 
 /// Refuses a request its adapter found malformed (`status`, 400 and the

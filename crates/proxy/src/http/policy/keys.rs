@@ -18,6 +18,8 @@ pub trait RequestView {
     fn host(&self) -> Option<&[u8]>;
     /// The path, without the query.
     fn path(&self) -> &[u8];
+    /// The path and the query, as the request's target has them.
+    fn path_and_query(&self) -> &[u8];
     /// The headers, for route matches.
     fn headers(&self) -> &Self::Headers;
     /// The values of header `name`, in order.
@@ -33,6 +35,12 @@ impl<B> RequestView for Request<B> {
 
     fn path(&self) -> &[u8] {
         self.uri().path().as_bytes()
+    }
+
+    fn path_and_query(&self) -> &[u8] {
+        self.uri()
+            .path_and_query()
+            .map_or(b"/", |p| p.as_str().as_bytes())
     }
 
     fn headers(&self) -> &HeaderMap {

@@ -8,12 +8,16 @@
 mod admission;
 pub mod client_wait;
 mod decide;
+pub mod edits;
+pub mod ids;
 pub mod keys;
 pub mod retry;
+mod rewrite;
 pub mod upgrade;
 
 pub use decide::{decide, refuse_malformed, Decision, Routed};
 pub use keys::RequestView;
+pub use rewrite::rewrite_target;
 
 /// Largest request head accepted (request line + headers); beyond it: 431.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;

@@ -8,19 +8,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::{debug, info, warn};
-use zkgate_config::{
-    AdminState, BackendConfig, Config, FrontendConfig, ServerAddress, ServerConfig,
-};
 
+mod frontend;
+use frontend::build_frontend;
+use zkgate_config::{AdminState, BackendConfig, Config, ServerAddress, ServerConfig};
+
+use crate::backend::Backend;
 use crate::balance::Balancer;
 use crate::clock;
 use crate::server::{Health, RegistryGeneration, ServerRegistry};
 use crate::server::{Server, ServerSource};
-use crate::table::{Backend, Frontend, FrontendId, Route, RoutingTable};
-use zkgate_metrics::{BackendMetrics, FrontendMetrics, Metrics};
+use crate::table::{Frontend, FrontendId, RoutingTable};
+use zkgate_metrics::{BackendMetrics, Metrics};
 
 use crate::locality::{Sides, Zoned};
-use zkgate_tls::{ClientTls, ServerTls, TlsMaterial};
+use zkgate_tls::{ClientTls, TlsMaterial};
 
 /// Host names already resolved by the control plane (IP literals are read
 /// directly and need not be there).
@@ -329,7 +331,7 @@ fn build_backend(
             servers
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (crate::table::sticky_id(&s.state.label), i as u32))
+                .map(|(i, s)| (crate::backend::sticky_id(&s.state.label), i as u32))
                 .collect()
         })
         .unwrap_or_default();
@@ -483,45 +485,4 @@ impl Eligibility {
 /// Ready with a weight: would take traffic if healthy.
 fn candidate(server: &Server) -> bool {
     server.admin == AdminState::Ready && server.weight > 0
-}
-
-fn build_frontend(
-    id: FrontendId,
-    config: &FrontendConfig,
-    tls: Option<Arc<ServerTls>>,
-    backends: &HashMap<&str, &Arc<Backend>>,
-    metrics: &Metrics,
-) -> Frontend {
-    // Validation guarantees every referenced backend exists.
-    let lookup = |name: &str| backends.get(name).map(|b| Arc::clone(b));
-    let routes = config
-        .routes
-        .iter()
-        .filter_map(|route| {
-            Some(Route {
-                host: route.host.clone(),
-                path_prefix: route.path_prefix.as_deref().map(Into::into),
-                headers: route.headers.clone().into_boxed_slice(),
-                backend: lookup(&route.backend)?,
-                access: route.access.clone(),
-            })
-        })
-        .collect();
-    Frontend {
-        id,
-        name: config.name.as_str().into(),
-        mode: config.mode,
-        binds: config.binds.clone(),
-        max_connections: config.max_connections,
-        forwarded_headers: config.forwarded_headers,
-        timeouts: config.timeouts,
-        routes,
-        default_backend: config.default_backend.as_deref().and_then(lookup),
-        access: config.access.clone(),
-        accept_proxy: config.accept_proxy,
-        max_connections_per_client: config.max_connections_per_client,
-        rate_limit: config.rate_limit,
-        metrics: FrontendMetrics::resolve(metrics, &config.name, tls.is_some()),
-        tls,
-    }
 }
