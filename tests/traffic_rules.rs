@@ -136,6 +136,7 @@ async fn a_95_5_split_holds_its_weights_over_20000_requests() {
             tokio::spawn(async move {
                 let mut sender = h1(addr).await;
                 for _ in 0..total / 4 {
+                    sender.ready().await.unwrap();
                     let request = http::Request::get("/")
                         .header("host", "x")
                         .body(Full::new(Bytes::new()))
@@ -237,6 +238,9 @@ async fn split_weights_moved_by_a_config_node_write_take_effect_without_a_failed
             tokio::spawn(async move {
                 let mut sender = h1(addr).await;
                 while !stop.load(Ordering::Relaxed) {
+                    if sender.ready().await.is_err() {
+                        sender = h1(addr).await;
+                    }
                     let request = http::Request::get("/")
                         .header("host", "x")
                         .body(Full::new(Bytes::new()))

@@ -372,6 +372,36 @@ impl FrontendMetrics {
     }
 }
 
+/// `zkgate_route_mirrored_total` of one frontend, by result.
+#[derive(Clone)]
+pub struct MirrorMetrics {
+    /// The mirror answered (whatever its status).
+    pub answered: IntCounter,
+    /// No answer: no server, refused, reset or timed out.
+    pub failed: IntCounter,
+    /// The request's body was beyond the copy limit: not mirrored.
+    pub too_large: IntCounter,
+    /// Too many copies in flight: not mirrored.
+    pub dropped: IntCounter,
+}
+
+impl MirrorMetrics {
+    /// Resolves the handles of `frontend` (every result exported at 0).
+    pub fn resolve(metrics: &Metrics, frontend: &str) -> Self {
+        let [answered, failed, too_large, dropped] = MIRROR_RESULTS.map(|result| {
+            metrics
+                .route_mirrored
+                .with_label_values(&[frontend, result])
+        });
+        MirrorMetrics {
+            answered,
+            failed,
+            too_large,
+            dropped,
+        }
+    }
+}
+
 /// Handles of one backend's series, resolved when a table is built.
 #[derive(Clone)]
 pub struct BackendMetrics {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use prometheus::IntCounter;
 use zkgate_config::{AccessList, HeaderRules, HostPattern, SplitKey};
+use zkgate_metrics::MirrorMetrics;
 
 use crate::backend::Backend;
 
@@ -137,6 +138,8 @@ pub struct Mirror {
     pub backend: Arc<Backend>,
     /// Out of 100.
     pub percent: u8,
+    /// `zkgate_route_mirrored_total` of the route's frontend.
+    pub metrics: MirrorMetrics,
 }
 
 impl Route {

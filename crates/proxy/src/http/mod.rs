@@ -6,6 +6,7 @@
 //! are served by hyper throughout. Every adapter takes its connections to
 //! servers from one pool per worker (`pool`).
 
+mod copy;
 mod fast;
 mod full;
 mod headers;

@@ -119,10 +119,11 @@ pub(super) fn keep_lent(key: PoolKey, lent: Lent) {
     keep(key, Idle::Lent(lent, Instant::now()));
 }
 
-/// What zkgate sends servers: the client's body streamed, or nothing (a replay).
+/// What zkgate sends servers: the client's body streamed, or a body known
+/// whole (none, for a replay; a mirror's copy).
 pub type UpstreamBody = http_body_util::Either<
     crate::http::request_body::ClientBody,
-    http_body_util::Empty<bytes::Bytes>,
+    http_body_util::Full<bytes::Bytes>,
 >;
 
 /// A pooled socket in hyper's hands: its request half, and where its task

@@ -6,6 +6,7 @@
 //! the wait for the server's answer (`timeouts.server`) counts from there:
 //! a long upload is not the server's delay. Trailers that name a field
 //! which frames or routes the message are refused ([`ForbiddenTrailer`]).
+//! For a route's mirror, it copies the bytes as they pass.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +20,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 use zkgate_routing::clock;
+
+use crate::http::copy::BodyCopy;
 
 /// The body stopped arriving for the frontend's `client_idle`.
 #[derive(Debug)]
@@ -104,11 +107,14 @@ pub struct ClientBody {
     timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
     read: Option<Arc<AtomicU64>>,
+    /// A mirror's copy, taking the bytes in as they pass.
+    copy: Option<BodyCopy>,
 }
 
 impl ClientBody {
-    /// `body`, failing if it stalls for `idle`; and when it was all read.
-    pub fn new(body: Incoming, idle: Duration) -> (ClientBody, BodyRead) {
+    /// `body`, failing if it stalls for `idle`, copied into `copy` if
+    /// given; and when it was all read.
+    pub fn new(body: Incoming, idle: Duration, copy: Option<BodyCopy>) -> (ClientBody, BodyRead) {
         let read = (!body.is_end_stream()).then(Arc::default);
         let done = BodyRead(read.clone());
         let body = ClientBody {
@@ -117,13 +123,17 @@ impl ClientBody {
             timer: None,
             waiting: false,
             read,
+            copy,
         };
         (body, done)
     }
 
-    fn finished(&self) {
+    fn finished(&mut self) {
         if let Some(read) = &self.read {
             read.store(clock::now_ms(), Ordering::Release);
+        }
+        if let Some(copy) = &mut self.copy {
+            copy.finished();
         }
     }
 }
@@ -140,15 +150,16 @@ impl Body for ClientBody {
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.waiting = false;
-                if frame.is_none() || this.body.is_end_stream() {
-                    this.finished();
-                }
-                if let Some(Ok(trailers)) =
-                    frame.as_ref().map(|f| f.as_ref().map(Frame::trailers_ref))
-                {
-                    if trailers.is_some_and(forbidden_in_trailers) {
+                if let Some(Ok(frame)) = &frame {
+                    if frame.trailers_ref().is_some_and(forbidden_in_trailers) {
                         return Poll::Ready(Some(Err(Box::new(ForbiddenTrailer))));
                     }
+                    if let (Some(copy), Some(data)) = (&mut this.copy, frame.data_ref()) {
+                        copy.data(data);
+                    }
+                }
+                if frame.is_none() || this.body.is_end_stream() {
+                    this.finished();
                 }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }

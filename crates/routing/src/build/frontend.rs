@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use zkgate_config::{FrontendConfig, RouteConfig, RouteRules, RouteTarget};
-use zkgate_metrics::{FrontendMetrics, Metrics, MIRROR_RESULTS};
+use zkgate_metrics::{FrontendMetrics, Metrics, MirrorMetrics};
 use zkgate_tls::ServerTls;
 
 use crate::backend::Backend;
@@ -81,17 +81,11 @@ fn build_route(
     };
     let rules = &config.rules;
     let mirror = match &rules.mirror {
-        Some(mirror) => {
-            for result in MIRROR_RESULTS {
-                metrics
-                    .route_mirrored
-                    .with_label_values(&[frontend, result]);
-            }
-            Some(Mirror {
-                backend: lookup(&mirror.backend)?,
-                percent: mirror.percent,
-            })
-        }
+        Some(mirror) => Some(Mirror {
+            backend: lookup(&mirror.backend)?,
+            percent: mirror.percent,
+            metrics: MirrorMetrics::resolve(metrics, frontend),
+        }),
         None => None,
     };
     let rewrite = rules

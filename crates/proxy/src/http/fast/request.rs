@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use zkgate_config::Protocol;
@@ -15,6 +16,8 @@ use super::exchange::{exchange, Exchanged, Outgoing};
 use super::head::{self, Head, Role};
 use super::{last_if, Client, Served};
 use crate::access_log::HttpEntry;
+use crate::http::copy::CopiedBody;
+use crate::http::full;
 use crate::http::policy::edits::Edits;
 use crate::http::policy::ids::Ids;
 use crate::http::policy::{decide, retry, rewrite_target, Decision, Routed};
@@ -126,6 +129,12 @@ impl Client<'_> {
             edits: &routed.request_edits,
         };
         write_upstream_head(&head, &upstream, &mut self.upstream);
+        if let Some(mirror) = routed.mirror {
+            // The copy is the head the server gets (fast-path requests have no body).
+            if let Some(copied) = full::mirrored_head(&self.upstream) {
+                full::mirror(mirror, copied, CopiedBody::Ready(Bytes::new()));
+            }
+        }
         let outgoing = Outgoing {
             head: &self.upstream,
             head_method: head.is_head(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 use zkgate_config::Protocol;
@@ -17,6 +17,7 @@ use zkgate_routing::{ActiveRequest, Backend, Server};
 
 use super::body::ProxyBody;
 use super::client::Conn;
+use crate::http::copy::BodyCopy;
 use crate::http::headers::strip_hop_by_hop;
 use crate::http::headers::{keeps_alive, response_framing_is_sound};
 use crate::http::policy::retry::{self, head_arrived, Tries};
@@ -56,7 +57,7 @@ impl Replay {
     }
 
     fn request(&self) -> Request<UpstreamBody> {
-        let mut request = Request::new(Either::Right(Empty::<Bytes>::new()));
+        let mut request = Request::new(Either::Right(Full::new(Bytes::new())));
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = self.version;
@@ -80,7 +81,8 @@ enum Attempt {
 
 /// Sends `request` to a server of `backend`: the `sticky` one if given and
 /// usable, else the balancer's pick; on a failure that is safe to retry,
-/// another server, up to `retries` times.
+/// another server, up to `retries` times. `copy` takes in the body for a
+/// mirror as it passes.
 pub async fn forward(
     backend: &Backend,
     request: Request<Incoming>,
@@ -88,9 +90,10 @@ pub async fn forward(
     key: Option<u64>,
     sticky: Option<SocketAddr>,
     proxy: &Proxy,
+    copy: Option<BodyCopy>,
 ) -> Forwarded {
     let (parts, body) = request.into_parts();
-    let (body, read) = ClientBody::new(body, client_idle);
+    let (body, read) = ClientBody::new(body, client_idle, copy);
     let mut request = Request::from_parts(parts, Either::Left(body));
     // Only cloned when a retry after sending could happen at all.
     let replay = if backend.retries > 0 {

@@ -10,6 +10,7 @@ mod client;
 mod forward;
 mod h1;
 mod h2;
+mod mirror;
 mod rewind;
 mod service;
 mod upgrade;
@@ -25,6 +26,7 @@ use crate::Proxy;
 
 pub use h1::serve as serve_h1;
 pub use h2::serve as serve_h2;
+pub use mirror::{head_of as mirrored_head, spawn as mirror};
 pub use service::ProxyService;
 
 /// The counted client socket, the service of its requests, and their activity.

@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use http::{header, uri, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use zkgate_routing::FrontendId;
+use zkgate_routing::{FrontendId, Mirror};
 
 use super::answer::{error, redirect, too_many_requests};
 use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::forward::{forward, Forwarded};
+use super::mirror::{spawn as spawn_mirror, CopiedHead};
 use super::upgrade;
+use crate::http::copy::{BodyCopy, CopiedBody, MAX_COPIED_BODY};
 use crate::http::headers::{add_forwarded, client_address_value, strip_hop_by_hop};
 use crate::http::policy::edits::Edits;
 use crate::http::policy::keys::{
@@ -246,7 +248,8 @@ impl ClientConn {
             }
             None => {
                 let idle = frontend.timeouts.client_idle;
-                forward(&backend, request, idle, key, sticky, &self.proxy).await
+                let copy = routed.mirror.and_then(|mirror| copy_for(mirror, &request));
+                forward(&backend, request, idle, key, sticky, &self.proxy, copy).await
             }
         };
         let response = match forwarded {
@@ -265,6 +268,30 @@ impl ClientConn {
         backend.metrics.count_response(response.status().as_u16());
         response
     }
+}
+
+/// Sends a copy of `request` (as prepared for the server) to `mirror`: at
+/// once if it has no body; else once its body was read, through the
+/// returned copy, unless it states a length beyond the copy limit.
+fn copy_for(mirror: &Mirror, request: &Request<Incoming>) -> Option<BodyCopy> {
+    use http_body::Body as _;
+    let head = CopiedHead {
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        headers: request.headers().clone(),
+    };
+    if request.body().is_end_stream() {
+        spawn_mirror(mirror, head, CopiedBody::Ready(bytes::Bytes::new()));
+        return None;
+    }
+    let stated = request.body().size_hint().exact();
+    if stated.is_some_and(|length| length > MAX_COPIED_BODY as u64) {
+        mirror.metrics.too_large.inc();
+        return None;
+    }
+    let (copy, body) = BodyCopy::new();
+    spawn_mirror(mirror, head, body);
+    Some(copy)
 }
 
 /// What the server's request gets besides the client's.

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use http::{HeaderValue, StatusCode};
 use zkgate_config::SplitKey;
 use zkgate_routing::balance::hash::{client_key, hash64};
-use zkgate_routing::{Backend, Frontend, FrontendId, Redirect, RoutingTable, Rules, Target};
+use zkgate_routing::{
+    Backend, Frontend, FrontendId, Mirror, Redirect, RoutingTable, Rules, Target,
+};
 
 use super::admission::{admit, Refused};
 use super::edits::Edits;
@@ -32,6 +34,8 @@ pub struct Routed<'t> {
     pub forwarded_scheme: Option<&'static str>,
     /// The route's rules (path rewrite, mirror), if it has any.
     pub rules: Option<&'t Rules>,
+    /// The mirror a copy of this request goes to, if it was drawn for one.
+    pub mirror: Option<&'t Mirror>,
     /// The header fields changed on the request the server gets.
     pub request_edits: Edits<'t>,
     /// The header fields changed on the server's answer the client gets.
@@ -138,6 +142,9 @@ pub fn decide<'t, R: RequestView>(
         response_edits.set_own(header, ids.request_id.clone());
         Box::new(ids)
     });
+    let mirror = rules
+        .and_then(|rules| rules.mirror.as_ref())
+        .filter(|mirror| fastrand::u8(..100) < mirror.percent);
     Decision::Forward(Routed {
         frontend,
         retired,
@@ -146,6 +153,7 @@ pub fn decide<'t, R: RequestView>(
         sticky,
         forwarded_scheme,
         rules,
+        mirror,
         request_edits,
         response_edits,
         ids,
