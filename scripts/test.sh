@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs zkgate's whole test suite on a fresh machine: installs what is missing
-# (ZooKeeper from Debian, Java, Chromium, sslscan, rustfmt, clippy), then checks
-# formatting, lints, and runs every test against real ZooKeeper and real
-# servers. The /stats screenshot is left in target/tmp/artifacts/.
+# (ZooKeeper from Debian, Java, Chromium, sslscan, brotli, zstd, rustfmt,
+# clippy), then checks formatting, lints, and runs every test against real
+# ZooKeeper and real servers. The /stats screenshot is left in target/tmp/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,9 @@ command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # TLS frontends are scanned for old protocols and weak ciphers.
 command -v sslscan >/dev/null 2>&1 || missing+=(sslscan)
+# Compressed answers are decoded with the reference tools.
+command -v brotli >/dev/null 2>&1 || missing+=(brotli)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   as_root apt-get update -qq

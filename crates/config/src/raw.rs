@@ -90,8 +90,28 @@ pub struct RawFrontend {
     pub default_backend: Option<String>,
     pub forwarded_headers: Option<bool>,
     pub request_id: Option<String>,
+    pub compression: Option<RawCompression>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+}
+
+/// `compression:` of a frontend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompression {
+    pub algorithms: Option<Vec<String>>,
+    pub types: Option<Vec<String>>,
+    pub min_size: Option<u64>,
+    pub levels: Option<RawLevels>,
+}
+
+/// `compression.levels:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLevels {
+    pub gzip: Option<u32>,
+    pub br: Option<u32>,
+    pub zstd: Option<i32>,
 }
 
 /// `tls:` of a frontend.

@@ -58,6 +58,12 @@ pub(crate) const ROUTE_MIRRORED_TOTAL: Family = Family {
     labels: &["frontend", "result"],
 };
 
+pub(crate) const COMPRESSED_RESPONSES_TOTAL: Family = Family {
+    name: names::COMPRESSED_RESPONSES_TOTAL,
+    help: "Answers a frontend compressed, by coding (zstd, br, gzip)",
+    labels: &["frontend", "algorithm"],
+};
+
 pub(crate) const DISCOVERY_MEMBERS: Family = Family {
     name: names::DISCOVERY_MEMBERS,
     help: "Members of a ZooKeeper-backed backend in use",

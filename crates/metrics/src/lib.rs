@@ -100,6 +100,9 @@ pub mod names {
     /// `zkgate_route_mirrored_total{frontend,result}`: copies made by a
     /// route's `mirror`, by how they went.
     pub const ROUTE_MIRRORED_TOTAL: &str = "zkgate_route_mirrored_total";
+    /// `zkgate_compressed_responses_total{frontend,algorithm}`: answers a
+    /// frontend compressed, by coding.
+    pub const COMPRESSED_RESPONSES_TOTAL: &str = "zkgate_compressed_responses_total";
 }
 
 /// Response classes used as the `code` label: index = status / 100 - 1.
@@ -178,6 +181,8 @@ pub struct Metrics {
     pub route_split_requests: IntCounterVec,
     /// Mirrored copies, by result.
     pub route_mirrored: IntCounterVec,
+    /// Compressed answers, by coding.
+    pub compressed_responses: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, family: &Family) -> prometheus::Result<IntCounterVec> {
@@ -257,6 +262,7 @@ impl Metrics {
             fleet_announced: gauge(registry, &families::FLEET_ANNOUNCED)?,
             route_split_requests: counter_vec(registry, &families::ROUTE_SPLIT_REQUESTS_TOTAL)?,
             route_mirrored: counter_vec(registry, &families::ROUTE_MIRRORED_TOTAL)?,
+            compressed_responses: counter_vec(registry, &families::COMPRESSED_RESPONSES_TOTAL)?,
             discovery_members: gauge_vec(registry, &families::DISCOVERY_MEMBERS)?,
             discovery_invalid_members: gauge_vec(registry, &families::DISCOVERY_INVALID_MEMBERS)?,
             frontend_connections: counter_vec(registry, &families::FRONTEND_CONNECTIONS)?,
@@ -398,6 +404,35 @@ impl MirrorMetrics {
             failed,
             too_large,
             dropped,
+        }
+    }
+}
+
+/// `zkgate_compressed_responses_total` of one frontend, by coding.
+#[derive(Clone)]
+pub struct CompressionMetrics {
+    by_coding: [IntCounter; 3],
+}
+
+impl CompressionMetrics {
+    /// The codings, in the order of the handles.
+    const CODINGS: [&'static str; 3] = ["zstd", "br", "gzip"];
+
+    /// Resolves the handles of `frontend` (every coding exported at 0).
+    pub fn resolve(metrics: &Metrics, frontend: &str) -> Self {
+        CompressionMetrics {
+            by_coding: Self::CODINGS.map(|coding| {
+                metrics
+                    .compressed_responses
+                    .with_label_values(&[frontend, coding])
+            }),
+        }
+    }
+
+    /// Counts an answer compressed with `coding` (`zstd`, `br`, `gzip`).
+    pub fn count(&self, coding: &str) {
+        if let Some(i) = Self::CODINGS.iter().position(|c| *c == coding) {
+            self.by_coding[i].inc();
         }
     }
 }

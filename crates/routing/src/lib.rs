@@ -23,7 +23,7 @@ pub use route::{Mirror, Redirect, RequestHeaders, Route, Rules, Split, Target};
 pub use server::{
     ActiveRequest, FastHash, FastHasher, Health, HealthState, Server, ServerSource, ServerState,
 };
-pub use table::{Frontend, FrontendId, RoutingTable};
+pub use table::{Compressing, Frontend, FrontendId, RoutingTable};
 
 #[cfg(test)]
 mod tests;

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::HeaderName;
-use zkgate_config::{AccessList, Mode, RateLimit, Timeouts};
-use zkgate_metrics::FrontendMetrics;
+use zkgate_config::{AccessList, Compression, Mode, RateLimit, Timeouts};
+use zkgate_metrics::{CompressionMetrics, FrontendMetrics};
 use zkgate_tls::ServerTls;
 
 use crate::backend::Backend;
@@ -109,6 +109,14 @@ impl RoutingTable {
     }
 }
 
+/// A frontend's `compression:` and its counters.
+pub struct Compressing {
+    /// What is compressed, and how.
+    pub config: Compression,
+    /// `zkgate_compressed_responses_total` of the frontend.
+    pub metrics: CompressionMetrics,
+}
+
 /// A frontend: where to listen and how to choose a backend.
 pub struct Frontend {
     /// Stable id.
@@ -139,6 +147,8 @@ pub struct Frontend {
     pub rate_limit: Option<RateLimit>,
     /// The header carrying request ids, when they are set and logged.
     pub request_id: Option<HeaderName>,
+    /// Compression of answers, when on.
+    pub compression: Option<Compressing>,
     /// Metric handles.
     pub metrics: FrontendMetrics,
 }

@@ -41,6 +41,48 @@ pub struct FrontendConfig {
     /// absent, passed to servers, returned to clients, logged); a W3C
     /// `traceparent` is then kept or started.
     pub request_id: Option<HeaderName>,
+    /// `compression:` of responses, when on.
+    pub compression: Option<Compression>,
+}
+
+/// `compression:` of a frontend: which answers are compressed, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compression {
+    /// The codings offered, in the frontend's order of preference.
+    pub algorithms: Vec<Algorithm>,
+    /// Media types compressed, lowercase: `text/html`, or `text/*` for a
+    /// whole top-level type.
+    pub types: Vec<String>,
+    /// Answers that state a smaller length are left alone.
+    pub min_size: u64,
+    /// gzip level (1–9).
+    pub gzip_level: u32,
+    /// Brotli quality (0–11).
+    pub br_level: u32,
+    /// zstd level (1–19).
+    pub zstd_level: i32,
+}
+
+/// A content coding zkgate can apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// `zstd` (RFC 8878).
+    Zstd,
+    /// `br` (RFC 7932).
+    Br,
+    /// `gzip` (RFC 1952).
+    Gzip,
+}
+
+impl Algorithm {
+    /// Its `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Algorithm::Zstd => "zstd",
+            Algorithm::Br => "br",
+            Algorithm::Gzip => "gzip",
+        }
+    }
 }
 
 /// `tls:` of a frontend: the certificates it presents and the protocols it offers.

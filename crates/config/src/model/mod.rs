@@ -49,6 +49,24 @@ pub mod defaults {
     pub const MAX_WEIGHT: u32 = 256;
     /// `locality.min_local_healthy`, in percent.
     pub const MIN_LOCAL_HEALTHY: u8 = 70;
+    /// `compression.algorithms`, in order of preference.
+    pub const COMPRESSION_ALGORITHMS: [&str; 3] = ["zstd", "br", "gzip"];
+    /// `compression.types`.
+    pub const COMPRESSION_TYPES: [&str; 5] = [
+        "text/*",
+        "application/json",
+        "application/javascript",
+        "application/xml",
+        "image/svg+xml",
+    ];
+    /// `compression.min_size`, in bytes.
+    pub const COMPRESSION_MIN_SIZE: u64 = 1024;
+    /// `compression.levels`: gzip's, as nginx's usual configurations set it.
+    pub const GZIP_LEVEL: u32 = 6;
+    /// `compression.levels`: brotli's, a quality fast enough to stream.
+    pub const BR_LEVEL: u32 = 4;
+    /// `compression.levels`: zstd's own default.
+    pub const ZSTD_LEVEL: i32 = 3;
 }
 
 /// A whole, valid zkgate configuration.

@@ -12,6 +12,7 @@ use crate::model::*;
 use crate::raw::{RawFrontend, RawTimeouts};
 
 mod backend;
+mod compression;
 mod health;
 mod route;
 mod tls;
@@ -312,6 +313,15 @@ fn frontend(
         ));
     }
 
+    let compression = raw.compression.as_ref().and_then(|raw| {
+        if mode == Mode::Tcp {
+            errors.push(ConfigError::new(
+                at("compression"),
+                "compression applies to HTTP answers: remove it from a tcp frontend",
+            ));
+        }
+        compression::compression(&at("compression"), raw, errors)
+    });
     let request_id = raw.request_id.as_deref().and_then(|name| {
         let header = HeaderName::from_bytes(name.as_bytes()).ok();
         if mode == Mode::Tcp || header.is_none() {
@@ -337,6 +347,7 @@ fn frontend(
         timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
         tls,
         request_id,
+        compression,
     })
 }
 

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use zkgate_config::{FrontendConfig, RouteConfig, RouteRules, RouteTarget};
-use zkgate_metrics::{FrontendMetrics, Metrics, MirrorMetrics};
+use zkgate_metrics::{CompressionMetrics, FrontendMetrics, Metrics, MirrorMetrics};
 use zkgate_tls::ServerTls;
 
 use crate::backend::Backend;
 use crate::route::{Mirror, Redirect, Route, Rules, Split, Target};
-use crate::table::{Frontend, FrontendId};
+use crate::table::{Compressing, Frontend, FrontendId};
 
 pub(super) fn build_frontend(
     id: FrontendId,
@@ -46,6 +46,10 @@ pub(super) fn build_frontend(
         max_connections_per_client: config.max_connections_per_client,
         rate_limit: config.rate_limit,
         request_id: config.request_id.clone(),
+        compression: config.compression.clone().map(|config_of| Compressing {
+            config: config_of,
+            metrics: CompressionMetrics::resolve(metrics, &config.name),
+        }),
         metrics: FrontendMetrics::resolve(metrics, &config.name, tls.is_some()),
         tls,
     }

@@ -63,6 +63,7 @@ impl Client<'_> {
             self.peer.ip(),
             &head,
             |backend| backend.protocol == Protocol::Http1,
+            false,
         );
         let mut current = Current {
             parsed,

@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use zkgate_routing::ActiveRequest;
 
+use super::compress::{Compressed, Compressor};
 use crate::access_log::{AccessLog, HttpEntry};
 
 use crate::http::pool::{keep_lent, Lent, PoolKey};
@@ -33,6 +34,8 @@ pub struct ProxyBody {
     /// Written when the body is done (sent or abandoned).
     log: Option<Box<PendingLog>>,
     sent: u64,
+    /// Compresses the body on its way, when the answer is compressed.
+    compressor: Option<Box<Compressor>>,
 }
 
 /// An access log line waiting for its response to finish.
@@ -133,6 +136,7 @@ impl ProxyBody {
             done: None,
             log: None,
             sent: 0,
+            compressor: None,
         }
     }
 
@@ -143,6 +147,7 @@ impl ProxyBody {
             done: None,
             log: None,
             sent: 0,
+            compressor: None,
         }
     }
 
@@ -167,15 +172,13 @@ impl ProxyBody {
     }
 }
 
-impl Body for ProxyBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
+impl ProxyBody {
+    /// The next frame of the body as it came (before any compression).
+    fn poll_inner(
+        &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = match &mut self.kind {
+        match &mut self.kind {
             Kind::Message(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(streamed) => {
                 let polled = Pin::new(&mut streamed.body).poll_frame(cx);
@@ -190,7 +193,57 @@ impl Body for ProxyBody {
                 }
                 polled
             }
-        };
+        }
+    }
+
+    /// The next frame for the client: the body's own, or compressed.
+    fn poll_out(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        loop {
+            if self.compressor.as_ref().is_some_and(|c| c.ended()) {
+                let trailers = self.compressor.as_mut().and_then(|c| c.take_trailers());
+                return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+            }
+            let polled = self.poll_inner(cx);
+            let Some(compressor) = self.compressor.as_deref_mut() else {
+                return polled;
+            };
+            let compressed = match polled {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => compressor.data(&data),
+                    Err(frame) => compressor.end(frame.into_trailers().ok()),
+                },
+                Poll::Ready(None) => compressor.end(None),
+                // Pending, or the server's body failed.
+                other => return other,
+            };
+            match compressed {
+                Compressed::Data(bytes) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                Compressed::End(last) if !last.is_empty() => {
+                    return Poll::Ready(Some(Ok(Frame::data(last))))
+                }
+                Compressed::Nothing | Compressed::End(_) => continue,
+            }
+        }
+    }
+
+    /// Compresses the body from here on (see `compress::compress`).
+    pub fn compress(&mut self, compressor: Compressor) {
+        self.compressor = Some(Box::new(compressor));
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = self.poll_out(cx);
         if self.log.is_some() {
             if let Poll::Ready(Some(Ok(frame))) = &polled {
                 if let Some(data) = frame.data_ref() {
@@ -202,6 +255,9 @@ impl Body for ProxyBody {
     }
 
     fn is_end_stream(&self) -> bool {
+        if let Some(compressor) = &self.compressor {
+            return compressor.ended() && !compressor.has_trailers();
+        }
         match &self.kind {
             Kind::Message(bytes) => bytes.is_none(),
             Kind::Upstream(streamed) => streamed.finished || streamed.body.is_end_stream(),
@@ -209,6 +265,9 @@ impl Body for ProxyBody {
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.compressor.is_some() {
+            return SizeHint::default();
+        }
         match &self.kind {
             Kind::Message(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Message(None) => SizeHint::with_exact(0),

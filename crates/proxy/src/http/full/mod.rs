@@ -7,6 +7,7 @@
 mod answer;
 mod body;
 mod client;
+mod compress;
 mod forward;
 mod h1;
 mod h2;

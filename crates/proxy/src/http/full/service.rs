@@ -9,15 +9,17 @@ use std::time::{Duration, Instant};
 
 use http::{header, uri, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use zkgate_routing::{FrontendId, Mirror};
+use zkgate_routing::{Compressing, FrontendId, Mirror};
 
 use super::answer::{error, redirect, too_many_requests};
 use super::body::{PendingLog, ProxyBody, RequestDone};
+use super::compress::compress;
 use super::forward::{forward, Forwarded};
 use super::mirror::{spawn as spawn_mirror, CopiedHead};
 use super::upgrade;
 use crate::http::copy::{BodyCopy, CopiedBody, MAX_COPIED_BODY};
 use crate::http::headers::{add_forwarded, client_address_value, strip_hop_by_hop};
+use crate::http::policy::compression::compressible;
 use crate::http::policy::edits::Edits;
 use crate::http::policy::keys::{
     host_is_ambiguous, normalized_authority, sticky_cookie, target_is_valid,
@@ -173,6 +175,7 @@ impl ClientConn {
                     self.peer.ip(),
                     &request,
                     |_| true,
+                    true,
                 );
                 (decision, protocol)
             }
@@ -209,6 +212,7 @@ impl ClientConn {
         outcome.backend = Some(Arc::clone(&backend.name));
         let frontend = Arc::clone(routed.frontend);
         let (key, sticky) = (routed.key, routed.sticky);
+        let head = request.method() == http::Method::HEAD;
         if self.proxy.access_log.is_some() {
             outcome.ids = routed.ids.as_ref().map(|ids| {
                 let id = ids.request_id.to_str().unwrap_or_default().to_owned();
@@ -261,12 +265,35 @@ impl ClientConn {
                     response.headers_mut().append(header::SET_COOKIE, cookie);
                 }
                 routed.response_edits.apply(response.headers_mut());
+                if let (Some(algorithm), Some(compression)) =
+                    (routed.compress, &frontend.compression)
+                {
+                    compress_answer(&mut response, head, algorithm, compression);
+                }
                 response
             }
             Forwarded::Failed(status) => error(status),
         };
         backend.metrics.count_response(response.status().as_u16());
         response
+    }
+}
+
+/// Compresses a server's answer (to a `HEAD` if `head`) with `algorithm`,
+/// if it is compressible.
+fn compress_answer(
+    response: &mut Response<ProxyBody>,
+    head: bool,
+    algorithm: zkgate_config::Algorithm,
+    compression: &Compressing,
+) {
+    let config = &compression.config;
+    if !compressible(config, head, response.status(), response.headers()) {
+        return;
+    }
+    if let Some(compressor) = compress(response.headers_mut(), algorithm, config) {
+        response.body_mut().compress(compressor);
+        compression.metrics.count(algorithm.token());
     }
 }
 

@@ -6,13 +6,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
-use zkgate_config::SplitKey;
+use zkgate_config::{Algorithm, SplitKey};
 use zkgate_routing::balance::hash::{client_key, hash64};
 use zkgate_routing::{
     Backend, Frontend, FrontendId, Mirror, Redirect, RoutingTable, Rules, Target,
 };
 
 use super::admission::{admit, Refused};
+use super::compression::negotiate;
 use super::edits::Edits;
 use super::ids::{Ids, TRACEPARENT};
 use super::keys::{self, RequestView};
@@ -42,6 +43,9 @@ pub struct Routed<'t> {
     pub response_edits: Edits<'t>,
     /// The request's id and trace, when the frontend sets request ids.
     pub ids: Option<Box<Ids>>,
+    /// The coding for the answer, if the frontend compresses and the client
+    /// accepts one (whether the answer is compressible is the answer's).
+    pub compress: Option<Algorithm>,
 }
 
 /// What becomes of a request.
@@ -71,7 +75,8 @@ pub enum Decision<'t> {
 /// Decides what becomes of `request` from `client`, arriving at the
 /// listener of frontend `id`, with `table` (loaded once for the whole
 /// request, even if a new one is published meanwhile). `carries` says
-/// whether the asking adapter can send to a backend.
+/// whether the asking adapter can send to a backend; `compresses`, whether
+/// it can compress answers.
 pub fn decide<'t, R: RequestView>(
     proxy: &Proxy,
     table: &'t RoutingTable,
@@ -79,6 +84,7 @@ pub fn decide<'t, R: RequestView>(
     client: IpAddr,
     request: &R,
     carries: impl FnOnce(&Backend) -> bool,
+    compresses: bool,
 ) -> Decision<'t> {
     let Some((frontend, retired)) = frontend_of(table, id) else {
         return gone();
@@ -94,6 +100,13 @@ pub fn decide<'t, R: RequestView>(
         _ => None,
     };
     if chosen.is_some_and(|backend| !carries(backend)) {
+        return Decision::Elsewhere;
+    }
+    let compress = frontend
+        .compression
+        .as_ref()
+        .and_then(|compression| negotiate(&compression.config, request));
+    if compress.is_some() && chosen.is_some() && !compresses {
         return Decision::Elsewhere;
     }
     frontend.metrics.requests.inc();
@@ -157,6 +170,7 @@ pub fn decide<'t, R: RequestView>(
         request_edits,
         response_edits,
         ids,
+        compress,
     })
 }
 

@@ -7,6 +7,7 @@
 
 mod admission;
 pub mod client_wait;
+pub mod compression;
 mod decide;
 pub mod edits;
 pub mod ids;
