@@ -6,6 +6,11 @@
 #
 #   ./benches/ab.sh OLD_BINARY NEW_BINARY        # ROUNDS=8 SECS=5 by default
 #
+# One binary against itself with a rule on one side (what a rule costs):
+#   NEW_ROUTE='response_headers: { set: { x-edge: "1" } }' ./benches/ab.sh BIN BIN
+# OLD_ROUTE / NEW_ROUTE, when set, put every request of that side through a
+# route with those fields.
+#
 # Build the old one from a worktree: git worktree add /tmp/old REV &&
 # (cd /tmp/old && cargo build --release --bin zkgate).
 set -euo pipefail
@@ -24,10 +29,13 @@ ORIGIN=18131
 taskset -c 0 ./target/release/examples/responder "$ORIGIN" & pids+=($!)
 declare -A PORT=([old]=18231 [new]=18232) ADMIN=([old]=18931 [new]=18932) PID=()
 for side in old new; do
+  route=$([ "$side" = old ] && echo "${OLD_ROUTE:-}" || echo "${NEW_ROUTE:-}")
+  routes=""
+  [ -z "$route" ] || routes=", routes: [{ path_prefix: /, backend: web, $route }]"
   cat > "$work/$side.yaml" <<CONF
 admin: { bind: 127.0.0.1:${ADMIN[$side]} }
 frontends:
-  web: { bind: ["127.0.0.1:${PORT[$side]}"], default_backend: web }
+  web: { bind: ["127.0.0.1:${PORT[$side]}"], default_backend: web$routes }
 backends:
   web: { servers: [{ address: "127.0.0.1:$ORIGIN" }] }
 CONF

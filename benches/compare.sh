@@ -16,6 +16,9 @@
 # Scenarios: HTTP/1.1 64-byte responses (keep-alive, wrk -t1 -c64), HTTP/1.1
 # 1 MiB responses, L4 TCP mode with 64-byte and 1 MiB responses, and TLS termination (ECDSA P-256) both with
 # keep-alive and with a new connection, so a full handshake, per request.
+# `gzip`: 128 KiB HTML answers compressed with gzip at level 1 (nginx's
+# default level; HAProxy's libslz has no levels), keep-alive: the CPU per
+# request is the CPU per 1/8 MiB compressed.
 # All traffic stays on 127.0.0.1. Last, zkgate alone in front of a
 # 1,000-member ZooKeeper-backed backend, quiet and under 50 membership changes
 # per second (`cargo bench --bench churn`, which it runs with the same
@@ -35,7 +38,7 @@ for tool in haproxy nginx wrk; do command -v "$tool" >/dev/null 2>&1 || missing+
 # nginx proxies TCP with its stream module.
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 [ -f "$STREAM_MODULE" ] || missing+=(libnginx-mod-stream)
-SCENARIOS=${SCENARIOS:-small large tcp tcp-large tls-keepalive tls-new churn}
+SCENARIOS=${SCENARIOS:-small large tcp tcp-large tls-keepalive tls-new gzip churn}
 if [[ " $SCENARIOS " == *" churn "* ]]; then
   [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
   command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
@@ -59,6 +62,7 @@ B1=18101 B2=18102 B3=18103
 declare -A HTTP=([zkgate]=18201 [haproxy]=18202 [nginx]=18203)
 declare -A TCP=([zkgate]=18301 [haproxy]=18302 [nginx]=18303)
 declare -A TLS=([zkgate]=18401 [haproxy]=18402 [nginx]=18403)
+declare -A GZ=([zkgate]=18501 [haproxy]=18502 [nginx]=18503)
 
 # Backends on core 0, three ports, a 64-byte (/64) and a 1 MiB (/1m) answer.
 # By default `examples/responder.rs`: it costs the load core ~1 µs less per
@@ -95,6 +99,10 @@ frontends:
     tls: { certificates: [{ cert: "$work/tls.pem", key: "$work/tls.key" }], alpn: [http/1.1] }
     default_backend: web
   l4: { bind: ["127.0.0.1:${TCP[zkgate]}"], mode: tcp, default_backend: l4 }
+  gz:
+    bind: ["127.0.0.1:${GZ[zkgate]}"]
+    compression: { algorithms: [gzip], types: [text/html], levels: { gzip: 1 } }
+    default_backend: web
 backends:
   web: { servers: [{ address: "127.0.0.1:$B1" }, { address: "127.0.0.1:$B2" }, { address: "127.0.0.1:$B3" }] }
   l4: { mode: tcp, servers: [{ address: "127.0.0.1:$B1" }, { address: "127.0.0.1:$B2" }, { address: "127.0.0.1:$B3" }] }
@@ -117,6 +125,16 @@ frontend web
   http-request set-header X-Forwarded-Proto https if { ssl_fc }
   http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  default_backend web
+frontend gz
+  mode http
+  bind 127.0.0.1:${GZ[haproxy]}
+  option http-keep-alive
+  option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  compression algo gzip
+  compression type text/html
   default_backend web
 backend web
   mode http
@@ -146,6 +164,10 @@ http { access_log off; keepalive_requests 1000000;
     ssl_protocols TLSv1.2 TLSv1.3;  # 1.22 defaults to 1.2 at most; the others speak 1.3
     location / { proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$http_host; } }
+  server { listen 127.0.0.1:${GZ[nginx]}; gzip on; gzip_comp_level 1; gzip_types text/html; gzip_min_length 1024;
+    location / { proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
       proxy_set_header X-Forwarded-Host \$http_host; } } }
 stream { upstream l4 { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; }
   server { listen 127.0.0.1:${TCP[nginx]}; proxy_pass l4; } }
@@ -172,6 +194,8 @@ for proxy in zkgate haproxy nginx; do
 done
 
 for proxy in zkgate haproxy nginx; do
+  encoding=$(curl -s -o /dev/null -D - -H "Accept-Encoding: gzip" "http://127.0.0.1:${GZ[$proxy]}/text" | tr -d '\r' | awk 'tolower($1)=="content-encoding:" {print $2}')
+  [ "$encoding" = gzip ] || { echo "compare.sh: $proxy did not compress /text ('$encoding')" >&2; exit 1; }
   answer=$(curl -sk "https://127.0.0.1:${TLS[$proxy]}/64" || true)
   [ ${#answer} = 64 ] || { echo "compare.sh: $proxy over TLS answered '$answer'" >&2; cat "$work"/*.err >&2 || true; exit 1; }
 done
@@ -233,6 +257,7 @@ for scenario in $SCENARIOS; do
         tcp) url="http://127.0.0.1:${TCP[$proxy]}/64" ;;
         tcp-large) url="http://127.0.0.1:${TCP[$proxy]}/1m" ;;
         tls-keepalive) url="https://127.0.0.1:${TLS[$proxy]}/64" ;;
+        gzip) url="http://127.0.0.1:${GZ[$proxy]}/text"; options=(-H "Accept-Encoding: gzip") ;;
         # A new connection per request: one full handshake each (wrk does not resume sessions).
         tls-new) url="https://127.0.0.1:${TLS[$proxy]}/64"; options=(-H "Connection: close") ;;
         *) echo "compare.sh: unknown scenario $scenario" >&2; exit 1 ;;

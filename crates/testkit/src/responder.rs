@@ -1,5 +1,7 @@
 //! A minimal HTTP/1.1 origin for load benchmarks: on every port given,
-//! answers `GET /1m` with 1 MiB and anything else with a 64-byte body,
+//! answers `GET /1m` with 1 MiB, `GET /text` with 128 KiB of HTML (text
+//! that compresses about as a web page does) and anything else with a
+//! 64-byte body,
 //! keep-alive, on the calling thread. It does so little per request that the
 //! load generator's core, which also runs the origins, keeps headroom and
 //! the proxy under test is the bottleneck. `examples/responder.rs` runs it
@@ -13,6 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 const SMALL_BODY: &[u8; 64] = b"0123456789012345678901234567890123456789012345678901234567890123";
 const LARGE_BODY_LEN: usize = 1 << 20;
+/// The length of the `/text` page.
+pub const TEXT_BODY_LEN: usize = 128 * 1024;
 
 /// `18101`, or an inclusive range `19000-19999`.
 pub fn parse_ports(arg: &str) -> Option<RangeInclusive<u16>> {
@@ -25,8 +29,13 @@ pub fn parse_ports(arg: &str) -> Option<RangeInclusive<u16>> {
 /// Serves on 127.0.0.1 at every port, forever; returns only if a port
 /// cannot be bound.
 pub fn serve(ports: impl IntoIterator<Item = u16>) -> std::io::Result<()> {
-    let small: &'static [u8] = Box::leak(response(SMALL_BODY).into_boxed_slice());
-    let large: &'static [u8] = Box::leak(response(&vec![b'x'; LARGE_BODY_LEN]).into_boxed_slice());
+    let binary = "application/octet-stream";
+    let small: &'static [u8] = Box::leak(response(SMALL_BODY, binary).into_boxed_slice());
+    let large: &'static [u8] =
+        Box::leak(response(&vec![b'x'; LARGE_BODY_LEN], binary).into_boxed_slice());
+    let text: &'static [u8] =
+        Box::leak(response(&page(), "text/html; charset=utf-8").into_boxed_slice());
+    let answers: &'static Answers = Box::leak(Box::new(Answers { small, large, text }));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()?;
@@ -35,7 +44,7 @@ pub fn serve(ports: impl IntoIterator<Item = u16>) -> std::io::Result<()> {
             let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(answer(stream, small, large));
+                    tokio::spawn(answer(stream, answers));
                 }
             });
         }
@@ -43,10 +52,10 @@ pub fn serve(ports: impl IntoIterator<Item = u16>) -> std::io::Result<()> {
     })
 }
 
-fn response(body: &[u8]) -> Vec<u8> {
+fn response(body: &[u8], media: &str) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 200 OK\r\nServer: responder\r\nDate: Sun, 22 Nov 2026 00:00:00 GMT\r\n\
-         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\
+         Content-Type: {media}\r\nContent-Length: {}\r\n\
          Connection: keep-alive\r\n\r\n",
         body.len()
     )
@@ -55,8 +64,63 @@ fn response(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The three answers, whole.
+struct Answers {
+    small: &'static [u8],
+    large: &'static [u8],
+    text: &'static [u8],
+}
+
+/// [`TEXT_BODY_LEN`] bytes of HTML paragraphs of words drawn from a small
+/// vocabulary (deterministic): it compresses about 3 to 4 times, as pages do.
+fn page() -> Vec<u8> {
+    const WORDS: [&str; 24] = [
+        "proxy",
+        "server",
+        "request",
+        "the",
+        "of",
+        "and",
+        "zookeeper",
+        "route",
+        "backend",
+        "to",
+        "a",
+        "connection",
+        "table",
+        "member",
+        "health",
+        "weight",
+        "in",
+        "for",
+        "edge",
+        "frontend",
+        "with",
+        "traffic",
+        "is",
+        "latency",
+    ];
+    let mut out = Vec::with_capacity(TEXT_BODY_LEN + 64);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut counter = 0u64;
+    while out.len() < TEXT_BODY_LEN {
+        out.extend_from_slice(b"<p class=\"item\">");
+        for _ in 0..12 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.extend_from_slice(WORDS[(state % 24) as usize].as_bytes());
+            out.push(b' ');
+        }
+        counter += 1;
+        out.extend_from_slice(format!("#{counter}</p>\n").as_bytes());
+    }
+    out.truncate(TEXT_BODY_LEN);
+    out
+}
+
 /// Answers each request head as it completes; bodies are not expected.
-async fn answer(mut stream: TcpStream, small: &'static [u8], large: &'static [u8]) {
+async fn answer(mut stream: TcpStream, answers: &'static Answers) {
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; 16 * 1024];
     let mut filled = 0;
@@ -69,9 +133,11 @@ async fn answer(mut stream: TcpStream, small: &'static [u8], large: &'static [u8
         while let Some(end) = find_head_end(&buf[start..filled]) {
             let head = &buf[start..start + end];
             let answer = if head.starts_with(b"GET /1m ") {
-                large
+                answers.large
+            } else if head.starts_with(b"GET /text ") {
+                answers.text
             } else {
-                small
+                answers.small
             };
             if stream.write_all(answer).await.is_err() {
                 return;

@@ -121,8 +121,17 @@ mod tests {
         );
         assert_eq!(compression.min_size, 1024);
         assert!(compression.types.contains(&"text/*".to_owned()));
-        assert_eq!((compression.gzip_level, compression.br_level, compression.zstd_level), (6, 4, 3));
-        let config = parse("{ algorithms: [GZIP], types: [Text/HTML], min_size: 0, levels: { gzip: 1 } }").unwrap();
+        assert_eq!(
+            (
+                compression.gzip_level,
+                compression.br_level,
+                compression.zstd_level
+            ),
+            (6, 4, 3)
+        );
+        let config =
+            parse("{ algorithms: [GZIP], types: [Text/HTML], min_size: 0, levels: { gzip: 1 } }")
+                .unwrap();
         let compression = config.frontends[0].compression.clone().unwrap();
         assert_eq!(compression.algorithms, [Algorithm::Gzip]);
         assert_eq!(compression.types, ["text/html"]);
@@ -132,14 +141,35 @@ mod tests {
     #[test]
     fn wrong_settings_are_errors_at_their_place() {
         let cases = [
-            ("{ algorithms: [deflate] }", "compression.algorithms[0]: unknown coding `deflate`"),
-            ("{ algorithms: [gzip, gzip] }", "compression.algorithms[1]: `gzip` is listed twice"),
+            (
+                "{ algorithms: [deflate] }",
+                "compression.algorithms[0]: unknown coding `deflate`",
+            ),
+            (
+                "{ algorithms: [gzip, gzip] }",
+                "compression.algorithms[1]: `gzip` is listed twice",
+            ),
             ("{ algorithms: [] }", "compression.algorithms: no coding"),
-            ("{ types: [html] }", "compression.types[0]: `html` is not a media type"),
-            ("{ types: [\"*/*\"] }", "compression.types[0]: `*/*` is not a media type"),
-            ("{ levels: { gzip: 10 } }", "compression.levels.gzip: 10 is out of range"),
-            ("{ levels: { br: 12 } }", "compression.levels.br: 12 is out of range"),
-            ("{ levels: { zstd: 0 } }", "compression.levels.zstd: 0 is out of range"),
+            (
+                "{ types: [html] }",
+                "compression.types[0]: `html` is not a media type",
+            ),
+            (
+                "{ types: [\"*/*\"] }",
+                "compression.types[0]: `*/*` is not a media type",
+            ),
+            (
+                "{ levels: { gzip: 10 } }",
+                "compression.levels.gzip: 10 is out of range",
+            ),
+            (
+                "{ levels: { br: 12 } }",
+                "compression.levels.br: 12 is out of range",
+            ),
+            (
+                "{ levels: { zstd: 0 } }",
+                "compression.levels.zstd: 0 is out of range",
+            ),
             ("{ level: 3 }", "unknown field `level`"),
         ];
         for (compression, expected) in cases {
