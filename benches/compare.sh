@@ -165,7 +165,7 @@ http { access_log off; keepalive_requests 1000000;
     location / { proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
       proxy_set_header X-Forwarded-Host \$http_host; } }
-  server { listen 127.0.0.1:${GZ[nginx]}; gzip on; gzip_comp_level 1; gzip_types text/html; gzip_min_length 1024;
+  server { listen 127.0.0.1:${GZ[nginx]}; gzip on; gzip_comp_level 1; gzip_min_length 1024;
     location / { proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
       proxy_set_header X-Forwarded-Host \$http_host; } } }
@@ -196,6 +196,10 @@ done
 for proxy in zkgate haproxy nginx; do
   encoding=$(curl -s -o /dev/null -D - -H "Accept-Encoding: gzip" "http://127.0.0.1:${GZ[$proxy]}/text" | tr -d '\r' | awk 'tolower($1)=="content-encoding:" {print $2}')
   [ "$encoding" = gzip ] || { echo "compare.sh: $proxy did not compress /text ('$encoding')" >&2; exit 1; }
+  if [[ " $SCENARIOS " == *" gzip "* ]]; then
+    sent=$(curl -s -o /dev/null -w '%{size_download}' -H "Accept-Encoding: gzip" "http://127.0.0.1:${GZ[$proxy]}/text")
+    echo "gzip: $proxy sends $sent bytes for the 131072-byte page" >&2
+  fi
   answer=$(curl -sk "https://127.0.0.1:${TLS[$proxy]}/64" || true)
   [ ${#answer} = 64 ] || { echo "compare.sh: $proxy over TLS answered '$answer'" >&2; cat "$work"/*.err >&2 || true; exit 1; }
 done
