@@ -232,7 +232,12 @@ fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {
         let mut stream = stream;
         // Behind an L4 balancer speaking the PROXY protocol, the client is the one it names.
         let client = if frontend.accept_proxy {
-            match proxy_protocol::read(&mut stream, frontend.timeouts.client_header).await {
+            match Box::pin(proxy_protocol::read(
+                &mut stream,
+                frontend.timeouts.client_header,
+            ))
+            .await
+            {
                 Ok(proxy_protocol::Header::Proxied { source, .. }) => source,
                 Ok(proxy_protocol::Header::Local) => peer,
                 Err(why) => {
@@ -251,8 +256,12 @@ fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {
         if let Some(stream) = crate::handshake::accept(stream, &frontend, client).await {
             match frontend.mode {
                 Mode::Http => crate::http::serve(stream, client, &frontend, proxy, guard).await,
+                // Boxed: only the mode a connection is in takes room.
                 Mode::Tcp => {
-                    crate::tcp::serve(stream, client, &frontend, table, guard, &proxy).await
+                    Box::pin(crate::tcp::serve(
+                        stream, client, &frontend, table, guard, &proxy,
+                    ))
+                    .await
                 }
             }
         }

@@ -17,6 +17,17 @@ pub async fn accept(stream: TcpStream, frontend: &Frontend, peer: SocketAddr) ->
     let Some(tls) = &frontend.tls else {
         return Some(Stream::Plain(stream));
     };
+    // Boxed: a handshake's state is large and lasts a moment; the
+    // connection's task keeps no room for it for the rest of its life.
+    Box::pin(accept_tls(stream, tls, frontend, peer)).await
+}
+
+async fn accept_tls(
+    stream: TcpStream,
+    tls: &zkgate_tls::ServerTls,
+    frontend: &Frontend,
+    peer: SocketAddr,
+) -> Option<Stream> {
     let counters = frontend.metrics.tls.as_ref();
     // Pinned here, not moved into the timeout, so a client that failed or
     // timed out keeps its socket until it is counted: it sees the close only

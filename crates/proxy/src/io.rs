@@ -131,6 +131,10 @@ impl<T> CountingIo<T> {
     pub fn into_inner(self) -> T {
         self.inner
     }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {

@@ -41,7 +41,9 @@ pub async fn serve(
         Stream::Plain(tcp) => starts_with_h2_preface(tcp, frontend.timeouts.client_header).await,
     };
     if h2 {
-        return full::serve_h2(stream, peer, frontend, proxy, guard).await;
+        // Boxed, as the full HTTP/1 path below: the task of a connection
+        // keeps room only for the path it is on.
+        return Box::pin(full::serve_h2(stream, peer, frontend, proxy, guard)).await;
     }
     serve_h1(stream, peer, frontend, proxy, guard).await
 }
@@ -91,6 +93,9 @@ async fn serve_h1(
     )
     .await;
     if let fast::End::Handover(io, read) = ended {
-        full::serve_h1(io, read, peer, frontend, service, &activity, guard).await;
+        Box::pin(full::serve_h1(
+            io, read, peer, frontend, service, &activity, guard,
+        ))
+        .await;
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP/1.1 fast path: the common request — bodiless, origin-form, to
-//! an HTTP/1.1 backend — served from the client connection's own task with
-//! no per-request allocation: the head is parsed in place, the server gets
+//! an HTTP/1.1 backend — served from the client connection's own task, with
+//! buffers from the worker's pool only while bytes are in flight (an idle
+//! connection holds none): the head is parsed in place, the server gets
 //! it with only hop-by-hop and X-Forwarded-* headers rewritten, and the
 //! response's head and body are forwarded as bytes (chunked stays chunked).
 //!
@@ -10,6 +11,7 @@
 //! rest of its life; that path also gives malformed requests their answers.
 
 mod ascii;
+mod buffers;
 mod chunked;
 mod exchange;
 mod framing;
@@ -22,11 +24,16 @@ mod differential;
 #[cfg(test)]
 mod differential_requests;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use self::buffers::{Scratch, READ_SIZE};
 use zkgate_routing::{Frontend, FrontendId};
 
 use self::head::{Field, Scan};
@@ -109,6 +116,7 @@ pub async fn serve(
         // Read until the buffer starts with a complete head.
         let parsed = loop {
             if !client.buf.is_empty() {
+                client.take_scratch();
                 match head::scan(&client.buf, &mut client.fields) {
                     Scan::Complete(parsed) => break parsed,
                     Scan::Other => return client.handover(),
@@ -127,12 +135,12 @@ pub async fn serve(
                 None => (client.between_requests(), idle_since),
             };
             let deadline = since + waiting.limit(&frontend.timeouts);
-            if client.buf.capacity() - client.buf.len() < MIN_READ {
-                client.buf.reserve(READ_SIZE);
+            if client.buf.is_empty() {
+                client.release_buffers();
             }
             tokio::select! {
                 biased;
-                read = client.io.read_buf(&mut client.buf) => match read {
+                read = read_more(&mut client.io, &mut client.buf) => match read {
                     Ok(0) | Err(_) => return End::Closed,
                     Ok(_) => {}
                 },
@@ -145,7 +153,10 @@ pub async fn serve(
         };
         head_since = None;
         let mut closing = parsed.close || stopping || *guard.shutdown.borrow();
-        match client.request(parsed, closing).await {
+        // Boxed: a request's state (its exchange with a server) is taken
+        // from the allocator only while it is served, so that an idle
+        // connection's task stays small.
+        match Box::pin(client.request(parsed, closing)).await {
             Served::Next => {}
             Served::Last => closing = true,
             Served::Close => return End::Closed,
@@ -170,10 +181,11 @@ impl<'a> Client<'a> {
     ) -> Self {
         Client {
             io,
-            buf: BytesMut::with_capacity(READ_SIZE),
-            fields: Vec::with_capacity(16),
-            upstream: Vec::with_capacity(1024),
-            out: Vec::with_capacity(1024),
+            // Taken from the worker's pool once bytes come.
+            buf: BytesMut::new(),
+            fields: Vec::new(),
+            upstream: Vec::new(),
+            out: Vec::new(),
             peer,
             client_text,
             frontend: frontend.id,
@@ -182,6 +194,31 @@ impl<'a> Client<'a> {
             served: 0,
             ended: None,
             timer: Timer::new(accepted + Waiting::FirstRequest.limit(&frontend.timeouts)),
+        }
+    }
+
+    /// Gives the buffers back to the worker's pool: nothing is in flight.
+    fn release_buffers(&mut self) {
+        debug_assert!(self.buf.is_empty());
+        if self.buf.capacity() > 0 {
+            buffers::give_read(std::mem::take(&mut self.buf));
+        }
+        if self.upstream.capacity() > 0 {
+            buffers::give_scratch(Scratch {
+                fields: std::mem::take(&mut self.fields),
+                upstream: std::mem::take(&mut self.upstream),
+                out: std::mem::take(&mut self.out),
+            });
+        }
+    }
+
+    /// Takes scratch vectors from the pool for a request, unless held.
+    fn take_scratch(&mut self) {
+        if self.upstream.capacity() == 0 {
+            let scratch = buffers::take_scratch();
+            self.fields = scratch.fields;
+            self.upstream = scratch.upstream;
+            self.out = scratch.out;
         }
     }
 
@@ -228,10 +265,35 @@ impl<'a> Client<'a> {
     }
 }
 
-/// How much is read from a client at once.
-const READ_SIZE: usize = 8 * 1024;
 /// Below this much free space, the read buffer grows before a read.
 const MIN_READ: usize = 1024;
+
+/// Reads more of a client's bytes into `buf`. A connection between
+/// requests holds no buffer (`buf` without capacity): one is taken from the
+/// worker's pool only when a read gives bytes, and given back while the
+/// socket has none, so an idle connection waits with nothing allocated.
+async fn read_more(io: &mut ClientIo, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() > 0 {
+        if buf.capacity() - buf.len() < MIN_READ {
+            buf.reserve(READ_SIZE);
+        }
+        return io.read_buf(buf).await;
+    }
+    loop {
+        let mut taken = buffers::take_read();
+        // One try without waiting: it gives bytes (a TLS session's
+        // decrypted ones included), the end, or nothing for now.
+        let tried = pin!(io.read_buf(&mut taken)).poll(&mut Context::from_waker(Waker::noop()));
+        match tried {
+            Poll::Ready(read) => {
+                *buf = taken;
+                return read;
+            }
+            Poll::Pending => buffers::give_read(taken),
+        }
+        io.get_ref().tcp().readable().await?;
+    }
+}
 
 /// `served`, but the last on the connection if `last`.
 fn last_if(served: Served, last: bool) -> Served {
