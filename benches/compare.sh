@@ -24,6 +24,12 @@
 # per second (`cargo bench --bench churn`, which it runs with the same
 # ROUNDS and SECONDS_PER_RUN): the throughput change.
 #
+# `memory`: the resident size (RSS) of each proxy holding 10,000 client
+# connections idle after one request each (plain, then TLS), and 9,000 each
+# with a request in flight to a server that answers a minute late (two
+# sockets each: this machine's hard limit of 20,000 open files), measured
+# before, during, after, during a second round and after it.
+#
 #   SCENARIOS="small tls-new" ./benches/compare.sh   # a subset
 #   VERBOSE=1 ./benches/compare.sh                   # also every run and how busy each core was, on stderr
 #   BACKENDS=nginx ./benches/compare.sh              # nginx as the origin servers
@@ -49,7 +55,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ "$(nproc)" -ge 2 ] || { echo "compare.sh needs 2 cores (proxy on one, load on the other)" >&2; exit 1; }
 
-cargo build --release --locked --quiet --bin zkgate --example responder
+cargo build --release --locked --quiet --bin zkgate --example responder --example idle_clients
 [[ " $SCENARIOS " != *" churn "* ]] || cargo bench --locked --quiet --bench churn --no-run 2>/dev/null
 work=$(mktemp -d)
 chmod 755 "$work"   # nginx workers (www-data) read the 1 MiB file from here
@@ -110,7 +116,7 @@ CONF
 cat > "$work/haproxy.cfg" <<CONF
 global
   nbthread 1
-  maxconn 4096
+  maxconn 20000
 defaults
   timeout connect 3s
   timeout client 60s
@@ -244,9 +250,42 @@ churn() { # zkgate alone: quiet vs 50 membership changes/s, same rounds and run 
       printf "%-22s throughput %s   CPU/req %s   (%s)\n" churn "$change" "$cpu_change" "$detail"; }
 }
 
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+memory() { # RSS rows: idle plain, idle TLS, in flight; for each proxy
+  local count case proxy port args start during1 after1 during2 after2 opened line
+  printf "%-22s %-8s %10s %10s %10s %10s %10s %12s\n" "memory (RSS, MB)" proxy start during after during2 after2 "bytes/conn"
+  for case in idle idle-tls in-flight; do
+    for proxy in zkgate haproxy nginx; do
+      case $case in
+        idle) port=${HTTP[$proxy]}; args=(/64); count=${MEMORY_CONNECTIONS:-10000} ;;
+        idle-tls) port=${TLS[$proxy]}; args=(/64 --tls); count=${MEMORY_CONNECTIONS:-10000} ;;
+        in-flight) port=${HTTP[$proxy]}; args=(/slow --in-flight); count=${MEMORY_IN_FLIGHT:-9000} ;;
+      esac
+      hold() { # opens, reports RSS while held, closes, waits for the proxy to settle
+        coproc CLIENTS { ./target/release/examples/idle_clients "127.0.0.1:$port" "$1" "${args[@]}"; }
+        read -r line <&"${CLIENTS[0]}"
+        opened=$(awk '{print $2}' <<<"$line")
+        sleep 1
+        echo "$(rss_kb "${PID[$proxy]}") $opened"
+        echo >&"${CLIENTS[1]}"; read -r _ <&"${CLIENTS[0]}" || true; wait "$CLIENTS_PID" 2>/dev/null || true
+        sleep 4
+      }
+      hold 200 >/dev/null  # warm: one-time allocations are not per connection
+      start=$(rss_kb "${PID[$proxy]}")
+      line=$(hold "$count"); read -r during1 opened <<<"$line"; after1=$(rss_kb "${PID[$proxy]}")
+      line=$(hold "$count"); read -r during2 _ <<<"$line"; after2=$(rss_kb "${PID[$proxy]}")
+      [ "$opened" = "$count" ] || echo "memory: $proxy held $opened of $count connections ($case)" >&2
+      awk -v c="$case" -v p="$proxy" -v s="$start" -v d="$during1" -v a="$after1" -v e="$during2" -v f="$after2" -v n="$opened" \
+        'BEGIN { printf "%-22s %-8s %10.1f %10.1f %10.1f %10.1f %10.1f %12.0f\n", "memory: " c, p, s/1024, d/1024, a/1024, e/1024, f/1024, (d - s) * 1024 / (n > 0 ? n : 1) }'
+    done
+  done
+}
+
 printf "%-22s %-8s %10s %9s %12s\n" scenario proxy "req/s" "p99 ms" "CPU µs/req"
 for scenario in $SCENARIOS; do
   if [ "$scenario" = churn ]; then churn; continue; fi
+  if [ "$scenario" = memory ]; then memory; continue; fi
   declare -A R=() P=() C=() LOAD=() CORE=()
   proxies=(zkgate haproxy nginx)
   for round in $(seq "$ROUNDS"); do

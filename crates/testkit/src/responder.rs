@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 origin for load benchmarks: on every port given,
 //! answers `GET /1m` with 1 MiB, `GET /text` with 128 KiB of HTML (text
 //! that compresses about as a web page does) and anything else with a
-//! 64-byte body,
+//! 64-byte body (`GET /slow` too, a minute late: a request in flight),
 //! keep-alive, on the calling thread. It does so little per request that the
 //! load generator's core, which also runs the origins, keeps headroom and
 //! the proxy under test is the bottleneck. `examples/responder.rs` runs it
@@ -37,7 +37,7 @@ pub fn serve(ports: impl IntoIterator<Item = u16>) -> std::io::Result<()> {
         Box::leak(response(&page(), "text/html; charset=utf-8").into_boxed_slice());
     let answers: &'static Answers = Box::leak(Box::new(Answers { small, large, text }));
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
+        .enable_all()
         .build()?;
     runtime.block_on(async move {
         for port in ports {
@@ -132,6 +132,9 @@ async fn answer(mut stream: TcpStream, answers: &'static Answers) {
         let mut start = 0;
         while let Some(end) = find_head_end(&buf[start..filled]) {
             let head = &buf[start..start + end];
+            if head.starts_with(b"GET /slow ") {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            }
             let answer = if head.starts_with(b"GET /1m ") {
                 answers.large
             } else if head.starts_with(b"GET /text ") {
