@@ -24,11 +24,12 @@
 # per second (`cargo bench --bench churn`, which it runs with the same
 # ROUNDS and SECONDS_PER_RUN): the throughput change.
 #
-# `memory`: the resident size (RSS) of each proxy holding 10,000 client
+# `memory`: the resident size (RSS) of each proxy holding 9,000 client
 # connections idle after one request each (plain, then TLS), and 9,000 each
-# with a request in flight to a server that answers a minute late (two
-# sockets each: this machine's hard limit of 20,000 open files), measured
-# before, during, after, during a second round and after it.
+# with a request in flight to a server that answers 10 s late, measured
+# before, during, after, during a second round and after it. 9,000: a proxy
+# may need two sockets a connection, and this machine's hard limit is
+# 20,000 open files (MEMORY_CONNECTIONS, MEMORY_IN_FLIGHT change it).
 #
 #   SCENARIOS="small tls-new" ./benches/compare.sh   # a subset
 #   VERBOSE=1 ./benches/compare.sh                   # also every run and how busy each core was, on stderr
@@ -116,7 +117,10 @@ CONF
 cat > "$work/haproxy.cfg" <<CONF
 global
   nbthread 1
-  maxconn 20000
+  # Two sockets a connection (and a few splicing pipes) within this
+  # machine's hard limit of 20,000 files.
+  maxconn 9800
+  maxpipes 64
 defaults
   timeout connect 3s
   timeout client 60s
@@ -184,20 +188,28 @@ for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$B1/64" && break; 
 size=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$B1/1m")
 [ "$size" = 1048576 ] || { echo "compare.sh: backend /1m answered $size bytes" >&2; exit 1; }
 
-declare -A PID
-ZKGATE_LOG=warn taskset -c 1 ./target/release/zkgate run --workers 1 -c "$work/zkgate.yaml" 2>"$work/zkgate.err" & PID[zkgate]=$!; pids+=($!)
-taskset -c 1 haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.err" & PID[haproxy]=$!; pids+=($!)
-taskset -c 1 nginx -c "$work/nginx-proxy.conf" & PID[nginx]=$!; pids+=($!)
-sleep 1
-# nginx's master forks a worker: measure the worker.
-PID[nginx]=$(pgrep -P "${PID[nginx]}" | head -1 || true)
-for proxy in zkgate haproxy nginx; do
-  if [ -z "${PID[$proxy]}" ] || ! kill -0 "${PID[$proxy]}" 2>/dev/null; then
-    echo "compare.sh: $proxy did not start:" >&2
-    cat "$work"/*.err >&2 || true
-    exit 1
-  fi
-done
+declare -A PID MASTER
+start_proxies() { # (re)starts the three proxies: the memory rows start each case afresh
+  local proxy
+  for proxy in zkgate haproxy nginx; do
+    [ -z "${MASTER[$proxy]:-}" ] || { kill "${MASTER[$proxy]}" 2>/dev/null || true; wait "${MASTER[$proxy]}" 2>/dev/null || true; }
+  done
+  ZKGATE_LOG=warn taskset -c 1 ./target/release/zkgate run --workers 1 -c "$work/zkgate.yaml" 2>"$work/zkgate.err" & MASTER[zkgate]=$!; pids+=($!)
+  taskset -c 1 haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.err" & MASTER[haproxy]=$!; pids+=($!)
+  taskset -c 1 nginx -c "$work/nginx-proxy.conf" & MASTER[nginx]=$!; pids+=($!)
+  sleep 1
+  PID[zkgate]=${MASTER[zkgate]} PID[haproxy]=${MASTER[haproxy]}
+  # nginx's master forks a worker: measure the worker.
+  PID[nginx]=$(pgrep -P "${MASTER[nginx]}" | head -1 || true)
+  for proxy in zkgate haproxy nginx; do
+    if [ -z "${PID[$proxy]}" ] || ! kill -0 "${PID[$proxy]}" 2>/dev/null; then
+      echo "compare.sh: $proxy did not start:" >&2
+      cat "$work"/*.err >&2 || true
+      exit 1
+    fi
+  done
+}
+start_proxies
 
 for proxy in zkgate haproxy nginx; do
   encoding=$(curl -s -o /dev/null -D - -H "Accept-Encoding: gzip" "http://127.0.0.1:${GZ[$proxy]}/text" | tr -d '\r' | awk 'tolower($1)=="content-encoding:" {print $2}')
@@ -258,8 +270,8 @@ memory() { # RSS rows: idle plain, idle TLS, in flight; for each proxy
   for case in idle idle-tls in-flight; do
     for proxy in zkgate haproxy nginx; do
       case $case in
-        idle) port=${HTTP[$proxy]}; args=(/64); count=${MEMORY_CONNECTIONS:-10000} ;;
-        idle-tls) port=${TLS[$proxy]}; args=(/64 --tls); count=${MEMORY_CONNECTIONS:-10000} ;;
+        idle) port=${HTTP[$proxy]}; args=(/64); count=${MEMORY_CONNECTIONS:-9000} ;;
+        idle-tls) port=${TLS[$proxy]}; args=(/64 --tls); count=${MEMORY_CONNECTIONS:-9000} ;;
         in-flight) port=${HTTP[$proxy]}; args=(/slow --in-flight); count=${MEMORY_IN_FLIGHT:-9000} ;;
       esac
       hold() { # opens, reports RSS while held, closes, waits for the proxy to settle
@@ -269,8 +281,10 @@ memory() { # RSS rows: idle plain, idle TLS, in flight; for each proxy
         sleep 1
         echo "$(rss_kb "${PID[$proxy]}") $opened"
         echo >&"${CLIENTS[1]}"; read -r _ <&"${CLIENTS[0]}" || true; wait "$CLIENTS_PID" 2>/dev/null || true
-        sleep 4
+        # Requests in flight end when the server answers (10 s after they came).
+        if [ "$case" = in-flight ]; then sleep 12; else sleep 4; fi
       }
+      [ "$proxy" != zkgate ] || start_proxies  # each case starts with fresh processes
       hold 200 >/dev/null  # warm: one-time allocations are not per connection
       start=$(rss_kb "${PID[$proxy]}")
       line=$(hold "$count"); read -r during1 opened <<<"$line"; after1=$(rss_kb "${PID[$proxy]}")

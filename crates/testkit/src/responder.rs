@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 origin for load benchmarks: on every port given,
 //! answers `GET /1m` with 1 MiB, `GET /text` with 128 KiB of HTML (text
 //! that compresses about as a web page does) and anything else with a
-//! 64-byte body (`GET /slow` too, a minute late: a request in flight),
+//! 64-byte body (`GET /slow` too, 10 s late: a request in flight),
 //! keep-alive, on the calling thread. It does so little per request that the
 //! load generator's core, which also runs the origins, keeps headroom and
 //! the proxy under test is the bottleneck. `examples/responder.rs` runs it
@@ -133,7 +133,7 @@ async fn answer(mut stream: TcpStream, answers: &'static Answers) {
         while let Some(end) = find_head_end(&buf[start..filled]) {
             let head = &buf[start..start + end];
             if head.starts_with(b"GET /slow ") {
-                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
             }
             let answer = if head.starts_with(b"GET /1m ") {
                 answers.large
