@@ -16,6 +16,9 @@
 # Scenarios: HTTP/1.1 64-byte responses (keep-alive, wrk -t1 -c64), HTTP/1.1
 # 1 MiB responses, L4 TCP mode with 64-byte and 1 MiB responses, and TLS termination (ECDSA P-256) both with
 # keep-alive and with a new connection, so a full handshake, per request.
+# `new-conn`: plain HTTP/1.1 with a new connection per request.
+# `h2c`, `h2-tls`: HTTP/2 clients (h2load, 64 connections × 10 streams,
+# 64 B answers) with prior knowledge and over TLS, HTTP/1.1 servers behind.
 # `gzip`: 128 KiB HTML answers compressed with gzip at level 1 (nginx's
 # default level; HAProxy's libslz has no levels), keep-alive: the CPU per
 # request is the CPU per 1/8 MiB compressed.
@@ -42,10 +45,12 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-6}
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 for tool in haproxy nginx wrk; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+# HTTP/2 clients: h2load.
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 # nginx proxies TCP with its stream module.
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 [ -f "$STREAM_MODULE" ] || missing+=(libnginx-mod-stream)
-SCENARIOS=${SCENARIOS:-small large tcp tcp-large tls-keepalive tls-new gzip churn}
+SCENARIOS=${SCENARIOS:-small large tcp tcp-large tls-keepalive tls-new new-conn h2c h2-tls gzip memory churn}
 if [[ " $SCENARIOS " == *" churn "* ]]; then
   [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
   command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
@@ -70,6 +75,8 @@ declare -A HTTP=([zkgate]=18201 [haproxy]=18202 [nginx]=18203)
 declare -A TCP=([zkgate]=18301 [haproxy]=18302 [nginx]=18303)
 declare -A TLS=([zkgate]=18401 [haproxy]=18402 [nginx]=18403)
 declare -A GZ=([zkgate]=18501 [haproxy]=18502 [nginx]=18503)
+declare -A H2C=([zkgate]=18601 [haproxy]=18602 [nginx]=18603)
+declare -A H2TLS=([zkgate]=18701 [haproxy]=18702 [nginx]=18703)
 
 # Backends on core 0, three ports, a 64-byte (/64) and a 1 MiB (/1m) answer.
 # By default `examples/responder.rs`: it costs the load core ~1 µs less per
@@ -106,6 +113,11 @@ frontends:
     tls: { certificates: [{ cert: "$work/tls.pem", key: "$work/tls.key" }], alpn: [http/1.1] }
     default_backend: web
   l4: { bind: ["127.0.0.1:${TCP[zkgate]}"], mode: tcp, default_backend: l4 }
+  h2c: { bind: ["127.0.0.1:${H2C[zkgate]}"], default_backend: web }
+  h2tls:
+    bind: ["127.0.0.1:${H2TLS[zkgate]}"]
+    tls: { certificates: [{ cert: "$work/tls.pem", key: "$work/tls.key" }], alpn: [h2, http/1.1] }
+    default_backend: web
   gz:
     bind: ["127.0.0.1:${GZ[zkgate]}"]
     compression: { algorithms: [gzip], types: [text/html], levels: { gzip: 1 } }
@@ -129,6 +141,8 @@ frontend web
   mode http
   bind 127.0.0.1:${HTTP[haproxy]}
   bind 127.0.0.1:${TLS[haproxy]} ssl crt $work/tls-combined.pem alpn http/1.1
+  bind 127.0.0.1:${H2C[haproxy]} proto h2
+  bind 127.0.0.1:${H2TLS[haproxy]} ssl crt $work/tls-combined.pem alpn h2,http/1.1
   option http-keep-alive
   # What zkgate's forwarded_headers (on by default) does.
   option forwardfor
@@ -170,6 +184,7 @@ events { worker_connections 20000; }
 http { access_log off; keepalive_requests 1000000;
   upstream web { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; keepalive 128; }
   server { listen 127.0.0.1:${HTTP[nginx]}; listen 127.0.0.1:${TLS[nginx]} ssl;
+    listen 127.0.0.1:${H2C[nginx]} http2; listen 127.0.0.1:${H2TLS[nginx]} ssl http2;
     ssl_certificate $work/tls.pem; ssl_certificate_key $work/tls.key;
     ssl_protocols TLSv1.2 TLSv1.3;  # 1.22 defaults to 1.2 at most; the others speak 1.3
     location / { proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off;
@@ -238,6 +253,25 @@ run() { # proxy url [wrk options…] -> "rps p99_ms cpu_us_per_request load_core
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
+  awk -v r="$rps" -v p="$p99" -v t=$((after - before)) -v hz="$ticks_per_second" -v n="$requests" \
+    -v b="$cores_before" -v a="$cores_after" \
+    'BEGIN { split(b, x); split(a, y)
+             printf "%.0f %.2f %.1f %.0f %.0f\n", r, p, t / hz * 1e6 / (n > 0 ? n : 1),
+               100 * (y[1] - x[1]) / (y[1] - x[1] + y[2] - x[2] + 1e-9),
+               100 * (y[3] - x[3]) / (y[3] - x[3] + y[4] - x[4] + 1e-9) }'
+}
+
+run_h2() { # proxy url -> as run(), with h2load: 64 connections × 10 streams, p99 from its request log
+  local proxy=$1 url=$2 before after out rps p99 requests cores_before cores_after
+  before=$(cpu_ticks "${PID[$proxy]}")
+  cores_before=$(core_ticks)
+  out=$(taskset -c 0 h2load -t1 -c64 -m10 -D "${SECONDS_PER_RUN}" --log-file="$work/h2.log" "$url")
+  cores_after=$(core_ticks)
+  after=$(cpu_ticks "${PID[$proxy]}")
+  rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+  requests=$(awk '/^requests:/ {print $8}' <<<"$out")
+  # The log's third column is each request's time in microseconds.
+  p99=$(awk '{print $3}' "$work/h2.log" | sort -n | awk '{a[NR]=$1} END {print (NR ? a[int(NR * 0.99)] / 1000 : 0)}')
   awk -v r="$rps" -v p="$p99" -v t=$((after - before)) -v hz="$ticks_per_second" -v n="$requests" \
     -v b="$cores_before" -v a="$cores_after" \
     'BEGIN { split(b, x); split(a, y)
@@ -315,11 +349,19 @@ for scenario in $SCENARIOS; do
         tcp-large) url="http://127.0.0.1:${TCP[$proxy]}/1m" ;;
         tls-keepalive) url="https://127.0.0.1:${TLS[$proxy]}/64" ;;
         gzip) url="http://127.0.0.1:${GZ[$proxy]}/text"; options=(-H "Accept-Encoding: gzip") ;;
+        # A new plain connection per request.
+        new-conn) url="http://127.0.0.1:${HTTP[$proxy]}/64"; options=(-H "Connection: close") ;;
+        h2c) url="http://127.0.0.1:${H2C[$proxy]}/64" ;;
+        h2-tls) url="https://127.0.0.1:${H2TLS[$proxy]}/64" ;;
         # A new connection per request: one full handshake each (wrk does not resume sessions).
         tls-new) url="https://127.0.0.1:${TLS[$proxy]}/64"; options=(-H "Connection: close") ;;
         *) echo "compare.sh: unknown scenario $scenario" >&2; exit 1 ;;
       esac
-      read -r rps p99 cpu load_core proxy_core < <(run "$proxy" "$url" "${options[@]}")
+      if [[ $scenario == h2* ]]; then
+        read -r rps p99 cpu load_core proxy_core < <(run_h2 "$proxy" "$url")
+      else
+        read -r rps p99 cpu load_core proxy_core < <(run "$proxy" "$url" "${options[@]}")
+      fi
       # Which core was the limit: the load core's and the proxy core's busy share.
       [ -z "${VERBOSE:-}" ] || printf "%-22s %-8s %10s %9s %12s   (round %s; cores busy: load %s%%, proxy %s%%)\n" \
         "$scenario" "$proxy" "$rps" "$p99" "$cpu" "$round" "$load_core" "$proxy_core" >&2
