@@ -242,6 +242,14 @@ ticks_per_second=$(getconf CLK_TCK)
 # Busy and idle ticks of each core: "busy0 idle0 busy1 idle1".
 core_ticks() { awk '$1=="cpu0" || $1=="cpu1" {printf "%d %d ", $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
 
+summary() { # rps p99 proxy_ticks requests cores_before cores_after -> "rps p99_ms cpu_us_per_request load_core_% proxy_core_%"
+  awk -v r="$1" -v p="$2" -v t="$3" -v hz="$ticks_per_second" -v n="$4" -v b="$5" -v a="$6" \
+    'BEGIN { split(b, x); split(a, y)
+             printf "%.0f %.2f %.1f %.0f %.0f\n", r, p, t / hz * 1e6 / (n > 0 ? n : 1),
+               100 * (y[1] - x[1]) / (y[1] - x[1] + y[2] - x[2] + 1e-9),
+               100 * (y[3] - x[3]) / (y[3] - x[3] + y[4] - x[4] + 1e-9) }'
+}
+
 run() { # proxy url [wrk options…] -> "rps p99_ms cpu_us_per_request load_core_% proxy_core_%"
   local proxy=$1 url=$2 before after out rps p99 requests cores_before cores_after
   shift 2
@@ -253,12 +261,7 @@ run() { # proxy url [wrk options…] -> "rps p99_ms cpu_us_per_request load_core
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
-  awk -v r="$rps" -v p="$p99" -v t=$((after - before)) -v hz="$ticks_per_second" -v n="$requests" \
-    -v b="$cores_before" -v a="$cores_after" \
-    'BEGIN { split(b, x); split(a, y)
-             printf "%.0f %.2f %.1f %.0f %.0f\n", r, p, t / hz * 1e6 / (n > 0 ? n : 1),
-               100 * (y[1] - x[1]) / (y[1] - x[1] + y[2] - x[2] + 1e-9),
-               100 * (y[3] - x[3]) / (y[3] - x[3] + y[4] - x[4] + 1e-9) }'
+  summary "$rps" "$p99" $((after - before)) "$requests" "$cores_before" "$cores_after"
 }
 
 run_h2() { # proxy url -> as run(), with h2load: 64 connections × 10 streams, p99 from its request log
@@ -272,12 +275,7 @@ run_h2() { # proxy url -> as run(), with h2load: 64 connections × 10 streams, p
   requests=$(awk '/^requests:/ {print $8}' <<<"$out")
   # The log's third column is each request's time in microseconds.
   p99=$(awk '{print $3}' "$work/h2.log" | sort -n | awk '{a[NR]=$1} END {print (NR ? a[int(NR * 0.99)] / 1000 : 0)}')
-  awk -v r="$rps" -v p="$p99" -v t=$((after - before)) -v hz="$ticks_per_second" -v n="$requests" \
-    -v b="$cores_before" -v a="$cores_after" \
-    'BEGIN { split(b, x); split(a, y)
-             printf "%.0f %.2f %.1f %.0f %.0f\n", r, p, t / hz * 1e6 / (n > 0 ? n : 1),
-               100 * (y[1] - x[1]) / (y[1] - x[1] + y[2] - x[2] + 1e-9),
-               100 * (y[3] - x[3]) / (y[3] - x[3] + y[4] - x[4] + 1e-9) }'
+  summary "$rps" "$p99" $((after - before)) "$requests" "$cores_before" "$cores_after"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }

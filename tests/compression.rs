@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use zkgate_testkit::{free_port, Answer, RecordingOrigin, Zkgate};
 
@@ -101,7 +101,6 @@ async fn get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Got {
-    let stream = TcpStream::connect(addr).await.unwrap();
     let mut builder = http::Request::builder().method(method).uri(if h2 {
         format!("http://a{path}")
     } else {
@@ -114,20 +113,7 @@ async fn get(
         builder = builder.header(*name, *value);
     }
     let request = builder.body(Full::new(Bytes::new())).unwrap();
-    let response = if h2 {
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        sender.send_request(request).await.unwrap()
-    } else {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        sender.send_request(request).await.unwrap()
-    };
+    let response = send_on_new_connection(addr, h2, request).await;
     let (parts, body) = response.into_parts();
     Got {
         status: parts.status.as_u16(),

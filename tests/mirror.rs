@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use zkgate_testkit::{free_port, wait_until, Answer, HttpServer, RecordingOrigin, Zkgate};
 
@@ -26,7 +26,6 @@ fn config(port: u16, original: SocketAddr, mirror: SocketAddr, percent: u8) -> S
 /// A request to `/api/upload?q=1` (the test server's `/upload` reads the
 /// body; its other paths answer before it).
 async fn request(addr: SocketAddr, h2: bool, method: &str, body: Bytes) -> u16 {
-    let stream = TcpStream::connect(addr).await.unwrap();
     let uri = if h2 {
         "http://app.example/api/upload?q=1"
     } else {
@@ -37,20 +36,7 @@ async fn request(addr: SocketAddr, h2: bool, method: &str, body: Bytes) -> u16 {
         builder = builder.header("host", "app.example");
     }
     let request = builder.body(Full::new(body)).unwrap();
-    let response = if h2 {
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        sender.send_request(request).await.unwrap()
-    } else {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        sender.send_request(request).await.unwrap()
-    };
+    let response = send_on_new_connection(addr, h2, request).await;
     let status = response.status().as_u16();
     response.into_body().collect().await.unwrap();
     status

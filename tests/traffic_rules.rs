@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use zkgate_testkit::{
     free_port, http_get, wait_until, Answer, HttpServer, RecordingOrigin, Zkgate, ZooKeeper,
@@ -32,17 +32,6 @@ async fn h1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<By
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
-    tokio::spawn(conn);
-    sender
-}
-
-/// An HTTP/2 (prior knowledge) connection to zkgate.
-async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
     tokio::spawn(conn);
     sender
 }
@@ -83,11 +72,7 @@ async fn send(
     let request = builder
         .body(Full::new(Bytes::from(body.to_owned())))
         .unwrap();
-    let response = if h2_client {
-        h2(addr).await.send_request(request).await.unwrap()
-    } else {
-        h1(addr).await.send_request(request).await.unwrap()
-    };
+    let response = send_on_new_connection(addr, h2_client, request).await;
     collect(response).await
 }
 

@@ -202,3 +202,29 @@ pub fn answers_ok(_: &str) -> zkgate_testkit::Answer {
 pub fn path_of(head: &str) -> &str {
     head.split(' ').nth(1).unwrap_or("/")
 }
+
+/// Sends `request` over a fresh connection to `addr`: HTTP/2 with prior
+/// knowledge if `h2` (the request's URI then carries the authority),
+/// HTTP/1.1 otherwise.
+pub async fn send_on_new_connection(
+    addr: SocketAddr,
+    h2: bool,
+    request: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> http::Response<hyper::body::Incoming> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    if h2 {
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(request).await.unwrap()
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(request).await.unwrap()
+    }
+}
