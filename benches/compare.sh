@@ -34,6 +34,11 @@
 # may need two sockets a connection, and this machine's hard limit is
 # 20,000 open files (MEMORY_CONNECTIONS, MEMORY_IN_FLIGHT change it).
 #
+# CPU_CAP=50 caps each proxy to 50 % of its core with a CPU quota of the
+# cgroup `cpu` controller (v1 `cpu.cfs_quota_us`, or v2 `cpu.max`), every
+# proxy alike: the load core then keeps headroom, and req/s compares the
+# proxies themselves rather than what the load core could drive.
+#
 #   SCENARIOS="small tls-new" ./benches/compare.sh   # a subset
 #   VERBOSE=1 ./benches/compare.sh                   # also every run and how busy each core was, on stderr
 #   BACKENDS=nginx ./benches/compare.sh              # nginx as the origin servers
@@ -66,7 +71,13 @@ cargo build --release --locked --quiet --bin zkgate --example responder --exampl
 work=$(mktemp -d)
 chmod 755 "$work"   # nginx workers (www-data) read the 1 MiB file from here
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+uncap() { # the groups go once their processes are gone
+  local group
+  for group in /sys/fs/cgroup/cpu/zkbench-* /sys/fs/cgroup/zkbench-*; do
+    [ -d "$group" ] && as_root rmdir "$group" 2>/dev/null || true
+  done
+}
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; uncap; }
 trap cleanup EXIT INT TERM
 
 # Ports (fixed, loopback only; a benchmark, not a test).
@@ -224,7 +235,28 @@ start_proxies() { # (re)starts the three proxies: the memory rows start each cas
     fi
   done
 }
+# With CPU_CAP, each proxy runs in a cgroup of its own with that share of a core.
+cap_proxy() { # proxy pid…
+  local proxy=$1 group pid; shift
+  [ -n "${CPU_CAP:-}" ] || return 0
+  if [ -d /sys/fs/cgroup/cpu ]; then
+    group=/sys/fs/cgroup/cpu/zkbench-$proxy
+    as_root mkdir -p "$group"
+    echo 100000 | as_root tee "$group/cpu.cfs_period_us" >/dev/null
+    echo $((CPU_CAP * 1000)) | as_root tee "$group/cpu.cfs_quota_us" >/dev/null
+  else
+    group=/sys/fs/cgroup/zkbench-$proxy
+    as_root mkdir -p "$group"
+    echo "$((CPU_CAP * 1000)) 100000" | as_root tee "$group/cpu.max" >/dev/null
+  fi
+  for pid in "$@"; do echo "$pid" | as_root tee "$group/cgroup.procs" >/dev/null; done
+}
+
 start_proxies
+cap_proxy zkgate "${PID[zkgate]}"
+cap_proxy haproxy "${PID[haproxy]}"
+cap_proxy nginx "${MASTER[nginx]}" "${PID[nginx]}"
+[ -z "${CPU_CAP:-}" ] || echo "each proxy capped to ${CPU_CAP} % of a core" >&2
 
 for proxy in zkgate haproxy nginx; do
   encoding=$(curl -s -o /dev/null -D - -H "Accept-Encoding: gzip" "http://127.0.0.1:${GZ[$proxy]}/text" | tr -d '\r' | awk 'tolower($1)=="content-encoding:" {print $2}')
@@ -316,7 +348,11 @@ memory() { # RSS rows: idle plain, idle TLS, in flight; for each proxy
         # Requests in flight end when the server answers (10 s after they came).
         if [ "$case" = in-flight ]; then sleep 12; else sleep 4; fi
       }
-      [ "$proxy" != zkgate ] || start_proxies  # each case starts with fresh processes
+      if [ "$proxy" = zkgate ]; then  # each case starts with fresh processes
+        start_proxies
+        cap_proxy zkgate "${PID[zkgate]}"; cap_proxy haproxy "${PID[haproxy]}"
+        cap_proxy nginx "${MASTER[nginx]}" "${PID[nginx]}"
+      fi
       hold 200 >/dev/null  # warm: one-time allocations are not per connection
       start=$(rss_kb "${PID[$proxy]}")
       line=$(hold "$count"); read -r during1 opened <<<"$line"; after1=$(rss_kb "${PID[$proxy]}")
