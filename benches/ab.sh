@@ -9,7 +9,10 @@
 # One binary against itself with a rule on one side (what a rule costs):
 #   NEW_ROUTE='response_headers: { set: { x-edge: "1" } }' ./benches/ab.sh BIN BIN
 # OLD_ROUTE / NEW_ROUTE, when set, put every request of that side through a
-# route with those fields.
+# route with those fields. OLD_CONFIG / NEW_CONFIG name whole configurations
+# instead (`@PORT@`, `@ADMIN@` and `@ORIGIN@` are filled in); ORIGINS gives
+# the origin's ports (a range like 19000-28999; the first is @ORIGIN@) and
+# HOST the requests' Host (see benches/many_routes.sh).
 #
 # Build the old one from a worktree: git worktree add /tmp/old REV &&
 # (cd /tmp/old && cargo build --release --bin zkgate).
@@ -25,20 +28,26 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; w
 trap cleanup EXIT INT TERM
 
 # Fixed loopback ports: a benchmark, not a test.
-ORIGIN=18131
-taskset -c 0 ./target/release/examples/responder "$ORIGIN" & pids+=($!)
+ORIGINS=${ORIGINS:-18131}
+ORIGIN=${ORIGINS%%-*}
+taskset -c 0 ./target/release/examples/responder "$ORIGINS" & pids+=($!)
 declare -A PORT=([old]=18231 [new]=18232) ADMIN=([old]=18931 [new]=18932) PID=()
 for side in old new; do
   route=$([ "$side" = old ] && echo "${OLD_ROUTE:-}" || echo "${NEW_ROUTE:-}")
   routes=""
   [ -z "$route" ] || routes=", routes: [{ path_prefix: /, backend: web, $route }]"
-  cat > "$work/$side.yaml" <<CONF
+  given=$([ "$side" = old ] && echo "${OLD_CONFIG:-}" || echo "${NEW_CONFIG:-}")
+  if [ -n "$given" ]; then
+    sed -e "s/@PORT@/${PORT[$side]}/g" -e "s/@ADMIN@/${ADMIN[$side]}/g" -e "s/@ORIGIN@/$ORIGIN/g" "$given" > "$work/$side.yaml"
+  else
+    cat > "$work/$side.yaml" <<CONF
 admin: { bind: 127.0.0.1:${ADMIN[$side]} }
 frontends:
   web: { bind: ["127.0.0.1:${PORT[$side]}"], default_backend: web$routes }
 backends:
   web: { servers: [{ address: "127.0.0.1:$ORIGIN" }] }
 CONF
+  fi
   binary=$([ "$side" = old ] && echo "$OLD" || echo "$NEW")
   taskset -c 1 "$binary" run --workers 1 --config "$work/$side.yaml" 2>/dev/null & PID[$side]=$!; pids+=($!)
 done
@@ -51,7 +60,7 @@ tick=$(getconf CLK_TCK)
 for round in $(seq "$ROUNDS"); do
   for side in old new; do
     before=$(cpu_ticks "${PID[$side]}")
-    requests=$(taskset -c 0 wrk -t1 -c32 -d"${SECS}s" "http://127.0.0.1:${PORT[$side]}/64" | awk '/requests in/ { print $1 }')
+    requests=$(taskset -c 0 wrk -t1 -c32 -d"${SECS}s" -H "Host: ${HOST:-bench.test}" "http://127.0.0.1:${PORT[$side]}/64" | awk '/requests in/ { print $1 }')
     after=$(cpu_ticks "${PID[$side]}")
     awk -v s="$side" -v r="$round" -v c=$((after - before)) -v t="$tick" -v q="$requests" -v d="$SECS" \
       'BEGIN { printf "%s round %d: %.2f µs/request, %d req/s\n", s, r, c / t * 1e6 / q, q / d }' | tee -a "$work/rounds"

@@ -11,6 +11,7 @@ mod ewma;
 mod locality;
 mod outlier;
 mod route;
+mod routes;
 mod server;
 mod table;
 

@@ -12,6 +12,7 @@ use zkgate_tls::ServerTls;
 
 use crate::backend::Backend;
 use crate::route::{RequestHeaders, Route};
+use crate::routes::Routes;
 
 /// Stable identity of a frontend across tables: listeners keep it, tables index by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,7 +134,7 @@ pub struct Frontend {
     pub forwarded_headers: bool,
     /// Effective timeouts.
     pub timeouts: Timeouts,
-    pub(crate) routes: Vec<Route>,
+    pub(crate) routes: Routes,
     pub(crate) default_route: Option<Route>,
     /// Which client addresses may connect.
     pub access: Option<AccessList>,
@@ -164,8 +165,7 @@ impl Frontend {
         headers: &H,
     ) -> Option<&Route> {
         self.routes
-            .iter()
-            .find(|route| route.matches(host, path, headers))
+            .find(host, path, headers)
             .or(self.default_route.as_ref())
     }
 

@@ -368,3 +368,74 @@ fn slow_start_gives_a_new_server_a_small_weight_and_asks_for_a_refresh() {
         .collect();
     assert_eq!(picks.iter().filter(|&&p| p == 9002).count(), 1);
 }
+
+#[test]
+fn many_routes_indexed_by_host_match_as_the_first_match_in_order() {
+    // 40 routes (indexed): exact hosts (some repeated, with other paths),
+    // suffixes and routes without a host, each to its own backend.
+    let hosts = [
+        "a.example",
+        "b.example",
+        "A.example",
+        "*.example",
+        "c.example",
+    ];
+    let mut routes = String::new();
+    let mut backends = String::new();
+    let mut expected_routes = Vec::new();
+    for i in 0..40 {
+        let host = (i % 7 != 3).then(|| hosts[i % hosts.len()]);
+        let prefix = ["/", "/api", "/api/v2", "/static"][i % 4];
+        let host_yaml = host.map_or(String::new(), |h| format!("host: \"{h}\", "));
+        routes.push_str(&format!(
+            "      - {{ {host_yaml}path_prefix: {prefix}, backend: r{i} }}\n"
+        ));
+        backends.push_str(&format!(
+            "  r{i}: {{ servers: [{{ address: \"127.0.0.1:{}\" }}] }}\n",
+            20000 + i
+        ));
+        expected_routes.push((host.map(str::to_ascii_lowercase), prefix));
+    }
+    let yaml = format!(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:18080\"]\n    routes:\n{routes}    default_backend: r0\nbackends:\n{backends}"
+    );
+    let config = zkgate_config::parse(&yaml, "t").unwrap();
+    let (mut builder, _) = builder();
+    let table = builder.build(&config, &Discovered::new(), &resolved(&config));
+    let web = table.frontends().next().unwrap();
+    let none = HeaderMap::new();
+    // The reference: the first route, in order, whose host and prefix match.
+    let reference = |host: &str, path: &str| {
+        let host = host.to_ascii_lowercase();
+        expected_routes
+            .iter()
+            .position(|(pattern, prefix)| {
+                let host_ok = match pattern.as_deref() {
+                    None => true,
+                    Some(p) if p.starts_with("*.") => {
+                        host.ends_with(&p[1..]) && host.len() > p.len() - 1
+                    }
+                    Some(p) => p == host,
+                };
+                host_ok && path.starts_with(prefix)
+            })
+            .map(|i| format!("r{i}"))
+    };
+    for host in [
+        "a.example",
+        "B.EXAMPLE",
+        "c.example",
+        "x.example",
+        "other.net",
+        "example",
+    ] {
+        for path in ["/", "/api", "/api/v2/x", "/static/a.css", "/zzz"] {
+            let got = web
+                .select(Some(host.as_bytes()), path.as_bytes(), &none)
+                .and_then(|route| route.backend())
+                .map(|b| b.name.to_string());
+            let want = reference(host, path).or(Some("r0".to_owned()));
+            assert_eq!(got, want, "{host} {path}");
+        }
+    }
+}

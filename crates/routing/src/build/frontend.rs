@@ -11,6 +11,7 @@ use zkgate_tls::ServerTls;
 
 use crate::backend::Backend;
 use crate::route::{Mirror, Redirect, Route, Rules, Split, Target};
+use crate::routes::Routes;
 use crate::table::{Compressing, Frontend, FrontendId};
 
 pub(super) fn build_frontend(
@@ -27,6 +28,7 @@ pub(super) fn build_frontend(
         .iter()
         .filter_map(|route| build_route(&config.name, route, &lookup, metrics))
         .collect();
+    let routes = Routes::new(routes);
     Frontend {
         id,
         name: config.name.as_str().into(),
