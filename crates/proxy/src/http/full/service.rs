@@ -25,7 +25,7 @@ use crate::http::policy::keys::{
     host_is_ambiguous, normalized_authority, sticky_cookie, target_is_valid,
 };
 use crate::http::policy::upgrade::{requested, requested_h2};
-use crate::http::policy::{decide, refuse_malformed, rewrite_target, Decision};
+use crate::http::policy::{decide, refuse_malformed, rewrite_target, Decision, Routed};
 use crate::io::ConnActivity;
 use crate::Proxy;
 
@@ -148,7 +148,7 @@ struct Outcome {
 impl ClientConn {
     async fn handle(
         &self,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
         // One table for the whole request, even if a new one is published meanwhile.
@@ -206,6 +206,19 @@ impl ClientConn {
             }
             Decision::Elsewhere => return error(StatusCode::SERVICE_UNAVAILABLE),
         };
+        self.send(request, routed, protocol, outcome).await
+    }
+
+    /// Sends a routed request to its backend (or through a protocol
+    /// switch) and readies the answer for the client: the sticky cookie,
+    /// the route's response rules, compression.
+    async fn send(
+        &self,
+        mut request: Request<Incoming>,
+        routed: Routed<'_>,
+        protocol: Option<header::HeaderValue>,
+        outcome: &mut Outcome,
+    ) -> Response<ProxyBody> {
         outcome.retired = routed.retired;
         outcome.frontend = Some(Arc::clone(&routed.frontend.name));
         let backend = Arc::clone(routed.backend);
