@@ -91,11 +91,6 @@ impl Split {
             .unwrap_or(&self.sides[self.sides.len() - 1]);
         side
     }
-
-    /// Every side's backend.
-    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
-        self.sides.iter().map(|side| &side.backend)
-    }
 }
 
 impl Side {

@@ -90,14 +90,15 @@ pub fn decide<'t, R: RequestView>(
         return gone();
     };
     let route = frontend.select(request.host(), request.path(), request.headers());
-    let side = route.and_then(|route| match &route.target {
-        Target::Split(split) => Some(split.pick(split_hash(&split.key, request, client))),
-        _ => None,
-    });
-    let chosen = match (route.map(|r| &r.target), side) {
-        (_, Some(side)) => Some(side.backend()),
-        (Some(Target::Backend(backend)), None) => Some(backend),
-        _ => None,
+    // The backend, if the route sends to one; a split's side is counted
+    // only once the request is admitted.
+    let (chosen, side) = match route.map(|r| &r.target) {
+        Some(Target::Backend(backend)) => (Some(backend), None),
+        Some(Target::Split(split)) => {
+            let side = split.pick(split_hash(&split.key, request, client));
+            (Some(side.backend()), Some(side))
+        }
+        Some(Target::Redirect(_)) | None => (None, None),
     };
     if chosen.is_some_and(|backend| !carries(backend)) {
         return Decision::Elsewhere;
