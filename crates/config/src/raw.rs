@@ -78,6 +78,7 @@ pub struct RawFrontend {
     pub bind: Vec<String>,
     pub mode: Option<String>,
     pub tls: Option<RawFrontendTls>,
+    pub http3: Option<RawHttp3>,
     #[serde(default)]
     pub accept_proxy: bool,
     pub max_connections: Option<u32>,
@@ -93,6 +94,13 @@ pub struct RawFrontend {
     pub compression: Option<RawCompression>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+}
+
+/// `http3:` of a frontend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp3 {
+    pub bind: Vec<String>,
 }
 
 /// `compression:` of a frontend.

@@ -230,6 +230,31 @@ fn tls_defaults_offer_h2_and_verify_servers() {
 }
 
 #[test]
+fn http3_needs_tls_an_http_frontend_and_its_own_udp_addresses() {
+    let config = crate::parse(
+        "frontends:\n  a:\n    bind: [\"127.0.0.1:443\"]\n    tls: { certificates: [{ cert: a.pem, key: a.key }] }\n    http3: { bind: [\"127.0.0.1:443\", \"127.0.0.1:8443\"] }\n    default_backend: b\nbackends:\n  b: {}\n",
+        "<string>",
+    )
+    .unwrap();
+    let http3 = config.frontends[0].http3.as_ref().unwrap();
+    // UDP 443 beside TCP 443 is the usual edge: not a conflict.
+    assert_eq!(http3.binds.len(), 2);
+    assert_eq!(http3.port(), Some(443));
+
+    let errs = errors_of("frontends:\n  plain:\n    bind: [\"127.0.0.1:1\"]\n    http3: { bind: [\"127.0.0.1:2\"] }\n    default_backend: b\n  t:\n    bind: [\"127.0.0.1:3\"]\n    mode: tcp\n    tls: { certificates: [{ cert: a.pem, key: a.key }] }\n    http3: { bind: [\"127.0.0.1:2\", \"nowhere\"] }\n    default_backend: c\n  e:\n    bind: [\"127.0.0.1:4\"]\n    tls: { certificates: [{ cert: a.pem, key: a.key }] }\n    http3: { bind: [] }\n    default_backend: b\nbackends:\n  b: {}\n  c: { mode: tcp }\n");
+    let expected = [
+        "frontends.plain.http3: HTTP/3 needs the frontend's certificates: add `tls:`",
+        "frontends.t.http3: HTTP/3 carries HTTP requests: remove it from a tcp frontend",
+        "frontends.t.http3.bind[0]: UDP 127.0.0.1:2 is already bound by frontends.plain.http3.bind[0]",
+        "frontends.t.http3.bind[1]: `nowhere` is not a listen address",
+        "frontends.e.http3.bind: no UDP address",
+    ];
+    for text in expected {
+        assert!(errs.iter().any(|e| e.contains(text)), "{text}: {errs:#?}");
+    }
+}
+
+#[test]
 fn mode_mismatch_between_frontend_and_backend_is_an_error() {
     let errs = errors_of("frontends:\n  a:\n    bind: [\"127.0.0.1:3\"]\n    default_backend: b\nbackends:\n  b: { mode: tcp }\n");
     assert!(

@@ -64,6 +64,12 @@ pub(crate) const COMPRESSED_RESPONSES_TOTAL: Family = Family {
     labels: &["frontend", "algorithm"],
 };
 
+pub(crate) const HTTP3_CONNECTIONS_TOTAL: Family = Family {
+    name: names::HTTP3_CONNECTIONS_TOTAL,
+    help: "QUIC connections established with a frontend's HTTP/3 listeners",
+    labels: &["frontend"],
+};
+
 pub(crate) const DISCOVERY_MEMBERS: Family = Family {
     name: names::DISCOVERY_MEMBERS,
     help: "Members of a ZooKeeper-backed backend in use",

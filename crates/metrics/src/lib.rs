@@ -103,6 +103,9 @@ pub mod names {
     /// `zkgate_compressed_responses_total{frontend,algorithm}`: answers a
     /// frontend compressed, by coding.
     pub const COMPRESSED_RESPONSES_TOTAL: &str = "zkgate_compressed_responses_total";
+    /// `zkgate_http3_connections_total{frontend}`: QUIC connections
+    /// established with a frontend's HTTP/3 listeners.
+    pub const HTTP3_CONNECTIONS_TOTAL: &str = "zkgate_http3_connections_total";
 }
 
 /// Response classes used as the `code` label: index = status / 100 - 1.
@@ -183,6 +186,8 @@ pub struct Metrics {
     pub route_mirrored: IntCounterVec,
     /// Compressed answers, by coding.
     pub compressed_responses: IntCounterVec,
+    /// QUIC connections established, by frontend.
+    pub http3_connections: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, family: &Family) -> prometheus::Result<IntCounterVec> {
@@ -263,6 +268,7 @@ impl Metrics {
             route_split_requests: counter_vec(registry, &families::ROUTE_SPLIT_REQUESTS_TOTAL)?,
             route_mirrored: counter_vec(registry, &families::ROUTE_MIRRORED_TOTAL)?,
             compressed_responses: counter_vec(registry, &families::COMPRESSED_RESPONSES_TOTAL)?,
+            http3_connections: counter_vec(registry, &families::HTTP3_CONNECTIONS_TOTAL)?,
             discovery_members: gauge_vec(registry, &families::DISCOVERY_MEMBERS)?,
             discovery_invalid_members: gauge_vec(registry, &families::DISCOVERY_INVALID_MEMBERS)?,
             frontend_connections: counter_vec(registry, &families::FRONTEND_CONNECTIONS)?,
@@ -329,6 +335,8 @@ pub struct FrontendMetrics {
     pub denied_max_connections: IntCounter,
     /// TLS handshakes, for a frontend that terminates TLS.
     pub tls: Option<TlsHandshakes>,
+    /// QUIC connections established, for a frontend that serves HTTP/3.
+    pub http3_connections: Option<IntCounter>,
 }
 
 /// `zkgate_tls_handshakes_total` of one frontend, by result.
@@ -346,7 +354,7 @@ pub struct TlsHandshakes {
 
 impl FrontendMetrics {
     /// Resolves the handles of `frontend`.
-    pub fn resolve(metrics: &Metrics, frontend: &str, tls: bool) -> Self {
+    pub fn resolve(metrics: &Metrics, frontend: &str, tls: bool, http3: bool) -> Self {
         let l = &[frontend];
         let handshakes = |result| {
             metrics
@@ -374,6 +382,7 @@ impl FrontendMetrics {
                 error: handshakes("error"),
                 timeout: handshakes("timeout"),
             }),
+            http3_connections: http3.then(|| metrics.http3_connections.with_label_values(l)),
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use zkgate_config::{AccessList, Compression, Mode, RateLimit, Timeouts};
 use zkgate_metrics::{CompressionMetrics, FrontendMetrics};
 use zkgate_tls::ServerTls;
@@ -142,6 +142,10 @@ pub struct Frontend {
     pub accept_proxy: bool,
     /// TLS termination: the certificates presented, chosen by SNI.
     pub tls: Option<Arc<ServerTls>>,
+    /// UDP addresses serving HTTP/3 (with `tls`'s QUIC side).
+    pub http3_binds: Vec<SocketAddr>,
+    /// `Alt-Svc` sent with servers' answers, offering HTTP/3.
+    pub alt_svc: Option<HeaderValue>,
     /// Open connections per client address; 0 = unlimited.
     pub max_connections_per_client: u32,
     /// Requests (tcp: connections) per second per client address.

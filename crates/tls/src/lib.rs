@@ -34,7 +34,8 @@ impl TlsMaterial {
         for frontend in &config.frontends {
             if let Some(tls) = &frontend.tls {
                 let path = format!("frontends.{}.tls", frontend.name);
-                if let Some(loaded) = ServerTls::load(&path, tls, &mut errors) {
+                let http3 = frontend.http3.is_some();
+                if let Some(loaded) = ServerTls::load(&path, tls, http3, &mut errors) {
                     material
                         .frontends
                         .insert(frontend.name.clone(), Arc::new(loaded));

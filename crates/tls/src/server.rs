@@ -19,6 +19,9 @@ pub struct ServerTls {
     pub acceptor: TlsAcceptor,
     /// The DNS names its certificates serve (`*.example.com` for wildcards).
     pub names: Vec<String>,
+    /// The same certificates for QUIC, when the frontend serves HTTP/3:
+    /// TLS 1.3 only, ALPN `h3`, and no 0-RTT (early data can be replayed).
+    pub quic: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServerTls {
@@ -26,6 +29,7 @@ impl ServerTls {
     pub(crate) fn load(
         path: &str,
         tls: &FrontendTls,
+        http3: bool,
         errors: &mut Vec<ConfigError>,
     ) -> Option<ServerTls> {
         let mut resolver = SniResolver::default();
@@ -55,9 +59,10 @@ impl ServerTls {
             .with_protocol_versions(rustls::DEFAULT_VERSIONS)
             .map_err(|err| errors.push(error(path.to_owned(), err.to_string())))
             .ok()?;
+        let resolver: Arc<dyn ResolvesServerCert> = Arc::new(resolver);
         let mut config = config
             .with_no_client_auth()
-            .with_cert_resolver(Arc::new(resolver));
+            .with_cert_resolver(Arc::clone(&resolver));
         config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         // zkgate's order of cipher suites, not the client's: see `preference`.
         config.ignore_client_order = true;
@@ -66,11 +71,39 @@ impl ServerTls {
         config.ticketer = ticketer()
             .map_err(|err| errors.push(error(path.to_owned(), err)))
             .ok()?;
+        let quic = if http3 {
+            let quic = quic_config(&config, resolver)
+                .map_err(|err| errors.push(error(path.to_owned(), err.to_string())))
+                .ok()?;
+            Some(Arc::new(quic))
+        } else {
+            None
+        };
         Some(ServerTls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             names,
+            quic,
         })
     }
+}
+
+/// The QUIC side of a frontend's TLS `tcp` config: the same certificates,
+/// session cache and tickets, TLS 1.3 only (RFC 9001 §4.2) and ALPN `h3`.
+/// Early data stays off (rustls' default): 0-RTT requests can be replayed.
+fn quic_config(
+    tcp: &rustls::ServerConfig,
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h3".to_vec()];
+    config.ignore_client_order = true;
+    config.session_storage = Arc::clone(&tcp.session_storage);
+    config.ticketer = Arc::clone(&tcp.ticketer);
+    config.max_early_data_size = 0;
+    Ok(config)
 }
 
 /// A certificate chain with its signing key, checked to belong together,

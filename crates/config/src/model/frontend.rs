@@ -37,6 +37,8 @@ pub struct FrontendConfig {
     pub timeouts: Timeouts,
     /// TLS termination, when the frontend speaks TLS to clients.
     pub tls: Option<FrontendTls>,
+    /// HTTP/3 over QUIC beside the TLS binds, with the same certificates.
+    pub http3: Option<Http3>,
     /// `request_id:` the header that carries each request's id (set when
     /// absent, passed to servers, returned to clients, logged); a W3C
     /// `traceparent` is then kept or started.
@@ -93,6 +95,20 @@ pub struct FrontendTls {
     pub certificates: Vec<CertificateFiles>,
     /// ALPN protocols offered, in order of preference.
     pub alpn: Vec<String>,
+}
+
+/// `http3:` of a TLS frontend: QUIC on UDP, with the frontend's certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Http3 {
+    /// UDP addresses to listen on.
+    pub binds: Vec<SocketAddr>,
+}
+
+impl Http3 {
+    /// The port announced in `Alt-Svc`: the first bind's.
+    pub fn port(&self) -> Option<u16> {
+        self.binds.first().map(SocketAddr::port)
+    }
 }
 
 /// A PEM certificate chain and its PEM private key.

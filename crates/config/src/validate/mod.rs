@@ -14,6 +14,7 @@ use crate::raw::{RawFrontend, RawTimeouts};
 mod backend;
 mod compression;
 mod health;
+mod http3;
 mod route;
 mod tls;
 mod zookeeper;
@@ -85,8 +86,8 @@ pub fn validate(doc: &Document, errors: &mut Vec<ConfigError>) -> Option<Config>
         unreadable: &doc.unreadable,
     };
 
-    let mut bound: HashMap<SocketAddr, String> = HashMap::new();
-    bound.insert(admin.bind, "admin.bind".into());
+    let mut bound = Bound::default();
+    bound.tcp.insert(admin.bind, "admin.bind".into());
     let frontends: Vec<FrontendConfig> = doc
         .frontends
         .iter()
@@ -200,7 +201,19 @@ pub(super) fn timeouts(
     }
 }
 
-fn socket_addr(path: &str, text: &str, errors: &mut Vec<ConfigError>) -> Option<SocketAddr> {
+/// The addresses bound so far, with the field that binds each: TCP
+/// (frontends' `bind`, the admin listener) and UDP (`http3.bind`) apart.
+#[derive(Default)]
+pub(super) struct Bound {
+    pub tcp: HashMap<SocketAddr, String>,
+    pub udp: HashMap<SocketAddr, String>,
+}
+
+pub(super) fn socket_addr(
+    path: &str,
+    text: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<SocketAddr> {
     match text.parse() {
         Ok(addr) => Some(addr),
         Err(_) => {
@@ -232,7 +245,7 @@ fn frontend(
     raw: &RawFrontend,
     inherited: &Timeouts,
     refs: &References,
-    bound: &mut HashMap<SocketAddr, String>,
+    bound: &mut Bound,
     errors: &mut Vec<ConfigError>,
 ) -> Option<FrontendConfig> {
     let at = |field: &str| format!("frontends.{name}.{field}");
@@ -248,13 +261,13 @@ fn frontend(
     for (i, text) in raw.bind.iter().enumerate() {
         let path = format!("frontends.{name}.bind[{i}]");
         if let Some(addr) = socket_addr(&path, text, errors) {
-            if let Some(first) = bound.get(&addr) {
+            if let Some(first) = bound.tcp.get(&addr) {
                 errors.push(ConfigError::new(
                     path,
                     format!("{addr} is already bound by {first}: each address can be bound once"),
                 ));
             } else {
-                bound.insert(addr, path);
+                bound.tcp.insert(addr, path);
                 binds.push(addr);
             }
         }
@@ -264,6 +277,10 @@ fn frontend(
         .tls
         .as_ref()
         .map(|raw| tls::frontend_tls(&at("tls"), raw, mode, errors));
+    let http3 = raw.http3.as_ref().map(|raw| {
+        let tls = tls.is_some();
+        http3::http3(&at("http3"), raw, mode, tls, bound, errors)
+    });
     let access = raw
         .access
         .as_ref()
@@ -346,6 +363,7 @@ fn frontend(
         rate_limit,
         timeouts: timeouts(&at("timeouts"), &raw.timeouts, inherited, errors),
         tls,
+        http3,
         request_id,
         compression,
     })

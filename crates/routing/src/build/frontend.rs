@@ -52,9 +52,26 @@ pub(super) fn build_frontend(
             config: config_of,
             metrics: CompressionMetrics::resolve(metrics, &config.name),
         }),
-        metrics: FrontendMetrics::resolve(metrics, &config.name, tls.is_some()),
+        metrics: FrontendMetrics::resolve(
+            metrics,
+            &config.name,
+            tls.is_some(),
+            config.http3.is_some(),
+        ),
         tls,
+        http3_binds: config
+            .http3
+            .as_ref()
+            .map(|h3| h3.binds.clone())
+            .unwrap_or_default(),
+        alt_svc: config.http3.as_ref().and_then(|h3| alt_svc(h3.port()?)),
     }
+}
+
+/// `Alt-Svc` offering HTTP/3 on `port` of the same host for a day (as
+/// HAProxy, nginx and Caddy announce it).
+fn alt_svc(port: u16) -> Option<http::HeaderValue> {
+    http::HeaderValue::try_from(format!("h3=\":{port}\"; ma=86400")).ok()
 }
 
 /// A route with its backends resolved; `None` if one is missing (which

@@ -19,6 +19,9 @@ use super::ids::{Ids, TRACEPARENT};
 use super::keys::{self, RequestView};
 use crate::Proxy;
 
+/// Offers HTTP/3 on the answers of a frontend that serves it.
+static ALT_SVC: http::HeaderName = http::header::ALT_SVC;
+
 /// A request admitted to a backend.
 pub struct Routed<'t> {
     pub frontend: &'t Arc<Frontend>,
@@ -156,6 +159,9 @@ pub fn decide<'t, R: RequestView>(
         response_edits.set_own(header, ids.request_id.clone());
         Box::new(ids)
     });
+    if let Some(alt_svc) = &frontend.alt_svc {
+        response_edits.set_own(&ALT_SVC, alt_svc.clone());
+    }
     let mirror = rules
         .and_then(|rules| rules.mirror.as_ref())
         .filter(|mirror| fastrand::u8(..100) < mirror.percent);
