@@ -9,18 +9,25 @@ use std::os::fd::BorrowedFd;
 
 use tracing::info;
 use zkgate_config::Config;
-use zkgate_proxy::{Inherited, Listener, Proxy, Workers};
+use zkgate_proxy::{Inherited, Listener, Proxy, QuicListener, Workers};
 use zkgate_routing::FrontendId;
 
 /// Sockets bound for a configuration that is not yet in service.
 pub struct Bound {
     desired: HashMap<SocketAddr, FrontendId>,
     sockets: Vec<(SocketAddr, FrontendId, Vec<std::net::TcpListener>)>,
+    /// HTTP/3: every UDP address wanted, and the sockets newly bound.
+    desired_udp: HashMap<SocketAddr, FrontendId>,
+    udp: Vec<(SocketAddr, FrontendId, std::net::UdpSocket)>,
 }
 
 /// The running listeners, by configured address.
 pub struct Listeners {
     running: HashMap<SocketAddr, Listener>,
+    /// HTTP/3 listeners, by configured UDP address. A reload that gives an
+    /// address to another frontend keeps the endpoint (and its
+    /// connections) and points it at the new frontend.
+    quic: HashMap<SocketAddr, QuicListener>,
     /// The data plane's threads, each of which accepts on every address.
     workers: Workers,
 }
@@ -30,6 +37,7 @@ impl Listeners {
     pub fn new(workers: Workers) -> Self {
         Listeners {
             running: HashMap::new(),
+            quic: HashMap::new(),
             workers,
         }
     }
@@ -62,7 +70,25 @@ impl Listeners {
                 sockets.push((address, id, group));
             }
         }
-        Ok(Bound { desired, sockets })
+        let mut desired_udp = HashMap::new();
+        let mut udp = Vec::new();
+        for frontend in &config.frontends {
+            let id = frontend_id(&frontend.name);
+            for &address in frontend.http3.iter().flat_map(|h3| &h3.binds) {
+                desired_udp.insert(address, id);
+                if !self.quic.contains_key(&address) {
+                    let socket =
+                        zkgate_proxy::bind_udp(address, inherited).map_err(|err| (address, err))?;
+                    udp.push((address, id, socket));
+                }
+            }
+        }
+        Ok(Bound {
+            desired,
+            sockets,
+            desired_udp,
+            udp,
+        })
     }
 
     /// Stops the listeners whose address `bound` gives to another frontend,
@@ -98,6 +124,27 @@ impl Listeners {
             }
             keep
         });
+        for (address, id, socket) in bound.udp {
+            match QuicListener::spawn(socket, id, proxy, &self.workers) {
+                Ok(listener) => {
+                    self.quic.insert(address, listener);
+                }
+                Err(err) => tracing::error!(%address, error = %err, "cannot start HTTP/3 listener"),
+            }
+        }
+        self.quic
+            .retain(|address, listener| match bound.desired_udp.get(address) {
+                Some(&id) => {
+                    if listener.frontend() != id {
+                        listener.serve(id);
+                    }
+                    true
+                }
+                None => {
+                    info!(%address, "no longer listening for HTTP/3");
+                    false
+                }
+            });
     }
 
     /// Stops every listener and waits until none can accept any more.
@@ -105,19 +152,32 @@ impl Listeners {
         for listener in self.running.values() {
             listener.stop();
         }
+        for listener in self.quic.values() {
+            listener.stop();
+        }
         for listener in self.running.values_mut() {
             listener.stopped().await;
         }
+        for listener in self.quic.values_mut() {
+            listener.stopped().await;
+        }
         self.running.clear();
+        self.quic.clear();
     }
 
-    /// Every listening socket, to hand to a process taking over.
+    /// Every listening socket (TCP, then UDP), to hand to a process taking over.
     pub fn sockets(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
-        self.running.values().flat_map(Listener::sockets)
+        let udp = self.quic.values().filter_map(QuicListener::socket);
+        self.running.values().flat_map(Listener::sockets).chain(udp)
     }
 
-    /// The bound addresses.
+    /// The bound addresses (TCP and UDP).
     pub fn addresses(&self) -> Vec<SocketAddr> {
-        self.running.values().map(|l| l.address).collect()
+        let udp = self.quic.values().map(|l| l.address);
+        self.running
+            .values()
+            .map(|l| l.address)
+            .chain(udp)
+            .collect()
     }
 }

@@ -31,10 +31,12 @@ const LAST: u8 = b'.';
 /// How long a hand-over may take either side.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Listening sockets taken over from the previous process, by address.
+/// Listening sockets taken over from the previous process, by address:
+/// TCP listeners, and the UDP sockets of HTTP/3 listeners.
 #[derive(Debug, Default)]
 pub struct Inherited {
     by_address: HashMap<SocketAddr, Vec<std::net::TcpListener>>,
+    udp: HashMap<SocketAddr, std::net::UdpSocket>,
 }
 
 impl Inherited {
@@ -43,9 +45,14 @@ impl Inherited {
         self.by_address.remove(&address).unwrap_or_default()
     }
 
+    /// Takes the UDP socket bound to `address`, if one was handed over.
+    pub fn take_udp(&mut self, address: SocketAddr) -> Option<std::net::UdpSocket> {
+        self.udp.remove(&address)
+    }
+
     /// How many sockets are left untaken.
     pub fn len(&self) -> usize {
-        self.by_address.values().map(Vec::len).sum()
+        self.by_address.values().map(Vec::len).sum::<usize>() + self.udp.len()
     }
 
     /// Whether every socket was taken (or none handed over).
@@ -55,7 +62,11 @@ impl Inherited {
 
     /// The addresses of the sockets left untaken.
     pub fn addresses(&self) -> Vec<SocketAddr> {
-        self.by_address.keys().copied().collect()
+        self.by_address
+            .keys()
+            .chain(self.udp.keys())
+            .copied()
+            .collect()
     }
 }
 
@@ -88,7 +99,7 @@ pub fn send(stream: &UnixStream, sockets: &[BorrowedFd<'_>]) -> io::Result<()> {
 }
 
 /// Receives the sockets [`send`] sent on `stream`. Anything but listening
-/// TCP sockets is refused (and closed).
+/// TCP sockets and bound UDP sockets is refused (and closed).
 pub fn receive(stream: &UnixStream) -> io::Result<Inherited> {
     stream.set_read_timeout(Some(TIMEOUT))?;
     let mut inherited = Inherited::default();
@@ -118,26 +129,38 @@ pub fn receive(stream: &UnixStream) -> io::Result<Inherited> {
             ));
         }
         for fd in fds {
-            let socket = Socket::from(fd);
-            if socket.r#type()? != Type::STREAM || !socket.is_listener()? {
-                return Err(io::Error::other("handed a socket that is not listening"));
-            }
-            let address = socket
-                .local_addr()?
-                .as_socket()
-                .ok_or_else(|| io::Error::other("handed a socket that is not TCP/IP"))?;
-            socket.set_nonblocking(true)?;
-            inherited
-                .by_address
-                .entry(address)
-                .or_default()
-                .push(socket.into());
+            inherited.add(Socket::from(fd))?;
         }
         match marker[0] {
             LAST => return Ok(inherited),
             MORE => continue,
             _ => return Err(io::Error::other("not a zkgate hand-over")),
         }
+    }
+}
+
+impl Inherited {
+    /// Files a socket received, by kind and address.
+    fn add(&mut self, socket: Socket) -> io::Result<()> {
+        let kind = socket.r#type()?;
+        let listening = kind == Type::STREAM && socket.is_listener()?;
+        if !listening && kind != Type::DGRAM {
+            return Err(io::Error::other("handed a socket that is not listening"));
+        }
+        let address = socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("handed a socket that is not TCP/IP or UDP/IP"))?;
+        socket.set_nonblocking(true)?;
+        if kind == Type::DGRAM {
+            self.udp.insert(address, socket.into());
+        } else {
+            self.by_address
+                .entry(address)
+                .or_default()
+                .push(socket.into());
+        }
+        Ok(())
     }
 }
 
@@ -180,6 +203,28 @@ mod tests {
         accepted.set_nonblocking(false).unwrap();
         let mut got = [0u8; 2];
         (&accepted).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hi");
+    }
+
+    #[test]
+    fn udp_sockets_arrive_by_address_and_keep_receiving() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = socket.local_addr().unwrap();
+        let (old, new) = UnixStream::pair().unwrap();
+        send(&old, &[socket.as_fd()]).unwrap();
+        let mut inherited = receive(&new).unwrap();
+        assert_eq!(inherited.addresses(), [address]);
+        let taken = inherited.take_udp(address).expect("the UDP socket");
+        assert!(inherited.is_empty());
+        drop(socket);
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"hi", address).unwrap();
+        taken.set_nonblocking(false).unwrap();
+        taken
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = [0u8; 2];
+        assert_eq!(taken.recv(&mut got).unwrap(), 2);
         assert_eq!(&got, b"hi");
     }
 

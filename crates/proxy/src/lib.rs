@@ -25,6 +25,7 @@ pub use accept::{bind, bind_per_worker, Listener};
 pub use access_log::AccessLog;
 pub use connections::Connections;
 pub use handover::Inherited;
+pub use http::h3::{bind_udp, QuicListener};
 pub use workers::Workers;
 
 /// What every listener and connection shares: the published table and the

@@ -25,6 +25,21 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A UDP port on 127.0.0.1 that was free a moment ago, and that this
+/// process has not handed out before (for TCP or UDP).
+pub fn free_udp_port() -> u16 {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("no free UDP port on 127.0.0.1");
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
+}
+
 /// `127.0.0.1:<free port>`.
 pub fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))

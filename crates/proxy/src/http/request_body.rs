@@ -23,6 +23,50 @@ use zkgate_routing::clock;
 
 use crate::http::copy::BodyCopy;
 
+/// A request's body as it arrives from the client: read by hyper (HTTP/1.1,
+/// HTTP/2) or by another wire's adapter (HTTP/3). Every request path
+/// takes this one type, so that each wire feeds the same request core.
+pub enum InboundBody {
+    /// From hyper's HTTP/1.1 or HTTP/2 server.
+    Hyper(Incoming),
+    /// From another adapter.
+    Other(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
+}
+
+/// A body's error, whichever wire it came from.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Body for InboundBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            InboundBody::Hyper(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(Into::into))),
+            InboundBody::Other(body) => body.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            InboundBody::Hyper(body) => body.is_end_stream(),
+            InboundBody::Other(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            InboundBody::Hyper(body) => body.size_hint(),
+            InboundBody::Other(body) => body.size_hint(),
+        }
+    }
+}
+
 /// The body stopped arriving for the frontend's `client_idle`.
 #[derive(Debug)]
 pub struct ClientBodyTimeout;
@@ -101,7 +145,7 @@ impl BodyRead {
 
 /// The client's body, timed (see the module's comment).
 pub struct ClientBody {
-    body: Incoming,
+    body: InboundBody,
     idle: Duration,
     /// Armed while the body waits for bytes; boxed once, reset after.
     timer: Option<Pin<Box<Sleep>>>,
@@ -114,7 +158,11 @@ pub struct ClientBody {
 impl ClientBody {
     /// `body`, failing if it stalls for `idle`, copied into `copy` if
     /// given; and when it was all read.
-    pub fn new(body: Incoming, idle: Duration, copy: Option<BodyCopy>) -> (ClientBody, BodyRead) {
+    pub fn new(
+        body: InboundBody,
+        idle: Duration,
+        copy: Option<BodyCopy>,
+    ) -> (ClientBody, BodyRead) {
         let read = (!body.is_end_stream()).then(Arc::default);
         let done = BodyRead(read.clone());
         let body = ClientBody {
@@ -140,7 +188,7 @@ impl ClientBody {
 
 impl Body for ClientBody {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -161,7 +209,7 @@ impl Body for ClientBody {
                 if frame.is_none() || this.body.is_end_stream() {
                     this.finished();
                 }
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                Poll::Ready(frame)
             }
             Poll::Pending => {
                 let deadline = tokio::time::Instant::now() + this.idle;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::http::request_body::InboundBody;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
@@ -85,7 +86,7 @@ enum Attempt {
 /// mirror as it passes.
 pub async fn forward(
     backend: &Backend,
-    request: Request<Incoming>,
+    request: Request<InboundBody>,
     client_idle: Duration,
     key: Option<u64>,
     sticky: Option<SocketAddr>,

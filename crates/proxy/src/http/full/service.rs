@@ -26,6 +26,7 @@ use crate::http::policy::keys::{
 };
 use crate::http::policy::upgrade::{requested, requested_h2};
 use crate::http::policy::{decide, refuse_malformed, rewrite_target, Decision, Routed};
+use crate::http::request_body::InboundBody;
 use crate::io::ConnActivity;
 use crate::Proxy;
 
@@ -77,6 +78,16 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
+        self.serve(request.map(InboundBody::Hyper))
+    }
+}
+
+impl ProxyService {
+    /// Routes, forwards and answers one request, from whichever wire.
+    pub fn serve(
+        &self,
+        request: Request<InboundBody>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>> {
         let conn = Arc::clone(&self.conn);
         conn.activity.request_began();
         let done = RequestDone(Arc::clone(&conn.activity));
@@ -148,7 +159,7 @@ struct Outcome {
 impl ClientConn {
     async fn handle(
         &self,
-        request: Request<Incoming>,
+        request: Request<InboundBody>,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
         // One table for the whole request, even if a new one is published meanwhile.
@@ -214,7 +225,7 @@ impl ClientConn {
     /// the route's response rules, compression.
     async fn send(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<InboundBody>,
         routed: Routed<'_>,
         protocol: Option<header::HeaderValue>,
         outcome: &mut Outcome,
@@ -313,7 +324,7 @@ fn compress_answer(
 /// Sends a copy of `request` (as prepared for the server) to `mirror`: at
 /// once if it has no body; else once its body was read, through the
 /// returned copy, unless it states a length beyond the copy limit.
-fn copy_for(mirror: &Mirror, request: &Request<Incoming>) -> Option<BodyCopy> {
+fn copy_for(mirror: &Mirror, request: &Request<InboundBody>) -> Option<BodyCopy> {
     use http_body::Body as _;
     let head = CopiedHead {
         method: request.method().clone(),
@@ -351,7 +362,7 @@ struct Upstream<'a> {
 /// form, rewritten by the route), hop-by-hop headers out, the route's
 /// edits, then the forwarded headers.
 fn prepare(
-    request: &mut Request<Incoming>,
+    request: &mut Request<InboundBody>,
     upstream: &Upstream<'_>,
     to_h2: bool,
 ) -> Result<(), StatusCode> {

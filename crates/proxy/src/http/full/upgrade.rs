@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::http::request_body::{BoxError, InboundBody};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::Either;
@@ -72,7 +73,7 @@ enum Answer {
 /// `backend`, in the backend's protocol.
 pub async fn forward(
     backend: &Backend,
-    request: Request<Incoming>,
+    request: Request<InboundBody>,
     switch: Switch,
     key: Option<u64>,
     idle: Duration,
@@ -97,7 +98,7 @@ pub async fn forward(
 /// its own, switched by a `101`.
 async fn to_h1_server(
     backend: &Backend,
-    mut request: Request<Incoming>,
+    mut request: Request<InboundBody>,
     switch: &Switch,
     tries: &mut Tries<'_>,
 ) -> Result<(Answer, SocketAddr), StatusCode> {
@@ -163,7 +164,7 @@ async fn to_h1_server(
 /// connection whose server announced it, switched by a `2xx`.
 async fn to_h2_server(
     backend: &Backend,
-    request: Request<Incoming>,
+    request: Request<InboundBody>,
     switch: &Switch,
     tries: &mut Tries<'_>,
 ) -> Result<(Answer, SocketAddr), StatusCode> {
@@ -328,12 +329,12 @@ fn tunnel_through(
 /// The client's request body on its way to the server, noting when it was
 /// all sent.
 struct Tracked {
-    body: Incoming,
+    body: InboundBody,
     sent: Arc<AtomicBool>,
 }
 
 impl Tracked {
-    fn new(body: Incoming, sent: Arc<AtomicBool>) -> Self {
+    fn new(body: InboundBody, sent: Arc<AtomicBool>) -> Self {
         if body.is_end_stream() {
             sent.store(true, Ordering::Release);
         }
@@ -343,12 +344,12 @@ impl Tracked {
 
 impl http_body::Body for Tracked {
     type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
             self.sent.store(true, Ordering::Release);

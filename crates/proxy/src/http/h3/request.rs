@@ -1,0 +1,209 @@
+//! One HTTP/3 request stream: its head and body become a request for the
+//! request core (the same one HTTP/1.1 and HTTP/2 go through), and the
+//! answer goes back as HEADERS, DATA and trailers. A server's answer that
+//! breaks off mid-body resets the stream, so the client sees an error, not
+//! a short answer or a hang.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use h3::error::Code;
+use h3::server::{RequestResolver, RequestStream};
+use http::{header, HeaderMap, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tracing::debug;
+
+use crate::http::full::ProxyService;
+use crate::http::headers::strip_hop_by_hop;
+use crate::http::request_body::{BoxError, InboundBody};
+
+type Send = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
+type Recv = RequestStream<h3_quinn::RecvStream, Bytes>;
+
+/// Reads the request of one stream (its head within `client_header`),
+/// serves it, and sends the answer.
+pub async fn serve(
+    resolver: RequestResolver<h3_quinn::Connection, Bytes>,
+    service: ProxyService,
+    client_header: Duration,
+) {
+    let (request, stream) =
+        match tokio::time::timeout(client_header, resolver.resolve_request()).await {
+            Ok(Ok(resolved)) => resolved,
+            // h3 has answered a malformed head with a stream or connection error.
+            Ok(Err(err)) => return debug!(error = %err, "HTTP/3 request refused"),
+            Err(_) => return debug!("HTTP/3 request head not complete within client_header"),
+        };
+    let (mut send, recv) = stream.split();
+    let declared = declared_length(request.headers());
+    let body = ClientStream::new(recv, declared);
+    let request = request.map(|()| InboundBody::Other(Box::pin(body)));
+    let Ok(response) = service.serve(request).await;
+    if let Err(err) = answer(&mut send, response).await {
+        debug!(error = %err, "HTTP/3 answer not sent whole");
+        send.stop_stream(Code::H3_INTERNAL_ERROR);
+    }
+}
+
+/// Sends `response` on `send`: its head, its body as DATA frames, its
+/// trailers if any.
+async fn answer<B>(send: &mut Send, response: Response<B>) -> Result<(), BoxError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = response.into_parts();
+    // HTTP/3 has no connection-specific fields (RFC 9114 §4.2).
+    strip_hop_by_hop(&mut parts.headers);
+    send.send_response(Response::from_parts(parts, ())).await?;
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(Into::into)?;
+        match frame.into_data() {
+            Ok(data) if data.is_empty() => {}
+            Ok(data) => send.send_data(data).await?,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    send.send_trailers(trailers).await?;
+                }
+            }
+        }
+    }
+    send.finish().await?;
+    Ok(())
+}
+
+/// The request's `content-length`, if it states one number (the request
+/// core refuses any other with a 400).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The body's content is not what its `content-length` said (RFC 9114
+/// §4.1.2: a malformed request).
+#[derive(Debug)]
+struct LengthMismatch;
+
+impl std::fmt::Display for LengthMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the HTTP/3 request body differs from its content-length")
+    }
+}
+
+impl std::error::Error for LengthMismatch {}
+
+enum Reading {
+    Data,
+    Trailers,
+    Done,
+}
+
+/// A request stream's body, with what was already known when the head
+/// arrived: a GET whose stream ended with its head is bodiless (and goes
+/// to HTTP/1.1 servers without a chunked empty body).
+struct ClientStream {
+    recv: Recv,
+    reading: Reading,
+    /// Data or trailers read while looking whether the body had ended.
+    first: Option<Frame<Bytes>>,
+    declared: Option<u64>,
+    received: u64,
+}
+
+impl ClientStream {
+    fn new(recv: Recv, declared: Option<u64>) -> Self {
+        let mut stream = ClientStream {
+            recv,
+            reading: Reading::Data,
+            first: None,
+            declared,
+            received: 0,
+        };
+        // Whatever arrived with the head; nothing waits here (the waker is
+        // the request's to register when it reads).
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(Some(Ok(frame))) = stream.poll_stream(&mut cx) {
+            stream.first = Some(frame);
+        }
+        stream
+    }
+
+    fn poll_stream(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            match self.reading {
+                Reading::Data => match self.recv.poll_recv_data(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(err)) => return Poll::Ready(Some(Err(err.into()))),
+                    Poll::Ready(Ok(Some(mut data))) => {
+                        let data = data.copy_to_bytes(data.remaining());
+                        self.received += data.len() as u64;
+                        if self.declared.is_some_and(|length| self.received > length) {
+                            return Poll::Ready(Some(Err(Box::new(LengthMismatch))));
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Poll::Ready(Ok(None)) => {
+                        if self.declared.is_some_and(|length| self.received != length) {
+                            return Poll::Ready(Some(Err(Box::new(LengthMismatch))));
+                        }
+                        self.reading = Reading::Trailers;
+                    }
+                },
+                Reading::Trailers => {
+                    let trailers = std::task::ready!(self.recv.poll_recv_trailers(cx));
+                    self.reading = Reading::Done;
+                    return Poll::Ready(match trailers {
+                        Err(err) => Some(Err(err.into())),
+                        Ok(Some(trailers)) => Some(Ok(Frame::trailers(trailers))),
+                        Ok(None) => None,
+                    });
+                }
+                Reading::Done => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+impl Body for ClientStream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(frame) = self.first.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        self.poll_stream(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && matches!(self.reading, Reading::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Bytes read while looking ahead are still to come for the reader.
+        let ahead = self
+            .first
+            .as_ref()
+            .and_then(Frame::data_ref)
+            .map_or(0, Bytes::len);
+        match (self.declared, &self.reading) {
+            (_, Reading::Done) if self.first.is_none() => SizeHint::with_exact(0),
+            (Some(length), _) => {
+                SizeHint::with_exact(length.saturating_sub(self.received) + ahead as u64)
+            }
+            _ => SizeHint::default(),
+        }
+    }
+}
