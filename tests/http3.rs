@@ -10,7 +10,7 @@ use http::Request;
 use zkgate_testkit::h3_client::H3Client;
 use zkgate_testkit::http_server::{pattern, Checksum};
 use zkgate_testkit::pki::{https_get, CertFiles, Pki};
-use zkgate_testkit::{free_port, free_udp_port, HttpServer, Zkgate};
+use zkgate_testkit::{free_port, free_udp_port, wait_until, HttpServer, Zkgate};
 
 use common::*;
 
@@ -115,4 +115,320 @@ async fn get_and_a_one_mebibyte_post_and_download_go_through_and_tcp_answers_off
         metrics.contains("zkgate_http3_connections_total{frontend=\"web\"} 1"),
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_picks_the_certificate_and_routes_and_header_rules_apply() {
+    let (app, api) = (
+        HttpServer::start("app").await,
+        HttpServer::start("api").await,
+    );
+    let pki = Pki::new("edge CA");
+    let first = pki.issue("first", &["first.test"]);
+    let second = pki.issue("second", &["second.test"]);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let routes = "    routes:\n      - host: second.test\n        backend: api\n        request_headers: { set: { x-env: prod } }\n        response_headers: { set: { x-route: second }, remove: [x-served-by] }\n    default_backend: app\n";
+    let backends = format!(
+        "{}  api:\n    servers: [{{ address: \"{}\" }}]\n",
+        app_backend(app.addr),
+        api.addr
+    );
+    let _zkgate = Zkgate::start(
+        ZKGATE,
+        &h3_config(tcp, udp, &[&first, &second], routes, &backends),
+    )
+    .await;
+
+    for (name, cert) in [("first.test", &first), ("second.test", &second)] {
+        let client = H3Client::connect(addr(udp), name, &pki).await.unwrap();
+        let identity = client.connection.peer_identity().unwrap();
+        let chain = identity
+            .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+            .unwrap();
+        assert_eq!(chain[0], cert.der(), "{name}");
+    }
+
+    let mut client = H3Client::connect(addr(udp), "second.test", &pki)
+        .await
+        .unwrap();
+    let reply = client.get("second.test", "/").await.unwrap();
+    assert_eq!(reply.text(), "api");
+    assert_eq!(reply.header("x-route"), Some("second"));
+    assert_eq!(reply.header("x-served-by"), None);
+    let headers = client.get("second.test", "/headers").await.unwrap().text();
+    assert!(headers.contains("x-env: prod"), "{headers}");
+    // The authority routes, not the name the connection was opened with.
+    let reply = client.get("first.test", "/").await.unwrap();
+    assert_eq!(reply.text(), "app");
+    assert_eq!(reply.header("x-route"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_streams_on_one_connection_are_all_answered() {
+    let app = HttpServer::start("app").await;
+    let pki = Pki::new("edge CA");
+    let cert = pki.issue("edge", &["edge.test"]);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let config = h3_config(
+        tcp,
+        udp,
+        &[&cert],
+        "    default_backend: app\n",
+        &app_backend(app.addr),
+    );
+    let _zkgate = Zkgate::start(ZKGATE, &config).await;
+    let client = H3Client::connect(addr(udp), "edge.test", &pki)
+        .await
+        .unwrap();
+
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..100u32 {
+        let mut sender = client.sender();
+        requests.spawn(async move {
+            // Each waits a while at the server, so all are open at once.
+            let request = Request::get(format!("https://edge.test/delay/{}", 200 + i % 3))
+                .body(())
+                .unwrap();
+            let mut stream = sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            stream.finish().await.map_err(|e| e.to_string())?;
+            let head = stream.recv_response().await.map_err(|e| e.to_string())?;
+            let mut body = Vec::new();
+            while let Some(chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {
+                use bytes::Buf;
+                body.extend_from_slice(chunk.chunk());
+            }
+            Ok::<_, String>((head.status().as_u16(), body))
+        });
+    }
+    let mut answered = 0;
+    while let Some(done) = requests.join_next().await {
+        let (status, body) = done.unwrap().expect("an answer on every stream");
+        assert_eq!((status, body.as_slice()), (200, &b"app"[..]));
+        answered += 1;
+    }
+    assert_eq!(answered, 100);
+    assert!(app.connections() > 1, "the requests ran side by side");
+}
+
+/// A server that promises 100,000 bytes, sends 10 and dies.
+fn dies_mid_answer(_: &str) -> zkgate_testkit::Answer {
+    zkgate_testkit::Answer {
+        close: true,
+        ..zkgate_testkit::Answer::bytes(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n0123456789",
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_dying_mid_answer_resets_the_stream_and_the_connection_lives_on() {
+    let dying = zkgate_testkit::RecordingOrigin::start(dies_mid_answer).await;
+    let app = HttpServer::start("app").await;
+    let pki = Pki::new("edge CA");
+    let cert = pki.issue("edge", &["edge.test"]);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let routes = "    routes:\n      - path_prefix: /dying\n        backend: dying\n    default_backend: app\n";
+    let backends = format!(
+        "{}  dying:\n    retries: 0\n    servers: [{{ address: \"{}\" }}]\n",
+        app_backend(app.addr),
+        dying.addr
+    );
+    let _zkgate = Zkgate::start(ZKGATE, &h3_config(tcp, udp, &[&cert], routes, &backends)).await;
+    let mut client = H3Client::connect(addr(udp), "edge.test", &pki)
+        .await
+        .unwrap();
+
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.get("edge.test", "/dying"),
+    )
+    .await
+    .expect("an error, not a hang");
+    let err = cut.expect_err("a cut answer is not a whole one");
+    assert!(
+        err.to_lowercase().contains("reset") || err.contains("INTERNAL"),
+        "{err}"
+    );
+    // Its neighbours on the connection are not affected.
+    let reply = client.get("edge.test", "/").await.unwrap();
+    assert_eq!(reply.text(), "app");
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// `count` QUIC Initial packets of distinct connection attempts to
+/// `server`, as a real client would send them first, never continued.
+fn initials(count: usize, server: SocketAddr, pki: &Pki) -> Vec<Vec<u8>> {
+    let config = zkgate_testkit::h3_client::client_config(pki);
+    let mut endpoint = quinn_proto::Endpoint::new(Default::default(), None, false, None);
+    let now = std::time::Instant::now();
+    (0..count)
+        .map(|_| {
+            let (_, mut attempt) = endpoint
+                .connect(now, config.clone(), server, "edge.test")
+                .unwrap();
+            let mut packet = Vec::new();
+            let sent = attempt.poll_transmit(now, 1, &mut packet).unwrap();
+            packet.truncate(sent.size);
+            packet
+        })
+        .collect()
+}
+
+/// The memory zkgate may grow by under the flood below: 64 handshakes in
+/// progress and 4,096 waiting attempts at most (docs/security.md).
+const FLOOD_MEMORY_BOUND: u64 = 32 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initial_flood_from_random_ports_is_bounded_and_real_clients_are_served() {
+    let app = HttpServer::start("app").await;
+    let pki = Pki::new("edge CA");
+    let cert = pki.issue("edge", &["edge.test"]);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let extra = "    timeouts: { client_header: 30s }\n    default_backend: app\n";
+    let config = h3_config(tcp, udp, &[&cert], extra, &app_backend(app.addr));
+    let zkgate = Zkgate::start(ZKGATE, &config).await;
+    // Warm: a served client first, so the flood's growth is the flood's.
+    let mut client = H3Client::connect(addr(udp), "edge.test", &pki)
+        .await
+        .unwrap();
+    client.get("edge.test", "/").await.unwrap();
+    let before = rss(zkgate.pid());
+
+    let packets = initials(5_000, addr(udp), &pki);
+    let flood = std::thread::spawn(move || {
+        for packet in packets {
+            // A new socket each: a new source port each.
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.send_to(&packet, addr(udp)).unwrap();
+        }
+    });
+    // A new client during the flood is served (after a Retry, if asked).
+    let during = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut client = H3Client::connect(addr(udp), "edge.test", &pki).await?;
+        client.get("edge.test", "/").await
+    })
+    .await
+    .expect("served within 20 s during the flood")
+    .unwrap();
+    assert_eq!(during.text(), "app");
+    flood.join().unwrap();
+
+    let after = rss(zkgate.pid());
+    assert!(
+        after.saturating_sub(before) < FLOOD_MEMORY_BOUND,
+        "grew from {before} to {after} bytes"
+    );
+    // The connection opened before the flood still works.
+    assert_eq!(client.get("edge.test", "/").await.unwrap().text(), "app");
+    let mut late = H3Client::connect(addr(udp), "edge.test", &pki)
+        .await
+        .unwrap();
+    assert_eq!(late.get("edge.test", "/").await.unwrap().text(), "app");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_socket_and_open_connections_and_new_ones_get_new_certificates() {
+    let app = HttpServer::start("app").await;
+    let pki = Pki::new("edge CA");
+    let first = pki.issue("first", &["edge.test"]);
+    let second = pki.issue("second", &["edge.test"]);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let config = |cert: &CertFiles, extra: &str| {
+        h3_config(
+            tcp,
+            udp,
+            &[cert],
+            &format!("{extra}    default_backend: app\n"),
+            &app_backend(app.addr),
+        )
+    };
+    let zkgate = Zkgate::start(ZKGATE, &config(&first, "")).await;
+    let mut open = H3Client::connect(addr(udp), "edge.test", &pki)
+        .await
+        .unwrap();
+    assert_eq!(open.get("edge.test", "/").await.unwrap().text(), "app");
+
+    let rules = "    routes:\n      - path_prefix: /\n        backend: app\n        response_headers: { set: { x-generation: two } }\n";
+    zkgate.reload(&config(&second, rules)).await;
+    assert!(
+        zkgate.log().contains("configuration reloaded"),
+        "{}",
+        zkgate.log()
+    );
+    // The connection opened before goes on, under the new table.
+    let reply = open.get("edge.test", "/").await.unwrap();
+    assert_eq!(reply.header("x-generation"), Some("two"));
+    let fresh = H3Client::connect(addr(udp), "edge.test", &pki)
+        .await
+        .unwrap();
+    let identity = fresh.connection.peer_identity().unwrap();
+    let chain = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .unwrap();
+    assert_eq!(chain[0], second.der());
+
+    // Without http3, the port stops taking new connections.
+    let plain = format!(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{tcp}\"]\n    tls: {{ certificates: [{}] }}\n    default_backend: app\nbackends:\n{}",
+        pair(&second),
+        app_backend(app.addr)
+    );
+    zkgate.reload(&plain).await;
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        H3Client::connect(addr(udp), "edge.test", &pki),
+    )
+    .await;
+    assert!(
+        !matches!(refused, Ok(Ok(_))),
+        "a new HTTP/3 connection after http3 was removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_a_request_in_flight_finishes_and_the_process_exits() {
+    let app = HttpServer::start("app").await;
+    let pki = Pki::new("edge CA");
+    let cert = pki.issue("edge", &["edge.test"]);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let config = h3_config(
+        tcp,
+        udp,
+        &[&cert],
+        "    default_backend: app\n",
+        &app_backend(app.addr),
+    );
+    let mut zkgate = Zkgate::start(ZKGATE, &config).await;
+    let mut client = H3Client::connect(addr(udp), "edge.test", &pki)
+        .await
+        .unwrap();
+    let slow = tokio::spawn(async move {
+        let reply = client.get("edge.test", "/delay/1500").await;
+        (reply, client)
+    });
+    wait_until(
+        "the request to reach the server",
+        std::time::Duration::from_secs(10),
+        || async { (app.requests() > 0).then_some(()) },
+    )
+    .await;
+    zkgate.signal("TERM");
+    let (reply, _client) = slow.await.unwrap();
+    assert_eq!(reply.expect("answered despite the shutdown").text(), "app");
+    let status = zkgate.exited(std::time::Duration::from_secs(15)).await;
+    assert!(status.success(), "{status:?}");
 }

@@ -46,9 +46,7 @@ impl H3Reply {
 impl H3Client {
     /// Connects to `address`, naming `sni`, trusting `pki`'s CA.
     pub async fn connect(address: SocketAddr, sni: &str, pki: &Pki) -> Result<Self, String> {
-        let tls = pki.client_config_for(&[&rustls::version::TLS13], &["h3"]);
-        let crypto = QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
-        let config = quinn::ClientConfig::new(Arc::new(crypto));
+        let config = client_config(pki);
         let local: SocketAddr = if address.is_ipv6() {
             "[::1]:0".parse().unwrap()
         } else {
@@ -122,6 +120,13 @@ impl H3Client {
     pub fn sender(&self) -> SendRequest<h3_quinn::OpenStreams, Bytes> {
         self.sender.clone()
     }
+}
+
+/// A QUIC client configuration trusting `pki`'s CA, offering `h3`.
+pub fn client_config(pki: &Pki) -> quinn::ClientConfig {
+    let tls = pki.client_config_for(&[&rustls::version::TLS13], &["h3"]);
+    let crypto = QuicClientConfig::try_from(tls).expect("a TLS 1.3 client configuration");
+    quinn::ClientConfig::new(Arc::new(crypto))
 }
 
 impl Drop for H3Client {
