@@ -432,3 +432,109 @@ async fn on_shutdown_a_request_in_flight_finishes_and_the_process_exits() {
     let status = zkgate.exited(std::time::Duration::from_secs(15)).await;
     assert!(status.success(), "{status:?}");
 }
+
+/// The UDP sockets bound to 127.0.0.1:`port`, by inode.
+fn udp_sockets(port: u16) -> std::collections::BTreeSet<u64> {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields[1] == local).then(|| fields[9].parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_hands_the_udp_socket_to_the_new_process() {
+    let app = HttpServer::start("app").await;
+    let pki = Pki::new("edge CA");
+    let cert = pki.issue("edge", &["edge.test"]);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let config = h3_config(
+        tcp,
+        udp,
+        &[&cert],
+        "    default_backend: app\n",
+        &app_backend(app.addr),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let upgrade_socket = dir.path().join("upgrade.sock");
+    let env = [("ZKGATE_UPGRADE_SOCKET", upgrade_socket.to_str().unwrap())];
+    let mut old = Zkgate::start_with_env(ZKGATE, &config, &env).await;
+    let sockets = udp_sockets(udp);
+    assert_eq!(sockets.len(), 1, "one UDP socket");
+    let mut before = H3Client::connect(addr(udp), "edge.test", &pki)
+        .await
+        .unwrap();
+    assert_eq!(before.get("edge.test", "/").await.unwrap().text(), "app");
+
+    let new = Zkgate::start_with_env(ZKGATE, &config, &env).await;
+    assert!(
+        new.log()
+            .contains("took over the previous process's listening sockets"),
+        "{}",
+        new.log()
+    );
+    assert_eq!(udp_sockets(udp), sockets, "the same socket, not a new one");
+    let status = tokio::task::spawn_blocking(move || old.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "old process exit: {status}");
+    let mut after = H3Client::connect(addr(udp), "edge.test", &pki)
+        .await
+        .unwrap();
+    assert_eq!(after.get("edge.test", "/").await.unwrap().text(), "app");
+    assert_eq!(
+        new.metric(r#"zkgate_http3_connections_total{frontend="web"}"#)
+            .await,
+        Some(1.0)
+    );
+    drop(before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_longer_or_shorter_than_its_content_length_never_reaches_a_server_whole() {
+    let app = HttpServer::start("app").await;
+    let pki = Pki::new("edge CA");
+    let cert = pki.issue("edge", &["edge.test"]);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let config = h3_config(
+        tcp,
+        udp,
+        &[&cert],
+        "    default_backend: app\n",
+        &app_backend(app.addr),
+    );
+    let _zkgate = Zkgate::start(ZKGATE, &config).await;
+    let mut client = H3Client::connect(addr(udp), "edge.test", &pki)
+        .await
+        .unwrap();
+    for (stated, sent) in [(10, 20), (20, 10)] {
+        let upload = Request::post("https://edge.test/upload")
+            .header("content-length", stated)
+            .body(())
+            .unwrap();
+        let reply = client.send(upload, Bytes::from(vec![b'x'; sent])).await;
+        let reply = reply.unwrap();
+        assert_eq!(
+            reply.head.status(),
+            400,
+            "{stated} stated, {sent} sent: {reply:?}"
+        );
+    }
+    // The connection serves on.
+    assert_eq!(client.get("edge.test", "/").await.unwrap().text(), "app");
+    // And an empty stated length is refused before routing.
+    let empty = Request::post("https://edge.test/upload")
+        .header("content-length", "")
+        .body(())
+        .unwrap();
+    let reply = client
+        .send(empty, Bytes::from_static(b"abc"))
+        .await
+        .unwrap();
+    assert_eq!(reply.head.status(), 400);
+}
