@@ -311,8 +311,10 @@ async fn an_initial_flood_from_random_ports_is_bounded_and_real_clients_are_serv
     let packets = initials(5_000, addr(udp), &pki);
     let flood = std::thread::spawn(move || {
         for packet in packets {
-            // A new socket each: a new source port each.
-            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            // A new socket each: a new source port each. From another
+            // loopback address, so that no port the other tests are about
+            // to bind on 127.0.0.1 is taken meanwhile.
+            let socket = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
             socket.send_to(&packet, addr(udp)).unwrap();
         }
     });
