@@ -27,6 +27,13 @@
 # per second (`cargo bench --bench churn`, which it runs with the same
 # ROUNDS and SECONDS_PER_RUN): the throughput change.
 #
+# `h3`: zkgate alone (the Debian HAProxy and nginx have no QUIC): HTTP/3
+# keep-alive (examples/h3_load.rs, 64 connections × 10 streams, 64 B
+# answers) beside HTTP/2 over TLS (h2load, the same shape), and a new QUIC
+# connection per request (16 clients) beside a new TLS connection per
+# request (wrk, HTTP/1.1, 16 connections): requests per CPU-second of
+# zkgate and the ratios.
+#
 # `memory`: the resident size (RSS) of each proxy holding 9,000 client
 # connections idle after one request each (plain, then TLS), and 9,000 each
 # with a request in flight to a server that answers 10 s late, measured
@@ -55,7 +62,7 @@ command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 # nginx proxies TCP with its stream module.
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 [ -f "$STREAM_MODULE" ] || missing+=(libnginx-mod-stream)
-SCENARIOS=${SCENARIOS:-small large tcp tcp-large tls-keepalive tls-new new-conn h2c h2-tls gzip memory churn}
+SCENARIOS=${SCENARIOS:-small large tcp tcp-large tls-keepalive tls-new new-conn h2c h2-tls h3 gzip memory churn}
 if [[ " $SCENARIOS " == *" churn "* ]]; then
   [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
   command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
@@ -66,7 +73,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ "$(nproc)" -ge 2 ] || { echo "compare.sh needs 2 cores (proxy on one, load on the other)" >&2; exit 1; }
 
-cargo build --release --locked --quiet --bin zkgate --example responder --example idle_clients
+cargo build --release --locked --quiet --bin zkgate --example responder --example idle_clients --example h3_load
 [[ " $SCENARIOS " != *" churn "* ]] || cargo bench --locked --quiet --bench churn --no-run 2>/dev/null
 work=$(mktemp -d)
 chmod 755 "$work"   # nginx workers (www-data) read the 1 MiB file from here
@@ -128,6 +135,7 @@ frontends:
   h2tls:
     bind: ["127.0.0.1:${H2TLS[zkgate]}"]
     tls: { certificates: [{ cert: "$work/tls.pem", key: "$work/tls.key" }], alpn: [h2, http/1.1] }
+    http3: { bind: ["127.0.0.1:${H2TLS[zkgate]}"] }
     default_backend: web
   gz:
     bind: ["127.0.0.1:${GZ[zkgate]}"]
@@ -326,6 +334,63 @@ churn() { # zkgate alone: quiet vs 50 membership changes/s, same rounds and run 
       printf "%-22s throughput %s   CPU/req %s   (%s)\n" churn "$change" "$cpu_change" "$detail"; }
 }
 
+run_h3() { # url_port connections streams [--new] -> "rps p99_ms cpu_us_per_request load_core_% proxy_core_%"
+  local port=$1 before after out rps p99 requests cores_before cores_after
+  shift
+  before=$(cpu_ticks "${PID[zkgate]}")
+  cores_before=$(core_ticks)
+  out=$(taskset -c 0 ./target/release/examples/h3_load "127.0.0.1:$port" "$1" "$2" "${SECONDS_PER_RUN}" /64 "${@:3}")
+  cores_after=$(core_ticks)
+  after=$(cpu_ticks "${PID[zkgate]}")
+  # "requests N seconds S p99_ms P errors E"
+  read -r _ requests _ seconds _ p99 _ errors <<<"$out"
+  [ "$errors" = 0 ] || echo "h3: $errors requests failed" >&2
+  rps=$(awk -v n="$requests" -v s="$seconds" 'BEGIN { print n / s }')
+  summary "$rps" "$p99" $((after - before)) "$requests" "$cores_before" "$cores_after"
+}
+
+h3() { # zkgate alone: HTTP/3 beside HTTP/2 over TLS, and QUIC handshakes beside TLS ones
+  local round row rps p99 cpu load_core proxy_core
+  declare -A R=() C=() P=()
+  local rows=(h2-tls h3 tls-new h3-new)
+  for round in $(seq "$ROUNDS"); do
+    for row in "${rows[@]}"; do
+      case $row in
+        h2-tls) read -r rps p99 cpu load_core proxy_core < <(run_h2 zkgate "https://127.0.0.1:${H2TLS[zkgate]}/64") ;;
+        h3) read -r rps p99 cpu load_core proxy_core < <(run_h3 "${H2TLS[zkgate]}" 64 10) ;;
+        tls-new) read -r rps p99 cpu load_core proxy_core < <(run_new_tls) ;;
+        h3-new) read -r rps p99 cpu load_core proxy_core < <(run_h3 "${H2TLS[zkgate]}" 16 1 --new) ;;
+      esac
+      [ -z "${VERBOSE:-}" ] || printf "%-22s %-8s %10s %9s %12s   (round %s; cores busy: load %s%%, proxy %s%%)\n" \
+        "$row" zkgate "$rps" "$p99" "$cpu" "$round" "$load_core" "$proxy_core" >&2
+      R[$row]+="$rps "; C[$row]+="$cpu "; P[$row]+="$p99 "
+    done
+  done
+  for row in "${rows[@]}"; do
+    printf "%-22s %-8s %10.0f %9.2f %12.1f\n" "h3: $row" zkgate \
+      "$(tr ' ' '\n' <<<"${R[$row]}" | grep . | median)" \
+      "$(tr ' ' '\n' <<<"${P[$row]}" | grep . | median)" \
+      "$(tr ' ' '\n' <<<"${C[$row]}" | grep . | median)"
+  done
+  # Per round, as the other ratios: CPU per request of the TCP row over the QUIC row's.
+  ratio() { paste -d' ' <(tr ' ' '\n' <<<"${C[$1]}" | grep .) <(tr ' ' '\n' <<<"${C[$2]}" | grep .) | awk '{print $1 / $2}' | median; }
+  printf "%-22s HTTP/3 keep-alive req per CPU-second ×%.2f of HTTP/2 over TLS; QUIC handshakes per CPU-second ×%.2f of TLS ones\n" \
+    h3 "$(ratio h2-tls h3)" "$(ratio tls-new h3-new)"
+}
+
+run_new_tls() { # zkgate, a new TLS connection per request, HTTP/1.1, 16 connections
+  local before after out rps p99 requests cores_before cores_after
+  before=$(cpu_ticks "${PID[zkgate]}")
+  cores_before=$(core_ticks)
+  out=$(taskset -c 0 wrk -t1 -c16 -d"${SECONDS_PER_RUN}s" --latency -H "Connection: close" "https://127.0.0.1:${H2TLS[zkgate]}/64")
+  cores_after=$(core_ticks)
+  after=$(cpu_ticks "${PID[zkgate]}")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
+  summary "$rps" "$p99" $((after - before)) "$requests" "$cores_before" "$cores_after"
+}
+
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 memory() { # RSS rows: idle plain, idle TLS, in flight; for each proxy
@@ -368,6 +433,7 @@ printf "%-22s %-8s %10s %9s %12s\n" scenario proxy "req/s" "p99 ms" "CPU µs/req
 for scenario in $SCENARIOS; do
   if [ "$scenario" = churn ]; then churn; continue; fi
   if [ "$scenario" = memory ]; then memory; continue; fi
+  if [ "$scenario" = h3 ]; then h3; continue; fi
   declare -A R=() P=() C=() LOAD=() CORE=()
   proxies=(zkgate haproxy nginx)
   for round in $(seq "$ROUNDS"); do
