@@ -390,8 +390,9 @@ async fn a_reload_keeps_the_socket_and_open_connections_and_new_ones_get_new_cer
         app_backend(app.addr)
     );
     zkgate.reload(&plain).await;
+    // Dropped unanswered: the client would wait for its own timeout.
     let refused = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(3),
         H3Client::connect(addr(udp), "edge.test", &pki),
     )
     .await;
@@ -539,4 +540,72 @@ async fn a_body_longer_or_shorter_than_its_content_length_never_reaches_a_server
         .await
         .unwrap();
     assert_eq!(reply.head.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_call_over_http3_reaches_an_http2_server_and_its_trailers_come_back() {
+    let grpc = zkgate_testkit::grpc::GrpcServer::start().await;
+    let pki = Pki::new("edge CA");
+    let cert = pki.issue("edge", &["edge.test"]);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let backends = format!(
+        "  grpc:\n    protocol: http2\n    servers: [{{ address: \"{}\" }}]\n",
+        grpc.addr
+    );
+    let config = h3_config(tcp, udp, &[&cert], "    default_backend: grpc\n", &backends);
+    let _zkgate = Zkgate::start(ZKGATE, &config).await;
+    let mut client = H3Client::connect(addr(udp), "edge.test", &pki)
+        .await
+        .unwrap();
+    let call = Request::post("https://edge.test/pkg.Service/Method")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let reply = client
+        .send(call, Bytes::from_static(b"0123456789"))
+        .await
+        .unwrap();
+    assert_eq!(reply.head.status(), 200);
+    assert_eq!(reply.text(), "received 10 bytes");
+    assert_eq!(reply.header("x-saw-te-trailers"), Some("yes"));
+    let trailers = reply.trailers.expect("trailers reach the client");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    assert_eq!(trailers.get("grpc-message").unwrap(), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_connection_limit_is_refused_at_the_handshake_and_counted() {
+    let app = HttpServer::start("app").await;
+    let pki = Pki::new("edge CA");
+    let cert = pki.issue("edge", &["edge.test"]);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let extra = "    max_connections_per_client: 1\n    default_backend: app\n";
+    let zkgate = Zkgate::start(
+        ZKGATE,
+        &h3_config(tcp, udp, &[&cert], extra, &app_backend(app.addr)),
+    )
+    .await;
+    let mut first = H3Client::connect(addr(udp), "edge.test", &pki)
+        .await
+        .unwrap();
+    assert_eq!(first.get("edge.test", "/").await.unwrap().text(), "app");
+    let second = H3Client::connect(addr(udp), "edge.test", &pki).await;
+    let err = second.err().expect("the second connection is refused");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert_eq!(
+        zkgate
+            .metric(r#"zkgate_frontend_denied_total{frontend="web",reason="max_connections"}"#)
+            .await,
+        Some(1.0)
+    );
+    // Once the first is gone, the client may connect again.
+    drop(first);
+    let again = wait_until(
+        "a new connection to be taken",
+        std::time::Duration::from_secs(10),
+        || async { H3Client::connect(addr(udp), "edge.test", &pki).await.ok() },
+    )
+    .await;
+    drop(again);
 }
