@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs zkgate's whole test suite on a fresh machine: installs what is missing
 # (ZooKeeper from Debian, Java, Chromium, sslscan, brotli, zstd, rustfmt,
-# clippy), then checks formatting, lints, and runs every test against real
+# clippy, and aioquic from PyPI in a virtual environment under target/),
+# then checks formatting, lints, and runs every test against real
 # ZooKeeper and real servers. The /stats screenshot is left in target/tmp/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,15 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+# HTTP/3 is also tested against a second implementation, aioquic (from
+# PyPI), in a virtual environment of the project's own.
+venv=target/aioquic-venv
+if ! "$venv/bin/python" -c "import aioquic" 2>/dev/null; then
+  echo "==> aioquic into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "aioquic==1.7.2"
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check

@@ -94,6 +94,10 @@ async fn get_and_a_one_mebibyte_post_and_download_go_through_and_tcp_answers_off
     let reply = client.send(upload, Bytes::from(body)).await.unwrap();
     assert_eq!(reply.text(), expected.summary());
 
+    let head = Request::head("https://edge.test/").body(()).unwrap();
+    let reply = client.send(head, Bytes::new()).await.unwrap();
+    assert_eq!((reply.head.status().as_u16(), reply.body.len()), (200, 0));
+
     let reply = client.get("edge.test", "/download/1048576").await.unwrap();
     assert_eq!(reply.body.len(), 1024 * 1024);
     assert!(reply
@@ -608,4 +612,71 @@ async fn a_client_over_its_connection_limit_is_refused_at_the_handshake_and_coun
     )
     .await;
     drop(again);
+}
+
+/// The Python of the virtual environment `scripts/test.sh` creates with
+/// aioquic in it.
+fn aioquic_python() -> std::path::PathBuf {
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/aioquic-venv/bin/python");
+    let ready = std::process::Command::new(&python)
+        .args(["-c", "import aioquic"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ready,
+        "aioquic is missing: run `python3 -m venv target/aioquic-venv && target/aioquic-venv/bin/pip install aioquic==1.7.2` (scripts/test.sh does)"
+    );
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aioquic_a_second_http3_implementation_is_served_too() {
+    let app = HttpServer::start("app").await;
+    let pki = Pki::new("edge CA");
+    let cert = pki.issue("edge", &["edge.test"]);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let extra = "    routes:\n      - path_prefix: /\n        backend: app\n        response_headers: { set: { x-rule: applied } }\n";
+    let _zkgate = Zkgate::start(
+        ZKGATE,
+        &h3_config(tcp, udp, &[&cert], extra, &app_backend(app.addr)),
+    )
+    .await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/aioquic_client.py");
+    let ca = pki.dir().join("ca.pem");
+    let output = tokio::process::Command::new(aioquic_python())
+        .arg(script)
+        .args(["127.0.0.1", &udp.to_string(), "edge.test"])
+        .arg(&ca)
+        // No HEAD: aioquic's client checks an answer's content-length
+        // against its DATA without knowing the request was a HEAD, which
+        // RFC 9114 §4.1.2 allows to differ; zkgate keeps the server's length.
+        .args([
+            "GET:/",
+            "POST:/upload:300000",
+            "GET:/headers",
+            "GET:/download/100000",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let answers: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 4, "{answers:?} {stderr}");
+    assert_eq!(answers[0]["status"], 200);
+    assert_eq!(answers[0]["text"], "app");
+    assert_eq!(answers[0]["headers"]["x-rule"], "applied");
+    let mut sum = Checksum::default();
+    sum.update(&(0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    assert_eq!(answers[1]["text"], sum.summary());
+    let headers = answers[2]["text"].as_str().unwrap();
+    assert!(headers.contains("host: edge.test"), "{headers}");
+    assert_eq!(answers[3]["status"], 200);
+    assert_eq!(answers[3]["length"], 100_000);
 }
