@@ -420,6 +420,9 @@ fn prepare(
                     .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
             });
     strip_hop_by_hop(headers);
+    if !to_h2 {
+        join_cookies(headers);
+    }
     if trailers {
         headers.insert(header::TE, header::HeaderValue::from_static("trailers"));
     }
@@ -441,6 +444,24 @@ fn prepare(
     }
     *request.version_mut() = Version::HTTP_11;
     Ok(())
+}
+
+/// HTTP/2 and HTTP/3 clients may split `Cookie` into one field per
+/// cookie (RFC 9113 §8.2.3, RFC 9114 §4.2.1); an HTTP/1.1 server expects
+/// one field (RFC 6265 §5.4), so they are joined with `; `.
+fn join_cookies(headers: &mut http::HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    if cookies.next().is_none() || cookies.next().is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(header::HeaderValue::as_bytes)
+        .collect();
+    if let Ok(value) = header::HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, value);
+    }
 }
 
 /// Refuses message framings that request smuggling relies on (RFC 9112
