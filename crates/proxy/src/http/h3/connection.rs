@@ -5,6 +5,7 @@
 //! requests in flight end).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,7 +25,7 @@ use crate::Proxy;
 pub struct Held {
     pub guard: ConnectionGuard,
     pub slot: Option<ClientSlot>,
-    pub handshaking: super::listener::Handshaking,
+    pub handshaking: Handshaking,
 }
 
 /// Serves the connection `connecting` from `peer` for `frontend`.
@@ -136,3 +137,19 @@ async fn requests(
 const DRAIN_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 /// HTTP/3's code for a connection closed in good order (RFC 9114 §8.1).
 const H3_NO_ERROR: quinn::VarInt = quinn::VarInt::from_u32(0x100);
+
+/// One handshake under way on a listener, counted until dropped.
+pub struct Handshaking(Arc<AtomicUsize>);
+
+impl Handshaking {
+    pub fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Handshaking(Arc::clone(count))
+    }
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

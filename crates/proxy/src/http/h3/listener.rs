@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use zkgate_routing::{Frontend, FrontendId};
 use zkgate_tls::tokio_rustls::rustls;
 
-use super::connection::{self, Held};
+use super::connection::{self, Handshaking, Held};
 use super::transport::{self, MAX_UNVALIDATED_HANDSHAKES};
 use crate::handover::Inherited;
 use crate::limits::ClientSlot;
@@ -293,21 +293,5 @@ fn admit(frontend: &Frontend, peer: SocketAddr, proxy: &Proxy) -> Option<Option<
                 None
             }
         },
-    }
-}
-
-/// One handshake under way on a listener, counted until dropped.
-pub struct Handshaking(Arc<AtomicUsize>);
-
-impl Handshaking {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Handshaking(Arc::clone(count))
-    }
-}
-
-impl Drop for Handshaking {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
