@@ -47,6 +47,29 @@ fn table_build(c: &mut Criterion) {
     group.finish();
 }
 
+/// One member of a 10,000-server backend changes its weight: the backend
+/// built anew from its members, as a change to it is applied.
+fn one_member_of_ten_thousand(c: &mut Criterion) {
+    let config = zkgate_config::parse(CONFIG, "bench").unwrap();
+    let (mut discovered, resolved) = members(10_000);
+    let mut builder = TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
+    builder.build(&config, &discovered, &resolved);
+    let changed: std::collections::HashSet<String> = ["web".to_owned()].into();
+    let mut flip = 0u32;
+    c.bench_function("table_build/one_member_of_10000", |b| {
+        b.iter(|| {
+            flip ^= 1;
+            discovered.get_mut("web").unwrap()[4_321].weight = 3 + flip;
+            black_box(builder.build_changed(
+                &config,
+                &discovered,
+                &resolved,
+                zkgate_routing::Changed::Backends(&changed),
+            ))
+        })
+    });
+}
+
 /// 50 backends × 200 servers: every backend built, against one changed
 /// backend built anew and the others carried over.
 fn one_backend_of_fifty(c: &mut Criterion) {
@@ -191,6 +214,7 @@ criterion_group!(
     benches,
     table_build,
     one_backend_of_fifty,
+    one_member_of_ten_thousand,
     pick,
     route_match
 );

@@ -4,7 +4,7 @@
 //! first time a table contains it and handed to every later table that still
 //! contains it, so a swap loses no counter and no in-flight request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -198,23 +198,28 @@ impl RegistryGeneration<'_> {
         }
     }
 
-    /// The state of `address` in `backend`, carried over or new.
-    pub fn claim(&mut self, backend: &Arc<str>, address: SocketAddr) -> Arc<ServerState> {
-        let claimed = self.claimed.entry(Arc::clone(backend)).or_default();
-        if let Some(state) = claimed.get(&address) {
-            return Arc::clone(state);
-        }
-        // Taken out of the previous generation: what `finish` finds left
-        // there are the servers no table holds any more.
-        let previous = self
-            .registry
-            .states
-            .get_mut(backend)
-            .and_then(|states| states.remove(&address));
+    /// Claims the servers of `backend` for this generation: the states of
+    /// the last one are carried over as a whole (a backend of 10,000
+    /// servers with one change costs one lookup per server, not a move).
+    pub fn claims(&mut self, backend: &Arc<str>) -> BackendClaims<'_> {
+        let previous = self.registry.states.remove(backend).unwrap_or_default();
         let first = self.registry.generations == 0;
-        let state = previous.unwrap_or_else(|| new_state(&self.metrics, backend, address, first));
-        claimed.insert(address, Arc::clone(&state));
-        state
+        let claimed = self.claimed.entry(Arc::clone(backend)).or_default();
+        // A backend is claimed once per generation; a second time only adds.
+        if claimed.is_empty() {
+            *claimed = previous;
+        } else {
+            for (address, state) in previous {
+                claimed.entry(address).or_insert(state);
+            }
+        }
+        BackendClaims {
+            backend: Arc::clone(backend),
+            claimed,
+            unlisted: &mut self.registry.states,
+            metrics: &self.metrics,
+            first,
+        }
     }
 
     /// Replaces the registry's contents with the claimed servers and drops the
@@ -241,6 +246,45 @@ impl RegistryGeneration<'_> {
         }
         self.registry.states = self.claimed;
         self.registry.generations += 1;
+    }
+}
+
+/// The servers of one backend being claimed (see [`RegistryGeneration::claims`]).
+pub struct BackendClaims<'a> {
+    backend: Arc<str>,
+    claimed: &'a mut BackendStates,
+    /// Where the states of servers no longer listed go, for `finish` to
+    /// drop their metric series.
+    unlisted: &'a mut HashMap<Arc<str>, BackendStates>,
+    metrics: &'a Metrics,
+    first: bool,
+}
+
+impl BackendClaims<'_> {
+    /// The state of `address`, carried over or new.
+    pub fn claim(&mut self, address: SocketAddr) -> Arc<ServerState> {
+        if let Some(state) = self.claimed.get(&address) {
+            return Arc::clone(state);
+        }
+        let state = new_state(self.metrics, &self.backend, address, self.first);
+        self.claimed.insert(address, Arc::clone(&state));
+        state
+    }
+
+    /// Lets go of the servers not in `listed` (the addresses claimed).
+    pub fn release_unlisted(self, listed: &HashSet<SocketAddr, FastHash>) {
+        if self.claimed.len() <= listed.len() {
+            return;
+        }
+        let mut gone = BackendStates::default();
+        self.claimed.retain(|address, state| {
+            let keep = listed.contains(address);
+            if !keep {
+                gone.insert(*address, Arc::clone(state));
+            }
+            keep
+        });
+        self.unlisted.insert(self.backend, gone);
     }
 }
 

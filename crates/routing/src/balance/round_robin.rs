@@ -7,7 +7,6 @@
 //! `A A A B A A` rather than bursting.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Cycles longer than this are scaled down (keeping ratios within ~1%) so a
@@ -21,27 +20,22 @@ pub struct RoundRobin {
     cursor: AtomicUsize,
 }
 
-#[derive(PartialEq, Eq)]
-struct Slot {
-    /// The pick's virtual time is `numerator / (2 * weight)`.
+/// One pick of a cycle: a server's `k`-th, at virtual time
+/// `numerator / (2 * weight)` with `numerator = 2k + 1`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Pick {
     numerator: u64,
     weight: u64,
     server: u32,
 }
 
-impl Ord for Slot {
-    /// Reversed, so that `BinaryHeap` pops the earliest time first; ties go
-    /// to the lower index so the cycle is deterministic.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.numerator * self.weight)
-            .cmp(&(self.numerator * other.weight))
-            .then(other.server.cmp(&self.server))
-    }
-}
-
-impl PartialOrd for Slot {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+impl Pick {
+    /// Earlier time first; ties go to the lower index, so the cycle is
+    /// deterministic.
+    fn order(&self, other: &Self) -> Ordering {
+        (self.numerator * other.weight)
+            .cmp(&(other.numerator * self.weight))
+            .then(self.server.cmp(&other.server))
     }
 }
 
@@ -51,6 +45,52 @@ fn gcd(a: u64, b: u64) -> u64 {
     } else {
         gcd(b, a % b)
     }
+}
+
+/// Every pick of one cycle (`total` of them), in time order. The picks are
+/// dealt into `total` buckets by the floor of `time × total` (a counting
+/// sort: the bucket order is the time order), then each bucket, holding a
+/// pick or two on average, is ordered exactly. Linear in the cycle's
+/// length, where merging the servers' sequences through a heap costs a
+/// logarithm of the server count per pick (~4 ms for 10,000 servers).
+fn merged_picks(weights: &[(u32, u64)], total: u64) -> Vec<u32> {
+    let buckets = total as usize;
+    let bucket = |numerator: u64, weight: u64| (numerator * total / (2 * weight)) as usize;
+    let mut starts = vec![0u32; buckets + 1];
+    for &(_, weight) in weights {
+        for k in 0..weight {
+            starts[bucket(2 * k + 1, weight) + 1] += 1;
+        }
+    }
+    for i in 0..buckets {
+        starts[i + 1] += starts[i];
+    }
+    let mut next = starts.clone();
+    let empty = Pick {
+        numerator: 0,
+        weight: 1,
+        server: 0,
+    };
+    let mut picks = vec![empty; buckets];
+    for &(server, weight) in weights {
+        for k in 0..weight {
+            let numerator = 2 * k + 1;
+            let at = &mut next[bucket(numerator, weight)];
+            picks[*at as usize] = Pick {
+                numerator,
+                weight,
+                server,
+            };
+            *at += 1;
+        }
+    }
+    for window in starts.windows(2) {
+        let bucket = &mut picks[window[0] as usize..window[1] as usize];
+        if bucket.len() > 1 {
+            bucket.sort_unstable_by(Pick::order);
+        }
+    }
+    picks.into_iter().map(|pick| pick.server).collect()
 }
 
 impl RoundRobin {
@@ -75,23 +115,7 @@ impl RoundRobin {
             }
             total = weights.iter().map(|&(_, w)| w).sum();
         }
-        let mut heap: BinaryHeap<Slot> = weights
-            .iter()
-            .map(|&(server, weight)| Slot {
-                numerator: 1,
-                weight,
-                server,
-            })
-            .collect();
-        let mut cycle = Vec::with_capacity(total as usize);
-        while let Some(mut slot) = heap.pop() {
-            cycle.push(slot.server);
-            // The (k+1)-th pick: numerator 2k+1 stays below 2·weight inside one cycle.
-            slot.numerator += 2;
-            if slot.numerator < 2 * slot.weight {
-                heap.push(slot);
-            }
-        }
+        let cycle = merged_picks(&weights, total);
         let len = cycle.len().max(1);
         RoundRobin {
             cycle: cycle.into_boxed_slice(),
@@ -143,6 +167,26 @@ mod tests {
     fn common_factors_are_divided_out() {
         let rr = RoundRobin::new(&[(0, 200), (1, 100)], 0);
         assert_eq!(rr.cycle_len(), 3);
+    }
+
+    #[test]
+    fn the_cycle_is_the_exact_time_order_of_every_pick() {
+        // Against a plain sort of every pick by its exact time.
+        let weights: Vec<(u32, u32)> = (0..300).map(|i| (i, 1 + (i * 7919) % 23)).collect();
+        let rr = RoundRobin::new(&weights, 0);
+        let mut expected: Vec<Pick> = weights
+            .iter()
+            .flat_map(|&(server, weight)| {
+                (0..u64::from(weight)).map(move |k| Pick {
+                    numerator: 2 * k + 1,
+                    weight: u64::from(weight),
+                    server,
+                })
+            })
+            .collect();
+        expected.sort_by(Pick::order);
+        let expected: Vec<u32> = expected.iter().map(|p| p.server).collect();
+        assert_eq!(picks(&rr, expected.len()), expected);
     }
 
     #[test]

@@ -372,6 +372,7 @@ fn servers_of(
     let mut servers: Vec<Server> = Vec::with_capacity(config.servers.len() + discovered.len());
     let mut seen: HashSet<SocketAddr, crate::server::FastHash> =
         HashSet::with_capacity_and_hasher(servers.capacity(), Default::default());
+    let mut claims = registry.claims(name);
     let listed = config
         .servers
         .iter()
@@ -389,13 +390,14 @@ fn servers_of(
             continue;
         }
         servers.push(Server {
-            state: registry.claim(name, address),
+            state: claims.claim(address),
             weight: server.weight,
             admin: server.state,
             source,
             zone: server.zone.clone(),
         });
     }
+    claims.release_unlisted(&seen);
     servers
 }
 
