@@ -10,6 +10,11 @@ use zkgate_config::{AdminState, ServerAddress, ServerConfig};
 use zkgate_metrics::Metrics;
 use zkgate_routing::{Discovered, Resolved, TableBuilder};
 
+/// The allocator zkgate runs with (`src/main.rs`): large buffers are
+/// reused, not mapped and zeroed anew at every build as glibc's are.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const CONFIG: &str = "frontends:\n  web:\n    bind: [\"127.0.0.1:18080\"]\n    default_backend: web\nbackends:\n  web:\n    servers: []\n";
 
 /// `n` servers on loopback addresses with mixed weights.

@@ -271,6 +271,23 @@ impl BackendClaims<'_> {
         state
     }
 
+    /// Whether `address` has no state yet (neither carried over nor claimed).
+    pub fn is_new(&self, address: SocketAddr) -> bool {
+        !self.claimed.contains_key(&address)
+    }
+
+    /// Lets go of the servers at `addresses`, no longer listed.
+    pub fn release(&mut self, addresses: &[SocketAddr]) {
+        if addresses.is_empty() {
+            return;
+        }
+        let gone: BackendStates = addresses
+            .iter()
+            .filter_map(|address| Some((*address, self.claimed.remove(address)?)))
+            .collect();
+        self.unlisted.insert(Arc::clone(&self.backend), gone);
+    }
+
     /// Lets go of the servers not in `listed` (the addresses claimed).
     pub fn release_unlisted(self, listed: &HashSet<SocketAddr, FastHash>) {
         if self.claimed.len() <= listed.len() {
@@ -338,6 +355,21 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server as the configuration or ZooKeeper lists it, with its state.
+    pub(crate) fn listed(
+        config: &zkgate_config::ServerConfig,
+        source: ServerSource,
+        state: Arc<ServerState>,
+    ) -> Server {
+        Server {
+            state,
+            weight: config.weight,
+            admin: config.state,
+            source,
+            zone: config.zone.clone(),
+        }
+    }
+
     /// Where to connect.
     pub fn address(&self) -> SocketAddr {
         self.state.address

@@ -7,17 +7,19 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 mod frontend;
+mod servers;
 use frontend::build_frontend;
+use servers::servers_of;
 use zkgate_config::{AdminState, BackendConfig, Config, ServerAddress, ServerConfig};
 
 use crate::backend::Backend;
 use crate::balance::Balancer;
 use crate::clock;
+use crate::server::Server;
 use crate::server::{Health, RegistryGeneration, ServerRegistry};
-use crate::server::{Server, ServerSource};
 use crate::table::{Frontend, FrontendId, RoutingTable};
 use zkgate_metrics::{BackendMetrics, Metrics};
 
@@ -119,15 +121,16 @@ impl TableBuilder {
             .map(|b| {
                 let tls = self.tls.backend(&b.name).cloned();
                 let zone = config.zone.clone();
-                let carried = previous.remove(b.name.as_str()).filter(|p| {
-                    changed.keeps(&b.name) && p.same_as(b, tls.as_ref(), zone.as_ref())
-                });
-                let backend = match carried {
-                    Some(built) => {
+                let prior = previous.remove(b.name.as_str());
+                let backend = match prior {
+                    Some(built)
+                        if changed.keeps(&b.name)
+                            && built.same_as(b, tls.as_ref(), zone.as_ref()) =>
+                    {
                         servers.keep(&built.backend.name);
                         built.backend
                     }
-                    None => {
+                    prior => {
                         let found = discovered.get(&b.name).map_or(&[][..], Vec::as_slice);
                         let shared = Shared {
                             resolved,
@@ -135,7 +138,13 @@ impl TableBuilder {
                             generation,
                             zone: config.zone.as_deref(),
                         };
-                        Arc::new(build_backend(b, tls.clone(), found, &mut servers, &shared))
+                        // The last table's servers of this backend, in order:
+                        // where the new list follows them, their states are
+                        // taken from there.
+                        let before = prior.as_ref().map_or(&[][..], |p| &p.backend.servers[..]);
+                        let built =
+                            build_backend(b, tls.clone(), found, before, &mut servers, &shared);
+                        Arc::new(built)
                     }
                 };
                 let built = Built {
@@ -265,6 +274,7 @@ fn build_backend(
     config: &BackendConfig,
     tls: Option<Arc<ClientTls>>,
     discovered: &[ServerConfig],
+    previous: &[Server],
     registry: &mut RegistryGeneration<'_>,
     shared: &Shared<'_>,
 ) -> Backend {
@@ -275,7 +285,7 @@ fn build_backend(
         zone,
     } = *shared;
     let name: Arc<str> = config.name.as_str().into();
-    let servers = servers_of(&name, config, discovered, resolved, registry);
+    let servers = servers_of(&name, config, discovered, resolved, previous, registry);
     let now = clock::now_ms();
     let traffic = Eligibility::of(config, &servers, now);
     export_states(&name, &servers, &traffic, metrics);
@@ -358,47 +368,6 @@ fn build_backend(
         max_connections_per_server: config.max_connections_per_server,
         refresh_at_ms,
     }
-}
-
-/// The servers of a backend: static ones first, then those ZooKeeper
-/// lists, each address once; host names as `resolved` has them.
-fn servers_of(
-    name: &Arc<str>,
-    config: &BackendConfig,
-    discovered: &[ServerConfig],
-    resolved: &Resolved,
-    registry: &mut RegistryGeneration<'_>,
-) -> Vec<Server> {
-    let mut servers: Vec<Server> = Vec::with_capacity(config.servers.len() + discovered.len());
-    let mut seen: HashSet<SocketAddr, crate::server::FastHash> =
-        HashSet::with_capacity_and_hasher(servers.capacity(), Default::default());
-    let mut claims = registry.claims(name);
-    let listed = config
-        .servers
-        .iter()
-        .map(|s| (s, ServerSource::Static))
-        .chain(discovered.iter().map(|s| (s, ServerSource::ZooKeeper)));
-    for (server, source) in listed {
-        let address = server.address.literal();
-        let Some(address) = address.or_else(|| resolved.get(&server.address).copied()) else {
-            warn!(backend = %name, server = %server.address, "server left out: its host name did not resolve");
-            continue;
-        };
-        if !seen.insert(address) {
-            // The first entry wins: a static server over a discovered one.
-            debug!(backend = %name, server = %server.address, %address, "server left out: another entry has the same address");
-            continue;
-        }
-        servers.push(Server {
-            state: claims.claim(address),
-            weight: server.weight,
-            admin: server.state,
-            source,
-            zone: server.zone.clone(),
-        });
-    }
-    claims.release_unlisted(&seen);
-    servers
 }
 
 /// Each server's up and weight gauges, and the backend's servers by state.
