@@ -30,10 +30,8 @@ impl Resolver {
     ) -> Resolved {
         let mut resolved = Resolved::new();
         for address in addresses {
-            if resolved.contains_key(address) {
-                continue;
-            }
-            if address.literal().is_some() {
+            // Literals first: they are most servers, and need no hashing.
+            if address.literal().is_some() || resolved.contains_key(address) {
                 continue;
             }
             if !self.names.contains_key(address) {

@@ -83,11 +83,13 @@ impl RoundRobin {
     /// left out. `start` offsets the cursor so that successive tables do not all
     /// begin with the same server.
     pub fn new(weighted: &[(u32, u32)], start: usize) -> Self {
-        let mut weights: Vec<(u32, u64)> = weighted
-            .iter()
-            .filter(|(_, w)| *w > 0)
-            .map(|&(i, w)| (i, u64::from(w)))
-            .collect();
+        let mut weights: Vec<(u32, u64)> = Vec::with_capacity(weighted.len());
+        weights.extend(
+            weighted
+                .iter()
+                .filter(|(_, w)| *w > 0)
+                .map(|&(i, w)| (i, u64::from(w))),
+        );
         let divisor = weights.iter().fold(0, |g, &(_, w)| gcd(g, w)).max(1);
         let mut total: u64 = 0;
         for (_, w) in &mut weights {

@@ -292,30 +292,20 @@ fn build_backend(
 
     // Only servers taking new traffic are in the balancer; drain and maint
     // (and failing ones) finish what they have.
-    let mut refresh_at_ms: Option<u64> = None;
+    // An ejected server comes back when its ejection ends: rebuild then.
+    let mut refresh_at_ms: Option<u64> = traffic.first_return_ms;
     let mut refresh = |at: u64| refresh_at_ms = Some(refresh_at_ms.map_or(at, |r| r.min(at)));
-    for server in &servers {
-        // An ejected server comes back when its ejection ends: rebuild then.
-        let until = server.state.outlier.ejected_until_ms();
-        if until > now {
-            refresh(until);
+    // Sized once: collecting through a filter would grow it step by step.
+    let mut eligible: Vec<(u32, u32, &str)> = Vec::with_capacity(servers.len());
+    for (i, s) in servers.iter().enumerate().filter(|(_, s)| traffic.takes(s)) {
+        let (weight, ramping) = slow_start_weight(s, config.slow_start, now);
+        if ramping {
+            refresh(
+                now + (config.slow_start.as_millis() as u64 / SLOW_START_STEPS).max(MIN_REFRESH_MS),
+            );
         }
+        eligible.push((i as u32, weight, &*s.state.label));
     }
-    let eligible: Vec<(u32, u32, &str)> = servers
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| traffic.takes(s))
-        .map(|(i, s)| {
-            let (weight, ramping) = slow_start_weight(s, config.slow_start, now);
-            if ramping {
-                refresh(
-                    now + (config.slow_start.as_millis() as u64 / SLOW_START_STEPS)
-                        .max(MIN_REFRESH_MS),
-                );
-            }
-            (i as u32, weight, &*s.state.label)
-        })
-        .collect();
     // Spread where each generation's rotation starts (Fibonacci hashing).
     let start = generation.wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize;
     let balancer = Balancer::new(&config.balance, config.hash_method, &eligible, start);
@@ -420,6 +410,8 @@ struct Eligibility {
     now: u64,
     /// Too few usable servers: send traffic to every ready one.
     panic: bool,
+    /// When the first ejected server's ejection ends, if one is ejected.
+    first_return_ms: Option<u64>,
 }
 
 impl Eligibility {
@@ -428,12 +420,21 @@ impl Eligibility {
             checked: config.health_check.is_some(),
             now,
             panic: false,
+            first_return_ms: None,
         };
-        let candidates = servers.iter().filter(|s| candidate(s)).count();
-        let usable = servers
-            .iter()
-            .filter(|s| candidate(s) && traffic.usable(s))
-            .count();
+        // One pass: a large backend's server states are far apart in memory.
+        let (mut candidates, mut usable) = (0, 0);
+        for server in servers {
+            let until = server.state.outlier.ejected_until_ms();
+            if until > now {
+                traffic.first_return_ms =
+                    Some(traffic.first_return_ms.map_or(until, |r| r.min(until)));
+            }
+            if candidate(server) {
+                candidates += 1;
+                usable += usize::from(traffic.usable(server));
+            }
+        }
         let threshold = config.panic_threshold as usize;
         traffic.panic = threshold > 0 && candidates > 0 && usable * 100 < threshold * candidates;
         if traffic.panic {

@@ -34,22 +34,24 @@ pub(super) fn servers_of(
     previous: &[Server],
     registry: &mut RegistryGeneration<'_>,
 ) -> Vec<Server> {
-    let listed: Vec<Listed<'_>> = config
+    let mut listed: Vec<Listed<'_>> = Vec::with_capacity(config.servers.len() + discovered.len());
+    let all = config
         .servers
         .iter()
         .map(|s| (s, ServerSource::Static))
-        .chain(discovered.iter().map(|s| (s, ServerSource::ZooKeeper)))
-        .filter_map(|(server, source)| {
-            let address = server.address.literal();
-            match address.or_else(|| resolved.get(&server.address).copied()) {
-                Some(address) => Some((server, source, address)),
-                None => {
-                    warn!(backend = %name, server = %server.address, "server left out: its host name did not resolve");
-                    None
-                }
+        .chain(discovered.iter().map(|s| (s, ServerSource::ZooKeeper)));
+    for (server, source) in all {
+        match server
+            .address
+            .literal()
+            .or_else(|| resolved.get(&server.address).copied())
+        {
+            Some(address) => listed.push((server, source, address)),
+            None => {
+                warn!(backend = %name, server = %server.address, "server left out: its host name did not resolve");
             }
-        })
-        .collect();
+        }
+    }
     let mut claims = registry.claims(name);
     if !previous.is_empty() {
         if let Some(servers) = in_step(&listed, previous, &mut claims) {
