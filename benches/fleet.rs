@@ -11,7 +11,9 @@
 //! change.
 //!
 //! Run: `cargo bench --bench fleet` (`FLEET_SIZES=100,300`,
-//! `FLEET_MEMBERS=10000`, `FLEET_CHANGES=20` to change the shape).
+//! `FLEET_MEMBERS=10000`, `FLEET_CHANGES=20` to change the shape;
+//! `FLEET_EXPIRE=N` instances for the every-session-expired scenario, the
+//! largest size by default, 0 to skip it).
 
 use std::time::{Duration, Instant};
 
@@ -48,15 +50,76 @@ fn env_number(name: &str, default: usize) -> usize {
 
 /// Requests the ensemble has received so far, summed over its nodes.
 fn packets(zk: &ZooKeeper) -> u64 {
+    mntr_sum(zk, "zk_packets_received")
+}
+
+/// A `mntr` counter summed over the ensemble's nodes.
+fn mntr_sum(zk: &ZooKeeper, key: &str) -> u64 {
     (0..zk.len())
         .filter_map(|i| four_letter(zk.client_addr(i).port(), "mntr"))
         .flat_map(|mntr| {
             mntr.lines()
-                .filter_map(|l| l.strip_prefix("zk_packets_received"))
+                .filter_map(|l| l.strip_prefix(key))
                 .filter_map(|v| v.trim().parse::<u64>().ok())
                 .collect::<Vec<_>>()
         })
         .sum()
+}
+
+/// Every session expired at once: `n` instances reach the ensemble through
+/// relays, which stop passing bytes for longer than the session timeout (a
+/// partition) and then pass them again. How long until every instance read
+/// its backends again in a new session after the heal, the peak request
+/// rate meanwhile, and the connections the ensemble refused.
+async fn all_sessions_expired(
+    zk: &ZooKeeper,
+    zookeeper: &ZookeeperConfig,
+    n: usize,
+    backends: usize,
+    listing: &[i64],
+) -> (Duration, f64, u64) {
+    let mut relays = Vec::new();
+    for i in 0..zk.len() {
+        relays.push(zkgate_testkit::Relay::start(zk.client_addr(i)).await);
+    }
+    let through = ZookeeperConfig {
+        connect: relays
+            .iter()
+            .map(|r| r.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        ..zookeeper.clone()
+    };
+    let started = Instant::now();
+    let fleet: Vec<Light> = (0..n).map(|_| light(&through, backends)).collect();
+    until_all(&fleet, listing, started, Duration::from_secs(300)).await;
+    let before: Vec<u64> = fleet.iter().map(|l| *l.listings.borrow()).collect();
+    let rejected = mntr_sum(zk, "zk_connection_rejected");
+    for relay in &relays {
+        relay.pause();
+    }
+    // Longer than the session timeout: the ensemble expires every session.
+    tokio::time::sleep(zookeeper.session_timeout + Duration::from_secs(5)).await;
+    for relay in &relays {
+        relay.resume();
+    }
+    let healed = Instant::now();
+    let all_back = async {
+        for (instance, before) in fleet.iter().zip(before) {
+            let mut listings = instance.listings.clone();
+            let reread = tokio::time::timeout(
+                Duration::from_secs(120),
+                listings.wait_for(|n| *n > before),
+            )
+            .await;
+            assert!(reread.is_ok(), "an instance did not read its backends again within 120 s");
+        }
+        healed.elapsed()
+    };
+    let (took, peak) = peak_rate(zk, all_back).await;
+    let rejected = mntr_sum(zk, "zk_connection_rejected") - rejected;
+    drop(fleet);
+    (took, peak, rejected)
 }
 
 /// One light instance: the zxid it caught up with, and how many full
@@ -347,6 +410,13 @@ async fn main() {
         }
         drop(fleet);
         // The sessions close; let the ensemble settle before the next size.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let expire = env_number("FLEET_EXPIRE", *sizes.iter().max().unwrap_or(&0));
+    if expire > 0 {
+        let (took, peak, rejected) =
+            all_sessions_expired(&zk, &zookeeper, expire, backends, &listing).await;
+        println!("{expire} instances, every session expired by a partition longer than the session timeout, then healed: all read their backends again within {:.2} s of the heal; peak {peak:.0} requests/s at the ensemble; {rejected} connections refused", took.as_secs_f64());
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let rate = max_read_rate(&zk.connect_string(), 64, 5).await;
