@@ -107,12 +107,13 @@ async fn all_sessions_expired(
     let all_back = async {
         for (instance, before) in fleet.iter().zip(before) {
             let mut listings = instance.listings.clone();
-            let reread = tokio::time::timeout(
-                Duration::from_secs(120),
-                listings.wait_for(|n| *n > before),
-            )
-            .await;
-            assert!(reread.is_ok(), "an instance did not read its backends again within 120 s");
+            let reread =
+                tokio::time::timeout(Duration::from_secs(120), listings.wait_for(|n| *n > before))
+                    .await;
+            assert!(
+                reread.is_ok(),
+                "an instance did not read its backends again within 120 s"
+            );
         }
         healed.elapsed()
     };

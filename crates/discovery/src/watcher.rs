@@ -24,6 +24,11 @@ const RESYNC_SPREAD: Duration = Duration::from_millis(500);
 /// Children read per multi-read request, well under ZooKeeper's 1 MiB packet limit.
 const READ_BATCH: usize = 256;
 
+/// Whether `event` is a session's last (expired, closed, auth failed).
+fn ends_session(event: &WatchedEvent) -> bool {
+    event.event_type == EventType::Session && event.session_state.is_terminated()
+}
+
 /// Errors after which this session can do nothing more.
 fn session_over(err: &Error) -> bool {
     matches!(
@@ -98,7 +103,9 @@ pub async fn watch_backend(
                 None => events.changed().await,
             };
             let mut batch = vec![first];
-            while batch.len() < READ_BATCH {
+            // After a session's last event the watcher has nothing more to
+            // give (the client panics if asked): stop there.
+            while batch.len() < READ_BATCH && !batch.last().is_some_and(ends_session) {
                 match tokio::time::timeout(Duration::ZERO, events.changed()).await {
                     Ok(event) => batch.push(event),
                     Err(_) => break,
