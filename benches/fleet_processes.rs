@@ -1,0 +1,205 @@
+//! A fleet of real zkgate processes on one ZooKeeper ensemble (the test
+//! kit's 3 nodes on loopback): `FLEET_PROCESSES` (100) processes, each with
+//! one worker, all following one backend of `FLEET_MEMBERS` (1,000)
+//! members, and how long a change written to ZooKeeper takes to be live in
+//! every one of them, measured on traffic: two members are real servers,
+//! one ready and one draining (the others draining addresses that take no
+//! traffic); a change swaps them in one multi-write, and a client per
+//! process, asking every `PROBE_MS` (5 ms) on a kept-alive connection,
+//! notes when the other server answers. A probe's period bounds the
+//! resolution.
+//!
+//! Run: `cargo bench --bench fleet_processes` (`FLEET_PROCESSES`,
+//! `FLEET_MEMBERS`, `FLEET_CHANGES` (20) change the shape).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use zkgate_testkit::{free_port, HttpServer, Zkgate, ZooKeeper};
+use zookeeper_client::{Acls, Client, CreateMode};
+
+const ZKGATE: &str = env!("CARGO_BIN_EXE_zkgate");
+const PATH: &str = "/bench/fleet-processes";
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn member(address: SocketAddr, ready: bool) -> String {
+    let state = if ready { "ready" } else { "drain" };
+    format!(r#"{{"address":"{address}","weight":1,"state":"{state}"}}"#)
+}
+
+/// Asks `addr` every `period` which server answers; when it is the one
+/// `target` names (0 or 1) for the first time since `since_ns` was set, the
+/// time since then goes to `seen`.
+async fn probe(
+    addr: SocketAddr,
+    period: Duration,
+    target: Arc<AtomicU8>,
+    since_ns: Arc<AtomicU64>,
+    seen: tokio::sync::mpsc::UnboundedSender<Duration>,
+    origin: Instant,
+) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(connection);
+    let mut reported = 0u64;
+    loop {
+        if sender.ready().await.is_err() {
+            return;
+        }
+        let request = http::Request::get("/")
+            .header("host", "bench")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let Ok(response) = sender.send_request(request).await else {
+            return;
+        };
+        let body = response.into_body().collect().await.map(|b| b.to_bytes());
+        let since = since_ns.load(Ordering::Acquire);
+        let wanted: &[u8] = if target.load(Ordering::Acquire) == 0 { b"a" } else { b"b" };
+        if since > reported && body.as_deref().ok() == Some(wanted) {
+            reported = since;
+            let now = origin.elapsed().as_nanos() as u64;
+            if seen.send(Duration::from_nanos(now.saturating_sub(since))).is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// CPU time (user + system) the processes `pids` have used so far.
+fn cpu(pids: &[u32]) -> Duration {
+    let ticks: u64 = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| {
+            // Fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
+            let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)
+        })
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let processes = env_number("FLEET_PROCESSES", 100);
+    let members = env_number("FLEET_MEMBERS", 1_000);
+    let changes = env_number("FLEET_CHANGES", 20);
+    let period = Duration::from_millis(env_number("PROBE_MS", 5) as u64);
+    let zk = ZooKeeper::ensemble();
+    let client = Client::connect(&zk.connect_string()).await.expect("connect");
+    let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    client.mkdir(PATH, &open).await.expect("mkdir");
+    let (a, b) = (HttpServer::start("a").await, HttpServer::start("b").await);
+    let node = |n: usize| format!("{PATH}/m{n:06}");
+    for chunk in (0..members).collect::<Vec<_>>().chunks(500) {
+        let mut writer = client.new_multi_writer();
+        for &n in chunk {
+            let data = match n {
+                0 => member(a.addr, true),
+                1 => member(b.addr, false),
+                // Draining addresses nobody connects to.
+                n => member(([10, 9, (n / 256) as u8, (n % 256) as u8], 9).into(), false),
+            };
+            writer.add_create(&node(n), data.as_bytes(), &open).expect("create");
+        }
+        writer.commit().await.expect("commit");
+    }
+
+    let started = Instant::now();
+    let mut fleet = Vec::with_capacity(processes);
+    let mut ports = Vec::with_capacity(processes);
+    for _ in 0..processes {
+        let port = free_port();
+        let config = format!(
+            "zookeeper:\n  connect: \"{}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: {PATH} }}\n",
+            zk.connect_string()
+        );
+        fleet.push(Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "1")]).await);
+        ports.push(port);
+    }
+    println!(
+        "{processes} zkgate processes (one worker each), one backend of {members} members: all started and ready in {:.1} s (one after the other)",
+        started.elapsed().as_secs_f64()
+    );
+
+    let origin = Instant::now();
+    let target = Arc::new(AtomicU8::new(0));
+    let since_ns = Arc::new(AtomicU64::new(0));
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    for &port in &ports {
+        tokio::spawn(probe(
+            ([127, 0, 0, 1], port).into(),
+            period,
+            Arc::clone(&target),
+            Arc::clone(&since_ns),
+            seen_tx.clone(),
+            origin,
+        ));
+    }
+    let pids: Vec<u32> = fleet.iter().map(Zkgate::pid).collect();
+    // What the processes spend on the probes alone, to tell the changes' cost from it.
+    let idle = cpu(&pids);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let probes_per_second = (cpu(&pids) - idle).as_secs_f64() / 3.0;
+    let mut waits = Vec::with_capacity(processes * changes);
+    let (cpu_before, changes_began) = (cpu(&pids), Instant::now());
+    for change in 0..changes {
+        let next = (change + 1) % 2;
+        let mut writer = client.new_multi_writer();
+        writer
+            .add_set_data(&node(0), member(a.addr, next == 0).as_bytes(), None)
+            .expect("set");
+        writer
+            .add_set_data(&node(1), member(b.addr, next == 1).as_bytes(), None)
+            .expect("set");
+        target.store(next as u8, Ordering::Release);
+        since_ns.store(origin.elapsed().as_nanos() as u64, Ordering::Release);
+        writer.commit().await.expect("commit");
+        for _ in 0..processes {
+            let wait = tokio::time::timeout(Duration::from_secs(30), seen.recv())
+                .await
+                .expect("every process within 30 s")
+                .expect("probes alive");
+            waits.push(wait);
+        }
+        // Let the probes settle on the new server before the next change.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let spent = (cpu(&pids) - cpu_before).as_secs_f64()
+        - probes_per_second * changes_began.elapsed().as_secs_f64();
+    waits.sort();
+    let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+    println!(
+        "CPU per change and process, the probes' share taken out: {:.2} ms ({:.0} ms of CPU a change in all, on 2 cores)",
+        spent * 1000.0 / (changes * processes) as f64,
+        spent * 1000.0 / changes as f64
+    );
+    println!(
+        "a change live in all {processes}: over {changes} changes × {processes} processes, p50 {} ms, p99 {} ms, max {} ms (probing every {} ms; from before the write was sent)",
+        ms(percentile(&waits, 0.5)),
+        ms(percentile(&waits, 0.99)),
+        ms(*waits.last().unwrap()),
+        period.as_millis()
+    );
+    drop(fleet);
+}
