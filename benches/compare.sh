@@ -378,17 +378,8 @@ h3() { # zkgate alone: HTTP/3 beside HTTP/2 over TLS, and QUIC handshakes beside
     h3 "$(ratio h2-tls h3)" "$(ratio tls-new h3-new)"
 }
 
-run_new_tls() { # zkgate, a new TLS connection per request, HTTP/1.1, 16 connections
-  local before after out rps p99 requests cores_before cores_after
-  before=$(cpu_ticks "${PID[zkgate]}")
-  cores_before=$(core_ticks)
-  out=$(taskset -c 0 wrk -t1 -c16 -d"${SECONDS_PER_RUN}s" --latency -H "Connection: close" "https://127.0.0.1:${H2TLS[zkgate]}/64")
-  cores_after=$(core_ticks)
-  after=$(cpu_ticks "${PID[zkgate]}")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  requests=$(awk '/requests in/ {print $1}' <<<"$out")
-  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
-  summary "$rps" "$p99" $((after - before)) "$requests" "$cores_before" "$cores_after"
+run_new_tls() { # zkgate, a new TLS connection per request, HTTP/1.1, 16 connections (wrk's last -c wins)
+  run zkgate "https://127.0.0.1:${H2TLS[zkgate]}/64" -c16 -H "Connection: close"
 }
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }

@@ -68,11 +68,18 @@ async fn probe(
         };
         let body = response.into_body().collect().await.map(|b| b.to_bytes());
         let since = since_ns.load(Ordering::Acquire);
-        let wanted: &[u8] = if target.load(Ordering::Acquire) == 0 { b"a" } else { b"b" };
+        let wanted: &[u8] = if target.load(Ordering::Acquire) == 0 {
+            b"a"
+        } else {
+            b"b"
+        };
         if since > reported && body.as_deref().ok() == Some(wanted) {
             reported = since;
             let now = origin.elapsed().as_nanos() as u64;
-            if seen.send(Duration::from_nanos(now.saturating_sub(since))).is_err() {
+            if seen
+                .send(Duration::from_nanos(now.saturating_sub(since)))
+                .is_err()
+            {
                 return;
             }
         }
@@ -106,7 +113,9 @@ async fn main() {
     let changes = env_number("FLEET_CHANGES", 20);
     let period = Duration::from_millis(env_number("PROBE_MS", 5) as u64);
     let zk = ZooKeeper::ensemble();
-    let client = Client::connect(&zk.connect_string()).await.expect("connect");
+    let client = Client::connect(&zk.connect_string())
+        .await
+        .expect("connect");
     let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
     client.mkdir(PATH, &open).await.expect("mkdir");
     let (a, b) = (HttpServer::start("a").await, HttpServer::start("b").await);
@@ -120,7 +129,9 @@ async fn main() {
                 // Draining addresses nobody connects to.
                 n => member(([10, 9, (n / 256) as u8, (n % 256) as u8], 9).into(), false),
             };
-            writer.add_create(&node(n), data.as_bytes(), &open).expect("create");
+            writer
+                .add_create(&node(n), data.as_bytes(), &open)
+                .expect("create");
         }
         writer.commit().await.expect("commit");
     }

@@ -12,6 +12,7 @@ use zkgate_testkit::http_server::{pattern, Checksum};
 use zkgate_testkit::pki::{https_get, CertFiles, Pki};
 use zkgate_testkit::{free_port, free_udp_port, wait_until, HttpServer, Zkgate};
 
+use common::load::udp_sockets;
 use common::*;
 
 fn pair(files: &CertFiles) -> String {
@@ -42,6 +43,38 @@ fn h3_config(
     )
 }
 
+/// A TLS frontend `web` with HTTP/3, on free TCP and UDP ports, presenting
+/// a certificate for `edge.test` from a CA of its own.
+struct Edge {
+    pki: Pki,
+    cert: CertFiles,
+    tcp: u16,
+    udp: u16,
+}
+
+impl Edge {
+    fn new() -> Self {
+        let pki = Pki::new("edge CA");
+        let cert = pki.issue("edge", &["edge.test"]);
+        Edge {
+            pki,
+            cert,
+            tcp: free_port(),
+            udp: free_udp_port(),
+        }
+    }
+
+    /// Its configuration, with `extra` lines under the frontend.
+    fn config(&self, extra: &str, backends: &str) -> String {
+        h3_config(self.tcp, self.udp, &[&self.cert], extra, backends)
+    }
+
+    /// An HTTP/3 connection to it, naming `edge.test`.
+    async fn connect(&self) -> Result<H3Client, String> {
+        H3Client::connect(addr(self.udp), "edge.test", &self.pki).await
+    }
+}
+
 fn app_backend(server: SocketAddr) -> String {
     format!("  app:\n    servers: [{{ address: \"{server}\" }}]\n")
 }
@@ -49,20 +82,10 @@ fn app_backend(server: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_and_a_one_mebibyte_post_and_download_go_through_and_tcp_answers_offer_h3() {
     let app = HttpServer::start("app").await;
-    let pki = Pki::new("edge CA");
-    let cert = pki.issue("edge", &["edge.test"]);
-    let (tcp, udp) = (free_port(), free_udp_port());
-    let config = h3_config(
-        tcp,
-        udp,
-        &[&cert],
-        "    default_backend: app\n",
-        &app_backend(app.addr),
-    );
+    let edge = Edge::new();
+    let config = edge.config("    default_backend: app\n", &app_backend(app.addr));
     let zkgate = Zkgate::start(ZKGATE, &config).await;
-    let mut client = H3Client::connect(addr(udp), "edge.test", &pki)
-        .await
-        .expect("HTTP/3 connection");
+    let mut client = edge.connect().await.expect("HTTP/3 connection");
 
     let reply = client.get("edge.test", "/").await.unwrap();
     assert_eq!(reply.head.status(), 200);
@@ -114,11 +137,13 @@ async fn get_and_a_one_mebibyte_post_and_download_go_through_and_tcp_answers_off
         .all(|(i, &b)| b == pattern(i as u64)));
 
     // The TCP side offers HTTP/3 on the UDP port.
-    let tls = pki.client_config(&["http/1.1"]);
-    let (reply, _) = https_get(addr(tcp), tls, "edge.test", "/").await.unwrap();
+    let tls = edge.pki.client_config(&["http/1.1"]);
+    let (reply, _) = https_get(addr(edge.tcp), tls, "edge.test", "/")
+        .await
+        .unwrap();
     assert_eq!(
         reply.header("alt-svc"),
-        Some(format!("h3=\":{udp}\"; ma=86400").as_str())
+        Some(format!("h3=\":{}\"; ma=86400", edge.udp).as_str())
     );
 
     let metrics = zkgate.metrics().await;
@@ -177,20 +202,10 @@ async fn sni_picks_the_certificate_and_routes_and_header_rules_apply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_streams_on_one_connection_are_all_answered() {
     let app = HttpServer::start("app").await;
-    let pki = Pki::new("edge CA");
-    let cert = pki.issue("edge", &["edge.test"]);
-    let (tcp, udp) = (free_port(), free_udp_port());
-    let config = h3_config(
-        tcp,
-        udp,
-        &[&cert],
-        "    default_backend: app\n",
-        &app_backend(app.addr),
-    );
+    let edge = Edge::new();
+    let config = edge.config("    default_backend: app\n", &app_backend(app.addr));
     let _zkgate = Zkgate::start(ZKGATE, &config).await;
-    let client = H3Client::connect(addr(udp), "edge.test", &pki)
-        .await
-        .unwrap();
+    let client = edge.connect().await.unwrap();
 
     let mut requests = tokio::task::JoinSet::new();
     for i in 0..100u32 {
@@ -238,19 +253,15 @@ fn dies_mid_answer(_: &str) -> zkgate_testkit::Answer {
 async fn a_server_dying_mid_answer_resets_the_stream_and_the_connection_lives_on() {
     let dying = zkgate_testkit::RecordingOrigin::start(dies_mid_answer).await;
     let app = HttpServer::start("app").await;
-    let pki = Pki::new("edge CA");
-    let cert = pki.issue("edge", &["edge.test"]);
-    let (tcp, udp) = (free_port(), free_udp_port());
+    let edge = Edge::new();
     let routes = "    routes:\n      - path_prefix: /dying\n        backend: dying\n    default_backend: app\n";
     let backends = format!(
         "{}  dying:\n    retries: 0\n    servers: [{{ address: \"{}\" }}]\n",
         app_backend(app.addr),
         dying.addr
     );
-    let _zkgate = Zkgate::start(ZKGATE, &h3_config(tcp, udp, &[&cert], routes, &backends)).await;
-    let mut client = H3Client::connect(addr(udp), "edge.test", &pki)
-        .await
-        .unwrap();
+    let _zkgate = Zkgate::start(ZKGATE, &edge.config(routes, &backends)).await;
+    let mut client = edge.connect().await.unwrap();
 
     let cut = tokio::time::timeout(
         std::time::Duration::from_secs(10),
@@ -306,32 +317,28 @@ const FLOOD_MEMORY_BOUND: u64 = 32 * 1024 * 1024;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_initial_flood_from_random_ports_is_bounded_and_real_clients_are_served() {
     let app = HttpServer::start("app").await;
-    let pki = Pki::new("edge CA");
-    let cert = pki.issue("edge", &["edge.test"]);
-    let (tcp, udp) = (free_port(), free_udp_port());
+    let edge = Edge::new();
     let extra = "    timeouts: { client_header: 30s }\n    default_backend: app\n";
-    let config = h3_config(tcp, udp, &[&cert], extra, &app_backend(app.addr));
+    let config = edge.config(extra, &app_backend(app.addr));
     let zkgate = Zkgate::start(ZKGATE, &config).await;
     // Warm: a served client first, so the flood's growth is the flood's.
-    let mut client = H3Client::connect(addr(udp), "edge.test", &pki)
-        .await
-        .unwrap();
+    let mut client = edge.connect().await.unwrap();
     client.get("edge.test", "/").await.unwrap();
     let before = rss(zkgate.pid());
 
-    let packets = initials(5_000, addr(udp), &pki);
+    let packets = initials(5_000, addr(edge.udp), &edge.pki);
     let flood = std::thread::spawn(move || {
         for packet in packets {
             // A new socket each: a new source port each. From another
             // loopback address, so that no port the other tests are about
             // to bind on 127.0.0.1 is taken meanwhile.
             let socket = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
-            socket.send_to(&packet, addr(udp)).unwrap();
+            socket.send_to(&packet, addr(edge.udp)).unwrap();
         }
     });
     // A new client during the flood is served (after a Retry, if asked).
     let during = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        let mut client = H3Client::connect(addr(udp), "edge.test", &pki).await?;
+        let mut client = edge.connect().await?;
         client.get("edge.test", "/").await
     })
     .await
@@ -347,9 +354,7 @@ async fn an_initial_flood_from_random_ports_is_bounded_and_real_clients_are_serv
     );
     // The connection opened before the flood still works.
     assert_eq!(client.get("edge.test", "/").await.unwrap().text(), "app");
-    let mut late = H3Client::connect(addr(udp), "edge.test", &pki)
-        .await
-        .unwrap();
+    let mut late = edge.connect().await.unwrap();
     assert_eq!(late.get("edge.test", "/").await.unwrap().text(), "app");
 }
 
@@ -416,20 +421,10 @@ async fn a_reload_keeps_the_socket_and_open_connections_and_new_ones_get_new_cer
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_shutdown_a_request_in_flight_finishes_and_the_process_exits() {
     let app = HttpServer::start("app").await;
-    let pki = Pki::new("edge CA");
-    let cert = pki.issue("edge", &["edge.test"]);
-    let (tcp, udp) = (free_port(), free_udp_port());
-    let config = h3_config(
-        tcp,
-        udp,
-        &[&cert],
-        "    default_backend: app\n",
-        &app_backend(app.addr),
-    );
+    let edge = Edge::new();
+    let config = edge.config("    default_backend: app\n", &app_backend(app.addr));
     let mut zkgate = Zkgate::start(ZKGATE, &config).await;
-    let mut client = H3Client::connect(addr(udp), "edge.test", &pki)
-        .await
-        .unwrap();
+    let mut client = edge.connect().await.unwrap();
     let slow = tokio::spawn(async move {
         let reply = client.get("edge.test", "/delay/1500").await;
         (reply, client)
@@ -447,42 +442,18 @@ async fn on_shutdown_a_request_in_flight_finishes_and_the_process_exits() {
     assert!(status.success(), "{status:?}");
 }
 
-/// The UDP sockets bound to 127.0.0.1:`port`, by inode.
-fn udp_sockets(port: u16) -> std::collections::BTreeSet<u64> {
-    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
-    let local = format!("0100007F:{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields[1] == local).then(|| fields[9].parse().unwrap())
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_hands_the_udp_socket_to_the_new_process() {
     let app = HttpServer::start("app").await;
-    let pki = Pki::new("edge CA");
-    let cert = pki.issue("edge", &["edge.test"]);
-    let (tcp, udp) = (free_port(), free_udp_port());
-    let config = h3_config(
-        tcp,
-        udp,
-        &[&cert],
-        "    default_backend: app\n",
-        &app_backend(app.addr),
-    );
+    let edge = Edge::new();
+    let config = edge.config("    default_backend: app\n", &app_backend(app.addr));
     let dir = tempfile::tempdir().unwrap();
     let upgrade_socket = dir.path().join("upgrade.sock");
     let env = [("ZKGATE_UPGRADE_SOCKET", upgrade_socket.to_str().unwrap())];
     let mut old = Zkgate::start_with_env(ZKGATE, &config, &env).await;
-    let sockets = udp_sockets(udp);
+    let sockets = udp_sockets(edge.udp);
     assert_eq!(sockets.len(), 1, "one UDP socket");
-    let mut before = H3Client::connect(addr(udp), "edge.test", &pki)
-        .await
-        .unwrap();
+    let mut before = edge.connect().await.unwrap();
     assert_eq!(before.get("edge.test", "/").await.unwrap().text(), "app");
 
     let new = Zkgate::start_with_env(ZKGATE, &config, &env).await;
@@ -492,14 +463,16 @@ async fn an_upgrade_hands_the_udp_socket_to_the_new_process() {
         "{}",
         new.log()
     );
-    assert_eq!(udp_sockets(udp), sockets, "the same socket, not a new one");
+    assert_eq!(
+        udp_sockets(edge.udp),
+        sockets,
+        "the same socket, not a new one"
+    );
     let status = tokio::task::spawn_blocking(move || old.terminate())
         .await
         .unwrap();
     assert!(status.success(), "old process exit: {status}");
-    let mut after = H3Client::connect(addr(udp), "edge.test", &pki)
-        .await
-        .unwrap();
+    let mut after = edge.connect().await.unwrap();
     assert_eq!(after.get("edge.test", "/").await.unwrap().text(), "app");
     assert_eq!(
         new.metric(r#"zkgate_http3_connections_total{frontend="web"}"#)
@@ -512,20 +485,10 @@ async fn an_upgrade_hands_the_udp_socket_to_the_new_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_longer_or_shorter_than_its_content_length_never_reaches_a_server_whole() {
     let app = HttpServer::start("app").await;
-    let pki = Pki::new("edge CA");
-    let cert = pki.issue("edge", &["edge.test"]);
-    let (tcp, udp) = (free_port(), free_udp_port());
-    let config = h3_config(
-        tcp,
-        udp,
-        &[&cert],
-        "    default_backend: app\n",
-        &app_backend(app.addr),
-    );
+    let edge = Edge::new();
+    let config = edge.config("    default_backend: app\n", &app_backend(app.addr));
     let _zkgate = Zkgate::start(ZKGATE, &config).await;
-    let mut client = H3Client::connect(addr(udp), "edge.test", &pki)
-        .await
-        .unwrap();
+    let mut client = edge.connect().await.unwrap();
     for (stated, sent) in [(10, 20), (20, 10)] {
         let upload = Request::post("https://edge.test/upload")
             .header("content-length", stated)
@@ -556,18 +519,14 @@ async fn a_body_longer_or_shorter_than_its_content_length_never_reaches_a_server
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_call_over_http3_reaches_an_http2_server_and_its_trailers_come_back() {
     let grpc = zkgate_testkit::grpc::GrpcServer::start().await;
-    let pki = Pki::new("edge CA");
-    let cert = pki.issue("edge", &["edge.test"]);
-    let (tcp, udp) = (free_port(), free_udp_port());
+    let edge = Edge::new();
     let backends = format!(
         "  grpc:\n    protocol: http2\n    servers: [{{ address: \"{}\" }}]\n",
         grpc.addr
     );
-    let config = h3_config(tcp, udp, &[&cert], "    default_backend: grpc\n", &backends);
+    let config = edge.config("    default_backend: grpc\n", &backends);
     let _zkgate = Zkgate::start(ZKGATE, &config).await;
-    let mut client = H3Client::connect(addr(udp), "edge.test", &pki)
-        .await
-        .unwrap();
+    let mut client = edge.connect().await.unwrap();
     let call = Request::post("https://edge.test/pkg.Service/Method")
         .header("content-type", "application/grpc")
         .header("te", "trailers")
@@ -588,20 +547,12 @@ async fn a_grpc_call_over_http3_reaches_an_http2_server_and_its_trailers_come_ba
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_over_its_connection_limit_is_refused_at_the_handshake_and_counted() {
     let app = HttpServer::start("app").await;
-    let pki = Pki::new("edge CA");
-    let cert = pki.issue("edge", &["edge.test"]);
-    let (tcp, udp) = (free_port(), free_udp_port());
+    let edge = Edge::new();
     let extra = "    max_connections_per_client: 1\n    default_backend: app\n";
-    let zkgate = Zkgate::start(
-        ZKGATE,
-        &h3_config(tcp, udp, &[&cert], extra, &app_backend(app.addr)),
-    )
-    .await;
-    let mut first = H3Client::connect(addr(udp), "edge.test", &pki)
-        .await
-        .unwrap();
+    let zkgate = Zkgate::start(ZKGATE, &edge.config(extra, &app_backend(app.addr))).await;
+    let mut first = edge.connect().await.unwrap();
     assert_eq!(first.get("edge.test", "/").await.unwrap().text(), "app");
-    let second = H3Client::connect(addr(udp), "edge.test", &pki).await;
+    let second = edge.connect().await;
     let err = second.err().expect("the second connection is refused");
     assert!(err.to_lowercase().contains("refused"), "{err}");
     assert_eq!(
@@ -615,7 +566,7 @@ async fn a_client_over_its_connection_limit_is_refused_at_the_handshake_and_coun
     let again = wait_until(
         "a new connection to be taken",
         std::time::Duration::from_secs(10),
-        || async { H3Client::connect(addr(udp), "edge.test", &pki).await.ok() },
+        || async { edge.connect().await.ok() },
     )
     .await;
     drop(again);
@@ -640,21 +591,15 @@ fn aioquic_python() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aioquic_a_second_http3_implementation_is_served_too() {
     let app = HttpServer::start("app").await;
-    let pki = Pki::new("edge CA");
-    let cert = pki.issue("edge", &["edge.test"]);
-    let (tcp, udp) = (free_port(), free_udp_port());
+    let edge = Edge::new();
     let extra = "    routes:\n      - path_prefix: /\n        backend: app\n        response_headers: { set: { x-rule: applied } }\n";
-    let _zkgate = Zkgate::start(
-        ZKGATE,
-        &h3_config(tcp, udp, &[&cert], extra, &app_backend(app.addr)),
-    )
-    .await;
+    let _zkgate = Zkgate::start(ZKGATE, &edge.config(extra, &app_backend(app.addr))).await;
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/aioquic_client.py");
-    let ca = pki.dir().join("ca.pem");
+    let ca = edge.pki.dir().join("ca.pem");
     let output = tokio::process::Command::new(aioquic_python())
         .arg(script)
-        .args(["127.0.0.1", &udp.to_string(), "edge.test"])
+        .args(["127.0.0.1", &edge.udp.to_string(), "edge.test"])
         .arg(&ca)
         // No HEAD: aioquic's client checks an answer's content-length
         // against its DATA without knowing the request was a HEAD, which

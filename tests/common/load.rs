@@ -10,15 +10,26 @@ use zkgate_testkit::{http_get, wait_until};
 /// The sockets listening on 127.0.0.1:`port`, by inode: the same set before
 /// and after a change means the same sockets serve on.
 pub fn listening_sockets(port: u16) -> BTreeSet<u64> {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    // `st` 0A is LISTEN.
+    sockets("/proc/net/tcp", port, |state| state == "0A")
+}
+
+/// The UDP sockets bound to 127.0.0.1:`port`, by inode.
+#[allow(dead_code)] // each test crate uses its own part of `common`
+pub fn udp_sockets(port: u16) -> BTreeSet<u64> {
+    sockets("/proc/net/udp", port, |_| true)
+}
+
+/// The sockets of `table` bound to 127.0.0.1:`port` whose state passes `state`.
+fn sockets(table: &str, port: u16, state: impl Fn(&str) -> bool) -> BTreeSet<u64> {
+    let table = std::fs::read_to_string(table).unwrap();
     let local = format!("0100007F:{port:04X}");
     table
         .lines()
         .skip(1)
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            // `st` 0A is LISTEN.
-            (fields[1] == local && fields[3] == "0A").then(|| fields[9].parse().unwrap())
+            (fields[1] == local && state(fields[3])).then(|| fields[9].parse().unwrap())
         })
         .collect()
 }
