@@ -15,11 +15,23 @@ use zookeeper_client::{
 
 use crate::directives::Directives;
 use crate::format::{self, Child};
-use crate::{jittered, Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
+use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
 
-/// A re-read after a reconnect waits about this long (half to one and a
-/// half of it), so that a fleet reconnecting together reads spread out.
+/// A re-read after a reconnect waits a random time below this, plus
+/// `RESYNC_PER_CHILD` per child the backend had, at most `RESYNC_MAX`: a
+/// fleet that reconnects at once (after a leader election, or a partition
+/// that expired every session) then reads over a time that grows with what
+/// each instance has to read — 10 s for 10,000 members — rather than all
+/// in the same second. Meanwhile the backend serves the members it had.
 const RESYNC_SPREAD: Duration = Duration::from_millis(500);
+const RESYNC_PER_CHILD: Duration = Duration::from_millis(1);
+const RESYNC_MAX: Duration = Duration::from_secs(15);
+
+/// How long a re-read after a reconnect waits, for a backend of `children`.
+fn resync_wait(children: usize) -> Duration {
+    let spread = RESYNC_SPREAD + RESYNC_PER_CHILD * children.min(u32::MAX as usize) as u32;
+    spread.min(RESYNC_MAX).mul_f64(fastrand::f64())
+}
 
 /// Children read per multi-read request, well under ZooKeeper's 1 MiB packet limit.
 const READ_BATCH: usize = 256;
@@ -46,6 +58,8 @@ struct Watcher {
     logged: HashMap<String, i64>,
     /// The newest zxid whose changes were all sent.
     zxid: i64,
+    /// Children the last full read found.
+    children: usize,
 }
 
 /// Runs until the session ends or the task is aborted.
@@ -63,6 +77,7 @@ pub async fn watch_backend(
         updates,
         logged: HashMap::new(),
         zxid: 0,
+        children: 0,
     };
     // Watch first, read second: a change between the two shows up as an event.
     let Some(mut events) = this.add_watch().await else {
@@ -129,7 +144,7 @@ pub async fn watch_backend(
                             events = renewed;
                             // A whole fleet reconnects at once after a leader
                             // election: spread the re-reads.
-                            tokio::time::sleep(jittered(RESYNC_SPREAD)).await;
+                            tokio::time::sleep(resync_wait(this.children)).await;
                             continue 'sync;
                         }
                         state if state.is_terminated() => return,
@@ -299,6 +314,7 @@ impl Watcher {
             Err(Error::NoNode) => return Ok((directives, Vec::new(), 0)),
             Err(err) => return Err(err),
         };
+        self.children = children.len();
         let (read, zxid) = self.read_children(&children).await?;
         let zxid = zxid.max(stat.pzxid).max(directives.zxid);
         let members = read
