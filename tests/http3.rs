@@ -91,6 +91,18 @@ async fn get_and_a_one_mebibyte_post_and_download_go_through_and_tcp_answers_off
     assert_eq!(reply.head.status(), 200);
     assert_eq!(reply.text(), "app");
 
+    // A client whose address changes (a new port: NAT rebinding, another
+    // network) keeps its connection: the server follows it (migration).
+    client.rebind().unwrap();
+    let moved = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.get("edge.test", "/"),
+    )
+    .await
+    .expect("answered on the new path")
+    .unwrap();
+    assert_eq!(moved.text(), "app");
+
     // The server sees the request as from any HTTPS client, with the
     // cookies an HTTP/3 client may send apart in one field.
     let request = Request::get("https://edge.test/headers")

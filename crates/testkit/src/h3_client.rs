@@ -16,7 +16,7 @@ pub struct H3Client {
     /// The QUIC connection, for its stats and address.
     pub connection: quinn::Connection,
     sender: SendRequest<h3_quinn::OpenStreams, Bytes>,
-    _endpoint: quinn::Endpoint,
+    endpoint: quinn::Endpoint,
     driver: tokio::task::JoinHandle<()>,
 }
 
@@ -68,7 +68,7 @@ impl H3Client {
         Ok(H3Client {
             connection,
             sender,
-            _endpoint: endpoint,
+            endpoint,
             driver,
         })
     }
@@ -114,6 +114,15 @@ impl H3Client {
             .body(())
             .unwrap();
         self.send(request, Bytes::new()).await
+    }
+
+    /// Moves the connection to a new local port, as a client whose address
+    /// changed (NAT rebinding, another network) would.
+    pub fn rebind(&self) -> std::io::Result<SocketAddr> {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let address = socket.local_addr()?;
+        self.endpoint.rebind(socket)?;
+        Ok(address)
     }
 
     /// A handle to send more requests concurrently on the same connection.
