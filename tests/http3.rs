@@ -644,3 +644,27 @@ async fn aioquic_a_second_http3_implementation_is_served_too() {
     assert_eq!(answers[3]["status"], 200);
     assert_eq!(answers[3]["length"], 100_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_a_request_for_client_idle_is_closed() {
+    let app = HttpServer::start("app").await;
+    let edge = Edge::new();
+    let extra = "    timeouts: { client_idle: 1s }\n    default_backend: app\n";
+    let _zkgate = Zkgate::start(ZKGATE, &edge.config(extra, &app_backend(app.addr))).await;
+    let mut client = edge.connect().await.unwrap();
+    assert_eq!(client.get("edge.test", "/").await.unwrap().text(), "app");
+    let began = std::time::Instant::now();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.connection.closed(),
+    )
+    .await
+    .expect("closed by zkgate within 10 s");
+    let after = began.elapsed();
+    assert!(
+        after >= std::time::Duration::from_millis(900),
+        "closed after {after:?}: {closed}"
+    );
+    // Closed in good order (H3_NO_ERROR), not timed out by the client.
+    assert!(closed.to_string().contains("closed by peer"), "{closed}");
+}
