@@ -9,7 +9,7 @@
 
 mod probe;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use zkgate_config::{AdminState, Config, HealthCheckConfig};
-use zkgate_routing::{Health, RoutingTable, ServerState};
+use zkgate_routing::{Backend, Health, RoutingTable, ServerState};
 
 pub use probe::probe;
 
@@ -39,6 +39,10 @@ type Key = (Arc<str>, SocketAddr);
 pub struct HealthChecks {
     tasks: HashMap<Key, (HealthCheckConfig, JoinHandle<()>)>,
     events: mpsc::Sender<HealthEvent>,
+    /// The backends of the last table reconciled: one carried over into the
+    /// next table unchanged (the same `Arc`, so the same servers and
+    /// configuration) keeps its checks without a look at each server.
+    last: HashMap<Arc<str>, Arc<Backend>>,
 }
 
 impl Drop for HealthChecks {
@@ -55,6 +59,7 @@ impl HealthChecks {
         HealthChecks {
             tasks: HashMap::new(),
             events,
+            last: HashMap::new(),
         }
     }
 
@@ -62,7 +67,18 @@ impl HealthChecks {
     /// `health_check` in `config` (servers in maint are not checked).
     pub fn reconcile(&mut self, table: &RoutingTable, config: &Config) {
         let mut wanted: HashMap<Key, (HealthCheckConfig, Arc<ServerState>)> = HashMap::new();
+        let mut unchanged: HashSet<Arc<str>> = HashSet::new();
+        let mut last = HashMap::with_capacity(table.backends().len());
         for backend in table.backends() {
+            last.insert(Arc::clone(&backend.name), Arc::clone(backend));
+            if self
+                .last
+                .get(&backend.name)
+                .is_some_and(|before| Arc::ptr_eq(before, backend))
+            {
+                unchanged.insert(Arc::clone(&backend.name));
+                continue;
+            }
             let Some(check) = config
                 .backend(&backend.name)
                 .and_then(|b| b.health_check.clone())
@@ -78,8 +94,10 @@ impl HealthChecks {
                 wanted.insert(key, (check.clone(), Arc::clone(&server.state)));
             }
         }
+        self.last = last;
         self.tasks.retain(|key, (config, task)| {
-            let keep = wanted.get(key).is_some_and(|(check, _)| check == config);
+            let keep = unchanged.contains(&key.0)
+                || wanted.get(key).is_some_and(|(check, _)| check == config);
             if !keep {
                 task.abort();
             }
@@ -179,5 +197,74 @@ async fn check_loop(
             }
         }
         tokio::time::sleep(jittered(config.interval, &mut seed)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use zkgate_config::{AdminState, ServerAddress, ServerConfig};
+    use zkgate_routing::{Changed, Discovered, TableBuilder};
+
+    use super::*;
+
+    const CONFIG: &str = "frontends:\n  web:\n    bind: [\"127.0.0.1:18080\"]\n    default_backend: a\nbackends:\n  a:\n    health_check: { kind: http, path: /healthz, interval: 1h }\n    servers: []\n  b:\n    health_check: { kind: http, path: /healthz, interval: 1h }\n    servers: []\n";
+
+    fn members(ports: &[u16]) -> Vec<ServerConfig> {
+        ports
+            .iter()
+            .map(|port| ServerConfig {
+                address: ServerAddress::parse(&format!("127.0.0.1:{port}")).unwrap(),
+                weight: 1,
+                state: AdminState::Ready,
+                zone: None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_change_to_one_backend_leaves_the_others_checks_running() {
+        let config = zkgate_config::parse(CONFIG, "t").unwrap();
+        let metrics = zkgate_metrics::Metrics::register(&prometheus::Registry::new()).unwrap();
+        let mut builder = TableBuilder::new(metrics);
+        let (events, _received) = mpsc::channel(16);
+        let mut checks = HealthChecks::new(events);
+        let mut discovered: Discovered = [
+            ("a".into(), members(&[1, 2, 3])),
+            ("b".into(), members(&[4, 5])),
+        ]
+        .into();
+        let first = builder.build(&config, &discovered, &Default::default());
+        checks.reconcile(&first, &config);
+        assert_eq!(checks.len(), 5);
+        let task_of = |checks: &HealthChecks, port: u16| {
+            let key: Key = ("b".into(), ([127, 0, 0, 1], port).into());
+            checks.tasks.get(&key).map(|(_, task)| task.id())
+        };
+        let b_task = task_of(&checks, 4);
+
+        // Backend a loses a server; b is carried over and keeps its tasks.
+        discovered.insert("a".into(), members(&[1, 3]));
+        let changed: HashSet<String> = ["a".to_owned()].into();
+        let second = builder.build_changed(
+            &config,
+            &discovered,
+            &Default::default(),
+            Changed::Backends(&changed),
+        );
+        checks.reconcile(&second, &config);
+        assert_eq!(checks.len(), 4);
+        assert_eq!(task_of(&checks, 4), b_task, "b's check was not restarted");
+
+        // A backend gone takes its checks with it.
+        let only_a = zkgate_config::parse(
+            &CONFIG.replace("  b:\n    health_check: { kind: http, path: /healthz, interval: 1h }\n    servers: []\n", ""),
+            "t",
+        )
+        .unwrap();
+        let third = builder.build(&only_a, &discovered, &Default::default());
+        checks.reconcile(&third, &only_a);
+        assert_eq!(checks.len(), 2);
     }
 }
