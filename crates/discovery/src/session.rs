@@ -82,6 +82,7 @@ pub(crate) async fn run(
     // that a fleet starting together does not land on the first one.
     let zookeeper = shuffled(zookeeper);
     let mut backoff = MIN_BACKOFF;
+    let known = watcher::KnownChildren::default();
     loop {
         let connect_timeout = zookeeper
             .session_timeout
@@ -105,7 +106,7 @@ pub(crate) async fn run(
             announcing.state.clone(),
             metrics.clone(),
         ));
-        let end = serve(&client, &mut specs, &updates, &metrics).await;
+        let end = serve(&client, &mut specs, &updates, &metrics, &known).await;
         announcer.abort();
         announcing.state.send_replace(Announced::Pending);
         metrics.fleet_announced.set(0);
@@ -113,7 +114,12 @@ pub(crate) async fn run(
         match end {
             SessionEnd::Expired => {
                 metrics.zookeeper_session_expirations.inc();
-                warn!("ZooKeeper session expired: opening a new one; serving the last known members meanwhile");
+                // A partition expires a whole fleet's sessions at once:
+                // the new ones open spread out, as re-reads do.
+                let children = known.lock().map_or(0, |known| known.values().sum());
+                let wait = watcher::resync_wait(children);
+                warn!(in_ms = wait.as_millis() as u64, "ZooKeeper session expired: opening a new one; serving the last known members meanwhile");
+                tokio::time::sleep(wait).await;
             }
             SessionEnd::Failed => tokio::time::sleep(jittered(backoff)).await,
             SessionEnd::Shutdown => return,
@@ -135,6 +141,7 @@ async fn serve(
     specs: &mut watch::Receiver<Vec<WatchSpec>>,
     updates: &mpsc::Sender<Update>,
     metrics: &Metrics,
+    known: &watcher::KnownChildren,
 ) -> SessionEnd {
     let mut watchers: HashMap<Arc<str>, (DiscoveryConfig, JoinHandle<()>)> = HashMap::new();
     let full_reads = Arc::new(Semaphore::new(FULL_READS_AT_ONCE));
@@ -143,6 +150,7 @@ async fn serve(
         updates,
         metrics,
         full_reads: &full_reads,
+        known,
     };
     let current = specs.borrow_and_update().clone();
     reconcile(&mut watchers, &current, &session);
@@ -193,6 +201,7 @@ struct Session<'a> {
     updates: &'a mpsc::Sender<Update>,
     metrics: &'a Metrics,
     full_reads: &'a Arc<Semaphore>,
+    known: &'a watcher::KnownChildren,
 }
 
 fn reconcile(
@@ -217,6 +226,7 @@ fn reconcile(
                 session.updates.clone(),
                 session.metrics.clone(),
                 Arc::clone(session.full_reads),
+                Arc::clone(session.known),
             ));
             watchers.insert(Arc::clone(&spec.backend), (spec.config.clone(), task));
         }

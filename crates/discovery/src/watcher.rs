@@ -2,7 +2,7 @@
 //! read after every (re)connect, and one read per changed child.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
@@ -27,8 +27,13 @@ const RESYNC_SPREAD: Duration = Duration::from_millis(500);
 const RESYNC_PER_CHILD: Duration = Duration::from_millis(1);
 const RESYNC_MAX: Duration = Duration::from_secs(15);
 
-/// How long a re-read after a reconnect waits, for a backend of `children`.
-fn resync_wait(children: usize) -> Duration {
+/// How many children each backend's last full read found, shared by a
+/// discovery's watchers across its sessions.
+pub type KnownChildren = Arc<Mutex<HashMap<Arc<str>, usize>>>;
+
+/// How long a re-read after a reconnect waits, for `children` to read
+/// (also how long a new session after an expired one waits to open).
+pub fn resync_wait(children: usize) -> Duration {
     let spread = RESYNC_SPREAD + RESYNC_PER_CHILD * children.min(u32::MAX as usize) as u32;
     spread.min(RESYNC_MAX).mul_f64(fastrand::f64())
 }
@@ -60,6 +65,7 @@ struct Watcher {
     zxid: i64,
     /// Children the last full read found.
     children: usize,
+    known: KnownChildren,
 }
 
 /// Runs until the session ends or the task is aborted.
@@ -69,6 +75,7 @@ pub async fn watch_backend(
     updates: mpsc::Sender<Update>,
     metrics: Metrics,
     full_reads: Arc<Semaphore>,
+    known: KnownChildren,
 ) {
     let path = spec.config.path.clone();
     let mut this = Watcher {
@@ -78,6 +85,7 @@ pub async fn watch_backend(
         logged: HashMap::new(),
         zxid: 0,
         children: 0,
+        known,
     };
     // Watch first, read second: a change between the two shows up as an event.
     let Some(mut events) = this.add_watch().await else {
@@ -315,6 +323,9 @@ impl Watcher {
             Err(err) => return Err(err),
         };
         self.children = children.len();
+        if let Ok(mut known) = self.known.lock() {
+            known.insert(Arc::clone(&self.spec.backend), children.len());
+        }
         let (read, zxid) = self.read_children(&children).await?;
         let zxid = zxid.max(stat.pzxid).max(directives.zxid);
         let members = read
