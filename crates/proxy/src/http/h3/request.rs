@@ -20,8 +20,10 @@ use crate::http::full::ProxyService;
 use crate::http::headers::strip_hop_by_hop;
 use crate::http::request_body::{BoxError, InboundBody};
 
-type Send = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
-type Recv = RequestStream<h3_quinn::RecvStream, Bytes>;
+/// The stream's two halves: the answer goes out on one while the request's
+/// body comes in on the other.
+type SendHalf = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
+type RecvHalf = RequestStream<h3_quinn::RecvStream, Bytes>;
 
 /// Reads the request of one stream (its head within `client_header`),
 /// serves it, and sends the answer.
@@ -50,7 +52,7 @@ pub async fn serve(
 
 /// Sends `response` on `send`: its head, its body as DATA frames, its
 /// trailers if any.
-async fn answer<B>(send: &mut Send, response: Response<B>) -> Result<(), BoxError>
+async fn answer<B>(send: &mut SendHalf, response: Response<B>) -> Result<(), BoxError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -108,7 +110,7 @@ enum Reading {
 /// arrived: a GET whose stream ended with its head is bodiless (and goes
 /// to HTTP/1.1 servers without a chunked empty body).
 struct ClientStream {
-    recv: Recv,
+    recv: RecvHalf,
     reading: Reading,
     /// Data or trailers read while looking whether the body had ended.
     first: Option<Frame<Bytes>>,
@@ -117,7 +119,7 @@ struct ClientStream {
 }
 
 impl ClientStream {
-    fn new(recv: Recv, declared: Option<u64>) -> Self {
+    fn new(recv: RecvHalf, declared: Option<u64>) -> Self {
         let mut stream = ClientStream {
             recv,
             reading: Reading::Data,
