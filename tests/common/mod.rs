@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+pub mod edge;
 pub mod load;
 
 /// The zkgate binary built for this test run.

@@ -80,17 +80,26 @@ impl H3Client {
             .send_request(request)
             .await
             .map_err(|e| e.to_string())?;
-        if !body.is_empty() {
-            // In pieces, as a client streams an upload.
-            for chunk in body.chunks(64 * 1024) {
-                stream
-                    .send_data(Bytes::copy_from_slice(chunk))
-                    .await
-                    .map_err(|e| e.to_string())?;
+        // In pieces, as a client streams an upload. A server may answer
+        // before taking it all (and stop the upload): the answer is still
+        // read, as a browser would.
+        let mut sent: Result<(), String> = Ok(());
+        for chunk in body.chunks(64 * 1024) {
+            sent = stream
+                .send_data(Bytes::copy_from_slice(chunk))
+                .await
+                .map_err(|e| e.to_string());
+            if sent.is_err() {
+                break;
             }
         }
-        stream.finish().await.map_err(|e| e.to_string())?;
-        let head = stream.recv_response().await.map_err(|e| e.to_string())?;
+        if sent.is_ok() {
+            sent = stream.finish().await.map_err(|e| e.to_string());
+        }
+        let head = match stream.recv_response().await {
+            Ok(head) => head,
+            Err(err) => return Err(sent.err().unwrap_or_else(|| err.to_string())),
+        };
         let mut collected = Vec::new();
         while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {
             while chunk.has_remaining() {

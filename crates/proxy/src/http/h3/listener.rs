@@ -196,7 +196,11 @@ impl Accepting {
     /// made anew only when they changed; `None` if it has no HTTP/3 TLS.
     fn configure(&mut self, frontend: &Frontend) -> Option<Arc<quinn::ServerConfig>> {
         let tls = frontend.tls.as_ref()?.quic.clone()?;
-        let idle = frontend.timeouts.client_idle;
+        // QUIC's own idle timer also runs during the handshake, which
+        // `client_header` bounds: it must not end one sooner. A connection
+        // without a request for `client_idle` is closed by its task.
+        let timeouts = &frontend.timeouts;
+        let idle = timeouts.client_idle.max(timeouts.client_header);
         if let Some(current) = &self.current {
             if Arc::ptr_eq(&current.tls, &tls) && current.idle == idle {
                 return Some(Arc::clone(&current.config));

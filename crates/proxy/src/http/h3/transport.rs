@@ -70,9 +70,9 @@ fn transport(idle: Duration) -> TransportConfig {
         .max_concurrent_uni_streams(VarInt::from_u32(MAX_UNI_STREAMS))
         .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
-        // A silent client is gone after `client_idle` (QUIC's own timer,
-        // which any packet resets; the connection's task closes one that
-        // sends no request for as long).
+        // A silent client is gone after `idle` (QUIC's own timer, which
+        // any packet resets; the connection's task closes one that sends
+        // no request for `client_idle`).
         .max_idle_timeout(IdleTimeout::try_from(idle).ok());
     transport
 }
