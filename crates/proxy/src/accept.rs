@@ -273,7 +273,11 @@ fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {
 /// Connection-level refusals (the client's socket is simply closed): tcp
 /// access lists and rate limits, and per-client connection limits. `Some`
 /// holds the client's connection slot, if it is counted.
-fn admit(frontend: &Frontend, client: SocketAddr, proxy: &Proxy) -> Option<Option<ClientSlot>> {
+pub(crate) fn admit(
+    frontend: &Frontend,
+    client: SocketAddr,
+    proxy: &Proxy,
+) -> Option<Option<ClientSlot>> {
     let ip = client.ip();
     if frontend.mode == Mode::Tcp {
         if frontend

@@ -278,8 +278,9 @@ impl Accepting {
 }
 
 /// Connection-level refusals of an HTTP/3 attempt: the frontend has
-/// `max_connections` open, or the client its `max_connections_per_client`.
-/// `Some` holds the client's connection slot, if it is counted.
+/// `max_connections` open (a TCP listener would stop accepting; an attempt
+/// on UDP is refused instead), then those of every connection
+/// (`accept::admit`). `Some` holds the client's connection slot, if counted.
 fn admit(frontend: &Frontend, peer: SocketAddr, proxy: &Proxy) -> Option<Option<ClientSlot>> {
     let metrics = &frontend.metrics;
     if frontend.max_connections > 0
@@ -288,14 +289,5 @@ fn admit(frontend: &Frontend, peer: SocketAddr, proxy: &Proxy) -> Option<Option<
         metrics.denied_max_connections.inc();
         return None;
     }
-    match frontend.max_connections_per_client {
-        0 => Some(None),
-        max => match proxy.limits.connect(frontend.id, peer.ip(), max) {
-            Some(slot) => Some(Some(slot)),
-            None => {
-                metrics.denied_max_connections.inc();
-                None
-            }
-        },
-    }
+    crate::accept::admit(frontend, peer, proxy)
 }
