@@ -39,7 +39,8 @@
 # with a request in flight to a server that answers 10 s late, measured
 # before, during, after, during a second round and after it. 9,000: a proxy
 # may need two sockets a connection, and this machine's hard limit is
-# 20,000 open files (MEMORY_CONNECTIONS, MEMORY_IN_FLIGHT change it).
+# 20,000 open files (MEMORY_CONNECTIONS, MEMORY_IN_FLIGHT change it;
+# MEMORY_CASES and MEMORY_PROXIES pick rows, e.g. MEMORY_PROXIES=zkgate).
 #
 # CPU_CAP=50 caps each proxy to 50 % of its core with a CPU quota of the
 # cgroup `cpu` controller (v1 `cpu.cfs_quota_us`, or v2 `cpu.max`), every
@@ -387,8 +388,9 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 memory() { # RSS rows: idle plain, idle TLS, in flight; for each proxy
   local count case proxy port args start during1 after1 during2 after2 opened line
   printf "%-22s %-8s %10s %10s %10s %10s %10s %12s\n" "memory (RSS, MB)" proxy start during after during2 after2 "bytes/conn"
-  for case in idle idle-tls in-flight; do
-    for proxy in zkgate haproxy nginx; do
+  local proxies=${MEMORY_PROXIES:-zkgate haproxy nginx}
+  for case in ${MEMORY_CASES:-idle idle-tls in-flight}; do
+    for proxy in $proxies; do
       case $case in
         idle) port=${HTTP[$proxy]}; args=(/64); count=${MEMORY_CONNECTIONS:-9000} ;;
         idle-tls) port=${TLS[$proxy]}; args=(/64 --tls); count=${MEMORY_CONNECTIONS:-9000} ;;
@@ -404,7 +406,7 @@ memory() { # RSS rows: idle plain, idle TLS, in flight; for each proxy
         # Requests in flight end when the server answers (10 s after they came).
         if [ "$case" = in-flight ]; then sleep 12; else sleep 4; fi
       }
-      if [ "$proxy" = zkgate ]; then  # each case starts with fresh processes
+      if [ "$proxy" = "${proxies%% *}" ]; then  # each case starts with fresh processes
         start_proxies
         cap_proxy zkgate "${PID[zkgate]}"; cap_proxy haproxy "${PID[haproxy]}"
         cap_proxy nginx "${MASTER[nginx]}" "${PID[nginx]}"

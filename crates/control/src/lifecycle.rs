@@ -521,17 +521,16 @@ async fn data_plane(
     config: &Config,
     table: Arc<ArcSwap<RoutingTable>>,
 ) -> Result<Proxy, StartError> {
-    let mut proxy = Proxy::new(table);
-    if let Some(access_log) = &config.access_log {
-        let log = zkgate_proxy::AccessLog::start(access_log)
-            .await
-            .map_err(|source| StartError::AccessLog {
+    let access_log = match &config.access_log {
+        Some(access_log) => Some(zkgate_proxy::AccessLog::start(access_log).await.map_err(
+            |source| StartError::AccessLog {
                 path: access_log.path.clone(),
                 source,
-            })?;
-        proxy.access_log = Some(log);
-    }
-    Ok(proxy)
+            },
+        )?),
+        None => None,
+    };
+    Ok(Proxy::new(table, access_log))
 }
 
 /// Sleeps until `at`, or forever if `None`.

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -14,11 +15,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use zkgate_config::Mode;
-use zkgate_routing::{Frontend, FrontendId};
+use zkgate_routing::{Frontend, FrontendId, RoutingTable};
 
 use crate::handover::Inherited;
 use crate::limits::ClientSlot;
 use crate::proxy_protocol;
+use crate::stream::Stream;
 
 use crate::{Proxy, Workers};
 
@@ -228,46 +230,95 @@ fn serve(stream: TcpStream, peer: SocketAddr, id: FrontendId, proxy: &Proxy) {
     }
     let guard = proxy.connections.open();
     let proxy = proxy.clone();
+    // Boxed: the PROXY header and the TLS handshake last a moment, and the
+    // task keeps no room for them (nor for the accepted socket's first
+    // form) for the rest of its life.
+    let opening = Box::pin(open(
+        stream,
+        peer,
+        Arc::clone(&frontend),
+        table,
+        proxy.clone(),
+    ));
     tokio::spawn(async move {
-        let mut stream = stream;
-        // Behind an L4 balancer speaking the PROXY protocol, the client is the one it names.
-        let client = if frontend.accept_proxy {
-            match Box::pin(proxy_protocol::read(
-                &mut stream,
-                frontend.timeouts.client_header,
-            ))
-            .await
-            {
-                Ok(proxy_protocol::Header::Proxied { source, .. }) => source,
-                Ok(proxy_protocol::Header::Local) => peer,
-                Err(why) => {
-                    debug!(%peer, "closing connection: {why}");
-                    return;
-                }
-            }
-        } else {
-            peer
-        };
-        let Some(slot) = admit(&frontend, client, &proxy) else {
+        let Some(Opened {
+            stream,
+            client,
+            slot,
+            table,
+        }) = opening.await
+        else {
             return;
         };
-        frontend.metrics.connections.inc();
-        frontend.metrics.active_connections.inc();
-        if let Some(stream) = crate::handshake::accept(stream, &frontend, client).await {
-            match frontend.mode {
-                Mode::Http => crate::http::serve(stream, client, &frontend, proxy, guard).await,
-                // Boxed: only the mode a connection is in takes room.
-                Mode::Tcp => {
-                    Box::pin(crate::tcp::serve(
-                        stream, client, &frontend, table, guard, &proxy,
-                    ))
-                    .await
-                }
+        match frontend.mode {
+            Mode::Http => {
+                drop(table);
+                crate::http::serve(stream, client, &frontend, &proxy, guard).await
+            }
+            // Boxed: only the mode a connection is in takes room.
+            Mode::Tcp => {
+                Box::pin(crate::tcp::serve(
+                    stream, client, &frontend, table, guard, &proxy,
+                ))
+                .await
             }
         }
         frontend.metrics.active_connections.dec();
         drop(slot);
     });
+}
+
+/// A connection admitted, through its PROXY header and TLS handshake.
+struct Opened {
+    stream: Stream,
+    /// The client: the peer, or whom its PROXY header names.
+    client: SocketAddr,
+    /// The client's connection slot, if counted (boxed: it is rare, and
+    /// a connection's task keeps it for its whole life).
+    slot: Option<Box<ClientSlot>>,
+    /// The table the connection was accepted under.
+    table: Arc<RoutingTable>,
+}
+
+/// Reads the PROXY header (if the frontend expects one), admits the client
+/// and shakes hands (if the frontend terminates TLS); `None` closes the
+/// connection.
+async fn open(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    frontend: Arc<Frontend>,
+    table: Arc<RoutingTable>,
+    proxy: Proxy,
+) -> Option<Opened> {
+    let frontend = &*frontend;
+    // Behind an L4 balancer speaking the PROXY protocol, the client is the one it names.
+    let client = if frontend.accept_proxy {
+        match proxy_protocol::read(&mut stream, frontend.timeouts.client_header).await {
+            Ok(proxy_protocol::Header::Proxied { source, .. }) => source,
+            Ok(proxy_protocol::Header::Local) => peer,
+            Err(why) => {
+                debug!(%peer, "closing connection: {why}");
+                return None;
+            }
+        }
+    } else {
+        peer
+    };
+    let slot = admit(frontend, client, &proxy)?;
+    frontend.metrics.connections.inc();
+    frontend.metrics.active_connections.inc();
+    match crate::handshake::accept(stream, frontend, client).await {
+        Some(stream) => Some(Opened {
+            stream,
+            client,
+            slot: slot.map(Box::new),
+            table,
+        }),
+        None => {
+            frontend.metrics.active_connections.dec();
+            None
+        }
+    }
 }
 
 /// Connection-level refusals (the client's socket is simply closed): tcp
@@ -319,7 +370,7 @@ mod tests {
     #[tokio::test]
     async fn once_stopped_no_worker_accepts_on_the_port() {
         let workers = Workers::start(2).unwrap();
-        let proxy = Proxy::new(Arc::new(ArcSwap::from_pointee(RoutingTable::empty())));
+        let proxy = Proxy::new(Arc::new(ArcSwap::from_pointee(RoutingTable::empty())), None);
         let sockets = bind_per_worker(
             ([127, 0, 0, 1], 0).into(),
             &workers,

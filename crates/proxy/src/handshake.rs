@@ -17,9 +17,9 @@ pub async fn accept(stream: TcpStream, frontend: &Frontend, peer: SocketAddr) ->
     let Some(tls) = &frontend.tls else {
         return Some(Stream::Plain(stream));
     };
-    // Boxed: a handshake's state is large and lasts a moment; the
-    // connection's task keeps no room for it for the rest of its life.
-    Box::pin(accept_tls(stream, tls, frontend, peer)).await
+    // (The caller boxes this future: a handshake's state is large and
+    // lasts a moment.)
+    accept_tls(stream, tls, frontend, peer).await
 }
 
 async fn accept_tls(

@@ -132,6 +132,11 @@ impl<T> CountingIo<T> {
         self.inner
     }
 
+    /// From now on, notes arriving bytes in `activity` too.
+    pub fn watch(&mut self, activity: Arc<ConnActivity>) {
+        self.activity = Some(activity);
+    }
+
     pub fn get_ref(&self) -> &T {
         &self.inner
     }

@@ -29,9 +29,14 @@ pub use http::h3::{bind_udp, QuicListener};
 pub use workers::Workers;
 
 /// What every listener and connection shares: the published table and the
-/// process-wide connection tracker.
+/// process-wide connection tracker. A handle: cloning it (once per
+/// connection) is one reference count, and it takes one word in a
+/// connection's state.
 #[derive(Clone)]
-pub struct Proxy {
+pub struct Proxy(Arc<Shared>);
+
+/// What a [`Proxy`] handle points to.
+pub struct Shared {
     /// The routing table in service; replaced as a whole by the control plane.
     pub table: Arc<ArcSwap<RoutingTable>>,
     /// Open client connections, for graceful shutdown.
@@ -45,14 +50,22 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A data plane serving `table`.
-    pub fn new(table: Arc<ArcSwap<RoutingTable>>) -> Self {
-        Proxy {
+    /// A data plane serving `table`, logging to `access_log` if any.
+    pub fn new(table: Arc<ArcSwap<RoutingTable>>, access_log: Option<Arc<AccessLog>>) -> Self {
+        Proxy(Arc::new(Shared {
             table,
             connections: Connections::default(),
             changed: Arc::new(tokio::sync::Notify::new()),
-            access_log: None,
+            access_log,
             limits: Arc::default(),
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for Proxy {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }

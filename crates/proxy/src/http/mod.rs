@@ -17,11 +17,9 @@ mod pool;
 mod request_body;
 mod response;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::net::TcpStream;
 use zkgate_routing::Frontend;
 
 use crate::connections::ConnectionGuard;
@@ -29,75 +27,49 @@ use crate::stream::Stream;
 use crate::Proxy;
 
 /// Serves one client connection until it closes, times out, or shutdown asks
-/// it to finish.
-pub async fn serve(
+/// it to finish. Its state while it waits for a request is the fast path's
+/// [`fast::Client`] and little else: every other path is boxed where the
+/// connection enters it.
+///
+/// Not an `async fn`: an `async fn` keeps a second copy of its arguments
+/// in the future, for the connection's whole life.
+pub fn serve<'a>(
     stream: Stream,
     peer: SocketAddr,
-    frontend: &Arc<Frontend>,
-    proxy: Proxy,
-    guard: ConnectionGuard,
-) {
-    let h2 = match &stream {
-        // Over TLS, ALPN decides.
-        Stream::Tls(_) => stream.alpn() == Some(b"h2"),
-        Stream::Plain(tcp) => starts_with_h2_preface(tcp, frontend.timeouts.client_header).await,
-    };
-    if h2 {
-        // Boxed, as the full HTTP/1 path below: the task of a connection
-        // keeps room only for the path it is on.
-        return Box::pin(full::serve_h2(stream, peer, frontend, proxy, guard)).await;
-    }
-    serve_h1(stream, peer, frontend, proxy, guard).await
-}
-
-/// Whether a cleartext client opened with the HTTP/2 connection preface (h2c
-/// with prior knowledge). It starts `PRI `, which no HTTP/1 request does.
-async fn starts_with_h2_preface(stream: &TcpStream, wait: Duration) -> bool {
-    const PREFACE: &[u8] = b"PRI ";
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut first = [0u8; 4];
-    loop {
-        let peeked = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
-            Ok(Ok(n)) => n,
-            // Closed, failed or silent: HTTP/1 handling deals with it (and its timeouts).
-            _ => return false,
-        };
-        if peeked == 0 || first[..peeked] != PREFACE[..peeked] {
-            return false;
-        }
-        if peeked == PREFACE.len() {
-            return true;
-        }
-        // A partial match: wait for the rest of the first bytes.
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Serves an HTTP/1.x connection: on the fast path, then on hyper's if the
-/// fast path hands it over.
-async fn serve_h1(
-    stream: Stream,
-    peer: SocketAddr,
-    frontend: &Arc<Frontend>,
-    proxy: Proxy,
+    frontend: &'a Arc<Frontend>,
+    proxy: &'a Proxy,
     mut guard: ConnectionGuard,
-) {
-    let (io, service, activity) = full::client_side(stream, peer, frontend, proxy.clone());
-    let client_text = service.client_text();
-    let ended = fast::serve(
-        io,
-        peer,
-        client_text.as_bytes(),
-        frontend,
-        &proxy,
-        &activity,
-        &mut guard,
-    )
-    .await;
-    if let fast::End::Handover(io, read) = ended {
-        Box::pin(full::serve_h1(
-            io, read, peer, frontend, service, &activity, guard,
-        ))
-        .await;
+) -> impl Future<Output = ()> + Send + 'a {
+    let mut client = fast::Client::new(stream, peer, frontend, proxy);
+    async move {
+        let peer = client.peer();
+        // Over TLS, ALPN decides; a cleartext client's first bytes do
+        // (the fast path looks).
+        let ended = if client.alpn_h2() {
+            fast::End::H2
+        } else {
+            fast::serve(&mut client, frontend, &mut guard).await
+        };
+        match ended {
+            fast::End::Closed => {}
+            fast::End::H2 => {
+                let (io, read) = client.into_parts();
+                let proxy = proxy.clone();
+                Box::pin(full::serve_h2(io, read, peer, frontend, proxy, guard)).await
+            }
+            fast::End::Handover => {
+                let (io, read, activity) = client.into_handover();
+                let service = full::ProxyService::new(
+                    proxy.clone(),
+                    frontend.id,
+                    peer,
+                    Arc::clone(&activity),
+                );
+                Box::pin(full::serve_h1(
+                    io, read, peer, frontend, service, &activity, guard,
+                ))
+                .await
+            }
+        }
     }
 }

@@ -24,20 +24,23 @@ mod differential;
 #[cfg(test)]
 mod differential_requests;
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
+use http::HeaderValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use self::buffers::{Scratch, READ_SIZE};
 use zkgate_routing::{Frontend, FrontendId};
 
-use self::head::{Field, Scan};
+use self::head::Scan;
 use self::timer::Timer;
+use super::headers::client_address_value;
 use super::policy::client_wait::{closes_on_shutdown, Waiting};
 use super::policy::MAX_HEAD_BYTES;
 use super::response::REQUEST_TIMEOUT_RAW;
@@ -53,34 +56,28 @@ pub type ClientIo = CountingIo<Stream>;
 pub enum End {
     /// It is finished (closed by either side, timed out, or shut down).
     Closed,
-    /// The hyper path takes it over, starting with these unread bytes.
-    Handover(ClientIo, BytesMut),
+    /// The hyper path takes it over ([`Client::into_handover`]).
+    Handover,
+    /// A cleartext client opened with HTTP/2's connection preface (h2c
+    /// with prior knowledge): hyper's HTTP/2 server takes it over
+    /// ([`Client::into_parts`]).
+    H2,
 }
 
-impl Client<'_> {
-    /// Hands the connection to the hyper path, its activity brought up to date.
-    fn handover(self) -> End {
-        self.activity.resume(self.served, !self.buf.is_empty());
-        End::Handover(self.io, self.buf)
-    }
-}
-
-/// A client connection on the fast path.
-struct Client<'a> {
+/// A client connection on the fast path: all an idle keep-alive connection
+/// holds (its buffers are the worker's while it waits).
+pub struct Client<'a> {
     io: ClientIo,
     /// Read from the client and not yet served.
     buf: BytesMut,
-    fields: Vec<Field>,
-    /// The head for the server.
-    upstream: Vec<u8>,
-    /// What goes to the client next.
-    out: Vec<u8>,
+    /// The vectors a request is served with, while one is (boxed: an idle
+    /// connection keeps one word for them).
+    scratch: Option<Box<Scratch>>,
     peer: SocketAddr,
     /// The client's address as X-Forwarded-For text.
-    client_text: &'a [u8],
+    client_text: HeaderValue,
     frontend: FrontendId,
     proxy: &'a Proxy,
-    activity: &'a ConnActivity,
     /// Requests served on this connection.
     served: u64,
     /// When the last response from a server ended, if known without reading
@@ -90,136 +87,179 @@ struct Client<'a> {
     timer: Timer,
 }
 
-/// Serves requests until the connection ends or needs the hyper path.
-pub async fn serve(
-    io: ClientIo,
-    peer: SocketAddr,
-    client_text: &[u8],
-    frontend: &Frontend,
-    proxy: &Proxy,
-    activity: &ConnActivity,
-    guard: &mut ConnectionGuard,
-) -> End {
-    let mut idle_since = tokio::time::Instant::now();
-    let mut client = Client::new(io, peer, client_text, frontend, proxy, activity, idle_since);
-    let mut stopping = *guard.shutdown.borrow();
-    let mut watching = !stopping;
-    // Waited on for the whole connection, not per request: registering a
-    // waiter with the channel (and removing it) took ~3 % of a request's
-    // instructions.
-    let mut shutdown = guard.shutdown.clone();
-    let shutdown_begins = shutdown.changed();
-    tokio::pin!(shutdown_begins);
-    // When the first bytes of a head that did not come whole were seen.
-    let mut head_since = None;
-    loop {
-        // Read until the buffer starts with a complete head.
-        let parsed = loop {
-            if !client.buf.is_empty() {
-                client.take_scratch();
-                match head::scan(&client.buf, &mut client.fields) {
-                    Scan::Complete(parsed) => break parsed,
-                    Scan::Other => return client.handover(),
-                    Scan::Partial if client.buf.len() >= MAX_HEAD_BYTES => {
-                        return client.handover()
-                    }
-                    Scan::Partial => {
-                        head_since.get_or_insert_with(tokio::time::Instant::now);
-                    }
-                }
-            } else if stopping && closes_on_shutdown(client.served > 0) {
-                return End::Closed;
-            }
-            let (waiting, since) = match head_since {
-                Some(since) => (Waiting::RestOfHead, since),
-                None => (client.between_requests(), idle_since),
-            };
-            let deadline = since + waiting.limit(&frontend.timeouts);
-            if client.buf.is_empty() {
-                client.release_buffers();
-            }
-            tokio::select! {
-                biased;
-                read = read_more(&mut client.io, &mut client.buf) => match read {
-                    Ok(0) | Err(_) => return End::Closed,
-                    Ok(_) => {}
-                },
-                () = client.timer.until(deadline) => return client.time_out(waiting).await,
-                changed = &mut shutdown_begins, if watching => {
-                    watching = false;
-                    stopping = changed.is_ok();
-                }
-            }
-        };
-        head_since = None;
-        let mut closing = parsed.close || stopping || *guard.shutdown.borrow();
-        // Boxed: a request's state (its exchange with a server) is taken
-        // from the allocator only while it is served, so that an idle
-        // connection's task stays small.
-        match Box::pin(client.request(parsed, closing)).await {
-            Served::Next => {}
-            Served::Last => closing = true,
-            Served::Close => return End::Closed,
-            Served::Hyper => return client.handover(),
-        }
-        match client.next_request(parsed.len, closing).await {
-            Some(since) => idle_since = since,
-            None => return End::Closed,
-        }
-    }
-}
-
 impl<'a> Client<'a> {
-    fn new(
-        io: ClientIo,
-        peer: SocketAddr,
-        client_text: &'a [u8],
-        frontend: &Frontend,
-        proxy: &'a Proxy,
-        activity: &'a ConnActivity,
-        accepted: tokio::time::Instant,
-    ) -> Self {
+    /// A connection just accepted (and through its TLS handshake, if any).
+    pub fn new(stream: Stream, peer: SocketAddr, frontend: &Frontend, proxy: &'a Proxy) -> Self {
+        // No `ConnActivity`: the fast path keeps its own time; the hyper
+        // path gets one if it takes the connection over.
+        let io = CountingIo::new(
+            stream,
+            frontend.metrics.bytes_received.clone(),
+            frontend.metrics.bytes_sent.clone(),
+            None,
+        );
+        let accepted = tokio::time::Instant::now();
         Client {
             io,
             // Taken from the worker's pool once bytes come.
             buf: BytesMut::new(),
-            fields: Vec::new(),
-            upstream: Vec::new(),
-            out: Vec::new(),
+            scratch: None,
             peer,
-            client_text,
+            client_text: client_address_value(peer.ip()),
             frontend: frontend.id,
             proxy,
-            activity,
             served: 0,
             ended: None,
             timer: Timer::new(accepted + Waiting::FirstRequest.limit(&frontend.timeouts)),
         }
     }
 
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Whether TLS's ALPN chose HTTP/2.
+    pub fn alpn_h2(&self) -> bool {
+        self.io.get_ref().alpn() == Some(b"h2")
+    }
+
+    /// The socket and the bytes read from it and not served.
+    pub fn into_parts(mut self) -> (ClientIo, BytesMut) {
+        let unread = self.take_unread();
+        (self.io, unread)
+    }
+
+    /// The bytes read and not served, copied out of the pool's buffer,
+    /// which goes back: the hyper paths would hold it for the connection's
+    /// life.
+    fn take_unread(&mut self) -> BytesMut {
+        let unread = BytesMut::from(&self.buf[..]);
+        self.buf.clear();
+        self.release_buffers();
+        unread
+    }
+
+    /// What the hyper path takes over after [`End::Handover`]: the socket,
+    /// the bytes read and not served, and the connection's activity so far.
+    pub fn into_handover(mut self) -> (ClientIo, BytesMut, Arc<ConnActivity>) {
+        let activity = ConnActivity::new();
+        activity.resume(self.served, !self.buf.is_empty());
+        self.io.watch(Arc::clone(&activity));
+        let unread = self.take_unread();
+        (self.io, unread, activity)
+    }
+}
+
+/// Serves requests until the connection ends or needs the hyper path.
+///
+/// Not an `async fn`, which would keep a second copy of its arguments in
+/// every idle connection's task.
+#[allow(clippy::manual_async_fn)]
+pub fn serve<'c, 'a: 'c>(
+    client: &'c mut Client<'a>,
+    frontend: &'c Frontend,
+    guard: &'c mut ConnectionGuard,
+) -> impl Future<Output = End> + Send + use<'c, 'a> {
+    async move {
+        let mut idle_since = tokio::time::Instant::now();
+        let mut stopping = *guard.shutdown.borrow();
+        let mut watching = !stopping;
+        // Waited on for the whole connection, not per request: registering a
+        // waiter with the channel (and removing it) took ~3 % of a request's
+        // instructions.
+        let mut shutdown = guard.shutdown.clone();
+        let shutdown_begins = shutdown.changed();
+        tokio::pin!(shutdown_begins);
+        // When the first bytes of a head that did not come whole were seen.
+        let mut head_since = None;
+        loop {
+            // Read until the buffer starts with a complete head.
+            let parsed = loop {
+                if !client.buf.is_empty() {
+                    if client.served == 0 && client.opens_h2() {
+                        return End::H2;
+                    }
+                    let scratch = client.scratch.get_or_insert_with(buffers::take_scratch);
+                    match head::scan(&client.buf, &mut scratch.fields) {
+                        Scan::Complete(parsed) => break parsed,
+                        Scan::Other => return End::Handover,
+                        Scan::Partial if client.buf.len() >= MAX_HEAD_BYTES => {
+                            return End::Handover
+                        }
+                        Scan::Partial => {
+                            head_since.get_or_insert_with(tokio::time::Instant::now);
+                        }
+                    }
+                } else if stopping && closes_on_shutdown(client.served > 0) {
+                    return End::Closed;
+                }
+                let (waiting, since) = match head_since {
+                    Some(since) => (Waiting::RestOfHead, since),
+                    None => (client.between_requests(), idle_since),
+                };
+                let deadline = since + waiting.limit(&frontend.timeouts);
+                if client.buf.is_empty() {
+                    client.release_buffers();
+                }
+                tokio::select! {
+                    biased;
+                    read = read_more(&mut client.io, &mut client.buf) => match read {
+                        Ok(0) | Err(_) => return End::Closed,
+                        Ok(_) => {}
+                    },
+                    () = client.timer.until(deadline) => return client.time_out(waiting).await,
+                    changed = &mut shutdown_begins, if watching => {
+                        watching = false;
+                        stopping = changed.is_ok();
+                    }
+                }
+            };
+            head_since = None;
+            let mut closing = parsed.close || stopping || *guard.shutdown.borrow();
+            // Boxed: a request's state (its exchange with a server) is taken
+            // from the allocator only while it is served, so that an idle
+            // connection's task stays small.
+            match Box::pin(client.request(parsed, closing)).await {
+                Served::Next => {}
+                Served::Last => closing = true,
+                Served::Close => return End::Closed,
+                Served::Hyper => return End::Handover,
+            }
+            match client.next_request(parsed.len, closing).await {
+                Some(since) => idle_since = since,
+                None => return End::Closed,
+            }
+        }
+    }
+}
+
+impl Client<'_> {
     /// Gives the buffers back to the worker's pool: nothing is in flight.
     fn release_buffers(&mut self) {
         debug_assert!(self.buf.is_empty());
         if self.buf.capacity() > 0 {
             buffers::give_read(std::mem::take(&mut self.buf));
         }
-        if self.upstream.capacity() > 0 {
-            buffers::give_scratch(Scratch {
-                fields: std::mem::take(&mut self.fields),
-                upstream: std::mem::take(&mut self.upstream),
-                out: std::mem::take(&mut self.out),
-            });
+        if let Some(scratch) = self.scratch.take() {
+            buffers::give_scratch(scratch);
         }
     }
 
-    /// Takes scratch vectors from the pool for a request, unless held.
-    fn take_scratch(&mut self) {
-        if self.upstream.capacity() == 0 {
-            let scratch = buffers::take_scratch();
-            self.fields = scratch.fields;
-            self.upstream = scratch.upstream;
-            self.out = scratch.out;
-        }
+    /// The request's scratch vectors.
+    fn scratch(&self) -> &Scratch {
+        self.scratch.as_deref().expect(SCRATCH_HELD)
+    }
+
+    fn scratch_mut(&mut self) -> &mut Scratch {
+        self.scratch.as_deref_mut().expect(SCRATCH_HELD)
+    }
+
+    /// Whether a cleartext client began with `PRI `, as HTTP/2's
+    /// connection preface does and no HTTP/1 request does.
+    fn opens_h2(&self) -> bool {
+        const PREFACE: &[u8] = b"PRI ";
+        matches!(self.io.get_ref(), Stream::Plain(_)) && self.buf.starts_with(PREFACE)
     }
 
     /// What the connection waits for while no request head has begun.
@@ -265,6 +305,10 @@ impl<'a> Client<'a> {
     }
 }
 
+/// Scratch vectors are taken as a request's head is parsed, before
+/// anything uses them.
+const SCRATCH_HELD: &str = "scratch vectors are held while a request is served";
+
 /// Below this much free space, the read buffer grows before a read.
 const MIN_READ: usize = 1024;
 
@@ -280,19 +324,26 @@ async fn read_more(io: &mut ClientIo, buf: &mut BytesMut) -> std::io::Result<usi
         return io.read_buf(buf).await;
     }
     loop {
-        let mut taken = buffers::take_read();
-        // One try without waiting: it gives bytes (a TLS session's
-        // decrypted ones included), the end, or nothing for now.
-        let tried = pin!(io.read_buf(&mut taken)).poll(&mut Context::from_waker(Waker::noop()));
-        match tried {
-            Poll::Ready(read) => {
-                *buf = taken;
-                return read;
-            }
-            Poll::Pending => buffers::give_read(taken),
+        if let Poll::Ready(read) = try_read_pooled(io, buf) {
+            return read;
         }
-        io.get_ref().tcp().readable().await?;
+        // Polled in place rather than through `readable()`, whose future
+        // would take room in every idle connection's task.
+        poll_fn(|cx| io.get_ref().tcp().poll_read_ready(cx)).await?;
     }
+}
+
+/// One read without waiting, into a buffer from the pool that is kept only
+/// if it gets bytes (a TLS session's decrypted ones included) or the end.
+fn try_read_pooled(io: &mut ClientIo, buf: &mut BytesMut) -> Poll<std::io::Result<usize>> {
+    let mut taken = buffers::take_read();
+    let tried = pin!(io.read_buf(&mut taken)).poll(&mut Context::from_waker(Waker::noop()));
+    if tried.is_ready() {
+        *buf = taken;
+    } else {
+        buffers::give_read(taken);
+    }
+    tried
 }
 
 /// `served`, but the last on the connection if `last`.

@@ -14,7 +14,7 @@ use zkgate_routing::{Backend, Frontend};
 
 use super::exchange::{exchange, Exchanged, Outgoing};
 use super::head::{self, Head, Role};
-use super::{last_if, Client, Served};
+use super::{last_if, Client, Served, SCRATCH_HELD};
 use crate::access_log::HttpEntry;
 use crate::http::copy::CopiedBody;
 use crate::http::full;
@@ -53,7 +53,7 @@ impl Client<'_> {
         let table = self.proxy.table.load_full();
         let head = Head {
             buf: &self.buf,
-            fields: &self.fields,
+            fields: &self.scratch().fields,
             parsed,
         };
         let decision = decide(
@@ -102,8 +102,9 @@ impl Client<'_> {
                 location,
             } => {
                 current.close |= retired;
-                self.out.clear();
-                write_redirect(status, location.as_bytes(), current.close, &mut self.out);
+                let out = &mut self.scratch_mut().out;
+                out.clear();
+                write_redirect(status, location.as_bytes(), current.close, out);
                 let served = self.send_own().await;
                 self.log(frontend, None, current, own_answer(status, current), None);
                 last_if(served, retired)
@@ -118,26 +119,27 @@ impl Client<'_> {
         let Routed {
             frontend, backend, ..
         } = routed;
+        let scratch = self.scratch.as_deref_mut().expect(SCRATCH_HELD);
         let head = Head {
             buf: &self.buf,
-            fields: &self.fields,
+            fields: &scratch.fields,
             parsed: current.parsed,
         };
         let upstream = Upstream {
             scheme: routed.forwarded_scheme,
-            client: self.client_text,
+            client: self.client_text.as_bytes(),
             rewrite: routed.rules.and_then(|rules| rules.rewrite.as_ref()),
             edits: &routed.request_edits,
         };
-        write_upstream_head(&head, &upstream, &mut self.upstream);
+        write_upstream_head(&head, &upstream, &mut scratch.upstream);
         if let Some(mirror) = routed.mirror {
             // The copy is the head the server gets (fast-path requests have no body).
-            if let Some(copied) = full::mirrored_head(&self.upstream) {
+            if let Some(copied) = full::mirrored_head(&scratch.upstream) {
                 full::mirror(mirror, copied, CopiedBody::Ready(Bytes::new()));
             }
         }
         let outgoing = Outgoing {
-            head: &self.upstream,
+            head: &scratch.upstream,
             head_method: head.is_head(),
             idempotent: retry::idempotent(head.method_bytes()),
             sticky: routed.sticky,
@@ -146,12 +148,12 @@ impl Client<'_> {
             logged_since: current.logged_since,
             edits: &routed.response_edits,
         };
-        self.out.clear();
+        scratch.out.clear();
         let exchanged = exchange(
             backend,
             &outgoing,
             &mut self.io,
-            &mut self.out,
+            &mut scratch.out,
             &mut self.timer,
             self.proxy,
         )
@@ -211,21 +213,17 @@ impl Client<'_> {
         retry_after: Option<u64>,
         current: Current,
     ) -> Served {
-        self.out.clear();
-        write_error(
-            status,
-            retry_after,
-            current.close,
-            current.head,
-            &mut self.out,
-        );
+        let out = &mut self.scratch_mut().out;
+        out.clear();
+        write_error(status, retry_after, current.close, current.head, out);
         self.send_own().await
     }
 
     /// Sends zkgate's own answer, written in `out`.
     async fn send_own(&mut self) -> Served {
+        let out = &self.scratch.as_deref().expect(SCRATCH_HELD).out;
         let written = async {
-            self.io.write_all(&self.out).await?;
+            self.io.write_all(out).await?;
             self.io.flush().await
         };
         match written.await {
@@ -247,7 +245,7 @@ impl Client<'_> {
         };
         let head = Head {
             buf: &self.buf,
-            fields: &self.fields,
+            fields: &self.scratch().fields,
             parsed: current.parsed,
         };
         log.http(&HttpEntry {

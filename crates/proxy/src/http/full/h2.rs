@@ -7,14 +7,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tracing::debug;
 use zkgate_routing::{clock, Frontend};
 
+use super::rewind;
+use super::service::ProxyService;
 use crate::connections::ConnectionGuard;
-use crate::io::Activity;
-use crate::stream::Stream;
+use crate::http::fast::ClientIo;
+use crate::io::{Activity, ConnActivity};
 use crate::Proxy;
 
 /// Streams a client may have open at once.
@@ -31,15 +34,20 @@ const IDLE_GOAWAY_GRACE: Duration = Duration::from_secs(1);
 /// Serves one HTTP/2 client connection until it closes, stays idle for
 /// `client_idle` with no stream open, or shutdown asks it to finish, or a
 /// request finds its frontend removed by a reload.
+/// `read` are the bytes the fast path read first (a cleartext client's
+/// connection preface).
 pub async fn serve(
-    stream: Stream,
+    mut io: ClientIo,
+    read: BytesMut,
     peer: SocketAddr,
     frontend: &Arc<Frontend>,
     proxy: Proxy,
     mut guard: ConnectionGuard,
 ) {
-    let (io, service, activity) = super::client_side(stream, peer, frontend, proxy);
-    let io = TokioIo::new(io);
+    let activity = ConnActivity::new();
+    io.watch(Arc::clone(&activity));
+    let service = ProxyService::new(proxy, frontend.id, peer, Arc::clone(&activity));
+    let io = TokioIo::new(rewind::Rewind::new(read, io));
     let mut conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)

@@ -65,13 +65,6 @@ impl ProxyService {
     }
 }
 
-impl ProxyService {
-    /// The client's address as `X-Forwarded-For` text.
-    pub fn client_text(&self) -> header::HeaderValue {
-        self.conn.forwarded_for.clone()
-    }
-}
-
 impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
