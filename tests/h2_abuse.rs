@@ -2,7 +2,8 @@
 //! CONTINUATION floods, SETTINGS and PING floods. Each must end with the
 //! abuser's connection closed or throttled, zkgate's memory bounded, and an
 //! ordinary client still served. Also: memory per idle connection, with
-//! 10,000 of them open.
+//! 10,000 of them open, and how a cleartext connection is told to be
+//! HTTP/2 (its first bytes) whatever way they come.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zkgate_testkit::h2_frames::*;
-use zkgate_testkit::{free_port, http_get, wait_until, HttpServer, Zkgate};
+use zkgate_testkit::{free_port, http_get, raw_exchange, wait_until, HttpServer, Zkgate};
 
 use common::*;
 
@@ -267,4 +268,30 @@ async fn an_idle_client_that_never_acknowledges_ping_is_closed_at_client_idle() 
         closed_after < Duration::from_millis(3500),
         "closed after {closed_after:?}"
     );
+}
+
+/// A cleartext connection is HTTP/2 when it opens with the preface, however
+/// it is cut into packets; an HTTP/1 request that also starts with `P`
+/// (`PUT`, `PATCH`, `POST`) stays HTTP/1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleartext_client_is_http2_by_its_first_bytes_however_they_come() {
+    let (server, _zkgate, addr) = start("").await;
+    let mut h2 = RawH2::connect_trickling(addr).await.unwrap();
+    h2.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, GET_BLOCK))
+        .await
+        .unwrap();
+    let answer = h2.answer_on(1, Duration::from_secs(5)).await;
+    assert_eq!(answer.status, Some(200), "{answer:?}");
+    assert_eq!(answer.body, b"s");
+
+    for method in ["PUT", "PATCH", "POST"] {
+        let request = format!(
+            "{method} /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+        );
+        let reply = raw_exchange(addr, request.as_bytes(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{method}: {reply}");
+    }
+    assert_eq!(server.requests(), 4);
 }

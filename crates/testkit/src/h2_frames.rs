@@ -116,6 +116,22 @@ impl RawH2 {
         })
     }
 
+    /// As [`RawH2::connect`], but the preface goes one byte per packet (a
+    /// millisecond apart), as a slow or hostile client might send it.
+    pub async fn connect_trickling(addr: SocketAddr) -> std::io::Result<Self> {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        for byte in PREFACE {
+            stream.write_all(&[*byte]).await?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        stream.write_all(&frame(SETTINGS, 0, 0, &[])).await?;
+        Ok(RawH2 {
+            stream,
+            read: Vec::new(),
+        })
+    }
+
     /// Sends bytes (frames) as they are.
     pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes).await
