@@ -7,6 +7,7 @@
 //! hyper's clients behind. Every adapter takes its connections to
 //! servers from one pool per worker (`pool`).
 
+mod buffers;
 mod copy;
 mod fast;
 mod full;

@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use hyper::client::conn::http1;
 use tokio::sync::oneshot;
 
+use super::buffers::{self, Side};
 use crate::dial::{dial, ConnectError};
 use crate::stream::Stream;
 
@@ -29,9 +30,6 @@ const MAX_IDLE_PER_SERVER: usize = 256;
 /// commonly close keep-alive connections after 60 s or more, and reusing
 /// one they are closing would fail the request.
 const MAX_IDLE_AGE: Duration = Duration::from_secs(20);
-
-/// Largest read buffer an idle connection keeps.
-const MAX_IDLE_BUFFER: usize = 32 * 1024;
 
 thread_local! {
     /// By server: addresses the proxy picked, not client input, so a cheap
@@ -218,12 +216,22 @@ impl ServerConn {
     /// then anyway, and an age a response's length too old only retires the
     /// connection a little sooner.
     pub fn checkin(mut self, key: PoolKey, sent: Instant) {
+        debug_assert!(self.buf.is_empty());
         self.idle_since = sent;
-        if self.buf.capacity() > MAX_IDLE_BUFFER {
-            // A large body's buffer is not kept while idle.
-            self.buf = BytesMut::new();
-        }
+        // An idle connection holds no buffer: the next answer takes one
+        // from the worker's pool when its first bytes come.
+        buffers::give(Side::Server, std::mem::take(&mut self.buf));
         keep(key, Idle::Raw(self));
+    }
+
+    /// Reads what the server sent next into `buf`; a connection waiting
+    /// for its answer holds a buffer only once bytes come (see
+    /// [`buffers::read_pooled`]).
+    pub async fn read_more(&mut self) -> std::io::Result<usize> {
+        if self.buf.capacity() > 0 {
+            self.buf.reserve(Side::Server.read_size());
+        }
+        buffers::read_pooled(&mut self.io, &mut self.buf, Side::Server).await
     }
 
     /// Whether nothing arrived while idle. A server that closed the

@@ -22,9 +22,6 @@ use crate::Proxy;
 
 /// Largest response head accepted from a server.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-/// How much is read from a server at once for a response head (and the
-/// bodies that come with it).
-const HEAD_READ: usize = 16 * 1024;
 /// How much is read at once for the rest of a large body. Large reads keep
 /// bulk transfers fair between connections: with 64 KiB, 1 MiB responses on
 /// 64 connections had a p99 ten times their median.
@@ -269,8 +266,7 @@ async fn send_and_read_head(
                 Err(Malformed(why)) => return Err(NoHead::Malformed(why)),
             }
         }
-        conn.buf.reserve(HEAD_READ);
-        match conn.io.read_buf(&mut conn.buf).await {
+        match conn.read_more().await {
             Ok(0) | Err(_) if !received => return Err(NoHead::Closed),
             Ok(0) => return Err(NoHead::Malformed("closed within the response head")),
             Ok(_) => received = true,

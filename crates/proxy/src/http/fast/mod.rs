@@ -11,12 +11,12 @@
 //! rest of its life; that path also gives malformed requests their answers.
 
 mod ascii;
-mod buffers;
 mod chunked;
 mod exchange;
 mod framing;
 mod head;
 mod request;
+mod scratch;
 mod timer;
 
 #[cfg(test)]
@@ -24,18 +24,17 @@ mod differential;
 #[cfg(test)]
 mod differential_requests;
 
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use http::HeaderValue;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-use self::buffers::{Scratch, READ_SIZE};
+use self::scratch::Scratch;
+use super::buffers::{self, Side};
 use zkgate_routing::{Frontend, FrontendId};
 
 use self::head::Scan;
@@ -180,7 +179,7 @@ pub fn serve<'c, 'a: 'c>(
                     if client.served == 0 && client.opens_h2() {
                         return End::H2;
                     }
-                    let scratch = client.scratch.get_or_insert_with(buffers::take_scratch);
+                    let scratch = client.scratch.get_or_insert_with(scratch::take_scratch);
                     match head::scan(&client.buf, &mut scratch.fields) {
                         Scan::Complete(parsed) => break parsed,
                         Scan::Other => return End::Handover,
@@ -239,10 +238,10 @@ impl Client<'_> {
     fn release_buffers(&mut self) {
         debug_assert!(self.buf.is_empty());
         if self.buf.capacity() > 0 {
-            buffers::give_read(std::mem::take(&mut self.buf));
+            buffers::give(Side::Client, std::mem::take(&mut self.buf));
         }
         if let Some(scratch) = self.scratch.take() {
-            buffers::give_scratch(scratch);
+            scratch::give_scratch(scratch);
         }
     }
 
@@ -313,37 +312,13 @@ const SCRATCH_HELD: &str = "scratch vectors are held while a request is served";
 const MIN_READ: usize = 1024;
 
 /// Reads more of a client's bytes into `buf`. A connection between
-/// requests holds no buffer (`buf` without capacity): one is taken from the
-/// worker's pool only when a read gives bytes, and given back while the
-/// socket has none, so an idle connection waits with nothing allocated.
+/// requests holds no buffer (`buf` without capacity): see
+/// [`buffers::read_pooled`].
 async fn read_more(io: &mut ClientIo, buf: &mut BytesMut) -> std::io::Result<usize> {
-    if buf.capacity() > 0 {
-        if buf.capacity() - buf.len() < MIN_READ {
-            buf.reserve(READ_SIZE);
-        }
-        return io.read_buf(buf).await;
+    if buf.capacity() > 0 && buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(Side::Client.read_size());
     }
-    loop {
-        if let Poll::Ready(read) = try_read_pooled(io, buf) {
-            return read;
-        }
-        // Polled in place rather than through `readable()`, whose future
-        // would take room in every idle connection's task.
-        poll_fn(|cx| io.get_ref().tcp().poll_read_ready(cx)).await?;
-    }
-}
-
-/// One read without waiting, into a buffer from the pool that is kept only
-/// if it gets bytes (a TLS session's decrypted ones included) or the end.
-fn try_read_pooled(io: &mut ClientIo, buf: &mut BytesMut) -> Poll<std::io::Result<usize>> {
-    let mut taken = buffers::take_read();
-    let tried = pin!(io.read_buf(&mut taken)).poll(&mut Context::from_waker(Waker::noop()));
-    if tried.is_ready() {
-        *buf = taken;
-    } else {
-        buffers::give_read(taken);
-    }
-    tried
+    buffers::read_pooled(io, buf, Side::Client).await
 }
 
 /// `served`, but the last on the connection if `last`.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use zkgate_config::Protocol;
@@ -16,6 +16,7 @@ use super::exchange::{exchange, Exchanged, Outgoing};
 use super::head::{self, Head, Role};
 use super::{last_if, Client, Served, SCRATCH_HELD};
 use crate::access_log::HttpEntry;
+use crate::http::buffers::{self, Side};
 use crate::http::copy::CopiedBody;
 use crate::http::full;
 use crate::http::policy::edits::Edits;
@@ -35,6 +36,18 @@ struct Current {
     logged_since: Option<Instant>,
 }
 
+/// While the server answers, the client's read buffer holds nothing but
+/// the request's head (`head_len` bytes) unless the client sent more
+/// behind it: the head is then kept in an allocation of its size, for
+/// the log, and the buffer goes back to the worker's pool, so that a
+/// request waiting for a slow server holds no read buffer.
+fn park_head(buf: &mut BytesMut, head_len: usize) {
+    if buf.len() == head_len {
+        let head = BytesMut::from(&buf[..]);
+        buffers::give(Side::Client, std::mem::replace(buf, head));
+    }
+}
+
 /// How it ended, for the access log.
 struct Ending {
     status: u16,
@@ -51,31 +64,38 @@ impl Client<'_> {
         let logged_since = self.proxy.access_log.is_some().then(Instant::now);
         // One table for the whole request, even if a new one is published meanwhile.
         let table = self.proxy.table.load_full();
-        let head = Head {
-            buf: &self.buf,
-            fields: &self.scratch().fields,
-            parsed,
+        // The head in a block of its own, so that the request's future
+        // keeps no room for it while the server answers.
+        let (decision, is_head) = {
+            let head = Head {
+                buf: &self.buf,
+                fields: &self.scratch().fields,
+                parsed,
+            };
+            let decision = decide(
+                self.proxy,
+                &table,
+                self.frontend,
+                self.peer.ip(),
+                &head,
+                |backend| backend.protocol == Protocol::Http1,
+                false,
+            );
+            (decision, head.is_head())
         };
-        let decision = decide(
-            self.proxy,
-            &table,
-            self.frontend,
-            self.peer.ip(),
-            &head,
-            |backend| backend.protocol == Protocol::Http1,
-            false,
-        );
         let mut current = Current {
             parsed,
-            head: head.is_head(),
+            head: is_head,
             close,
             logged_since,
         };
         match decision {
-            Decision::Forward(routed) => {
+            Decision::Forward(ref routed) => {
                 let retired = routed.retired;
                 current.close |= retired;
-                let served = self.forward(routed, current).await;
+                // By reference: moved, the decision would take room twice
+                // in the request's future.
+                let served = self.forward(routed, &current).await;
                 last_if(served, retired)
             }
             Decision::Refuse {
@@ -115,23 +135,29 @@ impl Client<'_> {
 
     /// Sends the request to a server of the backend it was routed to and
     /// streams the answer back.
-    async fn forward(&mut self, routed: Routed<'_>, current: Current) -> Served {
+    async fn forward(&mut self, routed: &Routed<'_>, current: &Current) -> Served {
         let Routed {
             frontend, backend, ..
-        } = routed;
+        } = *routed;
         let scratch = self.scratch.as_deref_mut().expect(SCRATCH_HELD);
-        let head = Head {
-            buf: &self.buf,
-            fields: &scratch.fields,
-            parsed: current.parsed,
+        // In a block of its own, so that the future keeps no room for the
+        // head and its rewriting while the server answers.
+        let (head_method, idempotent) = {
+            let head = Head {
+                buf: &self.buf,
+                fields: &scratch.fields,
+                parsed: current.parsed,
+            };
+            let upstream = Upstream {
+                scheme: routed.forwarded_scheme,
+                client: self.client_text.as_bytes(),
+                rewrite: routed.rules.and_then(|rules| rules.rewrite.as_ref()),
+                edits: &routed.request_edits,
+            };
+            write_upstream_head(&head, &upstream, &mut scratch.upstream);
+            (head.is_head(), retry::idempotent(head.method_bytes()))
         };
-        let upstream = Upstream {
-            scheme: routed.forwarded_scheme,
-            client: self.client_text.as_bytes(),
-            rewrite: routed.rules.and_then(|rules| rules.rewrite.as_ref()),
-            edits: &routed.request_edits,
-        };
-        write_upstream_head(&head, &upstream, &mut scratch.upstream);
+        park_head(&mut self.buf, current.parsed.len);
         if let Some(mirror) = routed.mirror {
             // The copy is the head the server gets (fast-path requests have no body).
             if let Some(copied) = full::mirrored_head(&scratch.upstream) {
@@ -140,8 +166,8 @@ impl Client<'_> {
         }
         let outgoing = Outgoing {
             head: &scratch.upstream,
-            head_method: head.is_head(),
-            idempotent: retry::idempotent(head.method_bytes()),
+            head_method,
+            idempotent,
             sticky: routed.sticky,
             key: routed.key,
             close: current.close,
@@ -180,14 +206,14 @@ impl Client<'_> {
             // An answer from the server was counted as its head went out.
             Exchanged::Failed(status) => {
                 backend.metrics.count_response(status.as_u16());
-                let served = self.answer(status, None, current).await;
-                (own_answer(status, current), served)
+                let served = self.answer(status, None, *current).await;
+                (own_answer(status, *current), served)
             }
         };
         self.log(
             frontend,
             Some(backend),
-            current,
+            *current,
             ending,
             routed.ids.as_deref(),
         );
