@@ -23,6 +23,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use zkgate_routing::Frontend;
 
+pub(crate) use pool::sweep_idle as sweep_idle_connections;
+
 use crate::connections::ConnectionGuard;
 use crate::stream::Stream;
 use crate::Proxy;

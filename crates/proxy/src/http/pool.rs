@@ -30,6 +30,8 @@ const MAX_IDLE_PER_SERVER: usize = 256;
 /// commonly close keep-alive connections after 60 s or more, and reusing
 /// one they are closing would fail the request.
 const MAX_IDLE_AGE: Duration = Duration::from_secs(20);
+/// How often a worker closes the idle connections no request would take.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 thread_local! {
     /// By server: addresses the proxy picked, not client input, so a cheap
@@ -75,6 +77,28 @@ impl Idle {
         };
         now.saturating_duration_since(since) < MAX_IDLE_AGE && open
     }
+}
+
+/// Closes, every few seconds, this thread's idle connections that no
+/// request would take any more (too old, or closed by their server): when
+/// traffic stops, nothing else would, and each keeps a socket open on
+/// both ends. Runs on every worker for the life of the process.
+pub async fn sweep_idle() {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        sweep(Instant::now());
+    }
+}
+
+fn sweep(now: Instant) {
+    IDLE.with(|idle| {
+        idle.borrow_mut().retain(|_, list| {
+            list.retain(|conn| conn.usable(now));
+            !list.is_empty()
+        });
+    });
 }
 
 /// Takes the freshest usable idle connection to `key`.
@@ -240,5 +264,37 @@ impl ServerConn {
     fn quiet(&self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
         self.buf.is_empty() && self.io.tcp().poll_read_ready(&mut cx).is_pending()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sweep_closes_idle_connections_too_old_to_reuse_and_keeps_the_others() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let key = PoolKey::new(listener.local_addr().unwrap(), None);
+        let timeout = Duration::from_secs(5);
+        let old = ServerConn::open(key, None, timeout).await.unwrap();
+        let (mut old_peer, _) = listener.accept().await.unwrap();
+        let fresh = ServerConn::open(key, None, timeout).await.unwrap();
+        let (_fresh_peer, _) = listener.accept().await.unwrap();
+        let now = Instant::now();
+        old.checkin(key, now.checked_sub(MAX_IDLE_AGE * 2).unwrap());
+        fresh.checkin(key, now);
+
+        sweep(now);
+
+        // The old one is closed: its server reads the end.
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(timeout, old_peer.read(&mut byte)).await;
+        assert_eq!(read.unwrap().unwrap(), 0, "the old connection is closed");
+        // The fresh one stays, and is the one taken.
+        assert!(ServerConn::cached(key, now).await.is_some());
+        assert!(ServerConn::cached(key, now).await.is_none());
     }
 }
