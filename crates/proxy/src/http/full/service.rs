@@ -150,149 +150,159 @@ struct Outcome {
 }
 
 impl ClientConn {
-    async fn handle(
-        &self,
+    // The functions below return an `async` block rather than being `async
+    // fn`s: an `async fn` keeps its arguments twice in its future (the
+    // request alone is 264 bytes), and every request's future is boxed.
+    #[allow(clippy::manual_async_fn)]
+    fn handle<'s>(
+        &'s self,
         request: Request<InboundBody>,
-        outcome: &mut Outcome,
-    ) -> Response<ProxyBody> {
-        // One table for the whole request, even if a new one is published meanwhile.
-        let table = self.proxy.table.load_full();
-        let checked = check_framing(request.headers()).and_then(|()| {
-            if host_is_ambiguous(&request) || !target_is_valid(&request) {
-                return Err(StatusCode::BAD_REQUEST);
-            }
-            if request.version() >= Version::HTTP_2 {
-                let protocol = request.extensions().get::<hyper::ext::Protocol>();
-                requested_h2(request.method(), protocol.map(hyper::ext::Protocol::as_str))
-            } else {
-                requested(request.headers())
-            }
-        });
-        let (decision, protocol) = match checked {
-            Err(status) => (refuse_malformed(&table, self.frontend, status), None),
-            // This adapter carries every backend protocol.
-            Ok(protocol) => {
-                let decision = decide(
-                    &self.proxy,
-                    &table,
-                    self.frontend,
-                    self.peer.ip(),
-                    &request,
-                    |_| true,
-                    true,
-                );
-                (decision, protocol)
-            }
-        };
-        let routed = match decision {
-            Decision::Forward(routed) => routed,
-            Decision::Refuse {
-                frontend,
-                retired,
-                refused,
-            } => {
-                outcome.retired = retired;
-                outcome.frontend = frontend.map(|f| Arc::clone(&f.name));
-                return match refused.retry_after {
-                    Some(wait) => too_many_requests(wait),
-                    None => error(refused.status),
-                };
-            }
-            Decision::Redirect {
-                frontend,
-                retired,
-                status,
-                location,
-            } => {
-                outcome.retired = retired;
-                outcome.frontend = Some(Arc::clone(&frontend.name));
-                return redirect(status, location);
-            }
-            Decision::Elsewhere => return error(StatusCode::SERVICE_UNAVAILABLE),
-        };
-        self.send(request, routed, protocol, outcome).await
+        outcome: &'s mut Outcome,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send + 's {
+        async move {
+            // One table for the whole request, even if a new one is published meanwhile.
+            let table = self.proxy.table.load_full();
+            let checked = check_framing(request.headers()).and_then(|()| {
+                if host_is_ambiguous(&request) || !target_is_valid(&request) {
+                    return Err(StatusCode::BAD_REQUEST);
+                }
+                if request.version() >= Version::HTTP_2 {
+                    let protocol = request.extensions().get::<hyper::ext::Protocol>();
+                    requested_h2(request.method(), protocol.map(hyper::ext::Protocol::as_str))
+                } else {
+                    requested(request.headers())
+                }
+            });
+            let (decision, protocol) = match checked {
+                Err(status) => (refuse_malformed(&table, self.frontend, status), None),
+                // This adapter carries every backend protocol.
+                Ok(protocol) => {
+                    let decision = decide(
+                        &self.proxy,
+                        &table,
+                        self.frontend,
+                        self.peer.ip(),
+                        &request,
+                        |_| true,
+                        true,
+                    );
+                    (decision, protocol)
+                }
+            };
+            let routed = match decision {
+                Decision::Forward(ref routed) => routed,
+                Decision::Refuse {
+                    frontend,
+                    retired,
+                    refused,
+                } => {
+                    outcome.retired = retired;
+                    outcome.frontend = frontend.map(|f| Arc::clone(&f.name));
+                    return match refused.retry_after {
+                        Some(wait) => too_many_requests(wait),
+                        None => error(refused.status),
+                    };
+                }
+                Decision::Redirect {
+                    frontend,
+                    retired,
+                    status,
+                    location,
+                } => {
+                    outcome.retired = retired;
+                    outcome.frontend = Some(Arc::clone(&frontend.name));
+                    return redirect(status, location);
+                }
+                Decision::Elsewhere => return error(StatusCode::SERVICE_UNAVAILABLE),
+            };
+            // By reference: moved, the decision would take room twice.
+            self.send(request, routed, protocol, outcome).await
+        }
     }
 
     /// Sends a routed request to its backend (or through a protocol
     /// switch) and readies the answer for the client: the sticky cookie,
     /// the route's response rules, compression.
-    async fn send(
-        &self,
+    #[allow(clippy::manual_async_fn)]
+    fn send<'s, 't: 's>(
+        &'s self,
         mut request: Request<InboundBody>,
-        routed: Routed<'_>,
+        routed: &'s Routed<'t>,
         protocol: Option<header::HeaderValue>,
-        outcome: &mut Outcome,
-    ) -> Response<ProxyBody> {
-        outcome.retired = routed.retired;
-        outcome.frontend = Some(Arc::clone(&routed.frontend.name));
-        let backend = Arc::clone(routed.backend);
-        outcome.backend = Some(Arc::clone(&backend.name));
-        let frontend = Arc::clone(routed.frontend);
-        let (key, sticky) = (routed.key, routed.sticky);
-        let head = request.method() == http::Method::HEAD;
-        if self.proxy.access_log.is_some() {
-            outcome.ids = routed.ids.as_ref().map(|ids| {
-                let id = ids.request_id.to_str().unwrap_or_default().to_owned();
-                (id, ids.trace_id().to_owned())
-            });
-        }
-        let upgrade = protocol.map(|protocol| upgrade::Switch::of(&mut request, protocol));
-        let rewrite = routed.rules.and_then(|rules| rules.rewrite.as_ref());
-        if let Err(status) = prepare(
-            &mut request,
-            &Upstream {
-                scheme: routed.forwarded_scheme,
-                client: &self.forwarded_for,
-                rewrite,
-                edits: &routed.request_edits,
-            },
-            backend.protocol == zkgate_config::Protocol::Http2,
-        ) {
-            backend.metrics.count_response(status.as_u16());
-            return error(status);
-        }
-        // The table stays loaded until the response head is back (its
-        // route's response rules apply to it); the body streams without it.
-        let forwarded = match upgrade {
-            Some(switch) => {
-                let idle = backend.timeouts.tunnel.min(frontend.timeouts.tunnel);
-                // Rare and large: boxed, so that every other request's future stays small.
-                Box::pin(upgrade::forward(
-                    &backend,
-                    request,
-                    switch,
-                    key,
-                    idle,
-                    &self.proxy,
-                ))
-                .await
+        outcome: &'s mut Outcome,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send + use<'s, 't> {
+        async move {
+            outcome.retired = routed.retired;
+            outcome.frontend = Some(Arc::clone(&routed.frontend.name));
+            let backend = Arc::clone(routed.backend);
+            outcome.backend = Some(Arc::clone(&backend.name));
+            let frontend = Arc::clone(routed.frontend);
+            let (key, sticky) = (routed.key, routed.sticky);
+            let head = request.method() == http::Method::HEAD;
+            if self.proxy.access_log.is_some() {
+                outcome.ids = routed.ids.as_ref().map(|ids| {
+                    let id = ids.request_id.to_str().unwrap_or_default().to_owned();
+                    (id, ids.trace_id().to_owned())
+                });
             }
-            None => {
-                let idle = frontend.timeouts.client_idle;
-                let copy = routed.mirror.and_then(|mirror| copy_for(mirror, &request));
-                forward(&backend, request, idle, key, sticky, &self.proxy, copy).await
+            let upgrade = protocol.map(|protocol| upgrade::Switch::of(&mut request, protocol));
+            let rewrite = routed.rules.and_then(|rules| rules.rewrite.as_ref());
+            if let Err(status) = prepare(
+                &mut request,
+                &Upstream {
+                    scheme: routed.forwarded_scheme,
+                    client: &self.forwarded_for,
+                    rewrite,
+                    edits: &routed.request_edits,
+                },
+                backend.protocol == zkgate_config::Protocol::Http2,
+            ) {
+                backend.metrics.count_response(status.as_u16());
+                return error(status);
             }
-        };
-        let response = match forwarded {
-            Forwarded::Answered(mut response, server) => {
-                outcome.server = Some(server);
-                if let Some(cookie) = sticky_cookie(&backend, sticky, server)
-                    .and_then(|c| header::HeaderValue::from_str(&c).ok())
-                {
-                    response.headers_mut().append(header::SET_COOKIE, cookie);
+            // The table stays loaded until the response head is back (its
+            // route's response rules apply to it); the body streams without it.
+            let forwarded = match upgrade {
+                Some(switch) => {
+                    let idle = backend.timeouts.tunnel.min(frontend.timeouts.tunnel);
+                    // Rare and large: boxed, so that every other request's future stays small.
+                    Box::pin(upgrade::forward(
+                        &backend,
+                        request,
+                        switch,
+                        key,
+                        idle,
+                        &self.proxy,
+                    ))
+                    .await
                 }
-                routed.response_edits.apply(response.headers_mut());
-                if let (Some(algorithm), Some(compression)) =
-                    (routed.compress, &frontend.compression)
-                {
-                    compress_answer(&mut response, head, algorithm, compression);
+                None => {
+                    let idle = frontend.timeouts.client_idle;
+                    let copy = routed.mirror.and_then(|mirror| copy_for(mirror, &request));
+                    forward(&backend, request, idle, key, sticky, &self.proxy, copy).await
                 }
-                response
-            }
-            Forwarded::Failed(status) => error(status),
-        };
-        backend.metrics.count_response(response.status().as_u16());
-        response
+            };
+            let response = match forwarded {
+                Forwarded::Answered(mut response, server) => {
+                    outcome.server = Some(server);
+                    if let Some(cookie) = sticky_cookie(&backend, sticky, server)
+                        .and_then(|c| header::HeaderValue::from_str(&c).ok())
+                    {
+                        response.headers_mut().append(header::SET_COOKIE, cookie);
+                    }
+                    routed.response_edits.apply(response.headers_mut());
+                    if let (Some(algorithm), Some(compression)) =
+                        (routed.compress, &frontend.compression)
+                    {
+                        compress_answer(&mut response, head, algorithm, compression);
+                    }
+                    response
+                }
+                Forwarded::Failed(status) => error(status),
+            };
+            backend.metrics.count_response(response.status().as_u16());
+            response
+        }
     }
 }
 
