@@ -146,3 +146,42 @@ async fn a_change_is_waited_for_until_every_instance_routes_by_it() {
     )
     .await;
 }
+
+/// A member whose znode is not named after its address (as a deploy tool
+/// may name it): `--wait-fleet` waits for the write to that znode, so an
+/// instance that cannot apply it is named (it was not waited for at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_a_member_named_otherwise_is_waited_for() {
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    let server = HttpServer::start("a").await;
+    mkdir(&client, PATH).await;
+    let data = format!(r#"{{"address":"{}","weight":1}}"#, server.addr);
+    create(&client, &format!("{PATH}/member-1"), data.as_bytes()).await;
+    let connect = zk.connect_string();
+    let port = free_port();
+    let zkgate = Zkgate::start(ZKGATE, &config(&connect, port, "edge-1")).await;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!(spread(addr, "/", 4).await.get("a"), Some(&4));
+
+    let set = set_weight(&connect, &server.addr.to_string(), "5", &[]);
+    assert!(set.status.success(), "{}", text(&set));
+
+    zkgate.signal("STOP");
+    let set = set_weight(
+        &connect,
+        &server.addr.to_string(),
+        "7",
+        &["--timeout", "2s"],
+    );
+    let said = text(&set);
+    zkgate.signal("CONT");
+    assert_eq!(set.status.code(), Some(3), "{said}");
+    assert!(said.contains("edge-1"), "{said}");
+    let written = client
+        .get_data(&format!("{PATH}/member-1"))
+        .await
+        .unwrap()
+        .0;
+    assert!(String::from_utf8_lossy(&written).contains("\"weight\":7"));
+}

@@ -234,17 +234,15 @@ pub async fn run(command: ServerCommand) -> Result<()> {
             let address = server_address(&address)?;
             let client = zk.connect(SESSION_TIMEOUT).await?;
             let state = state.map(Into::into);
-            let server = ops::set(&client, path, &address, weight, state, force).await?;
+            let (server, node) = ops::set(&client, path, &address, weight, state, force).await?;
             println!(
                 "{} now has weight {}, {}",
                 server.address,
                 server.weight,
                 server.state.as_str()
             );
-            let node = format!("{path}/{}", server.address);
-            let exists = client.check_stat(&node).await?.is_some();
-            wait.after(&client, path, exists.then_some(node.as_str()))
-                .await
+            // The member's own znode, whatever its name: its data's zxid is the write's.
+            wait.after(&client, path, Some(&node)).await
         }
         ServerCommand::Remove {
             zk,

@@ -196,7 +196,9 @@ async fn find(client: &Client, path: &str, address: &ServerAddress) -> Result<St
 /// Most read-modify-write rounds `set` tries before giving up.
 const SET_ATTEMPTS: usize = 20;
 
-/// Changes the weight and/or state of `address`, with a versioned write.
+/// Changes the weight and/or state of `address`, with a versioned write;
+/// the member as written, and its znode (which may be named other than
+/// after its address).
 pub async fn set(
     client: &Client,
     path: &str,
@@ -204,7 +206,7 @@ pub async fn set(
     weight: Option<u32>,
     state: Option<AdminState>,
     force: bool,
-) -> Result<ServerConfig, OpsError> {
+) -> Result<(ServerConfig, String), OpsError> {
     let node = find(client, path, address).await?;
     let name = node.rsplit('/').next().unwrap_or_default().to_owned();
     for _ in 0..SET_ATTEMPTS {
@@ -234,7 +236,7 @@ pub async fn set(
                 .map(|_| ())
         };
         match written {
-            Ok(()) => return Ok(member),
+            Ok(()) => return Ok((member, node)),
             // Someone else wrote in between: read their version and apply ours on top.
             Err(Error::BadVersion) => continue,
             Err(err) => return Err(err.into()),
