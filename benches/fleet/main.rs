@@ -6,21 +6,28 @@
 //! and `benches/table_build.rs`). For each N: the cold start of all N at
 //! once (until every instance has caught up with the listing), and one
 //! `setData` (until every instance has caught up with its zxid: p50, p99,
-//! max), with the requests the ensemble served (`mntr`
-//! `zk_packets_received`, summed over the nodes) per instance and per
-//! change.
+//! max), with the requests and reads the ensemble served (`mntr`, summed
+//! over the nodes; see `ensemble.rs`) and its CPU time. The cold start is
+//! set against a floor measured in the same run: every member read by
+//! every instance at the rate plain readers get reading members the way
+//! an instance does (multi-reads of 256).
 //!
 //! Run: `cargo bench --bench fleet` (`FLEET_SIZES=100,300`,
 //! `FLEET_MEMBERS=10000`, `FLEET_CHANGES=20` to change the shape;
-//! `FLEET_EXPIRE=N` instances for the every-session-expired scenario, the
-//! largest size by default, 0 to skip it).
+//! `FLEET_EXPIRE=N` instances for the every-session-expired scenario and
+//! `FLEET_ANNOUNCE=N` for announcing instances under `FLEET_CHURN` member
+//! changes a second (50), each the largest size by default, 0 to skip).
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
-use zkgate_config::{DiscoveryConfig, MemberFormat, OnEmpty, ZookeeperConfig};
-use zkgate_discovery::{Change, Discovery, WatchSpec};
-use zkgate_testkit::zookeeper::four_letter;
+use zkgate_config::ZookeeperConfig;
+
+mod announce;
+mod ensemble;
+mod light;
+
+use ensemble::{cpu_seconds, max_read_rate, mntr_sums, peak_rates, served, Rates};
+use light::{light, only, until_all, Light};
 use zkgate_testkit::ZooKeeper;
 use zookeeper_client::{Acls, CreateMode};
 
@@ -48,24 +55,6 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Requests the ensemble has received so far, summed over its nodes.
-fn packets(zk: &ZooKeeper) -> u64 {
-    mntr_sum(zk, "zk_packets_received")
-}
-
-/// A `mntr` counter summed over the ensemble's nodes.
-fn mntr_sum(zk: &ZooKeeper, key: &str) -> u64 {
-    (0..zk.len())
-        .filter_map(|i| four_letter(zk.client_addr(i).port(), "mntr"))
-        .flat_map(|mntr| {
-            mntr.lines()
-                .filter_map(|l| l.strip_prefix(key))
-                .filter_map(|v| v.trim().parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
-}
-
 /// Every session expired at once: `n` instances reach the ensemble through
 /// relays, which stop passing bytes for longer than the session timeout (a
 /// partition) and then pass them again. How long until every instance read
@@ -77,7 +66,7 @@ async fn all_sessions_expired(
     n: usize,
     backends: usize,
     listing: &[i64],
-) -> (Duration, f64, u64) {
+) -> (Duration, Rates, u64) {
     let mut relays = Vec::new();
     for i in 0..zk.len() {
         relays.push(zkgate_testkit::Relay::start(zk.client_addr(i)).await);
@@ -94,7 +83,7 @@ async fn all_sessions_expired(
     let fleet: Vec<Light> = (0..n).map(|_| light(&through, backends)).collect();
     until_all(&fleet, listing, started, Duration::from_secs(300)).await;
     let before: Vec<u64> = fleet.iter().map(|l| *l.listings.borrow()).collect();
-    let rejected = mntr_sum(zk, "zk_connection_rejected");
+    let [rejected] = mntr_sums(zk, ["zk_connection_rejected"]);
     for relay in &relays {
         relay.pause();
     }
@@ -117,126 +106,15 @@ async fn all_sessions_expired(
         }
         healed.elapsed()
     };
-    let (took, peak) = peak_rate(zk, all_back).await;
-    let rejected = mntr_sum(zk, "zk_connection_rejected") - rejected;
+    let (took, peak) = peak_rates(zk, all_back).await;
+    let rejected = mntr_sums(zk, ["zk_connection_rejected"])[0] - rejected;
     drop(fleet);
     (took, peak, rejected)
 }
 
-/// One light instance: the zxid it caught up with, and how many full
-/// listings it read, as they move.
-struct Light {
-    _discovery: Discovery,
-    /// How far each backend's watcher caught up (zxid), by backend index.
-    caught_up: watch::Receiver<Vec<i64>>,
-    listings: watch::Receiver<u64>,
-}
-
-fn light(zookeeper: &ZookeeperConfig, backends: usize) -> Light {
-    let (updates, mut received) = mpsc::channel(4096);
-    let registry = prometheus::Registry::new();
-    let metrics = zkgate_metrics::Metrics::register(&registry).expect("metrics");
-    let specs = (0..backends)
-        .map(|b| WatchSpec {
-            backend: format!("b{b}").into(),
-            config: DiscoveryConfig {
-                path: path(b),
-                format: MemberFormat::Zkgate,
-                endpoint: None,
-                on_empty: OnEmpty::KeepLast,
-                protect: None,
-            },
-        })
-        .collect();
-    let discovery = Discovery::start(zookeeper.clone(), specs, updates, metrics);
-    let (tell, caught_up) = watch::channel(vec![0i64; backends]);
-    let (count, listings) = watch::channel(0u64);
-    tokio::spawn(async move {
-        // The member map an instance keeps, without the table build.
-        let mut members = std::collections::HashMap::new();
-        while let Some(update) = received.recv().await {
-            match update.change {
-                Change::Reset(listing) => {
-                    for l in listing {
-                        members.insert((update.backend.clone(), l.name), l.decoded);
-                    }
-                    count.send_modify(|n| *n += 1);
-                }
-                Change::Upsert(listed) => {
-                    members.insert((update.backend.clone(), listed.name), listed.decoded);
-                }
-                Change::Remove(name) => {
-                    members.remove(&(update.backend.clone(), name));
-                }
-                Change::CaughtUp(zxid) => {
-                    let index: usize = update.backend[1..].parse().expect("b<index>");
-                    tell.send_modify(|by| by[index] = by[index].max(zxid));
-                }
-                Change::Directives(_) => {}
-            }
-        }
-    });
-    Light {
-        _discovery: discovery,
-        caught_up,
-        listings,
-    }
-}
-
-/// How long until each instance caught up with `zxids` (per backend; 0:
-/// any), at most `limit`.
-async fn until_all(
-    fleet: &[Light],
-    zxids: &[i64],
-    since: Instant,
-    limit: Duration,
-) -> Vec<Duration> {
-    let mut waits = Vec::with_capacity(fleet.len());
-    for instance in fleet {
-        let mut caught_up = instance.caught_up.clone();
-        let reached = tokio::time::timeout_at(
-            (since + limit).into(),
-            caught_up.wait_for(|by| by.iter().zip(zxids).all(|(have, want)| have >= want)),
-        )
-        .await;
-        assert!(
-            reached.is_ok(),
-            "an instance did not catch up within {limit:?}"
-        );
-        waits.push(since.elapsed());
-    }
-    waits
-}
-
-/// Per backend, `zxid` for backend `b` and 0 (any) for the others.
-fn only(backends: usize, b: usize, zxid: i64) -> Vec<i64> {
-    (0..backends)
-        .map(|i| if i == b { zxid } else { 0 })
-        .collect()
-}
-
-/// Requests per second at the ensemble, sampled every half second while
-/// `done` is pending; the peak.
-async fn peak_rate<F: std::future::Future>(zk: &ZooKeeper, done: F) -> (F::Output, f64) {
-    let mut done = std::pin::pin!(done);
-    let mut last = (packets(zk), Instant::now());
-    let mut peak: f64 = 0.0;
-    loop {
-        tokio::select! {
-            out = &mut done => return (out, peak),
-            () = tokio::time::sleep(Duration::from_millis(500)) => {
-                let now = (packets(zk), Instant::now());
-                let rate = (now.0 - last.0) as f64 / now.1.duration_since(last.1).as_secs_f64();
-                peak = peak.max(rate);
-                last = now;
-            }
-        }
-    }
-}
-
 /// The leader killed: how long until every instance read its backend
 /// again, and the peak request rate meanwhile. The node is restarted after.
-async fn leader_killed(zk: &mut ZooKeeper, fleet: &[Light]) -> (Duration, f64) {
+async fn leader_killed(zk: &mut ZooKeeper, fleet: &[Light]) -> (Duration, Rates) {
     let leader = (0..zk.len())
         .find(|&i| zk.mode(i).as_deref() == Some("leader"))
         .expect("a leader");
@@ -253,35 +131,9 @@ async fn leader_killed(zk: &mut ZooKeeper, fleet: &[Light]) -> (Duration, f64) {
         }
         killed.elapsed()
     };
-    let (took, peak) = peak_rate(zk, all_resynced).await;
+    let (took, peak) = peak_rates(zk, all_resynced).await;
     tokio::task::block_in_place(|| zk.restart(leader));
     (took, peak)
-}
-
-/// The ensemble's read capacity: `readers` sessions reading one child as
-/// fast as they can for `seconds`; reads per second.
-async fn max_read_rate(connect: &str, readers: usize, seconds: u64) -> f64 {
-    let until = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..readers {
-        let connect = connect.to_owned();
-        tasks.push(tokio::spawn(async move {
-            let client = zookeeper_client::Client::connect(&connect)
-                .await
-                .expect("connect");
-            let mut reads = 0u64;
-            while Instant::now() < until {
-                client.get_data(&node(0, 1)).await.expect("read");
-                reads += 1;
-            }
-            reads
-        }));
-    }
-    let mut total = 0;
-    for task in tasks {
-        total += task.await.expect("reader");
-    }
-    total as f64 / seconds as f64
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -336,22 +188,22 @@ async fn main() {
         fleet: None,
     };
     println!("ensemble: 3 nodes on loopback; {backends} backend(s), {member_count} members in all");
-    println!("| instances | cold start s | requests per instance at start | setData p50 ms | p99 ms | max ms | requests per change | of which reads (less idle pings) ÷ N | idle requests/s |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let alone = one_instance_alone(&zookeeper, backends, &listing).await;
+    println!(
+        "one instance alone: read every member in {:.2} s",
+        alone.as_secs_f64()
+    );
+    println!("| instances | cold start s | requests per instance at start | reads/s at start (mean) | ensemble CPU s at start | setData p50 ms | p99 ms | max ms | requests per change | of which reads (less idle pings) ÷ N | idle requests/s |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut colds = Vec::new();
     for &n in &sizes {
-        let before = packets(&zk);
-        let started = Instant::now();
-        let fleet: Vec<Light> = (0..n).map(|_| light(&zookeeper, backends)).collect();
-        let cold = until_all(&fleet, &listing, started, Duration::from_secs(300)).await;
-        let cold = cold.into_iter().max().unwrap_or_default();
-        let at_start = packets(&zk) - before;
+        let (fleet, cold) = cold_start(&zk, &zookeeper, n, backends, &listing).await;
         // What the sessions cost idle (pings), to tell reads from it.
-        let idle_from = (packets(&zk), Instant::now());
+        let idle_from = served(&zk);
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let idle_per_second =
-            (packets(&zk) - idle_from.0) as f64 / idle_from.1.elapsed().as_secs_f64();
+        let idle_per_second = served(&zk).rates_since(&idle_from).requests;
         let mut waits = Vec::new();
-        let before = packets(&zk);
+        let before = served(&zk);
         let changes_began = Instant::now();
         for change in 0..changes {
             let data = format!(
@@ -366,15 +218,17 @@ async fn main() {
             let want = only(backends, 0, stat.mzxid);
             waits.extend(until_all(&fleet, &want, written, Duration::from_secs(60)).await);
         }
-        let total = (packets(&zk) - before) as f64;
+        let total = (served(&zk).requests - before.requests) as f64;
         let idle = idle_per_second * changes_began.elapsed().as_secs_f64();
         let per_change = total / changes as f64;
         let reads_per_change = (total - idle) / changes as f64;
         waits.sort();
         println!(
-            "| {n} | {:.2} | {:.1} | {} | {} | {} | {:.0} | {:.2} | {:.0} |",
-            cold.as_secs_f64(),
-            at_start as f64 / n as f64,
+            "| {n} | {:.2} | {:.1} | {:.0} | {:.1} | {} | {} | {} | {:.0} | {:.2} | {:.0} |",
+            cold.took.as_secs_f64(),
+            cold.requests as f64 / n as f64,
+            cold.mean_reads(),
+            cold.cpu,
             ms(percentile(&waits, 0.5)),
             ms(percentile(&waits, 0.99)),
             ms(*waits.last().unwrap()),
@@ -383,32 +237,21 @@ async fn main() {
             idle_per_second
         );
         if n == *sizes.iter().max().unwrap() {
-            // A deploy: `FLEET_DEPLOY` member changes spread over 10 s.
             let deploy = env_number("FLEET_DEPLOY", 1000);
-            let began = Instant::now();
-            let mut last = vec![0i64; backends];
-            for change in 0..deploy {
-                let at = began + Duration::from_secs(10).mul_f64(change as f64 / deploy as f64);
-                tokio::time::sleep_until(at.into()).await;
-                let member = change % member_count;
-                let data = format!(
-                    r#"{{"address":"10.0.0.1:{}","weight":{}}}"#,
-                    20_000 + member % 40_000,
-                    1 + change % 7
-                );
-                let stat = client
-                    .set_data(&node(member, backends), data.as_bytes(), None)
-                    .await
-                    .expect("set");
-                last[member % backends] = stat.mzxid;
-            }
-            let converged = until_all(&fleet, &last, began, Duration::from_secs(120)).await;
-            let converged = converged.into_iter().max().unwrap_or_default();
+            let converged = a_deploy(&client, &fleet, deploy, member_count, backends).await;
             println!();
             println!("{n} instances, a deploy of {deploy} member changes over 10 s: all converged {:.2} s after it began ({:.2} s after the last write)", converged.as_secs_f64(), converged.as_secs_f64() - 10.0);
             let (took, peak) = leader_killed(&mut zk, &fleet).await;
-            println!("{n} instances, the leader killed: all read their backend again within {:.2} s; peak {:.0} requests/s at the ensemble", took.as_secs_f64(), peak);
+            println!(
+                "{n} instances, the leader killed: all read their backend again within {:.2} s; peak {:.0} requests/s and {:.0} reads/s at the ensemble ({:.1} × and {:.1} × the cold start's mean)",
+                took.as_secs_f64(),
+                peak.requests,
+                peak.reads,
+                peak.requests / cold.mean_requests(),
+                peak.reads / cold.mean_reads(),
+            );
         }
+        colds.push((n, cold));
         drop(fleet);
         // The sessions close; let the ensemble settle before the next size.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -417,9 +260,150 @@ async fn main() {
     if expire > 0 {
         let (took, peak, rejected) =
             all_sessions_expired(&zk, &zookeeper, expire, backends, &listing).await;
-        println!("{expire} instances, every session expired by a partition longer than the session timeout, then healed: all read their backends again within {:.2} s of the heal; peak {peak:.0} requests/s at the ensemble; {rejected} connections refused", took.as_secs_f64());
+        println!("{expire} instances, every session expired by a partition longer than the session timeout, then healed: all read their backends again within {:.2} s of the heal; peak {:.0} requests/s and {:.0} reads/s at the ensemble; {rejected} connections refused", took.as_secs_f64(), peak.requests, peak.reads);
+        if let Some((_, cold)) = colds.iter().find(|(n, _)| *n == expire) {
+            println!(
+                "  ({:.1} × and {:.1} × the cold start's mean)",
+                peak.requests / cold.mean_requests(),
+                peak.reads / cold.mean_reads()
+            );
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let rate = max_read_rate(&zk.connect_string(), 64, 5).await;
-    println!("the ensemble's read rate (64 sessions reading one znode as fast as they can): {rate:.0} reads/s");
+    let announce = env_number("FLEET_ANNOUNCE", *sizes.iter().max().unwrap_or(&0));
+    let announced = if announce > 0 {
+        let churn = env_number("FLEET_CHURN", 50);
+        let announced = announce::announcing_fleet(
+            &zk, &zookeeper, &client, announce, backends, &listing, churn,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Some(announced)
+    } else {
+        None
+    };
+    let members: Vec<String> = (0..member_count).map(|n| node(n, backends)).collect();
+    let plain = max_read_rate(&zk, 64, 5, 1, &members).await;
+    println!("the ensemble's read rate, 64 sessions reading one znode as fast as they can: {:.0} reads/s", plain.requests);
+    let batched = max_read_rate(&zk, 64, 5, READ_BATCH, &members).await;
+    println!(
+        "the ensemble's read rate, 64 sessions reading members {READ_BATCH} to a multi-read as fast as they can: {:.0} znodes/s ({:.0} requests/s), {:.2} CPU s per second",
+        batched.znodes, batched.requests, batched.cpu
+    );
+    if let Some(a) = announced {
+        let capacity = announce::max_write_rate(&zk.connect_string(), 64, 5).await;
+        println!("the ensemble's write rate (64 sessions each rewriting a znode as fast as they can): {capacity:.0} writes/s");
+        println!(
+            "{} announcing instances under {} member changes/s: announcements {:.0} writes/s, {:.1} % of the write rate; `fleet status` {:.2} s; `server set --wait-fleet` {:.2} s, returned {:.2} s after the last instance applied the change",
+            a.instances,
+            a.churn,
+            a.announcement_writes,
+            100.0 * a.announcement_writes / capacity,
+            a.status.as_secs_f64(),
+            a.wait_fleet.as_secs_f64(),
+            a.wait_fleet_after_last.as_secs_f64(),
+        );
+    }
+    for (n, cold) in &colds {
+        // What a cold start must read: every member, by every instance.
+        let floor = (n * member_count) as f64 / batched.znodes;
+        let cpu_floor = floor * batched.cpu;
+        println!(
+            "cold start of {n}: {:.2} s against a floor of {floor:.2} s (every member read by every instance at the ensemble's batched rate): {:.2} ×; the ensemble's CPU {:.1} s against {cpu_floor:.1} s at that rate: {:.2} ×; one instance alone {:.2} s",
+            cold.took.as_secs_f64(),
+            cold.took.as_secs_f64() / floor,
+            cold.cpu,
+            cold.cpu / cpu_floor,
+            alone.as_secs_f64(),
+        );
+    }
+}
+
+/// Children an instance reads per multi-read (the discovery code's batch).
+const READ_BATCH: usize = 256;
+
+/// What a cold start of a fleet cost.
+struct Cold {
+    /// Until every instance had read every member.
+    took: Duration,
+    requests: u64,
+    reads: u64,
+    /// The ensemble's CPU seconds meanwhile.
+    cpu: f64,
+}
+
+impl Cold {
+    fn mean_requests(&self) -> f64 {
+        self.requests as f64 / self.took.as_secs_f64()
+    }
+
+    fn mean_reads(&self) -> f64 {
+        self.reads as f64 / self.took.as_secs_f64()
+    }
+}
+
+/// `n` instances started at once, and what it took until all were synced.
+async fn cold_start(
+    zk: &ZooKeeper,
+    zookeeper: &ZookeeperConfig,
+    n: usize,
+    backends: usize,
+    listing: &[i64],
+) -> (Vec<Light>, Cold) {
+    let before = served(zk);
+    let cpu = cpu_seconds(zk);
+    let started = Instant::now();
+    let fleet: Vec<Light> = (0..n).map(|_| light(zookeeper, backends)).collect();
+    let waits = until_all(&fleet, listing, started, Duration::from_secs(300)).await;
+    let after = served(zk);
+    let cold = Cold {
+        took: waits.into_iter().max().unwrap_or_default(),
+        requests: after.requests - before.requests,
+        reads: after.reads - before.reads,
+        cpu: cpu_seconds(zk) - cpu,
+    };
+    (fleet, cold)
+}
+
+/// One instance's cold start with the ensemble to itself: the instance
+/// side of a fleet's cold start.
+async fn one_instance_alone(
+    zookeeper: &ZookeeperConfig,
+    backends: usize,
+    listing: &[i64],
+) -> Duration {
+    let started = Instant::now();
+    let one = [light(zookeeper, backends)];
+    let took = until_all(&one, listing, started, Duration::from_secs(60)).await;
+    took[0]
+}
+
+/// A deploy: `deploy` member changes spread over 10 s; how long after it
+/// began every instance had applied the last of them.
+async fn a_deploy(
+    client: &zookeeper_client::Client,
+    fleet: &[Light],
+    deploy: usize,
+    member_count: usize,
+    backends: usize,
+) -> Duration {
+    let began = Instant::now();
+    let mut last = vec![0i64; backends];
+    for change in 0..deploy {
+        let at = began + Duration::from_secs(10).mul_f64(change as f64 / deploy as f64);
+        tokio::time::sleep_until(at.into()).await;
+        let member = change % member_count;
+        let data = format!(
+            r#"{{"address":"10.0.0.1:{}","weight":{}}}"#,
+            20_000 + member % 40_000,
+            1 + change % 7
+        );
+        let stat = client
+            .set_data(&node(member, backends), data.as_bytes(), None)
+            .await
+            .expect("set");
+        last[member % backends] = stat.mzxid;
+    }
+    let converged = until_all(fleet, &last, began, Duration::from_secs(120)).await;
+    converged.into_iter().max().unwrap_or_default()
 }
