@@ -185,3 +185,56 @@ async fn a_change_to_a_member_named_otherwise_is_waited_for() {
         .0;
     assert!(String::from_utf8_lossy(&written).contains("\"weight\":7"));
 }
+
+/// A reload that changes the `zookeeper` section opens a new session and
+/// ends the old one with all it ran: the announcement under the old name
+/// goes, and the ensemble serves one session for zkgate, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_renames_the_instance_ends_the_old_session_and_its_announcement() {
+    let zk = ZooKeeper::standalone();
+    let client = zk_client(&zk).await;
+    let server = HttpServer::start("a").await;
+    register(&client, PATH, server.addr, 1, "ready").await;
+    let connect = zk.connect_string();
+    let port = free_port();
+    let short = |name: &str| config(&connect, port, name).replace("10s", "2s");
+    let zkgate = Zkgate::start(ZKGATE, &short("edge-1")).await;
+    let announced = |name: &'static str| {
+        let client = &client;
+        async move { client.check_stat(&format!("{FLEET}/{name}")).await.ok()? }
+    };
+    wait_until("edge-1 announced", Duration::from_secs(10), || async {
+        announced("edge-1").await.map(|_| ())
+    })
+    .await;
+    let sessions = || {
+        zkgate_testkit::zookeeper::four_letter(zk.client_addr(0).port(), "mntr").and_then(|mntr| {
+            mntr.lines()
+                .find_map(|l| l.strip_prefix("zk_num_alive_connections"))
+                .and_then(|n| n.trim().parse::<u32>().ok())
+        })
+    };
+    // The test's own session, zkgate's, and the one asking.
+    let before = sessions();
+    assert!(before.is_some());
+
+    zkgate.reload(&short("edge-2")).await;
+    wait_until(
+        "edge-2 announced, edge-1 gone",
+        Duration::from_secs(15),
+        || async {
+            let renamed =
+                announced("edge-2").await.is_some() && announced("edge-1").await.is_none();
+            renamed.then_some(())
+        },
+    )
+    .await;
+    wait_until(
+        "the old session closed",
+        Duration::from_secs(15),
+        || async { (sessions() == before).then_some(()) },
+    )
+    .await;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!(spread(addr, "/", 4).await.get("a"), Some(&4));
+}

@@ -100,14 +100,14 @@ pub(crate) async fn run(
         backoff = MIN_BACKOFF;
         info!(session = %client.session_id(), timeout_ms = client.session_timeout().as_millis() as u64, "ZooKeeper session established");
         metrics.zookeeper_connected.set(1);
-        let announcer = tokio::spawn(announce::run(
+        let announcer = Owned(tokio::spawn(announce::run(
             client.clone(),
             announcing.wanted.clone(),
             announcing.state.clone(),
             metrics.clone(),
-        ));
+        )));
         let end = serve(&client, &mut specs, &updates, &metrics, &known).await;
-        announcer.abort();
+        drop(announcer);
         announcing.state.send_replace(Announced::Pending);
         metrics.fleet_announced.set(0);
         metrics.zookeeper_connected.set(0);
@@ -127,6 +127,25 @@ pub(crate) async fn run(
     }
 }
 
+/// A task of the session's, aborted when dropped: the session's watchers
+/// and announcer (each holding the session's client) end with it, also
+/// when the discovery that runs it is dropped mid-session (a reload that
+/// changes the `zookeeper` section), rather than keeping the old session
+/// alive and feeding its members in.
+struct Owned(JoinHandle<()>);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Owned {
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
 /// `zookeeper` with its servers in a random order.
 fn shuffled(mut zookeeper: ZookeeperConfig) -> ZookeeperConfig {
     let mut hosts: Vec<&str> = zookeeper.connect.split(',').collect();
@@ -143,7 +162,7 @@ async fn serve(
     metrics: &Metrics,
     known: &watcher::KnownChildren,
 ) -> SessionEnd {
-    let mut watchers: HashMap<Arc<str>, (DiscoveryConfig, JoinHandle<()>)> = HashMap::new();
+    let mut watchers: HashMap<Arc<str>, (DiscoveryConfig, Owned)> = HashMap::new();
     let full_reads = Arc::new(Semaphore::new(FULL_READS_AT_ONCE));
     let session = Session {
         client,
@@ -189,9 +208,7 @@ async fn serve(
             }
         }
     };
-    for (_, (_, task)) in watchers {
-        task.abort();
-    }
+    // Dropping the watchers ends them.
     end
 }
 
@@ -205,29 +222,26 @@ struct Session<'a> {
 }
 
 fn reconcile(
-    watchers: &mut HashMap<Arc<str>, (DiscoveryConfig, JoinHandle<()>)>,
+    watchers: &mut HashMap<Arc<str>, (DiscoveryConfig, Owned)>,
     specs: &[WatchSpec],
     session: &Session<'_>,
 ) {
-    watchers.retain(|backend, (config, task)| {
-        let keep = specs
+    // A watcher dropped here is aborted.
+    watchers.retain(|backend, (config, _)| {
+        specs
             .iter()
-            .any(|s| &s.backend == backend && &s.config == config);
-        if !keep {
-            task.abort();
-        }
-        keep
+            .any(|s| &s.backend == backend && &s.config == config)
     });
     for spec in specs {
         if !watchers.contains_key(&spec.backend) {
-            let task = tokio::spawn(watcher::watch_backend(
+            let task = Owned(tokio::spawn(watcher::watch_backend(
                 session.client.clone(),
                 spec.clone(),
                 session.updates.clone(),
                 session.metrics.clone(),
                 Arc::clone(session.full_reads),
                 Arc::clone(session.known),
-            ));
+            )));
             watchers.insert(Arc::clone(&spec.backend), (spec.config.clone(), task));
         }
     }
