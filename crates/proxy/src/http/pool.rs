@@ -8,7 +8,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::task::{Context, Waker};
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -18,6 +19,7 @@ use zkgate_tls::ClientTls;
 use std::net::SocketAddr;
 
 use hyper::client::conn::http1;
+use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
 use super::buffers::{self, Side};
@@ -256,6 +258,18 @@ impl ServerConn {
             self.buf.reserve(Side::Server.read_size());
         }
         buffers::read_pooled(&mut self.io, &mut self.buf, Side::Server).await
+    }
+
+    /// [`ServerConn::read_more`] as a poll, for a body read by whoever
+    /// polls it (the full path's bodies): the buffer comes from the
+    /// worker's pool once bytes are awaited.
+    pub fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.buf.capacity() == 0 {
+            self.buf = buffers::take(Side::Server);
+        } else {
+            self.buf.reserve(Side::Server.read_size());
+        }
+        std::pin::pin!(self.io.read_buf(&mut self.buf)).poll(cx)
     }
 
     /// Whether nothing arrived while idle. A server that closed the

@@ -5,7 +5,7 @@ use super::framing::Malformed;
 
 /// Follows a chunked body (RFC 9112 §7.1) through its bytes to find its end,
 /// however the bytes are split.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Chunked {
     state: State,
     /// Bytes of the current chunk-size line's extensions, or trailer section.
@@ -47,6 +47,14 @@ enum State {
     Done,
 }
 
+/// What [`Chunked::next_data`] took in.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Step {
+    pub taken: usize,
+    pub data: std::ops::Range<usize>,
+    pub trailer: std::ops::Range<usize>,
+}
+
 /// Longest chunk extension or trailer section followed before giving up.
 const MAX_LINE: usize = 16 * 1024;
 
@@ -83,79 +91,125 @@ impl Chunked {
         let mut i = 0;
         while i < bytes.len() {
             if let State::Data { left } = self.state {
-                let take = left.min((bytes.len() - i) as u64);
-                i += take as usize;
-                self.state = if take == left {
-                    State::DataCr
-                } else {
-                    State::Data { left: left - take }
-                };
+                i += self.take_data(left, bytes.len() - i);
                 continue;
             }
-            let b = bytes[i];
-            self.state = match self.state {
-                State::SizeStart | State::Size { .. } => self.size_byte(b)?,
-                // Whatever follows the size must be an extension (`;`) or
-                // the line's end: `5 2` is no size, as hyper's path decides.
-                State::SizeSpace { size } => {
-                    self.line += 1;
-                    if self.line > MAX_LINE {
-                        return Err(Malformed("chunk extension too long"));
-                    }
-                    match b {
-                        b' ' | b'\t' => State::SizeSpace { size },
-                        b';' => State::Extension { size },
-                        b'\r' => State::SizeLf { size },
-                        _ => return Err(Malformed("bad chunk size")),
-                    }
-                }
-                State::Extension { size } => {
-                    self.line += 1;
-                    if self.line > MAX_LINE {
-                        return Err(Malformed("chunk extension too long"));
-                    }
-                    match b {
-                        b'\r' => State::SizeLf { size },
-                        b'\n' => return Err(Malformed("bare LF in chunk extension")),
-                        _ => State::Extension { size },
-                    }
-                }
-                State::SizeLf { size } => match (b, size) {
-                    (b'\n', 0) => {
-                        self.line = 0;
-                        State::Trailer { empty: true }
-                    }
-                    (b'\n', left) => State::Data { left },
-                    _ => return Err(Malformed("chunk size line not ended by CRLF")),
-                },
-                State::Data { .. } => unreachable!("handled above"),
-                State::DataCr if b == b'\r' => State::DataLf,
-                State::DataLf if b == b'\n' => State::SizeStart,
-                State::DataCr | State::DataLf => return Err(Malformed("chunk not ended by CRLF")),
-                State::Trailer { empty } => {
-                    self.line += 1;
-                    if self.line > MAX_LINE {
-                        return Err(Malformed("trailer section too long"));
-                    }
-                    match b {
-                        b'\r' => State::TrailerLf { empty },
-                        b'\n' => return Err(Malformed("bare LF in trailer")),
-                        _ => State::Trailer { empty: false },
-                    }
-                }
-                State::TrailerLf { empty } => match b {
-                    b'\n' if empty => State::Done,
-                    b'\n' => State::Trailer { empty: true },
-                    _ => return Err(Malformed("trailer line not ended by CRLF")),
-                },
-                State::Done => return Ok(i),
-            };
+            if self.state == State::Done {
+                return Ok(i);
+            }
+            self.state = self.after(bytes[i])?;
             i += 1;
             if self.state == State::Done {
                 return Ok(i);
             }
         }
         Ok(i)
+    }
+
+    /// Takes in bytes up to the end of the next run of chunk data, or of
+    /// the body, or of `bytes`: how many, where that data lies among them
+    /// (empty if none), and where the trailer section's bytes do (the
+    /// whole section, its last empty line included, comes through these
+    /// ranges, perhaps over several calls).
+    pub fn next_data(&mut self, bytes: &[u8]) -> Result<Step, Malformed> {
+        let mut i = 0;
+        let mut trailer = 0..0;
+        while i < bytes.len() && self.state != State::Done {
+            if let State::Data { left } = self.state {
+                let take = self.take_data(left, bytes.len() - i);
+                return Ok(Step {
+                    taken: i + take,
+                    data: i..i + take,
+                    trailer,
+                });
+            }
+            let in_trailer = matches!(self.state, State::Trailer { .. } | State::TrailerLf { .. });
+            self.state = self.after(bytes[i])?;
+            i += 1;
+            if in_trailer {
+                trailer = if trailer.is_empty() {
+                    i - 1..i
+                } else {
+                    trailer.start..i
+                };
+            }
+        }
+        Ok(Step {
+            taken: i,
+            data: i..i,
+            trailer,
+        })
+    }
+
+    /// Up to `available` bytes of the current chunk's `left`: how many.
+    fn take_data(&mut self, left: u64, available: usize) -> usize {
+        let take = left.min(available as u64);
+        self.state = if take == left {
+            State::DataCr
+        } else {
+            State::Data { left: left - take }
+        };
+        take as usize
+    }
+
+    /// The state after byte `b`, in any state but `Data` and `Done`.
+    fn after(&mut self, b: u8) -> Result<State, Malformed> {
+        Ok(match self.state {
+            State::SizeStart | State::Size { .. } => self.size_byte(b)?,
+            // Whatever follows the size must be an extension (`;`) or
+            // the line's end: `5 2` is no size, as hyper's path decides.
+            State::SizeSpace { size } => {
+                self.line += 1;
+                if self.line > MAX_LINE {
+                    return Err(Malformed("chunk extension too long"));
+                }
+                match b {
+                    b' ' | b'\t' => State::SizeSpace { size },
+                    b';' => State::Extension { size },
+                    b'\r' => State::SizeLf { size },
+                    _ => return Err(Malformed("bad chunk size")),
+                }
+            }
+            State::Extension { size } => {
+                self.line += 1;
+                if self.line > MAX_LINE {
+                    return Err(Malformed("chunk extension too long"));
+                }
+                match b {
+                    b'\r' => State::SizeLf { size },
+                    b'\n' => return Err(Malformed("bare LF in chunk extension")),
+                    _ => State::Extension { size },
+                }
+            }
+            State::SizeLf { size } => match (b, size) {
+                (b'\n', 0) => {
+                    self.line = 0;
+                    State::Trailer { empty: true }
+                }
+                (b'\n', left) => State::Data { left },
+                _ => return Err(Malformed("chunk size line not ended by CRLF")),
+            },
+            State::DataCr if b == b'\r' => State::DataLf,
+            State::DataLf if b == b'\n' => State::SizeStart,
+            State::DataCr | State::DataLf => return Err(Malformed("chunk not ended by CRLF")),
+            State::Trailer { empty } => {
+                self.line += 1;
+                if self.line > MAX_LINE {
+                    return Err(Malformed("trailer section too long"));
+                }
+                match b {
+                    b'\r' => State::TrailerLf { empty },
+                    b'\n' => return Err(Malformed("bare LF in trailer")),
+                    _ => State::Trailer { empty: false },
+                }
+            }
+            State::TrailerLf { empty } => match b {
+                b'\n' if empty => State::Done,
+                b'\n' => State::Trailer { empty: true },
+                _ => return Err(Malformed("trailer line not ended by CRLF")),
+            },
+            State::Data { .. } | State::Done => unreachable!("handled by the callers"),
+        })
     }
 
     /// Whether the last chunk and trailer section were seen.
@@ -167,6 +221,42 @@ impl Chunked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The body's data and trailer section as `next_data` gives them, fed
+    /// in pieces of `piece` bytes; and how many bytes the body took.
+    fn decoded(body: &[u8], piece: usize) -> (Vec<u8>, Vec<u8>, usize) {
+        let (mut data, mut trailer) = (Vec::new(), Vec::new());
+        let mut chunked = Chunked::default();
+        let mut at = 0;
+        while !chunked.done() && at < body.len() {
+            let end = (at + piece).min(body.len());
+            let mut fed = at;
+            while fed < end && !chunked.done() {
+                let step = chunked.next_data(&body[fed..end]).unwrap();
+                data.extend_from_slice(&body[fed..end][step.data]);
+                trailer.extend_from_slice(&body[fed..end][step.trailer]);
+                fed += step.taken;
+            }
+            at = fed;
+        }
+        (data, trailer, at)
+    }
+
+    #[test]
+    fn chunked_bodies_decode_to_their_data_and_trailers_however_split() {
+        let body = b"5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\n\r\nHTTP/1.1";
+        for piece in 1..body.len() {
+            let (data, trailer, taken) = decoded(body, piece);
+            assert_eq!(data, b"hello0123456789abcdef", "piece {piece}");
+            assert_eq!(trailer, b"Trailer: x\r\n\r\n", "piece {piece}");
+            assert_eq!(taken, body.len() - b"HTTP/1.1".len(), "piece {piece}");
+        }
+        let (data, trailer, _) = decoded(b"3\r\nabc\r\n0\r\n\r\n", 4);
+        assert_eq!(
+            (data.as_slice(), trailer.as_slice()),
+            (&b"abc"[..], &b"\r\n"[..])
+        );
+    }
 
     #[test]
     fn chunked_bodies_end_where_they_end_however_split() {

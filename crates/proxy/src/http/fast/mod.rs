@@ -11,9 +11,9 @@
 //! rest of its life; that path also gives malformed requests their answers.
 
 mod ascii;
-mod chunked;
+pub(crate) mod chunked;
 mod exchange;
-mod framing;
+pub(crate) mod framing;
 mod head;
 mod request;
 mod scratch;

@@ -13,10 +13,14 @@ use hyper::body::Incoming;
 use zkgate_routing::ActiveRequest;
 
 use super::compress::{Compressed, Compressor};
+use super::direct::DirectBody;
 use crate::access_log::{AccessLog, HttpEntry};
 
 use crate::http::pool::{keep_lent, Lent, PoolKey};
 use crate::io::ConnActivity;
+
+/// A body's error, whichever side it came from.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Marks the client connection's request finished when dropped.
 pub struct RequestDone(pub Arc<ConnActivity>);
@@ -102,9 +106,41 @@ impl Reuse {
     }
 }
 
+/// Where a server's body comes from.
+enum Source {
+    /// hyper's client reads it.
+    Hyper(Incoming),
+    /// Read as it is polled, from the request's own task (boxed: it holds
+    /// the server connection, and would make every body as large).
+    Direct(Box<DirectBody>),
+}
+
+impl Source {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Source::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Source::Direct(body) => Pin::new(&mut **body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Hyper(body) => body.is_end_stream(),
+            Source::Direct(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Source::Hyper(body) => body.size_hint(),
+            Source::Direct(body) => body.size_hint(),
+        }
+    }
+}
+
 /// A server's body, with what to release when it ends.
 struct Streamed {
-    body: Incoming,
+    body: Source,
     /// A pooled connection, kept again once the body was read to its end.
     reuse: Option<Reuse>,
     finished: bool,
@@ -126,6 +162,16 @@ impl ProxyBody {
     /// A server's body; `reuse`, its pooled connection, is kept again if
     /// the body is read to its end.
     pub fn upstream(body: Incoming, reuse: Option<Reuse>, active: ActiveRequest) -> Self {
+        Self::streamed(Source::Hyper(body), reuse, active)
+    }
+
+    /// A server's body read from the request's own task; it puts its
+    /// connection back itself.
+    pub fn direct(body: DirectBody, active: ActiveRequest) -> Self {
+        Self::streamed(Source::Direct(Box::new(body)), None, active)
+    }
+
+    fn streamed(body: Source, reuse: Option<Reuse>, active: ActiveRequest) -> Self {
         ProxyBody {
             kind: Kind::Upstream(Streamed {
                 body,
@@ -174,14 +220,11 @@ impl ProxyBody {
 
 impl ProxyBody {
     /// The next frame of the body as it came (before any compression).
-    fn poll_inner(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.kind {
             Kind::Message(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(streamed) => {
-                let polled = Pin::new(&mut streamed.body).poll_frame(cx);
+                let polled = streamed.body.poll_frame(cx);
                 match &polled {
                     Poll::Ready(None) => streamed.finished = true,
                     Poll::Ready(Some(Ok(_))) => streamed.finished = streamed.body.is_end_stream(),
@@ -197,10 +240,7 @@ impl ProxyBody {
     }
 
     /// The next frame for the client: the body's own, or compressed.
-    fn poll_out(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             if self.compressor.as_ref().is_some_and(|c| c.ended()) {
                 let trailers = self.compressor.as_mut().and_then(|c| c.take_trailers());
@@ -237,12 +277,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = self.poll_out(cx);
         if self.log.is_some() {
             if let Poll::Ready(Some(Ok(frame))) = &polled {

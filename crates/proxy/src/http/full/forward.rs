@@ -18,6 +18,7 @@ use zkgate_routing::{ActiveRequest, Backend, Server};
 
 use super::body::ProxyBody;
 use super::client::Conn;
+use super::direct;
 use crate::http::copy::BodyCopy;
 use crate::http::headers::strip_hop_by_hop;
 use crate::http::headers::{keeps_alive, response_framing_is_sound};
@@ -69,7 +70,7 @@ impl Replay {
 
 /// What became of one attempt on one server.
 #[allow(clippy::large_enum_variant)]
-enum Attempt {
+pub(super) enum Attempt {
     Answered(Response<ProxyBody>),
     /// Nothing reached the server, or it may be sent again: try elsewhere.
     Retry(Request<UpstreamBody>),
@@ -132,6 +133,9 @@ async fn attempt_on(
     replay: Option<&Replay>,
     read: &BodyRead,
 ) -> Attempt {
+    if backend.protocol == Protocol::Http1 && direct::takes(&request) {
+        return direct::attempt(backend, server, request, read).await;
+    }
     let address = server.address();
     if backend.protocol == Protocol::Http2 {
         let scheme = if backend.tls.is_some() {
@@ -238,7 +242,7 @@ async fn attempt_on(
 /// has `server` from the end of the request's body (while the client
 /// still sends it, its own `client_idle` bounds the wait); `None` when
 /// that passed.
-async fn answer_within<F: std::future::Future>(
+pub(super) async fn answer_within<F: std::future::Future>(
     send: F,
     server: Duration,
     read: &BodyRead,
@@ -299,15 +303,21 @@ fn answered(
     let (mut parts, body) = response.into_parts();
     let keep_alive =
         keeps_alive(parts.version, parts.status, &parts.headers, head_request) && !interim;
-    if parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
-        // The coding framed the body: its stated length is not passed on
-        // (RFC 9112 §6.3).
-        parts.headers.remove(http::header::CONTENT_LENGTH);
-    }
-    strip_hop_by_hop(&mut parts.headers);
+    for_client(&mut parts.headers);
     parts.version = Version::HTTP_11;
     Attempt::Answered(Response::from_parts(
         parts,
         conn.body(body, keep_alive, active),
     ))
+}
+
+/// An HTTP/1.1 server's response header fields as they go on to the
+/// client, whose connection frames the body anew: a `Content-Length` that
+/// a transfer coding overrode is not passed on (RFC 9112 §6.3), nor are
+/// hop-by-hop fields.
+pub(super) fn for_client(headers: &mut HeaderMap) {
+    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
+    strip_hop_by_hop(headers);
 }

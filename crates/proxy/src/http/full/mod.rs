@@ -8,6 +8,7 @@ mod answer;
 mod body;
 mod client;
 mod compress;
+mod direct;
 mod forward;
 mod h1;
 mod h2;
