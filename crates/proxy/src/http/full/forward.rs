@@ -97,8 +97,10 @@ pub async fn forward(
     let (parts, body) = request.into_parts();
     let (body, read) = ClientBody::new(body, client_idle, copy);
     let mut request = Request::from_parts(parts, Either::Left(body));
-    // Only cloned when a retry after sending could happen at all.
-    let replay = if backend.retries > 0 {
+    // Only cloned when a retry after sending could happen at all, and the
+    // request could be lost in sending (the direct way keeps it).
+    let direct = backend.protocol == Protocol::Http1 && direct::takes(&request);
+    let replay = if backend.retries > 0 && !direct {
         Replay::of(&request)
     } else {
         None
