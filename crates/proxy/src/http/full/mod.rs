@@ -1,5 +1,6 @@
 //! The full path: hyper's HTTP/1.1 and HTTP/2 servers towards clients and
-//! hyper's clients towards servers, for everything the fast path leaves
+//! hyper's clients towards servers (but for a bodiless `GET` or `HEAD` to
+//! an HTTP/1.1 server: `direct`), for everything the fast path leaves
 //! aside (request bodies, HTTP/2, upgrades, HTTP/2 servers, unusual
 //! heads). Each request goes through the same request core as the fast
 //! path's; bodies stream both ways with back-pressure.
