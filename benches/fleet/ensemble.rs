@@ -42,47 +42,48 @@ pub struct Served {
     /// Requests without a transaction (`zk_cnt_readlatency`): reads (a
     /// multi-read counts once), watch registrations and pings.
     pub reads: u64,
-    /// Each node's `[requests, reads]`; `None` while it does not serve (a
-    /// leader election), when `mntr` has no counters to tell.
-    nodes: Vec<Option<[u64; 2]>>,
-    pub at: Instant,
+    /// Each node's `[requests, reads]` and when it told them; `None` while
+    /// it does not answer (a leader election, or too busy to).
+    nodes: Vec<Option<([u64; 2], Instant)>>,
 }
 
 pub fn served(zk: &ZooKeeper) -> Served {
     let keys = ["zk_packets_received", "zk_cnt_readlatency"];
-    let nodes: Vec<Option<[u64; 2]>> = (0..zk.len())
+    let nodes: Vec<Option<([u64; 2], Instant)>> = (0..zk.len())
         .map(|i| {
             let mntr = four_letter(zk.client_addr(i).port(), "mntr")?;
             let values = sums(&mntr, keys);
-            mntr.contains(keys[1]).then_some(values)
+            mntr.contains(keys[1]).then(|| (values, Instant::now()))
         })
         .collect();
     Served {
-        requests: nodes.iter().flatten().map(|n| n[0]).sum(),
-        reads: nodes.iter().flatten().map(|n| n[1]).sum(),
+        requests: nodes.iter().flatten().map(|(n, _)| n[0]).sum(),
+        reads: nodes.iter().flatten().map(|(n, _)| n[1]).sum(),
         nodes,
-        at: Instant::now(),
     }
 }
 
 impl Served {
-    /// Requests and reads per second from `earlier` to this. A node that
-    /// did not answer then or now counts nothing for the interval; a node
-    /// that did not answer in between counts from its last answer (its
-    /// counters outlive a change of role), so pass the samples through
-    /// [`Served::carry`].
+    /// Requests and reads per second from `earlier` to this, node by node
+    /// over the time between its two answers: a node that did not answer
+    /// in between (its counters outlive a change of role; pass the samples
+    /// through [`Served::carry`]) has what it served meanwhile spread over
+    /// that time, not counted in the last interval alone.
     pub fn rates_since(&self, earlier: &Served) -> Rates {
-        let seconds = self.at.duration_since(earlier.at).as_secs_f64();
-        let grew = |k: usize| -> u64 {
+        let rate = |k: usize| -> f64 {
             self.nodes
                 .iter()
                 .zip(&earlier.nodes)
-                .filter_map(|(now, then)| Some(now.as_ref()?[k].saturating_sub(then.as_ref()?[k])))
+                .filter_map(|(now, then)| {
+                    let ((now, at), (then, since)) = (now.as_ref()?, then.as_ref()?);
+                    let seconds = at.duration_since(*since).as_secs_f64();
+                    (seconds > 0.0).then(|| now[k].saturating_sub(then[k]) as f64 / seconds)
+                })
                 .sum()
         };
         Rates {
-            requests: grew(0) as f64 / seconds,
-            reads: grew(1) as f64 / seconds,
+            requests: rate(0),
+            reads: rate(1),
         }
     }
 
@@ -126,20 +127,28 @@ pub async fn peak_rates<F: std::future::Future>(zk: &ZooKeeper, done: F) -> (F::
 
 /// CPU seconds the ensemble's processes have used so far.
 pub fn cpu_seconds(zk: &ZooKeeper) -> f64 {
-    let ticks_per_second = clock_ticks();
     (0..zk.len())
         .filter_map(|i| zk.pid(i))
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .map(|stat| {
-            // The fields after the command's closing parenthesis; user and
-            // system time are the 12th and 13th of them.
-            let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let ticks: u64 =
-                fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
-            ticks as f64 / ticks_per_second
-        })
+        .map(|pid| process_cpu_seconds(&pid.to_string()))
         .sum()
+}
+
+/// CPU seconds this process has used so far.
+pub fn own_cpu_seconds() -> f64 {
+    process_cpu_seconds("self")
+}
+
+fn process_cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The fields after the command's closing parenthesis; user and system
+    // time are the 12th and 13th of them.
+    let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    ticks as f64 / clock_ticks()
 }
 
 fn clock_ticks() -> f64 {

@@ -113,8 +113,8 @@ pub(super) async fn attempt(
 fn encode_head(request: &Request<UpstreamBody>, out: &mut Vec<u8>) {
     out.extend_from_slice(request.method().as_str().as_bytes());
     out.push(b' ');
-    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(target.as_bytes());
+    let target = request.uri().path_and_query().map_or("", |p| p.as_str());
+    out.extend_from_slice(if target.is_empty() { "/" } else { target }.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in request.headers() {
         out.extend_from_slice(name.as_str().as_bytes());
