@@ -6,34 +6,12 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use zkgate_discovery::announce::Announcement;
 use zkgate_testkit::ZooKeeper;
 use zookeeper_client::{Acls, CreateMode};
 
 use crate::ensemble::mntr_sums;
-use crate::light::{announcing, until_all, Light};
+use crate::light::{announcing, until_all, Light, FLEET};
 use crate::{node, path};
-
-/// The fleet's znode.
-pub const FLEET: &str = "/zkgate/fleet";
-
-/// What instance `name` announces: each backend's zxid as applied.
-pub fn announcement(name: &str, applied: &[i64]) -> Announcement {
-    let backends: Vec<String> = applied
-        .iter()
-        .enumerate()
-        .map(|(b, zxid)| format!(r#""b{b}":{{"path":"{}","applied_zxid":{zxid}}}"#, path(b)))
-        .collect();
-    let data = format!(
-        r#"{{"name":"{name}","zone":null,"version":"bench","started":0,"config_generation":1,"backends":{{{}}}}}"#,
-        backends.join(",")
-    );
-    Announcement {
-        path: FLEET.to_owned(),
-        name: name.to_owned(),
-        data: data.into_bytes(),
-    }
-}
 
 /// What the announcing fleet measured.
 pub struct Announced {

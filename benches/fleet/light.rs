@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use zkgate_config::{DiscoveryConfig, MemberFormat, OnEmpty, ZookeeperConfig};
+use zkgate_discovery::announce::Announcement;
 use zkgate_discovery::{Change, Discovery, WatchSpec};
 
 use crate::path;
@@ -28,7 +29,7 @@ pub fn light(zookeeper: &ZookeeperConfig, backends: usize) -> Light {
 }
 
 /// A light instance that announces itself as `name` under
-/// [`crate::announce::FLEET`], with the zxid each backend caught up with
+/// [`FLEET`], with the zxid each backend caught up with
 /// as its applied one, if `name` is given.
 pub fn announcing(zookeeper: &ZookeeperConfig, backends: usize, name: Option<String>) -> Light {
     let (updates, mut received) = mpsc::channel(4096);
@@ -81,7 +82,7 @@ pub fn announcing(zookeeper: &ZookeeperConfig, backends: usize, name: Option<Str
                     }
                     if let (Some(name), Some(announcer)) = (&name, announcer.upgrade()) {
                         let applied = tell.borrow().clone();
-                        announcer.announce(Some(crate::announce::announcement(name, &applied)));
+                        announcer.announce(Some(announcement(name, &applied)));
                     }
                 }
                 Change::Directives(_) => {}
@@ -126,4 +127,25 @@ pub fn only(backends: usize, b: usize, zxid: i64) -> Vec<i64> {
     (0..backends)
         .map(|i| if i == b { zxid } else { 0 })
         .collect()
+}
+
+/// The fleet's znode.
+pub const FLEET: &str = "/zkgate/fleet";
+
+/// What instance `name` announces: each backend's zxid as applied.
+pub fn announcement(name: &str, applied: &[i64]) -> Announcement {
+    let backends: Vec<String> = applied
+        .iter()
+        .enumerate()
+        .map(|(b, zxid)| format!(r#""b{b}":{{"path":"{}","applied_zxid":{zxid}}}"#, path(b)))
+        .collect();
+    let data = format!(
+        r#"{{"name":"{name}","zone":null,"version":"bench","started":0,"config_generation":1,"backends":{{{}}}}}"#,
+        backends.join(",")
+    );
+    Announcement {
+        path: FLEET.to_owned(),
+        name: name.to_owned(),
+        data: data.into_bytes(),
+    }
 }

@@ -25,6 +25,9 @@ use zkgate_routing::Frontend;
 
 pub(crate) use pool::sweep_idle as sweep_idle_connections;
 
+/// A body's error, whichever side it came from.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 use crate::connections::ConnectionGuard;
 use crate::stream::Stream;
 use crate::Proxy;

@@ -13,14 +13,12 @@ use hyper::body::Incoming;
 use zkgate_routing::ActiveRequest;
 
 use super::compress::{Compressed, Compressor};
-use super::direct::DirectBody;
+use super::direct_body::DirectBody;
 use crate::access_log::{AccessLog, HttpEntry};
+use crate::http::BoxError;
 
 use crate::http::pool::{keep_lent, Lent, PoolKey};
 use crate::io::ConnActivity;
-
-/// A body's error, whichever side it came from.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Marks the client connection's request finished when dropped.
 pub struct RequestDone(pub Arc<ConnActivity>);

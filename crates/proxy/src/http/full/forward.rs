@@ -16,11 +16,11 @@ use tracing::{debug, warn};
 use zkgate_config::Protocol;
 use zkgate_routing::{ActiveRequest, Backend, Server};
 
+use super::attempt::{answer_within, for_client, Attempt};
 use super::body::ProxyBody;
 use super::client::Conn;
 use super::direct;
 use crate::http::copy::BodyCopy;
-use crate::http::headers::strip_hop_by_hop;
 use crate::http::headers::{keeps_alive, response_framing_is_sound};
 use crate::http::policy::retry::{self, head_arrived, Tries};
 use crate::http::pool::{PoolKey, UpstreamBody};
@@ -66,19 +66,6 @@ impl Replay {
         *request.headers_mut() = self.headers.clone();
         request
     }
-}
-
-/// What became of one attempt on one server.
-#[allow(clippy::large_enum_variant)]
-pub(super) enum Attempt {
-    Answered(Response<ProxyBody>),
-    /// Nothing reached the server, or it may be sent again: try elsewhere.
-    Retry(Request<UpstreamBody>),
-    /// Failed in a way that must not be retried: answer with this.
-    Failed(StatusCode),
-    /// The client's own request was broken (say, its chunked body): not the
-    /// server's fault, nothing to retry.
-    ClientFault(StatusCode),
 }
 
 /// Sends `request` to a server of `backend`: the `sticky` one if given and
@@ -240,32 +227,6 @@ async fn attempt_on(
     }
 }
 
-/// Waits for the server's answer to a request sent at `sent`: the server
-/// has `server` from the end of the request's body (while the client
-/// still sends it, its own `client_idle` bounds the wait); `None` when
-/// that passed.
-pub(super) async fn answer_within<F: std::future::Future>(
-    send: F,
-    server: Duration,
-    read: &BodyRead,
-    sent: Instant,
-) -> Option<F::Output> {
-    let send = std::pin::pin!(send);
-    let mut send = send;
-    let mut deadline = sent + server;
-    loop {
-        tokio::select! {
-            biased;
-            answered = &mut send => return Some(answered),
-            () = tokio::time::sleep_until(deadline.into()) => match read.at(sent) {
-                Some(at) if at + server > deadline => deadline = at + server,
-                Some(_) => return None,
-                None => deadline = Instant::now() + server,
-            },
-        }
-    }
-}
-
 /// HTTP/2 carries the scheme and authority as pseudo-headers: the URI needs both.
 pub(super) fn for_h2(
     request: &mut Request<UpstreamBody>,
@@ -311,15 +272,4 @@ fn answered(
         parts,
         conn.body(body, keep_alive, active),
     ))
-}
-
-/// An HTTP/1.1 server's response header fields as they go on to the
-/// client, whose connection frames the body anew: a `Content-Length` that
-/// a transfer coding overrode is not passed on (RFC 9112 §6.3), nor are
-/// hop-by-hop fields.
-pub(super) fn for_client(headers: &mut HeaderMap) {
-    if headers.contains_key(http::header::TRANSFER_ENCODING) {
-        headers.remove(http::header::CONTENT_LENGTH);
-    }
-    strip_hop_by_hop(headers);
 }

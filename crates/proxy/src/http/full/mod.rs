@@ -6,10 +6,12 @@
 //! path's; bodies stream both ways with back-pressure.
 
 mod answer;
+mod attempt;
 mod body;
 mod client;
 mod compress;
 mod direct;
+mod direct_body;
 mod forward;
 mod h1;
 mod h2;
