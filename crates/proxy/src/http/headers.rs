@@ -106,6 +106,14 @@ pub fn response_framing_is_sound(headers: &HeaderMap) -> bool {
     !(chunked_last == Some(false) && length.is_some())
 }
 
+/// Whether a field of this name may not come in trailers: it frames the
+/// message, routes it or manages the connection (what HAProxy refuses in
+/// trailers too); a peer that merged it into the head would read another
+/// message than zkgate.
+pub(crate) fn is_forbidden_in_trailers(name: &HeaderName) -> bool {
+    name == header::HOST || name == header::CONTENT_LENGTH || HOP_BY_HOP.contains(&name)
+}
+
 /// Whether `bytes` is an HTTP token (RFC 9110 §5.6.2): a name without
 /// spaces, separators or parameters.
 pub fn is_token(bytes: &[u8]) -> bool {

@@ -93,23 +93,11 @@ impl std::fmt::Display for ForbiddenTrailer {
 impl std::error::Error for ForbiddenTrailer {}
 
 /// Whether `trailers` name a field that frames the message, routes it or
-/// manages the connection (what HAProxy refuses in trailers too): a server
-/// that merged them into the head would read another request than zkgate.
+/// manages the connection.
 fn forbidden_in_trailers(trailers: &http::HeaderMap) -> bool {
-    use http::header::*;
-    [
-        HOST,
-        CONTENT_LENGTH,
-        TRANSFER_ENCODING,
-        TE,
-        TRAILER,
-        CONNECTION,
-        UPGRADE,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-    ]
-    .iter()
-    .any(|name| trailers.contains_key(name))
+    trailers
+        .keys()
+        .any(crate::http::headers::is_forbidden_in_trailers)
 }
 
 /// Whether an error (of hyper's, or of the body) is [`ClientBodyTimeout`].

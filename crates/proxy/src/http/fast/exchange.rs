@@ -20,8 +20,6 @@ use crate::http::policy::retry::{head_arrived, Tries};
 use crate::http::pool::{PoolKey, ServerConn};
 use crate::Proxy;
 
-/// Largest response head accepted from a server.
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// How much is read at once for the rest of a large body. Large reads keep
 /// bulk transfers fair between connections: with 64 KiB, 1 MiB responses on
 /// 64 connections had a p99 ten times their median.
@@ -259,7 +257,7 @@ async fn send_and_read_head(
                     interim = true;
                     continue;
                 }
-                Ok(framing::Scan::Partial) if conn.buf.len() > MAX_RESPONSE_HEAD => {
+                Ok(framing::Scan::Partial) if conn.buf.len() > framing::MAX_RESPONSE_HEAD => {
                     return Err(NoHead::Malformed("response head too large"))
                 }
                 Ok(framing::Scan::Partial) => {}

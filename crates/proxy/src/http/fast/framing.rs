@@ -9,6 +9,8 @@ use crate::http::policy::edits::Edits;
 
 /// Most headers accepted in a response.
 const MAX_RESPONSE_HEADERS: usize = 100;
+/// Largest response head accepted from a server.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// What a response header is to the proxy.
 #[derive(Clone, Copy, PartialEq, Eq)]

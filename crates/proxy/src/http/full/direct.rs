@@ -26,11 +26,8 @@ use crate::http::policy::retry::head_arrived;
 use crate::http::pool::{PoolKey, ServerConn, UpstreamBody};
 use crate::http::request_body::BodyRead;
 
-/// Largest response head accepted from a server (as on the fast path).
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-
-/// Whether `request` goes this way: a `GET` or `HEAD` without a body, or
-/// anything that would frame or upgrade one.
+/// Whether `request` goes this way: a `GET` or `HEAD` without a body and
+/// without a field that would frame one or upgrade the connection.
 pub(super) fn takes(request: &Request<UpstreamBody>) -> bool {
     let method = request.method();
     let headers = request.headers();
@@ -176,7 +173,7 @@ async fn send(conn: &mut ServerConn, head: &[u8], head_method: bool) -> Result<A
                     interim = true;
                     continue;
                 }
-                Parsed::Partial if conn.buf.len() > MAX_RESPONSE_HEAD => {
+                Parsed::Partial if conn.buf.len() > framing::MAX_RESPONSE_HEAD => {
                     return Err(NoAnswer::Malformed("response head too large"));
                 }
                 Parsed::Partial => {}

@@ -9,12 +9,12 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::http::fast::chunked::Chunked;
 use crate::http::fast::framing::Framing;
-use crate::http::headers::HOP_BY_HOP;
+use crate::http::headers::is_forbidden_in_trailers;
 use crate::http::pool::{PoolKey, ServerConn};
 use crate::http::BoxError;
 
@@ -151,8 +151,7 @@ fn trailers(section: &[u8]) -> Result<Option<HeaderMap>, BoxError> {
     let map = header_map(fields.iter().map(|f| (f.name, f.value)))?;
     let mut passed = HeaderMap::with_capacity(map.len());
     for (name, value) in &map {
-        let framing = name == header::CONTENT_LENGTH || name == header::HOST;
-        if !framing && !HOP_BY_HOP.contains(&name) {
+        if !is_forbidden_in_trailers(name) {
             passed.append(name.clone(), value.clone());
         }
     }
