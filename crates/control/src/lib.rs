@@ -14,6 +14,7 @@ mod listeners;
 mod member;
 mod members;
 mod notify;
+mod on_cpu;
 mod protect;
 mod publisher;
 mod readiness;

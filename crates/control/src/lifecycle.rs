@@ -268,7 +268,7 @@ impl ControlPlane {
     /// Applies a server change (and every other one queued) to the table in
     /// service, or, while a reload warms up, to the table it will publish.
     async fn servers_changed(&mut self, first: Input) {
-        let started = self.publisher.absorb(first).await;
+        self.publisher.absorb(first).await;
         if self.warming.is_some() {
             // The running table stays; the warming configuration's first
             // table is built with all of this.
@@ -276,7 +276,7 @@ impl ControlPlane {
             self.go_live_once_warm(false).await;
             return;
         }
-        self.publisher.publish_changes(started).await;
+        self.publisher.publish_changes().await;
         self.update_readiness();
         if self.ready && self.hold.is_some() {
             // Held connections need not wait for the next check.

@@ -20,14 +20,15 @@ use zkgate_tls::TlsMaterial;
 
 use crate::last_known::{self, LastKnown};
 use crate::members::{BackendMembers, Members};
+use crate::on_cpu::OnCpu;
 use crate::resolve::Resolver;
 
 /// Discovery updates and health events buffered for the publisher.
 const INPUT_QUEUE: usize = 4096;
 
 /// Server changes are applied by builds that use at most about 1 % of a
-/// core: after a build that took `d`, the next starts no sooner than
-/// `d × BUILD_COST_SHARE` later, merging what arrives meanwhile (Envoy's
+/// core: after a build that cost `d` of CPU time, the next starts no sooner
+/// than `d × BUILD_COST_SHARE` later, merging what arrives meanwhile (Envoy's
 /// update merge window, sized by cost instead of fixed at a second).
 const BUILD_COST_SHARE: u32 = 100;
 /// The longest a change waits to be merged, however costly builds are.
@@ -60,9 +61,11 @@ pub(crate) struct TablePublisher {
     health_events: mpsc::Receiver<HealthEvent>,
     /// The data plane's word that the table went stale (a server was ejected).
     stale: Arc<Notify>,
-    /// When the last server-change build finished and what it cost: the
-    /// next one waits so that builds use a bounded share of a core.
+    /// When the last server-change build finished and the CPU time it
+    /// cost: the next one waits so that builds use a bounded share of a core.
     last_build: Option<(Instant, Duration)>,
+    /// The CPU time spent so far on the changes being applied.
+    cost: Duration,
     /// The writer of the last-known members, with `state_dir`.
     last_known: Option<LastKnown>,
     /// The backends the next build must build anew (`None`: all of them):
@@ -98,6 +101,7 @@ impl TablePublisher {
             health_events,
             stale,
             last_build: None,
+            cost: Duration::ZERO,
             last_known: None,
             changed: None,
         }
@@ -263,14 +267,13 @@ impl TablePublisher {
     /// sustained churn, changes that arrive while the previous build is
     /// still "being paid for" wait and are merged into one build; an
     /// isolated change, or any change to a small table (whose build takes
-    /// microseconds), is applied at once. Returns when this began, for
-    /// [`TablePublisher::publish_changes`].
-    pub(crate) async fn absorb(&mut self, first: Input) -> Instant {
+    /// microseconds), is applied at once.
+    pub(crate) async fn absorb(&mut self, first: Input) {
         if let Some((finished, cost)) = self.last_build.filter(|(_, cost)| *cost >= MERGE_ABOVE) {
             let spacing = (cost * BUILD_COST_SHARE).min(MAX_MERGE_WAIT);
             tokio::time::sleep_until((finished + spacing).into()).await;
         }
-        let started = Instant::now();
+        let on_cpu = OnCpu::start();
         let (mut memberships, mut health) = (0usize, 0usize);
         let mut next = Some(first);
         while let Some(input) = next {
@@ -311,7 +314,7 @@ impl TablePublisher {
                 .or_else(|| self.health_events.try_recv().ok().map(Input::Health));
         }
         debug!(memberships, health, "applying server changes");
-        started
+        self.cost = on_cpu.elapsed();
     }
 
     /// Notes that `backend` must be built anew at the next build.
@@ -323,14 +326,14 @@ impl TablePublisher {
         }
     }
 
-    /// Builds and publishes the changes absorbed since `started` (only the
-    /// backends they touched are built anew), and notes the cost for the
-    /// next merge.
-    pub(crate) async fn publish_changes(&mut self, started: Instant) {
+    /// Builds and publishes the changes absorbed (only the backends they
+    /// touched are built anew), and notes their cost for the next merge.
+    pub(crate) async fn publish_changes(&mut self) {
         let changed = self.changed.take();
         let table = self.build_changed(changed.as_ref()).await;
+        let on_cpu = OnCpu::start();
         self.publish(table);
-        self.last_build = Some((Instant::now(), started.elapsed()));
+        self.last_build = Some((Instant::now(), self.cost + on_cpu.elapsed()));
     }
 
     /// Builds a table from the configuration and what is known of its
@@ -350,6 +353,7 @@ impl TablePublisher {
     /// Builds a table in which only the backends `changed` names (every
     /// backend if `None`) are built anew.
     async fn build_changed(&mut self, changed: Option<&HashSet<String>>) -> RoutingTable {
+        let on_cpu = OnCpu::start();
         let mut discovered = Discovered::new();
         for backend in &self.config.backends {
             if changed.is_some_and(|c| !c.contains(&backend.name)) {
@@ -395,7 +399,9 @@ impl TablePublisher {
             .flat_map(|b| &b.servers)
             .chain(discovered.values().flatten())
             .map(|s| &s.address);
+        self.cost += on_cpu.elapsed();
         let resolved = self.resolver.resolve(addresses).await;
+        let on_cpu = OnCpu::start();
         let table = match changed {
             None => self.builder.build(&self.config, &discovered, &resolved),
             Some(changed) => {
@@ -406,6 +412,7 @@ impl TablePublisher {
         };
         // What comes next is built on this table.
         self.changed = Some(HashSet::new());
+        self.cost += on_cpu.elapsed();
         table
     }
 
