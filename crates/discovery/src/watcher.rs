@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 use zkgate_metrics::Metrics;
 use zookeeper_client::{
@@ -21,11 +22,14 @@ use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
 /// `RESYNC_PER_CHILD` per child the backend had, at most `RESYNC_MAX`: a
 /// fleet that reconnects at once (after a leader election, or a partition
 /// that expired every session) then reads over a time that grows with what
-/// each instance has to read — 10 s for 10,000 members — rather than all
-/// in the same second. Meanwhile the backend serves the members it had.
+/// each instance has to read — 20 s for 10,000 members — rather than all
+/// in the same second. Two milliseconds a child keep a thousand instances'
+/// re-reads below what the ensemble serves (at one millisecond they were
+/// above it, and it was saturated until all had read). Meanwhile the
+/// backend serves the members it had.
 const RESYNC_SPREAD: Duration = Duration::from_millis(500);
-const RESYNC_PER_CHILD: Duration = Duration::from_millis(1);
-const RESYNC_MAX: Duration = Duration::from_secs(15);
+const RESYNC_PER_CHILD: Duration = Duration::from_millis(2);
+const RESYNC_MAX: Duration = Duration::from_secs(25);
 
 /// How many children each backend's last full read found, shared by a
 /// discovery's watchers across its sessions.
@@ -40,6 +44,41 @@ pub fn resync_wait(children: usize) -> Duration {
 
 /// Children read per multi-read request, well under ZooKeeper's 1 MiB packet limit.
 const READ_BATCH: usize = 256;
+
+/// A read of changed children follows the last one by at least this many
+/// times what the last one took (at most `MAX_READ_SPACING`), and takes
+/// every change that came meanwhile. A lone change is read at once (the
+/// last read is long past); under a deploy's stream of changes, reads
+/// slow down as the ensemble does, and a fleet's reads become fewer,
+/// larger multi-reads, which cost the ensemble far less per member, instead
+/// of one read per change per instance driving it into overload.
+const READ_SPACING: u32 = 4;
+const MAX_READ_SPACING: Duration = Duration::from_millis(100);
+
+/// When the next read of changed children may start.
+struct ReadPacer {
+    next: Instant,
+}
+
+impl ReadPacer {
+    fn new() -> Self {
+        ReadPacer {
+            next: Instant::now(),
+        }
+    }
+
+    /// Waits until the next read may start.
+    async fn ready(&self) {
+        if Instant::now() < self.next {
+            tokio::time::sleep_until(self.next).await;
+        }
+    }
+
+    /// A read just ended that took `took`.
+    fn read_took(&mut self, took: Duration) {
+        self.next = Instant::now() + (took * READ_SPACING).min(MAX_READ_SPACING);
+    }
+}
 
 /// Whether `event` is a session's last (expired, closed, auth failed).
 fn ends_session(event: &WatchedEvent) -> bool {
@@ -93,6 +132,7 @@ pub async fn watch_backend(
     };
     // An event taken while checking whether any were left: the next batch's first.
     let mut carried: Option<WatchedEvent>;
+    let mut pacer = ReadPacer::new();
     'sync: loop {
         carried = None;
         // A session's full reads take turns: after a reconnect every
@@ -125,6 +165,7 @@ pub async fn watch_backend(
                 Some(event) => event,
                 None => events.changed().await,
             };
+            pacer.ready().await;
             let mut batch = vec![first];
             // After a session's last event the watcher has nothing more to
             // give (the client panics if asked): stop there.
@@ -144,15 +185,17 @@ pub async fn watch_backend(
                         // that do not re-register persistent watches on reconnect
                         // (zookeeper-client 0.11 re-sends only one-shot watches).
                         SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                            // A whole fleet reconnects at once after a leader
+                            // election: spread the re-reads, and the watches
+                            // added before them. Changes made meanwhile are
+                            // found by the re-read.
+                            tokio::time::sleep(resync_wait(this.children)).await;
                             let Some(renewed) = this.add_watch().await else {
                                 return;
                             };
                             // The old watcher drops after the new one exists, so
                             // its removal leaves the path watched.
                             events = renewed;
-                            // A whole fleet reconnects at once after a leader
-                            // election: spread the re-reads.
-                            tokio::time::sleep(resync_wait(this.children)).await;
                             continue 'sync;
                         }
                         state if state.is_terminated() => return,
@@ -171,11 +214,13 @@ pub async fn watch_backend(
             }
             // Read each touched child's latest state: whatever happened in
             // between, what is there now is the truth.
+            let began = Instant::now();
             let (changes, zxid) = match this.read_children(&touched).await {
                 Ok(read) => read,
                 Err(err) if session_over(&err) => return,
                 Err(_) => continue 'sync,
             };
+            pacer.read_took(began.elapsed());
             for change in changes {
                 if !this.send(change).await {
                     return;
@@ -342,7 +387,32 @@ impl Watcher {
 
 #[cfg(test)]
 mod tests {
-    use super::direct_child;
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_read_starts_at_once_and_a_following_one_after_four_times_the_last() {
+        let mut pacer = ReadPacer::new();
+        let start = Instant::now();
+        pacer.ready().await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+
+        pacer.read_took(Duration::from_millis(5));
+        let after_read = Instant::now();
+        pacer.ready().await;
+        assert_eq!(after_read.elapsed(), Duration::from_millis(20));
+
+        // Long past: at once again.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let later = Instant::now();
+        pacer.ready().await;
+        assert_eq!(later.elapsed(), Duration::ZERO);
+
+        // A slow ensemble spaces reads by at most `MAX_READ_SPACING`.
+        pacer.read_took(Duration::from_secs(2));
+        let slow = Instant::now();
+        pacer.ready().await;
+        assert_eq!(slow.elapsed(), MAX_READ_SPACING);
+    }
 
     #[test]
     fn only_direct_children_of_the_backend_path_count() {
