@@ -106,23 +106,35 @@ pub struct Rates {
     pub reads: f64,
 }
 
-/// The rates sampled every half second while `done` is pending; their peaks.
-pub async fn peak_rates<F: std::future::Future>(zk: &ZooKeeper, done: F) -> (F::Output, Rates) {
+/// The rates sampled every half second while `done` is pending: their
+/// peaks, and the reads per second of each half second.
+pub async fn peak_rates<F: std::future::Future>(
+    zk: &ZooKeeper,
+    done: F,
+) -> (F::Output, Rates, Vec<f64>) {
     let mut done = std::pin::pin!(done);
     let mut last = served(zk);
     let mut peak = Rates::default();
+    let mut reads = Vec::new();
     loop {
         tokio::select! {
-            out = &mut done => return (out, peak),
+            out = &mut done => return (out, peak, reads),
             () = tokio::time::sleep(Duration::from_millis(500)) => {
                 let now = served(zk).carry(&last);
                 let rates = now.rates_since(&last);
                 peak.requests = peak.requests.max(rates.requests);
                 peak.reads = peak.reads.max(rates.reads);
+                reads.push(rates.reads);
                 last = now;
             }
         }
     }
+}
+
+/// Reads per second, half a second apart, as one line.
+pub fn timeline(reads: &[f64]) -> String {
+    let rates: Vec<String> = reads.iter().map(|r| format!("{r:.0}")).collect();
+    rates.join(" ")
 }
 
 /// CPU seconds the ensemble's processes have used so far.

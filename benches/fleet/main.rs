@@ -26,7 +26,7 @@ mod announce;
 mod ensemble;
 mod light;
 
-use ensemble::{cpu_seconds, max_read_rate, mntr_sums, peak_rates, served, Rates};
+use ensemble::{cpu_seconds, max_read_rate, mntr_sums, peak_rates, served, timeline, Rates};
 use light::{light, only, until_all, Light};
 use zkgate_testkit::ZooKeeper;
 use zookeeper_client::{Acls, CreateMode};
@@ -106,7 +106,8 @@ async fn all_sessions_expired(
         }
         healed.elapsed()
     };
-    let (took, peak) = peak_rates(zk, all_back).await;
+    let (took, peak, reads) = peak_rates(zk, all_back).await;
+    println!("  reads/s every 0.5 s from the heal: {}", timeline(&reads));
     let rejected = mntr_sums(zk, ["zk_connection_rejected"])[0] - rejected;
     drop(fleet);
     (took, peak, rejected)
@@ -131,7 +132,11 @@ async fn leader_killed(zk: &mut ZooKeeper, fleet: &[Light]) -> (Duration, Rates)
         }
         killed.elapsed()
     };
-    let (took, peak) = peak_rates(zk, all_resynced).await;
+    let (took, peak, reads) = peak_rates(zk, all_resynced).await;
+    println!(
+        "  reads/s every 0.5 s from the leader's death: {}",
+        timeline(&reads)
+    );
     tokio::task::block_in_place(|| zk.restart(leader));
     (took, peak)
 }
@@ -206,6 +211,10 @@ async fn main() {
         let before = served(&zk);
         let changes_began = Instant::now();
         for change in 0..changes {
+            // One change at a time, each on its own: changes to a backend
+            // closer together than an instance's read spacing are read
+            // together (the deploy below is that case).
+            tokio::time::sleep(Duration::from_millis(250)).await;
             let data = format!(
                 r#"{{"address":"10.0.0.0:20000","weight":{}}}"#,
                 1 + change % 9
@@ -238,7 +247,7 @@ async fn main() {
         );
         if n == *sizes.iter().max().unwrap() {
             let deploy = env_number("FLEET_DEPLOY", 1000);
-            let converged = a_deploy(&client, &fleet, deploy, member_count, backends).await;
+            let converged = a_deploy(&zk, &client, &fleet, deploy, member_count, backends).await;
             println!();
             println!("{n} instances, a deploy of {deploy} member changes over 10 s: all converged {:.2} s after it began ({:.2} s after the last write)", converged.as_secs_f64(), converged.as_secs_f64() - 10.0);
             let (took, peak) = leader_killed(&mut zk, &fleet).await;
@@ -395,12 +404,14 @@ async fn one_instance_alone(
 /// A deploy: `deploy` member changes spread over 10 s; how long after it
 /// began every instance had applied the last of them.
 async fn a_deploy(
+    zk: &ZooKeeper,
     client: &zookeeper_client::Client,
     fleet: &[Light],
     deploy: usize,
     member_count: usize,
     backends: usize,
 ) -> Duration {
+    let before = served(zk);
     let began = Instant::now();
     let mut last = vec![0i64; backends];
     for change in 0..deploy {
@@ -419,5 +430,13 @@ async fn a_deploy(
         last[member % backends] = stat.mzxid;
     }
     let converged = until_all(fleet, &last, began, Duration::from_secs(120)).await;
+    let served = served(zk);
+    println!(
+        "  during the deploy: {:.0} requests and {:.0} reads per change at the ensemble ({:.2} and {:.2} per instance)",
+        (served.requests - before.requests) as f64 / deploy as f64,
+        (served.reads - before.reads) as f64 / deploy as f64,
+        (served.requests - before.requests) as f64 / (deploy * fleet.len()) as f64,
+        (served.reads - before.reads) as f64 / (deploy * fleet.len()) as f64,
+    );
     converged.into_iter().max().unwrap_or_default()
 }
