@@ -112,7 +112,7 @@ async fn main() {
     let members = env_number("FLEET_MEMBERS", 1_000);
     let changes = env_number("FLEET_CHANGES", 20);
     let period = Duration::from_millis(env_number("PROBE_MS", 5) as u64);
-    let zk = ZooKeeper::ensemble();
+    let zk = ZooKeeper::ensemble_as_shipped();
     let client = Client::connect(&zk.connect_string())
         .await
         .expect("connect");

@@ -154,7 +154,7 @@ async fn main() {
     let sizes = env_list("FLEET_SIZES", &[100, 300, 1000]);
     let member_count = env_number("FLEET_MEMBERS", 10_000);
     let changes = env_number("FLEET_CHANGES", 20);
-    let mut zk = ZooKeeper::ensemble();
+    let mut zk = ZooKeeper::ensemble_as_shipped();
     let client = zookeeper_client::Client::connect(&zk.connect_string())
         .await
         .expect("connect");

@@ -25,24 +25,39 @@ struct Node {
     process: Option<Child>,
 }
 
+/// The JVM of a test's servers: small and quick to start (many tests run
+/// at once), not fast.
+const TEST_JVM: &[&str] = &["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"];
+/// The JVM as ZooKeeper's own start script runs it (`zkEnv.sh`: a
+/// 1,000 MB heap, the JVM's default collector and compilers), for
+/// benchmarks that measure what the ensemble serves.
+const SHIPPED_JVM: &[&str] = &["-Xmx1000m"];
+
 /// One or more ZooKeeper servers; all are killed on drop.
 pub struct ZooKeeper {
     _root: TempDir,
+    jvm: &'static [&'static str],
     nodes: Vec<Node>,
 }
 
 impl ZooKeeper {
     /// A single standalone server, serving when this returns.
     pub fn standalone() -> Self {
-        Self::start(1)
+        Self::start(1, TEST_JVM)
     }
 
     /// A 3-node ensemble with a leader elected when this returns.
     pub fn ensemble() -> Self {
-        Self::start(3)
+        Self::start(3, TEST_JVM)
     }
 
-    fn start(size: usize) -> Self {
+    /// A 3-node ensemble whose JVMs run as ZooKeeper's start script runs
+    /// them, rather than trimmed for tests: for benchmarks.
+    pub fn ensemble_as_shipped() -> Self {
+        Self::start(3, SHIPPED_JVM)
+    }
+
+    fn start(size: usize, jvm: &'static [&'static str]) -> Self {
         check_installed();
         let root = tempfile::Builder::new()
             .prefix("zkgate-zk-")
@@ -77,7 +92,11 @@ impl ZooKeeper {
                 process: None,
             });
         }
-        let mut zk = ZooKeeper { _root: root, nodes };
+        let mut zk = ZooKeeper {
+            _root: root,
+            jvm,
+            nodes,
+        };
         for i in 0..size {
             zk.spawn(i);
         }
@@ -91,7 +110,7 @@ impl ZooKeeper {
         let node = &mut self.nodes[index];
         let log = std::fs::File::create(node.dir.join("zookeeper.log")).expect("log file");
         let child = Command::new("java")
-            .args(["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
+            .args(self.jvm)
             .arg("-Dzookeeper.admin.enableServer=false")
             // Data dirs are temporary: no fsync per transaction. A killed
             // node's writes are still in the page cache, so failover tests
