@@ -10,6 +10,7 @@ mod config_node;
 pub mod directives;
 pub mod format;
 pub mod ops;
+mod reader;
 mod session;
 mod watcher;
 

@@ -13,6 +13,7 @@ use zkgate_metrics::Metrics;
 use zookeeper_client::{Client, SessionState};
 
 use crate::announce::{self, Announced, Announcement};
+use crate::reader::Reader;
 use crate::{jittered, watcher, Update, WatchSpec};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -164,12 +165,16 @@ async fn serve(
 ) -> SessionEnd {
     let mut watchers: HashMap<Arc<str>, (DiscoveryConfig, Owned)> = HashMap::new();
     let full_reads = Arc::new(Semaphore::new(FULL_READS_AT_ONCE));
+    // The reads of changed members, of every backend, go through one reader.
+    let (reader, reading) = Reader::new(client.clone());
+    let _reading = Owned(tokio::spawn(reading));
     let session = Session {
         client,
         updates,
         metrics,
         full_reads: &full_reads,
         known,
+        reader: &reader,
     };
     let current = specs.borrow_and_update().clone();
     reconcile(&mut watchers, &current, &session);
@@ -219,6 +224,7 @@ struct Session<'a> {
     metrics: &'a Metrics,
     full_reads: &'a Arc<Semaphore>,
     known: &'a watcher::KnownChildren,
+    reader: &'a Reader,
 }
 
 fn reconcile(
@@ -241,6 +247,7 @@ fn reconcile(
                 session.metrics.clone(),
                 Arc::clone(session.full_reads),
                 Arc::clone(session.known),
+                session.reader.clone(),
             )));
             watchers.insert(Arc::clone(&spec.backend), (spec.config.clone(), task));
         }

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
-use tokio::time::Instant;
 use tracing::{debug, warn};
 use zkgate_metrics::Metrics;
 use zookeeper_client::{
@@ -16,7 +15,18 @@ use zookeeper_client::{
 
 use crate::directives::Directives;
 use crate::format::{self, Child};
+use crate::reader::{self, Reader, READ_BATCH};
 use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
+
+/// Whether a read of children goes through the session's reader (changed
+/// members: paced, and combined with other backends' reads) or straight to
+/// ZooKeeper (a full read's batches, which take turns by the session's
+/// semaphore).
+#[derive(Clone, Copy)]
+enum Paced {
+    Yes,
+    No,
+}
 
 /// A re-read after a reconnect waits a random time below this, plus
 /// `RESYNC_PER_CHILD` per child the instance's backends had, at most `RESYNC_MAX`: a
@@ -40,44 +50,6 @@ pub type KnownChildren = Arc<Mutex<HashMap<Arc<str>, usize>>>;
 pub fn resync_wait(children: usize) -> Duration {
     let spread = RESYNC_SPREAD + RESYNC_PER_CHILD * children.min(u32::MAX as usize) as u32;
     spread.min(RESYNC_MAX).mul_f64(fastrand::f64())
-}
-
-/// Children read per multi-read request, well under ZooKeeper's 1 MiB packet limit.
-const READ_BATCH: usize = 256;
-
-/// A read of changed children follows the last one by at least this many
-/// times what the last one took (at most `MAX_READ_SPACING`), and takes
-/// every change that came meanwhile. A lone change is read at once (the
-/// last read is long past); under a deploy's stream of changes, reads
-/// slow down as the ensemble does, and a fleet's reads become fewer,
-/// larger multi-reads, which cost the ensemble far less per member, instead
-/// of one read per change per instance driving it into overload.
-const READ_SPACING: u32 = 4;
-const MAX_READ_SPACING: Duration = Duration::from_millis(100);
-
-/// When the next read of changed children may start.
-struct ReadPacer {
-    next: Instant,
-}
-
-impl ReadPacer {
-    fn new() -> Self {
-        ReadPacer {
-            next: Instant::now(),
-        }
-    }
-
-    /// Waits until the next read may start.
-    async fn ready(&self) {
-        if Instant::now() < self.next {
-            tokio::time::sleep_until(self.next).await;
-        }
-    }
-
-    /// A read just ended that took `took`.
-    fn read_took(&mut self, took: Duration) {
-        self.next = Instant::now() + (took * READ_SPACING).min(MAX_READ_SPACING);
-    }
 }
 
 /// Whether `event` is a session's last (expired, closed, auth failed).
@@ -104,6 +76,7 @@ struct Watcher {
     zxid: i64,
     /// Children each of the session's backends had at its last full read.
     known: KnownChildren,
+    reader: Reader,
 }
 
 /// Runs until the session ends or the task is aborted.
@@ -114,6 +87,7 @@ pub async fn watch_backend(
     metrics: Metrics,
     full_reads: Arc<Semaphore>,
     known: KnownChildren,
+    reader: Reader,
 ) {
     let path = spec.config.path.clone();
     let mut this = Watcher {
@@ -123,6 +97,7 @@ pub async fn watch_backend(
         logged: HashMap::new(),
         zxid: 0,
         known,
+        reader,
     };
     // Watch first, read second: a change between the two shows up as an event.
     let Some(mut events) = this.add_watch().await else {
@@ -130,7 +105,6 @@ pub async fn watch_backend(
     };
     // An event taken while checking whether any were left: the next batch's first.
     let mut carried: Option<WatchedEvent>;
-    let mut pacer = ReadPacer::new();
     'sync: loop {
         carried = None;
         // A session's full reads take turns: after a reconnect every
@@ -163,7 +137,6 @@ pub async fn watch_backend(
                 Some(event) => event,
                 None => events.changed().await,
             };
-            pacer.ready().await;
             let mut batch = vec![first];
             // After a session's last event the watcher has nothing more to
             // give (the client panics if asked): stop there.
@@ -212,13 +185,11 @@ pub async fn watch_backend(
             }
             // Read each touched child's latest state: whatever happened in
             // between, what is there now is the truth.
-            let began = Instant::now();
-            let (changes, zxid) = match this.read_children(&touched).await {
+            let (changes, zxid) = match this.read_children(&touched, Paced::Yes).await {
                 Ok(read) => read,
                 Err(err) if session_over(&err) => return,
                 Err(_) => continue 'sync,
             };
-            pacer.read_took(began.elapsed());
             for change in changes {
                 if !this.send(change).await {
                     return;
@@ -320,17 +291,20 @@ impl Watcher {
     /// Reads `children` (in batches) and turns each into a change; with
     /// the newest zxid the reads saw (the path's own stat is read with each
     /// batch: its `pzxid` is the last child created or deleted).
-    async fn read_children(&mut self, children: &[String]) -> Result<(Vec<Change>, i64), Error> {
+    async fn read_children(
+        &mut self,
+        children: &[String],
+        paced: Paced,
+    ) -> Result<(Vec<Change>, i64), Error> {
         let path = self.spec.config.path.clone();
         let mut changes = Vec::with_capacity(children.len());
         let mut zxid = 0;
         for batch in children.chunks(READ_BATCH) {
-            let mut reader = self.client.new_multi_reader();
-            reader.add_get_data(&path)?;
-            for child in batch {
-                reader.add_get_data(&format!("{path}/{child}"))?;
-            }
-            let mut results = reader.commit().await?.into_iter();
+            let results = match paced {
+                Paced::Yes => self.reader.read(&path, batch).await?,
+                Paced::No => reader::read_now(&self.client, &path, batch).await?,
+            };
+            let mut results = results.into_iter();
             // The path's stat; if the path is gone, its event follows, and a full read.
             if let Some(MultiReadResult::Data { stat, .. }) = results.next() {
                 zxid = zxid.max(stat.pzxid).max(stat.mzxid);
@@ -396,7 +370,7 @@ impl Watcher {
         if let Ok(mut known) = self.known.lock() {
             known.insert(Arc::clone(&self.spec.backend), children.len());
         }
-        let (read, zxid) = self.read_children(&children).await?;
+        let (read, zxid) = self.read_children(&children, Paced::No).await?;
         let zxid = zxid.max(stat.pzxid).max(directives.zxid);
         let members = read
             .into_iter()
@@ -413,31 +387,6 @@ impl Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_lone_read_starts_at_once_and_a_following_one_after_four_times_the_last() {
-        let mut pacer = ReadPacer::new();
-        let start = Instant::now();
-        pacer.ready().await;
-        assert_eq!(start.elapsed(), Duration::ZERO);
-
-        pacer.read_took(Duration::from_millis(5));
-        let after_read = Instant::now();
-        pacer.ready().await;
-        assert_eq!(after_read.elapsed(), Duration::from_millis(20));
-
-        // Long past: at once again.
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let later = Instant::now();
-        pacer.ready().await;
-        assert_eq!(later.elapsed(), Duration::ZERO);
-
-        // A slow ensemble spaces reads by at most `MAX_READ_SPACING`.
-        pacer.read_took(Duration::from_secs(2));
-        let slow = Instant::now();
-        pacer.ready().await;
-        assert_eq!(slow.elapsed(), MAX_READ_SPACING);
-    }
 
     #[test]
     fn only_direct_children_of_the_backend_path_count() {

@@ -1,0 +1,191 @@
+//! A session's reads of changed members, for every backend it follows at
+//! once. A watcher asks for its path's stat and its changed children; the
+//! reads asked for while one is in flight, or within the pacing after it,
+//! go to ZooKeeper together in one multi-read.
+//!
+//! The pacing: a multi-read follows the last by at least `READ_SPACING`
+//! times what the last one took (at most `MAX_READ_SPACING`). A lone change
+//! is read at once (the last read is long past). Under a deploy's stream
+//! of changes, reads slow down as the ensemble does and take more changes
+//! each, across backends: a fleet then sends fewer, larger multi-reads,
+//! which cost the ensemble far less per member, instead of one read per
+//! change per instance driving it into overload.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use zookeeper_client::{Client, Error, MultiReadResult, MultiReader};
+
+/// Children read per multi-read at most, well under ZooKeeper's 1 MiB
+/// packet limit.
+pub(crate) const READ_BATCH: usize = 256;
+
+const READ_SPACING: u32 = 4;
+const MAX_READ_SPACING: Duration = Duration::from_millis(100);
+
+/// One backend's read: its path's data (for the stat) and up to
+/// `READ_BATCH` of its children.
+struct Asked {
+    path: String,
+    children: Vec<String>,
+    answer: oneshot::Sender<Result<Vec<MultiReadResult>, Error>>,
+}
+
+/// Where a session's watchers ask for reads.
+#[derive(Clone)]
+pub(crate) struct Reader {
+    asked: mpsc::UnboundedSender<Asked>,
+}
+
+impl Reader {
+    /// A reader on `client`'s session, and the task that reads for it
+    /// (run it as long as the session's watchers).
+    pub(crate) fn new(client: Client) -> (Reader, impl std::future::Future<Output = ()>) {
+        let (asked, queue) = mpsc::unbounded_channel();
+        (Reader { asked }, run(client, queue))
+    }
+
+    /// `path`'s data, then each of `children` (at most `READ_BATCH`), as
+    /// one snapshot.
+    pub(crate) async fn read(
+        &self,
+        path: &str,
+        children: &[String],
+    ) -> Result<Vec<MultiReadResult>, Error> {
+        let (answer, answered) = oneshot::channel();
+        let asked = Asked {
+            path: path.to_owned(),
+            children: children.to_vec(),
+            answer,
+        };
+        self.asked.send(asked).map_err(|_| Error::ClientClosed)?;
+        answered.await.map_err(|_| Error::ClientClosed)?
+    }
+}
+
+async fn run(client: Client, mut queue: mpsc::UnboundedReceiver<Asked>) {
+    let mut pacer = ReadPacer::new();
+    let mut carried: Option<Asked> = None;
+    loop {
+        let first = match carried.take() {
+            Some(asked) => asked,
+            None => match queue.recv().await {
+                Some(asked) => asked,
+                None => return,
+            },
+        };
+        pacer.ready().await;
+        let mut members = first.children.len();
+        let mut batch = vec![first];
+        while let Ok(next) = queue.try_recv() {
+            if members + next.children.len() > READ_BATCH {
+                carried = Some(next);
+                break;
+            }
+            members += next.children.len();
+            batch.push(next);
+        }
+        let began = Instant::now();
+        let read = read_together(&client, &batch).await;
+        pacer.read_took(began.elapsed());
+        match read {
+            Ok(results) => {
+                let mut results = results.into_iter();
+                for asked in batch {
+                    let own: Vec<MultiReadResult> =
+                        results.by_ref().take(1 + asked.children.len()).collect();
+                    asked.answer.send(Ok(own)).ok();
+                }
+            }
+            Err(err) => {
+                for asked in batch {
+                    asked.answer.send(Err(err.clone())).ok();
+                }
+            }
+        }
+    }
+}
+
+/// `path`'s data, then each of `children`, in one multi-read, at once
+/// (a full read's batches: they take turns by other means).
+pub(crate) async fn read_now(
+    client: &Client,
+    path: &str,
+    children: &[String],
+) -> Result<Vec<MultiReadResult>, Error> {
+    let mut reader = client.new_multi_reader();
+    add(&mut reader, path, children)?;
+    reader.commit().await
+}
+
+async fn read_together(client: &Client, batch: &[Asked]) -> Result<Vec<MultiReadResult>, Error> {
+    let mut reader = client.new_multi_reader();
+    for asked in batch {
+        add(&mut reader, &asked.path, &asked.children)?;
+    }
+    reader.commit().await
+}
+
+fn add(reader: &mut MultiReader<'_>, path: &str, children: &[String]) -> Result<(), Error> {
+    reader.add_get_data(path)?;
+    for child in children {
+        reader.add_get_data(&format!("{path}/{child}"))?;
+    }
+    Ok(())
+}
+
+/// When the next read may start.
+struct ReadPacer {
+    next: Instant,
+}
+
+impl ReadPacer {
+    fn new() -> Self {
+        ReadPacer {
+            next: Instant::now(),
+        }
+    }
+
+    /// Waits until the next read may start.
+    async fn ready(&self) {
+        if Instant::now() < self.next {
+            tokio::time::sleep_until(self.next).await;
+        }
+    }
+
+    /// A read just ended that took `took`.
+    fn read_took(&mut self, took: Duration) {
+        self.next = Instant::now() + (took * READ_SPACING).min(MAX_READ_SPACING);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_read_starts_at_once_and_a_following_one_after_four_times_the_last() {
+        let mut pacer = ReadPacer::new();
+        let start = Instant::now();
+        pacer.ready().await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+
+        pacer.read_took(Duration::from_millis(5));
+        let after_read = Instant::now();
+        pacer.ready().await;
+        assert_eq!(after_read.elapsed(), Duration::from_millis(20));
+
+        // Long past: at once again.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let later = Instant::now();
+        pacer.ready().await;
+        assert_eq!(later.elapsed(), Duration::ZERO);
+
+        // A slow ensemble spaces reads by at most `MAX_READ_SPACING`.
+        pacer.read_took(Duration::from_secs(2));
+        let slow = Instant::now();
+        pacer.ready().await;
+        assert_eq!(slow.elapsed(), MAX_READ_SPACING);
+    }
+}
