@@ -22,6 +22,9 @@ pub struct Light {
     /// reading of a waiter may come later on a busy machine).
     pub caught_up_at: watch::Receiver<Instant>,
     pub listings: watch::Receiver<u64>,
+    /// How many backends it follows: a full read of them all moves
+    /// `listings` by that much.
+    pub backends: u64,
 }
 
 pub fn light(zookeeper: &ZookeeperConfig, backends: usize) -> Light {
@@ -94,6 +97,7 @@ pub fn announcing(zookeeper: &ZookeeperConfig, backends: usize, name: Option<Str
         caught_up,
         caught_up_at,
         listings,
+        backends: backends as u64,
     }
 }
 
