@@ -13,7 +13,8 @@
 //! an instance does (multi-reads of 256), and each backend's znode and
 //! watch at the rate they get single reads.
 //!
-//! Run: `cargo bench --bench fleet` (`FLEET_SIZES=100,300`,
+//! Run: `cargo bench --bench fleet` (`ZKGATE_LOG=warn` for the light
+//! instances' log; `FLEET_SIZES=100,300`,
 //! `FLEET_MEMBERS=10000`, `FLEET_CHANGES=20` to change the shape;
 //! `FLEET_EXPIRE=N` instances for the every-session-expired scenario and
 //! `FLEET_ANNOUNCE=N` for announcing instances under `FLEET_CHURN` member
@@ -154,6 +155,10 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // The light instances' own log (reconnects, re-reads), with ZKGATE_LOG=warn.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("ZKGATE_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let sizes = env_list("FLEET_SIZES", &[100, 300, 1000]);
     let member_count = env_number("FLEET_MEMBERS", 10_000);
     let changes = env_number("FLEET_CHANGES", 20);

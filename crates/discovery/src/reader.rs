@@ -1,7 +1,7 @@
 //! A session's reads of changed members, for every backend it follows at
-//! once. A watcher asks for its path's stat and its changed children; the
-//! reads asked for while one is in flight, or within the pacing after it,
-//! go to ZooKeeper together in one multi-read.
+//! once. A watcher waits until the reader is ready, takes every change
+//! that came meanwhile, and asks for its path's stat and those children;
+//! the reads asked for together go to ZooKeeper in one multi-read.
 //!
 //! The pacing: a multi-read follows the last by at least `READ_SPACING`
 //! times what the last one took (at most `MAX_READ_SPACING`). A lone change
@@ -9,8 +9,11 @@
 //! of changes, reads slow down as the ensemble does and take more changes
 //! each, across backends: a fleet then sends fewer, larger multi-reads,
 //! which cost the ensemble far less per member, instead of one read per
-//! change per instance driving it into overload.
+//! change per instance driving it into overload. The changes that come
+//! while a watcher waits join its read, so after the answer its events are
+//! usually all handled, and it can say it caught up.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +39,7 @@ struct Asked {
 #[derive(Clone)]
 pub(crate) struct Reader {
     asked: mpsc::UnboundedSender<Asked>,
+    pacer: Arc<Mutex<ReadPacer>>,
 }
 
 impl Reader {
@@ -43,7 +47,14 @@ impl Reader {
     /// (run it as long as the session's watchers).
     pub(crate) fn new(client: Client) -> (Reader, impl std::future::Future<Output = ()>) {
         let (asked, queue) = mpsc::unbounded_channel();
-        (Reader { asked }, run(client, queue))
+        let pacer = Arc::new(Mutex::new(ReadPacer::new()));
+        let reading = run(client, queue, Arc::clone(&pacer));
+        (Reader { asked, pacer }, reading)
+    }
+
+    /// Waits until the next read may start.
+    pub(crate) async fn ready(&self) {
+        ready(&self.pacer).await;
     }
 
     /// `path`'s data, then each of `children` (at most `READ_BATCH`), as
@@ -64,8 +75,11 @@ impl Reader {
     }
 }
 
-async fn run(client: Client, mut queue: mpsc::UnboundedReceiver<Asked>) {
-    let mut pacer = ReadPacer::new();
+async fn run(
+    client: Client,
+    mut queue: mpsc::UnboundedReceiver<Asked>,
+    pacer: Arc<Mutex<ReadPacer>>,
+) {
     let mut carried: Option<Asked> = None;
     loop {
         let first = match carried.take() {
@@ -75,7 +89,9 @@ async fn run(client: Client, mut queue: mpsc::UnboundedReceiver<Asked>) {
                 None => return,
             },
         };
-        pacer.ready().await;
+        // Watchers woken by the same readiness ask together: let them.
+        tokio::task::yield_now().await;
+        ready(&pacer).await;
         let mut members = first.children.len();
         let mut batch = vec![first];
         while let Ok(next) = queue.try_recv() {
@@ -88,7 +104,9 @@ async fn run(client: Client, mut queue: mpsc::UnboundedReceiver<Asked>) {
         }
         let began = Instant::now();
         let read = read_together(&client, &batch).await;
-        pacer.read_took(began.elapsed());
+        if let Ok(mut pacer) = pacer.lock() {
+            pacer.read_took(began.elapsed());
+        }
         match read {
             Ok(results) => {
                 let mut results = results.into_iter();
@@ -135,6 +153,14 @@ fn add(reader: &mut MultiReader<'_>, path: &str, children: &[String]) -> Result<
     Ok(())
 }
 
+/// Waits until `pacer` lets the next read start.
+async fn ready(pacer: &Mutex<ReadPacer>) {
+    let next = pacer.lock().map_or_else(|_| Instant::now(), |p| p.next);
+    if Instant::now() < next {
+        tokio::time::sleep_until(next).await;
+    }
+}
+
 /// When the next read may start.
 struct ReadPacer {
     next: Instant,
@@ -144,13 +170,6 @@ impl ReadPacer {
     fn new() -> Self {
         ReadPacer {
             next: Instant::now(),
-        }
-    }
-
-    /// Waits until the next read may start.
-    async fn ready(&self) {
-        if Instant::now() < self.next {
-            tokio::time::sleep_until(self.next).await;
         }
     }
 
@@ -166,26 +185,27 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_lone_read_starts_at_once_and_a_following_one_after_four_times_the_last() {
-        let mut pacer = ReadPacer::new();
+        let pacer = Mutex::new(ReadPacer::new());
+        let took = |d: Duration| pacer.lock().unwrap().read_took(d);
         let start = Instant::now();
-        pacer.ready().await;
+        ready(&pacer).await;
         assert_eq!(start.elapsed(), Duration::ZERO);
 
-        pacer.read_took(Duration::from_millis(5));
+        took(Duration::from_millis(5));
         let after_read = Instant::now();
-        pacer.ready().await;
+        ready(&pacer).await;
         assert_eq!(after_read.elapsed(), Duration::from_millis(20));
 
         // Long past: at once again.
         tokio::time::advance(Duration::from_secs(1)).await;
         let later = Instant::now();
-        pacer.ready().await;
+        ready(&pacer).await;
         assert_eq!(later.elapsed(), Duration::ZERO);
 
         // A slow ensemble spaces reads by at most `MAX_READ_SPACING`.
-        pacer.read_took(Duration::from_secs(2));
+        took(Duration::from_secs(2));
         let slow = Instant::now();
-        pacer.ready().await;
+        ready(&pacer).await;
         assert_eq!(slow.elapsed(), MAX_READ_SPACING);
     }
 }

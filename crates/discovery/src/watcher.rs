@@ -137,6 +137,9 @@ pub async fn watch_backend(
                 Some(event) => event,
                 None => events.changed().await,
             };
+            // Changes that come while the session's reader is not ready
+            // join this read.
+            this.reader.ready().await;
             let mut batch = vec![first];
             // After a session's last event the watcher has nothing more to
             // give (the client panics if asked): stop there.
