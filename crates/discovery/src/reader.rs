@@ -3,9 +3,10 @@
 //! that came meanwhile, and asks for its path's stat and those children;
 //! the reads asked for together go to ZooKeeper in one multi-read.
 //!
-//! The pacing: a multi-read follows the last by at least `READ_SPACING`
-//! times what the last one took (at most `MAX_READ_SPACING`). A lone change
-//! is read at once (the last read is long past). Under a deploy's stream
+//! The pacing: in a stream of reads, a multi-read follows the last by at
+//! least `READ_SPACING` times what the last one took (at most
+//! `MAX_READ_SPACING`). A lone change is read at once, and so is the read
+//! right after it (the two halves of one multi-write, seen as two events). Under a deploy's stream
 //! of changes, reads slow down as the ensemble does and take more changes
 //! each, across backends: a fleet then sends fewer, larger multi-reads,
 //! which cost the ensemble far less per member, instead of one read per
@@ -161,21 +162,35 @@ async fn ready(pacer: &Mutex<ReadPacer>) {
     }
 }
 
-/// When the next read may start.
+/// When the next read may start. Only a stream of reads is spaced: a
+/// read that follows a lone one goes at once (the two halves of one
+/// multi-write, say, seen as two events).
 struct ReadPacer {
     next: Instant,
+    /// When the last read ended.
+    last_end: Option<Instant>,
 }
 
 impl ReadPacer {
     fn new() -> Self {
         ReadPacer {
             next: Instant::now(),
+            last_end: None,
         }
     }
 
     /// A read just ended that took `took`.
     fn read_took(&mut self, took: Duration) {
-        self.next = Instant::now() + (took * READ_SPACING).min(MAX_READ_SPACING);
+        let now = Instant::now();
+        let spacing = (took * READ_SPACING).min(MAX_READ_SPACING);
+        // It began within twice the spacing of the one before (it was held
+        // for the spacing, or came that soon): a stream.
+        let began = now.checked_sub(took).unwrap_or(now);
+        let streaming = self
+            .last_end
+            .is_some_and(|end| began.saturating_duration_since(end) <= spacing * 2);
+        self.next = if streaming { now + spacing } else { now };
+        self.last_end = Some(now);
     }
 }
 
@@ -184,28 +199,35 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn a_lone_read_starts_at_once_and_a_following_one_after_four_times_the_last() {
-        let pacer = Mutex::new(ReadPacer::new());
-        let took = |d: Duration| pacer.lock().unwrap().read_took(d);
-        let start = Instant::now();
-        ready(&pacer).await;
-        assert_eq!(start.elapsed(), Duration::ZERO);
+    async fn a_lone_read_and_the_one_after_it_go_at_once_and_a_stream_is_spaced() {
+        let owned = Mutex::new(ReadPacer::new());
+        let pacer = &owned;
+        let read = move |d: Duration| async move {
+            tokio::time::advance(d).await;
+            pacer.lock().unwrap().read_took(d);
+        };
+        let waited = move || async move {
+            let before = Instant::now();
+            ready(pacer).await;
+            before.elapsed()
+        };
+        assert_eq!(waited().await, Duration::ZERO);
+        read(Duration::from_millis(5)).await;
+        // The second read of two close together: at once.
+        assert_eq!(waited().await, Duration::ZERO);
+        read(Duration::from_millis(5)).await;
+        // A third: a stream, spaced by four times what the last took.
+        assert_eq!(waited().await, Duration::from_millis(20));
+        read(Duration::from_millis(5)).await;
+        assert_eq!(waited().await, Duration::from_millis(20));
 
-        took(Duration::from_millis(5));
-        let after_read = Instant::now();
-        ready(&pacer).await;
-        assert_eq!(after_read.elapsed(), Duration::from_millis(20));
-
-        // Long past: at once again.
+        // Long past: at once again, and the read after it too.
         tokio::time::advance(Duration::from_secs(1)).await;
-        let later = Instant::now();
-        ready(&pacer).await;
-        assert_eq!(later.elapsed(), Duration::ZERO);
-
-        // A slow ensemble spaces reads by at most `MAX_READ_SPACING`.
-        took(Duration::from_secs(2));
-        let slow = Instant::now();
-        ready(&pacer).await;
-        assert_eq!(slow.elapsed(), MAX_READ_SPACING);
+        assert_eq!(waited().await, Duration::ZERO);
+        read(Duration::from_secs(2)).await;
+        assert_eq!(waited().await, Duration::ZERO);
+        // A slow ensemble spaces a stream by at most `MAX_READ_SPACING`.
+        read(Duration::from_secs(2)).await;
+        assert_eq!(waited().await, MAX_READ_SPACING);
     }
 }
