@@ -14,7 +14,8 @@
 //! watch at the rate they get single reads.
 //!
 //! Run: `cargo bench --bench fleet` (`ZKGATE_LOG=warn` for the light
-//! instances' log; `FLEET_SIZES=100,300`,
+//! instances' log; `FLEET_JVM=test` for the test kit's trimmed ZooKeeper
+//! JVMs; `FLEET_SIZES=100,300`,
 //! `FLEET_MEMBERS=10000`, `FLEET_CHANGES=20` to change the shape;
 //! `FLEET_EXPIRE=N` instances for the every-session-expired scenario and
 //! `FLEET_ANNOUNCE=N` for announcing instances under `FLEET_CHURN` member
@@ -162,7 +163,12 @@ async fn main() {
     let sizes = env_list("FLEET_SIZES", &[100, 300, 1000]);
     let member_count = env_number("FLEET_MEMBERS", 10_000);
     let changes = env_number("FLEET_CHANGES", 20);
-    let mut zk = ZooKeeper::ensemble_as_shipped();
+    // `FLEET_JVM=test`: the test kit's trimmed JVMs, to compare.
+    let mut zk = if std::env::var("FLEET_JVM").as_deref() == Ok("test") {
+        ZooKeeper::ensemble()
+    } else {
+        ZooKeeper::ensemble_as_shipped()
+    };
     let client = zookeeper_client::Client::connect(&zk.connect_string())
         .await
         .expect("connect");
