@@ -29,14 +29,14 @@ enum Paced {
 }
 
 /// A re-read after a reconnect waits a random time below this, plus
-/// `RESYNC_PER_CHILD` per child the instance's backends had, at most `RESYNC_MAX`: a
-/// fleet that reconnects at once (after a leader election, or a partition
-/// that expired every session) then reads over a time that grows with what
-/// each instance has to read — 20 s for 10,000 members — rather than all
-/// in the same second. Two milliseconds a child keep a thousand instances'
-/// re-reads below what the ensemble serves (at one millisecond they were
-/// above it, and it was saturated until all had read). Meanwhile the
-/// backend serves the members it had.
+/// `RESYNC_PER_CHILD` per child the instance's backends had, at most
+/// `RESYNC_MAX`: a fleet that reconnects at once (after a leader election,
+/// or a partition that expired every session) then reads over a time that
+/// grows with what each instance has to read — 20 s for 10,000 members —
+/// rather than all in the same second. With one backend, two milliseconds
+/// a child keep a thousand instances' re-reads below what the ensemble
+/// serves (at one millisecond they were above it, and it was saturated
+/// until all had read). Meanwhile the backend serves the members it had.
 const RESYNC_SPREAD: Duration = Duration::from_millis(500);
 const RESYNC_PER_CHILD: Duration = Duration::from_millis(2);
 const RESYNC_MAX: Duration = Duration::from_secs(25);
