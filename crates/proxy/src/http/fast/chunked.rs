@@ -59,6 +59,16 @@ pub struct Step {
 const MAX_LINE: usize = 16 * 1024;
 
 impl Chunked {
+    /// Counts one more byte of an extension or trailer line; `too_long`
+    /// past `MAX_LINE`.
+    fn count_line_byte(&mut self, too_long: &'static str) -> Result<(), Malformed> {
+        self.line += 1;
+        if self.line > MAX_LINE {
+            return Err(Malformed(too_long));
+        }
+        Ok(())
+    }
+
     /// The next state after byte `b` of a chunk-size line's size.
     fn size_byte(&mut self, b: u8) -> Result<State, Malformed> {
         let (size, digits) = match self.state {
@@ -159,10 +169,7 @@ impl Chunked {
             // Whatever follows the size must be an extension (`;`) or
             // the line's end: `5 2` is no size, as hyper's path decides.
             State::SizeSpace { size } => {
-                self.line += 1;
-                if self.line > MAX_LINE {
-                    return Err(Malformed("chunk extension too long"));
-                }
+                self.count_line_byte("chunk extension too long")?;
                 match b {
                     b' ' | b'\t' => State::SizeSpace { size },
                     b';' => State::Extension { size },
@@ -171,10 +178,7 @@ impl Chunked {
                 }
             }
             State::Extension { size } => {
-                self.line += 1;
-                if self.line > MAX_LINE {
-                    return Err(Malformed("chunk extension too long"));
-                }
+                self.count_line_byte("chunk extension too long")?;
                 match b {
                     b'\r' => State::SizeLf { size },
                     b'\n' => return Err(Malformed("bare LF in chunk extension")),
@@ -193,10 +197,7 @@ impl Chunked {
             State::DataLf if b == b'\n' => State::SizeStart,
             State::DataCr | State::DataLf => return Err(Malformed("chunk not ended by CRLF")),
             State::Trailer { empty } => {
-                self.line += 1;
-                if self.line > MAX_LINE {
-                    return Err(Malformed("trailer section too long"));
-                }
+                self.count_line_byte("trailer section too long")?;
                 match b {
                     b'\r' => State::TrailerLf { empty },
                     b'\n' => return Err(Malformed("bare LF in trailer")),
