@@ -11,6 +11,7 @@ mod buffers;
 mod copy;
 mod fast;
 mod full;
+mod h2;
 pub mod h3;
 mod headers;
 mod policy;
@@ -61,7 +62,7 @@ pub fn serve<'a>(
             fast::End::H2 => {
                 let (io, read) = client.into_parts();
                 let proxy = proxy.clone();
-                Box::pin(full::serve_h2(io, read, peer, frontend, proxy, guard)).await
+                Box::pin(h2::serve(io, read, peer, frontend, proxy, guard)).await
             }
             fast::End::Handover => {
                 let (io, read, activity) = client.into_handover();

@@ -14,13 +14,13 @@ mod direct;
 mod direct_body;
 mod forward;
 mod h1;
-mod h2;
 mod mirror;
 mod rewind;
 mod service;
 mod upgrade;
 
+pub use answer::error as error_answer;
+pub use body::ProxyBody;
 pub use h1::serve as serve_h1;
-pub use h2::serve as serve_h2;
 pub use mirror::{head_of as mirrored_head, spawn as mirror};
 pub use service::ProxyService;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::http::h2::{Tunnel, TunnelSlot};
 use crate::http::request_body::{BoxError, InboundBody};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
@@ -41,7 +42,7 @@ use crate::Proxy;
 pub struct Switch {
     protocol: HeaderValue,
     /// The client's side of the tunnel, once it switched.
-    client: OnUpgrade,
+    client: ClientSide,
     /// The client spoke HTTP/2 (an extended `CONNECT`): it is answered
     /// `200`, not `101`.
     client_h2: bool,
@@ -57,7 +58,30 @@ impl Switch {
             protocol,
             client_h2: request.version() >= Version::HTTP_2,
             client_key: request.headers().get(&SEC_WEBSOCKET_KEY).cloned(),
-            client: hyper::upgrade::on(request),
+            client: match request.extensions_mut().remove::<TunnelSlot>() {
+                Some(slot) => ClientSide::Stream(slot.take()),
+                None => ClientSide::Hyper(hyper::upgrade::on(request)),
+            },
+        }
+    }
+}
+
+/// Where the client's side of a switch comes from: hyper's HTTP/1.1
+/// server once it sent the `101`, or zkgate's HTTP/2 stream.
+enum ClientSide {
+    Hyper(OnUpgrade),
+    Stream(Option<Tunnel>),
+}
+
+/// A switched client stream, whichever server it came from.
+trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> ClientIo for T {}
+
+impl ClientSide {
+    async fn switched(self) -> Result<Box<dyn ClientIo>, BoxError> {
+        match self {
+            ClientSide::Hyper(upgrade) => Ok(Box::new(TokioIo::new(upgrade.await?))),
+            ClientSide::Stream(tunnel) => Ok(Box::new(tunnel.ok_or("the stream was taken")?)),
         }
     }
 }
@@ -312,9 +336,10 @@ fn tunnel_through(
         // Held for the tunnel's life: the server counts it as in flight.
         let _active = active;
         let _guard = guard;
-        match tokio::try_join!(client, server_upgrade) {
+        let server_upgrade = async { server_upgrade.await.map_err(BoxError::from) };
+        match tokio::try_join!(client.switched(), server_upgrade) {
             Ok((client, server)) => {
-                let client = tokio::io::split(TokioIo::new(client));
+                let client = tokio::io::split(client);
                 let server = tokio::io::split(TokioIo::new(server));
                 // The client socket counts its own bytes.
                 tunnel::relay(client, server, idle, (None, None)).await;

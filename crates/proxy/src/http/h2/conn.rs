@@ -1,0 +1,378 @@
+//! One HTTP/2 client connection as one future: it reads frames, hands each
+//! request to the request core, and writes the answers, all in the
+//! connection's own task. Requests are futures polled in place (no task
+//! each); answers' bodies are polled as the client's windows allow; a
+//! connection that is waiting holds no read or write buffer.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::future::{AbortHandle, Abortable};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use http::Response;
+use tokio::io::{AsyncReadExt, AsyncWrite};
+
+use super::frame::{self, setting, Reason};
+use super::head::MAX_HEADER_LIST_SIZE;
+use super::stream::{Credit, Inbound, Outbound};
+use crate::http::buffers::{self, Side};
+use crate::http::fast::ClientIo;
+use crate::http::full::{ProxyBody, ProxyService};
+
+/// Streams a client may have open at once.
+pub const MAX_CONCURRENT_STREAMS: usize = 256;
+/// Request body bytes a client may send on one stream, and on the whole
+/// connection, before zkgate has passed them on (flow control).
+pub const STREAM_WINDOW: i64 = 256 * 1024;
+pub const CONNECTION_WINDOW: i64 = 1024 * 1024;
+/// Answer bytes waiting for the client beyond which the connection stops
+/// reading it (a client that never reads cannot make zkgate queue).
+pub(super) const WRITE_HIGH: usize = 64 * 1024;
+/// Rounds of reading and writing in one poll before the task yields.
+const ROUNDS: usize = 32;
+
+/// A request being served by the request core, until its stream's
+/// answer is ready (or the client resets the stream).
+type Serving = Abortable<Answering>;
+
+/// The request core's work on one stream's request.
+pub(super) struct Answering {
+    pub stream: u32,
+    pub work: Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>,
+}
+
+impl Future for Answering {
+    type Output = (u32, Response<ProxyBody>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let stream = self.stream;
+        self.work
+            .as_mut()
+            .poll(cx)
+            .map(|answer| (stream, answer.unwrap_or_else(|never| match never {})))
+    }
+}
+
+/// What a connection knows of a client's settings.
+pub(super) struct PeerSettings {
+    pub initial_window: i64,
+    pub max_frame: usize,
+}
+
+/// Why a connection ended abnormally.
+#[derive(Debug)]
+pub struct ConnError {
+    pub reason: Reason,
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.why, self.reason)
+    }
+}
+
+impl std::error::Error for ConnError {}
+
+pub(super) fn fatal(reason: Reason, why: &'static str) -> ConnError {
+    ConnError { reason, why }
+}
+
+/// Where a stream's answer stands.
+pub(super) enum Sending {
+    /// The request core has not answered yet.
+    Waiting,
+    /// The head went out; the body follows. `pending` is data the windows
+    /// did not let out yet; `last` says the body ended with it.
+    Body {
+        source: super::send::Source,
+        pending: Bytes,
+        last: bool,
+    },
+    /// The answer went out whole (or was given up).
+    Done,
+}
+
+pub(super) struct Stream {
+    /// The client's side, while it may still send DATA.
+    pub inbound: Option<Arc<Inbound>>,
+    pub declared: Option<u64>,
+    pub received: u64,
+    /// What the client may still send on this stream.
+    pub recv_window: i64,
+    /// What zkgate may still send on it.
+    pub send_window: i64,
+    pub sending: Sending,
+    /// The request core's work, while it runs.
+    pub abort: Option<AbortHandle>,
+    /// A `HEAD`: its answer has no body.
+    pub head_only: bool,
+    /// An extended CONNECT's tunnel, taken over by a 2xx answer.
+    pub tunnel: Option<Arc<Outbound>>,
+}
+
+impl Stream {
+    pub fn closed(&self) -> bool {
+        self.inbound.is_none() && matches!(self.sending, Sending::Done)
+    }
+}
+
+pub struct Connection {
+    pub(super) io: ClientIo,
+    pub(super) read_buf: BytesMut,
+    pub(super) write_buf: BytesMut,
+    pub(super) preface: bool,
+    pub(super) decoder: loona_hpack::Decoder<'static>,
+    pub(super) encoder: loona_hpack::Encoder<'static>,
+    /// A dynamic table size the client set, to announce in the next block.
+    pub(super) table_size_update: Option<usize>,
+    pub(super) service: ProxyService,
+    pub(super) streams: HashMap<u32, Stream>,
+    pub(super) serving: FuturesUnordered<Serving>,
+    /// The highest stream the client opened.
+    pub(super) last_stream: u32,
+    pub(super) peer: PeerSettings,
+    pub(super) send_window: i64,
+    pub(super) recv_window: i64,
+    /// Connection window to give back that no reader holds (discarded DATA, padding).
+    pub(super) unclaimed: i64,
+    pub(super) credit: Arc<Credit>,
+    /// A header block still waiting for its CONTINUATION frames.
+    pub(super) partial: Option<super::recv::Partial>,
+    /// The last stream announced in a GOAWAY: no stream after it is served.
+    pub(super) going_away: Option<u32>,
+    /// The client sent GOAWAY: it opens no more streams.
+    pub(super) client_gone: bool,
+    /// A connection error: once the GOAWAY is out, the connection ends.
+    pub(super) failed: Option<ConnError>,
+    /// Streams the client reset before their answer, and answers finished.
+    pub(super) cancelled: u64,
+    pub(super) completed: u64,
+    /// Streams zkgate had to reset for the client's faults.
+    pub(super) refused: u64,
+}
+
+impl Connection {
+    /// A connection whose client's first bytes, already read, are `read`.
+    pub fn new(io: ClientIo, read: BytesMut, service: ProxyService) -> Connection {
+        let mut write_buf = BytesMut::with_capacity(64);
+        frame::settings(
+            &mut write_buf,
+            &[
+                (
+                    setting::MAX_CONCURRENT_STREAMS,
+                    MAX_CONCURRENT_STREAMS as u32,
+                ),
+                (setting::INITIAL_WINDOW_SIZE, STREAM_WINDOW as u32),
+                (setting::MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST_SIZE as u32),
+                (setting::ENABLE_CONNECT_PROTOCOL, 1),
+            ],
+        );
+        frame::window_update(
+            &mut write_buf,
+            0,
+            (CONNECTION_WINDOW - frame::DEFAULT_WINDOW) as u32,
+        );
+        let mut decoder = loona_hpack::Decoder::new();
+        decoder.set_max_allowed_table_size(4096);
+        Connection {
+            io,
+            read_buf: read,
+            write_buf,
+            preface: false,
+            decoder,
+            encoder: loona_hpack::Encoder::new(),
+            table_size_update: None,
+            service,
+            streams: HashMap::new(),
+            serving: FuturesUnordered::new(),
+            last_stream: 0,
+            peer: PeerSettings {
+                initial_window: frame::DEFAULT_WINDOW,
+                max_frame: frame::DEFAULT_MAX_FRAME,
+            },
+            send_window: frame::DEFAULT_WINDOW,
+            recv_window: CONNECTION_WINDOW,
+            unclaimed: 0,
+            credit: Arc::new(Credit::default()),
+            partial: None,
+            going_away: None,
+            client_gone: false,
+            failed: None,
+            cancelled: 0,
+            completed: 0,
+            refused: 0,
+        }
+    }
+
+    /// Tells the client to open no more streams; the connection ends once
+    /// those it opened are answered.
+    pub fn graceful_shutdown(&mut self) {
+        if self.going_away.is_none() && self.failed.is_none() {
+            frame::goaway(&mut self.write_buf, self.last_stream, Reason::NO_ERROR);
+            self.going_away = Some(self.last_stream);
+        }
+    }
+
+    /// Streams open (a switched one included).
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Ends the connection with a GOAWAY for `err` (sent before it closes).
+    pub(super) fn fail(&mut self, err: ConnError) {
+        if self.failed.is_none() {
+            frame::goaway(&mut self.write_buf, self.last_stream, err.reason);
+            self.going_away.get_or_insert(self.last_stream);
+            self.failed = Some(err);
+        }
+    }
+
+    /// Reads what the client sent: how many bytes, 0 once it closed.
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, ConnError>> {
+        if self.read_buf.capacity() == self.read_buf.len() {
+            if self.read_buf.is_empty() {
+                self.read_buf = buffers::take(Side::Server);
+            } else {
+                self.read_buf.reserve(Side::Server.read_size());
+            }
+        }
+        let read = pin!(self.io.read_buf(&mut self.read_buf)).poll(cx);
+        match read {
+            Poll::Pending => {
+                self.release_read_buf();
+                Poll::Pending
+            }
+            Poll::Ready(Err(_)) => {
+                Poll::Ready(Err(fatal(Reason::NO_ERROR, "the client connection failed")))
+            }
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
+        }
+    }
+
+    /// An empty read buffer goes back to the pool.
+    fn release_read_buf(&mut self) {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+            buffers::give(Side::Server, std::mem::take(&mut self.read_buf));
+        }
+    }
+
+    /// Writes what is queued; ready once all of it is out.
+    fn flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnError>> {
+        while !self.write_buf.is_empty() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.write_buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    return Poll::Ready(Err(fatal(
+                        Reason::NO_ERROR,
+                        "the client connection failed",
+                    )))
+                }
+                Poll::Ready(Ok(n)) => self.write_buf.advance(n),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if Pin::new(&mut self.io).poll_flush(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if self.write_buf.capacity() > 4 * 1024 {
+            // A waiting connection keeps no large write buffer.
+            self.write_buf = BytesMut::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Gives the client back the window its readers freed.
+    fn give_credit(&mut self) {
+        let taken = self.credit.take() as i64 + std::mem::take(&mut self.unclaimed);
+        if taken > 0 {
+            self.recv_window += taken;
+            frame::window_update(&mut self.write_buf, 0, taken as u32);
+        }
+        if taken == 0 {
+            return;
+        }
+        for (&id, stream) in &mut self.streams {
+            let Some(inbound) = &stream.inbound else {
+                continue;
+            };
+            if let Some(n) = inbound.take_credit() {
+                stream.recv_window += n as i64;
+                frame::window_update(&mut self.write_buf, id, n as u32);
+            }
+        }
+    }
+
+    /// Takes the answers the request core has ready.
+    fn take_answers(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        while let Poll::Ready(Some(served)) = self.serving.poll_next_unpin(cx) {
+            progress = true;
+            if let Ok((id, response)) = served {
+                self.start_answer(id, response);
+            }
+            // Otherwise aborted: the client reset the stream first.
+        }
+        progress
+    }
+
+    fn done(&self) -> bool {
+        let quitting = self.going_away.is_some() || self.client_gone;
+        (self.failed.is_some() || (quitting && self.streams.is_empty()))
+            && self.write_buf.is_empty()
+    }
+
+    fn can_read(&self) -> bool {
+        self.failed.is_none() && !self.client_gone && self.write_buf.len() < WRITE_HIGH
+    }
+}
+
+impl Future for Connection {
+    type Output = Result<(), ConnError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.credit.register(cx.waker());
+        for _ in 0..ROUNDS {
+            let mut progress = false;
+            if this.can_read() {
+                match this.read(cx) {
+                    // The client closed: nobody is left to answer.
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),
+                    Poll::Ready(Ok(_)) => {
+                        progress = true;
+                        if let Err(err) = this.on_bytes() {
+                            this.fail(err);
+                        }
+                        this.release_read_buf();
+                    }
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Pending => {}
+                }
+            }
+            progress |= this.take_answers(cx);
+            this.give_credit();
+            progress |= this.send_bodies(cx);
+            match this.flush(cx) {
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Ready(Ok(())) if this.done() => {
+                    return Poll::Ready(match this.failed.take() {
+                        Some(err) if err.reason != Reason::NO_ERROR => Err(err),
+                        _ => Ok(()),
+                    });
+                }
+                Poll::Ready(Ok(())) => {}
+                Poll::Pending => {}
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

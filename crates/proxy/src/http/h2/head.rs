@@ -1,0 +1,379 @@
+//! A request's header block, decoded field by field, checked as RFC 9113
+//! §8.2–8.3 asks, and made a request for the request core; and a response
+//! head made a header block.
+//!
+//! What a malformed request gets follows HAProxy: a `:method` or `:scheme`
+//! that is not valid is answered 400, anything else malformed (a bad
+//! `:path`, a missing or repeated pseudo-header, an upper-case or
+//! connection-specific field) resets the stream. Either way it reaches no
+//! server and the connection's other streams go on.
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+
+use crate::http::headers::strip_hop_by_hop;
+
+/// Decoded size of one request's fields (each counts 32 bytes more, RFC
+/// 9113 §6.5.2); beyond, the request is answered 431.
+pub const MAX_HEADER_LIST_SIZE: usize = 64 * 1024;
+
+/// Why a request was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Answered with this status.
+    Answer(StatusCode),
+    /// The stream is reset (PROTOCOL_ERROR).
+    Reset(&'static str),
+}
+
+/// A header block's fields as the decoder gives them.
+#[derive(Default)]
+pub struct Fields {
+    method: Option<Method>,
+    scheme: Option<String>,
+    authority: Option<String>,
+    path: Option<String>,
+    protocol: Option<String>,
+    headers: HeaderMap,
+    /// `cookie` fields, joined into one for HTTP/1.1 (RFC 9113 §8.2.3).
+    cookies: Vec<HeaderValue>,
+    size: usize,
+    regular_seen: bool,
+    refused: Option<Refusal>,
+}
+
+impl Fields {
+    /// Takes one decoded field; the first problem found is kept.
+    pub fn add(&mut self, name: &[u8], value: &[u8]) {
+        self.size += name.len() + value.len() + 32;
+        if self.size > MAX_HEADER_LIST_SIZE {
+            self.refuse(Refusal::Answer(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+        }
+        if self.refused.is_some() {
+            return;
+        }
+        if let Err(refusal) = self.take(name, value) {
+            self.refuse(refusal);
+        }
+    }
+
+    fn refuse(&mut self, refusal: Refusal) {
+        self.refused.get_or_insert(refusal);
+    }
+
+    fn take(&mut self, name: &[u8], value: &[u8]) -> Result<(), Refusal> {
+        if value.first().is_some_and(|b| matches!(b, b' ' | b'\t'))
+            || value.last().is_some_and(|b| matches!(b, b' ' | b'\t'))
+        {
+            return Err(Refusal::Reset("a field value with white space around it"));
+        }
+        let Some(pseudo) = name.strip_prefix(b":") else {
+            self.regular_seen = true;
+            return self.take_regular(name, value);
+        };
+        if self.regular_seen {
+            return Err(Refusal::Reset("a pseudo-header after a regular field"));
+        }
+        let text = || {
+            std::str::from_utf8(value)
+                .map(str::to_owned)
+                .map_err(|_| Refusal::Reset("a pseudo-header that is not text"))
+        };
+        let slot_taken = match pseudo {
+            b"method" => {
+                let method = Method::from_bytes(value)
+                    .ok()
+                    .filter(|_| crate::http::headers::is_token(value))
+                    .ok_or(Refusal::Answer(StatusCode::BAD_REQUEST))?;
+                self.method.replace(method).is_some()
+            }
+            b"scheme" => {
+                if !is_scheme(value) {
+                    return Err(Refusal::Answer(StatusCode::BAD_REQUEST));
+                }
+                self.scheme.replace(text()?).is_some()
+            }
+            b"authority" => self.authority.replace(text()?).is_some(),
+            b"path" => self.path.replace(text()?).is_some(),
+            b"protocol" => self.protocol.replace(text()?).is_some(),
+            _ => return Err(Refusal::Reset("an unknown pseudo-header")),
+        };
+        if slot_taken {
+            return Err(Refusal::Reset("a repeated pseudo-header"));
+        }
+        Ok(())
+    }
+
+    fn take_regular(&mut self, name: &[u8], value: &[u8]) -> Result<(), Refusal> {
+        if name.iter().any(u8::is_ascii_uppercase) {
+            return Err(Refusal::Reset("an upper-case field name"));
+        }
+        let name = HeaderName::from_bytes(name).map_err(|_| Refusal::Reset("a bad field name"))?;
+        let value =
+            HeaderValue::from_bytes(value).map_err(|_| Refusal::Reset("a bad field value"))?;
+        // Connection-specific fields have no place in HTTP/2 (RFC 9113 §8.2.2).
+        let connection_specific = [
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+            HeaderName::from_static("keep-alive"),
+            HeaderName::from_static("proxy-connection"),
+        ];
+        if connection_specific.contains(&name) {
+            return Err(Refusal::Reset("a connection-specific field"));
+        }
+        if name == header::TE && value != "trailers" {
+            return Err(Refusal::Reset("a `te` other than `trailers`"));
+        }
+        if name == header::COOKIE {
+            self.cookies.push(value);
+        } else {
+            self.headers.append(name, value);
+        }
+        Ok(())
+    }
+
+    /// The request the fields make (its body to come).
+    pub fn into_request(mut self) -> Result<Request<()>, Refusal> {
+        if let Some(refusal) = self.refused {
+            return Err(refusal);
+        }
+        self.join_cookies();
+        let method = self.method.ok_or(Refusal::Reset("no :method"))?;
+        let uri = if method == Method::CONNECT && self.protocol.is_none() {
+            // A plain CONNECT names only where to (RFC 9113 §8.5).
+            if self.scheme.is_some() || self.path.is_some() {
+                return Err(Refusal::Reset("a CONNECT with :scheme or :path"));
+            }
+            let authority = self
+                .authority
+                .ok_or(Refusal::Reset("a CONNECT without :authority"))?;
+            Uri::try_from(authority).map_err(|_| Refusal::Reset("a bad :authority"))?
+        } else {
+            let scheme = self.scheme.ok_or(Refusal::Reset("no :scheme"))?;
+            let path = self.path.ok_or(Refusal::Reset("no :path"))?;
+            let valid_path = path.starts_with('/') || (path == "*" && method == Method::OPTIONS);
+            if !valid_path {
+                return Err(Refusal::Reset("a :path that is not absolute"));
+            }
+            match self.authority {
+                Some(authority) => Uri::builder()
+                    .scheme(scheme.as_str())
+                    .authority(authority)
+                    .path_and_query(path)
+                    .build(),
+                None => Uri::builder().path_and_query(path).build(),
+            }
+            .map_err(|_| Refusal::Reset("a :path or :authority that is not a URI part"))?
+        };
+        let mut request = Request::new(());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_2;
+        *request.headers_mut() = self.headers;
+        if let Some(protocol) = self.protocol {
+            request
+                .extensions_mut()
+                .insert(hyper::ext::Protocol::from(protocol.as_str()));
+        }
+        Ok(request)
+    }
+
+    /// The fields as a request's trailers: no pseudo-header there.
+    pub fn into_trailers(mut self) -> Result<HeaderMap, Refusal> {
+        if let Some(refusal) = self.refused {
+            return Err(refusal);
+        }
+        let pseudo = self.method.is_some()
+            || self.scheme.is_some()
+            || self.authority.is_some()
+            || self.path.is_some()
+            || self.protocol.is_some();
+        if pseudo {
+            return Err(Refusal::Reset("a pseudo-header in trailers"));
+        }
+        self.join_cookies();
+        Ok(self.headers)
+    }
+
+    fn join_cookies(&mut self) {
+        let joined = match self.cookies.len() {
+            0 => return,
+            1 => self.cookies.pop(),
+            _ => {
+                let parts: Vec<&[u8]> = self.cookies.iter().map(HeaderValue::as_bytes).collect();
+                HeaderValue::from_bytes(&parts.join(&b"; "[..])).ok()
+            }
+        };
+        if let Some(cookie) = joined {
+            self.headers.insert(header::COOKIE, cookie);
+        }
+    }
+}
+
+/// `scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )` (RFC 3986 §3.1).
+fn is_scheme(value: &[u8]) -> bool {
+    value.first().is_some_and(u8::is_ascii_alphabetic)
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// The response head's header block: `:status`, then its fields but the
+/// connection-specific ones.
+pub fn encode_response<B>(
+    encoder: &mut loona_hpack::Encoder<'static>,
+    response: &mut Response<B>,
+    block: &mut Vec<u8>,
+) {
+    strip_hop_by_hop(response.headers_mut());
+    let status = response.status();
+    encode_field(encoder, b":status", status.as_str().as_bytes(), block);
+    for (name, value) in response.headers() {
+        encode_field(encoder, name.as_str().as_bytes(), value.as_bytes(), block);
+    }
+}
+
+/// The trailers' header block.
+pub fn encode_trailers(
+    encoder: &mut loona_hpack::Encoder<'static>,
+    trailers: &mut HeaderMap,
+    block: &mut Vec<u8>,
+) {
+    strip_hop_by_hop(trailers);
+    for (name, value) in trailers.iter() {
+        encode_field(encoder, name.as_str().as_bytes(), value.as_bytes(), block);
+    }
+}
+
+fn encode_field(
+    encoder: &mut loona_hpack::Encoder<'static>,
+    name: &[u8],
+    value: &[u8],
+    block: &mut Vec<u8>,
+) {
+    // Writing to a Vec cannot fail.
+    let _ = encoder.encode_header_into((name, value), block);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(list: &[(&str, &str)]) -> Fields {
+        let mut fields = Fields::default();
+        for (name, value) in list {
+            fields.add(name.as_bytes(), value.as_bytes());
+        }
+        fields
+    }
+
+    const GET: [(&str, &str); 3] = [(":method", "GET"), (":scheme", "https"), (":path", "/a?b")];
+
+    #[test]
+    fn a_valid_request_becomes_one_for_the_request_core() {
+        let mut list = GET.to_vec();
+        list.push((":authority", "example.com:8443"));
+        list.push(("cookie", "a=1"));
+        list.push(("x-b", "2"));
+        list.push(("cookie", "c=3"));
+        let request = fields(&list).into_request().unwrap();
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.uri(), "https://example.com:8443/a?b");
+        assert_eq!(request.version(), Version::HTTP_2);
+        assert_eq!(request.headers()["cookie"], "a=1; c=3");
+        assert_eq!(request.headers()["x-b"], "2");
+        let without_authority = fields(&GET).into_request().unwrap();
+        assert_eq!(without_authority.uri(), "/a?b");
+    }
+
+    #[test]
+    fn a_bad_method_or_scheme_is_answered_400_and_other_faults_reset() {
+        let answered = [(":method", "GET?"), (":scheme", "http://localhost/?")];
+        for (name, value) in answered {
+            let mut list: Vec<_> = GET.iter().filter(|(n, _)| *n != name).copied().collect();
+            list.push((name, value));
+            assert_eq!(
+                fields(&list).into_request().unwrap_err(),
+                Refusal::Answer(StatusCode::BAD_REQUEST),
+                "{name}: {value}"
+            );
+        }
+        let reset: [&[(&str, &str)]; 8] = [
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "hello-world"),
+            ],
+            &[(":method", "GET"), (":scheme", "http")],
+            &[
+                (":method", "GET"),
+                (":path", "/"),
+                (":scheme", "http"),
+                (":path", "/"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":status", "200"),
+            ],
+            &[
+                (":method", "GET"),
+                ("x-a", "1"),
+                (":scheme", "http"),
+                (":path", "/"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("X-A", "1"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("connection", "close"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("te", "gzip"),
+            ],
+        ];
+        for list in reset {
+            assert!(
+                matches!(fields(list).into_request(), Err(Refusal::Reset(_))),
+                "{list:?}"
+            );
+        }
+        let te = [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            ("te", "trailers"),
+        ];
+        assert!(fields(&te).into_request().is_ok());
+    }
+
+    #[test]
+    fn too_many_fields_are_answered_431() {
+        let mut many = fields(&GET);
+        let value = "v".repeat(1000);
+        for _ in 0..70 {
+            many.add(b"x-big", value.as_bytes());
+        }
+        assert_eq!(
+            many.into_request().unwrap_err(),
+            Refusal::Answer(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+    }
+
+    #[test]
+    fn trailers_carry_no_pseudo_header() {
+        assert!(fields(&[("x-sum", "1")]).into_trailers().is_ok());
+        assert!(fields(&[(":path", "/")]).into_trailers().is_err());
+    }
+}

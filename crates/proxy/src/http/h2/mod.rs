@@ -1,0 +1,23 @@
+//! HTTP/2 from clients (ALPN `h2` over TLS, or h2c with prior knowledge on
+//! cleartext listeners), served by zkgate's own HTTP/2 layer: frames
+//! (`frame`), header blocks checked and made requests (`head`), the
+//! frames a client sends (`recv`) and the answers that go back (`send`),
+//! one connection's state (`conn`) and what a stream shares with its
+//! readers (`stream`). Each request goes through the same request core
+//! as HTTP/1.1 and HTTP/3 requests. HPACK is `loona-hpack`'s.
+//!
+//! Its own rather than hyper's, so that a malformed request is answered
+//! or reset on its stream alone (hyper's HTTP/2 layer ends the whole
+//! connection for a `:method` it cannot parse), and so that a waiting
+//! connection holds no buffer and a request costs no task of its own.
+
+mod conn;
+mod frame;
+mod head;
+mod recv;
+mod send;
+mod serve;
+mod stream;
+
+pub use serve::serve;
+pub use stream::{Tunnel, TunnelSlot};
