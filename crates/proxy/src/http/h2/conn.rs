@@ -10,12 +10,14 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::Response;
 use tokio::io::{AsyncReadExt, AsyncWrite};
+use tokio::time::Sleep;
 
 use super::frame::{self, setting, Reason};
 use super::head::MAX_HEADER_LIST_SIZE;
@@ -35,6 +37,9 @@ pub const CONNECTION_WINDOW: i64 = 1024 * 1024;
 pub(super) const WRITE_HIGH: usize = 64 * 1024;
 /// Rounds of reading and writing in one poll before the task yields.
 const ROUNDS: usize = 32;
+/// How long a connection with no stream left, told to go (or failed),
+/// waits for its client to take the last frames before it is dropped.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// A request being served by the request core, until its stream's
 /// answer is ready (or the client resets the stream).
@@ -127,6 +132,11 @@ pub struct Connection {
     pub(super) read_buf: BytesMut,
     pub(super) write_buf: BytesMut,
     pub(super) preface: bool,
+    /// Bytes read before the connection was this one's (the fast path's
+    /// first read), not handled yet.
+    pub(super) unhandled: bool,
+    /// The client's first frame, its SETTINGS, arrived.
+    pub(super) settings_seen: bool,
     pub(super) decoder: loona_hpack::Decoder<'static>,
     pub(super) encoder: loona_hpack::Encoder<'static>,
     /// A dynamic table size the client set, to announce in the next block.
@@ -155,6 +165,8 @@ pub struct Connection {
     pub(super) completed: u64,
     /// Streams zkgate had to reset for the client's faults.
     pub(super) refused: u64,
+    /// Running once nothing but the last frames is left to send.
+    linger: Option<Pin<Box<Sleep>>>,
 }
 
 impl Connection {
@@ -178,6 +190,7 @@ impl Connection {
             0,
             (CONNECTION_WINDOW - frame::DEFAULT_WINDOW) as u32,
         );
+        let unhandled = !read.is_empty();
         let mut decoder = loona_hpack::Decoder::new();
         decoder.set_max_allowed_table_size(4096);
         Connection {
@@ -185,6 +198,8 @@ impl Connection {
             read_buf: read,
             write_buf,
             preface: false,
+            unhandled,
+            settings_seen: false,
             decoder,
             encoder: loona_hpack::Encoder::new(),
             table_size_update: None,
@@ -207,6 +222,7 @@ impl Connection {
             cancelled: 0,
             completed: 0,
             refused: 0,
+            linger: None,
         }
     }
 
@@ -230,17 +246,18 @@ impl Connection {
             frame::goaway(&mut self.write_buf, self.last_stream, err.reason);
             self.going_away.get_or_insert(self.last_stream);
             self.failed = Some(err);
+            for (_, stream) in self.streams.drain() {
+                super::recv::close(stream, "the connection failed");
+            }
         }
     }
 
     /// Reads what the client sent: how many bytes, 0 once it closed.
     fn read(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, ConnError>> {
-        if self.read_buf.capacity() == self.read_buf.len() {
-            if self.read_buf.is_empty() {
-                self.read_buf = buffers::take(Side::Server);
-            } else {
-                self.read_buf.reserve(Side::Server.read_size());
-            }
+        if self.read_buf.capacity() == 0 {
+            self.read_buf = buffers::take(Side::Server);
+        } else if self.read_buf.capacity() - self.read_buf.len() < 1024 {
+            self.read_buf.reserve(Side::Server.read_size());
         }
         let read = pin!(self.io.read_buf(&mut self.read_buf)).poll(cx);
         match read {
@@ -326,6 +343,27 @@ impl Connection {
             && self.write_buf.is_empty()
     }
 
+    /// Whether a connection left with nothing but its last frames to send
+    /// has waited long enough for its client to take them.
+    fn lingers(&mut self, cx: &mut Context<'_>) -> bool {
+        let quitting = self.going_away.is_some() || self.client_gone;
+        if self.failed.is_none() && !(quitting && self.streams.is_empty()) {
+            self.linger = None;
+            return false;
+        }
+        let linger = self
+            .linger
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
+        linger.as_mut().poll(cx).is_ready()
+    }
+
+    fn outcome(&mut self) -> Result<(), ConnError> {
+        match self.failed.take() {
+            Some(err) if err.reason != Reason::NO_ERROR => Err(err),
+            _ => Ok(()),
+        }
+    }
+
     fn can_read(&self) -> bool {
         self.failed.is_none() && !self.client_gone && self.write_buf.len() < WRITE_HIGH
     }
@@ -337,6 +375,11 @@ impl Future for Connection {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         this.credit.register(cx.waker());
+        if std::mem::take(&mut this.unhandled) {
+            if let Err(err) = this.on_bytes() {
+                this.fail(err);
+            }
+        }
         for _ in 0..ROUNDS {
             let mut progress = false;
             if this.can_read() {
@@ -359,14 +402,12 @@ impl Future for Connection {
             progress |= this.send_bodies(cx);
             match this.flush(cx) {
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                Poll::Ready(Ok(())) if this.done() => {
-                    return Poll::Ready(match this.failed.take() {
-                        Some(err) if err.reason != Reason::NO_ERROR => Err(err),
-                        _ => Ok(()),
-                    });
-                }
+                Poll::Ready(Ok(())) if this.done() => return Poll::Ready(this.outcome()),
                 Poll::Ready(Ok(())) => {}
                 Poll::Pending => {}
+            }
+            if this.lingers(cx) {
+                return Poll::Ready(this.outcome());
             }
             if !progress {
                 return Poll::Pending;

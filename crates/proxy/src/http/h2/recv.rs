@@ -72,6 +72,15 @@ impl Connection {
     }
 
     fn on_frame(&mut self, head: Head, payload: Bytes) -> Result<(), ConnError> {
+        if !self.settings_seen {
+            if head.kind != kind::SETTINGS || head.has(flag::ACK) {
+                return Err(fatal(
+                    Reason::PROTOCOL_ERROR,
+                    "the preface not followed by SETTINGS",
+                ));
+            }
+            self.settings_seen = true;
+        }
         if let Some(partial) = &self.partial {
             if head.kind != kind::CONTINUATION || head.stream != partial.stream {
                 return Err(fatal(Reason::PROTOCOL_ERROR, "a header block broken off"));
@@ -417,7 +426,7 @@ impl Connection {
         let request = match fields.into_request() {
             Ok(request) => request,
             Err(Refusal::Reset(_)) => return self.refuse(id, Reason::PROTOCOL_ERROR),
-            Err(Refusal::Answer(status)) => return self.answer_refused(id, status),
+            Err(Refusal::Answer(status)) => return self.answer_refused(id, end_stream, status),
         };
         let declared = match declared_length(request.headers()) {
             Ok(declared) => declared,
@@ -469,12 +478,19 @@ impl Connection {
     }
 
     /// Answers a request refused before the request core saw it.
-    fn answer_refused(&mut self, id: u32, status: StatusCode) -> Result<(), ConnError> {
+    fn answer_refused(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        status: StatusCode,
+    ) -> Result<(), ConnError> {
         self.count_fault()?;
+        // Whatever body the client still sends is not read.
+        let unread = (!end_stream).then(|| Inbound::unread(Arc::clone(&self.credit)));
         self.streams.insert(
             id,
             Stream {
-                inbound: None,
+                inbound: unread,
                 declared: None,
                 received: 0,
                 recv_window: STREAM_WINDOW,
@@ -521,7 +537,7 @@ impl Connection {
 
 /// Ends a stream that is given up: its request core's work stops, and
 /// its reader, if any, gets an error.
-fn close(stream: Stream, why: &'static str) {
+pub(super) fn close(stream: Stream, why: &'static str) {
     if let Some(abort) = &stream.abort {
         abort.abort();
     }

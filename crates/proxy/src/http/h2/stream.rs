@@ -88,6 +88,13 @@ impl Inbound {
         })
     }
 
+    /// The client's side of a stream whose body nobody will read.
+    pub fn unread(credit: Arc<Credit>) -> Arc<Inbound> {
+        let inbound = Inbound::new(credit);
+        inbound.lock().reader_gone = true;
+        inbound
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, InState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
