@@ -3,8 +3,8 @@
 //! decided once, in the request core (`policy`); the wire adapters carry
 //! it out: HTTP/1.1 connections start on the fast path (`fast`) and move
 //! to hyper's full path (`full`) for what it leaves aside; HTTP/2 clients
-//! are served by hyper throughout, HTTP/3 clients by `h3` on QUIC with
-//! hyper's clients behind. Every adapter takes its connections to
+//! are served by zkgate's own HTTP/2 layer (`h2`), HTTP/3 clients by `h3`
+//! on QUIC; both hand each request to the full path's request core. Every adapter takes its connections to
 //! servers from one pool per worker (`pool`).
 
 mod buffers;

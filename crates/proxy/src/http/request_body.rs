@@ -23,11 +23,11 @@ use zkgate_routing::clock;
 
 use crate::http::copy::BodyCopy;
 
-/// A request's body as it arrives from the client: read by hyper (HTTP/1.1,
-/// HTTP/2) or by another wire's adapter (HTTP/3). Every request path
+/// A request's body as it arrives from the client: read by hyper
+/// (HTTP/1.1) or by another wire's adapter (HTTP/2, HTTP/3). Every request path
 /// takes this one type, so that each wire feeds the same request core.
 pub enum InboundBody {
-    /// From hyper's HTTP/1.1 or HTTP/2 server.
+    /// From hyper's HTTP/1.1 server.
     Hyper(Incoming),
     /// From another adapter.
     Other(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),

@@ -58,7 +58,7 @@ pub enum End {
     /// The hyper path takes it over ([`Client::into_handover`]).
     Handover,
     /// A cleartext client opened with HTTP/2's connection preface (h2c
-    /// with prior knowledge): hyper's HTTP/2 server takes it over
+    /// with prior knowledge): zkgate's HTTP/2 layer takes it over
     /// ([`Client::into_parts`]).
     H2,
 }

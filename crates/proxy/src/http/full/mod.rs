@@ -1,8 +1,8 @@
-//! The full path: hyper's HTTP/1.1 and HTTP/2 servers towards clients and
-//! hyper's clients towards servers (but for a bodiless `GET` or `HEAD` to
-//! an HTTP/1.1 server: `direct`), for everything the fast path leaves
-//! aside (request bodies, HTTP/2, upgrades, HTTP/2 servers, unusual
-//! heads). Each request goes through the same request core as the fast
+//! The full path: the request core (`ProxyService`) for every request the
+//! fast path leaves aside (request bodies, HTTP/2 and HTTP/3 clients,
+//! upgrades, HTTP/2 servers, unusual heads), hyper's HTTP/1.1 server for
+//! such HTTP/1.1 clients, and hyper's clients towards servers (but for a
+//! bodiless `GET` or `HEAD` to an HTTP/1.1 server: `direct`). Each request goes through the same request core as the fast
 //! path's; bodies stream both ways with back-pressure.
 
 mod answer;

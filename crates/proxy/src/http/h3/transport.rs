@@ -1,4 +1,4 @@
-//! QUIC's limits for HTTP/3 clients, as HTTP/2's are in `full::h2`: how
+//! QUIC's limits for HTTP/3 clients, as HTTP/2's are in `h2::conn`: how
 //! many streams, how much unread data, how long an idle connection lives,
 //! and how many connection attempts may wait.
 
