@@ -40,6 +40,9 @@ const ROUNDS: usize = 32;
 /// How long a connection with no stream left, told to go (or failed),
 /// waits for its client to take the last frames before it is dropped.
 const LINGER: Duration = Duration::from_secs(1);
+/// Bytes a closing connection reads and drops before it stops waiting
+/// for its client to close.
+const DRAINED: usize = 64 * 1024;
 
 /// A request being served by the request core, until its stream's
 /// answer is ready (or the client resets the stream).
@@ -138,7 +141,6 @@ pub struct Connection {
     /// The client's first frame, its SETTINGS, arrived.
     pub(super) settings_seen: bool,
     pub(super) decoder: loona_hpack::Decoder<'static>,
-    pub(super) encoder: loona_hpack::Encoder<'static>,
     /// A dynamic table size the client set, to announce in the next block.
     pub(super) table_size_update: Option<usize>,
     pub(super) service: ProxyService,
@@ -167,6 +169,10 @@ pub struct Connection {
     pub(super) refused: u64,
     /// Running once nothing but the last frames is left to send.
     linger: Option<Pin<Box<Sleep>>>,
+    /// zkgate's side of the connection is shut.
+    shut: bool,
+    /// Bytes read and dropped since.
+    drained: usize,
 }
 
 impl Connection {
@@ -201,7 +207,6 @@ impl Connection {
             unhandled,
             settings_seen: false,
             decoder,
-            encoder: loona_hpack::Encoder::new(),
             table_size_update: None,
             service,
             streams: HashMap::new(),
@@ -223,6 +228,8 @@ impl Connection {
             completed: 0,
             refused: 0,
             linger: None,
+            shut: false,
+            drained: 0,
         }
     }
 
@@ -343,6 +350,32 @@ impl Connection {
             && self.write_buf.is_empty()
     }
 
+    /// Closes the connection once its last frames are out: its side is
+    /// shut (FIN, or TLS close_notify), then whatever the client still
+    /// sends is read and dropped until it closes too. Closing with bytes
+    /// unread would reset the connection, and a reset can destroy the
+    /// GOAWAY before the client reads it. `lingers` bounds the wait, and
+    /// [`DRAINED`] what is read: a client still flooding is cut off.
+    fn close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.shut {
+            std::task::ready!(Pin::new(&mut self.io).poll_shutdown(cx)).ok();
+            self.shut = true;
+        }
+        loop {
+            self.read_buf.clear();
+            match self.read(cx) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(n)) => {
+                    self.drained += n;
+                    if self.drained > DRAINED {
+                        return Poll::Ready(());
+                    }
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
     /// Whether a connection left with nothing but its last frames to send
     /// has waited long enough for its client to take them.
     fn lingers(&mut self, cx: &mut Context<'_>) -> bool {
@@ -402,7 +435,11 @@ impl Future for Connection {
             progress |= this.send_bodies(cx);
             match this.flush(cx) {
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                Poll::Ready(Ok(())) if this.done() => return Poll::Ready(this.outcome()),
+                Poll::Ready(Ok(())) if this.done() => {
+                    if this.close(cx).is_ready() {
+                        return Poll::Ready(this.outcome());
+                    }
+                }
                 Poll::Ready(Ok(())) => {}
                 Poll::Pending => {}
             }

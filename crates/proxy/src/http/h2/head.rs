@@ -11,6 +11,7 @@
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 
+use super::hpack;
 use crate::http::headers::strip_hop_by_hop;
 
 /// Decoded size of one request's fields (each counts 32 bytes more, RFC
@@ -221,39 +222,20 @@ fn is_scheme(value: &[u8]) -> bool {
 
 /// The response head's header block: `:status`, then its fields but the
 /// connection-specific ones.
-pub fn encode_response<B>(
-    encoder: &mut loona_hpack::Encoder<'static>,
-    response: &mut Response<B>,
-    block: &mut Vec<u8>,
-) {
+pub fn encode_response<B>(response: &mut Response<B>, block: &mut Vec<u8>) {
     strip_hop_by_hop(response.headers_mut());
-    let status = response.status();
-    encode_field(encoder, b":status", status.as_str().as_bytes(), block);
+    hpack::status(response.status().as_u16(), block);
     for (name, value) in response.headers() {
-        encode_field(encoder, name.as_str().as_bytes(), value.as_bytes(), block);
+        hpack::field(name.as_str(), value.as_bytes(), block);
     }
 }
 
 /// The trailers' header block.
-pub fn encode_trailers(
-    encoder: &mut loona_hpack::Encoder<'static>,
-    trailers: &mut HeaderMap,
-    block: &mut Vec<u8>,
-) {
+pub fn encode_trailers(trailers: &mut HeaderMap, block: &mut Vec<u8>) {
     strip_hop_by_hop(trailers);
     for (name, value) in trailers.iter() {
-        encode_field(encoder, name.as_str().as_bytes(), value.as_bytes(), block);
+        hpack::field(name.as_str(), value.as_bytes(), block);
     }
-}
-
-fn encode_field(
-    encoder: &mut loona_hpack::Encoder<'static>,
-    name: &[u8],
-    value: &[u8],
-    block: &mut Vec<u8>,
-) {
-    // Writing to a Vec cannot fail.
-    let _ = encoder.encode_header_into((name, value), block);
 }
 
 #[cfg(test)]

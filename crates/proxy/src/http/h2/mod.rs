@@ -4,7 +4,8 @@
 //! frames a client sends (`recv`) and the answers that go back (`send`),
 //! one connection's state (`conn`) and what a stream shares with its
 //! readers (`stream`). Each request goes through the same request core
-//! as HTTP/1.1 and HTTP/3 requests. HPACK is `loona-hpack`'s.
+//! as HTTP/1.1 and HTTP/3 requests. Requests' HPACK is decoded by
+//! `loona-hpack`; answers are encoded without a dynamic table (`hpack`).
 //!
 //! Its own rather than hyper's, so that a malformed request is answered
 //! or reset on its stream alone (hyper's HTTP/2 layer ends the whole
@@ -14,6 +15,7 @@
 mod conn;
 mod frame;
 mod head;
+mod hpack;
 mod recv;
 mod send;
 mod serve;

@@ -62,8 +62,8 @@ impl Connection {
                 || status == StatusCode::NOT_MODIFIED
                 || response.body().is_end_stream());
         let mut block = Vec::with_capacity(128);
-        announce_table_size(&mut self.encoder, &mut self.table_size_update, &mut block);
-        encode_response(&mut self.encoder, &mut response, &mut block);
+        announce_table_size(&mut self.table_size_update, &mut block);
+        encode_response(&mut response, &mut block);
         frame::headers(
             &mut self.write_buf,
             id,
@@ -160,8 +160,8 @@ impl Connection {
                 Ended::Whole => self.finish_answer(id),
                 Ended::Trailers(mut trailers) => {
                     let mut block = Vec::with_capacity(64);
-                    announce_table_size(&mut self.encoder, &mut self.table_size_update, &mut block);
-                    encode_trailers(&mut self.encoder, &mut trailers, &mut block);
+                    announce_table_size(&mut self.table_size_update, &mut block);
+                    encode_trailers(&mut trailers, &mut block);
                     frame::headers(&mut self.write_buf, id, &block, true, self.peer.max_frame);
                     self.finish_answer(id);
                 }
@@ -191,14 +191,8 @@ impl Connection {
 
 /// Starts a header block with the dynamic table size the client last set,
 /// if it changed (RFC 7541 §4.2).
-fn announce_table_size(
-    encoder: &mut loona_hpack::Encoder<'static>,
-    update: &mut Option<usize>,
-    block: &mut Vec<u8>,
-) {
+fn announce_table_size(update: &mut Option<usize>, block: &mut Vec<u8>) {
     if let Some(size) = update.take() {
-        encoder.set_max_table_size(size);
-        // Writing to a Vec cannot fail.
-        let _ = loona_hpack::encoder::encode_integer_into(size, 5, 0x20, block);
+        super::hpack::table_size_update(size, block);
     }
 }
