@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use zkgate_testkit::h2_frames::*;
 use zkgate_testkit::{Answer, RecordingOrigin};
 
 use common::*;
@@ -54,9 +55,9 @@ async fn read_to(client: &mut TcpStream, end: &str) -> String {
 /// `http_1xx_responses.vtc` `c1`: 103s before a final answer with a
 /// length, a chunked one, a 204 and one that closes reach the client in
 /// order, without a `Content-Length` of their own; each final answer is
-/// whole. (`c2`, `c8`: HTTP/2 clients and HTTP/2 servers are served by
-/// hyper, which cannot send a 1xx of a server's: there they are dropped;
-/// `c6`, `c7`: hints zkgate would make itself, a feature it has not.)
+/// whole. (`c8`, `c9`: HTTP/2 servers are reached through hyper's client,
+/// which passes no 1xx of theirs on: there they are dropped; `c6`, `c7`:
+/// hints zkgate would make itself, a feature it has not.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_1xx_responses_c1_early_hints_reach_an_http1_client() {
     let origin = RecordingOrigin::start(early_hints).await;
@@ -160,5 +161,117 @@ async fn http_1xx_responses_c3_c5_expect_100_continue() {
     );
     let seen = origin.received().to_ascii_lowercase();
     assert!(seen.ends_with("\r\n\r\nrequest 2 "), "{seen}");
+    assert!(!seen.contains("expect"), "{seen}");
+}
+
+fn field<'a>(head: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    head.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `http_1xx_responses.vtc` `c2`: an HTTP/2 client gets the HTTP/1.1
+/// server's 103s as HEADERS before the final answer's, on each stream, in
+/// order, whatever framing the final answer has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1xx_responses_c2_early_hints_reach_an_http2_client() {
+    let origin = RecordingOrigin::start(early_hints).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let mut h2 = RawH2::connect(addr).await.unwrap();
+    let style = "</style.css>; rel=preload; as=style";
+    let script = "</script.js>; rel=preload; as=script";
+    let cases: [(&str, &[&str], u16, &str); 4] = [
+        ("/clen", &[style, script], 200, "response 1"),
+        ("/chunked", &[style], 200, "response 2"),
+        ("/no-body", &[style], 204, ""),
+        ("/close", &[style], 200, "response 4"),
+    ];
+    for (n, (path, hints, status, body)) in cases.into_iter().enumerate() {
+        let id = 1 + 2 * n as u32;
+        let fields = [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "a"),
+        ];
+        h2.send(&frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            id,
+            &header_block(&fields),
+        ))
+        .await
+        .unwrap();
+        let answer = h2.answer_on(id, WAIT).await;
+        assert_eq!(answer.heads.len(), hints.len() + 1, "{path}: {answer:?}");
+        for (head, hint) in answer.heads.iter().zip(hints) {
+            assert_eq!(field(head, ":status"), Some("103"), "{path}: {answer:?}");
+            assert_eq!(field(head, "link"), Some(*hint), "{path}: {answer:?}");
+            assert_eq!(field(head, "content-length"), None, "{path}: {answer:?}");
+        }
+        let last = answer.heads.last().unwrap();
+        assert_eq!(answer.status, Some(status), "{path}: {answer:?}");
+        assert_eq!(field(last, "link"), None, "{path}: {answer:?}");
+        assert_eq!(String::from_utf8_lossy(&answer.body), body, "{path}");
+    }
+    // A request with a body goes through hyper's client: its 103s too.
+    let origin = RecordingOrigin::start(early_hints).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let mut h2 = RawH2::connect(addr).await.unwrap();
+    let fields = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/clen"),
+        (":authority", "a"),
+    ];
+    let mut bytes = frame(HEADERS, END_HEADERS, 1, &header_block(&fields));
+    bytes.extend(frame(DATA, END_STREAM, 1, b"abc"));
+    h2.send(&bytes).await.unwrap();
+    let answer = h2.answer_on(1, WAIT).await;
+    let statuses: Vec<_> = answer.heads.iter().map(|h| field(h, ":status")).collect();
+    assert_eq!(
+        statuses,
+        [Some("103"), Some("103"), Some("200")],
+        "{answer:?}"
+    );
+    assert_eq!(answer.body, b"response 1");
+}
+
+/// `http_1xx_responses.vtc` `c4`: an HTTP/2 client that sends `expect:
+/// 100-continue` and holds its body back gets a `100` once its request is
+/// on its way to a server, then sends the body and gets the answer. As
+/// for HTTP/1.1 clients (`c3`), zkgate answers the `expect` itself and the
+/// server does not see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1xx_responses_c4_expect_100_continue_from_an_http2_client() {
+    let origin = RecordingOrigin::start(continues).await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let mut h2 = RawH2::connect(addr).await.unwrap();
+    let fields = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/"),
+        (":authority", "a"),
+        ("content-length", "10"),
+        ("expect", "100-continue"),
+    ];
+    h2.send(&frame(HEADERS, END_HEADERS, 1, &header_block(&fields)))
+        .await
+        .unwrap();
+    let interim = loop {
+        let frame = h2.next_frame(WAIT).await.expect("a 100 before the body");
+        if frame.kind == HEADERS && frame.stream == 1 {
+            break h2.decode(&frame.payload);
+        }
+    };
+    assert_eq!(field(&interim, ":status"), Some("100"), "{interim:?}");
+    h2.send(&frame(DATA, END_STREAM, 1, b"request 1 "))
+        .await
+        .unwrap();
+    let answer = h2.answer_on(1, WAIT).await;
+    assert_eq!(answer.status, Some(200), "{answer:?}");
+    assert_eq!(answer.body, b"response 1");
+    let seen = origin.received().to_ascii_lowercase();
+    assert!(seen.ends_with("\r\n\r\nrequest 1 "), "{seen}");
     assert!(!seen.contains("expect"), "{seen}");
 }

@@ -89,9 +89,11 @@ pub struct Frame {
 /// What came back on one stream.
 #[derive(Debug, Default)]
 pub struct StreamAnswer {
-    /// The `:status` of its (last) HEADERS, if the encoder used the static
-    /// table (200, 204, 206, 304, 400, 404, 500); `Some(0)` for any other.
+    /// The `:status` of its (last) HEADERS.
     pub status: Option<u16>,
+    /// Every header block it got (interim answers', the final one's,
+    /// trailers), decoded.
+    pub heads: Vec<Vec<(String, String)>>,
     /// Its DATA bytes.
     pub body: Vec<u8>,
     /// The error code of its RST_STREAM, if reset.
@@ -102,6 +104,8 @@ pub struct StreamAnswer {
 pub struct RawH2 {
     stream: TcpStream,
     read: Vec<u8>,
+    /// HPACK state of the server's header blocks.
+    decoder: loona_hpack::Decoder<'static>,
 }
 
 impl RawH2 {
@@ -113,6 +117,7 @@ impl RawH2 {
         Ok(RawH2 {
             stream,
             read: Vec::new(),
+            decoder: loona_hpack::Decoder::new(),
         })
     }
 
@@ -129,6 +134,7 @@ impl RawH2 {
         Ok(RawH2 {
             stream,
             read: Vec::new(),
+            decoder: loona_hpack::Decoder::new(),
         })
     }
 
@@ -175,7 +181,13 @@ impl RawH2 {
                 continue;
             }
             match frame.kind {
-                HEADERS => answer.status = Some(static_status(&frame.payload)),
+                HEADERS => {
+                    let head = self.decode(&frame.payload);
+                    if let Some((_, status)) = head.iter().find(|(name, _)| name == ":status") {
+                        answer.status = status.parse().ok();
+                    }
+                    answer.heads.push(head);
+                }
                 DATA => answer.body.extend_from_slice(&frame.payload),
                 RST_STREAM => {
                     answer.reset = frame
@@ -194,17 +206,15 @@ impl RawH2 {
     }
 }
 
-/// `:status` from the first field of a header block, when it is an entry
-/// of the static table (RFC 7541 Appendix A); 0 otherwise.
-fn static_status(block: &[u8]) -> u16 {
-    match block.first() {
-        Some(0x88) => 200,
-        Some(0x89) => 204,
-        Some(0x8a) => 206,
-        Some(0x8b) => 304,
-        Some(0x8c) => 400,
-        Some(0x8d) => 404,
-        Some(0x8e) => 500,
-        _ => 0,
+impl RawH2 {
+    /// A header block's fields (one without CONTINUATION frames).
+    pub fn decode(&mut self, block: &[u8]) -> Vec<(String, String)> {
+        let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+        self.decoder
+            .decode(block)
+            .expect("a header block that decodes")
+            .into_iter()
+            .map(|(name, value)| (text(name), text(value)))
+            .collect()
     }
 }

@@ -14,6 +14,7 @@ mod full;
 mod h2;
 pub mod h3;
 mod headers;
+mod interim;
 mod policy;
 mod pool;
 mod request_body;

@@ -123,10 +123,13 @@ impl Conn {
     /// Sends a request; on failure the request comes back if nothing of it was sent.
     pub async fn send(
         &mut self,
-        request: Request<UpstreamBody>,
+        mut request: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, TrySendError<Request<UpstreamBody>>> {
         match self {
-            Conn::H1(lent, _) => lent.sender.try_send_request(request).await,
+            Conn::H1(lent, _) => {
+                crate::http::interim::hook_hyper(&mut request);
+                lent.sender.try_send_request(request).await
+            }
             Conn::H2(conn) => conn.sender.try_send_request(request).await,
         }
     }

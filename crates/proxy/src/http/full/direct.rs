@@ -22,6 +22,8 @@ use super::attempt::{answer_within, for_client, Attempt};
 use super::body::ProxyBody;
 use super::direct_body::{header_map, DirectBody};
 use crate::http::fast::framing::{self, Parsed, Seen};
+use crate::http::headers::strip_hop_by_hop;
+use crate::http::interim::InterimSink;
 use crate::http::policy::retry::head_arrived;
 use crate::http::pool::{PoolKey, ServerConn, UpstreamBody};
 use crate::http::request_body::BodyRead;
@@ -55,6 +57,7 @@ pub(super) async fn attempt(
     let mut head = Vec::with_capacity(256);
     encode_head(&request, &mut head);
     let head_method = request.method() == Method::HEAD;
+    let interim = request.extensions().get::<InterimSink>();
     let mut cached = ServerConn::cached(key, Instant::now()).await;
     loop {
         let reused = cached.is_some();
@@ -72,7 +75,7 @@ pub(super) async fn attempt(
         };
         let active = server.state.start_request();
         let sent = Instant::now();
-        let exchange = send(&mut conn, &head, head_method);
+        let exchange = send(&mut conn, &head, head_method, interim);
         match answer_within(exchange, backend.timeouts.server, read, sent).await {
             None => {
                 debug!(backend = %backend.name, server = %address, "server timed out");
@@ -146,15 +149,28 @@ struct Answer {
     interim: bool,
 }
 
-/// Writes the head and reads until a final response head is complete.
-async fn send(conn: &mut ServerConn, head: &[u8], head_method: bool) -> Result<Answer, NoAnswer> {
+/// Writes the head and reads until a final response head is complete;
+/// interim ones go to `sink`, if the client's wire can carry them.
+async fn send(
+    conn: &mut ServerConn,
+    head: &[u8],
+    head_method: bool,
+    sink: Option<&InterimSink>,
+) -> Result<Answer, NoAnswer> {
     conn.io.write_all(head).await.map_err(NoAnswer::Io)?;
     let mut interim = false;
     loop {
         if !conn.buf.is_empty() {
             let parsed = framing::parse(&conn.buf, head_method, |seen| match seen {
                 Seen::Final(head) => Some(header_map(head.fields())),
-                Seen::Interim { .. } => None,
+                Seen::Interim {
+                    status, headers, ..
+                } => {
+                    if let Some(sink) = sink {
+                        pass_interim(sink, status, headers);
+                    }
+                    None
+                }
             });
             match parsed.map_err(|bad| NoAnswer::Malformed(bad.0))? {
                 Parsed::Final(response, headers) => {
@@ -187,6 +203,24 @@ async fn send(conn: &mut ServerConn, head: &[u8], head_method: bool) -> Result<A
             });
         }
     }
+}
+
+/// Hands an interim head to `sink`, without its hop-by-hop fields (and
+/// without any field that is not valid).
+fn pass_interim(sink: &InterimSink, status: u16, fields: &[httparse::Header<'_>]) {
+    let Ok(status) = StatusCode::from_u16(status) else {
+        return;
+    };
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        let name = http::header::HeaderName::from_bytes(field.name.as_bytes());
+        let value = http::HeaderValue::from_bytes(field.value);
+        if let (Ok(name), Ok(value)) = (name, value) {
+            headers.append(name, value);
+        }
+    }
+    strip_hop_by_hop(&mut headers);
+    sink.send(status, headers);
 }
 
 impl Answer {

@@ -21,7 +21,7 @@ use tokio::time::Sleep;
 
 use super::frame::{self, setting, Reason};
 use super::head::MAX_HEADER_LIST_SIZE;
-use super::stream::{Credit, Inbound, Outbound};
+use super::stream::{Inbound, Outbound, Shared};
 use crate::http::buffers::{self, Side};
 use crate::http::fast::ClientIo;
 use crate::http::full::{ProxyBody, ProxyService};
@@ -153,7 +153,7 @@ pub struct Connection {
     pub(super) recv_window: i64,
     /// Connection window to give back that no reader holds (discarded DATA, padding).
     pub(super) unclaimed: i64,
-    pub(super) credit: Arc<Credit>,
+    pub(super) shared: Arc<Shared>,
     /// A header block still waiting for its CONTINUATION frames.
     pub(super) partial: Option<super::recv::Partial>,
     /// The last stream announced in a GOAWAY: no stream after it is served.
@@ -219,7 +219,7 @@ impl Connection {
             send_window: frame::DEFAULT_WINDOW,
             recv_window: CONNECTION_WINDOW,
             unclaimed: 0,
-            credit: Arc::new(Credit::default()),
+            shared: Arc::new(Shared::default()),
             partial: None,
             going_away: None,
             client_gone: false,
@@ -312,7 +312,7 @@ impl Connection {
 
     /// Gives the client back the window its readers freed.
     fn give_credit(&mut self) {
-        let taken = self.credit.take() as i64 + std::mem::take(&mut self.unclaimed);
+        let taken = self.shared.take() as i64 + std::mem::take(&mut self.unclaimed);
         if taken > 0 {
             self.recv_window += taken;
             frame::window_update(&mut self.write_buf, 0, taken as u32);
@@ -407,7 +407,7 @@ impl Future for Connection {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        this.credit.register(cx.waker());
+        this.shared.register(cx.waker());
         if std::mem::take(&mut this.unhandled) {
             if let Err(err) = this.on_bytes() {
                 this.fail(err);
@@ -430,6 +430,7 @@ impl Future for Connection {
                     Poll::Pending => {}
                 }
             }
+            progress |= this.send_interims();
             progress |= this.take_answers(cx);
             this.give_credit();
             progress |= this.send_bodies(cx);

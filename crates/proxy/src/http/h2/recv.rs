@@ -16,6 +16,7 @@ use super::conn::{
 use super::frame::{self, flag, kind, setting, Head, Reason};
 use super::head::{Fields, Refusal, MAX_HEADER_LIST_SIZE};
 use super::stream::{Inbound, Outbound, RequestBody, Tunnel, TunnelSlot};
+use crate::http::interim::{InterimSink, InterimTarget};
 use crate::http::request_body::InboundBody;
 
 /// Encoded bytes one header block may take, CONTINUATION frames included.
@@ -435,24 +436,32 @@ impl Connection {
         if end_stream && declared.is_some_and(|n| n > 0) {
             return self.refuse(id, Reason::PROTOCOL_ERROR);
         }
-        let inbound = Inbound::new(Arc::clone(&self.credit));
-        if end_stream {
-            inbound.finish(None);
-        }
         let switch = request.extensions().get::<hyper::ext::Protocol>().is_some();
         let head_only = request.method() == Method::HEAD;
-        let (tunnel, request) = if switch {
-            let outbound = Arc::new(Outbound::default());
-            let tunnel = Tunnel::new(Arc::clone(&inbound), Arc::clone(&outbound));
-            // The stream's DATA are the tunnel's, not a body's.
-            let empty = http_body_util::Empty::new().map_err(|never| match never {});
-            let mut request = request.map(|()| InboundBody::Other(Box::pin(empty)));
-            request.extensions_mut().insert(TunnelSlot::new(tunnel));
-            (Some(outbound), request)
-        } else {
-            let body = RequestBody::new(Arc::clone(&inbound), declared);
-            (None, request.map(|()| InboundBody::Other(Box::pin(body))))
+        // The stream's DATA: a request body's, or a tunnel's once switched.
+        let inbound = (!end_stream).then(|| Inbound::new(Arc::clone(&self.shared)));
+        let (tunnel, request) = match &inbound {
+            Some(inbound) if switch => {
+                let outbound = Arc::new(Outbound::default());
+                let tunnel = Tunnel::new(Arc::clone(inbound), Arc::clone(&outbound));
+                let mut request = request.map(|()| empty_body());
+                request.extensions_mut().insert(TunnelSlot::new(tunnel));
+                (Some(outbound), request)
+            }
+            Some(inbound) => {
+                let mut body = RequestBody::new(Arc::clone(inbound), declared);
+                if expects_continue(request.headers()) {
+                    body = body.continue_through(self.interim_sink(id));
+                }
+                (None, request.map(|()| InboundBody::Other(Box::pin(body))))
+            }
+            // Bodiless (its HEADERS ended the stream): nothing to share.
+            None => (None, request.map(|()| empty_body())),
         };
+        let mut request = request;
+        // A server's interim answers come back on the stream.
+        let sink = self.interim_sink(id);
+        request.extensions_mut().insert(sink);
         let serving = self.service.serve(request);
         let (abort, registration) = AbortHandle::new_pair();
         let answering = Answering {
@@ -463,7 +472,7 @@ impl Connection {
         self.streams.insert(
             id,
             Stream {
-                inbound: (!end_stream).then_some(inbound),
+                inbound,
                 declared,
                 received: 0,
                 recv_window: STREAM_WINDOW,
@@ -477,6 +486,11 @@ impl Connection {
         Ok(())
     }
 
+    fn interim_sink(&self, id: u32) -> InterimSink {
+        let target: Arc<dyn InterimTarget> = self.shared.clone();
+        InterimSink::new(target, id)
+    }
+
     /// Answers a request refused before the request core saw it.
     fn answer_refused(
         &mut self,
@@ -486,7 +500,7 @@ impl Connection {
     ) -> Result<(), ConnError> {
         self.count_fault()?;
         // Whatever body the client still sends is not read.
-        let unread = (!end_stream).then(|| Inbound::unread(Arc::clone(&self.credit)));
+        let unread = (!end_stream).then(|| Inbound::unread(Arc::clone(&self.shared)));
         self.streams.insert(
             id,
             Stream {
@@ -544,6 +558,20 @@ pub(super) fn close(stream: Stream, why: &'static str) {
     if let Some(inbound) = &stream.inbound {
         inbound.fail(why);
     }
+}
+
+/// Whether the request asks to be told to go on before sending its body.
+fn expects_continue(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// A body that has ended (no allocation: the box holds nothing).
+fn empty_body() -> InboundBody {
+    InboundBody::Other(Box::pin(
+        http_body_util::Empty::new().map_err(|never| match never {}),
+    ))
 }
 
 /// The request's `content-length`: none, one number, or (for an empty,

@@ -49,6 +49,8 @@ impl Connection {
     /// Sends the head of stream `id`'s answer; its body follows as the
     /// windows allow.
     pub(super) fn start_answer(&mut self, id: u32, mut response: Response<ProxyBody>) {
+        // Interim answers read before this one go first.
+        self.send_interims();
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -84,6 +86,30 @@ impl Connection {
                 last: false,
             };
         }
+    }
+
+    /// Sends the servers' interim (1xx) answers that came for streams
+    /// still waiting for their final one.
+    pub(super) fn send_interims(&mut self) -> bool {
+        let interims = self.shared.take_interims();
+        let progress = !interims.is_empty();
+        for (id, status, headers) in interims {
+            let waiting = self
+                .streams
+                .get(&id)
+                .is_some_and(|s| matches!(s.sending, Sending::Waiting));
+            if !waiting || !status.is_informational() || status == StatusCode::SWITCHING_PROTOCOLS {
+                continue;
+            }
+            let mut response = Response::new(());
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            let mut block = Vec::with_capacity(64);
+            announce_table_size(&mut self.table_size_update, &mut block);
+            encode_response(&mut response, &mut block);
+            frame::headers(&mut self.write_buf, id, &block, false, self.peer.max_frame);
+        }
+        progress
     }
 
     /// Sends what the answers' bodies have ready, as far as the windows

@@ -10,16 +10,17 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
 use futures_util::task::AtomicWaker;
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::http::interim::{InterimSink, InterimTarget};
 use crate::http::request_body::BoxError;
 
 /// Taken bytes of one stream that make the connection send its
@@ -30,15 +31,36 @@ const CONNECTION_CREDIT_AT: usize = 32 * 1024;
 /// Bytes a tunnel's writer may queue before it waits for the client.
 const TUNNEL_QUEUE: usize = 64 * 1024;
 
-/// Flow-control credit given back by a connection's readers, and the
-/// connection task to wake for it.
+/// What a connection's streams tell it from other tasks, and the
+/// connection task to wake for it: flow-control credit its readers gave
+/// back, and servers' interim (1xx) answers to send.
 #[derive(Default)]
-pub struct Credit {
+pub struct Shared {
     taken: AtomicUsize,
     connection: AtomicWaker,
+    interims: Mutex<Vec<(u32, StatusCode, HeaderMap)>>,
+    has_interims: AtomicBool,
 }
 
-impl Credit {
+impl InterimTarget for Shared {
+    fn interim(&self, stream: u32, status: StatusCode, headers: HeaderMap) {
+        let mut interims = self.interims.lock().unwrap_or_else(|e| e.into_inner());
+        interims.push((stream, status, headers));
+        self.has_interims.store(true, Ordering::Release);
+        drop(interims);
+        self.connection.wake();
+    }
+}
+
+impl Shared {
+    /// The interim answers passed on since the last call.
+    pub fn take_interims(&self) -> Vec<(u32, StatusCode, HeaderMap)> {
+        if !self.has_interims.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.interims.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Registers the connection task.
     pub fn register(&self, waker: &Waker) {
         self.connection.register(waker);
@@ -67,7 +89,7 @@ enum End {
 /// The client's DATA of one stream, not yet taken by its reader.
 pub struct Inbound {
     state: Mutex<InState>,
-    credit: Arc<Credit>,
+    shared: Arc<Shared>,
 }
 
 #[derive(Default)]
@@ -81,16 +103,16 @@ struct InState {
 }
 
 impl Inbound {
-    pub fn new(credit: Arc<Credit>) -> Arc<Inbound> {
+    pub fn new(shared: Arc<Shared>) -> Arc<Inbound> {
         Arc::new(Inbound {
             state: Mutex::new(InState::default()),
-            credit,
+            shared,
         })
     }
 
     /// The client's side of a stream whose body nobody will read.
-    pub fn unread(credit: Arc<Credit>) -> Arc<Inbound> {
-        let inbound = Inbound::new(credit);
+    pub fn unread(shared: Arc<Shared>) -> Arc<Inbound> {
+        let inbound = Inbound::new(shared);
         inbound.lock().reader_gone = true;
         inbound
     }
@@ -146,7 +168,7 @@ impl Inbound {
             let before = state.taken;
             state.taken += data.len();
             drop(state);
-            self.credit.give(
+            self.shared.give(
                 data.len(),
                 before < STREAM_CREDIT_AT && before + data.len() >= STREAM_CREDIT_AT,
             );
@@ -164,6 +186,12 @@ impl Inbound {
         }
     }
 
+    /// Whether any of the body (or its end) has arrived.
+    fn has_arrived(&self) -> bool {
+        let state = self.lock();
+        !state.data.is_empty() || state.end.is_some()
+    }
+
     fn is_end_stream(&self) -> bool {
         let state = self.lock();
         state.data.is_empty() && matches!(state.end, Some(End::Finished(None)))
@@ -176,7 +204,7 @@ impl Inbound {
         let left: usize = state.data.drain(..).map(|d| d.len()).sum();
         drop(state);
         if left > 0 {
-            self.credit.give(left, true);
+            self.shared.give(left, true);
         }
     }
 }
@@ -187,6 +215,10 @@ pub struct RequestBody {
     /// What `content-length` said and what is still to come (the
     /// connection resets a stream whose DATA differ from it).
     remaining: Option<u64>,
+    /// A client that sent `expect: 100-continue` is told to go on when
+    /// the body is first read (on its way to a server), as hyper does
+    /// for HTTP/1.1 clients; the server never sees the `expect`.
+    to_continue: Option<InterimSink>,
 }
 
 impl RequestBody {
@@ -194,7 +226,14 @@ impl RequestBody {
         RequestBody {
             inbound,
             remaining: declared,
+            to_continue: None,
         }
+    }
+
+    /// Sends `100 Continue` through `sink` when the body is first read.
+    pub fn continue_through(mut self, sink: InterimSink) -> Self {
+        self.to_continue = Some(sink);
+        self
     }
 }
 
@@ -206,6 +245,11 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(sink) = self.to_continue.take() {
+            if !self.inbound.has_arrived() {
+                sink.send(StatusCode::CONTINUE, HeaderMap::new());
+            }
+        }
         let polled = self.inbound.poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let (Some(data), Some(remaining)) = (frame.data_ref(), &mut self.remaining) {
@@ -405,7 +449,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_reads_what_was_pushed_then_its_trailers_and_gives_credit_back() {
-        let credit = Arc::new(Credit::default());
+        let credit = Arc::new(Shared::default());
         let inbound = Inbound::new(Arc::clone(&credit));
         let mut body = RequestBody::new(Arc::clone(&inbound), Some(20_000));
         assert!(inbound.push(Bytes::from(vec![b'a'; 20_000])));
@@ -423,7 +467,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_reader_gives_its_unread_bytes_back_and_takes_no_more() {
-        let credit = Arc::new(Credit::default());
+        let credit = Arc::new(Shared::default());
         let inbound = Inbound::new(Arc::clone(&credit));
         let body = RequestBody::new(Arc::clone(&inbound), None);
         assert!(inbound.push(Bytes::from_static(b"abc")));
@@ -435,7 +479,7 @@ mod tests {
     #[tokio::test]
     async fn a_tunnel_reads_the_clients_data_and_queues_its_writes_until_the_stream_goes() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let inbound = Inbound::new(Arc::new(Credit::default()));
+        let inbound = Inbound::new(Arc::new(Shared::default()));
         let outbound = Arc::new(Outbound::default());
         let mut tunnel = Tunnel::new(Arc::clone(&inbound), Arc::clone(&outbound));
         inbound.push(Bytes::from_static(b"ping"));

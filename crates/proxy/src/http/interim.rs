@@ -1,0 +1,46 @@
+//! Interim (1xx) answers of a server, on their way to a client whose wire
+//! can carry them. The client's adapter puts an [`InterimSink`] in the
+//! request (zkgate's HTTP/2 layer does); whichever path reads the server's
+//! answer hands it each 1xx head it reads before the final one (`direct`
+//! for bodiless requests, hyper's HTTP/1.1 client for the others). The
+//! fast path writes them to its HTTP/1.1 clients itself.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, Request, StatusCode};
+
+/// Where one connection's interim answers go, by stream.
+pub trait InterimTarget: Send + Sync {
+    fn interim(&self, stream: u32, status: StatusCode, headers: HeaderMap);
+}
+
+/// Where one request's interim answers go.
+#[derive(Clone)]
+pub struct InterimSink {
+    target: Arc<dyn InterimTarget>,
+    stream: u32,
+}
+
+impl InterimSink {
+    pub fn new(target: Arc<dyn InterimTarget>, stream: u32) -> Self {
+        InterimSink { target, stream }
+    }
+
+    /// Passes on one interim answer.
+    pub fn send(&self, status: StatusCode, headers: HeaderMap) {
+        self.target.interim(self.stream, status, headers);
+    }
+}
+
+/// Has hyper's HTTP/1.1 client hand `request`'s interim answers to its
+/// sink, if it has one.
+pub fn hook_hyper<B>(request: &mut Request<B>) {
+    let Some(sink) = request.extensions().get::<InterimSink>().cloned() else {
+        return;
+    };
+    hyper::ext::on_informational(request, move |interim| {
+        let mut headers = interim.headers().clone();
+        crate::http::headers::strip_hop_by_hop(&mut headers);
+        sink.send(interim.status(), headers);
+    });
+}
