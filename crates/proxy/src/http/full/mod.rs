@@ -19,7 +19,6 @@ mod rewind;
 mod service;
 mod upgrade;
 
-pub use answer::error as error_answer;
 pub use body::ProxyBody;
 pub use h1::serve as serve_h1;
 pub use mirror::{head_of as mirrored_head, spawn as mirror};

@@ -76,6 +76,17 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
 }
 
 impl ProxyService {
+    /// The answer to a request its wire refused before it could be one
+    /// (an HTTP/2 `:method` that is not a method): counted and answered
+    /// as the request core answers any malformed request.
+    pub fn refuse(&self, status: StatusCode) -> Response<ProxyBody> {
+        let table = self.conn.proxy.table.load();
+        match refuse_malformed(&table, self.conn.frontend, status) {
+            Decision::Refuse { refused, .. } => error(refused.status),
+            _ => error(status),
+        }
+    }
+
     /// Routes, forwards and answers one request, from whichever wire.
     pub fn serve(
         &self,

@@ -515,7 +515,8 @@ impl Connection {
                 tunnel: None,
             },
         );
-        self.start_answer(id, crate::http::full::error_answer(status));
+        let answer = self.service.refuse(status);
+        self.start_answer(id, answer);
         Ok(())
     }
 
