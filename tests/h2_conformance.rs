@@ -262,3 +262,29 @@ async fn a_request_in_the_same_packet_as_the_preface_is_answered() {
     .await;
     assert!(ended.is_ok(), "no answer: {received:?}");
 }
+
+/// RFC 9113 §6.8: a client's GOAWAY says it opens no more streams; those
+/// it has open go on, their DATA still read, and the connection closes
+/// once they are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_clients_goaway_its_open_streams_finish() {
+    let (_server, _zkgate, addr) = start().await;
+    let mut h2 = RawH2::connect(addr).await.unwrap();
+    let upload = header_block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/upload"),
+        (":authority", "x"),
+    ]);
+    let mut bytes = frame(HEADERS, END_HEADERS, 1, &upload);
+    bytes.extend(frame(GOAWAY, 0, 0, &[0; 8]));
+    h2.send(&bytes).await.unwrap();
+    h2.send(&frame(DATA, END_STREAM, 1, b"abc")).await.unwrap();
+    let answer = h2.answer_on(1, WAIT).await;
+    assert_eq!(answer.status, Some(200), "{answer:?}");
+    assert!(
+        String::from_utf8_lossy(&answer.body).starts_with("3 "),
+        "{answer:?}"
+    );
+    assert!(h2.next_frame(WAIT).await.is_none(), "closed once answered");
+}

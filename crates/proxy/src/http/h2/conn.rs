@@ -397,8 +397,11 @@ impl Connection {
         }
     }
 
+    /// Whether to read the client now: not once the connection failed,
+    /// nor while it does not take what it was sent. (A client that sent
+    /// GOAWAY is still read: its open streams' DATA may follow.)
     fn can_read(&self) -> bool {
-        self.failed.is_none() && !self.client_gone && self.write_buf.len() < WRITE_HIGH
+        self.failed.is_none() && self.write_buf.len() < WRITE_HIGH
     }
 }
 
