@@ -19,6 +19,7 @@ mod policy;
 mod pool;
 mod request_body;
 mod response;
+mod switched;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::http::h2::{Tunnel, TunnelSlot};
 use crate::http::request_body::{BoxError, InboundBody};
+use crate::http::switched::{SwitchedIo, SwitchedSlot};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::Either;
@@ -58,7 +58,7 @@ impl Switch {
             protocol,
             client_h2: request.version() >= Version::HTTP_2,
             client_key: request.headers().get(&SEC_WEBSOCKET_KEY).cloned(),
-            client: match request.extensions_mut().remove::<TunnelSlot>() {
+            client: match request.extensions_mut().remove::<SwitchedSlot>() {
                 Some(slot) => ClientSide::Stream(slot.take()),
                 None => ClientSide::Hyper(hyper::upgrade::on(request)),
             },
@@ -70,18 +70,15 @@ impl Switch {
 /// server once it sent the `101`, or zkgate's HTTP/2 stream.
 enum ClientSide {
     Hyper(OnUpgrade),
-    Stream(Option<Tunnel>),
+    Stream(Option<Box<dyn SwitchedIo + Sync>>),
 }
 
-/// A switched client stream, whichever server it came from.
-trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> ClientIo for T {}
-
 impl ClientSide {
-    async fn switched(self) -> Result<Box<dyn ClientIo>, BoxError> {
+    async fn switched(self) -> Result<Box<dyn SwitchedIo>, BoxError> {
         match self {
             ClientSide::Hyper(upgrade) => Ok(Box::new(TokioIo::new(upgrade.await?))),
-            ClientSide::Stream(tunnel) => Ok(Box::new(tunnel.ok_or("the stream was taken")?)),
+            ClientSide::Stream(Some(stream)) => Ok(stream),
+            ClientSide::Stream(None) => Err("the stream was taken".into()),
         }
     }
 }

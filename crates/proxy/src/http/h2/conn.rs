@@ -5,26 +5,25 @@
 //! connection that is waiting holds no read or write buffer.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use futures_util::future::{AbortHandle, Abortable};
+use bytes::{Buf, BytesMut};
+use futures_util::future::Abortable;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use http::Response;
 use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::time::Sleep;
 
 use super::frame::{self, setting, Reason};
 use super::head::MAX_HEADER_LIST_SIZE;
-use super::stream::{Inbound, Outbound, Shared};
+use super::state::{fatal, Answering, ConnError, PeerSettings, Stream};
+use super::stream::Shared;
 use crate::http::buffers::{self, Side};
 use crate::http::fast::ClientIo;
-use crate::http::full::{ProxyBody, ProxyService};
+use crate::http::full::ProxyService;
 
 /// Streams a client may have open at once.
 pub const MAX_CONCURRENT_STREAMS: usize = 256;
@@ -47,88 +46,6 @@ const DRAINED: usize = 64 * 1024;
 /// A request being served by the request core, until its stream's
 /// answer is ready (or the client resets the stream).
 type Serving = Abortable<Answering>;
-
-/// The request core's work on one stream's request.
-pub(super) struct Answering {
-    pub stream: u32,
-    pub work: Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>,
-}
-
-impl Future for Answering {
-    type Output = (u32, Response<ProxyBody>);
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let stream = self.stream;
-        self.work
-            .as_mut()
-            .poll(cx)
-            .map(|answer| (stream, answer.unwrap_or_else(|never| match never {})))
-    }
-}
-
-/// What a connection knows of a client's settings.
-pub(super) struct PeerSettings {
-    pub initial_window: i64,
-    pub max_frame: usize,
-}
-
-/// Why a connection ended abnormally.
-#[derive(Debug)]
-pub struct ConnError {
-    pub reason: Reason,
-    pub why: &'static str,
-}
-
-impl std::fmt::Display for ConnError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.why, self.reason)
-    }
-}
-
-impl std::error::Error for ConnError {}
-
-pub(super) fn fatal(reason: Reason, why: &'static str) -> ConnError {
-    ConnError { reason, why }
-}
-
-/// Where a stream's answer stands.
-pub(super) enum Sending {
-    /// The request core has not answered yet.
-    Waiting,
-    /// The head went out; the body follows. `pending` is data the windows
-    /// did not let out yet; `last` says the body ended with it.
-    Body {
-        source: super::send::Source,
-        pending: Bytes,
-        last: bool,
-    },
-    /// The answer went out whole (or was given up).
-    Done,
-}
-
-pub(super) struct Stream {
-    /// The client's side, while it may still send DATA.
-    pub inbound: Option<Arc<Inbound>>,
-    pub declared: Option<u64>,
-    pub received: u64,
-    /// What the client may still send on this stream.
-    pub recv_window: i64,
-    /// What zkgate may still send on it.
-    pub send_window: i64,
-    pub sending: Sending,
-    /// The request core's work, while it runs.
-    pub abort: Option<AbortHandle>,
-    /// A `HEAD`: its answer has no body.
-    pub head_only: bool,
-    /// An extended CONNECT's tunnel, taken over by a 2xx answer.
-    pub tunnel: Option<Arc<Outbound>>,
-}
-
-impl Stream {
-    pub fn closed(&self) -> bool {
-        self.inbound.is_none() && matches!(self.sending, Sending::Done)
-    }
-}
 
 pub struct Connection {
     pub(super) io: ClientIo,
@@ -155,7 +72,7 @@ pub struct Connection {
     pub(super) unclaimed: i64,
     pub(super) shared: Arc<Shared>,
     /// A header block still waiting for its CONTINUATION frames.
-    pub(super) partial: Option<super::recv::Partial>,
+    pub(super) partial: Option<super::state::Partial>,
     /// The last stream announced in a GOAWAY: no stream after it is served.
     pub(super) going_away: Option<u32>,
     /// The client sent GOAWAY: it opens no more streams.
@@ -254,7 +171,7 @@ impl Connection {
             self.going_away.get_or_insert(self.last_stream);
             self.failed = Some(err);
             for (_, stream) in self.streams.drain() {
-                super::recv::close(stream, "the connection failed");
+                super::state::close(stream, "the connection failed");
             }
         }
     }

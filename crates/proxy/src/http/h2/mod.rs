@@ -1,9 +1,10 @@
 //! HTTP/2 from clients (ALPN `h2` over TLS, or h2c with prior knowledge on
 //! cleartext listeners), served by zkgate's own HTTP/2 layer: frames
 //! (`frame`), header blocks checked and made requests (`head`), the
-//! frames a client sends (`recv`) and the answers that go back (`send`),
-//! one connection's state (`conn`) and what a stream shares with its
-//! readers (`stream`). Each request goes through the same request core
+//! frames a client sends (`recv`), a request made a stream (`open`), the
+//! answers that go back (`send`, `hpack`), one connection's life (`serve`)
+//! and its future (`conn`), the state it keeps per stream (`state`) and
+//! what a stream shares with its readers (`stream`). Each request goes through the same request core
 //! as HTTP/1.1 and HTTP/3 requests. Requests' HPACK is decoded by
 //! `loona-hpack`; answers are encoded without a dynamic table (`hpack`).
 //!
@@ -16,10 +17,11 @@ mod conn;
 mod frame;
 mod head;
 mod hpack;
+mod open;
 mod recv;
 mod send;
 mod serve;
+mod state;
 mod stream;
 
 pub use serve::serve;
-pub use stream::{Tunnel, TunnelSlot};

@@ -3,21 +3,12 @@
 //! stream, and abuse (streams reset as soon as opened, header blocks that
 //! never end, too many faulty streams) ends it with ENHANCE_YOUR_CALM.
 
-use std::sync::Arc;
-
 use bytes::{Buf, Bytes};
-use futures_util::future::{AbortHandle, Abortable};
-use http::{header, Method, StatusCode};
-use http_body_util::BodyExt;
 
-use super::conn::{
-    fatal, Answering, ConnError, Connection, Sending, Stream, MAX_CONCURRENT_STREAMS, STREAM_WINDOW,
-};
+use super::conn::{Connection, MAX_CONCURRENT_STREAMS};
 use super::frame::{self, flag, kind, setting, Head, Reason};
-use super::head::{Fields, Refusal, MAX_HEADER_LIST_SIZE};
-use super::stream::{Inbound, Outbound, RequestBody, Tunnel, TunnelSlot};
-use crate::http::interim::{InterimSink, InterimTarget};
-use crate::http::request_body::InboundBody;
+use super::head::{Fields, MAX_HEADER_LIST_SIZE};
+use super::state::{close, fatal, ConnError, Partial, Sending, Stream};
 
 /// Encoded bytes one header block may take, CONTINUATION frames included.
 const MAX_BLOCK: usize = MAX_HEADER_LIST_SIZE;
@@ -25,13 +16,6 @@ const MAX_BLOCK: usize = MAX_HEADER_LIST_SIZE;
 const CANCEL_ALLOWANCE: u64 = 100;
 /// Streams zkgate may reset for a client's faults beyond those it served.
 const FAULT_ALLOWANCE: u64 = 100;
-
-/// A header block whose CONTINUATION frames are still to come.
-pub struct Partial {
-    stream: u32,
-    end_stream: bool,
-    block: Vec<u8>,
-}
 
 impl Connection {
     /// Handles every whole frame in the read buffer.
@@ -421,112 +405,13 @@ impl Connection {
         Ok(())
     }
 
-    /// Opens stream `id` for the request `fields` make, and hands it to
-    /// the request core.
-    fn open(&mut self, id: u32, end_stream: bool, fields: Fields) -> Result<(), ConnError> {
-        let request = match fields.into_request() {
-            Ok(request) => request,
-            Err(Refusal::Reset(_)) => return self.refuse(id, Reason::PROTOCOL_ERROR),
-            Err(Refusal::Answer(status)) => return self.answer_refused(id, end_stream, status),
-        };
-        let declared = match declared_length(request.headers()) {
-            Ok(declared) => declared,
-            Err(()) => return self.refuse(id, Reason::PROTOCOL_ERROR),
-        };
-        if end_stream && declared.is_some_and(|n| n > 0) {
-            return self.refuse(id, Reason::PROTOCOL_ERROR);
-        }
-        let switch = request.extensions().get::<hyper::ext::Protocol>().is_some();
-        let head_only = request.method() == Method::HEAD;
-        // The stream's DATA: a request body's, or a tunnel's once switched.
-        let inbound = (!end_stream).then(|| Inbound::new(Arc::clone(&self.shared)));
-        let (tunnel, request) = match &inbound {
-            Some(inbound) if switch => {
-                let outbound = Arc::new(Outbound::default());
-                let tunnel = Tunnel::new(Arc::clone(inbound), Arc::clone(&outbound));
-                let mut request = request.map(|()| empty_body());
-                request.extensions_mut().insert(TunnelSlot::new(tunnel));
-                (Some(outbound), request)
-            }
-            Some(inbound) => {
-                let mut body = RequestBody::new(Arc::clone(inbound), declared);
-                if expects_continue(request.headers()) {
-                    body = body.continue_through(self.interim_sink(id));
-                }
-                (None, request.map(|()| InboundBody::Other(Box::pin(body))))
-            }
-            // Bodiless (its HEADERS ended the stream): nothing to share.
-            None => (None, request.map(|()| empty_body())),
-        };
-        let mut request = request;
-        // A server's interim answers come back on the stream.
-        let sink = self.interim_sink(id);
-        request.extensions_mut().insert(sink);
-        let serving = self.service.serve(request);
-        let (abort, registration) = AbortHandle::new_pair();
-        let answering = Answering {
-            stream: id,
-            work: serving,
-        };
-        self.serving.push(Abortable::new(answering, registration));
-        self.streams.insert(
-            id,
-            Stream {
-                inbound,
-                declared,
-                received: 0,
-                recv_window: STREAM_WINDOW,
-                send_window: self.peer.initial_window,
-                sending: Sending::Waiting,
-                abort: Some(abort),
-                head_only,
-                tunnel,
-            },
-        );
-        Ok(())
-    }
-
-    fn interim_sink(&self, id: u32) -> InterimSink {
-        let target: Arc<dyn InterimTarget> = self.shared.clone();
-        InterimSink::new(target, id)
-    }
-
-    /// Answers a request refused before the request core saw it.
-    fn answer_refused(
-        &mut self,
-        id: u32,
-        end_stream: bool,
-        status: StatusCode,
-    ) -> Result<(), ConnError> {
-        self.count_fault()?;
-        // Whatever body the client still sends is not read.
-        let unread = (!end_stream).then(|| Inbound::unread(Arc::clone(&self.shared)));
-        self.streams.insert(
-            id,
-            Stream {
-                inbound: unread,
-                declared: None,
-                received: 0,
-                recv_window: STREAM_WINDOW,
-                send_window: self.peer.initial_window,
-                sending: Sending::Waiting,
-                abort: None,
-                head_only: false,
-                tunnel: None,
-            },
-        );
-        let answer = self.service.refuse(status);
-        self.start_answer(id, answer);
-        Ok(())
-    }
-
     /// Resets stream `id` for a fault of the client's, counting it.
-    fn refuse(&mut self, id: u32, reason: Reason) -> Result<(), ConnError> {
+    pub(super) fn refuse(&mut self, id: u32, reason: Reason) -> Result<(), ConnError> {
         self.reset(id, reason);
         self.count_fault()
     }
 
-    fn count_fault(&mut self) -> Result<(), ConnError> {
+    pub(super) fn count_fault(&mut self) -> Result<(), ConnError> {
         self.refused += 1;
         if self.refused > FAULT_ALLOWANCE + self.completed {
             return Err(fatal(Reason::ENHANCE_YOUR_CALM, "too many faulty streams"));
@@ -548,52 +433,4 @@ impl Connection {
             self.streams.remove(&id);
         }
     }
-}
-
-/// Ends a stream that is given up: its request core's work stops, and
-/// its reader, if any, gets an error.
-pub(super) fn close(stream: Stream, why: &'static str) {
-    if let Some(abort) = &stream.abort {
-        abort.abort();
-    }
-    if let Some(inbound) = &stream.inbound {
-        inbound.fail(why);
-    }
-}
-
-/// Whether the request asks to be told to go on before sending its body.
-fn expects_continue(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-}
-
-/// A body that has ended (no allocation: the box holds nothing).
-fn empty_body() -> InboundBody {
-    InboundBody::Other(Box::pin(
-        http_body_util::Empty::new().map_err(|never| match never {}),
-    ))
-}
-
-/// The request's `content-length`: none, one number, or (for an empty,
-/// repeated or not numeric value) an error that resets the stream.
-fn declared_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
-    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
-    let Some(first) = values.next() else {
-        return Ok(None);
-    };
-    let parse = |v: &http::HeaderValue| {
-        let text = v.to_str().map_err(|_| ())?;
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(());
-        }
-        text.parse::<u64>().map_err(|_| ())
-    };
-    let length = parse(first)?;
-    for other in values {
-        if parse(other)? != length {
-            return Err(());
-        }
-    }
-    Ok(Some(length))
 }

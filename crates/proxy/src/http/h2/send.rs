@@ -2,41 +2,18 @@
 //! as DATA within the client's windows (or the bytes of a tunnel), then
 //! its trailers.
 
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
-use http_body::{Body, Frame};
+use http_body::Body;
 
-use super::conn::{Connection, Sending};
+use super::conn::{Connection, WRITE_HIGH};
 use super::frame::{self, Reason};
 use super::head::{encode_response, encode_trailers};
+use super::state::{Sending, Source};
 use super::stream::TunnelOut;
 use crate::http::full::ProxyBody;
-use crate::http::request_body::BoxError;
-
-/// Where a stream's DATA come from.
-pub enum Source {
-    Response(ProxyBody),
-    Tunnel(TunnelOut),
-}
-
-impl Source {
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self {
-            Source::Response(body) => Pin::new(body).poll_frame(cx),
-            Source::Tunnel(out) => Pin::new(out).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Source::Response(body) => body.is_end_stream(),
-            Source::Tunnel(_) => false,
-        }
-    }
-}
 
 /// How a stream's sending ended in one round.
 enum Ended {
@@ -127,7 +104,7 @@ impl Connection {
                 continue;
             };
             loop {
-                if self.write_buf.len() >= super::conn::WRITE_HIGH {
+                if self.write_buf.len() >= WRITE_HIGH {
                     break;
                 }
                 if !pending.is_empty() {

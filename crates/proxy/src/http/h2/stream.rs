@@ -427,21 +427,6 @@ impl Drop for Tunnel {
     }
 }
 
-/// A request's slot for the client's side of its tunnel, taken by the
-/// protocol switch (`full::upgrade`) if the request is one.
-#[derive(Clone)]
-pub struct TunnelSlot(Arc<Mutex<Option<Tunnel>>>);
-
-impl TunnelSlot {
-    pub fn new(tunnel: Tunnel) -> Self {
-        TunnelSlot(Arc::new(Mutex::new(Some(tunnel))))
-    }
-
-    pub fn take(&self) -> Option<Tunnel> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,163 @@
+//! A request's header block made a stream: the request handed to the
+//! request core with its body (or, for an extended CONNECT, its tunnel),
+//! or, for a request refused before it is one, the request core's answer.
+
+use std::sync::Arc;
+
+use futures_util::future::{AbortHandle, Abortable};
+use http::{header, Method, StatusCode};
+use http_body_util::BodyExt;
+
+use super::conn::{Connection, STREAM_WINDOW};
+use super::frame::Reason;
+use super::head::{Fields, Refusal};
+use super::state::{Answering, ConnError, Sending, Stream};
+use super::stream::{Inbound, Outbound, RequestBody, Tunnel};
+use crate::http::interim::{InterimSink, InterimTarget};
+use crate::http::request_body::InboundBody;
+use crate::http::switched::SwitchedSlot;
+
+impl Connection {
+    /// Opens stream `id` for the request `fields` make, and hands it to
+    /// the request core.
+    pub(super) fn open(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        fields: Fields,
+    ) -> Result<(), ConnError> {
+        let request = match fields.into_request() {
+            Ok(request) => request,
+            Err(Refusal::Reset(_)) => return self.refuse(id, Reason::PROTOCOL_ERROR),
+            Err(Refusal::Answer(status)) => return self.answer_refused(id, end_stream, status),
+        };
+        let declared = match declared_length(request.headers()) {
+            Ok(declared) => declared,
+            Err(()) => return self.refuse(id, Reason::PROTOCOL_ERROR),
+        };
+        if end_stream && declared.is_some_and(|n| n > 0) {
+            return self.refuse(id, Reason::PROTOCOL_ERROR);
+        }
+        let switch = request.extensions().get::<hyper::ext::Protocol>().is_some();
+        let head_only = request.method() == Method::HEAD;
+        // The stream's DATA: a request body's, or a tunnel's once switched.
+        let inbound = (!end_stream).then(|| Inbound::new(Arc::clone(&self.shared)));
+        let (tunnel, request) = match &inbound {
+            Some(inbound) if switch => {
+                let outbound = Arc::new(Outbound::default());
+                let tunnel = Tunnel::new(Arc::clone(inbound), Arc::clone(&outbound));
+                let mut request = request.map(|()| empty_body());
+                request
+                    .extensions_mut()
+                    .insert(SwitchedSlot::new(Box::new(tunnel)));
+                (Some(outbound), request)
+            }
+            Some(inbound) => {
+                let mut body = RequestBody::new(Arc::clone(inbound), declared);
+                if expects_continue(request.headers()) {
+                    body = body.continue_through(self.interim_sink(id));
+                }
+                (None, request.map(|()| InboundBody::Other(Box::pin(body))))
+            }
+            // Bodiless (its HEADERS ended the stream): nothing to share.
+            None => (None, request.map(|()| empty_body())),
+        };
+        let mut request = request;
+        // A server's interim answers come back on the stream.
+        let sink = self.interim_sink(id);
+        request.extensions_mut().insert(sink);
+        let serving = self.service.serve(request);
+        let (abort, registration) = AbortHandle::new_pair();
+        let answering = Answering {
+            stream: id,
+            work: serving,
+        };
+        self.serving.push(Abortable::new(answering, registration));
+        self.streams.insert(
+            id,
+            Stream {
+                inbound,
+                declared,
+                received: 0,
+                recv_window: STREAM_WINDOW,
+                send_window: self.peer.initial_window,
+                sending: Sending::Waiting,
+                abort: Some(abort),
+                head_only,
+                tunnel,
+            },
+        );
+        Ok(())
+    }
+
+    fn interim_sink(&self, id: u32) -> InterimSink {
+        let target: Arc<dyn InterimTarget> = self.shared.clone();
+        InterimSink::new(target, id)
+    }
+
+    /// Answers a request refused before the request core saw it.
+    fn answer_refused(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        status: StatusCode,
+    ) -> Result<(), ConnError> {
+        self.count_fault()?;
+        // Whatever body the client still sends is not read.
+        let unread = (!end_stream).then(|| Inbound::unread(Arc::clone(&self.shared)));
+        self.streams.insert(
+            id,
+            Stream {
+                inbound: unread,
+                declared: None,
+                received: 0,
+                recv_window: STREAM_WINDOW,
+                send_window: self.peer.initial_window,
+                sending: Sending::Waiting,
+                abort: None,
+                head_only: false,
+                tunnel: None,
+            },
+        );
+        let answer = self.service.refuse(status);
+        self.start_answer(id, answer);
+        Ok(())
+    }
+}
+
+/// The request's `content-length`: none, one number, or (for an empty,
+/// repeated or not numeric value) an error that resets the stream.
+fn declared_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let parse = |v: &http::HeaderValue| {
+        let text = v.to_str().map_err(|_| ())?;
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
+        text.parse::<u64>().map_err(|_| ())
+    };
+    let length = parse(first)?;
+    for other in values {
+        if parse(other)? != length {
+            return Err(());
+        }
+    }
+    Ok(Some(length))
+}
+
+/// Whether the request asks to be told to go on before sending its body.
+fn expects_continue(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// A body that has ended (no allocation: the box holds nothing).
+fn empty_body() -> InboundBody {
+    InboundBody::Other(Box::pin(
+        http_body_util::Empty::new().map_err(|never| match never {}),
+    ))
+}

@@ -1,0 +1,145 @@
+//! The state one connection keeps per stream, and what its parts share:
+//! where each stream's answer stands, the request core's work on it, a
+//! header block still coming, and why a connection ended. Below `conn`,
+//! `recv` and `send`, which all read and write it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::future::AbortHandle;
+use http::Response;
+use http_body::{Body, Frame};
+
+use super::frame::Reason;
+use super::stream::{Inbound, Outbound, TunnelOut};
+use crate::http::full::ProxyBody;
+use crate::http::request_body::BoxError;
+
+/// The request core's work on one stream's request.
+pub(super) struct Answering {
+    pub stream: u32,
+    pub work: Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>,
+}
+
+impl Future for Answering {
+    type Output = (u32, Response<ProxyBody>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let stream = self.stream;
+        self.work
+            .as_mut()
+            .poll(cx)
+            .map(|answer| (stream, answer.unwrap_or_else(|never| match never {})))
+    }
+}
+
+/// What a connection knows of a client's settings.
+pub(super) struct PeerSettings {
+    pub initial_window: i64,
+    pub max_frame: usize,
+}
+
+/// Why a connection ended abnormally.
+#[derive(Debug)]
+pub struct ConnError {
+    pub reason: Reason,
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.why, self.reason)
+    }
+}
+
+impl std::error::Error for ConnError {}
+
+pub(super) fn fatal(reason: Reason, why: &'static str) -> ConnError {
+    ConnError { reason, why }
+}
+
+/// Where a stream's answer stands.
+pub(super) enum Sending {
+    /// The request core has not answered yet.
+    Waiting,
+    /// The head went out; the body follows. `pending` is data the windows
+    /// did not let out yet; `last` says the body ended with it.
+    Body {
+        source: Source,
+        pending: Bytes,
+        last: bool,
+    },
+    /// The answer went out whole (or was given up).
+    Done,
+}
+
+pub(super) struct Stream {
+    /// The client's side, while it may still send DATA.
+    pub inbound: Option<Arc<Inbound>>,
+    pub declared: Option<u64>,
+    pub received: u64,
+    /// What the client may still send on this stream.
+    pub recv_window: i64,
+    /// What zkgate may still send on it.
+    pub send_window: i64,
+    pub sending: Sending,
+    /// The request core's work, while it runs.
+    pub abort: Option<AbortHandle>,
+    /// A `HEAD`: its answer has no body.
+    pub head_only: bool,
+    /// An extended CONNECT's tunnel, taken over by a 2xx answer.
+    pub tunnel: Option<Arc<Outbound>>,
+}
+
+impl Stream {
+    pub fn closed(&self) -> bool {
+        self.inbound.is_none() && matches!(self.sending, Sending::Done)
+    }
+}
+
+/// Where a stream's DATA come from.
+pub(super) enum Source {
+    Response(ProxyBody),
+    Tunnel(TunnelOut),
+}
+
+impl Source {
+    pub fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Source::Response(body) => Pin::new(body).poll_frame(cx),
+            Source::Tunnel(out) => Pin::new(out).poll_frame(cx),
+        }
+    }
+
+    pub fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Response(body) => body.is_end_stream(),
+            Source::Tunnel(_) => false,
+        }
+    }
+}
+
+/// A header block whose CONTINUATION frames are still to come.
+pub(super) struct Partial {
+    pub stream: u32,
+    pub end_stream: bool,
+    pub block: Vec<u8>,
+}
+
+/// Ends a stream that is given up: its request core's work stops, and
+/// its reader, if any, gets an error.
+pub(super) fn close(stream: Stream, why: &'static str) {
+    if let Some(abort) = &stream.abort {
+        abort.abort();
+    }
+    if let Some(inbound) = &stream.inbound {
+        inbound.fail(why);
+    }
+}
