@@ -354,7 +354,13 @@ impl Future for Connection {
             progress |= this.take_answers(cx);
             this.give_credit();
             progress |= this.send_bodies(cx);
-            match this.flush(cx) {
+            // Bytes written make room: answers held back for want of it
+            // (whose bodies were then not polled, so will not wake the
+            // task) go on in the next round.
+            let queued = this.write_buf.len();
+            let flushed = this.flush(cx);
+            progress |= this.write_buf.len() < queued;
+            match flushed {
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
                 Poll::Ready(Ok(())) if this.done() => {
                     if this.close(cx).is_ready() {
