@@ -328,3 +328,42 @@ async fn concurrent_downloads_share_the_windows_and_all_arrive_whole() {
     .await
     .expect("every download in time");
 }
+
+/// Twenty streams of one connection upload 1 MiB each at once: together
+/// twenty times the connection's window, each four times its stream's.
+/// Every upload reaches the server whole: the window each reader frees
+/// goes back to the client, whichever stream freed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_share_the_windows_and_all_arrive_whole() {
+    let (_server, _zkgate, addr) = start().await;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
+        TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let uploads = (0..20u32).map(|n| {
+        let mut sender = sender.clone();
+        async move {
+            let body: Vec<u8> = (0..1024 * 1024u32).map(|i| ((i + n) % 251) as u8).collect();
+            let mut checksum = Checksum::default();
+            checksum.update(&body);
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri(format!("http://{addr}/upload"))
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            let got = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(String::from_utf8_lossy(&got).trim(), checksum.summary());
+        }
+    });
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        futures_util::future::join_all(uploads),
+    )
+    .await
+    .expect("every upload in time");
+}

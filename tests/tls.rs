@@ -123,6 +123,17 @@ async fn h2_is_negotiated_by_alpn_and_http_1_1_stays_available() {
         assert_eq!(status, 200);
         assert_eq!(&body[..], b"app");
     }
+    // A body of many TLS records and HTTP/2 frames arrives whole.
+    let request = http::Request::get("https://edge.test/download/3000000")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), 3_000_000);
+    assert!(body
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == zkgate_testkit::http_server::pattern(i as u64)));
 
     let (reply, session) = https_get(
         addr(port),
