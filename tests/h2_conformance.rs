@@ -35,6 +35,29 @@ async fn start() -> (HttpServer, Zkgate, SocketAddr) {
     (server, zkgate, ([127, 0, 0, 1], port).into())
 }
 
+/// An HTTP/2 client (prior knowledge) on a new connection.
+async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// Runs `exchanges` at once; all must end within a minute.
+async fn all_within_a_minute(
+    exchanges: impl Iterator<Item = impl std::future::Future<Output = ()>>,
+) {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        futures_util::future::join_all(exchanges),
+    )
+    .await
+    .expect("every exchange within a minute");
+}
+
 fn get(path: &str) -> Vec<u8> {
     header_block(&[
         (":method", "GET"),
@@ -295,14 +318,7 @@ async fn after_the_clients_goaway_its_open_streams_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_downloads_share_the_windows_and_all_arrive_whole() {
     let (_server, _zkgate, addr) = start().await;
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
-        TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let sender = h2_client(addr).await;
     const LENGTH: u64 = 1024 * 1024;
     let downloads = (0..20).map(|_| {
         let mut sender = sender.clone();
@@ -321,12 +337,7 @@ async fn concurrent_downloads_share_the_windows_and_all_arrive_whole() {
             assert!(whole, "a download of {} bytes, not as sent", body.len());
         }
     });
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        futures_util::future::join_all(downloads),
-    )
-    .await
-    .expect("every download in time");
+    all_within_a_minute(downloads).await;
 }
 
 /// Twenty streams of one connection upload 1 MiB each at once: together
@@ -336,14 +347,7 @@ async fn concurrent_downloads_share_the_windows_and_all_arrive_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_uploads_share_the_windows_and_all_arrive_whole() {
     let (_server, _zkgate, addr) = start().await;
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
-        TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let sender = h2_client(addr).await;
     let uploads = (0..20u32).map(|n| {
         let mut sender = sender.clone();
         async move {
@@ -360,10 +364,5 @@ async fn concurrent_uploads_share_the_windows_and_all_arrive_whole() {
             assert_eq!(String::from_utf8_lossy(&got).trim(), checksum.summary());
         }
     });
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        futures_util::future::join_all(uploads),
-    )
-    .await
-    .expect("every upload in time");
+    all_within_a_minute(uploads).await;
 }

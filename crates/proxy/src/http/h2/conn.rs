@@ -47,6 +47,9 @@ const DRAINED: usize = 64 * 1024;
 /// answer is ready (or the client resets the stream).
 type Serving = Abortable<Answering>;
 
+/// One client connection: its socket and buffers, HPACK decoder, streams,
+/// the request core's work on them, flow-control windows both ways, and
+/// how far it is from closing.
 pub struct Connection {
     pub(super) io: ClientIo,
     pub(super) read_buf: BytesMut,

@@ -42,7 +42,7 @@ impl Connection {
         let head_only = request.method() == Method::HEAD;
         // The stream's DATA: a request body's, or a tunnel's once switched.
         let inbound = (!end_stream).then(|| Inbound::new(Arc::clone(&self.shared)));
-        let (tunnel, request) = match &inbound {
+        let (tunnel, mut request) = match &inbound {
             Some(inbound) if switch => {
                 let outbound = Arc::new(Outbound::default());
                 let tunnel = Tunnel::new(Arc::clone(inbound), Arc::clone(&outbound));
@@ -62,7 +62,6 @@ impl Connection {
             // Bodiless (its HEADERS ended the stream): nothing to share.
             None => (None, request.map(|()| empty_body())),
         };
-        let mut request = request;
         // A server's interim answers come back on the stream.
         let sink = self.interim_sink(id);
         request.extensions_mut().insert(sink);
