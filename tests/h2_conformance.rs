@@ -35,17 +35,6 @@ async fn start() -> (HttpServer, Zkgate, SocketAddr) {
     (server, zkgate, ([127, 0, 0, 1], port).into())
 }
 
-/// An HTTP/2 client (prior knowledge) on a new connection.
-async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    sender
-}
-
 /// Runs `exchanges` at once; all must end within a minute.
 async fn all_within_a_minute(
     exchanges: impl Iterator<Item = impl std::future::Future<Output = ()>>,
@@ -56,6 +45,15 @@ async fn all_within_a_minute(
     )
     .await
     .expect("every exchange within a minute");
+}
+
+fn post(path: &str) -> Vec<u8> {
+    header_block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", "x"),
+    ])
 }
 
 fn get(path: &str) -> Vec<u8> {
@@ -214,12 +212,7 @@ async fn an_upload_larger_than_every_window_arrives_whole() {
 async fn the_stream_beyond_the_concurrent_limit_is_refused_and_the_others_go_on() {
     let (_server, _zkgate, addr) = start().await;
     let mut h2 = RawH2::connect(addr).await.unwrap();
-    let upload = header_block(&[
-        (":method", "POST"),
-        (":scheme", "http"),
-        (":path", "/upload"),
-        (":authority", "x"),
-    ]);
+    let upload = post("/upload");
     // 257 uploads left open (their bodies never end).
     let mut bytes = Vec::new();
     for i in 0..257u32 {
@@ -298,12 +291,7 @@ async fn a_request_in_the_same_packet_as_the_preface_is_answered() {
 async fn after_the_clients_goaway_its_open_streams_finish() {
     let (_server, _zkgate, addr) = start().await;
     let mut h2 = RawH2::connect(addr).await.unwrap();
-    let upload = header_block(&[
-        (":method", "POST"),
-        (":scheme", "http"),
-        (":path", "/upload"),
-        (":authority", "x"),
-    ]);
+    let upload = post("/upload");
     let mut bytes = frame(HEADERS, END_HEADERS, 1, &upload);
     bytes.extend(frame(GOAWAY, 0, 0, &[0; 8]));
     h2.send(&bytes).await.unwrap();
@@ -323,7 +311,7 @@ async fn after_the_clients_goaway_its_open_streams_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_downloads_share_the_windows_and_all_arrive_whole() {
     let (_server, _zkgate, addr) = start().await;
-    let sender = h2_client(addr).await;
+    let sender = h2_sender::<Full<Bytes>>(addr).await;
     const LENGTH: u64 = 1024 * 1024;
     let downloads = (0..20).map(|_| {
         let mut sender = sender.clone();
@@ -352,7 +340,7 @@ async fn concurrent_downloads_share_the_windows_and_all_arrive_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_uploads_share_the_windows_and_all_arrive_whole() {
     let (_server, _zkgate, addr) = start().await;
-    let sender = h2_client(addr).await;
+    let sender = h2_sender::<Full<Bytes>>(addr).await;
     let uploads = (0..20u32).map(|n| {
         let mut sender = sender.clone();
         async move {

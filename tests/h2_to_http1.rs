@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use zkgate_testkit::{Answer, RecordingOrigin};
 
 use common::*;
@@ -47,13 +46,7 @@ struct Got {
 
 /// One HTTP/2 (prior knowledge) connection to zkgate.
 async fn h2(addr: SocketAddr) -> Sender {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    sender
+    h2_sender(addr).await
 }
 
 type Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;

@@ -204,6 +204,24 @@ pub fn path_of(head: &str) -> &str {
     head.split(' ').nth(1).unwrap_or("/")
 }
 
+/// An HTTP/2 client (prior knowledge) on a new connection to `addr`.
+#[allow(dead_code)]
+pub async fn h2_sender<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: http_body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
 /// Sends `request` over a fresh connection to `addr`: HTTP/2 with prior
 /// knowledge if `h2` (the request's URI then carries the authority),
 /// HTTP/1.1 otherwise.
@@ -212,16 +230,12 @@ pub async fn send_on_new_connection(
     h2: bool,
     request: http::Request<http_body_util::Full<bytes::Bytes>>,
 ) -> http::Response<hyper::body::Incoming> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use hyper_util::rt::TokioIo;
     if h2 {
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        sender.send_request(request).await.unwrap()
-    } else {
+        return h2_sender(addr).await.send_request(request).await.unwrap();
+    }
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .unwrap();
