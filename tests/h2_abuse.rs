@@ -313,3 +313,36 @@ async fn a_cleartext_client_is_http2_by_its_first_bytes_however_they_come() {
     }
     assert_eq!(server.requests(), 4);
 }
+
+/// An HTTP/2 connection waiting after a request holds no read or write
+/// buffer, no HPACK table for answers and no room for streams: 2,000 of
+/// them cost about 4 KiB each (hyper's HTTP/2 server took 22 KiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_after_a_request_cost_little_memory_each() {
+    const CONNECTIONS: usize = 2_000;
+    let (_server, zkgate, addr) =
+        start("    timeouts: { client_header: 2m, client_idle: 2m }\n").await;
+    ordinary_client_is_served(addr).await;
+    let before = rss_kib(zkgate.pid());
+    let mut open = Vec::with_capacity(CONNECTIONS);
+    while open.len() < CONNECTIONS {
+        let batch = (0..200).map(|_| async move {
+            let mut h2 = RawH2::connect(addr).await.expect("connect");
+            h2.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, GET_BLOCK))
+                .await
+                .expect("send");
+            let answer = h2.answer_on(1, Duration::from_secs(10)).await;
+            assert_eq!(answer.status, Some(200), "{answer:?}");
+            h2
+        });
+        open.extend(futures_util::future::join_all(batch).await);
+    }
+    let after = rss_kib(zkgate.pid());
+    let per_connection = after.saturating_sub(before) * 1024 / CONNECTIONS as u64;
+    eprintln!("{CONNECTIONS} idle HTTP/2 connections: RSS {before} KiB -> {after} KiB, {per_connection} bytes each");
+    assert!(
+        per_connection < 8 * 1024,
+        "{per_connection} bytes per idle HTTP/2 connection"
+    );
+    ordinary_client_is_served(addr).await;
+}

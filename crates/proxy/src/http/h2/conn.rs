@@ -190,6 +190,11 @@ impl Connection {
         match read {
             Poll::Pending => {
                 self.release_read_buf();
+                if self.streams.is_empty() && self.streams.capacity() > 0 {
+                    // Nothing in flight: a waiting connection keeps no
+                    // room for streams either.
+                    self.streams = HashMap::new();
+                }
                 Poll::Pending
             }
             Poll::Ready(Err(_)) => {
