@@ -266,14 +266,21 @@ async fn ten_thousand_idle_connections_cost_little_memory_each() {
     .await;
 }
 
-/// A client that never acknowledges PING cannot hold an idle connection
-/// past `client_idle`: after the GOAWAY, a client that does not finish
-/// closing is dropped within a second (hyper alone would wait for the
-/// PING's answer until its keep-alive timeout, many times longer).
+/// A client that was served and then reads nothing but never closes (nor
+/// acknowledges a PING) cannot hold its connection past `client_idle`:
+/// it is told to go, and closed within a second after if it does not
+/// close itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_client_that_never_acknowledges_ping_is_closed_at_client_idle() {
     let (_server, _zkgate, addr) = start("    timeouts: { client_idle: 1s }\n").await;
     let mut h2 = RawH2::connect(addr).await.unwrap();
+    h2.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, GET_BLOCK))
+        .await
+        .unwrap();
+    assert_eq!(
+        h2.answer_on(1, Duration::from_secs(5)).await.status,
+        Some(200)
+    );
     let started = Instant::now();
     let mut goaway = false;
     // Reads (acknowledging SETTINGS, never PING) until zkgate closes.

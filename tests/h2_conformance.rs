@@ -359,3 +359,40 @@ async fn concurrent_uploads_share_the_windows_and_all_arrive_whole() {
     });
     all_within_a_minute(uploads).await;
 }
+
+/// As on HTTP/1.1, a connection must start its first request within
+/// `client_header`: an HTTP/2 client that opens no stream is told to go
+/// then, where one that was served may wait `client_idle`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_opens_no_stream_goes_at_client_header() {
+    let server = HttpServer::start("s").await;
+    let port = free_port();
+    let config = format!(
+        "frontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\n    timeouts: {{ client_header: 1s, client_idle: 1m }}\nbackends:\n  web:\n    servers: {}\n",
+        servers(&[(server.addr, 1)])
+    );
+    let _zkgate = Zkgate::start(ZKGATE, &config).await;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let started = std::time::Instant::now();
+    let mut silent = RawH2::connect(addr).await.unwrap();
+    let mut served = RawH2::connect(addr).await.unwrap();
+    served
+        .send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &get("/")))
+        .await
+        .unwrap();
+    assert_eq!(served.answer_on(1, WAIT).await.status, Some(200));
+    assert_eq!(
+        goaway_code(&mut silent).await,
+        Some(0),
+        "told to go, no error"
+    );
+    assert!(silent.next_frame(WAIT).await.is_none(), "then closed");
+    let after = started.elapsed();
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
+    // The served one is still there: it answers a second request.
+    served
+        .send(&frame(HEADERS, END_HEADERS | END_STREAM, 3, &get("/")))
+        .await
+        .unwrap();
+    assert_eq!(served.answer_on(3, WAIT).await.status, Some(200));
+}

@@ -162,6 +162,11 @@ impl Connection {
         }
     }
 
+    /// Whether the client has opened a stream yet.
+    pub fn opened_any(&self) -> bool {
+        self.last_stream > 0
+    }
+
     /// Streams open (a switched one included).
     pub fn open_streams(&self) -> usize {
         self.streams.len()

@@ -1,7 +1,8 @@
-//! One HTTP/2 client connection's life: served until it closes, stays
-//! idle for `client_idle` with no stream open, shutdown asks it to finish,
-//! or a request finds its frontend removed by a reload. Each of the last
-//! three sends a GOAWAY and lets the open streams finish.
+//! One HTTP/2 client connection's life: served until the client closes
+//! it, or zkgate tells it to go (GOAWAY) and lets its open streams finish:
+//! when it opened no stream within `client_header`, stayed without one
+//! for `client_idle` after, shutdown began, or a request found its
+//! frontend removed by a reload.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use super::conn::Connection;
 use crate::connections::ConnectionGuard;
 use crate::http::fast::ClientIo;
 use crate::http::full::ProxyService;
+use crate::http::policy::client_wait::Waiting;
 use crate::io::{Activity, ConnActivity};
 use crate::Proxy;
 
@@ -31,8 +33,11 @@ pub async fn serve(
     io.watch(Arc::clone(&activity));
     let service = ProxyService::new(proxy, frontend.id, peer, Arc::clone(&activity));
     let mut conn = Connection::new(io, read, service);
-    let idle = frontend.timeouts.client_idle;
-    let mut deadline = tokio::time::Instant::now() + idle;
+    let first = frontend
+        .timeouts
+        .client_header
+        .min(frontend.timeouts.client_idle);
+    let mut deadline = tokio::time::Instant::now() + first;
     let mut draining = false;
     loop {
         tokio::select! {
@@ -49,7 +54,14 @@ pub async fn serve(
                     // Streams open (a tunnel's included): look again later.
                     _ => clock::now_ms(),
                 };
-                let at = since_ms + idle.as_millis() as u64;
+                // As on HTTP/1.1: a connection must start its first request
+                // within `client_header`, and may then wait `client_idle`.
+                let waiting = if conn.opened_any() {
+                    Waiting::NextRequest
+                } else {
+                    Waiting::FirstRequest
+                };
+                let at = since_ms + waiting.limit(&frontend.timeouts).as_millis() as u64;
                 if clock::now_ms() >= at {
                     debug!(%peer, "closing idle HTTP/2 client connection");
                     draining = true;
