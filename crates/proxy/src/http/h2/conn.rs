@@ -19,7 +19,7 @@ use tokio::time::Sleep;
 
 use super::frame::{self, setting, Reason};
 use super::head::MAX_HEADER_LIST_SIZE;
-use super::state::{fatal, Answering, ConnError, PeerSettings, Stream};
+use super::state::{fatal, Answering, ConnError, PeerSettings, Stream, STREAM_WINDOW};
 use super::stream::Shared;
 use crate::http::buffers::{self, Side};
 use crate::http::fast::ClientIo;
@@ -27,9 +27,8 @@ use crate::http::full::ProxyService;
 
 /// Streams a client may have open at once.
 pub const MAX_CONCURRENT_STREAMS: usize = 256;
-/// Request body bytes a client may send on one stream, and on the whole
-/// connection, before zkgate has passed them on (flow control).
-pub const STREAM_WINDOW: i64 = 256 * 1024;
+/// Request body bytes a client may send on the whole connection before
+/// zkgate has passed them on (flow control; a stream's: `STREAM_WINDOW`).
 pub const CONNECTION_WINDOW: i64 = 1024 * 1024;
 /// Answer bytes waiting for the client beyond which the connection stops
 /// reading it (a client that never reads cannot make zkgate queue).
@@ -209,6 +208,13 @@ impl Connection {
         }
     }
 
+    /// Handles the whole frames read; a connection error fails it.
+    fn handle_bytes(&mut self) {
+        if let Err(err) = self.on_bytes() {
+            self.fail(err);
+        }
+    }
+
     /// An empty read buffer goes back to the pool.
     fn release_read_buf(&mut self) {
         if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
@@ -243,13 +249,11 @@ impl Connection {
     /// Gives the client back the window its readers freed.
     fn give_credit(&mut self) {
         let taken = self.shared.take() as i64 + std::mem::take(&mut self.unclaimed);
-        if taken > 0 {
-            self.recv_window += taken;
-            frame::window_update(&mut self.write_buf, 0, taken as u32);
-        }
         if taken == 0 {
             return;
         }
+        self.recv_window += taken;
+        frame::window_update(&mut self.write_buf, 0, taken as u32);
         for (&id, stream) in &mut self.streams {
             let Some(inbound) = &stream.inbound else {
                 continue;
@@ -342,9 +346,7 @@ impl Future for Connection {
         let this = self.get_mut();
         this.shared.register(cx.waker());
         if std::mem::take(&mut this.unhandled) {
-            if let Err(err) = this.on_bytes() {
-                this.fail(err);
-            }
+            this.handle_bytes();
         }
         for _ in 0..ROUNDS {
             let mut progress = false;
@@ -354,9 +356,7 @@ impl Future for Connection {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),
                     Poll::Ready(Ok(_)) => {
                         progress = true;
-                        if let Err(err) = this.on_bytes() {
-                            this.fail(err);
-                        }
+                        this.handle_bytes();
                         this.release_read_buf();
                     }
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),

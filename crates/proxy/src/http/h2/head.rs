@@ -9,7 +9,7 @@
 //! server and the connection's other streams go on.
 
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 
 use super::hpack;
 use crate::http::headers::strip_hop_by_hop;
@@ -220,20 +220,17 @@ fn is_scheme(value: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
 }
 
-/// The response head's header block: `:status`, then its fields but the
+/// Appends a head's header block: `:status`, then its fields but the
 /// connection-specific ones.
-pub fn encode_response<B>(response: &mut Response<B>, block: &mut Vec<u8>) {
-    strip_hop_by_hop(response.headers_mut());
-    hpack::status(response.status().as_u16(), block);
-    for (name, value) in response.headers() {
-        hpack::field(name.as_str(), value.as_bytes(), block);
-    }
+pub fn encode_head(status: StatusCode, headers: &mut HeaderMap, block: &mut Vec<u8>) {
+    hpack::status(status.as_u16(), block);
+    encode_fields(headers, block);
 }
 
-/// The trailers' header block.
-pub fn encode_trailers(trailers: &mut HeaderMap, block: &mut Vec<u8>) {
-    strip_hop_by_hop(trailers);
-    for (name, value) in trailers.iter() {
+/// Appends fields (a head's, or trailers) but the connection-specific ones.
+pub fn encode_fields(headers: &mut HeaderMap, block: &mut Vec<u8>) {
+    strip_hop_by_hop(headers);
+    for (name, value) in headers.iter() {
         hpack::field(name.as_str(), value.as_bytes(), block);
     }
 }

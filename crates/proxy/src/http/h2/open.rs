@@ -8,10 +8,10 @@ use futures_util::future::{AbortHandle, Abortable};
 use http::{header, Method, StatusCode};
 use http_body_util::BodyExt;
 
-use super::conn::{Connection, STREAM_WINDOW};
+use super::conn::Connection;
 use super::frame::Reason;
 use super::head::{Fields, Refusal};
-use super::state::{Answering, ConnError, Sending, Stream};
+use super::state::{Answering, ConnError, Stream};
 use super::stream::{Inbound, Outbound, RequestBody, Tunnel};
 use crate::http::interim::{InterimSink, InterimTarget};
 use crate::http::request_body::InboundBody;
@@ -75,15 +75,11 @@ impl Connection {
         self.streams.insert(
             id,
             Stream {
-                inbound,
                 declared,
-                received: 0,
-                recv_window: STREAM_WINDOW,
-                send_window: self.peer.initial_window,
-                sending: Sending::Waiting,
                 abort: Some(abort),
                 head_only,
                 tunnel,
+                ..Stream::opened(inbound, self.peer.initial_window)
             },
         );
         Ok(())
@@ -104,20 +100,8 @@ impl Connection {
         self.count_fault()?;
         // Whatever body the client still sends is not read.
         let unread = (!end_stream).then(|| Inbound::unread(Arc::clone(&self.shared)));
-        self.streams.insert(
-            id,
-            Stream {
-                inbound: unread,
-                declared: None,
-                received: 0,
-                recv_window: STREAM_WINDOW,
-                send_window: self.peer.initial_window,
-                sending: Sending::Waiting,
-                abort: None,
-                head_only: false,
-                tunnel: None,
-            },
-        );
+        self.streams
+            .insert(id, Stream::opened(unread, self.peer.initial_window));
         let answer = self.service.refuse(status);
         self.start_answer(id, answer);
         Ok(())

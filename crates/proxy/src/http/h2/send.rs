@@ -10,7 +10,7 @@ use http_body::Body;
 
 use super::conn::{Connection, WRITE_HIGH};
 use super::frame::{self, Reason};
-use super::head::{encode_response, encode_trailers};
+use super::head::{encode_fields, encode_head};
 use super::state::{Sending, Source};
 use super::stream::TunnelOut;
 use crate::http::full::ProxyBody;
@@ -42,7 +42,7 @@ impl Connection {
                 || response.body().is_end_stream());
         let mut block = Vec::with_capacity(128);
         announce_table_size(&mut self.table_size_update, &mut block);
-        encode_response(&mut response, &mut block);
+        encode_head(status, response.headers_mut(), &mut block);
         frame::headers(
             &mut self.write_buf,
             id,
@@ -70,7 +70,7 @@ impl Connection {
     pub(super) fn send_interims(&mut self) -> bool {
         let interims = self.shared.take_interims();
         let progress = !interims.is_empty();
-        for (id, status, headers) in interims {
+        for (id, status, mut headers) in interims {
             let waiting = self
                 .streams
                 .get(&id)
@@ -78,12 +78,9 @@ impl Connection {
             if !waiting || !status.is_informational() || status == StatusCode::SWITCHING_PROTOCOLS {
                 continue;
             }
-            let mut response = Response::new(());
-            *response.status_mut() = status;
-            *response.headers_mut() = headers;
             let mut block = Vec::with_capacity(64);
             announce_table_size(&mut self.table_size_update, &mut block);
-            encode_response(&mut response, &mut block);
+            encode_head(status, &mut headers, &mut block);
             frame::headers(&mut self.write_buf, id, &block, false, self.peer.max_frame);
         }
         progress
@@ -164,7 +161,7 @@ impl Connection {
                 Ended::Trailers(mut trailers) => {
                     let mut block = Vec::with_capacity(64);
                     announce_table_size(&mut self.table_size_update, &mut block);
-                    encode_trailers(&mut trailers, &mut block);
+                    encode_fields(&mut trailers, &mut block);
                     frame::headers(&mut self.write_buf, id, &block, true, self.peer.max_frame);
                     self.finish_answer(id);
                 }

@@ -19,6 +19,10 @@ use super::stream::{Inbound, Outbound, TunnelOut};
 use crate::http::full::ProxyBody;
 use crate::http::request_body::BoxError;
 
+/// Request body bytes a client may send on one stream before zkgate has
+/// passed them on (flow control).
+pub const STREAM_WINDOW: i64 = 256 * 1024;
+
 /// The request core's work on one stream's request.
 pub(super) struct Answering {
     pub stream: u32,
@@ -96,6 +100,22 @@ pub(super) struct Stream {
 }
 
 impl Stream {
+    /// A stream just opened, its answer to come; `send_window` is what the
+    /// client's settings allow.
+    pub fn opened(inbound: Option<Arc<Inbound>>, send_window: i64) -> Stream {
+        Stream {
+            inbound,
+            declared: None,
+            received: 0,
+            recv_window: STREAM_WINDOW,
+            send_window,
+            sending: Sending::Waiting,
+            abort: None,
+            head_only: false,
+            tunnel: None,
+        }
+    }
+
     pub fn closed(&self) -> bool {
         self.inbound.is_none() && matches!(self.sending, Sending::Done)
     }

@@ -80,7 +80,6 @@ impl Shared {
 }
 
 /// How the client's side of a stream ended.
-#[derive(Debug, Clone)]
 enum End {
     Finished(Option<HeaderMap>),
     Failed(&'static str),
