@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zkgate_testkit::h2_frames::*;
+use zkgate_testkit::h2_interim::InterimH2Server;
 use zkgate_testkit::{Answer, RecordingOrigin};
 
 use common::*;
@@ -274,4 +275,65 @@ async fn http_1xx_responses_c4_expect_100_continue_from_an_http2_client() {
     let seen = origin.received().to_ascii_lowercase();
     assert!(seen.ends_with("\r\n\r\nrequest 1 "), "{seen}");
     assert!(!seen.contains("expect"), "{seen}");
+}
+
+/// An HTTP/2 server's 103s reach an HTTP/2 client as HEADERS of their
+/// own, before the final answer's (`c8` with an HTTP/2 client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_hints_from_an_http2_server_reach_an_http2_client() {
+    let server = InterimH2Server::start().await;
+    let (_zkgate, addr) = zkgate_in_front_of_h(server.addr, "http2").await;
+    let mut h2 = RawH2::connect(addr).await.unwrap();
+    let cases: [(&str, &[&str], u16); 2] =
+        [("/clen", &["103", "103"], 200), ("/no-body", &["103"], 204)];
+    for (n, (path, interims, status)) in cases.into_iter().enumerate() {
+        let id = 1 + 2 * n as u32;
+        let fields = [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "a"),
+        ];
+        let block = header_block(&fields);
+        h2.send(&frame(HEADERS, END_HEADERS | END_STREAM, id, &block))
+            .await
+            .unwrap();
+        let answer = h2.answer_on(id, WAIT).await;
+        let statuses: Vec<_> = answer.heads.iter().map(|h| field(h, ":status")).collect();
+        let mut expected: Vec<_> = interims.iter().map(|s| Some(*s)).collect();
+        let final_status = status.to_string();
+        expected.push(Some(&final_status));
+        assert_eq!(statuses, expected, "{path}: {answer:?}");
+        assert_eq!(answer.status, Some(status), "{path}: {answer:?}");
+    }
+}
+
+/// `http_1xx_responses.vtc` `c9`: an HTTP/1.1 client that sends `Expect:
+/// 100-continue` to a backend of HTTP/2 servers gets one `100`, then the
+/// answer; the server gets the whole body. As in `c3`, zkgate answers the
+/// `Expect` itself and the server does not see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1xx_responses_c9_expect_100_continue_to_an_http2_server() {
+    let server = InterimH2Server::start().await;
+    let (_zkgate, addr) = zkgate_in_front_of_h(server.addr, "http2").await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let interim = read_to(&mut client, "\r\n\r\n").await;
+    assert!(
+        interim.starts_with("HTTP/1.1 100 Continue\r\n"),
+        "{interim}"
+    );
+    client.write_all(b"request 1 ").await.unwrap();
+    let answer = read_to(&mut client, "response 1").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains(" 100 "), "one 100 only: {answer}");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].body, b"request 1 ");
+    assert_eq!(seen[0].expect, None, "{seen:?}");
 }

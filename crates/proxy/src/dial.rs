@@ -21,7 +21,7 @@ pub enum ConnectError {
     /// The TLS handshake failed: certificate not trusted, name mismatch, …
     Tls(std::io::Error),
     /// The HTTP handshake failed.
-    Http(hyper::Error),
+    Http(crate::http::BoxError),
 }
 
 impl std::fmt::Display for ConnectError {

@@ -5,6 +5,7 @@
 //! for bodiless requests, hyper's HTTP/1.1 client for the others). The
 //! fast path writes them to its HTTP/1.1 clients itself.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use http::{HeaderMap, Request, StatusCode};
@@ -32,15 +33,25 @@ impl InterimSink {
     }
 }
 
+/// Marks a server's answer that came after interim answers: where such
+/// an exchange ends is the server's word alone, so its connection is not
+/// used again (as on the fast path).
+#[derive(Clone, Copy, Debug)]
+pub struct AfterInterim;
+
 /// Has hyper's HTTP/1.1 client hand `request`'s interim answers to its
-/// sink, if it has one.
-pub fn hook_hyper<B>(request: &mut Request<B>) {
-    let Some(sink) = request.extensions().get::<InterimSink>().cloned() else {
-        return;
-    };
+/// sink, if it has one; what it returns tells whether any came.
+pub fn hook_hyper<B>(request: &mut Request<B>) -> Arc<AtomicBool> {
+    let sink = request.extensions().get::<InterimSink>().cloned();
+    let seen = Arc::new(AtomicBool::new(false));
+    let mark = Arc::clone(&seen);
     hyper::ext::on_informational(request, move |interim| {
-        let mut headers = interim.headers().clone();
-        crate::http::headers::strip_hop_by_hop(&mut headers);
-        sink.send(interim.status(), headers);
+        mark.store(true, Ordering::Relaxed);
+        if let Some(sink) = &sink {
+            let mut headers = interim.headers().clone();
+            crate::http::headers::strip_hop_by_hop(&mut headers);
+            sink.send(interim.status(), headers);
+        }
     });
+    seen
 }

@@ -14,6 +14,7 @@ use zkgate_routing::ActiveRequest;
 
 use super::compress::{Compressed, Compressor};
 use super::direct_body::DirectBody;
+use super::upstream_h2::H2Body;
 use crate::access_log::{AccessLog, HttpEntry};
 use crate::http::BoxError;
 
@@ -104,41 +105,57 @@ impl Reuse {
     }
 }
 
-/// Where a server's body comes from.
-enum Source {
-    /// hyper's client reads it.
+/// A server's answer body, from whichever reader of its connection.
+pub enum ServerBody {
+    /// hyper's HTTP/1.1 client reads it.
     Hyper(Incoming),
+    /// zkgate's HTTP/2 client reads it.
+    H2(H2Body),
     /// Read as it is polled, from the request's own task (boxed: it holds
     /// the server connection, and would make every body as large).
     Direct(Box<DirectBody>),
+    /// None: the answer switched its stream to a tunnel.
+    Empty,
 }
 
-impl Source {
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self {
-            Source::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            Source::Direct(body) => Pin::new(&mut **body).poll_frame(cx),
+impl Body for ServerBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ServerBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ServerBody::H2(body) => Pin::new(body).poll_frame(cx),
+            ServerBody::Direct(body) => Pin::new(&mut **body).poll_frame(cx),
+            ServerBody::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Source::Hyper(body) => body.is_end_stream(),
-            Source::Direct(body) => body.is_end_stream(),
+            ServerBody::Hyper(body) => body.is_end_stream(),
+            ServerBody::H2(body) => body.is_end_stream(),
+            ServerBody::Direct(body) => body.is_end_stream(),
+            ServerBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Source::Hyper(body) => body.size_hint(),
-            Source::Direct(body) => body.size_hint(),
+            ServerBody::Hyper(body) => body.size_hint(),
+            ServerBody::H2(body) => body.size_hint(),
+            ServerBody::Direct(body) => body.size_hint(),
+            ServerBody::Empty => SizeHint::with_exact(0),
         }
     }
 }
 
 /// A server's body, with what to release when it ends.
 struct Streamed {
-    body: Source,
+    body: ServerBody,
     /// A pooled connection, kept again once the body was read to its end.
     reuse: Option<Reuse>,
     finished: bool,
@@ -159,17 +176,17 @@ impl Drop for Streamed {
 impl ProxyBody {
     /// A server's body; `reuse`, its pooled connection, is kept again if
     /// the body is read to its end.
-    pub fn upstream(body: Incoming, reuse: Option<Reuse>, active: ActiveRequest) -> Self {
-        Self::streamed(Source::Hyper(body), reuse, active)
+    pub fn upstream(body: ServerBody, reuse: Option<Reuse>, active: ActiveRequest) -> Self {
+        Self::streamed(body, reuse, active)
     }
 
     /// A server's body read from the request's own task; it puts its
     /// connection back itself.
     pub fn direct(body: DirectBody, active: ActiveRequest) -> Self {
-        Self::streamed(Source::Direct(Box::new(body)), None, active)
+        Self::streamed(ServerBody::Direct(Box::new(body)), None, active)
     }
 
-    fn streamed(body: Source, reuse: Option<Reuse>, active: ActiveRequest) -> Self {
+    fn streamed(body: ServerBody, reuse: Option<Reuse>, active: ActiveRequest) -> Self {
         ProxyBody {
             kind: Kind::Upstream(Streamed {
                 body,
@@ -222,7 +239,7 @@ impl ProxyBody {
         match &mut self.kind {
             Kind::Message(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(streamed) => {
-                let polled = streamed.body.poll_frame(cx);
+                let polled = Pin::new(&mut streamed.body).poll_frame(cx);
                 match &polled {
                     Poll::Ready(None) => streamed.finished = true,
                     Poll::Ready(Some(Ok(_))) => streamed.finished = streamed.body.is_end_stream(),

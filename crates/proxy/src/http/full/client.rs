@@ -1,40 +1,32 @@
-//! hyper's client side, for the requests the fast path leaves to hyper
-//! (bodies, HTTP/2 clients, HTTP/2 servers). An HTTP/1.1 request takes a
-//! connection from the one pool every adapter shares (lending hyper the
-//! socket if the fast path left it) and puts it back, still in hyper's
-//! hands, once its response was read to its end; an HTTP/2 connection is
-//! shared by every request of a thread to that server.
+//! The client side of the full path, towards servers. An HTTP/1.1 request
+//! takes a connection from the one pool every adapter shares (lending
+//! hyper's client the socket if the fast path left it) and puts it back,
+//! still in hyper's hands, once its response was read to its end; an
+//! HTTP/2 connection (zkgate's own client, `upstream_h2`) is shared by
+//! every request of a thread to that server.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2, TrySendError};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::future::Future as _;
-use tokio::sync::{oneshot, watch};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
 use tracing::debug;
 use zkgate_config::Protocol;
 use zkgate_routing::{ActiveRequest, FastHash};
 use zkgate_tls::ClientTls;
 
-use super::body::{ProxyBody, Reuse};
+use super::body::{ProxyBody, Reuse, ServerBody};
+use super::upstream_h2::H2Conn;
 use crate::dial::{dial, ConnectError};
+use crate::http::interim::{hook_hyper, AfterInterim};
 use crate::http::pool::{take_for_hyper, Lent, PoolKey, ServerConn, UpstreamBody};
-
-type H2Sender = http2::SendRequest<UpstreamBody>;
-
-/// An HTTP/2 connection to a server: its request half, and whether the
-/// server announced extended `CONNECT` (RFC 8441) in its `SETTINGS`.
-#[derive(Clone)]
-pub struct H2Conn {
-    sender: H2Sender,
-    extended: watch::Receiver<bool>,
-    opened: Instant,
-}
+use crate::http::request_body::is_client_body_timeout;
+use crate::http::BoxError;
 
 thread_local! {
     static H2: RefCell<HashMap<PoolKey, H2Conn, FastHash>> = RefCell::default();
@@ -59,7 +51,7 @@ impl Conn {
             Protocol::Http2 => H2.with(|h2| {
                 let mut h2 = h2.borrow_mut();
                 match h2.get(&server) {
-                    Some(conn) if !conn.sender.is_closed() => Some(Conn::H2(conn.clone())),
+                    Some(conn) if !conn.is_closed() => Some(Conn::H2(conn.clone())),
                     Some(_) => {
                         h2.remove(&server);
                         None
@@ -80,19 +72,10 @@ impl Conn {
         match protocol {
             Protocol::Http1 => lend(ServerConn::open(server, tls, timeout).await?, server).await,
             Protocol::Http2 => {
-                let io = TokioIo::new(dial(server.server, None, tls, timeout).await?);
-                let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .handshake(io)
+                let io = dial(server.server, None, tls, timeout).await?;
+                let conn = H2Conn::handshake(io, server.server)
                     .await
-                    .map_err(ConnectError::Http)?;
-                let (tell, extended) = watch::channel(false);
-                spawn_connection(server.server, watch_settings(connection, tell));
-                let conn = H2Conn {
-                    sender,
-                    extended,
-                    opened: Instant::now(),
-                };
+                    .map_err(|err| ConnectError::Http(err.into()))?;
                 H2.with(|h2| h2.borrow_mut().insert(server, conn.clone()));
                 Ok(Conn::H2(conn))
             }
@@ -100,48 +83,83 @@ impl Conn {
     }
 
     /// Waits until the connection can take a request.
-    pub async fn ready(&mut self) -> hyper::Result<()> {
+    pub async fn ready(&mut self) -> Result<(), BoxError> {
         match self {
-            Conn::H1(lent, _) => lent.sender.ready().await,
-            Conn::H2(conn) => conn.sender.ready().await,
+            Conn::H1(lent, _) => lent.sender.ready().await.map_err(Into::into),
+            Conn::H2(conn) => conn.ready().await.map_err(Into::into),
         }
     }
 
     /// Whether the server takes extended `CONNECT` (RFC 8441): only an
-    /// HTTP/2 one that said so in its `SETTINGS`. A connection younger
-    /// than [`SETTINGS_WAIT`] may not have read them yet: it is waited for.
+    /// HTTP/2 one that said so in its `SETTINGS`.
     pub async fn extended_connect(&self) -> bool {
-        let Conn::H2(conn) = self else {
-            return false;
-        };
-        let mut extended = conn.extended.clone();
-        let until = tokio::time::Instant::from_std(conn.opened + SETTINGS_WAIT);
-        let waited = tokio::time::timeout_at(until, extended.wait_for(|on| *on)).await;
-        matches!(waited, Ok(Ok(_))) || *conn.extended.borrow()
+        match self {
+            Conn::H1(..) => false,
+            Conn::H2(conn) => conn.extended_connect().await,
+        }
     }
 
-    /// Sends a request; on failure the request comes back if nothing of it was sent.
+    /// Sends a request; the server's interim answers go to the request's
+    /// `InterimSink`, if it has one.
     pub async fn send(
         &mut self,
         mut request: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, TrySendError<Request<UpstreamBody>>> {
+    ) -> Result<Response<ServerBody>, SendFailed> {
         match self {
             Conn::H1(lent, _) => {
-                crate::http::interim::hook_hyper(&mut request);
-                lent.sender.try_send_request(request).await
+                let interim = hook_hyper(&mut request);
+                match lent.sender.try_send_request(request).await {
+                    Ok(mut response) => {
+                        if interim.load(Ordering::Relaxed) {
+                            response.extensions_mut().insert(AfterInterim);
+                        }
+                        Ok(response.map(ServerBody::Hyper))
+                    }
+                    Err(mut failed) => Err(match failed.take_message() {
+                        Some(unsent) => SendFailed::Unsent(Box::new(unsent)),
+                        None => {
+                            let error = failed.into_error();
+                            if error.is_user() || is_client_body_timeout(&error) {
+                                SendFailed::ClientBody(error.into())
+                            } else {
+                                SendFailed::Failed(error.into())
+                            }
+                        }
+                    }),
+                }
             }
-            Conn::H2(conn) => conn.sender.try_send_request(request).await,
+            Conn::H2(conn) => conn.send(request).await,
         }
     }
 
     /// The response body towards the client; an HTTP/1.1 connection returns
     /// to the pool when the body was read to its end, if `keep_alive`.
-    pub fn body(self, body: Incoming, keep_alive: bool, active: ActiveRequest) -> ProxyBody {
+    pub fn body(self, body: ServerBody, keep_alive: bool, active: ActiveRequest) -> ProxyBody {
         match self {
             Conn::H1(lent, key) if keep_alive => {
                 ProxyBody::upstream(body, Some(Reuse::new(lent, key)), active)
             }
             Conn::H1(..) | Conn::H2(_) => ProxyBody::upstream(body, None, active),
+        }
+    }
+}
+
+/// Why a request got no answer.
+pub enum SendFailed {
+    /// Nothing of it reached the server: it comes back, to go elsewhere.
+    Unsent(Box<Request<UpstreamBody>>),
+    /// The client's body failed on its way (see `is_client_body_timeout`).
+    ClientBody(BoxError),
+    /// It was sent, then the connection failed before an answer.
+    Failed(BoxError),
+}
+
+impl std::fmt::Display for SendFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendFailed::Unsent(_) => f.write_str("the request could not be sent"),
+            SendFailed::ClientBody(err) => write!(f, "the client's body failed: {err}"),
+            SendFailed::Failed(err) => write!(f, "{err}"),
         }
     }
 }
@@ -153,7 +171,7 @@ async fn lend(conn: ServerConn, key: PoolKey) -> Result<Conn, ConnectError> {
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(conn.io))
         .await
-        .map_err(ConnectError::Http)?;
+        .map_err(|err| ConnectError::Http(err.into()))?;
     let (hand_back, back) = oneshot::channel();
     tokio::spawn(async move {
         match connection.without_shutdown().await {
@@ -169,39 +187,6 @@ async fn lend(conn: ServerConn, key: PoolKey) -> Result<Conn, ConnectError> {
         }
     });
     Ok(Conn::H1(Lent::new(sender, back), key))
-}
-
-/// How long a new HTTP/2 connection is watched for its server's first
-/// `SETTINGS`: a switch waits up to this for a server that does not
-/// announce extended `CONNECT`.
-pub const SETTINGS_WAIT: Duration = Duration::from_secs(1);
-
-/// Drives an HTTP/2 connection, telling `tell` whether its server takes
-/// extended `CONNECT` once its `SETTINGS` say so. hyper reads frames in a
-/// task of its own and tells no event for them: for its first
-/// [`SETTINGS_WAIT`], the connection is looked at every millisecond.
-async fn watch_settings<T>(
-    mut connection: http2::Connection<T, UpstreamBody, TokioExecutor>,
-    tell: watch::Sender<bool>,
-) -> hyper::Result<()>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let until = tokio::time::Instant::now() + SETTINGS_WAIT;
-    let mut look = Box::pin(tokio::time::sleep(Duration::from_millis(1)));
-    std::future::poll_fn(|cx| {
-        let polled = std::pin::Pin::new(&mut connection).poll(cx);
-        let on = connection.is_extended_connect_protocol_enabled();
-        tell.send_if_modified(|was| std::mem::replace(was, on) != on);
-        if !on && tokio::time::Instant::now() < until {
-            look.as_mut()
-                .reset(tokio::time::Instant::now() + Duration::from_millis(1));
-            // Registers the wake-up; it is never ready right after a reset.
-            let _ = look.as_mut().poll(cx);
-        }
-        polled
-    })
-    .await
 }
 
 fn spawn_connection<F>(server: SocketAddr, connection: F)
@@ -231,7 +216,7 @@ where
     let (sender, connection) = http1::Builder::new()
         .handshake(io)
         .await
-        .map_err(ConnectError::Http)?;
+        .map_err(|err| ConnectError::Http(err.into()))?;
     spawn_connection(server, connection.with_upgrades());
     Ok(sender)
 }

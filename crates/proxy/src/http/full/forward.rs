@@ -2,8 +2,6 @@
 //! retry where it is safe, record the outcome for outlier detection.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::http::request_body::InboundBody;
@@ -11,17 +9,17 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use tracing::{debug, warn};
 use zkgate_config::Protocol;
 use zkgate_routing::{ActiveRequest, Backend, Server};
 
 use super::attempt::{answer_within, for_client, Attempt};
-use super::body::ProxyBody;
-use super::client::Conn;
+use super::body::{ProxyBody, ServerBody};
+use super::client::{Conn, SendFailed};
 use super::direct;
 use crate::http::copy::BodyCopy;
 use crate::http::headers::{keeps_alive, response_framing_is_sound};
+use crate::http::interim::AfterInterim;
 use crate::http::policy::retry::{self, head_arrived, Tries};
 use crate::http::pool::{PoolKey, UpstreamBody};
 use crate::http::request_body::{is_client_body_timeout, BodyRead, ClientBody};
@@ -171,16 +169,6 @@ async fn attempt_on(
         let active = server.state.start_request();
         let started = Instant::now();
         let head_request = request.method() == Method::HEAD;
-        // Interim (1xx) answers leave where the exchange ends to the
-        // server's word: such a connection is not reused (as on the fast
-        // path). Only HTTP/1.1 connections are pooled, so only they ask.
-        let interim = Arc::new(AtomicBool::new(false));
-        if matches!(conn, Conn::H1(..)) {
-            let seen = Arc::clone(&interim);
-            hyper::ext::on_informational(&mut request, move |_| {
-                seen.store(true, Ordering::Relaxed)
-            });
-        }
         let sent = answer_within(conn.send(request), backend.timeouts.server, read, started).await;
         match sent {
             None => {
@@ -189,32 +177,23 @@ async fn attempt_on(
             }
             Some(Ok(response)) => {
                 head_arrived(backend, server, started);
-                let interim = interim.load(Ordering::Relaxed);
-                return answered(
-                    backend,
-                    address,
-                    response,
-                    conn,
-                    head_request,
-                    interim,
-                    active,
-                );
+                return answered(backend, address, response, conn, head_request, active);
             }
-            Some(Err(mut failed)) => match failed.take_message() {
+            Some(Err(failed)) => match failed {
                 // A reused connection the server had closed: try a fresh one.
-                Some(unsent) if reused => request = unsent,
-                Some(unsent) => return Attempt::Retry(unsent),
+                SendFailed::Unsent(unsent) if reused => request = *unsent,
+                SendFailed::Unsent(unsent) => return Attempt::Retry(*unsent),
                 // The client's body stream failed (malformed chunking, a reset).
-                None if is_client_body_timeout(failed.error()) => {
+                SendFailed::ClientBody(err) if is_client_body_timeout(&*err) => {
                     debug!(backend = %backend.name, server = %address, "the client stopped sending its request body");
                     return Attempt::ClientFault(StatusCode::REQUEST_TIMEOUT);
                 }
-                None if failed.error().is_user() => {
-                    debug!(backend = %backend.name, server = %address, error = %failed.error(), "client request body failed");
+                SendFailed::ClientBody(err) => {
+                    debug!(backend = %backend.name, server = %address, error = %err, "client request body failed");
                     return Attempt::ClientFault(StatusCode::BAD_REQUEST);
                 }
-                None => {
-                    debug!(backend = %backend.name, server = %address, error = %failed.error(), "request to server failed");
+                SendFailed::Failed(err) => {
+                    debug!(backend = %backend.name, server = %address, error = %err, "request to server failed");
                     // Sent, then the connection failed before any answer:
                     // only an idempotent, bodiless request may go again.
                     return match replay {
@@ -249,14 +228,13 @@ pub(super) fn for_h2(
 /// The server's answer, for the client: refused if its framing is in
 /// dispute, else with hop-by-hop headers dropped (and a `Content-Length`
 /// a coding overrode), its connection to be kept only if it may carry
-/// another request (`interim`: 1xx answers came first).
+/// another request (not after 1xx answers).
 fn answered(
     backend: &Backend,
     address: SocketAddr,
-    response: Response<Incoming>,
+    response: Response<ServerBody>,
     conn: Conn,
     head_request: bool,
-    interim: bool,
     active: ActiveRequest,
 ) -> Attempt {
     if !response_framing_is_sound(response.headers()) {
@@ -264,6 +242,7 @@ fn answered(
         return Attempt::Failed(StatusCode::BAD_GATEWAY);
     }
     let (mut parts, body) = response.into_parts();
+    let interim = parts.extensions.get::<AfterInterim>().is_some();
     let keep_alive =
         keeps_alive(parts.version, parts.status, &parts.headers, head_request) && !interim;
     for_client(&mut parts.headers);

@@ -18,6 +18,7 @@ use super::client::Conn;
 use super::forward::for_h2;
 use crate::http::copy::CopiedBody;
 use crate::http::headers::{keeps_alive, response_framing_is_sound};
+use crate::http::interim::AfterInterim;
 use crate::http::pool::PoolKey;
 
 /// Copies in flight in the whole process; beyond, new ones are dropped
@@ -144,7 +145,8 @@ async fn send(backend: &Backend, head: CopiedHead, body: Bytes) -> bool {
     };
     let (parts, body) = response.into_parts();
     let keep_alive = response_framing_is_sound(&parts.headers)
-        && keeps_alive(parts.version, parts.status, &parts.headers, head_request);
+        && keeps_alive(parts.version, parts.status, &parts.headers, head_request)
+        && parts.extensions.get::<AfterInterim>().is_none();
     // Read to its end and dropped: the connection returns to the pool.
     let mut body = conn.body(body, keep_alive, active);
     while let Some(frame) = body.frame().await {

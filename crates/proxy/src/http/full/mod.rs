@@ -1,9 +1,10 @@
 //! The full path: the request core (`ProxyService`) for every request the
 //! fast path leaves aside (request bodies, HTTP/2 and HTTP/3 clients,
 //! upgrades, HTTP/2 servers, unusual heads), hyper's HTTP/1.1 server for
-//! such HTTP/1.1 clients, and hyper's clients towards servers (but for a
-//! bodiless `GET` or `HEAD` to an HTTP/1.1 server: `direct`). Each request goes through the same request core as the fast
-//! path's; bodies stream both ways with back-pressure.
+//! such HTTP/1.1 clients, and the clients towards servers: hyper's for
+//! HTTP/1.1 (but for a bodiless `GET` or `HEAD`: `direct`), zkgate's own
+//! for HTTP/2 (`upstream_h2`). Each request goes through the same request
+//! core as the fast path's; bodies stream both ways with back-pressure.
 
 mod answer;
 mod attempt;
@@ -18,6 +19,7 @@ mod mirror;
 mod rewind;
 mod service;
 mod upgrade;
+mod upstream_h2;
 
 pub use body::ProxyBody;
 pub use h1::serve as serve_h1;

@@ -18,14 +18,13 @@ use crate::http::switched::{SwitchedIo, SwitchedSlot};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::Either;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tracing::{debug, warn};
 use zkgate_config::Protocol;
 use zkgate_routing::{ActiveRequest, Backend, Server};
 
-use super::body::ProxyBody;
+use super::body::{ProxyBody, ServerBody};
 use super::client::{self, Conn};
 use super::forward::{for_h2, Forwarded};
 use crate::http::headers::strip_hop_by_hop;
@@ -42,7 +41,7 @@ use crate::Proxy;
 pub struct Switch {
     protocol: HeaderValue,
     /// The client's side of the tunnel, once it switched.
-    client: ClientSide,
+    client: SwitchedSide,
     /// The client spoke HTTP/2 (an extended `CONNECT`): it is answered
     /// `200`, not `101`.
     client_h2: bool,
@@ -59,33 +58,33 @@ impl Switch {
             client_h2: request.version() >= Version::HTTP_2,
             client_key: request.headers().get(&SEC_WEBSOCKET_KEY).cloned(),
             client: match request.extensions_mut().remove::<SwitchedSlot>() {
-                Some(slot) => ClientSide::Stream(slot.take()),
-                None => ClientSide::Hyper(hyper::upgrade::on(request)),
+                Some(slot) => SwitchedSide::Stream(slot.take()),
+                None => SwitchedSide::Hyper(hyper::upgrade::on(request)),
             },
         }
     }
 }
 
-/// Where the client's side of a switch comes from: hyper's HTTP/1.1
-/// server once it sent the `101`, or zkgate's HTTP/2 stream.
-enum ClientSide {
+/// Where one side of a switch comes from: hyper's HTTP/1.1 server or
+/// client once the `101` passed, or a stream of zkgate's HTTP/2 layers.
+enum SwitchedSide {
     Hyper(OnUpgrade),
     Stream(Option<Box<dyn SwitchedIo + Sync>>),
 }
 
-impl ClientSide {
+impl SwitchedSide {
     async fn switched(self) -> Result<Box<dyn SwitchedIo>, BoxError> {
         match self {
-            ClientSide::Hyper(upgrade) => Ok(Box::new(TokioIo::new(upgrade.await?))),
-            ClientSide::Stream(Some(stream)) => Ok(stream),
-            ClientSide::Stream(None) => Err("the stream was taken".into()),
+            SwitchedSide::Hyper(upgrade) => Ok(Box::new(TokioIo::new(upgrade.await?))),
+            SwitchedSide::Stream(Some(stream)) => Ok(stream),
+            SwitchedSide::Stream(None) => Err("the stream was taken".into()),
         }
     }
 }
 
 /// A server's answer to a switch: it switched, or answered otherwise.
 enum Answer {
-    Switched(Response<Incoming>, ActiveRequest),
+    Switched(Response<ServerBody>, ActiveRequest),
     Declined(Response<ProxyBody>),
 }
 
@@ -153,7 +152,7 @@ async fn to_h1_server(
         let sending = sender.try_send_request(request);
         let response = match tokio::time::timeout(backend.timeouts.server, sending).await {
             Err(_) => return Err(StatusCode::GATEWAY_TIMEOUT),
-            Ok(Ok(response)) => response,
+            Ok(Ok(response)) => response.map(ServerBody::Hyper),
             Ok(Err(mut failed)) => match failed.take_message() {
                 Some(unsent) => {
                     request = unsent;
@@ -230,7 +229,7 @@ async fn to_h2_server(
             Err(_) => return Err(StatusCode::GATEWAY_TIMEOUT),
             Ok(Ok(response)) => response,
             Ok(Err(failed)) => {
-                debug!(backend = %backend.name, server = %address, error = %failed.error(), "extended CONNECT failed");
+                debug!(backend = %backend.name, server = %address, error = %failed, "extended CONNECT failed");
                 tries.record(server, false);
                 return Err(StatusCode::BAD_GATEWAY);
             }
@@ -284,7 +283,7 @@ fn refused(
 }
 
 /// A server's answer that is not a switch, passed on as it is.
-fn declined(response: Response<Incoming>, active: ActiveRequest) -> Answer {
+fn declined(response: Response<ServerBody>, active: ActiveRequest) -> Answer {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.version = Version::HTTP_11;
@@ -298,14 +297,17 @@ fn declined(response: Response<Incoming>, active: ActiveRequest) -> Answer {
 /// (once both have switched); the answer that switches the client: a
 /// `101` for HTTP/1.1, a `200` for HTTP/2.
 fn tunnel_through(
-    mut response: Response<Incoming>,
+    mut response: Response<ServerBody>,
     switch: Switch,
     server_protocol: Protocol,
     active: ActiveRequest,
     idle: Duration,
     proxy: &Proxy,
 ) -> Response<ProxyBody> {
-    let server_upgrade = hyper::upgrade::on(&mut response);
+    let server = match response.extensions_mut().remove::<SwitchedSlot>() {
+        Some(slot) => SwitchedSide::Stream(slot.take()),
+        None => SwitchedSide::Hyper(hyper::upgrade::on(&mut response)),
+    };
     let (mut parts, _) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.version = Version::HTTP_11;
@@ -333,11 +335,10 @@ fn tunnel_through(
         // Held for the tunnel's life: the server counts it as in flight.
         let _active = active;
         let _guard = guard;
-        let server_upgrade = async { server_upgrade.await.map_err(BoxError::from) };
-        match tokio::try_join!(client.switched(), server_upgrade) {
+        match tokio::try_join!(client.switched(), server.switched()) {
             Ok((client, server)) => {
                 let client = tokio::io::split(client);
-                let server = tokio::io::split(TokioIo::new(server));
+                let server = tokio::io::split(server);
                 // The client socket counts its own bytes.
                 tunnel::relay(client, server, idle, (None, None)).await;
                 debug!("switched connection closed");
