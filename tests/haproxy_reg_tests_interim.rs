@@ -236,6 +236,13 @@ async fn http_1xx_responses_c2_early_hints_reach_an_http2_client() {
         "{answer:?}"
     );
     assert_eq!(answer.body, b"response 1");
+    // Where an exchange with 1xx answers ends is the server's word alone:
+    // its connection is not used again.
+    let mut bytes = frame(HEADERS, END_HEADERS, 3, &header_block(&fields));
+    bytes.extend(frame(DATA, END_STREAM, 3, b"abc"));
+    h2.send(&bytes).await.unwrap();
+    assert_eq!(h2.answer_on(3, WAIT).await.body, b"response 1");
+    assert_eq!(origin.connections(), 2);
 }
 
 /// `http_1xx_responses.vtc` `c4`: an HTTP/2 client that sends `expect:
@@ -275,6 +282,45 @@ async fn http_1xx_responses_c4_expect_100_continue_from_an_http2_client() {
     let seen = origin.received().to_ascii_lowercase();
     assert!(seen.ends_with("\r\n\r\nrequest 1 "), "{seen}");
     assert!(!seen.contains("expect"), "{seen}");
+}
+
+/// `http_1xx_responses.vtc` `c8`: an HTTP/1.1 client gets an HTTP/2
+/// server's 103s before the final answer, which carries none of their
+/// fields: after a final answer with a body, and before a 204.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1xx_responses_c8_early_hints_from_an_http2_server() {
+    let server = InterimH2Server::start().await;
+    let (_zkgate, addr) = zkgate_in_front_of_h(server.addr, "http2").await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let style = "http/1.1 103 early hints\r\nlink: </style.css>; rel=preload; as=style\r\n\r\n";
+    let script = "http/1.1 103 early hints\r\nlink: </script.js>; rel=preload; as=script\r\n\r\n";
+
+    client
+        .write_all(b"GET /clen HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to(&mut client, "response 1").await;
+    let lower = answer.to_ascii_lowercase();
+    assert!(
+        lower.starts_with(&format!("{style}{script}http/1.1 200 ok\r\n")),
+        "{answer}"
+    );
+    assert_eq!(lower.matches("link:").count(), 2, "{answer}");
+
+    client
+        .write_all(b"GET /no-body HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = read_to(&mut client, "\r\n\r\n").await;
+    while answer.matches("\r\n\r\n").count() < 2 {
+        answer += &read_to(&mut client, "\r\n\r\n").await;
+    }
+    let lower = answer.to_ascii_lowercase();
+    assert!(
+        lower.starts_with(&format!("{style}http/1.1 204 no content\r\n")),
+        "{answer}"
+    );
+    assert!(!lower.contains("transfer-encoding"), "{answer}");
 }
 
 /// An HTTP/2 server's 103s reach an HTTP/2 client as HEADERS of their

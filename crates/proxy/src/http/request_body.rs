@@ -36,6 +36,16 @@ pub enum InboundBody {
 /// A body's error, whichever wire it came from.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+impl InboundBody {
+    /// A bodiless request's (no allocation: the box holds nothing).
+    pub fn empty() -> Self {
+        use http_body_util::BodyExt;
+        InboundBody::Other(Box::pin(
+            http_body_util::Empty::new().map_err(|never| match never {}),
+        ))
+    }
+}
+
 impl Body for InboundBody {
     type Data = Bytes;
     type Error = BoxError;

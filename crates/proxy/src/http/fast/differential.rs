@@ -25,14 +25,14 @@ const NEXT: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext";
 
 /// What one path decided about a response.
 #[derive(Debug, PartialEq, Eq)]
-enum Decided {
+pub(super) enum Decided {
     /// Refused: a 502 (or a connection cut) for the client.
     Refused,
     /// Accepted; whether the connection is reused.
     Accepted { reused: bool },
 }
 
-fn fast(response: &[u8], head_request: bool) -> Decided {
+pub(super) fn fast(response: &[u8], head_request: bool) -> Decided {
     let additions = Additions {
         set_cookie: None,
         close: false,
@@ -71,7 +71,7 @@ fn interim_free(final_at: usize) -> bool {
     final_at == 0
 }
 
-async fn hyper_path(wire: Vec<u8>, head_request: bool) -> Decided {
+pub(super) async fn hyper_path(wire: Vec<u8>, head_request: bool) -> Decided {
     let (client, mut server) = tokio::io::duplex(64 * 1024);
     let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(client)).await
     else {

@@ -129,7 +129,8 @@ impl Client<'_> {
                 self.log(frontend, None, current, own_answer(status, current), None);
                 last_if(served, retired)
             }
-            Decision::Elsewhere => Served::Hyper,
+            // Its backend speaks HTTP/2, or its answer is compressed.
+            Decision::Elsewhere => self.through_core(parsed, current.close).await,
         }
     }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use futures_util::future::{AbortHandle, Abortable};
 use http::{header, Method, StatusCode};
-use http_body_util::BodyExt;
 
 use super::conn::Connection;
 use super::frame::Reason;
@@ -46,7 +45,7 @@ impl Connection {
             Some(inbound) if switch => {
                 let outbound = Arc::new(Outbound::default());
                 let tunnel = Tunnel::new(Arc::clone(inbound), Arc::clone(&outbound));
-                let mut request = request.map(|()| empty_body());
+                let mut request = request.map(|()| InboundBody::empty());
                 request
                     .extensions_mut()
                     .insert(SwitchedSlot::new(Box::new(tunnel)));
@@ -60,7 +59,7 @@ impl Connection {
                 (None, request.map(|()| InboundBody::Other(Box::pin(body))))
             }
             // Bodiless (its HEADERS ended the stream): nothing to share.
-            None => (None, request.map(|()| empty_body())),
+            None => (None, request.map(|()| InboundBody::empty())),
         };
         // A server's interim answers come back on the stream.
         let sink = self.interim_sink(id);
@@ -136,11 +135,4 @@ fn expects_continue(headers: &http::HeaderMap) -> bool {
     headers
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-}
-
-/// A body that has ended (no allocation: the box holds nothing).
-fn empty_body() -> InboundBody {
-    InboundBody::Other(Box::pin(
-        http_body_util::Empty::new().map_err(|never| match never {}),
-    ))
 }

@@ -1,0 +1,144 @@
+//! A request the fast path cannot carry as bytes (its backend speaks
+//! HTTP/2, or its answer is compressed), served through the full path's
+//! request core without leaving the connection: its head becomes an
+//! `http::Request`, the server's interim answers are written as they come,
+//! and the core's answer is written as HTTP/1.1 (`answer`). The requests
+//! on the fast path are bodiless, so nothing more is read meanwhile.
+
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+
+use super::answer::{encode_interim, write_answer, Asked};
+use super::head::{Head, Parsed};
+use super::{Client, Served, SCRATCH_HELD};
+use crate::http::full::ProxyService;
+use crate::http::interim::{InterimSink, InterimTarget};
+use crate::http::policy::RequestView;
+use crate::http::request_body::InboundBody;
+use crate::io::ConnActivity;
+
+/// Interim answers a request may have waiting to be written; more are
+/// dropped (they are hints: the final answer alone completes the exchange).
+const MAX_WAITING_INTERIMS: usize = 16;
+
+/// A request's interim answers, from whichever task reads them to the
+/// client's.
+#[derive(Default)]
+struct Interims {
+    waiting: Mutex<Vec<(StatusCode, HeaderMap)>>,
+    came: Notify,
+}
+
+impl InterimTarget for Interims {
+    fn interim(&self, _stream: u32, status: StatusCode, headers: HeaderMap) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.len() < MAX_WAITING_INTERIMS {
+            waiting.push((status, headers));
+        }
+        self.came.notify_one();
+    }
+}
+
+impl Interims {
+    fn take(&self) -> Vec<(StatusCode, HeaderMap)> {
+        std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Client<'_> {
+    /// Serves the request whose head `parsed` describes through the
+    /// request core; `close` says the connection ends after it.
+    pub(super) async fn through_core(&mut self, parsed: Parsed, close: bool) -> Served {
+        let head = Head {
+            buf: &self.buf,
+            fields: &self.scratch().fields,
+            parsed,
+        };
+        let asked = Asked {
+            head: head.is_head(),
+            trailers: head.values(&http::header::TE).any(names_trailers),
+            close,
+        };
+        let Some(request) = request_of(&head) else {
+            // Not an `http` request (a field `http` refuses): hyper's path
+            // gives it its answer.
+            return Served::Hyper;
+        };
+        let interims = Arc::new(Interims::default());
+        let target: Arc<dyn InterimTarget> = interims.clone();
+        let mut request = request.map(|()| InboundBody::empty());
+        request.extensions_mut().insert(InterimSink::new(target, 0));
+        let service = ProxyService::new(
+            self.proxy.clone(),
+            self.frontend,
+            self.peer,
+            ConnActivity::new(),
+        );
+        let mut serving = service.serve(request);
+        let out = &mut self.scratch.as_deref_mut().expect(SCRATCH_HELD).out;
+        let answered = loop {
+            tokio::select! {
+                answered = &mut serving => break answered,
+                () = interims.came.notified() => {
+                    if write_interims(&mut self.io, &interims, out).await.is_err() {
+                        return Served::Close;
+                    }
+                }
+            }
+        };
+        let Ok(response) = answered;
+        // Those that came with the answer go before it.
+        if write_interims(&mut self.io, &interims, out).await.is_err() {
+            return Served::Close;
+        }
+        let written = write_answer(&mut self.io, response, asked, out).await;
+        self.ended = Some(std::time::Instant::now());
+        match written {
+            Ok(true) => Served::Next,
+            Ok(false) => Served::Last,
+            Err(_) => Served::Close,
+        }
+    }
+}
+
+async fn write_interims(
+    io: &mut super::ClientIo,
+    interims: &Interims,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    out.clear();
+    for (status, headers) in interims.take() {
+        encode_interim(status, &headers, out);
+    }
+    if !out.is_empty() {
+        io.write_all(out).await?;
+        io.flush().await?;
+    }
+    Ok(())
+}
+
+/// The fast path's head as the request core takes it.
+fn request_of(head: &Head<'_>) -> Option<Request<()>> {
+    let mut headers = HeaderMap::with_capacity(head.fields.len());
+    for field in head.fields {
+        headers.append(
+            HeaderName::from_bytes(head.name(field)).ok()?,
+            HeaderValue::from_bytes(head.value(field)).ok()?,
+        );
+    }
+    let mut request = Request::new(());
+    *request.method_mut() = Method::from_bytes(head.method_bytes()).ok()?;
+    *request.uri_mut() = Uri::try_from(head.target_bytes()).ok()?;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    Some(request)
+}
+
+/// Whether a `TE` value lists `trailers`.
+fn names_trailers(te: &[u8]) -> bool {
+    te.split(|&b| b == b',')
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+}
