@@ -16,8 +16,8 @@ use zkgate_tls::TlsMaterial;
 use cli::register::{Check, Timing};
 use cli::server::ServerCommand;
 
-/// mimalloc: per-thread heaps (each worker allocates from its own, without
-/// locks) that hand freed pages back to the system, so the resident size
+/// jemalloc: per-thread caches (each worker allocates without locks), and
+/// freed pages handed back to the system as they age, so the resident size
 /// follows the connections open rather than the most ever open.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

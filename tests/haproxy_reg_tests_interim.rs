@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zkgate_testkit::h2_frames::*;
-use zkgate_testkit::h2_interim::InterimH2Server;
+use zkgate_testkit::h2_server::H2Server;
 use zkgate_testkit::{Answer, RecordingOrigin};
 
 use common::*;
@@ -289,7 +289,7 @@ async fn http_1xx_responses_c4_expect_100_continue_from_an_http2_client() {
 /// fields: after a final answer with a body, and before a 204.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_1xx_responses_c8_early_hints_from_an_http2_server() {
-    let server = InterimH2Server::start().await;
+    let server = H2Server::start().await;
     let (_zkgate, addr) = zkgate_in_front_of_h(server.addr, "http2").await;
     let mut client = TcpStream::connect(addr).await.unwrap();
     let style = "http/1.1 103 early hints\r\nlink: </style.css>; rel=preload; as=style\r\n\r\n";
@@ -327,7 +327,7 @@ async fn http_1xx_responses_c8_early_hints_from_an_http2_server() {
 /// own, before the final answer's (`c8` with an HTTP/2 client).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_hints_from_an_http2_server_reach_an_http2_client() {
-    let server = InterimH2Server::start().await;
+    let server = H2Server::start().await;
     let (_zkgate, addr) = zkgate_in_front_of_h(server.addr, "http2").await;
     let mut h2 = RawH2::connect(addr).await.unwrap();
     let cases: [(&str, &[&str], u16); 2] =
@@ -360,7 +360,7 @@ async fn early_hints_from_an_http2_server_reach_an_http2_client() {
 /// `Expect` itself and the server does not see it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_1xx_responses_c9_expect_100_continue_to_an_http2_server() {
-    let server = InterimH2Server::start().await;
+    let server = H2Server::start().await;
     let (_zkgate, addr) = zkgate_in_front_of_h(server.addr, "http2").await;
     let mut client = TcpStream::connect(addr).await.unwrap();
     client

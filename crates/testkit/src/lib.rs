@@ -6,7 +6,7 @@ mod accept;
 pub mod client;
 pub mod grpc;
 pub mod h2_frames;
-pub mod h2_interim;
+pub mod h2_server;
 pub mod h3_client;
 pub mod http_server;
 pub mod pki;

@@ -1,9 +1,10 @@
-//! An HTTP/2 (h2c) test server that answers with interim (1xx) answers
-//! first, as HAProxy's `http_1xx_responses` servers `s5` and `s6` do:
-//! `/clen` gets two 103 Early Hints then `200` "response 1", `/no-body`
-//! one 103 then a 204, and a request that says `expect: 100-continue` a
-//! `100` before its body is read, then `200` "response 1". Each request's
-//! `expect` header and body are recorded.
+//! An HTTP/2 (h2c) test server on the `h2` crate, which (unlike hyper's)
+//! can send interim answers. As HAProxy's `http_1xx_responses` servers
+//! `s5` and `s6` do, `/clen` gets two 103 Early Hints then `200` "response
+//! 1", `/no-body` one 103 then a 204, and a request that says `expect:
+//! 100-continue` a `100` before its body is read. `/echo` gets its body
+//! back, `/bytes/N` N bytes; anything else `200` "response 1". Each
+//! request's path, `expect` header and body are recorded.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -27,20 +28,20 @@ pub struct Seen {
 }
 
 /// A running server; stops when dropped.
-pub struct InterimH2Server {
+pub struct H2Server {
     /// Where it listens (h2c, prior knowledge).
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     task: JoinHandle<()>,
 }
 
-impl Drop for InterimH2Server {
+impl Drop for H2Server {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl InterimH2Server {
+impl H2Server {
     /// Starts the server.
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -60,7 +61,7 @@ impl InterimH2Server {
                 }
             }
         });
-        InterimH2Server { addr, seen, task }
+        H2Server { addr, seen, task }
     }
 
     /// The requests seen so far.
@@ -103,29 +104,48 @@ async fn answer(
     seen.lock().unwrap().push(Seen {
         path: path.clone(),
         expect,
-        body: received,
+        body: received.clone(),
     });
-    let (status, text) = match path.as_str() {
+    let style = hint(style);
+    let (status, body) = match path.as_str() {
         "/clen" => {
-            respond.send_informational(hint(style)).ok();
+            respond.send_informational(style).ok();
             respond.send_informational(hint(script)).ok();
-            (StatusCode::OK, Some("response 1"))
+            (StatusCode::OK, Some(Bytes::from_static(b"response 1")))
         }
         "/no-body" => {
-            respond.send_informational(hint(style)).ok();
+            respond.send_informational(style).ok();
             (StatusCode::NO_CONTENT, None)
         }
-        _ => (StatusCode::OK, Some("response 1")),
+        "/echo" => (StatusCode::OK, Some(Bytes::from(received))),
+        _ => match path.strip_prefix("/bytes/").and_then(|n| n.parse().ok()) {
+            Some(n) => (StatusCode::OK, Some(Bytes::from(vec![b'x'; n]))),
+            None => (StatusCode::OK, Some(Bytes::from_static(b"response 1"))),
+        },
     };
     let mut head = Response::builder().status(status);
-    if let Some(text) = text {
-        head = head.header("content-length", text.len());
+    if let Some(body) = &body {
+        head = head.header("content-length", body.len());
     }
-    let Ok(mut send) = respond.send_response(head.body(()).unwrap(), text.is_none()) else {
+    let end = body.as_ref().is_none_or(Bytes::is_empty);
+    let Ok(mut send) = respond.send_response(head.body(()).unwrap(), end) else {
         return;
     };
-    if let Some(text) = text {
-        send.send_data(Bytes::from_static(text.as_bytes()), true)
-            .ok();
+    if let (Some(body), false) = (body, end) {
+        send_all(&mut send, body).await;
+    }
+}
+
+/// Sends `body` as the client's windows allow.
+async fn send_all(send: &mut h2::SendStream<Bytes>, mut body: Bytes) {
+    while !body.is_empty() {
+        send.reserve_capacity(body.len());
+        let Some(Ok(room)) = std::future::poll_fn(|cx| send.poll_capacity(cx)).await else {
+            return;
+        };
+        let part = body.split_to(room.min(body.len()));
+        if send.send_data(part, body.is_empty()).is_err() {
+            return;
+        }
     }
 }
