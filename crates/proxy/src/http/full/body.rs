@@ -114,8 +114,6 @@ pub enum ServerBody {
     /// Read as it is polled, from the request's own task (boxed: it holds
     /// the server connection, and would make every body as large).
     Direct(Box<DirectBody>),
-    /// None: the answer switched its stream to a tunnel.
-    Empty,
 }
 
 impl Body for ServerBody {
@@ -130,7 +128,6 @@ impl Body for ServerBody {
             ServerBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ServerBody::H2(body) => Pin::new(body).poll_frame(cx),
             ServerBody::Direct(body) => Pin::new(&mut **body).poll_frame(cx),
-            ServerBody::Empty => Poll::Ready(None),
         }
     }
 
@@ -139,7 +136,6 @@ impl Body for ServerBody {
             ServerBody::Hyper(body) => body.is_end_stream(),
             ServerBody::H2(body) => body.is_end_stream(),
             ServerBody::Direct(body) => body.is_end_stream(),
-            ServerBody::Empty => true,
         }
     }
 
@@ -148,7 +144,6 @@ impl Body for ServerBody {
             ServerBody::Hyper(body) => body.size_hint(),
             ServerBody::H2(body) => body.size_hint(),
             ServerBody::Direct(body) => body.size_hint(),
-            ServerBody::Empty => SizeHint::with_exact(0),
         }
     }
 }

@@ -21,7 +21,7 @@ use zkgate_routing::{ActiveRequest, FastHash};
 use zkgate_tls::ClientTls;
 
 use super::body::{ProxyBody, Reuse, ServerBody};
-use super::upstream_h2::H2Conn;
+use super::upstream_h2::{Failed, H2Conn};
 use crate::dial::{dial, ConnectError};
 use crate::http::interim::{hook_hyper, AfterInterim};
 use crate::http::pool::{take_for_hyper, Lent, PoolKey, ServerConn, UpstreamBody};
@@ -128,7 +128,11 @@ impl Conn {
                     }),
                 }
             }
-            Conn::H2(conn) => conn.send(request).await,
+            Conn::H2(conn) => match conn.send(request).await {
+                Ok(response) => Ok(response.map(ServerBody::H2)),
+                Err(Failed::ClientBody(err)) => Err(SendFailed::ClientBody(err)),
+                Err(Failed::Exchange(err)) => Err(SendFailed::Failed(err)),
+            },
         }
     }
 

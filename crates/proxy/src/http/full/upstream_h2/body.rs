@@ -81,7 +81,8 @@ const UNKNOWN: u64 = u64::MAX;
 
 /// A server's answer body, read from its HTTP/2 stream.
 pub struct H2Body {
-    stream: RecvStream,
+    /// None: the answer switched its stream to a tunnel.
+    stream: Option<RecvStream>,
     data_done: bool,
     /// What its `content-length` leaves to come ([`UNKNOWN`] without one:
     /// every answer body on the way holds this, so it stays one word).
@@ -91,9 +92,18 @@ pub struct H2Body {
 impl H2Body {
     pub fn new(stream: RecvStream, length: Option<u64>) -> Self {
         H2Body {
-            stream,
+            stream: Some(stream),
             data_done: false,
             remaining: length.unwrap_or(UNKNOWN),
+        }
+    }
+
+    /// The body of an answer whose stream became a tunnel.
+    pub fn empty() -> Self {
+        H2Body {
+            stream: None,
+            data_done: true,
+            remaining: 0,
         }
     }
 }
@@ -107,12 +117,15 @@ impl Body for H2Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        let Some(stream) = &mut this.stream else {
+            return Poll::Ready(None);
+        };
         if !this.data_done {
-            match std::task::ready!(this.stream.poll_data(cx)) {
+            match std::task::ready!(stream.poll_data(cx)) {
                 Some(Ok(data)) => {
                     // The bytes are the request core's now: the server may
                     // send as many more.
-                    let _ = this.stream.flow_control().release_capacity(data.len());
+                    let _ = stream.flow_control().release_capacity(data.len());
                     if this.remaining != UNKNOWN {
                         this.remaining = this.remaining.saturating_sub(data.len() as u64);
                     }
@@ -122,7 +135,7 @@ impl Body for H2Body {
                 None => this.data_done = true,
             }
         }
-        match std::task::ready!(this.stream.poll_trailers(cx)) {
+        match std::task::ready!(stream.poll_trailers(cx)) {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
             Err(err) => Poll::Ready(Some(Err(err.into()))),
@@ -130,7 +143,7 @@ impl Body for H2Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.stream.is_end_stream()
+        self.stream.as_ref().is_none_or(RecvStream::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {

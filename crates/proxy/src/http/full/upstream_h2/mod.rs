@@ -27,12 +27,11 @@ use tracing::debug;
 pub use self::body::H2Body;
 use self::body::{send_body, BodyFault};
 use self::tunnel::H2Tunnel;
-use super::body::ServerBody;
-use super::client::SendFailed;
 use crate::http::headers::strip_hop_by_hop;
 use crate::http::interim::InterimSink;
 use crate::http::pool::UpstreamBody;
 use crate::http::switched::SwitchedSlot;
+use crate::http::BoxError;
 use crate::stream::Stream;
 
 /// How long a new connection is watched for its server's first
@@ -116,7 +115,7 @@ impl H2Conn {
     pub async fn send(
         &mut self,
         request: Request<UpstreamBody>,
-    ) -> Result<Response<ServerBody>, SendFailed> {
+    ) -> Result<Response<H2Body>, Failed> {
         let (mut parts, body) = request.into_parts();
         let sink = parts.extensions.remove::<InterimSink>();
         for_h2_wire(&mut parts, &body);
@@ -125,7 +124,7 @@ impl H2Conn {
         let (answer, stream) = self
             .send
             .send_request(Request::from_parts(parts, ()), end)
-            .map_err(|err| SendFailed::Failed(err.into()))?;
+            .map_err(|err| Failed::Exchange(err.into()))?;
         let fault = BodyFault::default();
         let mut held = None;
         if connect {
@@ -139,15 +138,15 @@ impl H2Conn {
             Err(err) => {
                 let body_fault = fault.lock().unwrap_or_else(|e| e.into_inner()).take();
                 return Err(match body_fault {
-                    Some(body_fault) => SendFailed::ClientBody(body_fault),
-                    None => SendFailed::Failed(err.into()),
+                    Some(body_fault) => Failed::ClientBody(body_fault),
+                    None => Failed::Exchange(err.into()),
                 });
             }
         };
         let (parts, recv) = response.into_parts();
         match held {
             Some(send) if parts.status.is_success() => {
-                let mut response = Response::from_parts(parts, ServerBody::Empty);
+                let mut response = Response::from_parts(parts, H2Body::empty());
                 let tunnel = H2Tunnel::new(send, recv);
                 response
                     .extensions_mut()
@@ -156,11 +155,19 @@ impl H2Conn {
             }
             _ => {
                 let length = content_length(&parts.headers);
-                let body = ServerBody::H2(H2Body::new(recv, length));
+                let body = H2Body::new(recv, length);
                 Ok(Response::from_parts(parts, body))
             }
         }
     }
+}
+
+/// Why a request got no answer.
+pub enum Failed {
+    /// The client's body failed on its way.
+    ClientBody(BoxError),
+    /// The exchange with the server failed.
+    Exchange(BoxError),
 }
 
 /// A server's answer, its interim answers handed on as they come.
