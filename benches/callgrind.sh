@@ -5,7 +5,7 @@
 #
 #   ./benches/callgrind.sh            # both rows
 #   ROWS=h1 ./benches/callgrind.sh    # HTTP/1.1 keep-alive (the fast path)
-#   ROWS=h2 ./benches/callgrind.sh    # h2c clients (hyper's HTTP/2, pooled HTTP/1.1 upstream)
+#   ROWS=h2 ./benches/callgrind.sh    # h2c clients (zkgate's HTTP/2 layer, pooled HTTP/1.1 upstream)
 #
 # Needs valgrind, wrk and h2load (Debian: valgrind wrk nghttp2-client).
 set -euo pipefail

@@ -116,13 +116,27 @@ pub async fn forward(
 async fn attempt_on(
     backend: &Backend,
     server: &Server,
-    mut request: Request<UpstreamBody>,
+    request: Request<UpstreamBody>,
     replay: Option<&Replay>,
     read: &BodyRead,
 ) -> Attempt {
     if backend.protocol == Protocol::Http1 && direct::takes(&request) {
         return direct::attempt(backend, server, request, read).await;
     }
+    // Boxed: its future is twice the direct way's, and every request's
+    // future (boxed whole, and so copied whole) would be as large.
+    Box::pin(attempt_by_client(backend, server, request, replay, read)).await
+}
+
+/// An attempt through a client of the server connection: hyper's for
+/// HTTP/1.1, zkgate's for HTTP/2.
+async fn attempt_by_client(
+    backend: &Backend,
+    server: &Server,
+    mut request: Request<UpstreamBody>,
+    replay: Option<&Replay>,
+    read: &BodyRead,
+) -> Attempt {
     let address = server.address();
     if backend.protocol == Protocol::Http2 {
         let scheme = if backend.tls.is_some() {
