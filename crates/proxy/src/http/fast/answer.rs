@@ -4,11 +4,26 @@
 //! body's known length, else chunked with its trailers), then the body.
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::response::Parts;
 use http::{header, HeaderMap, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Past this much waiting in `out`, it is written without waiting for more.
+const WRITE_AT: usize = 64 << 10;
+
+/// Writes what waits in `out`; whether there was anything.
+async fn flush_out<W: AsyncWrite + Unpin>(io: &mut W, out: &mut Vec<u8>) -> std::io::Result<bool> {
+    if out.is_empty() {
+        return Ok(false);
+    }
+    io.write_all(out).await?;
+    io.flush().await?;
+    out.clear();
+    Ok(true)
+}
 
 /// How the body is delimited on the wire.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -68,17 +83,34 @@ where
         return Ok(!close);
     }
     let mut sent = 0u64;
-    while let Some(frame) = body.frame().await {
+    // What is ready goes out with the head (one write); the head waits
+    // for nothing that is not.
+    let mut written_any = false;
+    loop {
+        let frame = match body.frame().now_or_never() {
+            Some(frame) => frame,
+            None => {
+                written_any |= flush_out(io, out).await?;
+                body.frame().await
+            }
+        };
+        let Some(frame) = frame else { break };
         // The server's body failed: the client can only tell by the
-        // connection ending before the body did.
+        // connection ending before the body did (with nothing at all, if
+        // nothing went yet).
         let Ok(frame) = frame else {
-            io.write_all(out).await?;
+            if written_any {
+                io.write_all(out).await?;
+            }
             return Ok(false);
         };
         match frame.into_data() {
             Ok(data) => {
                 sent += data.len() as u64;
                 encode_data(framing, &data, out);
+                if out.len() >= WRITE_AT {
+                    written_any |= flush_out(io, out).await?;
+                }
             }
             Err(frame) => {
                 let trailers = frame.into_trailers().ok();
@@ -92,11 +124,8 @@ where
                     io.flush().await?;
                     return Ok(!close);
                 }
-                continue;
             }
         }
-        io.write_all(out).await?;
-        out.clear();
     }
     match framing {
         Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),

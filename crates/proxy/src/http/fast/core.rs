@@ -1,20 +1,26 @@
 //! A request the fast path cannot carry as bytes (its backend speaks
-//! HTTP/2, or its answer is compressed), served through the full path's
-//! request core without leaving the connection: its head becomes an
-//! `http::Request`, the server's interim answers are written as they come,
-//! and the core's answer is written as HTTP/1.1 (`answer`). The requests
-//! on the fast path are bodiless, so nothing more is read meanwhile.
+//! HTTP/2, its answer is compressed, or it has a body), served through the
+//! full path's request core without leaving the connection: its head
+//! becomes an `http::Request`, its body (of a stated length) is read as
+//! the core takes it (`body`), the server's interim answers are written as
+//! they come, and the core's answer is written as HTTP/1.1 (`answer`).
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
-use tokio::io::AsyncWriteExt;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use super::answer::{encode_interim, write_answer, Asked};
+use super::body::{pump, queued};
 use super::head::{Head, Parsed};
 use super::{Client, Served, SCRATCH_HELD};
-use crate::http::full::ProxyService;
+use crate::http::full::{ProxyBody, ProxyService};
 use crate::http::interim::{InterimSink, InterimTarget};
 use crate::http::policy::RequestView;
 use crate::http::request_body::InboundBody;
@@ -69,7 +75,17 @@ impl Client<'_> {
         };
         let interims = Arc::new(Interims::default());
         let target: Arc<dyn InterimTarget> = interims.clone();
-        let mut request = request.map(|()| InboundBody::empty());
+        // The body, if any: read by this task as the core takes it, from
+        // the bytes after the head (the head stays in `buf` until the
+        // request is done; what follows the body goes back behind it).
+        let (body, feed) = match parsed.body {
+            0 => (InboundBody::empty(), None),
+            length => {
+                let (body, feed) = queued(length);
+                (InboundBody::Other(Box::pin(body)), Some(feed))
+            }
+        };
+        let mut request = request.map(|()| body);
         request.extensions_mut().insert(InterimSink::new(target, 0));
         let service = ProxyService::new(
             self.proxy.clone(),
@@ -77,35 +93,63 @@ impl Client<'_> {
             self.peer,
             ConnActivity::new(),
         );
-        let mut serving = service.serve(request);
+        let serving = service.serve(request);
+        let mut after_head = self.buf.split_off(parsed.len);
         let out = &mut self.scratch.as_deref_mut().expect(SCRATCH_HELD).out;
-        let answered = loop {
-            tokio::select! {
-                answered = &mut serving => break answered,
-                () = interims.came.notified() => {
-                    if write_interims(&mut self.io, &interims, out).await.is_err() {
-                        return Served::Close;
-                    }
+        // Whether the body was read whole (a bodiless one was).
+        let mut whole = (parsed.body == 0).then_some(true);
+        let written = {
+            let (mut reading, mut writing) = tokio::io::split(&mut self.io);
+            let answering = answer(serving, &interims, &mut writing, asked, out);
+            let pumping = async {
+                match feed {
+                    Some(feed) => pump(&mut reading, &mut after_head, parsed.body, feed).await,
+                    None => true,
+                }
+            };
+            tokio::pin!(answering, pumping);
+            loop {
+                tokio::select! {
+                    written = &mut answering => break written,
+                    pumped = &mut pumping, if whole.is_none() => whole = Some(pumped),
                 }
             }
         };
-        let Ok(response) = answered;
-        // Those that came with the answer go before it.
-        if write_interims(&mut self.io, &interims, out).await.is_err() {
-            return Served::Close;
-        }
-        let written = write_answer(&mut self.io, response, asked, out).await;
+        self.buf.unsplit(after_head);
         self.ended = Some(std::time::Instant::now());
         match written {
-            Ok(true) => Served::Next,
-            Ok(false) => Served::Last,
+            // A body not read whole leaves no way to the next request.
+            Ok(true) if whole.unwrap_or(false) => Served::Next,
+            Ok(_) => Served::Last,
             Err(_) => Served::Close,
         }
     }
 }
 
-async fn write_interims(
-    io: &mut super::ClientIo,
+/// Waits for the core's answer, writing interim answers as they come,
+/// then writes the answer. Whether the connection may go on.
+async fn answer<W: AsyncWrite + Unpin>(
+    serving: Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>,
+    interims: &Interims,
+    client: &mut W,
+    asked: Asked,
+    out: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    let mut serving = serving;
+    let answered = loop {
+        tokio::select! {
+            answered = &mut serving => break answered,
+            () = interims.came.notified() => write_interims(client, interims, out).await?,
+        }
+    };
+    let Ok(response) = answered;
+    // Those that came with the answer go before it.
+    write_interims(client, interims, out).await?;
+    write_answer(client, response, asked, out).await
+}
+
+async fn write_interims<W: AsyncWrite + Unpin>(
+    io: &mut W,
     interims: &Interims,
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {

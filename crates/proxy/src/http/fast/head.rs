@@ -50,6 +50,8 @@ pub struct Parsed {
     host: Option<u32>,
     /// The client asked to close the connection after this request.
     pub close: bool,
+    /// Its body's length (its one `Content-Length`; 0 without one).
+    pub body: u64,
 }
 
 /// What the start of a client's buffer holds.
@@ -60,7 +62,8 @@ pub enum Scan {
     /// More bytes are needed.
     Partial,
     /// Malformed, too large, or something the fast path leaves to hyper:
-    /// a body, `Upgrade`, `Expect`, HTTP/1.0, an absolute URI, `CONNECT`, …
+    /// a body framed otherwise than by one plain `Content-Length`,
+    /// `Upgrade`, `Expect`, HTTP/1.0, an absolute URI, `CONNECT`, …
     Other,
 }
 
@@ -95,6 +98,7 @@ pub fn scan(buf: &[u8], fields: &mut Vec<Field>) -> Scan {
             .unwrap_or(target.len()) as u32,
         host: None,
         close: false,
+        body: 0,
     };
     let mut seen_length = false;
     for header in request.headers.iter() {
@@ -102,9 +106,14 @@ pub fn scan(buf: &[u8], fields: &mut Vec<Field>) -> Scan {
         let value = header.value;
         let role = match role_of(name) {
             Some(role) => role,
-            // A request body, a protocol switch or `Expect: 100-continue`: hyper's.
-            // One `Content-Length: 0` is kept: some servers want a length on a POST.
-            None if is_bodiless_length(name, value) && !seen_length => {
+            // One plain `Content-Length` (the request core takes its
+            // body); any other framing, a protocol switch or `Expect:
+            // 100-continue`: hyper's.
+            None if !seen_length && spells(name, b"content-length") => {
+                let Some(length) = plain_length(value) else {
+                    return Scan::Other;
+                };
+                parsed.body = length;
                 seen_length = true;
                 Role::Plain
             }
@@ -153,9 +162,13 @@ fn role_of(name: &[u8]) -> Option<Role> {
     })
 }
 
-/// `Content-Length: 0`: no body, as without a `Content-Length`.
-fn is_bodiless_length(name: &[u8], value: &[u8]) -> bool {
-    spells(name, b"content-length") && value == b"0"
+/// A `Content-Length` in its one plain spelling: digits, no leading zero
+/// (but `0`), short of any overflow. Anything else is hyper's to refuse.
+fn plain_length(value: &[u8]) -> Option<u64> {
+    let plain = matches!(value, [b'0'] | [b'1'..=b'9', ..])
+        && value.len() <= 15
+        && value.iter().all(u8::is_ascii_digit);
+    plain.then(|| value.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Whether `Connection` asks to close (`Some(true)`); `None` when it names
@@ -408,10 +421,25 @@ mod tests {
     }
 
     #[test]
+    fn one_plain_content_length_states_the_body() {
+        let (parsed, _) = complete("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(parsed.body, 5);
+        let (parsed, _) = complete("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(parsed.body, 0);
+        let (parsed, _) = complete("POST / HTTP/1.1\r\nContent-Length: 999999999999999\r\n\r\n");
+        assert_eq!(parsed.body, 999_999_999_999_999);
+    }
+
+    #[test]
     fn everything_unusual_is_left_to_hyper() {
         for raw in [
-            "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 1000000000000000\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
             "GET / HTTP/1.1\r\nContent-Length: 00\r\n\r\n",
             "GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
             "GET / HTTP/1.0\r\n\r\n",

@@ -5,16 +5,18 @@
 //! it with only hop-by-hop and X-Forwarded-* headers rewritten, and the
 //! response's head and body are forwarded as bytes (chunked stays chunked).
 //!
-//! A bodiless request whose backend speaks HTTP/2, or whose answer is
-//! compressed, goes through the request core as an `http::Request`
-//! (`core`), its answer written back as HTTP/1.1 (`answer`). Anything else
-//! (a request body, `Upgrade`, `Expect`, HTTP/1.0, an absolute URI, a
-//! malformed or oversized head) hands the connection, with the bytes read
-//! so far, to the hyper-based path for the rest of its life; that path
-//! also gives malformed requests their answers.
+//! A request whose backend speaks HTTP/2, whose answer is compressed, or
+//! which has a body under one plain `Content-Length` goes through the
+//! request core as an `http::Request` (`core`), its body read as the core
+//! takes it (`body`), its answer written back as HTTP/1.1 (`answer`).
+//! Anything else (a chunked body, `Upgrade`, `Expect`, HTTP/1.0, an
+//! absolute URI, a malformed or oversized head) hands the connection, with
+//! the bytes read so far, to the hyper-based path for the rest of its
+//! life; that path also gives malformed requests their answers.
 
 mod answer;
 mod ascii;
+mod body;
 pub(crate) mod chunked;
 mod core;
 mod exchange;

@@ -78,18 +78,22 @@ impl Client<'_> {
                 self.frontend,
                 self.peer.ip(),
                 &head,
-                |backend| backend.protocol == Protocol::Http1,
+                // Bodies go through the request core.
+                |backend| backend.protocol == Protocol::Http1 && parsed.body == 0,
                 false,
             );
             (decision, head.is_head())
         };
+        // zkgate's own answer to a request with a body leaves the body
+        // unread: the connection cannot go on past it.
+        let unread_body = parsed.body > 0 && !matches!(decision, Decision::Elsewhere);
         let mut current = Current {
             parsed,
             head: is_head,
-            close,
+            close: close || unread_body,
             logged_since,
         };
-        match decision {
+        let served = match decision {
             Decision::Forward(ref routed) => {
                 let retired = routed.retired;
                 current.close |= retired;
@@ -129,9 +133,11 @@ impl Client<'_> {
                 self.log(frontend, None, current, own_answer(status, current), None);
                 last_if(served, retired)
             }
-            // Its backend speaks HTTP/2, or its answer is compressed.
+            // Its backend speaks HTTP/2, its answer is compressed, or it
+            // has a body.
             Decision::Elsewhere => self.through_core(parsed, current.close).await,
-        }
+        };
+        last_if(served, unread_body)
     }
 
     /// Sends the request to a server of the backend it was routed to and
