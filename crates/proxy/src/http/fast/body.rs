@@ -7,10 +7,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
+use crate::http::interim::InterimSink;
 use crate::http::BoxError;
 
 /// Chunks of the body waiting for the request core.
@@ -23,6 +25,9 @@ pub struct QueuedBody {
     chunks: mpsc::Receiver<Result<Bytes, BoxError>>,
     /// Bytes still to come.
     left: u64,
+    /// Where a `100 Continue` goes when the body is first asked for, for a
+    /// client that said `Expect: 100-continue`.
+    to_continue: Option<InterimSink>,
 }
 
 /// Where the connection's task puts the body's chunks.
@@ -31,13 +36,21 @@ pub type Feed = mpsc::Sender<Result<Bytes, BoxError>>;
 /// A body of `length` bytes, and where its chunks go in.
 pub fn queued(length: u64) -> (QueuedBody, Feed) {
     let (feed, chunks) = mpsc::channel(QUEUED);
-    (
-        QueuedBody {
-            chunks,
-            left: length,
-        },
-        feed,
-    )
+    let body = QueuedBody {
+        chunks,
+        left: length,
+        to_continue: None,
+    };
+    (body, feed)
+}
+
+impl QueuedBody {
+    /// Answers the client's `Expect: 100-continue` through `sink` when
+    /// the body is first asked for (unless some of it came already).
+    pub fn continue_through(mut self, sink: InterimSink) -> Self {
+        self.to_continue = Some(sink);
+        self
+    }
 }
 
 impl Body for QueuedBody {
@@ -50,6 +63,11 @@ impl Body for QueuedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.left == 0 {
             return Poll::Ready(None);
+        }
+        if let Some(sink) = self.to_continue.take() {
+            if self.chunks.is_empty() {
+                sink.send(StatusCode::CONTINUE, HeaderMap::new());
+            }
         }
         match std::task::ready!(self.chunks.poll_recv(cx)) {
             Some(Ok(chunk)) => {

@@ -78,15 +78,19 @@ impl Client<'_> {
         // The body, if any: read by this task as the core takes it, from
         // the bytes after the head (the head stays in `buf` until the
         // request is done; what follows the body goes back behind it).
+        let sink = InterimSink::new(target, 0);
         let (body, feed) = match parsed.body {
             0 => (InboundBody::empty(), None),
             length => {
-                let (body, feed) = queued(length);
+                let (mut body, feed) = queued(length);
+                if parsed.expects_continue {
+                    body = body.continue_through(sink.clone());
+                }
                 (InboundBody::Other(Box::pin(body)), Some(feed))
             }
         };
         let mut request = request.map(|()| body);
-        request.extensions_mut().insert(InterimSink::new(target, 0));
+        request.extensions_mut().insert(sink);
         let service = ProxyService::new(
             self.proxy.clone(),
             self.frontend,

@@ -52,6 +52,8 @@ pub struct Parsed {
     pub close: bool,
     /// Its body's length (its one `Content-Length`; 0 without one).
     pub body: u64,
+    /// It said `Expect: 100-continue`.
+    pub expects_continue: bool,
 }
 
 /// What the start of a client's buffer holds.
@@ -99,6 +101,7 @@ pub fn scan(buf: &[u8], fields: &mut Vec<Field>) -> Scan {
         host: None,
         close: false,
         body: 0,
+        expects_continue: false,
     };
     let mut seen_length = false;
     for header in request.headers.iter() {
@@ -109,6 +112,14 @@ pub fn scan(buf: &[u8], fields: &mut Vec<Field>) -> Scan {
             // One plain `Content-Length` (the request core takes its
             // body); any other framing, a protocol switch or `Expect:
             // 100-continue`: hyper's.
+            // The request core answers it (as the body is first asked for).
+            None if !parsed.expects_continue
+                && spells(name, b"expect")
+                && value.trim_ascii().eq_ignore_ascii_case(b"100-continue") =>
+            {
+                parsed.expects_continue = true;
+                Role::Plain
+            }
             None if !seen_length && spells(name, b"content-length") => {
                 let Some(length) = plain_length(value) else {
                     return Scan::Other;
@@ -428,6 +439,10 @@ mod tests {
         assert_eq!(parsed.body, 0);
         let (parsed, _) = complete("POST / HTTP/1.1\r\nContent-Length: 999999999999999\r\n\r\n");
         assert_eq!(parsed.body, 999_999_999_999_999);
+        assert!(!parsed.expects_continue);
+        let (parsed, _) =
+            complete("PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n");
+        assert!(parsed.expects_continue);
     }
 
     #[test]
@@ -448,7 +463,9 @@ mod tests {
             "OPTIONS * HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "GET / HTTP/1.1\r\nConnection: x-secret\r\nX-Secret: 1\r\n\r\n",
-            "PUT / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "PUT / HTTP/1.1\r\nExpect: 100-continue\r\nExpect: 100-continue\r\n\r\n",
+            "PUT / HTTP/1.1\r\nExpect: 100-continue, x\r\n\r\n",
+            "PUT / HTTP/1.1\r\nExpect: something-else\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             "GET /a\"b HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
