@@ -529,15 +529,16 @@ async fn a_body_zkgate_does_not_read_ends_the_connection_after_its_answer() {
 async fn requests_with_bodies_stay_on_the_fast_path_and_keep_their_order() {
     let server = HttpServer::start("s1").await;
     let (_zkgate, addr) = start_in_front_of(server.addr, "").await;
-    // Two uploads and a GET, pipelined in one write, the first upload's
-    // body split from its head by the write boundary of the second part.
+    // Two uploads (a stated length, then chunked with a trailer) and a
+    // GET, pipelined, the first upload's body split from its head by the
+    // write boundary of the second part.
     let mut client = TcpStream::connect(addr).await.unwrap();
     client
         .write_all(b"POST /upload?n=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhel")
         .await
         .unwrap();
     client
-        .write_all(b"loPOST /upload?n=2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /headers HTTP/1.1\r\nHost: a\r\nX-Third: 3\r\nConnection: close\r\n\r\n")
+        .write_all(b"loPOST /upload?n=2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n2;x=y\r\nbc\r\n0\r\nChecksum: 1\r\n\r\nGET /headers HTTP/1.1\r\nHost: a\r\nX-Third: 3\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();

@@ -79,10 +79,11 @@ impl Client<'_> {
         // the bytes after the head (the head stays in `buf` until the
         // request is done; what follows the body goes back behind it).
         let sink = InterimSink::new(target, 0);
-        let (body, feed) = match parsed.body {
-            0 => (InboundBody::empty(), None),
-            length => {
-                let (mut body, feed) = queued(length);
+        let framing = parsed.body_framing();
+        let (body, feed) = match framing {
+            None => (InboundBody::empty(), None),
+            Some(framing) => {
+                let (mut body, feed) = queued(framing);
                 if parsed.expects_continue {
                     body = body.continue_through(sink.clone());
                 }
@@ -101,14 +102,16 @@ impl Client<'_> {
         let mut after_head = self.buf.split_off(parsed.len);
         let out = &mut self.scratch.as_deref_mut().expect(SCRATCH_HELD).out;
         // Whether the body was read whole (a bodiless one was).
-        let mut whole = (parsed.body == 0).then_some(true);
+        let mut whole = framing.is_none().then_some(true);
         let written = {
             let (mut reading, mut writing) = tokio::io::split(&mut self.io);
             let answering = answer(serving, &interims, &mut writing, asked, out);
             let pumping = async {
-                match feed {
-                    Some(feed) => pump(&mut reading, &mut after_head, parsed.body, feed).await,
-                    None => true,
+                match (framing, feed) {
+                    (Some(framing), Some(feed)) => {
+                        pump(&mut reading, &mut after_head, framing, feed).await
+                    }
+                    _ => true,
                 }
             };
             tokio::pin!(answering, pumping);

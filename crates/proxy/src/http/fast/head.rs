@@ -52,6 +52,8 @@ pub struct Parsed {
     pub close: bool,
     /// Its body's length (its one `Content-Length`; 0 without one).
     pub body: u64,
+    /// Its body is chunked (its one `Transfer-Encoding`, without a length).
+    pub chunked: bool,
     /// It said `Expect: 100-continue`.
     pub expects_continue: bool,
 }
@@ -101,6 +103,7 @@ pub fn scan(buf: &[u8], fields: &mut Vec<Field>) -> Scan {
         host: None,
         close: false,
         body: 0,
+        chunked: false,
         expects_continue: false,
     };
     let mut seen_length = false;
@@ -109,15 +112,23 @@ pub fn scan(buf: &[u8], fields: &mut Vec<Field>) -> Scan {
         let value = header.value;
         let role = match role_of(name) {
             Some(role) => role,
-            // One plain `Content-Length` (the request core takes its
-            // body); any other framing, a protocol switch or `Expect:
-            // 100-continue`: hyper's.
+            // One plain `Content-Length`, or one `Transfer-Encoding:
+            // chunked` (the request core takes its body); any other
+            // framing or a protocol switch: hyper's.
             // The request core answers it (as the body is first asked for).
             None if !parsed.expects_continue
                 && spells(name, b"expect")
                 && value.trim_ascii().eq_ignore_ascii_case(b"100-continue") =>
             {
                 parsed.expects_continue = true;
+                Role::Plain
+            }
+            None if !seen_length && spells(name, b"transfer-encoding") => {
+                if !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                    return Scan::Other;
+                }
+                parsed.chunked = true;
+                seen_length = true;
                 Role::Plain
             }
             None if !seen_length && spells(name, b"content-length") => {
@@ -233,6 +244,17 @@ pub struct Head<'a> {
     pub buf: &'a [u8],
     pub fields: &'a [Field],
     pub parsed: Parsed,
+}
+
+impl Parsed {
+    /// How its body is framed, if it has one.
+    pub fn body_framing(&self) -> Option<super::body::Framing> {
+        if self.chunked {
+            Some(super::body::Framing::Chunked)
+        } else {
+            (self.body > 0).then_some(super::body::Framing::Length(self.body))
+        }
+    }
 }
 
 impl<'a> Head<'a> {
@@ -432,7 +454,7 @@ mod tests {
     }
 
     #[test]
-    fn one_plain_content_length_states_the_body() {
+    fn one_plain_length_or_chunked_states_the_body() {
         let (parsed, _) = complete("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
         assert_eq!(parsed.body, 5);
         let (parsed, _) = complete("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
@@ -443,13 +465,22 @@ mod tests {
         let (parsed, _) =
             complete("PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n");
         assert!(parsed.expects_continue);
+        let (parsed, _) = complete("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        assert!(parsed.chunked);
+        assert_eq!(
+            parsed.body_framing(),
+            Some(super::super::body::Framing::Chunked)
+        );
     }
 
     #[test]
     fn everything_unusual_is_left_to_hyper() {
         for raw in [
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 1000000000000000\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",

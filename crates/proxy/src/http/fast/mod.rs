@@ -6,12 +6,13 @@
 //! response's head and body are forwarded as bytes (chunked stays chunked).
 //!
 //! A request whose backend speaks HTTP/2, whose answer is compressed, or
-//! which has a body under one plain `Content-Length` goes through the
-//! request core as an `http::Request` (`core`), its body read as the core
-//! takes it (`body`, with a `100` for `Expect: 100-continue`), its answer
-//! written back as HTTP/1.1 (`answer`). Anything else (a chunked body,
-//! `Upgrade`, another `Expect`, HTTP/1.0, an absolute URI, a malformed or
-//! oversized head) hands the connection, with
+//! which has a body (one plain `Content-Length`, or one `Transfer-Encoding:
+//! chunked`) goes through the request core as an `http::Request` (`core`),
+//! its body read as the core takes it (`body`, with a `100` for `Expect:
+//! 100-continue`), its answer written back as HTTP/1.1 (`answer`).
+//! Anything else (a body framed otherwise, `Upgrade`, another `Expect`,
+//! HTTP/1.0, an absolute URI, a malformed or oversized head) hands the
+//! connection, with
 //! the bytes read so far, to the hyper-based path for the rest of its
 //! life; that path also gives malformed requests their answers.
 

@@ -79,14 +79,15 @@ impl Client<'_> {
                 self.peer.ip(),
                 &head,
                 // Bodies go through the request core.
-                |backend| backend.protocol == Protocol::Http1 && parsed.body == 0,
+                |backend| backend.protocol == Protocol::Http1 && parsed.body_framing().is_none(),
                 false,
             );
             (decision, head.is_head())
         };
         // zkgate's own answer to a request with a body leaves the body
         // unread: the connection cannot go on past it.
-        let unread_body = parsed.body > 0 && !matches!(decision, Decision::Elsewhere);
+        let unread_body =
+            parsed.body_framing().is_some() && !matches!(decision, Decision::Elsewhere);
         let mut current = Current {
             parsed,
             head: is_head,
