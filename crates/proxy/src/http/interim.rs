@@ -33,6 +33,28 @@ impl InterimSink {
     }
 }
 
+/// A `100 Continue` owed to a client that said `Expect: 100-continue`:
+/// sent when its body is first asked for (on its way to a server), unless
+/// some of it came already. The server never sees the `Expect`.
+#[derive(Default)]
+pub struct ContinueOwed(Option<InterimSink>);
+
+impl ContinueOwed {
+    /// Owed to the client of `sink`.
+    pub fn to(sink: InterimSink) -> Self {
+        ContinueOwed(Some(sink))
+    }
+
+    /// The body is asked for; `arrived`: some of it is here already.
+    pub fn body_asked(&mut self, arrived: bool) {
+        if let Some(sink) = self.0.take() {
+            if !arrived {
+                sink.send(StatusCode::CONTINUE, HeaderMap::new());
+            }
+        }
+    }
+}
+
 /// Marks a server's answer that came after interim answers: where such
 /// an exchange ends is the server's word alone, so its connection is not
 /// used again (as on the fast path).

@@ -8,13 +8,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::chunked::Chunked;
-use crate::http::interim::InterimSink;
+use crate::http::interim::{ContinueOwed, InterimSink};
 use crate::http::BoxError;
 
 /// Pieces of the body waiting for the request core.
@@ -45,9 +45,8 @@ pub struct QueuedBody {
     /// Bytes still to come, when stated.
     left: Option<u64>,
     ended: bool,
-    /// Where a `100 Continue` goes when the body is first asked for, for a
-    /// client that said `Expect: 100-continue`.
-    to_continue: Option<InterimSink>,
+    /// For a client that said `Expect: 100-continue`.
+    to_continue: ContinueOwed,
 }
 
 /// Where the connection's task puts the body's pieces.
@@ -64,7 +63,7 @@ pub fn queued(framing: Framing) -> (QueuedBody, Feed) {
         pieces,
         left,
         ended: left == Some(0),
-        to_continue: None,
+        to_continue: ContinueOwed::default(),
     };
     (body, feed)
 }
@@ -73,7 +72,7 @@ impl QueuedBody {
     /// Answers the client's `Expect: 100-continue` through `sink` when
     /// the body is first asked for (unless some of it came already).
     pub fn continue_through(mut self, sink: InterimSink) -> Self {
-        self.to_continue = Some(sink);
+        self.to_continue = ContinueOwed::to(sink);
         self
     }
 }
@@ -89,11 +88,8 @@ impl Body for QueuedBody {
         if self.ended {
             return Poll::Ready(None);
         }
-        if let Some(sink) = self.to_continue.take() {
-            if self.pieces.is_empty() {
-                sink.send(StatusCode::CONTINUE, HeaderMap::new());
-            }
-        }
+        let arrived = !self.pieces.is_empty();
+        self.to_continue.body_asked(arrived);
         let piece = std::task::ready!(self.pieces.poll_recv(cx));
         Poll::Ready(match piece {
             Some(Piece::Frame(frame)) => {

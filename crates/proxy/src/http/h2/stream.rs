@@ -20,7 +20,7 @@ use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::http::interim::{InterimSink, InterimTarget};
+use crate::http::interim::{ContinueOwed, InterimSink, InterimTarget};
 use crate::http::request_body::BoxError;
 
 /// Taken bytes of one stream that make the connection send its
@@ -214,10 +214,8 @@ pub struct RequestBody {
     /// What `content-length` said and what is still to come (the
     /// connection resets a stream whose DATA differ from it).
     remaining: Option<u64>,
-    /// A client that sent `expect: 100-continue` is told to go on when
-    /// the body is first read (on its way to a server), as hyper does
-    /// for HTTP/1.1 clients; the server never sees the `expect`.
-    to_continue: Option<InterimSink>,
+    /// For a client that sent `expect: 100-continue`.
+    to_continue: ContinueOwed,
 }
 
 impl RequestBody {
@@ -225,13 +223,13 @@ impl RequestBody {
         RequestBody {
             inbound,
             remaining: declared,
-            to_continue: None,
+            to_continue: ContinueOwed::default(),
         }
     }
 
     /// Sends `100 Continue` through `sink` when the body is first read.
     pub fn continue_through(mut self, sink: InterimSink) -> Self {
-        self.to_continue = Some(sink);
+        self.to_continue = ContinueOwed::to(sink);
         self
     }
 }
@@ -244,11 +242,8 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(sink) = self.to_continue.take() {
-            if !self.inbound.has_arrived() {
-                sink.send(StatusCode::CONTINUE, HeaderMap::new());
-            }
-        }
+        let arrived = self.inbound.has_arrived();
+        self.to_continue.body_asked(arrived);
         let polled = self.inbound.poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let (Some(data), Some(remaining)) = (frame.data_ref(), &mut self.remaining) {
