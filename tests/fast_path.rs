@@ -557,3 +557,54 @@ async fn requests_with_bodies_stay_on_the_fast_path_and_keep_their_order() {
     let third = answer.find("x-third: 3").expect("the GET's headers");
     assert!(one < two && two < third, "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_carries_upload_after_upload() {
+    let server = HttpServer::start("s1").await;
+    let (_zkgate, addr) = start_in_front_of(server.addr, "").await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    for n in 0..30 {
+        let request = if n % 2 == 0 {
+            "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello".to_owned()
+        } else {
+            "POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_owned()
+        };
+        client.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_answer(&mut client)
+            .await
+            .unwrap_or_else(|| panic!("upload {n}: no whole answer"));
+        assert!(answer.starts_with("HTTP/1.1 200"), "upload {n}: {answer}");
+        assert!(answer.contains("\r\n\r\n5 "), "upload {n}: {answer}");
+        assert!(
+            !answer.to_ascii_lowercase().contains("connection: close"),
+            "upload {n}: {answer}"
+        );
+    }
+}
+
+/// One answer with a `content-length`, head and body, as text.
+async fn read_answer(client: &mut TcpStream) -> Option<String> {
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..at]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))?
+                .parse()
+                .ok()?;
+            if got.len() >= at + 4 + length {
+                return Some(String::from_utf8_lossy(&got).into_owned());
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+}

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use futures_util::FutureExt;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
@@ -115,12 +116,18 @@ impl Client<'_> {
                 }
             };
             tokio::pin!(answering, pumping);
-            loop {
+            let written = loop {
                 tokio::select! {
-                    written = &mut answering => break written,
+                    biased;
                     pumped = &mut pumping, if whole.is_none() => whole = Some(pumped),
+                    written = &mut answering => break written,
                 }
+            };
+            // A body that came whole as the answer did is not left behind.
+            if whole.is_none() {
+                whole = pumping.as_mut().now_or_never();
             }
+            written
         };
         self.buf.unsplit(after_head);
         self.ended = Some(std::time::Instant::now());
