@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zkgate_testkit::h2_server::H2Server;
 
@@ -22,36 +22,6 @@ const LARGE: usize = 3 << 20 | 12_345;
 
 fn payload() -> Vec<u8> {
     (0..LARGE).map(|i| (i % 251) as u8).collect()
-}
-
-/// Reads an HTTP/1.1 answer with a `content-length`: its head and body.
-async fn read_sized_answer<R: AsyncRead + Unpin>(read: &mut R) -> (String, Vec<u8>) {
-    let mut got = Vec::new();
-    let mut chunk = vec![0u8; 64 << 10];
-    loop {
-        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..at]).into_owned();
-            let length: usize = head
-                .lines()
-                .find_map(|line| {
-                    line.to_ascii_lowercase()
-                        .strip_prefix("content-length: ")
-                        .map(str::to_owned)
-                })
-                .expect("a content-length")
-                .parse()
-                .unwrap();
-            if got.len() >= at + 4 + length {
-                return (head, got[at + 4..].to_vec());
-            }
-        }
-        let n = tokio::time::timeout(WAIT, read.read(&mut chunk))
-            .await
-            .expect("the answer goes on")
-            .unwrap();
-        assert!(n > 0, "closed after {} bytes", got.len());
-        got.extend_from_slice(&chunk[..n]);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

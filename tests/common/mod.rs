@@ -243,3 +243,34 @@ pub async fn send_on_new_connection(
         sender.send_request(request).await.unwrap()
     }
 }
+
+/// Reads an HTTP/1.1 answer with a `content-length`: its head and body.
+pub async fn read_sized_answer<R: tokio::io::AsyncRead + Unpin>(read: &mut R) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..at]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    line.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .expect("a content-length")
+                .parse()
+                .unwrap();
+            if got.len() >= at + 4 + length {
+                return (head, got[at + 4..].to_vec());
+            }
+        }
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), read.read(&mut chunk))
+            .await
+            .expect("the answer goes on")
+            .unwrap();
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&chunk[..n]);
+    }
+}

@@ -47,6 +47,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The `content-length` a message states, if it states one number (the
+/// request core refuses a request with any other; a server's answer with
+/// any other never gets this far).
+pub fn stated_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Whether a server's connection may carry another request after this
 /// response (RFC 9112 §9.3): HTTP/1.1, no `close` among its `Connection`
 /// options, and a body whose end is beyond doubt: its length stated or

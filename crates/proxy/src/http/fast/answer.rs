@@ -11,6 +11,8 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::http::headers::stated_length;
+
 /// Past this much waiting in `out`, it is written without waiting for more.
 const WRITE_AT: usize = 64 << 10;
 
@@ -158,12 +160,7 @@ fn framing(parts: &Parts, body: &impl Body, head_request: bool) -> Framing {
     {
         return Framing::None;
     }
-    let stated = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    match stated.or_else(|| body.size_hint().exact()) {
+    match stated_length(&parts.headers).or_else(|| body.size_hint().exact()) {
         Some(length) => Framing::Length(length),
         None => Framing::Chunked,
     }

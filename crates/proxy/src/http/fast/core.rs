@@ -143,13 +143,12 @@ impl Client<'_> {
 /// Waits for the core's answer, writing interim answers as they come,
 /// then writes the answer. Whether the connection may go on.
 async fn answer<W: AsyncWrite + Unpin>(
-    serving: Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>,
+    mut serving: Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>,
     interims: &Interims,
     client: &mut W,
     asked: Asked,
     out: &mut Vec<u8>,
 ) -> std::io::Result<bool> {
-    let mut serving = serving;
     let answered = loop {
         tokio::select! {
             answered = &mut serving => break answered,

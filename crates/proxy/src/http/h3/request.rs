@@ -11,13 +11,13 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use h3::error::Code;
 use h3::server::{RequestResolver, RequestStream};
-use http::{header, HeaderMap, Response};
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tracing::debug;
 
 use crate::http::full::ProxyService;
-use crate::http::headers::strip_hop_by_hop;
+use crate::http::headers::{stated_length, strip_hop_by_hop};
 use crate::http::request_body::{BoxError, InboundBody};
 
 /// The stream's two halves: the answer goes out on one while the request's
@@ -40,7 +40,7 @@ pub async fn serve(
             Err(_) => return debug!("HTTP/3 request head not complete within client_header"),
         };
     let (mut send, recv) = stream.split();
-    let declared = declared_length(request.headers());
+    let declared = stated_length(request.headers());
     let mut body = ClientStream::new(recv, declared);
     if declared.is_none() && seldom_has_body(request.method()) {
         // The end of a GET may come a packet after its head: wait for it
@@ -98,15 +98,6 @@ fn seldom_has_body(method: &http::Method) -> bool {
         Method::TRACE,
     ]
     .contains(method)
-}
-
-/// The request's `content-length`, if it states one number (the request
-/// core refuses any other with a 400).
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
 }
 
 /// The body's content is not what its `content-length` said (RFC 9114

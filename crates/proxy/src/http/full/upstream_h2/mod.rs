@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use h2::client::{Connection, ResponseFuture, SendRequest};
 use http::request::Parts;
-use http::{header, HeaderMap, Method, Request, Response};
+use http::{header, Method, Request, Response};
 use http_body::Body as _;
 use tokio::sync::watch;
 use tracing::debug;
@@ -27,7 +27,7 @@ use tracing::debug;
 pub use self::body::H2Body;
 use self::body::{send_body, BodyFault};
 use self::tunnel::H2Tunnel;
-use crate::http::headers::strip_hop_by_hop;
+use crate::http::headers::{stated_length, strip_hop_by_hop};
 use crate::http::interim::InterimSink;
 use crate::http::pool::UpstreamBody;
 use crate::http::switched::SwitchedSlot;
@@ -154,7 +154,7 @@ impl H2Conn {
                 Ok(response)
             }
             _ => {
-                let length = content_length(&parts.headers);
+                let length = stated_length(&parts.headers);
                 let body = H2Body::new(recv, length);
                 Ok(Response::from_parts(parts, body))
             }
@@ -218,15 +218,6 @@ fn for_h2_wire(parts: &mut Parts, body: &UpstreamBody) {
             .extensions
             .insert(h2::ext::Protocol::from(protocol.as_str()));
     }
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// Drives the connection, telling `tell` once the server's `SETTINGS`
