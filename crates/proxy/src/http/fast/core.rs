@@ -91,15 +91,14 @@ impl Client<'_> {
                 (InboundBody::Other(Box::pin(body)), Some(feed))
             }
         };
-        let mut request = request.map(|()| body);
-        request.extensions_mut().insert(sink);
+        let request = request.map(|()| body);
         let service = ProxyService::new(
             self.proxy.clone(),
             self.frontend,
             self.peer,
             ConnActivity::new(),
         );
-        let serving = service.serve(request);
+        let serving = service.serve(request, Some(sink));
         let mut after_head = self.buf.split_off(parsed.len);
         let out = &mut self.scratch.as_deref_mut().expect(SCRATCH_HELD).out;
         // Whether the body was read whole (a bodiless one was).

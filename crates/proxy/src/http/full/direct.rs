@@ -50,6 +50,7 @@ pub(super) async fn attempt(
     server: &Server,
     request: Request<UpstreamBody>,
     read: &BodyRead,
+    interim: Option<&InterimSink>,
 ) -> Attempt {
     let address = server.address();
     let tls = backend.tls.as_deref();
@@ -57,7 +58,6 @@ pub(super) async fn attempt(
     let mut head = Vec::with_capacity(256);
     encode_head(&request, &mut head);
     let head_method = request.method() == Method::HEAD;
-    let interim = request.extensions().get::<InterimSink>();
     let mut cached = ServerConn::cached(key, Instant::now()).await;
     loop {
         let reused = cached.is_some();

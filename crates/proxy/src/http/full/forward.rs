@@ -19,7 +19,7 @@ use super::client::{Conn, SendFailed};
 use super::direct;
 use crate::http::copy::BodyCopy;
 use crate::http::headers::{keeps_alive, response_framing_is_sound};
-use crate::http::interim::AfterInterim;
+use crate::http::interim::{AfterInterim, InterimSink};
 use crate::http::policy::retry::{self, head_arrived, Tries};
 use crate::http::pool::{PoolKey, UpstreamBody};
 use crate::http::request_body::{is_client_body_timeout, BodyRead, ClientBody};
@@ -66,19 +66,38 @@ impl Replay {
     }
 }
 
+/// How a request is sent, besides where.
+pub struct Sending {
+    /// How long the client's body may pause.
+    pub client_idle: Duration,
+    /// The balancer's key, for hashing backends.
+    pub key: Option<u64>,
+    /// The server a sticky-session cookie names.
+    pub sticky: Option<SocketAddr>,
+    /// Takes in the body for a mirror as it passes.
+    pub copy: Option<BodyCopy>,
+    /// Where the server's interim (1xx) answers go, if the client's wire
+    /// carries them. Passed beside the request rather than in its
+    /// extensions, whose map would cost every request an allocation.
+    pub interim: Option<InterimSink>,
+}
+
 /// Sends `request` to a server of `backend`: the `sticky` one if given and
 /// usable, else the balancer's pick; on a failure that is safe to retry,
-/// another server, up to `retries` times. `copy` takes in the body for a
-/// mirror as it passes.
+/// another server, up to `retries` times.
 pub async fn forward(
     backend: &Backend,
     request: Request<InboundBody>,
-    client_idle: Duration,
-    key: Option<u64>,
-    sticky: Option<SocketAddr>,
+    sending: Sending,
     proxy: &Proxy,
-    copy: Option<BodyCopy>,
 ) -> Forwarded {
+    let Sending {
+        client_idle,
+        key,
+        sticky,
+        copy,
+        interim,
+    } = sending;
     let (parts, body) = request.into_parts();
     let (body, read) = ClientBody::new(body, client_idle, copy);
     let mut request = Request::from_parts(parts, Either::Left(body));
@@ -92,7 +111,12 @@ pub async fn forward(
     };
     let mut tries = Tries::new(proxy, backend, sticky, key);
     while let Some(server) = tries.next() {
-        let outcome = attempt_on(backend, server, request, replay.as_ref(), &read).await;
+        let sent = Sent {
+            replay: replay.as_ref(),
+            read: &read,
+            interim: interim.as_ref(),
+        };
+        let outcome = attempt_on(backend, server, request, sent).await;
         let (forwarded, ok) = match outcome {
             Attempt::Answered(response) => {
                 let ok = !response.status().is_server_error();
@@ -113,19 +137,38 @@ pub async fn forward(
     Forwarded::Failed(tries.exhausted())
 }
 
+/// What an attempt needs besides the request.
+#[derive(Clone, Copy)]
+struct Sent<'a> {
+    replay: Option<&'a Replay>,
+    read: &'a BodyRead,
+    interim: Option<&'a InterimSink>,
+}
+
 async fn attempt_on(
     backend: &Backend,
     server: &Server,
-    request: Request<UpstreamBody>,
-    replay: Option<&Replay>,
-    read: &BodyRead,
+    mut request: Request<UpstreamBody>,
+    sent: Sent<'_>,
 ) -> Attempt {
     if backend.protocol == Protocol::Http1 && direct::takes(&request) {
-        return direct::attempt(backend, server, request, read).await;
+        return direct::attempt(backend, server, request, sent.read, sent.interim).await;
+    }
+    // The clients of server connections (hyper's, our HTTP/2 one) find
+    // the sink among the request's extensions.
+    if let Some(sink) = sent.interim {
+        request.extensions_mut().insert(sink.clone());
     }
     // Boxed: its future is twice the direct way's, and every request's
     // future (boxed whole, and so copied whole) would be as large.
-    Box::pin(attempt_by_client(backend, server, request, replay, read)).await
+    Box::pin(attempt_by_client(
+        backend,
+        server,
+        request,
+        sent.replay,
+        sent.read,
+    ))
+    .await
 }
 
 /// An attempt through a client of the server connection: hyper's for

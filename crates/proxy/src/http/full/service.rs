@@ -14,11 +14,12 @@ use zkgate_routing::{Compressing, FrontendId, Mirror};
 use super::answer::{error, redirect, too_many_requests};
 use super::body::{PendingLog, ProxyBody, RequestDone};
 use super::compress::compress;
-use super::forward::{forward, Forwarded};
+use super::forward::{forward, Forwarded, Sending};
 use super::mirror::{spawn as spawn_mirror, CopiedHead};
 use super::upgrade;
 use crate::http::copy::{BodyCopy, CopiedBody, MAX_COPIED_BODY};
 use crate::http::headers::{add_forwarded, client_address_value, strip_hop_by_hop};
+use crate::http::interim::InterimSink;
 use crate::http::policy::compression::compressible;
 use crate::http::policy::edits::Edits;
 use crate::http::policy::keys::{
@@ -71,7 +72,8 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        self.serve(request.map(InboundBody::Hyper))
+        // hyper's HTTP/1.1 server cannot send interim answers.
+        self.serve(request.map(InboundBody::Hyper), None)
     }
 }
 
@@ -87,10 +89,12 @@ impl ProxyService {
         }
     }
 
-    /// Routes, forwards and answers one request, from whichever wire.
+    /// Routes, forwards and answers one request, from whichever wire;
+    /// a server's interim answers go to `interim`, if the wire carries them.
     pub fn serve(
         &self,
         request: Request<InboundBody>,
+        interim: Option<InterimSink>,
     ) -> Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>> {
         let conn = Arc::clone(&self.conn);
         conn.activity.request_began();
@@ -117,7 +121,7 @@ impl ProxyService {
             let mut outcome = Outcome::default();
             let http1 = request.version() < http::Version::HTTP_2;
             let head = request.method() == http::Method::HEAD;
-            let mut response = conn.handle(request, &mut outcome).await;
+            let mut response = conn.handle(request, interim, &mut outcome).await;
             if head {
                 // Whoever answered, a HEAD answer has no body (RFC 9110
                 // §9.3.2), over HTTP/2 as over HTTP/1.1.
@@ -168,6 +172,7 @@ impl ClientConn {
     fn handle<'s>(
         &'s self,
         request: Request<InboundBody>,
+        interim: Option<InterimSink>,
         outcome: &'s mut Outcome,
     ) -> impl Future<Output = Response<ProxyBody>> + Send + 's {
         async move {
@@ -227,7 +232,7 @@ impl ClientConn {
                 Decision::Elsewhere => return error(StatusCode::SERVICE_UNAVAILABLE),
             };
             // By reference: moved, the decision would take room twice.
-            self.send(request, routed, protocol, outcome).await
+            self.send(request, routed, protocol, interim, outcome).await
         }
     }
 
@@ -240,6 +245,7 @@ impl ClientConn {
         mut request: Request<InboundBody>,
         routed: &'s Routed<'t>,
         protocol: Option<header::HeaderValue>,
+        interim: Option<InterimSink>,
         outcome: &'s mut Outcome,
     ) -> impl Future<Output = Response<ProxyBody>> + Send + use<'s, 't> {
         async move {
@@ -288,9 +294,14 @@ impl ClientConn {
                     .await
                 }
                 None => {
-                    let idle = frontend.timeouts.client_idle;
-                    let copy = routed.mirror.and_then(|mirror| copy_for(mirror, &request));
-                    forward(&backend, request, idle, key, sticky, &self.proxy, copy).await
+                    let sending = Sending {
+                        client_idle: frontend.timeouts.client_idle,
+                        key,
+                        sticky,
+                        copy: routed.mirror.and_then(|mirror| copy_for(mirror, &request)),
+                        interim,
+                    };
+                    forward(&backend, request, sending, &self.proxy).await
                 }
             };
             let response = match forwarded {

@@ -41,7 +41,7 @@ impl Connection {
         let head_only = request.method() == Method::HEAD;
         // The stream's DATA: a request body's, or a tunnel's once switched.
         let inbound = (!end_stream).then(|| Inbound::new(Arc::clone(&self.shared)));
-        let (tunnel, mut request) = match &inbound {
+        let (tunnel, request) = match &inbound {
             Some(inbound) if switch => {
                 let outbound = Arc::new(Outbound::default());
                 let tunnel = Tunnel::new(Arc::clone(inbound), Arc::clone(&outbound));
@@ -62,9 +62,7 @@ impl Connection {
             None => (None, request.map(|()| InboundBody::empty())),
         };
         // A server's interim answers come back on the stream.
-        let sink = self.interim_sink(id);
-        request.extensions_mut().insert(sink);
-        let serving = self.service.serve(request);
+        let serving = self.service.serve(request, Some(self.interim_sink(id)));
         let (abort, registration) = AbortHandle::new_pair();
         let answering = Answering {
             stream: id,

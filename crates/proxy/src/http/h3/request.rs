@@ -52,7 +52,8 @@ pub async fn serve(
             .ok();
     }
     let request = request.map(|()| InboundBody::Other(Box::pin(body)));
-    let Ok(response) = service.serve(request).await;
+    // This HTTP/3 layer sends no interim answers.
+    let Ok(response) = service.serve(request, None).await;
     if let Err(err) = answer(&mut send, response).await {
         debug!(error = %err, "HTTP/3 answer not sent whole");
         send.stop_stream(Code::H3_INTERNAL_ERROR);
