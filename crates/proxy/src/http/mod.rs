@@ -51,7 +51,6 @@ pub fn serve<'a>(
 ) -> impl Future<Output = ()> + Send + 'a {
     let mut client = fast::Client::new(stream, peer, frontend, proxy);
     async move {
-        let peer = client.peer();
         // Over TLS, ALPN decides; a cleartext client's first bytes do
         // (the fast path looks).
         let ended = if client.alpn_h2() {
@@ -59,6 +58,9 @@ pub fn serve<'a>(
         } else {
             fast::serve(&mut client, frontend, &mut guard).await
         };
+        // Read after the fast path, not kept beside it: every idle
+        // connection's task would hold it.
+        let peer = client.peer();
         match ended {
             fast::End::Closed => {}
             fast::End::H2 => {

@@ -58,87 +58,101 @@ struct Ending {
     headers_after: Duration,
 }
 
-impl Client<'_> {
+impl<'a> Client<'a> {
     /// Serves the request whose head `parsed` describes.
-    pub(super) async fn request(&mut self, parsed: head::Parsed, close: bool) -> Served {
-        let logged_since = self.proxy.access_log.is_some().then(Instant::now);
-        // One table for the whole request, even if a new one is published meanwhile.
-        let table = self.proxy.table.load_full();
-        // The head in a block of its own, so that the request's future
-        // keeps no room for it while the server answers.
-        let (decision, is_head) = {
-            let head = Head {
-                buf: &self.buf,
-                fields: &self.scratch().fields,
-                parsed,
+    ///
+    /// Not an `async fn`, which would keep `parsed` twice in the request's
+    /// future.
+    #[allow(clippy::manual_async_fn)]
+    pub(super) fn request<'s>(
+        &'s mut self,
+        parsed: head::Parsed,
+        close: bool,
+    ) -> impl std::future::Future<Output = Served> + Send + use<'s, 'a> {
+        async move {
+            let logged_since = self.proxy.access_log.is_some().then(Instant::now);
+            // One table for the whole request, even if a new one is published meanwhile.
+            let table = self.proxy.table.load_full();
+            // The head in a block of its own, so that the request's future
+            // keeps no room for it while the server answers.
+            let (decision, is_head) = {
+                let head = Head {
+                    buf: &self.buf,
+                    fields: &self.scratch().fields,
+                    parsed,
+                };
+                let decision = decide(
+                    self.proxy,
+                    &table,
+                    self.frontend,
+                    self.peer.ip(),
+                    &head,
+                    // Bodies go through the request core.
+                    |backend| {
+                        backend.protocol == Protocol::Http1 && parsed.body_framing().is_none()
+                    },
+                    false,
+                );
+                (decision, head.is_head())
             };
-            let decision = decide(
-                self.proxy,
-                &table,
-                self.frontend,
-                self.peer.ip(),
-                &head,
-                // Bodies go through the request core.
-                |backend| backend.protocol == Protocol::Http1 && parsed.body_framing().is_none(),
-                false,
-            );
-            (decision, head.is_head())
-        };
-        // zkgate's own answer to a request with a body leaves the body
-        // unread: the connection cannot go on past it.
-        let unread_body =
-            parsed.body_framing().is_some() && !matches!(decision, Decision::Elsewhere);
-        let mut current = Current {
-            parsed,
-            head: is_head,
-            close: close || unread_body,
-            logged_since,
-        };
-        let served = match decision {
-            Decision::Forward(ref routed) => {
-                let retired = routed.retired;
-                current.close |= retired;
-                // By reference: moved, the decision would take room twice
-                // in the request's future.
-                let served = self.forward(routed, &current).await;
-                last_if(served, retired)
-            }
-            Decision::Refuse {
-                frontend: None,
-                refused,
-                ..
-            } => self.answer(refused.status, None, current).await,
-            Decision::Refuse {
-                frontend: Some(frontend),
-                retired,
-                refused,
-            } => {
-                current.close |= retired;
-                let retry_after = refused.retry_after.map(retry_after_seconds);
-                let served = self
-                    .refuse(frontend, current, refused.status, retry_after)
-                    .await;
-                last_if(served, retired)
-            }
-            Decision::Redirect {
-                frontend,
-                retired,
-                status,
-                location,
-            } => {
-                current.close |= retired;
-                let out = &mut self.scratch_mut().out;
-                out.clear();
-                write_redirect(status, location.as_bytes(), current.close, out);
-                let served = self.send_own().await;
-                self.log(frontend, None, current, own_answer(status, current), None);
-                last_if(served, retired)
-            }
-            // Its backend speaks HTTP/2, its answer is compressed, or it
-            // has a body.
-            Decision::Elsewhere => self.through_core(parsed, current.close).await,
-        };
-        last_if(served, unread_body)
+            // zkgate's own answer to a request with a body leaves the body
+            // unread: the connection cannot go on past it.
+            let unread_body =
+                parsed.body_framing().is_some() && !matches!(decision, Decision::Elsewhere);
+            let mut current = Current {
+                parsed,
+                head: is_head,
+                close: close || unread_body,
+                logged_since,
+            };
+            let served = match decision {
+                Decision::Forward(ref routed) => {
+                    let retired = routed.retired;
+                    current.close |= retired;
+                    // By reference: moved, the decision would take room twice
+                    // in the request's future.
+                    let served = self.forward(routed, &current).await;
+                    last_if(served, retired)
+                }
+                Decision::Refuse {
+                    frontend: None,
+                    refused,
+                    ..
+                } => self.answer(refused.status, None, current).await,
+                Decision::Refuse {
+                    frontend: Some(frontend),
+                    retired,
+                    refused,
+                } => {
+                    current.close |= retired;
+                    let retry_after = refused.retry_after.map(retry_after_seconds);
+                    let served = self
+                        .refuse(frontend, current, refused.status, retry_after)
+                        .await;
+                    last_if(served, retired)
+                }
+                Decision::Redirect {
+                    frontend,
+                    retired,
+                    status,
+                    location,
+                } => {
+                    current.close |= retired;
+                    let out = &mut self.scratch_mut().out;
+                    out.clear();
+                    write_redirect(status, location.as_bytes(), current.close, out);
+                    let served = self.send_own().await;
+                    self.log(frontend, None, current, own_answer(status, current), None);
+                    last_if(served, retired)
+                }
+                // Its backend speaks HTTP/2, its answer is compressed, or it
+                // has a body.
+                // Boxed: its future is twice this one's, and every request
+                // in flight would hold that room.
+                Decision::Elsewhere => Box::pin(self.through_core(parsed, current.close)).await,
+            };
+            last_if(served, unread_body)
+        }
     }
 
     /// Sends the request to a server of the backend it was routed to and
