@@ -226,3 +226,49 @@ async fn srv_ws_websocket_follows_the_backend_protocol() {
         Some("h1: one")
     );
 }
+
+/// An HTTP/2 client's extended CONNECT gets the server's interim answers
+/// (here an early hint before the `101`) as HEADERS before its `200`, as
+/// any other request does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interim_answer_before_the_switch_reaches_an_http2_client() {
+    use zkgate_testkit::h2_frames::*;
+    let origin = RecordingOrigin::start(|_head: &str| {
+        Answer::bytes(
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n\
+              HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: custom_protocol\r\n\r\n",
+        )
+    })
+    .await;
+    let (_zkgate, addr) = zkgate_in_front_of(origin.addr).await;
+    let mut h2 = RawH2::connect(addr).await.unwrap();
+    // Extended CONNECT waits for the server's SETTINGS (RFC 8441 §3).
+    while let Some(frame) = h2.next_frame(WAIT).await {
+        if frame.kind == SETTINGS && frame.flags & ACK == 0 {
+            break;
+        }
+    }
+    let fields = [
+        (":method", "CONNECT"),
+        (":protocol", "custom_protocol"),
+        (":scheme", "http"),
+        (":path", "/"),
+        (":authority", "a"),
+    ];
+    h2.send(&frame(HEADERS, END_HEADERS, 1, &header_block(&fields)))
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    while let Some(frame) = h2.next_frame(WAIT).await {
+        if frame.stream != 1 || frame.kind != HEADERS {
+            continue;
+        }
+        let head = h2.decode(&frame.payload);
+        let status = head.iter().find(|(name, _)| name == ":status").cloned();
+        statuses.push(status.map(|(_, value)| value).unwrap_or_default());
+        if statuses.last().is_some_and(|s| !s.starts_with('1')) {
+            break;
+        }
+    }
+    assert_eq!(statuses, ["103", "200"]);
+}

@@ -281,6 +281,12 @@ impl ClientConn {
             // route's response rules apply to it); the body streams without it.
             let forwarded = match upgrade {
                 Some(switch) => {
+                    // The clients of server connections find the sink among
+                    // the request's extensions (a switch is rare: the map's
+                    // allocation does not matter here).
+                    if let Some(sink) = interim {
+                        request.extensions_mut().insert(sink);
+                    }
                     let idle = backend.timeouts.tunnel.min(frontend.timeouts.tunnel);
                     // Rare and large: boxed, so that every other request's future stays small.
                     Box::pin(upgrade::forward(

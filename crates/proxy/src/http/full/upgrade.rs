@@ -28,6 +28,7 @@ use super::body::{ProxyBody, ServerBody};
 use super::client::{self, Conn};
 use super::forward::{for_h2, Forwarded};
 use crate::http::headers::strip_hop_by_hop;
+use crate::http::interim::hook_hyper;
 use crate::http::policy::retry::Tries;
 use crate::http::policy::upgrade::{
     add_websocket_key, is_websocket, switch_accepted, websocket_accept, SEC_WEBSOCKET_ACCEPT,
@@ -134,6 +135,8 @@ async fn to_h1_server(
     let ours = ours.flatten();
     let sent = Arc::new(AtomicBool::new(false));
     let mut request = request.map(|body| Tracked::new(body, Arc::clone(&sent)));
+    // The server's interim answers before the switch reach the client.
+    hook_hyper(&mut request);
     while let Some(server) = tries.next() {
         let connected = client::connect_for_upgrade(
             server.address(),
