@@ -109,13 +109,13 @@ pub async fn forward(
     } else {
         None
     };
+    let sent = Sent {
+        replay: replay.as_ref(),
+        read: &read,
+        interim: interim.as_ref(),
+    };
     let mut tries = Tries::new(proxy, backend, sticky, key);
     while let Some(server) = tries.next() {
-        let sent = Sent {
-            replay: replay.as_ref(),
-            read: &read,
-            interim: interim.as_ref(),
-        };
         let outcome = attempt_on(backend, server, request, sent).await;
         let (forwarded, ok) = match outcome {
             Attempt::Answered(response) => {
