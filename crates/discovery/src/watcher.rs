@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, warn};
 use zkgate_metrics::Metrics;
@@ -144,9 +145,9 @@ pub async fn watch_backend(
             // After a session's last event the watcher has nothing more to
             // give (the client panics if asked): stop there.
             while batch.len() < READ_BATCH && !batch.last().is_some_and(ends_session) {
-                match tokio::time::timeout(Duration::ZERO, events.changed()).await {
-                    Ok(event) => batch.push(event),
-                    Err(_) => break,
+                match events.changed().now_or_never() {
+                    Some(event) => batch.push(event),
+                    None => break,
                 }
             }
             metrics.zookeeper_watch_events.inc_by(batch.len() as u64);
@@ -251,12 +252,12 @@ impl Watcher {
         zxid: i64,
     ) -> bool {
         self.zxid = self.zxid.max(zxid);
-        match tokio::time::timeout(Duration::ZERO, events.changed()).await {
-            Ok(event) => {
+        match events.changed().now_or_never() {
+            Some(event) => {
                 *carried = Some(event);
                 true
             }
-            Err(_) => self.send(Change::CaughtUp(self.zxid)).await,
+            None => self.send(Change::CaughtUp(self.zxid)).await,
         }
     }
 
