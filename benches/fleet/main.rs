@@ -219,58 +219,56 @@ async fn main() {
         "the ensemble's read rate, 64 sessions reading members {READ_BATCH} to a multi-read as fast as they can: {:.0} znodes/s ({:.0} requests/s), {:.2} CPU s per second",
         batched.znodes, batched.requests, batched.cpu
     );
-    let alone = one_instance_alone(&zookeeper, backends, &listing).await;
+    let (alone, lone_set) =
+        one_instance_alone(&zk, &client, &zookeeper, backends, &listing, changes).await;
     println!(
-        "one instance alone: read every member in {:.2} s",
-        alone.as_secs_f64()
+        "one instance alone: read every member in {:.2} s; a `setData` applied in p50 {} ms, p99 {} ms, max {} ms",
+        alone.as_secs_f64(),
+        ms(percentile(&lone_set.waits, 0.5)),
+        ms(percentile(&lone_set.waits, 0.99)),
+        ms(*lone_set.waits.last().unwrap()),
     );
     println!("| instances | cold start s | requests per instance at start | reads/s at start (mean) | ensemble CPU s at start | setData p50 ms | p99 ms | max ms | requests per change | of which reads (less idle pings) ÷ N | idle requests/s |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut colds = Vec::new();
+    let mut set_datas = Vec::new();
     for &n in &sizes {
         let (fleet, cold) = cold_start(&zk, &zookeeper, n, backends, &listing).await;
         // What the sessions cost idle (pings), to tell reads from it.
         let idle_from = served(&zk);
+        let idle_cpu_from = (cpu_seconds(&zk), ensemble::own_cpu_seconds());
         tokio::time::sleep(Duration::from_secs(3)).await;
         let idle_per_second = served(&zk).rates_since(&idle_from).requests;
-        let mut waits = Vec::new();
-        let before = served(&zk);
-        let changes_began = Instant::now();
-        for change in 0..changes {
-            // One change at a time, each on its own: changes to a backend
-            // closer together than an instance's read spacing are read
-            // together (the deploy below is that case).
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let data = format!(
-                r#"{{"address":"10.0.0.0:20000","weight":{}}}"#,
-                1 + change % 9
-            );
-            let written = Instant::now();
-            let stat = client
-                .set_data(&node(0, backends), data.as_bytes(), None)
-                .await
-                .expect("set");
-            let want = only(backends, 0, stat.mzxid);
-            waits.extend(until_all(&fleet, &want, written, Duration::from_secs(60)).await);
-        }
-        let total = (served(&zk).requests - before.requests) as f64;
-        let idle = idle_per_second * changes_began.elapsed().as_secs_f64();
-        let per_change = total / changes as f64;
-        let reads_per_change = (total - idle) / changes as f64;
-        waits.sort();
+        let idle_cpu = (
+            (cpu_seconds(&zk) - idle_cpu_from.0) / 3.0,
+            (ensemble::own_cpu_seconds() - idle_cpu_from.1) / 3.0,
+        );
+        let set = set_data_rounds(&zk, &client, &fleet, changes, backends).await;
+        let idle = idle_per_second * set.took.as_secs_f64();
+        let per_change = set.requests / changes as f64;
+        let reads_per_change = (set.requests - idle) / changes as f64;
+        let waits = &set.waits;
         println!(
             "| {n} | {:.2} | {:.1} | {:.0} | {:.1} | {} | {} | {} | {:.0} | {:.2} | {:.0} |",
             cold.took.as_secs_f64(),
             cold.requests as f64 / n as f64,
             cold.mean_reads(),
             cold.cpu,
-            ms(percentile(&waits, 0.5)),
-            ms(percentile(&waits, 0.99)),
+            ms(percentile(waits, 0.5)),
+            ms(percentile(waits, 0.99)),
             ms(*waits.last().unwrap()),
             per_change,
             reads_per_change / n as f64,
             idle_per_second
         );
+        // What the change itself cost: less the idle sessions' share of
+        // the time each change took, the waits between them included.
+        let idle_share = set.took.as_secs_f64() / changes as f64;
+        let cpu = (
+            set.ensemble_cpu - idle_cpu.0 * idle_share,
+            set.instances_cpu - idle_cpu.1 * idle_share,
+        );
+        set_datas.push((n, cpu));
         if n == *sizes.iter().max().unwrap() {
             let deploy = env_number("FLEET_DEPLOY", 1000);
             let converged = a_deploy(&zk, &client, &fleet, deploy, member_count, backends).await;
@@ -329,6 +327,28 @@ async fn main() {
             a.status.as_secs_f64(),
             a.wait_fleet.as_secs_f64(),
             a.wait_fleet_after_last.as_secs_f64(),
+        );
+    }
+    for &(n, (ensemble_cpu, instances_cpu)) in &set_datas {
+        // The two halves of a fleet's `setData`, where each instance has a
+        // machine of its own: the ensemble's work for it (the event to
+        // every instance, and every instance's read) at the pace it works
+        // at full speed, then one instance's own wait with the ensemble to
+        // itself. Here both halves share two cores.
+        let zookeeper_side = ensemble_cpu / batched.cpu;
+        let lone = percentile(&lone_set.waits, 0.99).as_secs_f64();
+        println!(
+            "`setData` to {n}: the CPU of each change here (less what the sessions cost idle): the ensemble {:.1} ms, the instances {:.1} ms ({:.0} µs each), on two cores",
+            1e3 * ensemble_cpu,
+            1e3 * instances_cpu,
+            1e6 * instances_cpu / n as f64,
+        );
+        println!(
+            "  the halves added: ZooKeeper side {:.1} ms (its CPU per change at its full-speed {:.2} CPU s per second) + one instance alone (p99) {:.1} ms = {:.1} ms",
+            1e3 * zookeeper_side,
+            batched.cpu,
+            1e3 * lone,
+            1e3 * (zookeeper_side + lone),
         );
     }
     for (n, cold) in &colds {
@@ -409,17 +429,77 @@ async fn cold_start(
     (fleet, cold)
 }
 
-/// One instance's cold start with the ensemble to itself: the instance
-/// side of a fleet's cold start.
+/// One instance with the ensemble to itself: its cold start, the
+/// instance side of a fleet's, then `changes` `setData`s, the instance
+/// side of a fleet's `setData`.
 async fn one_instance_alone(
+    zk: &ZooKeeper,
+    client: &zookeeper_client::Client,
     zookeeper: &ZookeeperConfig,
     backends: usize,
     listing: &[i64],
-) -> Duration {
+    changes: usize,
+) -> (Duration, SetData) {
     let started = Instant::now();
     let one = [light(zookeeper, backends)];
     let took = until_all(&one, listing, started, Duration::from_secs(60)).await;
-    took[0]
+    let set = set_data_rounds(zk, client, &one, changes, backends).await;
+    (took[0], set)
+}
+
+/// What `setData`s read by a fleet cost.
+struct SetData {
+    /// Until each instance had each change, sorted.
+    waits: Vec<Duration>,
+    /// Requests the ensemble served meanwhile.
+    requests: f64,
+    /// The whole run, the waits between changes included.
+    took: Duration,
+    /// CPU seconds per change: the ensemble's, this process's (the
+    /// instances').
+    ensemble_cpu: f64,
+    instances_cpu: f64,
+}
+
+/// `changes` `setData`s of one member, one at a time: each waits until
+/// every instance of `fleet` has it.
+async fn set_data_rounds(
+    zk: &ZooKeeper,
+    client: &zookeeper_client::Client,
+    fleet: &[Light],
+    changes: usize,
+    backends: usize,
+) -> SetData {
+    let mut waits = Vec::new();
+    let before = served(zk);
+    let began = Instant::now();
+    let (ensemble_before, own_before) = (cpu_seconds(zk), ensemble::own_cpu_seconds());
+    for change in 0..changes {
+        // One change at a time, each on its own: changes to a backend
+        // closer together than an instance's read spacing are read
+        // together (the deploy is that case).
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let data = format!(
+            r#"{{"address":"10.0.0.0:20000","weight":{}}}"#,
+            1 + change % 9
+        );
+        let written = Instant::now();
+        let stat = client
+            .set_data(&node(0, backends), data.as_bytes(), None)
+            .await
+            .expect("set");
+        let want = only(backends, 0, stat.mzxid);
+        waits.extend(until_all(fleet, &want, written, Duration::from_secs(60)).await);
+    }
+    waits.sort();
+    let per_change = |cpu: f64| cpu / changes.max(1) as f64;
+    SetData {
+        waits,
+        requests: (served(zk).requests - before.requests) as f64,
+        took: began.elapsed(),
+        ensemble_cpu: per_change(cpu_seconds(zk) - ensemble_before),
+        instances_cpu: per_change(ensemble::own_cpu_seconds() - own_before),
+    }
 }
 
 /// A deploy: `deploy` member changes spread over 10 s; how long after it
