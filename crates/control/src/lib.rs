@@ -6,6 +6,7 @@
 //! listeners, readiness and the start hold, signals, and the hand-over of
 //! listening sockets to a successor.
 
+mod build_budget;
 mod fleet;
 mod handover;
 mod last_known;

@@ -18,6 +18,7 @@ use zkgate_metrics::Metrics;
 use zkgate_routing::{Changed, Discovered, FrontendId, RoutingTable, TableBuilder};
 use zkgate_tls::TlsMaterial;
 
+use crate::build_budget::BuildBudget;
 use crate::last_known::{self, LastKnown};
 use crate::members::{BackendMembers, Members};
 use crate::on_cpu::OnCpu;
@@ -25,17 +26,6 @@ use crate::resolve::Resolver;
 
 /// Discovery updates and health events buffered for the publisher.
 const INPUT_QUEUE: usize = 4096;
-
-/// Server changes are applied by builds that use at most about 1 % of a
-/// core: after a build that cost `d` of CPU time, the next starts no sooner
-/// than `d × BUILD_COST_SHARE` later, merging what arrives meanwhile (Envoy's
-/// update merge window, sized by cost instead of fixed at a second).
-const BUILD_COST_SHARE: u32 = 100;
-/// The longest a change waits to be merged, however costly builds are.
-const MAX_MERGE_WAIT: Duration = Duration::from_millis(250);
-/// Builds cheaper than this never delay the next change: small tables keep
-/// their sub-millisecond change-to-traffic latency.
-const MERGE_ABOVE: Duration = Duration::from_micros(200);
 
 /// An input that changes which servers take traffic.
 pub(crate) enum Input {
@@ -61,9 +51,9 @@ pub(crate) struct TablePublisher {
     health_events: mpsc::Receiver<HealthEvent>,
     /// The data plane's word that the table went stale (a server was ejected).
     stale: Arc<Notify>,
-    /// When the last server-change build finished and the CPU time it
-    /// cost: the next one waits so that builds use a bounded share of a core.
-    last_build: Option<(Instant, Duration)>,
+    /// The CPU time server-change builds may spend: past a burst, the next
+    /// build waits, merging the changes that come meanwhile.
+    budget: BuildBudget,
     /// The CPU time spent so far on the changes being applied.
     cost: Duration,
     /// The writer of the last-known members, with `state_dir`.
@@ -100,7 +90,7 @@ impl TablePublisher {
             health: HealthChecks::new(health_tx),
             health_events,
             stale,
-            last_build: None,
+            budget: BuildBudget::new(Instant::now()),
             cost: Duration::ZERO,
             last_known: None,
             changed: None,
@@ -264,14 +254,12 @@ impl TablePublisher {
     }
 
     /// Applies `first` and every other server change already queued. Under
-    /// sustained churn, changes that arrive while the previous build is
-    /// still "being paid for" wait and are merged into one build; an
-    /// isolated change, or any change to a small table (whose build takes
-    /// microseconds), is applied at once.
+    /// sustained churn, once builds have spent their burst, changes wait
+    /// and are merged into one build; a lone change, or one to a small
+    /// table (whose build takes microseconds), is applied at once.
     pub(crate) async fn absorb(&mut self, first: Input) {
-        if let Some((finished, cost)) = self.last_build.filter(|(_, cost)| *cost >= MERGE_ABOVE) {
-            let spacing = (cost * BUILD_COST_SHARE).min(MAX_MERGE_WAIT);
-            tokio::time::sleep_until((finished + spacing).into()).await;
+        if let Some(next) = self.budget.next_build() {
+            tokio::time::sleep_until(next.into()).await;
         }
         let on_cpu = OnCpu::start();
         let (mut memberships, mut health) = (0usize, 0usize);
@@ -333,7 +321,8 @@ impl TablePublisher {
         let table = self.build_changed(changed.as_ref()).await;
         let on_cpu = OnCpu::start();
         self.publish(table);
-        self.last_build = Some((Instant::now(), self.cost + on_cpu.elapsed()));
+        self.budget
+            .spent(self.cost + on_cpu.elapsed(), Instant::now());
     }
 
     /// Builds a table from the configuration and what is known of its
