@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// Builds use at most 1 / `COST_SHARE` of a core over time.
 const COST_SHARE: u32 = 100;
 /// CPU time builds may spend at once before changes wait to be merged.
-pub(crate) const BURST: Duration = Duration::from_millis(10);
+const BURST: Duration = Duration::from_millis(10);
 /// The longest a change waits to be merged, however costly builds are.
 const MAX_WAIT: Duration = Duration::from_millis(250);
 /// Builds cheaper than this cost nothing: small tables keep their
