@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 
 /// Builds use at most 1 / `COST_SHARE` of a core over time.
 const COST_SHARE: u32 = 100;
-/// CPU time builds may spend at once before changes wait to be merged.
-const BURST: Duration = Duration::from_millis(10);
+/// CPU time builds may spend at once before changes wait to be merged:
+/// room for a change read as two updates (two builds of up to a
+/// millisecond, a 10,000-member backend's), and small enough that
+/// sustained churn drains it within a second and is merged from there.
+const BURST: Duration = Duration::from_millis(2);
 /// The longest a change waits to be merged, however costly builds are.
 const MAX_WAIT: Duration = Duration::from_millis(250);
 /// Builds cheaper than this cost nothing: small tables keep their
@@ -70,10 +73,13 @@ mod tests {
     fn a_lone_costly_change_and_the_one_right_after_it_go_at_once() {
         let start = Instant::now();
         let mut budget = BuildBudget::new(start);
-        budget.spent(3 * MS, start);
+        budget.spent(MS, start);
         assert_eq!(budget.next_build(), None);
-        budget.spent(3 * MS, start + MS);
+        budget.spent(MS, start + MS);
         assert_eq!(budget.next_build(), None);
+        // A third right after: the burst is spent, it waits.
+        budget.spent(MS, start + 2 * MS);
+        assert!(budget.next_build().is_some());
     }
 
     #[test]
