@@ -1,19 +1,25 @@
-//! A session's reads of changed members, for every backend it follows at
-//! once. A watcher waits until the reader is ready, takes every change
-//! that came meanwhile, and asks for its path's stat and those children;
-//! the reads asked for together go to ZooKeeper in one multi-read.
+//! A session's reads, for every backend it follows, through one queue: the
+//! full reads after a (re)connect and the reads of changed members. Reads
+//! asked for together go to ZooKeeper packed into multi-reads of
+//! `READ_BATCH` znodes: fifty backends' listings in one request, their
+//! members 256 to a request across backends. A fleet that re-reads after
+//! a leader election then asks the ensemble for far fewer requests, each
+//! costing it much less per znode than a single read.
 //!
-//! The pacing: in a stream of reads, a multi-read follows the last by at
-//! least `READ_SPACING` times what the last one took (at most
-//! `MAX_READ_SPACING`). A lone change is read at once, and so is the read
-//! right after it (the two halves of one multi-write, seen as two events). Under a deploy's stream
-//! of changes, reads slow down as the ensemble does and take more changes
-//! each, across backends: a fleet then sends fewer, larger multi-reads,
-//! which cost the ensemble far less per member, instead of one read per
-//! change per instance driving it into overload. The changes that come
-//! while a watcher waits join its read, so after the answer its events are
-//! usually all handled, and it can say it caught up.
+//! The pacing, for reads of changed members: in a stream of them, a
+//! multi-read follows the last by at least `READ_SPACING` times what the
+//! last one took (at most `MAX_READ_SPACING`). A lone change is read at
+//! once, and so is the read right after it (the two halves of one
+//! multi-write, seen as two events). Under a deploy's stream of changes,
+//! reads slow down as the ensemble does and take more changes each,
+//! across backends: a fleet then sends fewer, larger multi-reads instead
+//! of one read per change per instance driving it into overload. The
+//! changes that come while a watcher waits join its read, so after the
+//! answer its events are usually all handled, and it can say it caught
+//! up. A full read is not paced: it goes as soon as the reads before it.
 
+use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,18 +27,34 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use zookeeper_client::{Client, Error, MultiReadResult, MultiReader};
 
-/// Children read per multi-read at most, well under ZooKeeper's 1 MiB
+/// Znodes read per multi-read at most, well under ZooKeeper's 1 MiB
 /// packet limit.
 pub(crate) const READ_BATCH: usize = 256;
 
 const READ_SPACING: u32 = 4;
 const MAX_READ_SPACING: Duration = Duration::from_millis(100);
 
-/// One backend's read: its path's data (for the stat) and up to
-/// `READ_BATCH` of its children.
+/// Whether a read waits for the pacer (changed members) or goes as soon
+/// as the reads before it (a full read).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Paced {
+    Yes,
+    No,
+}
+
+/// One read of a znode.
+#[derive(Debug)]
+enum Op {
+    Data(String),
+    Children(String),
+}
+
+/// One watcher's read: its znodes, answered together.
 struct Asked {
-    path: String,
-    children: Vec<String>,
+    ops: Vec<Op>,
+    paced: Paced,
+    /// Read in one multi-read (a snapshot), not split across two.
+    whole: bool,
     answer: oneshot::Sender<Result<Vec<MultiReadResult>, Error>>,
 }
 
@@ -53,22 +75,46 @@ impl Reader {
         (Reader { asked, pacer }, reading)
     }
 
-    /// Waits until the next read may start.
+    /// Waits until the next paced read may start.
     pub(crate) async fn ready(&self) {
         ready(&self.pacer).await;
     }
 
-    /// `path`'s data, then each of `children` (at most `READ_BATCH`), as
-    /// one snapshot.
+    /// `path`'s data and its children's names, as one snapshot.
+    pub(crate) async fn list(&self, path: &str) -> Result<Vec<MultiReadResult>, Error> {
+        let ops = vec![Op::Data(path.to_owned()), Op::Children(path.to_owned())];
+        self.ask(ops, Paced::No, true).await
+    }
+
+    /// `path`'s data (for its stat), then each of `children`'s; packed
+    /// with other reads, so a long list spans several multi-reads.
     pub(crate) async fn read(
         &self,
         path: &str,
         children: &[String],
+        paced: Paced,
+    ) -> Result<Vec<MultiReadResult>, Error> {
+        let mut ops = Vec::with_capacity(1 + children.len());
+        ops.push(Op::Data(path.to_owned()));
+        ops.extend(
+            children
+                .iter()
+                .map(|child| Op::Data(format!("{path}/{child}"))),
+        );
+        self.ask(ops, paced, false).await
+    }
+
+    async fn ask(
+        &self,
+        ops: Vec<Op>,
+        paced: Paced,
+        whole: bool,
     ) -> Result<Vec<MultiReadResult>, Error> {
         let (answer, answered) = oneshot::channel();
         let asked = Asked {
-            path: path.to_owned(),
-            children: children.to_vec(),
+            ops,
+            paced,
+            whole,
             answer,
         };
         self.asked.send(asked).map_err(|_| Error::ClientClosed)?;
@@ -76,82 +122,135 @@ impl Reader {
     }
 }
 
+/// An ask in the queue, with the answers its first znodes already had.
+struct Queued {
+    asked: Asked,
+    read: Vec<MultiReadResult>,
+}
+
+impl Queued {
+    fn left(&self) -> usize {
+        self.asked.ops.len() - self.read.len()
+    }
+}
+
 async fn run(
     client: Client,
-    mut queue: mpsc::UnboundedReceiver<Asked>,
+    mut incoming: mpsc::UnboundedReceiver<Asked>,
     pacer: Arc<Mutex<ReadPacer>>,
 ) {
-    let mut carried: Option<Asked> = None;
+    let mut queue: VecDeque<Queued> = VecDeque::new();
     loop {
-        let first = match carried.take() {
-            Some(asked) => asked,
-            None => match queue.recv().await {
-                Some(asked) => asked,
+        if queue.is_empty() {
+            match incoming.recv().await {
+                Some(asked) => queue.push_back(Queued {
+                    asked,
+                    read: Vec::new(),
+                }),
                 None => return,
-            },
-        };
-        // Watchers woken by the same readiness ask together: let them.
-        tokio::task::yield_now().await;
-        ready(&pacer).await;
-        let mut members = first.children.len();
-        let mut batch = vec![first];
-        while let Ok(next) = queue.try_recv() {
-            if members + next.children.len() > READ_BATCH {
-                carried = Some(next);
-                break;
             }
-            members += next.children.len();
-            batch.push(next);
+            // Watchers woken by the same readiness ask together: let them.
+            tokio::task::yield_now().await;
         }
+        let paced = queue[0].asked.paced;
+        if paced == Paced::Yes {
+            ready(&pacer).await;
+        }
+        while let Ok(asked) = incoming.try_recv() {
+            queue.push_back(Queued {
+                asked,
+                read: Vec::new(),
+            });
+        }
+        // A watcher that stopped (its backend removed) needs no answer.
+        queue.retain(|q| !q.asked.answer.is_closed());
+        if queue.is_empty() {
+            continue;
+        }
+        let plan = plan(queue.iter().map(|q| (q.left(), q.asked.whole)));
         let began = Instant::now();
-        let read = read_together(&client, &batch).await;
-        if let Ok(mut pacer) = pacer.lock() {
-            pacer.read_took(began.elapsed());
-        }
-        match read {
-            Ok(results) => {
-                let mut results = results.into_iter();
-                for asked in batch {
-                    let own: Vec<MultiReadResult> =
-                        results.by_ref().take(1 + asked.children.len()).collect();
-                    asked.answer.send(Ok(own)).ok();
-                }
-            }
-            Err(err) => {
-                for asked in batch {
-                    asked.answer.send(Err(err.clone())).ok();
-                }
+        let read = read_planned(&client, &queue, &plan).await;
+        if paced == Paced::Yes {
+            if let Ok(mut pacer) = pacer.lock() {
+                pacer.read_took(began.elapsed());
             }
         }
+        answer(&mut queue, &plan, read);
     }
 }
 
-/// `path`'s data, then each of `children`, in one multi-read, at once
-/// (a full read's batches: they take turns by other means).
-pub(crate) async fn read_now(
+/// Which znodes of the queued asks (front first, each given as how many it
+/// has left to read and whether it must be read whole) go in the next
+/// multi-read: per ask, the range of its remaining znodes. Only the last
+/// ask planned may be split, and not one to be read whole unless it could
+/// never fit.
+fn plan(queued: impl Iterator<Item = (usize, bool)>) -> Vec<Range<usize>> {
+    let mut room = READ_BATCH;
+    let mut plan = Vec::new();
+    for (left, whole) in queued {
+        if left <= room {
+            plan.push(0..left);
+            room -= left;
+        } else if whole && left <= READ_BATCH && !plan.is_empty() {
+            break;
+        } else {
+            plan.push(0..room);
+            room = 0;
+        }
+        if room == 0 {
+            break;
+        }
+    }
+    plan
+}
+
+async fn read_planned(
     client: &Client,
-    path: &str,
-    children: &[String],
+    queue: &VecDeque<Queued>,
+    plan: &[Range<usize>],
 ) -> Result<Vec<MultiReadResult>, Error> {
     let mut reader = client.new_multi_reader();
-    add(&mut reader, path, children)?;
-    reader.commit().await
-}
-
-async fn read_together(client: &Client, batch: &[Asked]) -> Result<Vec<MultiReadResult>, Error> {
-    let mut reader = client.new_multi_reader();
-    for asked in batch {
-        add(&mut reader, &asked.path, &asked.children)?;
+    for (queued, range) in queue.iter().zip(plan) {
+        let first = queued.read.len();
+        for op in &queued.asked.ops[first + range.start..first + range.end] {
+            add(&mut reader, op)?;
+        }
     }
     reader.commit().await
 }
 
-fn add(reader: &mut MultiReader<'_>, path: &str, children: &[String]) -> Result<(), Error> {
-    reader.add_get_data(path)?;
-    for child in children {
-        reader.add_get_data(&format!("{path}/{child}"))?;
+fn add(reader: &mut MultiReader<'_>, op: &Op) -> Result<(), Error> {
+    match op {
+        Op::Data(path) => reader.add_get_data(path),
+        Op::Children(path) => reader.add_get_children(path),
     }
-    Ok(())
+}
+
+/// Hands the multi-read's answers to the asks planned, and answers those
+/// now complete (or every ask planned, with the error).
+fn answer(
+    queue: &mut VecDeque<Queued>,
+    plan: &[Range<usize>],
+    read: Result<Vec<MultiReadResult>, Error>,
+) {
+    match read {
+        Ok(results) => {
+            let mut results = results.into_iter();
+            for (queued, range) in queue.iter_mut().zip(plan) {
+                queued.read.extend(results.by_ref().take(range.len()));
+            }
+            while queue.front().is_some_and(|q| q.left() == 0) {
+                if let Some(done) = queue.pop_front() {
+                    done.asked.answer.send(Ok(done.read)).ok();
+                }
+            }
+        }
+        Err(err) => {
+            for queued in queue.drain(..plan.len()) {
+                queued.asked.answer.send(Err(err.clone())).ok();
+            }
+        }
+    }
 }
 
 /// Waits until `pacer` lets the next read start.
@@ -229,5 +328,25 @@ mod tests {
         // A slow ensemble spaces a stream by at most `MAX_READ_SPACING`.
         read(Duration::from_secs(2)).await;
         assert_eq!(waited().await, MAX_READ_SPACING);
+    }
+
+    #[test]
+    fn reads_are_packed_across_asks_and_only_a_long_one_is_split() {
+        let lens = |plan: Vec<Range<usize>>| plan.iter().map(|r| r.len()).collect::<Vec<_>>();
+        // Fifty listings of two znodes: one multi-read.
+        let listings = std::iter::repeat_n((2, true), 50);
+        assert_eq!(lens(plan(listings)), vec![2; 50]);
+        // Members of 200 each: the second fills the multi-read, its rest
+        // goes in the next.
+        let members = std::iter::repeat_n((201, false), 3);
+        assert_eq!(lens(plan(members)), vec![201, 55]);
+        // A listing that does not fit waits for the next multi-read whole.
+        assert_eq!(lens(plan([(255, false), (2, true)].into_iter())), vec![255]);
+        // An ask longer than a multi-read is split, even when it is first.
+        assert_eq!(lens(plan([(10_001, false)].into_iter())), vec![READ_BATCH]);
+        assert_eq!(
+            lens(plan([(100, false), (300, true)].into_iter())),
+            vec![100, 156]
+        );
     }
 }

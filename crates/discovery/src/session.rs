@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 use zkgate_config::{DiscoveryConfig, ZookeeperConfig};
@@ -17,8 +17,6 @@ use crate::reader::Reader;
 use crate::{jittered, watcher, Update, WatchSpec};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// Full reads (a backend's whole listing) one session makes at once.
-const FULL_READS_AT_ONCE: usize = 4;
 /// How often the session looks for a watcher that ended.
 const WATCHER_CHECK: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -164,7 +162,6 @@ async fn serve(
     known: &watcher::KnownChildren,
 ) -> SessionEnd {
     let mut watchers: HashMap<Arc<str>, (DiscoveryConfig, Owned)> = HashMap::new();
-    let full_reads = Arc::new(Semaphore::new(FULL_READS_AT_ONCE));
     // The reads of changed members, of every backend, go through one reader.
     let (reader, reading) = Reader::new(client.clone());
     let _reading = Owned(tokio::spawn(reading));
@@ -172,7 +169,7 @@ async fn serve(
         client,
         updates,
         metrics,
-        full_reads: &full_reads,
+        resync: watcher::Resync::default(),
         known,
         reader: &reader,
     };
@@ -222,7 +219,7 @@ struct Session<'a> {
     client: &'a Client,
     updates: &'a mpsc::Sender<Update>,
     metrics: &'a Metrics,
-    full_reads: &'a Arc<Semaphore>,
+    resync: watcher::Resync,
     known: &'a watcher::KnownChildren,
     reader: &'a Reader,
 }
@@ -245,7 +242,7 @@ fn reconcile(
                 spec.clone(),
                 session.updates.clone(),
                 session.metrics.clone(),
-                Arc::clone(session.full_reads),
+                session.resync.clone(),
                 Arc::clone(session.known),
                 session.reader.clone(),
             )));

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 use zkgate_metrics::Metrics;
 use zookeeper_client::{
@@ -16,18 +17,8 @@ use zookeeper_client::{
 
 use crate::directives::Directives;
 use crate::format::{self, Child};
-use crate::reader::{self, Reader, READ_BATCH};
+use crate::reader::{Paced, Reader, READ_BATCH};
 use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
-
-/// Whether a read of children goes through the session's reader (changed
-/// members: paced, and combined with other backends' reads) or straight to
-/// ZooKeeper (a full read's batches, which take turns by the session's
-/// semaphore).
-#[derive(Clone, Copy)]
-enum Paced {
-    Yes,
-    No,
-}
 
 /// A re-read after a reconnect waits a random time below this, plus
 /// `RESYNC_PER_CHILD` per child the instance's backends had, at most
@@ -41,6 +32,9 @@ enum Paced {
 const RESYNC_SPREAD: Duration = Duration::from_millis(500);
 const RESYNC_PER_CHILD: Duration = Duration::from_millis(2);
 const RESYNC_MAX: Duration = Duration::from_secs(25);
+/// Watchers that see a reconnect within this of the first one to see it
+/// take its re-read time.
+const SAME_RECONNECT: Duration = Duration::from_secs(1);
 
 /// How many children each backend's last full read found, shared by a
 /// discovery's watchers across its sessions.
@@ -51,6 +45,36 @@ pub type KnownChildren = Arc<Mutex<HashMap<Arc<str>, usize>>>;
 pub fn resync_wait(children: usize) -> Duration {
     let spread = RESYNC_SPREAD + RESYNC_PER_CHILD * children.min(u32::MAX as usize) as u32;
     spread.min(RESYNC_MAX).mul_f64(fastrand::f64())
+}
+
+/// When a session's backends re-read after a reconnect: one random time
+/// for all of them, drawn by the first watcher to see the reconnect, so
+/// their reads are asked together and packed into few multi-reads.
+#[derive(Clone, Default)]
+pub(crate) struct Resync(Arc<Mutex<Option<Drawn>>>);
+
+#[derive(Clone, Copy)]
+struct Drawn {
+    when: Instant,
+    at: Instant,
+}
+
+impl Resync {
+    /// When to re-read after a reconnect seen now, with `children` to read.
+    fn at(&self, children: usize) -> Instant {
+        let now = Instant::now();
+        let Ok(mut drawn) = self.0.lock() else {
+            return now + resync_wait(children);
+        };
+        match *drawn {
+            Some(same) if now.duration_since(same.when) < SAME_RECONNECT => same.at,
+            _ => {
+                let at = now + resync_wait(children);
+                *drawn = Some(Drawn { when: now, at });
+                at
+            }
+        }
+    }
 }
 
 /// Whether `event` is a session's last (expired, closed, auth failed).
@@ -86,7 +110,7 @@ pub async fn watch_backend(
     spec: WatchSpec,
     updates: mpsc::Sender<Update>,
     metrics: Metrics,
-    full_reads: Arc<Semaphore>,
+    resync: Resync,
     known: KnownChildren,
     reader: Reader,
 ) {
@@ -108,13 +132,7 @@ pub async fn watch_backend(
     let mut carried: Option<WatchedEvent>;
     'sync: loop {
         carried = None;
-        // A session's full reads take turns: after a reconnect every
-        // backend re-reads, and a fleet's instances all at once.
-        let read = {
-            let _turn = full_reads.acquire().await;
-            this.read_all().await
-        };
-        match read {
+        match this.read_all().await {
             Ok((directives, members, zxid)) => {
                 debug!(backend = %this.spec.backend, members = members.len(), "synced from ZooKeeper");
                 if !this.send(Change::Directives(directives)).await
@@ -164,7 +182,8 @@ pub async fn watch_backend(
                             // election: spread the re-reads, and the watches
                             // added before them. Changes made meanwhile are
                             // found by the re-read.
-                            tokio::time::sleep(resync_wait(this.instance_children())).await;
+                            let at = resync.at(this.instance_children());
+                            tokio::time::sleep_until(at).await;
                             let Some(renewed) = this.add_watch().await else {
                                 return;
                             };
@@ -186,6 +205,10 @@ pub async fn watch_backend(
                     None if event.path == path => continue 'sync,
                     None => {}
                 }
+            }
+            // Only session events (a disconnection, say): nothing to read.
+            if touched.is_empty() {
+                continue;
             }
             // Read each touched child's latest state: whatever happened in
             // between, what is there now is the truth.
@@ -292,9 +315,9 @@ impl Watcher {
         }
     }
 
-    /// Reads `children` (in batches) and turns each into a change; with
-    /// the newest zxid the reads saw (the path's own stat is read with each
-    /// batch: its `pzxid` is the last child created or deleted).
+    /// Reads `children` and turns each into a change; with the newest zxid
+    /// the reads saw (the path's own stat is read with them: its `pzxid` is
+    /// the last child created or deleted).
     async fn read_children(
         &mut self,
         children: &[String],
@@ -303,35 +326,29 @@ impl Watcher {
         let path = self.spec.config.path.clone();
         let mut changes = Vec::with_capacity(children.len());
         let mut zxid = 0;
-        for batch in children.chunks(READ_BATCH) {
-            let results = match paced {
-                Paced::Yes => self.reader.read(&path, batch).await?,
-                Paced::No => reader::read_now(&self.client, &path, batch).await?,
-            };
-            let mut results = results.into_iter();
-            // The path's stat; if the path is gone, its event follows, and a full read.
-            if let Some(MultiReadResult::Data { stat, .. }) = results.next() {
-                zxid = zxid.max(stat.pzxid).max(stat.mzxid);
-            }
-            for (child, result) in batch.iter().zip(results) {
-                let change = match result {
-                    MultiReadResult::Data { data, stat } => {
-                        zxid = zxid.max(stat.mzxid);
-                        match self.decode(child, &data, stat.mzxid) {
-                            Some(decoded) => Change::Upsert(Listed {
-                                name: child.clone(),
-                                decoded,
-                                zxid: stat.mzxid,
-                            }),
-                            None => Change::Remove(child.clone()),
-                        }
+        let mut results = self.reader.read(&path, children, paced).await?.into_iter();
+        // The path's stat; if the path is gone, its event follows, and a full read.
+        if let Some(MultiReadResult::Data { stat, .. }) = results.next() {
+            zxid = zxid.max(stat.pzxid).max(stat.mzxid);
+        }
+        for (child, result) in children.iter().zip(results) {
+            let change = match result {
+                MultiReadResult::Data { data, stat } => {
+                    zxid = zxid.max(stat.mzxid);
+                    match self.decode(child, &data, stat.mzxid) {
+                        Some(decoded) => Change::Upsert(Listed {
+                            name: child.clone(),
+                            decoded,
+                            zxid: stat.mzxid,
+                        }),
+                        None => Change::Remove(child.clone()),
                     }
-                    MultiReadResult::Error { err: Error::NoNode } => Change::Remove(child.clone()),
-                    MultiReadResult::Error { err } => return Err(err),
-                    _ => continue,
-                };
-                changes.push(change);
-            }
+                }
+                MultiReadResult::Error { err: Error::NoNode } => Change::Remove(child.clone()),
+                MultiReadResult::Error { err } => return Err(err),
+                _ => continue,
+            };
+            changes.push(change);
         }
         Ok((changes, zxid))
     }
@@ -340,13 +357,9 @@ impl Watcher {
     /// missing path is an empty backend.
     async fn read_all(&mut self) -> Result<(Directives, Vec<Listed>, i64), Error> {
         // The path's data (directives, and in its stat the last child
-        // created or deleted) and its children, in one request: a fleet's
-        // cold start and re-reads cost the ensemble a request less per
-        // backend, and the two agree.
-        let mut reader = self.client.new_multi_reader();
-        reader.add_get_data(&self.spec.config.path)?;
-        reader.add_get_children(&self.spec.config.path)?;
-        let mut results = reader.commit().await?.into_iter();
+        // created or deleted) and its children, as one snapshot, packed
+        // with the session's other backends' listings.
+        let mut results = self.reader.list(&self.spec.config.path).await?.into_iter();
         let (directives, stat) = match results.next() {
             Some(MultiReadResult::Data { data, stat }) => {
                 (Directives::parse(&data, stat.mzxid), stat)
