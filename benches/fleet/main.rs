@@ -96,23 +96,13 @@ async fn all_sessions_expired(
         relay.resume();
     }
     let healed = Instant::now();
-    let all_back = async {
-        for (instance, before) in fleet.iter().zip(before) {
-            let mut listings = instance.listings.clone();
-            let reread = tokio::time::timeout(
-                Duration::from_secs(120),
-                listings.wait_for(|n| *n >= before + instance.backends),
-            )
-            .await;
-            assert!(
-                reread.is_ok(),
-                "an instance did not read its backends again within 120 s"
-            );
-        }
-        healed.elapsed()
-    };
-    let (took, peak, reads) = peak_rates(zk, all_back).await;
+    let (times, peak, reads) = peak_rates(zk, reread_times(&fleet, before, healed)).await;
     println!("  reads/s every 0.5 s from the heal: {}", timeline(&reads));
+    println!(
+        "  each instance's backends read again, s after the heal: {}",
+        spread(&times)
+    );
+    let took = *times.last().expect("instances");
     let rejected = mntr_sums(zk, ["zk_connection_rejected"])[0] - rejected;
     drop(fleet);
     (took, peak, rejected)
@@ -127,23 +117,54 @@ async fn leader_killed(zk: &mut ZooKeeper, fleet: &[Light]) -> (Duration, Rates)
     let before: Vec<u64> = fleet.iter().map(|l| *l.listings.borrow()).collect();
     let killed = Instant::now();
     tokio::task::block_in_place(|| zk.kill(leader));
-    let all_resynced = async {
-        for (instance, before) in fleet.iter().zip(before) {
-            let mut listings = instance.listings.clone();
-            listings
-                .wait_for(|n| *n >= before + instance.backends)
-                .await
-                .expect("instance alive");
-        }
-        killed.elapsed()
-    };
-    let (took, peak, reads) = peak_rates(zk, all_resynced).await;
+    let (times, peak, reads) = peak_rates(zk, reread_times(fleet, before, killed)).await;
     println!(
         "  reads/s every 0.5 s from the leader's death: {}",
         timeline(&reads)
     );
+    println!(
+        "  each instance's backends read again, s after the death: {}",
+        spread(&times)
+    );
+    let took = *times.last().expect("instances");
     tokio::task::block_in_place(|| zk.restart(leader));
     (took, peak)
+}
+
+/// When each instance had read all its backends again (sorted), from `from`;
+/// `before` are their listings so far.
+async fn reread_times(fleet: &[Light], before: Vec<u64>, from: Instant) -> Vec<Duration> {
+    let each = fleet.iter().zip(before).map(|(instance, before)| {
+        let mut listings = instance.listings.clone();
+        async move {
+            let reread = tokio::time::timeout(
+                Duration::from_secs(120),
+                listings.wait_for(|n| *n >= before + instance.backends),
+            )
+            .await;
+            assert!(
+                matches!(reread, Ok(Ok(_))),
+                "an instance did not read its backends again within 120 s"
+            );
+            from.elapsed()
+        }
+    });
+    let mut times = futures_util::future::join_all(each).await;
+    times.sort();
+    times
+}
+
+/// p10, p50, p90, p99 and the last of sorted `times`, in seconds.
+fn spread(times: &[Duration]) -> String {
+    let s = |d: Duration| format!("{:.1}", d.as_secs_f64());
+    format!(
+        "p10 {}, p50 {}, p90 {}, p99 {}, last {}",
+        s(percentile(times, 0.1)),
+        s(percentile(times, 0.5)),
+        s(percentile(times, 0.9)),
+        s(percentile(times, 0.99)),
+        s(*times.last().expect("instances"))
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -11,6 +11,7 @@ pub mod directives;
 pub mod format;
 pub mod ops;
 mod reader;
+mod resync;
 mod session;
 mod watcher;
 

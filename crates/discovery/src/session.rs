@@ -14,7 +14,9 @@ use zookeeper_client::{Client, SessionState};
 
 use crate::announce::{self, Announced, Announcement};
 use crate::reader::Reader;
-use crate::{jittered, watcher, Update, WatchSpec};
+use crate::resync::{self, KnownChildren};
+use crate::watcher::{self, Shared};
+use crate::{jittered, Update, WatchSpec};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// How often the session looks for a watcher that ended.
@@ -81,7 +83,7 @@ pub(crate) async fn run(
     // that a fleet starting together does not land on the first one.
     let zookeeper = shuffled(zookeeper);
     let mut backoff = MIN_BACKOFF;
-    let known = watcher::KnownChildren::default();
+    let known = KnownChildren::default();
     loop {
         let connect_timeout = zookeeper
             .session_timeout
@@ -115,8 +117,7 @@ pub(crate) async fn run(
                 metrics.zookeeper_session_expirations.inc();
                 // A partition expires a whole fleet's sessions at once:
                 // the new ones open spread out, as re-reads do.
-                let children = known.lock().map_or(0, |known| known.values().sum());
-                let wait = watcher::resync_wait(children);
+                let wait = resync::resync_wait(resync::children(&known));
                 warn!(in_ms = wait.as_millis() as u64, "ZooKeeper session expired: opening a new one; serving the last known members meanwhile");
                 tokio::time::sleep(wait).await;
             }
@@ -159,20 +160,19 @@ async fn serve(
     specs: &mut watch::Receiver<Vec<WatchSpec>>,
     updates: &mpsc::Sender<Update>,
     metrics: &Metrics,
-    known: &watcher::KnownChildren,
+    known: &KnownChildren,
 ) -> SessionEnd {
     let mut watchers: HashMap<Arc<str>, (DiscoveryConfig, Owned)> = HashMap::new();
-    // The reads of changed members, of every backend, go through one reader.
+    // Every read of the session's, of every backend, goes through one reader.
     let (reader, reading) = Reader::new(client.clone());
     let _reading = Owned(tokio::spawn(reading));
-    let session = Session {
-        client,
-        updates,
-        metrics,
-        resync: watcher::Resync::default(),
-        known,
-        reader: &reader,
-    };
+    let session = Arc::new(Shared::new(
+        client.clone(),
+        updates.clone(),
+        metrics.clone(),
+        reader,
+        Arc::clone(known),
+    ));
     let current = specs.borrow_and_update().clone();
     reconcile(&mut watchers, &current, &session);
     let mut state = client.state_watcher();
@@ -214,20 +214,10 @@ async fn serve(
     end
 }
 
-/// What every watcher of one session shares.
-struct Session<'a> {
-    client: &'a Client,
-    updates: &'a mpsc::Sender<Update>,
-    metrics: &'a Metrics,
-    resync: watcher::Resync,
-    known: &'a watcher::KnownChildren,
-    reader: &'a Reader,
-}
-
 fn reconcile(
     watchers: &mut HashMap<Arc<str>, (DiscoveryConfig, Owned)>,
     specs: &[WatchSpec],
-    session: &Session<'_>,
+    session: &Arc<Shared>,
 ) {
     // A watcher dropped here is aborted.
     watchers.retain(|backend, (config, _)| {
@@ -238,13 +228,8 @@ fn reconcile(
     for spec in specs {
         if !watchers.contains_key(&spec.backend) {
             let task = Owned(tokio::spawn(watcher::watch_backend(
-                session.client.clone(),
                 spec.clone(),
-                session.updates.clone(),
-                session.metrics.clone(),
-                session.resync.clone(),
-                Arc::clone(session.known),
-                session.reader.clone(),
+                Arc::clone(session),
             )));
             watchers.insert(Arc::clone(&spec.backend), (spec.config.clone(), task));
         }

@@ -2,11 +2,10 @@
 //! read after every (re)connect, and one read per changed child.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures_util::FutureExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 use zkgate_metrics::Metrics;
@@ -18,61 +17,45 @@ use zookeeper_client::{
 use crate::directives::Directives;
 use crate::format::{self, Child};
 use crate::reader::{Paced, Reader, READ_BATCH};
+use crate::resync::{self, KnownChildren, Resync};
 use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
 
-/// A re-read after a reconnect waits a random time below this, plus
-/// `RESYNC_PER_CHILD` per child the instance's backends had, at most
-/// `RESYNC_MAX`: a fleet that reconnects at once (after a leader election,
-/// or a partition that expired every session) then reads over a time that
-/// grows with what each instance has to read — 20 s for 10,000 members —
-/// rather than all in the same second. With one backend, two milliseconds
-/// a child keep a thousand instances' re-reads below what the ensemble
-/// serves (at one millisecond they were above it, and it was saturated
-/// until all had read). Meanwhile the backend serves the members it had.
-const RESYNC_SPREAD: Duration = Duration::from_millis(500);
-const RESYNC_PER_CHILD: Duration = Duration::from_millis(2);
-const RESYNC_MAX: Duration = Duration::from_secs(25);
-/// Watchers that see a reconnect within this of the first one to see it
-/// take its re-read time.
-const SAME_RECONNECT: Duration = Duration::from_secs(1);
+/// Watches one session adds at once: a fleet starting together would
+/// otherwise queue fifty an instance at the ensemble, and sessions whose
+/// requests wait behind that long enough stop hearing from it and
+/// reconnect (the client's no-answer timeout), to read everything again.
+const WATCH_ADDS_AT_ONCE: usize = 4;
 
-/// How many children each backend's last full read found, shared by a
-/// discovery's watchers across its sessions.
-pub type KnownChildren = Arc<Mutex<HashMap<Arc<str>, usize>>>;
-
-/// How long a re-read after a reconnect waits, for `children` to read
-/// (also how long a new session after an expired one waits to open).
-pub fn resync_wait(children: usize) -> Duration {
-    let spread = RESYNC_SPREAD + RESYNC_PER_CHILD * children.min(u32::MAX as usize) as u32;
-    spread.min(RESYNC_MAX).mul_f64(fastrand::f64())
+/// What a session's watchers share.
+pub(crate) struct Shared {
+    pub client: Client,
+    pub updates: mpsc::Sender<Update>,
+    pub metrics: Metrics,
+    /// Every read of the session's, packed and paced.
+    pub reader: Reader,
+    /// When the session's backends read again after a reconnect.
+    pub resync: Resync,
+    /// Children each of the instance's backends had at its last full read.
+    pub known: KnownChildren,
+    watch_adds: Semaphore,
 }
 
-/// When a session's backends re-read after a reconnect: one random time
-/// for all of them, drawn by the first watcher to see the reconnect, so
-/// their reads are asked together and packed into few multi-reads.
-#[derive(Clone, Default)]
-pub(crate) struct Resync(Arc<Mutex<Option<Drawn>>>);
-
-#[derive(Clone, Copy)]
-struct Drawn {
-    when: Instant,
-    at: Instant,
-}
-
-impl Resync {
-    /// When to re-read after a reconnect seen now, with `children` to read.
-    fn at(&self, children: usize) -> Instant {
-        let now = Instant::now();
-        let Ok(mut drawn) = self.0.lock() else {
-            return now + resync_wait(children);
-        };
-        match *drawn {
-            Some(same) if now.duration_since(same.when) < SAME_RECONNECT => same.at,
-            _ => {
-                let at = now + resync_wait(children);
-                *drawn = Some(Drawn { when: now, at });
-                at
-            }
+impl Shared {
+    pub fn new(
+        client: Client,
+        updates: mpsc::Sender<Update>,
+        metrics: Metrics,
+        reader: Reader,
+        known: KnownChildren,
+    ) -> Self {
+        Shared {
+            client,
+            updates,
+            metrics,
+            reader,
+            resync: Resync::default(),
+            known,
+            watch_adds: Semaphore::new(WATCH_ADDS_AT_ONCE),
         }
     }
 }
@@ -80,6 +63,15 @@ impl Resync {
 /// Whether `event` is a session's last (expired, closed, auth failed).
 fn ends_session(event: &WatchedEvent) -> bool {
     event.event_type == EventType::Session && event.session_state.is_terminated()
+}
+
+/// Whether `event` says the session is connected again.
+fn reconnected(event: &WatchedEvent) -> bool {
+    event.event_type == EventType::Session
+        && matches!(
+            event.session_state,
+            SessionState::SyncConnected | SessionState::ConnectedReadOnly
+        )
 }
 
 /// Errors after which this session can do nothing more.
@@ -91,38 +83,37 @@ fn session_over(err: &Error) -> bool {
 }
 
 struct Watcher {
-    client: Client,
     spec: WatchSpec,
-    updates: mpsc::Sender<Update>,
+    shared: Arc<Shared>,
     /// Invalid children already logged, with the version logged, so each bad
     /// version is logged once however often it is re-read.
     logged: HashMap<String, i64>,
     /// The newest zxid whose changes were all sent.
     zxid: i64,
-    /// Children each of the session's backends had at its last full read.
-    known: KnownChildren,
-    reader: Reader,
+}
+
+/// What a batch of events asks of the watcher.
+enum Next {
+    /// Read these children again.
+    Read(Vec<String>),
+    /// Read everything again (the backend's own znode changed).
+    ReadAll,
+    /// The session is connected again: watch anew and read everything.
+    Resync,
+    /// Nothing to read (a disconnection, say).
+    Nothing,
+    /// The session ended.
+    Over,
 }
 
 /// Runs until the session ends or the task is aborted.
-pub async fn watch_backend(
-    client: Client,
-    spec: WatchSpec,
-    updates: mpsc::Sender<Update>,
-    metrics: Metrics,
-    resync: Resync,
-    known: KnownChildren,
-    reader: Reader,
-) {
+pub(crate) async fn watch_backend(spec: WatchSpec, shared: Arc<Shared>) {
     let path = spec.config.path.clone();
     let mut this = Watcher {
-        client,
         spec,
-        updates,
+        shared,
         logged: HashMap::new(),
         zxid: 0,
-        known,
-        reader,
     };
     // Watch first, read second: a change between the two shows up as an event.
     let Some(mut events) = this.add_watch().await else {
@@ -130,8 +121,23 @@ pub async fn watch_backend(
     };
     // An event taken while checking whether any were left: the next batch's first.
     let mut carried: Option<WatchedEvent>;
+    let mut renew = false;
     'sync: loop {
         carried = None;
+        // A full read reads what every queued event reports; a reconnect
+        // among them means the watch must be added again first.
+        match this.skip_queued(&mut events) {
+            Some(again) => renew |= again,
+            None => return,
+        }
+        if std::mem::take(&mut renew) {
+            // The old watcher drops after the new one exists, so its
+            // removal leaves the path watched.
+            match this.add_watch().await {
+                Some(renewed) => events = renewed,
+                None => return,
+            }
+        }
         match this.read_all().await {
             Ok((directives, members, zxid)) => {
                 debug!(backend = %this.spec.backend, members = members.len(), "synced from ZooKeeper");
@@ -144,8 +150,8 @@ pub async fn watch_backend(
             }
             Err(err) if session_over(&err) => return,
             Err(err) => {
-                warn!(backend = %this.spec.backend, %path, error = %err, "cannot read members; retrying");
-                tokio::time::sleep(RETRY_DELAY).await;
+                warn!(backend = %this.spec.backend, %path, error = %err, "cannot read members; reading again after the resync wait");
+                this.wait_to_resync(true).await;
                 continue 'sync;
             }
         }
@@ -158,7 +164,7 @@ pub async fn watch_backend(
             };
             // Changes that come while the session's reader is not ready
             // join this read.
-            this.reader.ready().await;
+            this.shared.reader.ready().await;
             let mut batch = vec![first];
             // After a session's last event the watcher has nothing more to
             // give (the client panics if asked): stop there.
@@ -168,54 +174,31 @@ pub async fn watch_backend(
                     None => break,
                 }
             }
-            metrics.zookeeper_watch_events.inc_by(batch.len() as u64);
-            let mut touched: Vec<String> = Vec::new();
-            for event in &batch {
-                if event.event_type == EventType::Session {
-                    match event.session_state {
-                        // Events may have been lost while disconnected: watch anew and
-                        // read everything again. Watching anew also covers clients
-                        // that do not re-register persistent watches on reconnect
-                        // (zookeeper-client 0.11 re-sends only one-shot watches).
-                        SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
-                            // A whole fleet reconnects at once after a leader
-                            // election: spread the re-reads, and the watches
-                            // added before them. Changes made meanwhile are
-                            // found by the re-read.
-                            let at = resync.at(this.instance_children());
-                            tokio::time::sleep_until(at).await;
-                            let Some(renewed) = this.add_watch().await else {
-                                return;
-                            };
-                            // The old watcher drops after the new one exists, so
-                            // its removal leaves the path watched.
-                            events = renewed;
-                            continue 'sync;
-                        }
-                        state if state.is_terminated() => return,
-                        _ => continue,
-                    }
+            let touched = match this.next(&batch) {
+                Next::Read(touched) => touched,
+                Next::Nothing => continue,
+                Next::ReadAll => continue 'sync,
+                Next::Resync => {
+                    // Events may have been lost while disconnected: watch
+                    // anew and read everything again, when the session's
+                    // backends do. Watching anew also covers clients that
+                    // do not re-register persistent watches on reconnect
+                    // (zookeeper-client 0.11 re-sends only one-shot watches).
+                    this.wait_to_resync(false).await;
+                    renew = true;
+                    continue 'sync;
                 }
-                match direct_child(&path, &event.path) {
-                    Some(child) if !touched.iter().any(|t| t == child) => {
-                        touched.push(child.to_owned())
-                    }
-                    Some(_) => {}
-                    // The backend's own znode appeared or vanished.
-                    None if event.path == path => continue 'sync,
-                    None => {}
-                }
-            }
-            // Only session events (a disconnection, say): nothing to read.
-            if touched.is_empty() {
-                continue;
-            }
+                Next::Over => return,
+            };
             // Read each touched child's latest state: whatever happened in
             // between, what is there now is the truth.
             let (changes, zxid) = match this.read_children(&touched, Paced::Yes).await {
                 Ok(read) => read,
                 Err(err) if session_over(&err) => return,
-                Err(_) => continue 'sync,
+                Err(_) => {
+                    this.wait_to_resync(true).await;
+                    continue 'sync;
+                }
             };
             for change in changes {
                 if !this.send(change).await {
@@ -236,11 +219,67 @@ fn direct_child<'a>(path: &str, event_path: &'a str) -> Option<&'a str> {
 }
 
 impl Watcher {
-    /// What this instance's backends had at their last full reads: after a
-    /// reconnect every backend re-reads, so the re-reads are spread by what
-    /// the whole instance will read, not by this backend's share of it.
-    fn instance_children(&self) -> usize {
-        self.known.lock().map_or(0, |known| known.values().sum())
+    /// What `batch` asks for.
+    fn next(&self, batch: &[WatchedEvent]) -> Next {
+        let path = &self.spec.config.path;
+        self.shared
+            .metrics
+            .zookeeper_watch_events
+            .inc_by(batch.len() as u64);
+        let mut touched: Vec<String> = Vec::new();
+        for event in batch {
+            if ends_session(event) {
+                return Next::Over;
+            }
+            if reconnected(event) {
+                return Next::Resync;
+            }
+            match direct_child(path, &event.path) {
+                Some(child) if !touched.iter().any(|t| t == child) => {
+                    touched.push(child.to_owned())
+                }
+                Some(_) => {}
+                // The backend's own znode appeared or vanished.
+                None if event.path == *path => return Next::ReadAll,
+                None => {}
+            }
+        }
+        if touched.is_empty() {
+            Next::Nothing
+        } else {
+            Next::Read(touched)
+        }
+    }
+
+    /// Takes the events queued now, before a full read that will read
+    /// what they report: whether one of them was a reconnect; `None` if
+    /// the session ended.
+    fn skip_queued(&self, events: &mut PersistentWatcher) -> Option<bool> {
+        let mut again = false;
+        while let Some(event) = events.changed().now_or_never() {
+            self.shared.metrics.zookeeper_watch_events.inc();
+            if ends_session(&event) {
+                return None;
+            }
+            again |= reconnected(&event);
+        }
+        Some(again)
+    }
+
+    /// Waits until the session's backends read again: after a reconnect,
+    /// or a failed read (mostly a lost connection, which the session is
+    /// getting back). A fleet that loses its connections at once reads
+    /// again spread over the wait, by what the whole instance will read,
+    /// and each instance's backends together; and a failed read is tried
+    /// again no sooner than `RETRY_DELAY`.
+    async fn wait_to_resync(&self, failed: bool) {
+        let at = self.shared.resync.at(resync::children(&self.shared.known));
+        let at = if failed {
+            at.max(Instant::now() + RETRY_DELAY)
+        } else {
+            at
+        };
+        tokio::time::sleep_until(at).await;
     }
 
     /// Adds the persistent recursive watch, retrying until it holds; `None`
@@ -248,11 +287,14 @@ impl Watcher {
     async fn add_watch(&self) -> Option<PersistentWatcher> {
         let path = &self.spec.config.path;
         loop {
-            match self
+            let turn = self.shared.watch_adds.acquire().await;
+            let watched = self
+                .shared
                 .client
                 .watch(path, AddWatchMode::PersistentRecursive)
-                .await
-            {
+                .await;
+            drop(turn);
+            match watched {
                 Ok(events) => return Some(events),
                 Err(err) if session_over(&err) => return None,
                 Err(err) => {
@@ -289,7 +331,7 @@ impl Watcher {
             backend: self.spec.backend.clone(),
             change,
         };
-        self.updates.send(update).await.is_ok()
+        self.shared.updates.send(update).await.is_ok()
     }
 
     fn decode(&mut self, child: &str, data: &[u8], version: i64) -> Option<Decoded> {
@@ -326,7 +368,12 @@ impl Watcher {
         let path = self.spec.config.path.clone();
         let mut changes = Vec::with_capacity(children.len());
         let mut zxid = 0;
-        let mut results = self.reader.read(&path, children, paced).await?.into_iter();
+        let mut results = self
+            .shared
+            .reader
+            .read(&path, children, paced)
+            .await?
+            .into_iter();
         // The path's stat; if the path is gone, its event follows, and a full read.
         if let Some(MultiReadResult::Data { stat, .. }) = results.next() {
             zxid = zxid.max(stat.pzxid).max(stat.mzxid);
@@ -359,7 +406,12 @@ impl Watcher {
         // The path's data (directives, and in its stat the last child
         // created or deleted) and its children, as one snapshot, packed
         // with the session's other backends' listings.
-        let mut results = self.reader.list(&self.spec.config.path).await?.into_iter();
+        let mut results = self
+            .shared
+            .reader
+            .list(&self.spec.config.path)
+            .await?
+            .into_iter();
         let (directives, stat) = match results.next() {
             Some(MultiReadResult::Data { data, stat }) => {
                 (Directives::parse(&data, stat.mzxid), stat)
@@ -384,7 +436,7 @@ impl Watcher {
                 ))
             }
         };
-        if let Ok(mut known) = self.known.lock() {
+        if let Ok(mut known) = self.shared.known.lock() {
             known.insert(Arc::clone(&self.spec.backend), children.len());
         }
         let (read, zxid) = self.read_children(&children, Paced::No).await?;
