@@ -23,6 +23,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use zookeeper_client::{Client, Error, MultiReadResult, MultiReader};
@@ -30,6 +31,12 @@ use zookeeper_client::{Client, Error, MultiReadResult, MultiReader};
 /// Znodes read per multi-read at most, well under ZooKeeper's 1 MiB
 /// packet limit.
 pub(crate) const READ_BATCH: usize = 256;
+
+/// Multi-reads a session has in flight at once, for full reads: an
+/// instance re-reading fifty backends (some forty multi-reads) then waits
+/// for a quarter of the round trips, which after a fleet's spread re-read
+/// is what sets when its last instance is done.
+const READS_IN_FLIGHT: usize = 4;
 
 const READ_SPACING: u32 = 4;
 const MAX_READ_SPACING: Duration = Duration::from_millis(100);
@@ -122,16 +129,26 @@ impl Reader {
     }
 }
 
-/// An ask in the queue, with the answers its first znodes already had.
+/// An ask in the queue: how many of its znodes went into multi-reads so
+/// far, and the answers that came back.
 struct Queued {
+    id: u64,
     asked: Asked,
+    planned: usize,
     read: Vec<MultiReadResult>,
 }
 
 impl Queued {
-    fn left(&self) -> usize {
-        self.asked.ops.len() - self.read.len()
+    fn unplanned(&self) -> usize {
+        self.asked.ops.len() - self.planned
     }
+}
+
+/// A multi-read sent: how many znodes of which asks it reads.
+struct Sent {
+    parts: Parts,
+    paced: Paced,
+    began: Instant,
 }
 
 async fn run(
@@ -140,43 +157,115 @@ async fn run(
     pacer: Arc<Mutex<ReadPacer>>,
 ) {
     let mut queue: VecDeque<Queued> = VecDeque::new();
+    let mut ids = 0u64;
+    let mut in_flight = FuturesOrdered::new();
+    let mut open = true;
     loop {
-        if queue.is_empty() {
-            match incoming.recv().await {
-                Some(asked) => queue.push_back(Queued {
-                    asked,
-                    read: Vec::new(),
-                }),
-                None => return,
+        let mut held_until = None;
+        while in_flight.len() < READS_IN_FLIGHT {
+            // A watcher that stopped (its backend removed) needs no answer.
+            queue.retain(|q| q.planned > 0 || !q.asked.answer.is_closed());
+            let Some(first) = queue.iter().find(|q| q.unplanned() > 0) else {
+                break;
+            };
+            let paced = first.asked.paced;
+            // Behind reads in flight only a full multi-read goes: the rest
+            // waits for them, to be packed with what comes meanwhile; and a
+            // paced read goes alone.
+            let unplanned: usize = queue.iter().map(Queued::unplanned).sum();
+            if !in_flight.is_empty() && (paced == Paced::Yes || unplanned < READ_BATCH) {
+                break;
             }
-            // Watchers woken by the same readiness ask together: let them.
-            tokio::task::yield_now().await;
-        }
-        let paced = queue[0].asked.paced;
-        if paced == Paced::Yes {
-            ready(&pacer).await;
-        }
-        while let Ok(asked) = incoming.try_recv() {
-            queue.push_back(Queued {
-                asked,
-                read: Vec::new(),
+            if paced == Paced::Yes {
+                let next = pacer.lock().map_or_else(|_| Instant::now(), |p| p.next);
+                if Instant::now() < next {
+                    held_until = Some(next);
+                    break;
+                }
+            }
+            let began = Instant::now();
+            let mut reader = client.new_multi_reader();
+            let (parts, failed) = plan_into(&mut queue, &mut reader);
+            let commit = match failed {
+                None => Ok(reader.commit()),
+                Some(err) => Err(err),
+            };
+            let sent = Sent {
+                parts,
+                paced,
+                began,
+            };
+            in_flight.push_back(async move {
+                let read = match commit {
+                    Ok(commit) => commit.await,
+                    Err(err) => Err(err),
+                };
+                (sent, read)
             });
         }
-        // A watcher that stopped (its backend removed) needs no answer.
-        queue.retain(|q| !q.asked.answer.is_closed());
-        if queue.is_empty() {
-            continue;
+        if !open && queue.is_empty() && in_flight.is_empty() {
+            return;
         }
-        let plan = plan(queue.iter().map(|q| (q.left(), q.asked.whole)));
-        let began = Instant::now();
-        let read = read_planned(&client, &queue, &plan).await;
-        if paced == Paced::Yes {
-            if let Ok(mut pacer) = pacer.lock() {
-                pacer.read_took(began.elapsed());
+        tokio::select! {
+            Some((sent, read)) = in_flight.next(), if !in_flight.is_empty() => {
+                if sent.paced == Paced::Yes {
+                    if let Ok(mut pacer) = pacer.lock() {
+                        pacer.read_took(sent.began.elapsed());
+                    }
+                }
+                answer(&mut queue, &sent.parts, read);
+            }
+            asked = incoming.recv(), if open => match asked {
+                Some(asked) => {
+                    let idle = in_flight.is_empty();
+                    queue.push_back(Queued { id: ids, asked, planned: 0, read: Vec::new() });
+                    ids += 1;
+                    if idle {
+                        // Watchers woken by the same readiness ask
+                        // together: let them.
+                        tokio::task::yield_now().await;
+                    }
+                    while let Ok(asked) = incoming.try_recv() {
+                        queue.push_back(Queued { id: ids, asked, planned: 0, read: Vec::new() });
+                        ids += 1;
+                    }
+                }
+                None => open = false,
+            },
+            () = sleep_until_some(held_until), if held_until.is_some() => {}
+            else => return,
+        }
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// How many znodes of which asks (by id) a multi-read reads.
+type Parts = Vec<(u64, usize)>;
+
+/// Puts the next multi-read's znodes (see [`plan`]) in `reader`, marking
+/// them planned: how many of which asks', and an error if one could not
+/// be added (a multi-read that is then not sent).
+fn plan_into(queue: &mut VecDeque<Queued>, reader: &mut MultiReader<'_>) -> (Parts, Option<Error>) {
+    let waiting = queue.iter().filter(|q| q.unplanned() > 0);
+    let sizes = plan(waiting.map(|q| (q.unplanned(), q.asked.whole)));
+    let mut parts = Vec::with_capacity(sizes.len());
+    let mut failed = None;
+    for (queued, size) in queue.iter_mut().filter(|q| q.unplanned() > 0).zip(sizes) {
+        let first = queued.planned;
+        queued.planned += size.len();
+        parts.push((queued.id, size.len()));
+        for op in &queued.asked.ops[first..first + size.len()] {
+            if let Err(err) = add(reader, op) {
+                failed.get_or_insert(err);
             }
         }
-        answer(&mut queue, &plan, read);
     }
+    (parts, failed)
 }
 
 /// Which znodes of the queued asks (front first, each given as how many it
@@ -204,21 +293,6 @@ fn plan(queued: impl Iterator<Item = (usize, bool)>) -> Vec<Range<usize>> {
     plan
 }
 
-async fn read_planned(
-    client: &Client,
-    queue: &VecDeque<Queued>,
-    plan: &[Range<usize>],
-) -> Result<Vec<MultiReadResult>, Error> {
-    let mut reader = client.new_multi_reader();
-    for (queued, range) in queue.iter().zip(plan) {
-        let first = queued.read.len();
-        for op in &queued.asked.ops[first + range.start..first + range.end] {
-            add(&mut reader, op)?;
-        }
-    }
-    reader.commit().await
-}
-
 fn add(reader: &mut MultiReader<'_>, op: &Op) -> Result<(), Error> {
     match op {
         Op::Data(path) => reader.add_get_data(path),
@@ -226,29 +300,42 @@ fn add(reader: &mut MultiReader<'_>, op: &Op) -> Result<(), Error> {
     }
 }
 
-/// Hands the multi-read's answers to the asks planned, and answers those
-/// now complete (or every ask planned, with the error).
+/// Hands a multi-read's answers to the asks it read for, and answers
+/// those now complete; on an error, every ask it read for fails (and
+/// what other multi-reads bring them is dropped).
 fn answer(
     queue: &mut VecDeque<Queued>,
-    plan: &[Range<usize>],
+    parts: &[(u64, usize)],
     read: Result<Vec<MultiReadResult>, Error>,
 ) {
     match read {
         Ok(results) => {
             let mut results = results.into_iter();
-            for (queued, range) in queue.iter_mut().zip(plan) {
-                queued.read.extend(results.by_ref().take(range.len()));
-            }
-            while queue.front().is_some_and(|q| q.left() == 0) {
-                if let Some(done) = queue.pop_front() {
-                    done.asked.answer.send(Ok(done.read)).ok();
+            for &(id, size) in parts {
+                let answers = results.by_ref().take(size);
+                if let Some(queued) = queue.iter_mut().find(|q| q.id == id) {
+                    queued.read.extend(answers);
+                } else {
+                    answers.for_each(drop);
                 }
             }
         }
         Err(err) => {
-            for queued in queue.drain(..plan.len()) {
+            let (failed, kept): (VecDeque<Queued>, VecDeque<Queued>) = queue
+                .drain(..)
+                .partition(|queued| parts.iter().any(|&(id, _)| id == queued.id));
+            *queue = kept;
+            for queued in failed {
                 queued.asked.answer.send(Err(err.clone())).ok();
             }
+        }
+    }
+    while queue
+        .front()
+        .is_some_and(|q| q.read.len() == q.asked.ops.len())
+    {
+        if let Some(done) = queue.pop_front() {
+            done.asked.answer.send(Ok(done.read)).ok();
         }
     }
 }

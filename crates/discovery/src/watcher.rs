@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 use zkgate_metrics::Metrics;
@@ -20,12 +20,6 @@ use crate::reader::{Paced, Reader, READ_BATCH};
 use crate::resync::{self, KnownChildren, Resync};
 use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
 
-/// Watches one session adds at once: a fleet starting together would
-/// otherwise queue fifty an instance at the ensemble, and sessions whose
-/// requests wait behind that long enough stop hearing from it and
-/// reconnect (the client's no-answer timeout), to read everything again.
-const WATCH_ADDS_AT_ONCE: usize = 4;
-
 /// What a session's watchers share.
 pub(crate) struct Shared {
     pub client: Client,
@@ -37,7 +31,6 @@ pub(crate) struct Shared {
     pub resync: Resync,
     /// Children each of the instance's backends had at its last full read.
     pub known: KnownChildren,
-    watch_adds: Semaphore,
 }
 
 impl Shared {
@@ -55,7 +48,6 @@ impl Shared {
             reader,
             resync: Resync::default(),
             known,
-            watch_adds: Semaphore::new(WATCH_ADDS_AT_ONCE),
         }
     }
 }
@@ -287,14 +279,12 @@ impl Watcher {
     async fn add_watch(&self) -> Option<PersistentWatcher> {
         let path = &self.spec.config.path;
         loop {
-            let turn = self.shared.watch_adds.acquire().await;
-            let watched = self
+            match self
                 .shared
                 .client
                 .watch(path, AddWatchMode::PersistentRecursive)
-                .await;
-            drop(turn);
-            match watched {
+                .await
+            {
                 Ok(events) => return Some(events),
                 Err(err) if session_over(&err) => return None,
                 Err(err) => {
