@@ -145,6 +145,23 @@ pub fn cpu_seconds(zk: &ZooKeeper) -> f64 {
         .sum()
 }
 
+/// Each node's CPU seconds so far (`None`: not running).
+pub fn node_cpu(zk: &ZooKeeper) -> Vec<Option<f64>> {
+    (0..zk.len())
+        .map(|i| zk.pid(i).map(|pid| process_cpu_seconds(&pid.to_string())))
+        .collect()
+}
+
+/// The CPU seconds the nodes running both then and now used since `then`
+/// (a node killed or started in between counts for nothing).
+pub fn node_cpu_since(zk: &ZooKeeper, then: &[Option<f64>]) -> f64 {
+    node_cpu(zk)
+        .iter()
+        .zip(then)
+        .filter_map(|(now, then)| Some(now.as_ref()? - then.as_ref()?))
+        .sum()
+}
+
 /// CPU seconds this process has used so far.
 pub fn own_cpu_seconds() -> f64 {
     process_cpu_seconds("self")

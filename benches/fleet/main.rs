@@ -10,8 +10,9 @@
 //! over the nodes; see `ensemble.rs`) and its CPU time. The cold start is
 //! set against a floor measured in the same run: every member read by
 //! every instance at the rate plain readers get reading members the way
-//! an instance does (multi-reads of 256), and each backend's znode and
-//! watch at the rate they get single reads.
+//! an instance does (multi-reads of 256, each backend's own znode
+//! packed with them), and each backend's watch at the rate they get
+//! single reads.
 //!
 //! Run: `cargo bench --bench fleet` (`ZKGATE_LOG=warn` for the light
 //! instances' log; `FLEET_JVM=test` for the test kit's trimmed ZooKeeper
@@ -69,7 +70,7 @@ async fn all_sessions_expired(
     n: usize,
     backends: usize,
     listing: &[i64],
-) -> (Duration, Rates, u64) {
+) -> (Duration, Rates, u64, Work) {
     let mut relays = Vec::new();
     for i in 0..zk.len() {
         relays.push(zkgate_testkit::Relay::start(zk.client_addr(i)).await);
@@ -95,6 +96,7 @@ async fn all_sessions_expired(
     for relay in &relays {
         relay.resume();
     }
+    let cpu = (ensemble::node_cpu(zk), ensemble::own_cpu_seconds());
     let healed = Instant::now();
     let (times, peak, reads) = peak_rates(zk, reread_times(&fleet, before, healed)).await;
     println!("  reads/s every 0.5 s from the heal: {}", timeline(&reads));
@@ -102,19 +104,24 @@ async fn all_sessions_expired(
         "  each instance's backends read again, s after the heal: {}",
         spread(&times)
     );
+    let work = Work {
+        ensemble: ensemble::node_cpu_since(zk, &cpu.0),
+        instances: ensemble::own_cpu_seconds() - cpu.1,
+    };
     let took = *times.last().expect("instances");
     let rejected = mntr_sums(zk, ["zk_connection_rejected"])[0] - rejected;
     drop(fleet);
-    (took, peak, rejected)
+    (took, peak, rejected, work)
 }
 
 /// The leader killed: how long until every instance read its backend
 /// again, and the peak request rate meanwhile. The node is restarted after.
-async fn leader_killed(zk: &mut ZooKeeper, fleet: &[Light]) -> (Duration, Rates) {
+async fn leader_killed(zk: &mut ZooKeeper, fleet: &[Light]) -> (Duration, Rates, Work) {
     let leader = (0..zk.len())
         .find(|&i| zk.mode(i).as_deref() == Some("leader"))
         .expect("a leader");
     let before: Vec<u64> = fleet.iter().map(|l| *l.listings.borrow()).collect();
+    let cpu = (ensemble::node_cpu(zk), ensemble::own_cpu_seconds());
     let killed = Instant::now();
     tokio::task::block_in_place(|| zk.kill(leader));
     let (times, peak, reads) = peak_rates(zk, reread_times(fleet, before, killed)).await;
@@ -126,9 +133,44 @@ async fn leader_killed(zk: &mut ZooKeeper, fleet: &[Light]) -> (Duration, Rates)
         "  each instance's backends read again, s after the death: {}",
         spread(&times)
     );
+    let work = Work {
+        ensemble: ensemble::node_cpu_since(zk, &cpu.0),
+        instances: ensemble::own_cpu_seconds() - cpu.1,
+    };
     let took = *times.last().expect("instances");
     tokio::task::block_in_place(|| zk.restart(leader));
-    (took, peak)
+    (took, peak, work)
+}
+
+/// The CPU seconds a fleet's re-read took: the ensemble's, the instances'.
+struct Work {
+    ensemble: f64,
+    instances: f64,
+}
+
+impl Work {
+    /// The re-read measured in halves, as if each instance had a machine
+    /// of its own: the ensemble's work at the pace it reads at full speed
+    /// (`full_speed` CPU seconds a second) or the re-read wait's spread,
+    /// whichever is longer, then one instance's own read (`alone`).
+    fn halves(&self, full_speed: f64, spread: Duration, alone: Duration) -> String {
+        let zookeeper_side = self.ensemble / full_speed;
+        format!(
+            "the ensemble's CPU {:.1} s ({zookeeper_side:.2} s at full speed), the instances' {:.1} s on the same two cores; the halves added: {:.2} s (the longer of that and the {:.1} s spread, plus one instance's read alone, {:.2} s)",
+            self.ensemble,
+            self.instances,
+            zookeeper_side.max(spread.as_secs_f64()) + alone.as_secs_f64(),
+            spread.as_secs_f64(),
+            alone.as_secs_f64()
+        )
+    }
+}
+
+/// The longest a re-read waits after a reconnect, with `members` in all
+/// (the discovery's bound: half a second plus 2 ms a member, at most 25 s).
+fn resync_spread(members: usize) -> Duration {
+    (Duration::from_millis(500) + Duration::from_millis(2) * members as u32)
+        .min(Duration::from_secs(25))
 }
 
 /// When each instance had read all its backends again (sorted), from `from`;
@@ -295,7 +337,7 @@ async fn main() {
             let converged = a_deploy(&zk, &client, &fleet, deploy, member_count, backends).await;
             println!();
             println!("{n} instances, a deploy of {deploy} member changes over 10 s: all converged {:.2} s after it began ({:.2} s after the last write)", converged.as_secs_f64(), converged.as_secs_f64() - 10.0);
-            let (took, peak) = leader_killed(&mut zk, &fleet).await;
+            let (took, peak, work) = leader_killed(&mut zk, &fleet).await;
             println!(
                 "{n} instances, the leader killed: all read their backends again within {:.2} s; peak {:.0} requests/s and {:.0} reads/s at the ensemble ({:.1} × and {:.1} × the cold start's mean)",
                 took.as_secs_f64(),
@@ -304,6 +346,8 @@ async fn main() {
                 peak.requests / cold.mean_requests(),
                 peak.reads / cold.mean_reads(),
             );
+            let spread = resync_spread(member_count);
+            println!("  {}", work.halves(batched.cpu, spread, alone));
         }
         colds.push((n, cold));
         drop(fleet);
@@ -312,7 +356,7 @@ async fn main() {
     }
     let expire = env_number("FLEET_EXPIRE", *sizes.iter().max().unwrap_or(&0));
     if expire > 0 {
-        let (took, peak, rejected) =
+        let (took, peak, rejected, work) =
             all_sessions_expired(&zk, &zookeeper, expire, backends, &listing).await;
         println!("{expire} instances, every session expired by a partition longer than the session timeout, then healed: all read their backends again within {:.2} s of the heal; peak {:.0} requests/s and {:.0} reads/s at the ensemble; {rejected} connections refused", took.as_secs_f64(), peak.requests, peak.reads);
         if let Some((_, cold)) = colds.iter().find(|(n, _)| *n == expire) {
@@ -322,6 +366,8 @@ async fn main() {
                 peak.reads / cold.mean_reads()
             );
         }
+        let spread = resync_spread(member_count);
+        println!("  {}", work.halves(batched.cpu, spread, alone));
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let announce = env_number("FLEET_ANNOUNCE", *sizes.iter().max().unwrap_or(&0));
@@ -374,10 +420,12 @@ async fn main() {
     }
     for (n, cold) in &colds {
         // What a cold start must read: every member, by every instance, and
-        // each backend's own znode (its data and children in one request,
-        // and the watch on it), requests the size of a single read.
-        let per_backend = 2.0 * backends as f64 / plain.requests;
-        let floor = *n as f64 * (member_count as f64 / batched.znodes + per_backend);
+        // each backend's own znode (its data and children, packed with the
+        // members), at the rate of multi-reads; and the watch on each
+        // backend, a request the size of a single read.
+        let znodes = (member_count + 2 * backends) as f64;
+        let watches = backends as f64 / plain.requests;
+        let floor = *n as f64 * (znodes / batched.znodes + watches);
         let cpu_floor = floor * batched.cpu;
         // The two halves of a fleet's cold start, where each instance has a
         // machine of its own: the ensemble's work at the pace it reads at
@@ -385,7 +433,7 @@ async fn main() {
         let zookeeper_side = cold.cpu / batched.cpu;
         let halves = zookeeper_side + alone.as_secs_f64();
         println!(
-            "cold start of {n}: {:.2} s here against a floor of {floor:.2} s (every member read by every instance at the ensemble's batched rate, each backend's znode and watch at its single rate): {:.2} ×; the ensemble's CPU {:.1} s against {cpu_floor:.1} s at that rate: {:.2} ×; the instances' CPU {:.1} s on the same two cores",
+            "cold start of {n}: {:.2} s here against a floor of {floor:.2} s (every member and backend znode read by every instance at the ensemble's batched rate, each backend's watch at its single rate): {:.2} ×; the ensemble's CPU {:.1} s against {cpu_floor:.1} s at that rate: {:.2} ×; the instances' CPU {:.1} s on the same two cores",
             cold.took.as_secs_f64(),
             cold.took.as_secs_f64() / floor,
             cold.cpu,
