@@ -232,7 +232,12 @@ async fn main() {
     } else {
         ZooKeeper::ensemble_as_shipped()
     };
-    let client = zookeeper_client::Client::connect(&zk.connect_string())
+    // The bench's own writer: a long session, so that the two cores the
+    // thousand instances and the ensemble saturate (this process starved
+    // for seconds at a time) do not expire it.
+    let client = zookeeper_client::Client::connector()
+        .with_session_timeout(Duration::from_secs(60))
+        .connect(&zk.connect_string())
         .await
         .expect("connect");
     let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
