@@ -96,19 +96,8 @@ async fn all_sessions_expired(
     for relay in &relays {
         relay.resume();
     }
-    let cpu = (ensemble::node_cpu(zk), ensemble::own_cpu_seconds());
-    let healed = Instant::now();
-    let (times, peak, reads) = peak_rates(zk, reread_times(&fleet, before, healed)).await;
-    println!("  reads/s every 0.5 s from the heal: {}", timeline(&reads));
-    println!(
-        "  each instance's backends read again, s after the heal: {}",
-        spread(&times)
-    );
-    let work = Work {
-        ensemble: ensemble::node_cpu_since(zk, &cpu.0),
-        instances: ensemble::own_cpu_seconds() - cpu.1,
-    };
-    let took = *times.last().expect("instances");
+    let healed = Since::now(zk);
+    let (took, peak, work) = reread(zk, &fleet, before, healed, "the heal").await;
     let rejected = mntr_sums(zk, ["zk_connection_rejected"])[0] - rejected;
     drop(fleet);
     (took, peak, rejected, work)
@@ -121,25 +110,52 @@ async fn leader_killed(zk: &mut ZooKeeper, fleet: &[Light]) -> (Duration, Rates,
         .find(|&i| zk.mode(i).as_deref() == Some("leader"))
         .expect("a leader");
     let before: Vec<u64> = fleet.iter().map(|l| *l.listings.borrow()).collect();
-    let cpu = (ensemble::node_cpu(zk), ensemble::own_cpu_seconds());
-    let killed = Instant::now();
+    let killed = Since::now(zk);
     tokio::task::block_in_place(|| zk.kill(leader));
-    let (times, peak, reads) = peak_rates(zk, reread_times(fleet, before, killed)).await;
+    let (took, peak, work) = reread(zk, fleet, before, killed, "the leader's death").await;
+    tokio::task::block_in_place(|| zk.restart(leader));
+    (took, peak, work)
+}
+
+/// When something happened, and the CPU time used until then.
+struct Since {
+    at: Instant,
+    ensemble: Vec<Option<f64>>,
+    instances: f64,
+}
+
+impl Since {
+    fn now(zk: &ZooKeeper) -> Self {
+        Since {
+            ensemble: ensemble::node_cpu(zk),
+            instances: ensemble::own_cpu_seconds(),
+            at: Instant::now(),
+        }
+    }
+}
+
+/// A fleet's re-read after `since` (`what` happened then; `before` are the
+/// instances' listings so far): printed as the ensemble's reads over time
+/// and each instance's time; how long until the last was done, the peak
+/// rates, and the CPU it took.
+async fn reread(
+    zk: &ZooKeeper,
+    fleet: &[Light],
+    before: Vec<u64>,
+    since: Since,
+    what: &str,
+) -> (Duration, Rates, Work) {
+    let (times, peak, reads) = peak_rates(zk, reread_times(fleet, before, since.at)).await;
+    println!("  reads/s every 0.5 s from {what}: {}", timeline(&reads));
     println!(
-        "  reads/s every 0.5 s from the leader's death: {}",
-        timeline(&reads)
-    );
-    println!(
-        "  each instance's backends read again, s after the death: {}",
+        "  each instance's backends read again, s after {what}: {}",
         spread(&times)
     );
     let work = Work {
-        ensemble: ensemble::node_cpu_since(zk, &cpu.0),
-        instances: ensemble::own_cpu_seconds() - cpu.1,
+        ensemble: ensemble::node_cpu_since(zk, &since.ensemble),
+        instances: ensemble::own_cpu_seconds() - since.instances,
     };
-    let took = *times.last().expect("instances");
-    tokio::task::block_in_place(|| zk.restart(leader));
-    (took, peak, work)
+    (*times.last().expect("instances"), peak, work)
 }
 
 /// The CPU seconds a fleet's re-read took: the ensemble's, the instances'.
