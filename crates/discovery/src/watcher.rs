@@ -23,7 +23,7 @@ use crate::{Change, Decoded, Listed, Update, WatchSpec, RETRY_DELAY};
 /// Watches a session adds at once. An instance adds one per backend
 /// before each full read; fifty at once from every instance that re-reads
 /// at the same moment made the fleet's request rate spike (2.1–2.3 × the
-/// cold start's mean after a leader's death, 1.3–1.5 × four at a time).
+/// cold start's mean after a leader's death, 1.1–1.5 × four at a time).
 const WATCH_ADDS_AT_ONCE: usize = 4;
 
 /// What a session's watchers share.
