@@ -35,9 +35,9 @@ pub(crate) const READ_BATCH: usize = 256;
 /// Multi-reads a session has in flight at once, for full reads: an
 /// instance re-reading fifty backends (some forty multi-reads) then waits
 /// for half the round trips, which after a fleet's spread re-read is what
-/// sets when its last instance is done. (Four, a thousand instances on
-/// two cores decoded their answers faster than that machine could also
-/// run their sessions' pings.)
+/// sets when its last instance is done. (With four, a thousand instances
+/// sharing two cores with the ensemble lost connections to the client's
+/// no-answer timeout: the machine did not also run their pings in time.)
 const READS_IN_FLIGHT: usize = 2;
 
 const READ_SPACING: u32 = 4;
