@@ -139,10 +139,7 @@ pub fn timeline(reads: &[f64]) -> String {
 
 /// CPU seconds the ensemble's processes have used so far.
 pub fn cpu_seconds(zk: &ZooKeeper) -> f64 {
-    (0..zk.len())
-        .filter_map(|i| zk.pid(i))
-        .map(|pid| process_cpu_seconds(&pid.to_string()))
-        .sum()
+    node_cpu(zk).into_iter().flatten().sum()
 }
 
 /// Each node's CPU seconds so far (`None`: not running).

@@ -19,7 +19,6 @@
 //! up. A full read is not paced: it goes as soon as the reads before it.
 
 use std::collections::VecDeque;
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -179,7 +178,7 @@ async fn run(
                 break;
             }
             if paced == Paced::Yes {
-                let next = pacer.lock().map_or_else(|_| Instant::now(), |p| p.next);
+                let next = next_read(&pacer);
                 if Instant::now() < next {
                     held_until = Some(next);
                     break;
@@ -259,9 +258,9 @@ fn plan_into(queue: &mut VecDeque<Queued>, reader: &mut MultiReader<'_>) -> (Par
     let mut failed = None;
     for (queued, size) in queue.iter_mut().filter(|q| q.unplanned() > 0).zip(sizes) {
         let first = queued.planned;
-        queued.planned += size.len();
-        parts.push((queued.id, size.len()));
-        for op in &queued.asked.ops[first..first + size.len()] {
+        queued.planned += size;
+        parts.push((queued.id, size));
+        for op in &queued.asked.ops[first..first + size] {
             if let Err(err) = add(reader, op) {
                 failed.get_or_insert(err);
             }
@@ -272,20 +271,20 @@ fn plan_into(queue: &mut VecDeque<Queued>, reader: &mut MultiReader<'_>) -> (Par
 
 /// Which znodes of the queued asks (front first, each given as how many it
 /// has left to read and whether it must be read whole) go in the next
-/// multi-read: per ask, the range of its remaining znodes. Only the last
+/// multi-read: per ask, how many of its remaining znodes. Only the last
 /// ask planned may be split, and not one to be read whole unless it could
 /// never fit.
-fn plan(queued: impl Iterator<Item = (usize, bool)>) -> Vec<Range<usize>> {
+fn plan(queued: impl Iterator<Item = (usize, bool)>) -> Vec<usize> {
     let mut room = READ_BATCH;
     let mut plan = Vec::new();
     for (left, whole) in queued {
         if left <= room {
-            plan.push(0..left);
+            plan.push(left);
             room -= left;
         } else if whole && left <= READ_BATCH && !plan.is_empty() {
             break;
         } else {
-            plan.push(0..room);
+            plan.push(room);
             room = 0;
         }
         if room == 0 {
@@ -342,9 +341,14 @@ fn answer(
     }
 }
 
+/// When `pacer` lets the next paced read start.
+fn next_read(pacer: &Mutex<ReadPacer>) -> Instant {
+    pacer.lock().map_or_else(|_| Instant::now(), |p| p.next)
+}
+
 /// Waits until `pacer` lets the next read start.
 async fn ready(pacer: &Mutex<ReadPacer>) {
-    let next = pacer.lock().map_or_else(|_| Instant::now(), |p| p.next);
+    let next = next_read(pacer);
     if Instant::now() < next {
         tokio::time::sleep_until(next).await;
     }
@@ -421,20 +425,19 @@ mod tests {
 
     #[test]
     fn reads_are_packed_across_asks_and_only_a_long_one_is_split() {
-        let lens = |plan: Vec<Range<usize>>| plan.iter().map(|r| r.len()).collect::<Vec<_>>();
         // Fifty listings of two znodes: one multi-read.
         let listings = std::iter::repeat_n((2, true), 50);
-        assert_eq!(lens(plan(listings)), vec![2; 50]);
+        assert_eq!((plan(listings)), vec![2; 50]);
         // Members of 200 each: the second fills the multi-read, its rest
         // goes in the next.
         let members = std::iter::repeat_n((201, false), 3);
-        assert_eq!(lens(plan(members)), vec![201, 55]);
+        assert_eq!((plan(members)), vec![201, 55]);
         // A listing that does not fit waits for the next multi-read whole.
-        assert_eq!(lens(plan([(255, false), (2, true)].into_iter())), vec![255]);
+        assert_eq!((plan([(255, false), (2, true)].into_iter())), vec![255]);
         // An ask longer than a multi-read is split, even when it is first.
-        assert_eq!(lens(plan([(10_001, false)].into_iter())), vec![READ_BATCH]);
+        assert_eq!((plan([(10_001, false)].into_iter())), vec![READ_BATCH]);
         assert_eq!(
-            lens(plan([(100, false), (300, true)].into_iter())),
+            (plan([(100, false), (300, true)].into_iter())),
             vec![100, 156]
         );
     }
