@@ -179,17 +179,19 @@ pub fn add_forwarded(
     scheme: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let earlier = headers
-        .get(&X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty());
-    let forwarded_for = match earlier {
-        // Earlier hops' text was a valid value, and so is an address.
-        Some(earlier) => {
-            let joined = format!("{earlier}, {}", client.to_str().unwrap_or_default());
-            HeaderValue::from_str(&joined).ok()
+    // Every earlier hop's entry, in order, as the fast path writes them.
+    let mut joined = Vec::new();
+    for earlier in headers.get_all(&X_FORWARDED_FOR) {
+        if !earlier.is_empty() {
+            joined.extend_from_slice(earlier.as_bytes());
+            joined.extend_from_slice(b", ");
         }
-        None => Some(client.clone()),
+    }
+    let forwarded_for = if joined.is_empty() {
+        Some(client.clone())
+    } else {
+        joined.extend_from_slice(client.as_bytes());
+        HeaderValue::from_bytes(&joined).ok()
     };
     if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR.clone(), value);
@@ -254,5 +256,14 @@ mod tests {
         assert_eq!(headers["x-forwarded-for"], "192.0.2.1, 127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.com");
+
+        // Every earlier field, in order, as the fast path joins them.
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        headers.append("x-forwarded-for", HeaderValue::from_static(""));
+        headers.append("x-forwarded-for", HeaderValue::from_static("192.0.2.2"));
+        add_forwarded(&mut headers, &client, "http", None);
+        let joined: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(joined, ["192.0.2.1, 192.0.2.2, 127.0.0.1"]);
     }
 }

@@ -313,12 +313,14 @@ impl ClientConn {
             let response = match forwarded {
                 Forwarded::Answered(mut response, server) => {
                     outcome.server = Some(server);
+                    // The route's rules apply to the server's fields; the
+                    // sticky cookie is zkgate's, added after (as on the fast path).
+                    routed.response_edits.apply(response.headers_mut());
                     if let Some(cookie) = sticky_cookie(&backend, sticky, server)
                         .and_then(|c| header::HeaderValue::from_str(&c).ok())
                     {
                         response.headers_mut().append(header::SET_COOKIE, cookie);
                     }
-                    routed.response_edits.apply(response.headers_mut());
                     if let (Some(algorithm), Some(compression)) =
                         (routed.compress, &frontend.compression)
                     {
