@@ -23,6 +23,20 @@ pub(crate) const HOP_BY_HOP: [&HeaderName; 7] = [
     &header::UPGRADE,
 ];
 
+/// Whether a field of this name (any case) is one of [`HOP_BY_HOP`].
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| hop.as_str().as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// What `HeaderValue` accepts: visible bytes, spaces, tabs and obs-text.
+pub(crate) fn is_field_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+}
+
 /// Removes hop-by-hop headers, including any that the `Connection` header
 /// itself names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {

@@ -329,6 +329,38 @@ impl<'b> FinalHead<'_, 'b> {
         self.headers.iter().map(|h| (h.name, h.value))
     }
 
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The fields a client on a wire that frames the body itself (HTTP/2)
+    /// gets of the server's: those an HTTP/1.1 client gets (the hop-by-hop
+    /// ones, those `Connection` lists, a `Content-Length` that a transfer
+    /// coding overrode and those `edits` drop left out) but
+    /// `Transfer-Encoding`.
+    pub fn kept<'s>(
+        &'s self,
+        edits: &'s Edits<'_>,
+    ) -> impl Iterator<Item = (&'b str, &'b [u8])> + 's {
+        self.headers
+            .iter()
+            .zip(self.roles)
+            .filter(|(header, role)| {
+                **role != Role::TransferEncoding
+                    && self.keeps(header.name.as_bytes(), **role, edits)
+            })
+            .map(|(header, _)| (header.name, header.value))
+    }
+
+    fn keeps(&self, name: &[u8], role: Role, edits: &Edits<'_>) -> bool {
+        let dropped = matches!(role, Role::Connection | Role::HopByHop)
+            || (self.drop_length && role == Role::ContentLength)
+            || self.listed.iter().any(|l| name.eq_ignore_ascii_case(l))
+            || edits.drops(name);
+        !dropped
+    }
+
     /// Appends the head for an HTTP/1.1 client to `out`: hop-by-hop headers
     /// dropped, `additions` added, `Connection: close` where the body ends
     /// with the connection.
@@ -358,11 +390,7 @@ impl<'b> FinalHead<'_, 'b> {
         let mut run = 0..0;
         for (i, (header, role)) in self.headers.iter().zip(self.roles).enumerate() {
             let name = header.name.as_bytes();
-            let dropped = matches!(role, Role::Connection | Role::HopByHop)
-                || (self.drop_length && *role == Role::ContentLength)
-                || self.listed.iter().any(|l| name.eq_ignore_ascii_case(l))
-                || additions.edits.drops(name);
-            if dropped {
+            if !self.keeps(name, *role, additions.edits) {
                 continue;
             }
             let start = at(name);

@@ -16,12 +16,12 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
-use zkgate_routing::{ActiveRequest, Backend, Server};
+use zkgate_routing::{Backend, Server};
 
 use super::attempt::{answer_within, for_client, Attempt};
 use super::body::ProxyBody;
 use super::direct_body::{header_map, DirectBody};
-use crate::http::fast::framing::{self, Parsed, Seen};
+use crate::http::fast::framing::{self, FinalHead, Parsed, Seen};
 use crate::http::headers::strip_hop_by_hop;
 use crate::http::interim::InterimSink;
 use crate::http::policy::retry::head_arrived;
@@ -42,9 +42,7 @@ pub(super) fn takes(request: &Request<UpstreamBody>) -> bool {
 }
 
 /// Sends `request` to `server` over a pooled connection (or a new one) and
-/// reads the answer's head; as hyper's path does: a reused connection that
-/// fails before any answer is replaced by a fresh one, and a request sent
-/// on a fresh one that failed goes to another server if retries are on.
+/// reads the answer's head (see [`exchange`]).
 pub(super) async fn attempt(
     backend: &Backend,
     server: &Server,
@@ -52,12 +50,78 @@ pub(super) async fn attempt(
     read: &BodyRead,
     interim: Option<&InterimSink>,
 ) -> Attempt {
-    let address = server.address();
-    let tls = backend.tls.as_deref();
-    let key = PoolKey::new(address, tls);
     let mut head = Vec::with_capacity(256);
     encode_head(&request, &mut head);
     let head_method = request.method() == Method::HEAD;
+    let sent = Sent {
+        head: &head,
+        head_method,
+        read,
+        interim,
+    };
+    match exchange(backend, server, sent, |head| header_map(head.fields())).await {
+        Exchanged::Answered {
+            status,
+            made: mut headers,
+            body,
+        } => {
+            for_client(&mut headers);
+            let mut answer = Response::new(body);
+            // httparse admits three digits only: a status code.
+            *answer.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            *answer.version_mut() = Version::HTTP_11;
+            *answer.headers_mut() = headers;
+            Attempt::Answered(answer)
+        }
+        Exchanged::Retry => Attempt::Retry(request),
+        Exchanged::Failed(status) => Attempt::Failed(status),
+    }
+}
+
+/// A request head on its way to a server, and what the exchange needs of
+/// its client's side.
+#[derive(Clone, Copy)]
+pub struct Sent<'a> {
+    /// The head, as HTTP/1.1.
+    pub head: &'a [u8],
+    /// `HEAD`: the answer has no body whatever it says.
+    pub head_method: bool,
+    /// When the client's body was all read (at once, without one).
+    pub read: &'a BodyRead,
+    /// Where interim answers go, if the client's wire carries them.
+    pub interim: Option<&'a InterimSink>,
+}
+
+/// What became of an [`exchange`].
+pub enum Exchanged<T> {
+    /// The server answered: its status, what `make` made of its head, and
+    /// its body, read from the connection as the client takes it.
+    Answered {
+        status: u16,
+        made: T,
+        body: ProxyBody,
+    },
+    /// Nothing reached the server, or the request may be sent again.
+    Retry,
+    /// Failed in a way that must not be retried: answer with this.
+    Failed(StatusCode),
+}
+
+/// Sends a bodiless request's head to `server` over a pooled connection
+/// (or a new one) and reads the answer's head, of which `make` makes what
+/// the client's wire needs (an error there is the server's: a 502). As
+/// hyper's path does: a reused connection that fails before any answer is
+/// replaced by a fresh one, and a request sent on a fresh one that failed
+/// goes to another server if retries are on.
+pub async fn exchange<T>(
+    backend: &Backend,
+    server: &Server,
+    sent: Sent<'_>,
+    mut make: impl FnMut(&FinalHead<'_, '_>) -> Result<T, &'static str>,
+) -> Exchanged<T> {
+    let address = server.address();
+    let tls = backend.tls.as_deref();
+    let key = PoolKey::new(address, tls);
     let mut cached = ServerConn::cached(key, Instant::now()).await;
     loop {
         let reused = cached.is_some();
@@ -69,34 +133,46 @@ pub(super) async fn attempt(
                 Err(err) => {
                     warn!(backend = %backend.name, server = %address, error = %err, "cannot connect to server");
                     backend.metrics.connect_errors.inc();
-                    return Attempt::Retry(request);
+                    return Exchanged::Retry;
                 }
             },
         };
         let active = server.state.start_request();
-        let sent = Instant::now();
-        let exchange = send(&mut conn, &head, head_method, interim);
-        match answer_within(exchange, backend.timeouts.server, read, sent).await {
+        let at = Instant::now();
+        let exchange = send(
+            &mut conn,
+            sent.head,
+            sent.head_method,
+            sent.interim,
+            &mut make,
+        );
+        match answer_within(exchange, backend.timeouts.server, sent.read, at).await {
             None => {
                 debug!(backend = %backend.name, server = %address, "server timed out");
-                return Attempt::Failed(StatusCode::GATEWAY_TIMEOUT);
+                return Exchanged::Failed(StatusCode::GATEWAY_TIMEOUT);
             }
             Some(Ok(answer)) => {
-                head_arrived(backend, server, sent);
-                return Attempt::Answered(answer.into_response(conn, key, sent, active));
+                head_arrived(backend, server, at);
+                let reusable = answer.response.reusable && !answer.interim;
+                let body = DirectBody::new(conn, key, answer.response.framing, reusable, at);
+                return Exchanged::Answered {
+                    status: answer.response.status,
+                    made: answer.made,
+                    body: ProxyBody::direct(body, active),
+                };
             }
             Some(Err(NoAnswer::Malformed(why))) => {
                 debug!(backend = %backend.name, server = %address, why, "bad response from server");
-                return Attempt::Failed(StatusCode::BAD_GATEWAY);
+                return Exchanged::Failed(StatusCode::BAD_GATEWAY);
             }
             // A kept connection the server had closed: a fresh one.
             Some(Err(_)) if reused => continue,
             Some(Err(err)) => {
                 debug!(backend = %backend.name, server = %address, error = %err, "request to server failed");
                 return if backend.retries > 0 {
-                    Attempt::Retry(request)
+                    Exchanged::Retry
                 } else {
-                    Attempt::Failed(StatusCode::BAD_GATEWAY)
+                    Exchanged::Failed(StatusCode::BAD_GATEWAY)
                 };
             }
         }
@@ -140,9 +216,10 @@ impl std::fmt::Display for NoAnswer {
 }
 
 /// A final response head, read.
-struct Answer {
+struct Answer<T> {
     response: framing::Response,
-    headers: HeaderMap,
+    /// What was made of its head.
+    made: T,
     /// Interim (1xx) answers came first: where the exchange ends is the
     /// server's word only, and the connection is not reused (as on the
     /// fast path).
@@ -151,18 +228,19 @@ struct Answer {
 
 /// Writes the head and reads until a final response head is complete;
 /// interim ones go to `sink`, if the client's wire can carry them.
-async fn send(
+async fn send<T>(
     conn: &mut ServerConn,
     head: &[u8],
     head_method: bool,
     sink: Option<&InterimSink>,
-) -> Result<Answer, NoAnswer> {
+    make: &mut impl FnMut(&FinalHead<'_, '_>) -> Result<T, &'static str>,
+) -> Result<Answer<T>, NoAnswer> {
     conn.io.write_all(head).await.map_err(NoAnswer::Io)?;
     let mut interim = false;
     loop {
         if !conn.buf.is_empty() {
             let parsed = framing::parse(&conn.buf, head_method, |seen| match seen {
-                Seen::Final(head) => Some(header_map(head.fields())),
+                Seen::Final(head) => Some(make(head)),
                 Seen::Interim {
                     status, headers, ..
                 } => {
@@ -173,14 +251,14 @@ async fn send(
                 }
             });
             match parsed.map_err(|bad| NoAnswer::Malformed(bad.0))? {
-                Parsed::Final(response, headers) => {
-                    let headers = headers
+                Parsed::Final(response, made) => {
+                    let made = made
                         .expect("made for a final head")
                         .map_err(NoAnswer::Malformed)?;
                     conn.buf.advance(response.len);
                     return Ok(Answer {
                         response,
-                        headers,
+                        made,
                         interim,
                     });
                 }
@@ -221,31 +299,4 @@ fn pass_interim(sink: &InterimSink, status: u16, fields: &[httparse::Header<'_>]
     }
     strip_hop_by_hop(&mut headers);
     sink.send(status, headers);
-}
-
-impl Answer {
-    /// The response for the client, its body read from `conn` as polled.
-    fn into_response(
-        self,
-        conn: ServerConn,
-        key: PoolKey,
-        sent: Instant,
-        active: ActiveRequest,
-    ) -> Response<ProxyBody> {
-        let Answer {
-            response,
-            mut headers,
-            interim,
-        } = self;
-        for_client(&mut headers);
-        let reusable = response.reusable && !interim;
-        let body = DirectBody::new(conn, key, response.framing, reusable, sent);
-        let mut answer = Response::new(ProxyBody::direct(body, active));
-        // httparse admits three digits only: a status code.
-        *answer.status_mut() =
-            StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        *answer.version_mut() = Version::HTTP_11;
-        *answer.headers_mut() = headers;
-        answer
-    }
 }

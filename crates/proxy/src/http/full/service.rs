@@ -34,17 +34,17 @@ use crate::Proxy;
 /// The hyper service of one client connection.
 #[derive(Clone)]
 pub struct ProxyService {
-    conn: Arc<ClientConn>,
+    pub(super) conn: Arc<ClientConn>,
 }
 
-struct ClientConn {
-    proxy: Proxy,
-    frontend: FrontendId,
-    peer: SocketAddr,
+pub(super) struct ClientConn {
+    pub(super) proxy: Proxy,
+    pub(super) frontend: FrontendId,
+    pub(super) peer: SocketAddr,
     /// The client's address as an `X-Forwarded-For` entry, formatted once
     /// per connection rather than per request.
-    forwarded_for: header::HeaderValue,
-    activity: Arc<ConnActivity>,
+    pub(super) forwarded_for: header::HeaderValue,
+    pub(super) activity: Arc<ConnActivity>,
 }
 
 impl ProxyService {
@@ -101,67 +101,69 @@ impl ProxyService {
         let done = RequestDone(Arc::clone(&conn.activity));
         Box::pin(async move {
             // Only a logged request pays for copying its method and path.
-            let logged = conn.proxy.access_log.as_ref().map(|log| PendingLog {
-                log: Arc::clone(log),
-                client: conn.peer,
-                frontend: None,
-                backend: None,
-                server: None,
-                method: request.method().to_string(),
-                path: request
-                    .uri()
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_owned(),
-                status: 0,
-                started: Instant::now(),
-                headers_after: Duration::ZERO,
-                ids: None,
-            });
+            let logged = conn.pending_log(
+                request.method().as_str(),
+                request.uri().path_and_query().map_or("/", |p| p.as_str()),
+            );
             let mut outcome = Outcome::default();
             let http1 = request.version() < http::Version::HTTP_2;
             let head = request.method() == http::Method::HEAD;
-            let mut response = conn.handle(request, interim, &mut outcome).await;
-            if head {
-                // Whoever answered, a HEAD answer has no body (RFC 9110
-                // §9.3.2), over HTTP/2 as over HTTP/1.1.
-                response.body_mut().drop_message();
-            }
+            let response = conn.handle(request, interim, &mut outcome).await;
+            let (mut parts, body) = response.into_parts();
             if outcome.retired {
                 if !http1 {
                     conn.activity.frontend_retired();
-                } else if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-                    response.headers_mut().insert(
+                } else if parts.status != StatusCode::SWITCHING_PROTOCOLS {
+                    parts.headers.insert(
                         header::CONNECTION,
                         header::HeaderValue::from_static("close"),
                     );
                 }
             }
-            let mut body = response.map(|body| body.with_done(done));
-            if let Some(mut pending) = logged {
-                pending.frontend = outcome.frontend;
-                pending.backend = outcome.backend;
-                pending.server = outcome.server;
-                pending.ids = outcome.ids;
-                pending.status = body.status().as_u16();
-                pending.headers_after = pending.started.elapsed();
-                body = body.map(|b| b.with_log(pending));
-            }
-            Ok(body)
+            let body = finish(body, parts.status.as_u16(), head, outcome, done, logged);
+            Ok(Response::from_parts(parts, body))
         })
     }
 }
 
+/// A request's answer body readied for the client, whichever way it was
+/// served: a `HEAD` answer without a body (RFC 9110 §9.3.2, over HTTP/2 as
+/// over HTTP/1.1), the request marked done when the body is, and its
+/// access log line written then.
+pub(super) fn finish(
+    mut body: ProxyBody,
+    status: u16,
+    head: bool,
+    outcome: Outcome,
+    done: RequestDone,
+    logged: Option<PendingLog>,
+) -> ProxyBody {
+    if head {
+        body.drop_message();
+    }
+    let mut body = body.with_done(done);
+    if let Some(mut pending) = logged {
+        pending.frontend = outcome.frontend;
+        pending.backend = outcome.backend;
+        pending.server = outcome.server;
+        pending.ids = outcome.ids;
+        pending.status = status;
+        pending.headers_after = pending.started.elapsed();
+        body = body.with_log(pending);
+    }
+    body
+}
+
 /// Where a request went, for the access log.
 #[derive(Default)]
-struct Outcome {
+pub(super) struct Outcome {
     /// Its frontend was removed by a reload: the connection closes after it.
-    retired: bool,
-    frontend: Option<Arc<str>>,
-    backend: Option<Arc<str>>,
-    server: Option<SocketAddr>,
+    pub(super) retired: bool,
+    pub(super) frontend: Option<Arc<str>>,
+    pub(super) backend: Option<Arc<str>>,
+    pub(super) server: Option<SocketAddr>,
     /// The request id and trace id, when logged.
-    ids: Option<(String, String)>,
+    pub(super) ids: Option<(String, String)>,
 }
 
 impl ClientConn {
@@ -205,34 +207,44 @@ impl ClientConn {
                     (decision, protocol)
                 }
             };
-            let routed = match decision {
-                Decision::Forward(ref routed) => routed,
-                Decision::Refuse {
-                    frontend,
-                    retired,
-                    refused,
-                } => {
-                    outcome.retired = retired;
-                    outcome.frontend = frontend.map(|f| Arc::clone(&f.name));
-                    return match refused.retry_after {
-                        Some(wait) => too_many_requests(wait),
-                        None => error(refused.status),
-                    };
+            match decision {
+                // By reference: moved, the decision would take room twice.
+                Decision::Forward(ref routed) => {
+                    self.send(request, routed, protocol, interim, outcome).await
                 }
-                Decision::Redirect {
-                    frontend,
-                    retired,
-                    status,
-                    location,
-                } => {
-                    outcome.retired = retired;
-                    outcome.frontend = Some(Arc::clone(&frontend.name));
-                    return redirect(status, location);
-                }
-                Decision::Elsewhere => return error(StatusCode::SERVICE_UNAVAILABLE),
-            };
-            // By reference: moved, the decision would take room twice.
-            self.send(request, routed, protocol, interim, outcome).await
+                own => own_answer(own, outcome),
+            }
+        }
+    }
+
+    /// Starts a request's access log line, if requests are logged.
+    pub(super) fn pending_log(&self, method: &str, path: &str) -> Option<PendingLog> {
+        let log = self.proxy.access_log.as_ref()?;
+        Some(PendingLog {
+            log: Arc::clone(log),
+            client: self.peer,
+            frontend: None,
+            backend: None,
+            server: None,
+            method: method.to_owned(),
+            path: path.to_owned(),
+            status: 0,
+            started: Instant::now(),
+            headers_after: Duration::ZERO,
+            ids: None,
+        })
+    }
+
+    /// Notes where a routed request goes, for the access log.
+    pub(super) fn note_route(&self, routed: &Routed<'_>, outcome: &mut Outcome) {
+        outcome.retired = routed.retired;
+        outcome.frontend = Some(Arc::clone(&routed.frontend.name));
+        outcome.backend = Some(Arc::clone(&routed.backend.name));
+        if self.proxy.access_log.is_some() {
+            outcome.ids = routed.ids.as_ref().map(|ids| {
+                let id = ids.request_id.to_str().unwrap_or_default().to_owned();
+                (id, ids.trace_id().to_owned())
+            });
         }
     }
 
@@ -249,19 +261,11 @@ impl ClientConn {
         outcome: &'s mut Outcome,
     ) -> impl Future<Output = Response<ProxyBody>> + Send + use<'s, 't> {
         async move {
-            outcome.retired = routed.retired;
-            outcome.frontend = Some(Arc::clone(&routed.frontend.name));
+            self.note_route(routed, outcome);
             let backend = Arc::clone(routed.backend);
-            outcome.backend = Some(Arc::clone(&backend.name));
             let frontend = Arc::clone(routed.frontend);
             let (key, sticky) = (routed.key, routed.sticky);
             let head = request.method() == http::Method::HEAD;
-            if self.proxy.access_log.is_some() {
-                outcome.ids = routed.ids.as_ref().map(|ids| {
-                    let id = ids.request_id.to_str().unwrap_or_default().to_owned();
-                    (id, ids.trace_id().to_owned())
-                });
-            }
             let upgrade = protocol.map(|protocol| upgrade::Switch::of(&mut request, protocol));
             let rewrite = routed.rules.and_then(|rules| rules.rewrite.as_ref());
             if let Err(status) = prepare(
@@ -333,6 +337,37 @@ impl ClientConn {
             backend.metrics.count_response(response.status().as_u16());
             response
         }
+    }
+}
+
+/// zkgate's own answer to a request the request core did not route to a
+/// backend: refused, redirected, or (never from an adapter that carries
+/// every protocol) meant for another way.
+pub(super) fn own_answer(decision: Decision<'_>, outcome: &mut Outcome) -> Response<ProxyBody> {
+    match decision {
+        Decision::Refuse {
+            frontend,
+            retired,
+            refused,
+        } => {
+            outcome.retired = retired;
+            outcome.frontend = frontend.map(|f| Arc::clone(&f.name));
+            match refused.retry_after {
+                Some(wait) => too_many_requests(wait),
+                None => error(refused.status),
+            }
+        }
+        Decision::Redirect {
+            frontend,
+            retired,
+            status,
+            location,
+        } => {
+            outcome.retired = retired;
+            outcome.frontend = Some(Arc::clone(&frontend.name));
+            redirect(status, location)
+        }
+        Decision::Forward(_) | Decision::Elsewhere => error(StatusCode::SERVICE_UNAVAILABLE),
     }
 }
 

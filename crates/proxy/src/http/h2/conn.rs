@@ -270,8 +270,8 @@ impl Connection {
         let mut progress = false;
         while let Poll::Ready(Some(served)) = self.serving.poll_next_unpin(cx) {
             progress = true;
-            if let Ok((id, response)) = served {
-                self.start_answer(id, response);
+            if let Ok((id, answer)) = served {
+                self.start_answer(id, answer);
             }
             // Otherwise aborted: the client reset the stream first.
         }

@@ -27,21 +27,50 @@ pub enum Refusal {
     Reset(&'static str),
 }
 
-/// A header block's fields as the decoder gives them.
+/// Where a field's bytes are in [`Fields`]' store.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+/// One regular field: its name and value.
+#[derive(Clone, Copy)]
+struct Field {
+    name: Span,
+    value: Span,
+}
+
+/// A header block's fields as the decoder gives them, checked and kept as
+/// bytes: a header map is made only for a request that goes through the
+/// request core as an `http::Request` (the lane reads the bytes).
 #[derive(Default)]
 pub struct Fields {
     method: Option<Method>,
-    scheme: Option<String>,
-    authority: Option<String>,
-    path: Option<String>,
-    protocol: Option<String>,
-    headers: HeaderMap,
+    scheme: Option<Span>,
+    authority: Option<Span>,
+    path: Option<Span>,
+    protocol: Option<Span>,
+    /// The pseudo-headers' values and the regular fields, back to back.
+    store: Vec<u8>,
+    regular: Vec<Field>,
     /// `cookie` fields, joined into one for HTTP/1.1 (RFC 9113 §8.2.3).
-    cookies: Vec<HeaderValue>,
+    cookies: usize,
+    /// `host` fields.
+    hosts: usize,
     size: usize,
     regular_seen: bool,
     refused: Option<Refusal>,
 }
+
+/// Connection-specific fields have no place in HTTP/2 (RFC 9113 §8.2.2).
+const CONNECTION_SPECIFIC: [&[u8]; 5] = [
+    b"connection",
+    b"transfer-encoding",
+    b"upgrade",
+    b"keep-alive",
+    b"proxy-connection",
+];
 
 impl Fields {
     /// Takes one decoded field; the first problem found is kept.
@@ -62,6 +91,24 @@ impl Fields {
         self.refused.get_or_insert(refusal);
     }
 
+    fn keep(&mut self, bytes: &[u8]) -> Span {
+        let start = self.store.len() as u32;
+        self.store.extend_from_slice(bytes);
+        Span {
+            start,
+            end: self.store.len() as u32,
+        }
+    }
+
+    fn bytes(&self, span: Span) -> &[u8] {
+        &self.store[span.start as usize..span.end as usize]
+    }
+
+    fn text(&self, span: Span) -> &str {
+        // Pseudo-headers are kept only once found to be text.
+        std::str::from_utf8(self.bytes(span)).unwrap_or_default()
+    }
+
     fn take(&mut self, name: &[u8], value: &[u8]) -> Result<(), Refusal> {
         if value.first().is_some_and(|b| matches!(b, b' ' | b'\t'))
             || value.last().is_some_and(|b| matches!(b, b' ' | b'\t'))
@@ -75,31 +122,31 @@ impl Fields {
         if self.regular_seen {
             return Err(Refusal::Reset("a pseudo-header after a regular field"));
         }
-        let text = || {
-            std::str::from_utf8(value)
-                .map(str::to_owned)
-                .map_err(|_| Refusal::Reset("a pseudo-header that is not text"))
-        };
-        let slot_taken = match pseudo {
-            b"method" => {
-                let method = Method::from_bytes(value)
-                    .ok()
-                    .filter(|_| crate::http::headers::is_token(value))
-                    .ok_or(Refusal::Answer(StatusCode::BAD_REQUEST))?;
-                self.method.replace(method).is_some()
+        if pseudo == b"method" {
+            let method = Method::from_bytes(value)
+                .ok()
+                .filter(|_| crate::http::headers::is_token(value))
+                .ok_or(Refusal::Answer(StatusCode::BAD_REQUEST))?;
+            if self.method.replace(method).is_some() {
+                return Err(Refusal::Reset("a repeated pseudo-header"));
             }
-            b"scheme" => {
-                if !is_scheme(value) {
-                    return Err(Refusal::Answer(StatusCode::BAD_REQUEST));
-                }
-                self.scheme.replace(text()?).is_some()
-            }
-            b"authority" => self.authority.replace(text()?).is_some(),
-            b"path" => self.path.replace(text()?).is_some(),
-            b"protocol" => self.protocol.replace(text()?).is_some(),
+            return Ok(());
+        }
+        if pseudo == b"scheme" && !is_scheme(value) {
+            return Err(Refusal::Answer(StatusCode::BAD_REQUEST));
+        }
+        if std::str::from_utf8(value).is_err() {
+            return Err(Refusal::Reset("a pseudo-header that is not text"));
+        }
+        let span = self.keep(value);
+        let slot = match pseudo {
+            b"scheme" => &mut self.scheme,
+            b"authority" => &mut self.authority,
+            b"path" => &mut self.path,
+            b"protocol" => &mut self.protocol,
             _ => return Err(Refusal::Reset("an unknown pseudo-header")),
         };
-        if slot_taken {
+        if slot.replace(span).is_some() {
             return Err(Refusal::Reset("a repeated pseudo-header"));
         }
         Ok(())
@@ -109,57 +156,117 @@ impl Fields {
         if name.iter().any(u8::is_ascii_uppercase) {
             return Err(Refusal::Reset("an upper-case field name"));
         }
-        let name = HeaderName::from_bytes(name).map_err(|_| Refusal::Reset("a bad field name"))?;
-        let value =
-            HeaderValue::from_bytes(value).map_err(|_| Refusal::Reset("a bad field value"))?;
-        // Connection-specific fields have no place in HTTP/2 (RFC 9113 §8.2.2).
-        let connection_specific = [
-            header::CONNECTION,
-            header::TRANSFER_ENCODING,
-            header::UPGRADE,
-            HeaderName::from_static("keep-alive"),
-            HeaderName::from_static("proxy-connection"),
-        ];
-        if connection_specific.contains(&name) {
+        // What `HeaderName` and `HeaderValue` accept, checked on the bytes.
+        if !crate::http::headers::is_token(name) {
+            return Err(Refusal::Reset("a bad field name"));
+        }
+        if !crate::http::headers::is_field_value(value) {
+            return Err(Refusal::Reset("a bad field value"));
+        }
+        if CONNECTION_SPECIFIC.contains(&name) {
             return Err(Refusal::Reset("a connection-specific field"));
         }
-        if name == header::TE && value != "trailers" {
+        if name == b"te" && value != b"trailers" {
             return Err(Refusal::Reset("a `te` other than `trailers`"));
         }
-        if name == header::COOKIE {
-            self.cookies.push(value);
-        } else {
-            self.headers.append(name, value);
+        match name {
+            b"cookie" => self.cookies += 1,
+            b"host" => self.hosts += 1,
+            _ => {}
         }
+        let field = Field {
+            name: self.keep(name),
+            value: self.keep(value),
+        };
+        self.regular.push(field);
         Ok(())
     }
 
+    /// The first problem found, if any.
+    pub fn refused(&self) -> Option<Refusal> {
+        self.refused
+    }
+
+    pub fn method(&self) -> Option<&Method> {
+        self.method.as_ref()
+    }
+
+    pub fn scheme(&self) -> Option<&str> {
+        self.scheme.map(|span| self.text(span))
+    }
+
+    pub fn authority(&self) -> Option<&str> {
+        self.authority.map(|span| self.text(span))
+    }
+
+    pub fn path(&self) -> Option<&str> {
+        self.path.map(|span| self.text(span))
+    }
+
+    pub fn has_protocol(&self) -> bool {
+        self.protocol.is_some()
+    }
+
+    /// How many `cookie` and `host` fields came.
+    pub fn cookies_and_hosts(&self) -> (usize, usize) {
+        (self.cookies, self.hosts)
+    }
+
+    /// The regular fields, in order (names in lower case).
+    pub fn regular(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.regular
+            .iter()
+            .map(|field| (self.bytes(field.name), self.bytes(field.value)))
+    }
+
+    /// The regular fields as a header map, `cookie` fields joined.
+    fn header_map(&self) -> Result<HeaderMap, Refusal> {
+        let mut headers = HeaderMap::with_capacity(self.regular.len());
+        let mut cookies: Vec<&[u8]> = Vec::new();
+        for (name, value) in self.regular() {
+            if name == b"cookie" {
+                cookies.push(value);
+                continue;
+            }
+            let name =
+                HeaderName::from_bytes(name).map_err(|_| Refusal::Reset("a bad field name"))?;
+            let value =
+                HeaderValue::from_bytes(value).map_err(|_| Refusal::Reset("a bad field value"))?;
+            headers.append(name, value);
+        }
+        if !cookies.is_empty() {
+            let joined = HeaderValue::from_bytes(&cookies.join(&b"; "[..]))
+                .map_err(|_| Refusal::Reset("a bad field value"))?;
+            headers.insert(header::COOKIE, joined);
+        }
+        Ok(headers)
+    }
+
     /// The request the fields make (its body to come).
-    pub fn into_request(mut self) -> Result<Request<()>, Refusal> {
+    pub fn into_request(self) -> Result<Request<()>, Refusal> {
         if let Some(refusal) = self.refused {
             return Err(refusal);
         }
-        self.join_cookies();
-        let method = self.method.ok_or(Refusal::Reset("no :method"))?;
+        let method = self.method.clone().ok_or(Refusal::Reset("no :method"))?;
         let uri = if method == Method::CONNECT && self.protocol.is_none() {
             // A plain CONNECT names only where to (RFC 9113 §8.5).
             if self.scheme.is_some() || self.path.is_some() {
                 return Err(Refusal::Reset("a CONNECT with :scheme or :path"));
             }
             let authority = self
-                .authority
+                .authority()
                 .ok_or(Refusal::Reset("a CONNECT without :authority"))?;
             Uri::try_from(authority).map_err(|_| Refusal::Reset("a bad :authority"))?
         } else {
-            let scheme = self.scheme.ok_or(Refusal::Reset("no :scheme"))?;
-            let path = self.path.ok_or(Refusal::Reset("no :path"))?;
+            let scheme = self.scheme().ok_or(Refusal::Reset("no :scheme"))?;
+            let path = self.path().ok_or(Refusal::Reset("no :path"))?;
             let valid_path = path.starts_with('/') || (path == "*" && method == Method::OPTIONS);
             if !valid_path {
                 return Err(Refusal::Reset("a :path that is not absolute"));
             }
-            match self.authority {
+            match self.authority() {
                 Some(authority) => Uri::builder()
-                    .scheme(scheme.as_str())
+                    .scheme(scheme)
                     .authority(authority)
                     .path_and_query(path)
                     .build(),
@@ -171,17 +278,17 @@ impl Fields {
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_2;
-        *request.headers_mut() = self.headers;
+        *request.headers_mut() = self.header_map()?;
         if let Some(protocol) = self.protocol {
             request
                 .extensions_mut()
-                .insert(hyper::ext::Protocol::from(protocol.as_str()));
+                .insert(hyper::ext::Protocol::from(self.text(protocol)));
         }
         Ok(request)
     }
 
     /// The fields as a request's trailers: no pseudo-header there.
-    pub fn into_trailers(mut self) -> Result<HeaderMap, Refusal> {
+    pub fn into_trailers(self) -> Result<HeaderMap, Refusal> {
         if let Some(refusal) = self.refused {
             return Err(refusal);
         }
@@ -193,22 +300,7 @@ impl Fields {
         if pseudo {
             return Err(Refusal::Reset("a pseudo-header in trailers"));
         }
-        self.join_cookies();
-        Ok(self.headers)
-    }
-
-    fn join_cookies(&mut self) {
-        let joined = match self.cookies.len() {
-            0 => return,
-            1 => self.cookies.pop(),
-            _ => {
-                let parts: Vec<&[u8]> = self.cookies.iter().map(HeaderValue::as_bytes).collect();
-                HeaderValue::from_bytes(&parts.join(&b"; "[..])).ok()
-            }
-        };
-        if let Some(cookie) = joined {
-            self.headers.insert(header::COOKIE, cookie);
-        }
+        self.header_map()
     }
 }
 

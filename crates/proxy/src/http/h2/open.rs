@@ -10,8 +10,10 @@ use http::{header, Method, StatusCode};
 use super::conn::Connection;
 use super::frame::Reason;
 use super::head::{Fields, Refusal};
-use super::state::{Answering, ConnError, Stream};
+use super::lane::{Hpack, Lane};
+use super::state::{Answering, ConnError, Stream, Work};
 use super::stream::{Inbound, Outbound, RequestBody, Tunnel};
+use crate::http::full::{Answer, LaneRequest};
 use crate::http::interim::{InterimSink, InterimTarget};
 use crate::http::request_body::InboundBody;
 use crate::http::switched::SwitchedSlot;
@@ -25,6 +27,11 @@ impl Connection {
         end_stream: bool,
         fields: Fields,
     ) -> Result<(), ConnError> {
+        // The common stream takes the request core's lane.
+        if let Some(target) = end_stream.then(|| Lane::takes(&fields)).flatten() {
+            self.open_lane(id, Lane::new(fields, target));
+            return Ok(());
+        }
         let request = match fields.into_request() {
             Ok(request) => request,
             Err(Refusal::Reset(_)) => return self.refuse(id, Reason::PROTOCOL_ERROR),
@@ -63,12 +70,7 @@ impl Connection {
         };
         // A server's interim answers come back on the stream.
         let serving = self.service.serve(request, Some(self.interim_sink(id)));
-        let (abort, registration) = AbortHandle::new_pair();
-        let answering = Answering {
-            stream: id,
-            work: serving,
-        };
-        self.serving.push(Abortable::new(answering, registration));
+        let abort = self.answer_by(id, Work::Core(serving));
         self.streams.insert(
             id,
             Stream {
@@ -80,6 +82,31 @@ impl Connection {
             },
         );
         Ok(())
+    }
+
+    /// Opens stream `id`, whose HEADERS ended it, for the lane's request.
+    fn open_lane(&mut self, id: u32, lane: Lane) {
+        let head_only = lane.method() == Method::HEAD;
+        let serving = self
+            .service
+            .serve_lane::<_, Hpack>(lane, Some(self.interim_sink(id)));
+        let abort = self.answer_by(id, Work::Lane(serving));
+        self.streams.insert(
+            id,
+            Stream {
+                abort: Some(abort),
+                head_only,
+                ..Stream::opened(None, self.peer.initial_window)
+            },
+        );
+    }
+
+    /// Has `work` answer stream `id`; what stops it if the stream ends first.
+    fn answer_by(&mut self, id: u32, work: Work) -> AbortHandle {
+        let (abort, registration) = AbortHandle::new_pair();
+        let answering = Answering { stream: id, work };
+        self.serving.push(Abortable::new(answering, registration));
+        abort
     }
 
     fn interim_sink(&self, id: u32) -> InterimSink {
@@ -100,7 +127,7 @@ impl Connection {
         self.streams
             .insert(id, Stream::opened(unread, self.peer.initial_window));
         let answer = self.service.refuse(status);
-        self.start_answer(id, answer);
+        self.start_answer(id, Answer::Response(answer));
         Ok(())
     }
 }

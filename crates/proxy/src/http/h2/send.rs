@@ -5,7 +5,7 @@
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, StatusCode};
 use http_body::Body;
 
 use super::conn::{Connection, WRITE_HIGH};
@@ -13,7 +13,7 @@ use super::frame::{self, Reason};
 use super::head::{encode_fields, encode_head};
 use super::state::{Sending, Source};
 use super::stream::TunnelOut;
-use crate::http::full::ProxyBody;
+use crate::http::full::Answer;
 
 /// How a stream's sending ended in one round.
 enum Ended {
@@ -25,24 +25,43 @@ enum Ended {
 impl Connection {
     /// Sends the head of stream `id`'s answer; its body follows as the
     /// windows allow.
-    pub(super) fn start_answer(&mut self, id: u32, mut response: Response<ProxyBody>) {
+    pub(super) fn start_answer(&mut self, id: u32, answer: Answer) {
         // Interim answers read before this one go first.
         self.send_interims();
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
         stream.abort = None;
-        let status = response.status();
+        let mut block = Vec::with_capacity(128);
+        announce_table_size(&mut self.table_size_update, &mut block);
+        let (status, body) = match answer {
+            Answer::Response(mut response) => {
+                encode_head(response.status(), response.headers_mut(), &mut block);
+                (response.status(), response.into_body())
+            }
+            Answer::Encoded {
+                status,
+                block: encoded,
+                body,
+            } => {
+                if block.is_empty() {
+                    block = encoded;
+                } else {
+                    block.extend_from_slice(&encoded);
+                }
+                (
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                    body,
+                )
+            }
+        };
         // An extended CONNECT that the server accepted becomes a tunnel.
         let tunnel = stream.tunnel.take().filter(|_| status.is_success());
         let bodiless = tunnel.is_none()
             && (stream.head_only
                 || status == StatusCode::NO_CONTENT
                 || status == StatusCode::NOT_MODIFIED
-                || response.body().is_end_stream());
-        let mut block = Vec::with_capacity(128);
-        announce_table_size(&mut self.table_size_update, &mut block);
-        encode_head(status, response.headers_mut(), &mut block);
+                || body.is_end_stream());
         frame::headers(
             &mut self.write_buf,
             id,
@@ -52,7 +71,7 @@ impl Connection {
         );
         let source = match tunnel {
             Some(outbound) => Source::Tunnel(TunnelOut(outbound)),
-            None => Source::Response(response.into_body()),
+            None => Source::Response(body),
         };
         if bodiless {
             self.finish_answer(id);

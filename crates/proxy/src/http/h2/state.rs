@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::AbortHandle;
@@ -16,7 +16,7 @@ use http_body::{Body, Frame};
 
 use super::frame::Reason;
 use super::stream::{Inbound, Outbound, TunnelOut};
-use crate::http::full::ProxyBody;
+use crate::http::full::{Answer, ProxyBody};
 use crate::http::request_body::BoxError;
 
 /// Request body bytes a client may send on one stream before zkgate has
@@ -26,18 +26,28 @@ pub const STREAM_WINDOW: i64 = 256 * 1024;
 /// The request core's work on one stream's request.
 pub(super) struct Answering {
     pub stream: u32,
-    pub work: Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>,
+    pub work: Work,
+}
+
+/// The request core's way, or its lane.
+pub(super) enum Work {
+    Core(Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>),
+    Lane(Pin<Box<dyn Future<Output = Answer> + Send>>),
 }
 
 impl Future for Answering {
-    type Output = (u32, Response<ProxyBody>);
+    type Output = (u32, Answer);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let stream = self.stream;
-        self.work
-            .as_mut()
-            .poll(cx)
-            .map(|answer| (stream, answer.unwrap_or_else(|never| match never {})))
+        let answer = match &mut self.work {
+            Work::Core(work) => match ready!(work.as_mut().poll(cx)) {
+                Ok(response) => Answer::Response(response),
+                Err(never) => match never {},
+            },
+            Work::Lane(work) => ready!(work.as_mut().poll(cx)),
+        };
+        Poll::Ready((stream, answer))
     }
 }
 
