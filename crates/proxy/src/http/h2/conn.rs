@@ -4,7 +4,6 @@
 //! each); answers' bodies are polled as the client's windows allow; a
 //! connection that is waiting holds no read or write buffer.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -19,7 +18,7 @@ use tokio::time::Sleep;
 
 use super::frame::{self, setting, Reason};
 use super::head::MAX_HEADER_LIST_SIZE;
-use super::state::{fatal, Answering, ConnError, PeerSettings, Stream, STREAM_WINDOW};
+use super::state::{fatal, Answering, ConnError, PeerSettings, Streams, STREAM_WINDOW};
 use super::stream::Shared;
 use crate::http::buffers::{self, Side};
 use crate::http::fast::ClientIo;
@@ -63,7 +62,7 @@ pub struct Connection {
     /// A dynamic table size the client set, to announce in the next block.
     pub(super) table_size_update: Option<usize>,
     pub(super) service: ProxyService,
-    pub(super) streams: HashMap<u32, Stream>,
+    pub(super) streams: Streams,
     pub(super) serving: FuturesUnordered<Serving>,
     /// The highest stream the client opened.
     pub(super) last_stream: u32,
@@ -128,7 +127,7 @@ impl Connection {
             decoder,
             table_size_update: None,
             service,
-            streams: HashMap::new(),
+            streams: Streams::default(),
             serving: FuturesUnordered::new(),
             last_stream: 0,
             peer: PeerSettings {
@@ -197,7 +196,7 @@ impl Connection {
                 if self.streams.is_empty() && self.streams.capacity() > 0 {
                     // Nothing in flight: a waiting connection keeps no
                     // room for streams either.
-                    self.streams = HashMap::new();
+                    self.streams = Streams::default();
                 }
                 Poll::Pending
             }

@@ -51,7 +51,9 @@ pub struct Fields {
     authority: Option<Span>,
     path: Option<Span>,
     protocol: Option<Span>,
-    /// The pseudo-headers' values and the regular fields, back to back.
+    /// The pseudo-headers' values, back to back.
+    pseudo: String,
+    /// The regular fields' names and values, back to back.
     store: Vec<u8>,
     regular: Vec<Field>,
     /// `cookie` fields, joined into one for HTTP/1.1 (RFC 9113 §8.2.3).
@@ -73,6 +75,17 @@ const CONNECTION_SPECIFIC: [&[u8]; 5] = [
 ];
 
 impl Fields {
+    /// Room for the fields of a header block of `len` bytes, which HPACK
+    /// makes several times smaller than the fields it carries.
+    pub fn for_block(len: usize) -> Fields {
+        Fields {
+            pseudo: String::with_capacity(64),
+            store: Vec::with_capacity((256 + len * 4).min(MAX_HEADER_LIST_SIZE)),
+            regular: Vec::with_capacity(12),
+            ..Fields::default()
+        }
+    }
+
     /// Takes one decoded field; the first problem found is kept.
     pub fn add(&mut self, name: &[u8], value: &[u8]) {
         self.size += name.len() + value.len() + 32;
@@ -105,8 +118,9 @@ impl Fields {
     }
 
     fn text(&self, span: Span) -> &str {
-        // Pseudo-headers are kept only once found to be text.
-        std::str::from_utf8(self.bytes(span)).unwrap_or_default()
+        self.pseudo
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or_default()
     }
 
     fn take(&mut self, name: &[u8], value: &[u8]) -> Result<(), Refusal> {
@@ -135,10 +149,15 @@ impl Fields {
         if pseudo == b"scheme" && !is_scheme(value) {
             return Err(Refusal::Answer(StatusCode::BAD_REQUEST));
         }
-        if std::str::from_utf8(value).is_err() {
+        let Ok(text) = std::str::from_utf8(value) else {
             return Err(Refusal::Reset("a pseudo-header that is not text"));
-        }
-        let span = self.keep(value);
+        };
+        let start = self.pseudo.len() as u32;
+        self.pseudo.push_str(text);
+        let span = Span {
+            start,
+            end: self.pseudo.len() as u32,
+        };
         let slot = match pseudo {
             b"scheme" => &mut self.scheme,
             b"authority" => &mut self.authority,
@@ -323,7 +342,7 @@ pub fn encode_head(status: StatusCode, headers: &mut HeaderMap, block: &mut Vec<
 pub fn encode_fields(headers: &mut HeaderMap, block: &mut Vec<u8>) {
     strip_hop_by_hop(headers);
     for (name, value) in headers.iter() {
-        hpack::field(name.as_str(), value.as_bytes(), block);
+        hpack::field(name.as_str().as_bytes(), value.as_bytes(), block);
     }
 }
 

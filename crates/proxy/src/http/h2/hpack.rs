@@ -34,12 +34,12 @@ pub fn status(code: u16, block: &mut Vec<u8>) {
 }
 
 /// Appends one field as a literal without indexing (§6.2.2).
-pub fn field(name: &str, value: &[u8], block: &mut Vec<u8>) {
+pub fn field(name: &[u8], value: &[u8], block: &mut Vec<u8>) {
     match static_name(name) {
         Some(index) => integer(index, 4, 0x00, block),
         None => {
             block.push(0x00);
-            string(name.as_bytes(), block);
+            string(name, block);
         }
     }
     string(value, block);
@@ -77,55 +77,55 @@ fn integer(mut value: usize, prefix: u8, leading: u8, block: &mut Vec<u8>) {
 }
 
 /// A field name's index in the static table (Appendix A).
-fn static_name(name: &str) -> Option<usize> {
+fn static_name(name: &[u8]) -> Option<usize> {
     let index = match name {
-        "accept-charset" => 15,
-        "accept-encoding" => 16,
-        "accept-language" => 17,
-        "accept-ranges" => 18,
-        "accept" => 19,
-        "access-control-allow-origin" => 20,
-        "age" => 21,
-        "allow" => 22,
-        "authorization" => 23,
-        "cache-control" => 24,
-        "content-disposition" => 25,
-        "content-encoding" => 26,
-        "content-language" => 27,
-        "content-length" => 28,
-        "content-location" => 29,
-        "content-range" => 30,
-        "content-type" => 31,
-        "cookie" => 32,
-        "date" => 33,
-        "etag" => 34,
-        "expect" => 35,
-        "expires" => 36,
-        "from" => 37,
-        "host" => 38,
-        "if-match" => 39,
-        "if-modified-since" => 40,
-        "if-none-match" => 41,
-        "if-range" => 42,
-        "if-unmodified-since" => 43,
-        "last-modified" => 44,
-        "link" => 45,
-        "location" => 46,
-        "max-forwards" => 47,
-        "proxy-authenticate" => 48,
-        "proxy-authorization" => 49,
-        "range" => 50,
-        "referer" => 51,
-        "refresh" => 52,
-        "retry-after" => 53,
-        "server" => 54,
-        "set-cookie" => 55,
-        "strict-transport-security" => 56,
-        "transfer-encoding" => 57,
-        "user-agent" => 58,
-        "vary" => 59,
-        "via" => 60,
-        "www-authenticate" => 61,
+        b"accept-charset" => 15,
+        b"accept-encoding" => 16,
+        b"accept-language" => 17,
+        b"accept-ranges" => 18,
+        b"accept" => 19,
+        b"access-control-allow-origin" => 20,
+        b"age" => 21,
+        b"allow" => 22,
+        b"authorization" => 23,
+        b"cache-control" => 24,
+        b"content-disposition" => 25,
+        b"content-encoding" => 26,
+        b"content-language" => 27,
+        b"content-length" => 28,
+        b"content-location" => 29,
+        b"content-range" => 30,
+        b"content-type" => 31,
+        b"cookie" => 32,
+        b"date" => 33,
+        b"etag" => 34,
+        b"expect" => 35,
+        b"expires" => 36,
+        b"from" => 37,
+        b"host" => 38,
+        b"if-match" => 39,
+        b"if-modified-since" => 40,
+        b"if-none-match" => 41,
+        b"if-range" => 42,
+        b"if-unmodified-since" => 43,
+        b"last-modified" => 44,
+        b"link" => 45,
+        b"location" => 46,
+        b"max-forwards" => 47,
+        b"proxy-authenticate" => 48,
+        b"proxy-authorization" => 49,
+        b"range" => 50,
+        b"referer" => 51,
+        b"refresh" => 52,
+        b"retry-after" => 53,
+        b"server" => 54,
+        b"set-cookie" => 55,
+        b"strict-transport-security" => 56,
+        b"transfer-encoding" => 57,
+        b"user-agent" => 58,
+        b"vary" => 59,
+        b"via" => 60,
+        b"www-authenticate" => 61,
         _ => return None,
     };
     Some(index)
@@ -152,9 +152,9 @@ mod tests {
         let mut block = Vec::new();
         table_size_update(0, &mut block);
         status(200, &mut block);
-        field("content-type", b"text/plain", &mut block);
-        field("www-authenticate", b"Basic", &mut block);
-        field("x-custom", long.as_bytes(), &mut block);
+        field(b"content-type", b"text/plain", &mut block);
+        field(b"www-authenticate", b"Basic", &mut block);
+        field(b"x-custom", long.as_bytes(), &mut block);
         let mut other = Vec::new();
         status(418, &mut other);
         block.extend(other);

@@ -133,11 +133,39 @@ impl Encode for Hpack {
 
     fn field(name: &str, value: &[u8], block: &mut Vec<u8>) {
         // HTTP/2 field names are lower case (RFC 9113 §8.2.1); servers
-        // write theirs as they like.
-        if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            hpack::field(&name.to_ascii_lowercase(), value, block);
-        } else {
-            hpack::field(name, value, block);
+        // write theirs as they like. Most names fit the stack.
+        let name = name.as_bytes();
+        if !name.iter().any(u8::is_ascii_uppercase) {
+            return hpack::field(name, value, block);
         }
+        let mut short = [0u8; 64];
+        match short.get_mut(..name.len()) {
+            Some(lower) => {
+                lower.copy_from_slice(name);
+                lower.make_ascii_lowercase();
+                hpack::field(lower, value, block);
+            }
+            None => hpack::field(&name.to_ascii_lowercase(), value, block),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_field_names_go_out_in_lower_case_however_long() {
+        let long = format!("X-{}", "Long".repeat(30));
+        let mut block = Vec::new();
+        Hpack::field("Content-Type", b"text/plain", &mut block);
+        Hpack::field(&long, b"1", &mut block);
+        Hpack::field("x-plain", b"2", &mut block);
+        let decoded = loona_hpack::Decoder::new().decode(&block).unwrap();
+        let names: Vec<String> = decoded
+            .into_iter()
+            .map(|(name, _)| String::from_utf8(name).unwrap())
+            .collect();
+        assert_eq!(names, ["content-type", &long.to_lowercase(), "x-plain"]);
     }
 }

@@ -359,7 +359,7 @@ impl Connection {
 
     /// A whole header block: a request, or a request's trailers.
     fn on_header_block(&mut self, partial: Partial) -> Result<(), ConnError> {
-        let mut fields = Fields::default();
+        let mut fields = Fields::for_block(partial.block.len());
         // Every block is decoded, even one refused: the decoder's table
         // must see what the client's encoder did.
         self.decoder
