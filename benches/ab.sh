@@ -14,6 +14,9 @@
 # the origin's ports (a range like 19000-28999; the first is @ORIGIN@) and
 # HOST the requests' Host (see benches/many_routes.sh).
 #
+# LOAD=h2 sends HTTP/2 (h2c, `h2load`, 64 connections × 10 streams)
+# instead of HTTP/1.1 from `wrk`.
+#
 # Build the old one from a worktree: git worktree add /tmp/old REV &&
 # (cd /tmp/old && cargo build --release --bin zkgate).
 set -euo pipefail
@@ -21,6 +24,7 @@ cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY" >&2; exit 2; }
 OLD=$1 NEW=$2 ROUNDS=${ROUNDS:-8} SECS=${SECS:-5}
 command -v wrk >/dev/null || { echo "missing wrk: apt-get install -y wrk" >&2; exit 1; }
+[ "${LOAD:-h1}" != h2 ] || command -v h2load >/dev/null || { echo "missing h2load: apt-get install -y nghttp2-client" >&2; exit 1; }
 cargo build --release --locked --quiet --example responder
 work=$(mktemp -d)
 pids=()
@@ -60,7 +64,12 @@ tick=$(getconf CLK_TCK)
 for round in $(seq "$ROUNDS"); do
   for side in old new; do
     before=$(cpu_ticks "${PID[$side]}")
-    requests=$(taskset -c 0 wrk -t1 -c32 -d"${SECS}s" -H "Host: ${HOST:-bench.test}" "http://127.0.0.1:${PORT[$side]}/64" | awk '/requests in/ { print $1 }')
+    url="http://127.0.0.1:${PORT[$side]}/64"
+    if [ "${LOAD:-h1}" = h2 ]; then
+      requests=$(taskset -c 0 h2load -c64 -m10 -D"$SECS" -H ":authority: ${HOST:-bench.test}" "$url" | awk '/^requests:/ { print $6 }')
+    else
+      requests=$(taskset -c 0 wrk -t1 -c32 -d"${SECS}s" -H "Host: ${HOST:-bench.test}" "$url" | awk '/requests in/ { print $1 }')
+    fi
     after=$(cpu_ticks "${PID[$side]}")
     awk -v s="$side" -v r="$round" -v c=$((after - before)) -v t="$tick" -v q="$requests" -v d="$SECS" \
       'BEGIN { printf "%s round %d: %.2f µs/request, %d req/s\n", s, r, c / t * 1e6 / q, q / d }' | tee -a "$work/rounds"

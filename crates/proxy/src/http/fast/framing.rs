@@ -353,6 +353,7 @@ impl<'b> FinalHead<'_, 'b> {
             .map(|(header, _)| (header.name, header.value))
     }
 
+    #[inline]
     fn keeps(&self, name: &[u8], role: Role, edits: &Edits<'_>) -> bool {
         let dropped = matches!(role, Role::Connection | Role::HopByHop)
             || (self.drop_length && role == Role::ContentLength)
