@@ -61,8 +61,10 @@ async fn copies_carry_the_request_as_sent_with_its_body_on_every_path() {
     for result in ["answered", "failed", "too_large", "dropped"] {
         assert_eq!(mirrored(&zkgate, result).await, 0.0, "{result} at start");
     }
-    // Fast path (bodiless), full path (a body), HTTP/2 (a body).
+    // Fast path (bodiless), full path (a body), HTTP/2 (a body), HTTP/2's
+    // lane (bodiless).
     assert_eq!(request(addr, false, "GET", Bytes::new()).await, 200);
+    assert_eq!(request(addr, true, "GET", Bytes::new()).await, 200);
     assert_eq!(
         request(addr, false, "POST", Bytes::from_static(b"h1-body")).await,
         200
@@ -71,17 +73,17 @@ async fn copies_carry_the_request_as_sent_with_its_body_on_every_path() {
         request(addr, true, "POST", Bytes::from_static(b"h2-body")).await,
         200
     );
-    wait_until("three copies answered", Duration::from_secs(10), || async {
-        (mirrored(&zkgate, "answered").await == 3.0).then_some(())
+    wait_until("four copies answered", Duration::from_secs(10), || async {
+        (mirrored(&zkgate, "answered").await == 4.0).then_some(())
     })
     .await;
     let received = shadow.received().to_ascii_lowercase();
     assert_eq!(
         received.matches(" /upload?q=1 http/1.1\r\n").count(),
-        3,
+        4,
         "{received}"
     );
-    assert_eq!(received.matches("x-env: prod").count(), 3, "{received}");
+    assert_eq!(received.matches("x-env: prod").count(), 4, "{received}");
     assert!(received.contains("\r\n\r\nh1-body"), "{received}");
     assert!(received.contains("\r\n\r\nh2-body"), "{received}");
     assert_eq!(
@@ -89,7 +91,7 @@ async fn copies_carry_the_request_as_sent_with_its_body_on_every_path() {
         2,
         "{received}"
     );
-    assert_eq!(main.requests(), 3);
+    assert_eq!(main.requests(), 4);
 
     // A body beyond the copy limit is not copied, and counted.
     let large = Bytes::from(vec![b'x'; 100 * 1024]);
@@ -99,7 +101,7 @@ async fn copies_carry_the_request_as_sent_with_its_body_on_every_path() {
         (mirrored(&zkgate, "too_large").await == 2.0).then_some(())
     })
     .await;
-    assert_eq!(shadow.received().matches("HTTP/1.1\r\n").count(), 3);
+    assert_eq!(shadow.received().matches("HTTP/1.1\r\n").count(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
