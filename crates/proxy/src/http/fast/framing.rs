@@ -323,12 +323,6 @@ pub struct FinalHead<'h, 'b> {
 }
 
 impl<'b> FinalHead<'_, 'b> {
-    /// Every header field as the server sent it, in order (for a head
-    /// that is not written as HTTP/1.1 for the client).
-    pub fn fields(&self) -> impl Iterator<Item = (&'b str, &'b [u8])> + '_ {
-        self.headers.iter().map(|h| (h.name, h.value))
-    }
-
     /// The status code.
     pub fn status(&self) -> u16 {
         self.status

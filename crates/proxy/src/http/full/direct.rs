@@ -18,12 +18,13 @@ use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 use zkgate_routing::{Backend, Server};
 
-use super::attempt::{answer_within, for_client, Attempt};
+use super::attempt::{answer_within, Attempt};
 use super::body::ProxyBody;
 use super::direct_body::{header_map, DirectBody};
 use crate::http::fast::framing::{self, FinalHead, Parsed, Seen};
 use crate::http::headers::strip_hop_by_hop;
 use crate::http::interim::InterimSink;
+use crate::http::policy::edits::Edits;
 use crate::http::policy::retry::head_arrived;
 use crate::http::pool::{PoolKey, ServerConn, UpstreamBody};
 use crate::http::request_body::BodyRead;
@@ -59,13 +60,15 @@ pub(super) async fn attempt(
         read,
         interim,
     };
-    match exchange(backend, server, sent, |head| header_map(head.fields())).await {
+    // The fields a client gets, by the rules of every path; the route's
+    // edits are the request core's to make.
+    let edits = Edits::default();
+    match exchange(backend, server, sent, |head| header_map(head.kept(&edits))).await {
         Exchanged::Answered {
             status,
-            made: mut headers,
+            made: headers,
             body,
         } => {
-            for_client(&mut headers);
             let mut answer = Response::new(body);
             // httparse admits three digits only: a status code.
             *answer.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
