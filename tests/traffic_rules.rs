@@ -14,7 +14,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use zkgate_testkit::{
-    free_port, http_get, wait_until, Answer, HttpServer, RecordingOrigin, Zkgate, ZooKeeper,
+    free_port, h2_server::H2Server, http_get, wait_until, Answer, HttpServer, RecordingOrigin,
+    Zkgate, ZooKeeper,
 };
 
 use common::*;
@@ -143,6 +144,43 @@ async fn a_95_5_split_holds_its_weights_over_20000_requests() {
     };
     assert_eq!(zkgate.metric(&metric("b")).await, Some(b.requests() as f64));
     assert_eq!(zkgate.metric(&metric("a")).await, Some(a.requests() as f64));
+}
+
+/// A split whose sides speak different protocols: the fast path and the
+/// HTTP/2 lane carry only one of them, so the request core draws the
+/// side, once, and the weights hold from either kind of client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_across_protocols_holds_its_weights_from_every_client() {
+    let (a, b) = (HttpServer::start("a").await, H2Server::start().await);
+    let port = free_port();
+    let config = routes_config(
+        port,
+        "      - { path_prefix: /, split: [{ backend: a, weight: 50 }, { backend: b, weight: 50 }] }\n",
+        &format!(
+            "  a: {{ servers: {} }}\n  b: {{ protocol: http2, servers: {} }}\n",
+            servers(&[(a.addr, 1)]),
+            servers(&[(b.addr, 1)])
+        ),
+        "",
+    );
+    let _zkgate = Zkgate::start(ZKGATE, &config).await;
+    let addr = ([127, 0, 0, 1], port).into();
+    let total = 800;
+    for h2_client in [false, true] {
+        let (before_a, before_b) = (a.requests(), b.seen().len());
+        for _ in 0..total {
+            let got = send(addr, h2_client, "GET", "/", &[], "").await;
+            assert_eq!(got.status, 200);
+        }
+        let to_b = b.seen().len() - before_b;
+        assert_eq!(a.requests() - before_a + to_b, total);
+        // 400 expected, sd 14; a side drawn twice would give b 200.
+        let share_b = to_b as f64 / total as f64;
+        assert!(
+            (share_b - 0.5).abs() < 0.1,
+            "h2 client {h2_client}: b got {share_b}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -91,6 +91,11 @@ impl Split {
             .unwrap_or(&self.sides[self.sides.len() - 1]);
         side
     }
+
+    /// Its sides, in order.
+    pub fn sides(&self) -> impl Iterator<Item = &Side> {
+        self.sides.iter()
+    }
 }
 
 impl Side {

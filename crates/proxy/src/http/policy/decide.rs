@@ -86,13 +86,25 @@ pub fn decide<'t, R: RequestView>(
     id: FrontendId,
     client: IpAddr,
     request: &R,
-    carries: impl FnOnce(&Backend) -> bool,
+    carries: impl Fn(&Backend) -> bool,
     compresses: bool,
 ) -> Decision<'t> {
     let Some((frontend, retired)) = frontend_of(table, id) else {
         return gone();
     };
     let route = frontend.select(request.host(), request.path(), request.headers());
+    // Whether the adapter carries every backend the route may send to: a
+    // split's side is drawn once, by whichever adapter carries them all
+    // (drawn again after a side the adapter could not carry, the other
+    // sides would get more than their weights).
+    let carried = route.is_none_or(|route| match &route.target {
+        Target::Backend(backend) => carries(backend),
+        Target::Split(split) => split.sides().all(|side| carries(side.backend())),
+        Target::Redirect(_) => true,
+    });
+    if !carried {
+        return Decision::Elsewhere;
+    }
     // The backend, if the route sends to one; a split's side is counted
     // only once the request is admitted.
     let (chosen, side) = match route.map(|r| &r.target) {
@@ -103,9 +115,6 @@ pub fn decide<'t, R: RequestView>(
         }
         Some(Target::Redirect(_)) | None => (None, None),
     };
-    if chosen.is_some_and(|backend| !carries(backend)) {
-        return Decision::Elsewhere;
-    }
     let compress = frontend
         .compression
         .as_ref()
