@@ -27,7 +27,7 @@ use super::direct::{exchange, Exchanged, Sent};
 use super::mirror::{head_of as mirrored_head, spawn as mirror};
 use super::service::{finish, own_answer, ClientConn, Outcome, ProxyService};
 use crate::http::copy::CopiedBody;
-use crate::http::fast::framing::FinalHead;
+use crate::http::fast::framing::{push_header as field, FinalHead};
 use crate::http::headers::{is_field_value, is_hop_by_hop};
 use crate::http::interim::InterimSink;
 use crate::http::policy::edits::Edits;
@@ -269,13 +269,6 @@ fn write_head<R: LaneRequest>(
     if let Some(host) = host {
         field(out, b"x-forwarded-host", host);
     }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
