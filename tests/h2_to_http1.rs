@@ -177,3 +177,31 @@ async fn bytes_a_server_sends_after_a_head_answer_never_answer_the_next_request(
     // Each GET after a HEAD needs a new connection.
     assert_eq!(origin.connections(), 4);
 }
+
+/// A burst of requests in flight at once to one server, answered together,
+/// leaves its connections idle in the pool; the next burst takes them
+/// rather than connecting again (a pool that kept fewer closed the rest,
+/// and every burst paid for new connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_burst_of_streams_reuses_the_first_burst_s_server_connections() {
+    let server = zkgate_testkit::HttpServer::start("burst").await;
+    let (_zkgate, addr) = zkgate_in_front_of(server.addr).await;
+    let clients = [h2(addr).await, h2(addr).await];
+    let burst = || {
+        let requests = clients.iter().flat_map(|client| {
+            (0..200).map(move |_| {
+                let mut client = client.clone();
+                async move { ask(&mut client, Method::GET, "/delay/500").await.status }
+            })
+        });
+        futures_util::future::join_all(requests)
+    };
+    let first = burst().await;
+    assert!(first.iter().all(|status| *status == 200));
+    let after_first = server.connections();
+    assert!(after_first >= 300, "in flight at once: {after_first}");
+    let second = burst().await;
+    assert!(second.iter().all(|status| *status == 200));
+    let new = server.connections() - after_first;
+    assert!(new < 40, "{new} new connections for the second burst");
+}
