@@ -26,19 +26,24 @@ use super::buffers::{self, Side};
 use crate::dial::{dial, ConnectError};
 use crate::stream::Stream;
 
-/// Idle connections kept per server and thread: enough for the requests a
-/// worker has in flight to one server at its peak (64 HTTP/2 clients with
-/// 10 streams each are 640), so that a burst of answers does not close
-/// connections the next burst of requests opens again (with 256, 5 % of
-/// such clients' requests paid for a new connection). An idle connection
-/// holds no buffer, and those no request takes go within `MAX_IDLE_AGE`.
+/// Idle connections kept per server and worker for `MAX_IDLE_AGE`.
+const KEPT_IDLE_PER_SERVER: usize = 256;
+/// Most idle connections per server and worker: beyond the kept ones, a
+/// burst's (64 HTTP/2 clients with 10 streams each keep 640 requests in
+/// flight to one server). With no more than the kept ones, a burst of
+/// answers closed connections the next burst of requests opened again (5 %
+/// of such clients' requests paid for a new connection); those beyond the
+/// kept ones go once no burst took them for `BURST_IDLE_AGE`, so that a
+/// burst that is not repeated leaves no more than the kept ones behind.
 const MAX_IDLE_PER_SERVER: usize = 1024;
+/// How long a connection beyond the kept ones may stay idle.
+const BURST_IDLE_AGE: Duration = Duration::from_secs(1);
 /// Idle connections older than this are closed rather than reused: servers
 /// commonly close keep-alive connections after 60 s or more, and reusing
 /// one they are closing would fail the request.
 const MAX_IDLE_AGE: Duration = Duration::from_secs(20);
 /// How often a worker closes the idle connections no request would take.
-const SWEEP_EVERY: Duration = Duration::from_secs(5);
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 thread_local! {
     /// By server: addresses the proxy picked, not client input, so a cheap
@@ -78,11 +83,19 @@ impl Idle {
     /// Whether it is still worth trying `now`: young enough, and the
     /// server did not close it (or send anything unasked) meanwhile.
     fn usable(&self, now: Instant) -> bool {
-        let (since, open) = match self {
-            Idle::Raw(conn) => (conn.idle_since, conn.quiet()),
-            Idle::Lent(lent, since) => (*since, lent.is_open()),
+        let open = match self {
+            Idle::Raw(conn) => conn.quiet(),
+            Idle::Lent(lent, _) => lent.is_open(),
         };
-        now.saturating_duration_since(since) < MAX_IDLE_AGE && open
+        now.saturating_duration_since(self.since()) < MAX_IDLE_AGE && open
+    }
+
+    /// When it went idle.
+    fn since(&self) -> Instant {
+        match self {
+            Idle::Raw(conn) => conn.idle_since,
+            Idle::Lent(_, since) => *since,
+        }
     }
 }
 
@@ -103,6 +116,14 @@ fn sweep(now: Instant) {
     IDLE.with(|idle| {
         idle.borrow_mut().retain(|_, list| {
             list.retain(|conn| conn.usable(now));
+            // Oldest first: beyond the kept ones, those no burst took.
+            while list.len() > KEPT_IDLE_PER_SERVER
+                && list.front().is_some_and(|conn| {
+                    now.saturating_duration_since(conn.since()) >= BURST_IDLE_AGE
+                })
+            {
+                list.pop_front();
+            }
             !list.is_empty()
         });
     });
@@ -315,5 +336,37 @@ mod tests {
         // The fresh one stays, and is the one taken.
         assert!(ServerConn::cached(key, now).await.is_some());
         assert!(ServerConn::cached(key, now).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_burst_s_connections_beyond_the_kept_ones_go_once_no_burst_takes_them() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let key = PoolKey::new(listener.local_addr().unwrap(), None);
+        let timeout = Duration::from_secs(5);
+        let burst = KEPT_IDLE_PER_SERVER + 44;
+        let mut peers = Vec::new();
+        let now = Instant::now();
+        for i in 0..burst {
+            let conn = ServerConn::open(key, None, timeout).await.unwrap();
+            peers.push(listener.accept().await.unwrap().0);
+            // Idle for two seconds, the last 20 for a moment only.
+            let idle = if i < burst - 20 { 2000 } else { 10 };
+            conn.checkin(key, now.checked_sub(Duration::from_millis(idle)).unwrap());
+        }
+        let count = || IDLE.with(|idle| idle.borrow().get(&key).map_or(0, VecDeque::len));
+        assert_eq!(count(), burst, "a burst's worth is held");
+
+        sweep(now);
+
+        // The kept ones stay, the freshest among them; the oldest 44 went.
+        assert_eq!(count(), KEPT_IDLE_PER_SERVER);
+        let mut byte = [0u8; 1];
+        for peer in &mut peers[..44] {
+            let read = tokio::time::timeout(timeout, peer.read(&mut byte)).await;
+            assert_eq!(read.unwrap().unwrap(), 0, "an extra connection is closed");
+        }
+        // A second sweep leaves the kept ones, however long idle.
+        sweep(now + Duration::from_secs(5));
+        assert_eq!(count(), KEPT_IDLE_PER_SERVER);
     }
 }
