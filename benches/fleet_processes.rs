@@ -102,6 +102,13 @@ fn cpu(pids: &[u32]) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// A process's watch events and tables published so far.
+async fn counts(zkgate: &Zkgate) -> (f64, f64) {
+    let events = zkgate.metric("zkgate_zookeeper_watch_events_total").await;
+    let tables = zkgate.metric("zkgate_routing_table_swaps_total").await;
+    (events.unwrap_or(0.0), tables.unwrap_or(0.0))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -173,6 +180,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let probes_per_second = (cpu(&pids) - idle).as_secs_f64() / 3.0;
     let mut waits = Vec::with_capacity(processes * changes);
+    let counted_before = counts(&fleet[0]).await;
     let (cpu_before, changes_began) = (cpu(&pids), Instant::now());
     for change in 0..changes {
         let next = (change + 1) % 2;
@@ -198,6 +206,12 @@ async fn main() {
     }
     let spent = (cpu(&pids) - cpu_before).as_secs_f64()
         - probes_per_second * changes_began.elapsed().as_secs_f64();
+    let counted = counts(&fleet[0]).await;
+    println!(
+        "the first process, per change: {:.2} watch events, {:.2} tables published",
+        (counted.0 - counted_before.0) / changes as f64,
+        (counted.1 - counted_before.1) / changes as f64
+    );
     waits.sort();
     let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
     println!(
