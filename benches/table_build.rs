@@ -17,8 +17,19 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const CONFIG: &str = "frontends:\n  web:\n    bind: [\"127.0.0.1:18080\"]\n    default_backend: web\nbackends:\n  web:\n    servers: []\n";
 
+/// The members a bench keeps, by backend; a build borrows them (`view`).
+type Members = HashMap<String, Vec<ServerConfig>>;
+
+/// What a build is given: `members` borrowed, as the control plane does.
+fn view(members: &Members) -> Discovered<'_> {
+    members
+        .iter()
+        .map(|(name, servers)| (name.clone(), servers.iter().collect()))
+        .collect()
+}
+
 /// `n` servers on loopback addresses with mixed weights.
-fn members(n: usize) -> (Discovered, Resolved) {
+fn members(n: usize) -> (Members, Resolved) {
     let mut resolved: Resolved = HashMap::new();
     let servers: Vec<ServerConfig> = (0..n)
         .map(|i| {
@@ -40,7 +51,8 @@ fn table_build(c: &mut Criterion) {
     let config = zkgate_config::parse(CONFIG, "bench").unwrap();
     let mut group = c.benchmark_group("table_build");
     for n in [10, 1_000, 10_000] {
-        let (discovered, resolved) = members(n);
+        let (members, resolved) = members(n);
+        let discovered = view(&members);
         let mut builder =
             TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
         // Steady state: server states carry over from the previous table.
@@ -56,18 +68,18 @@ fn table_build(c: &mut Criterion) {
 /// built anew from its members, as a change to it is applied.
 fn one_member_of_ten_thousand(c: &mut Criterion) {
     let config = zkgate_config::parse(CONFIG, "bench").unwrap();
-    let (mut discovered, resolved) = members(10_000);
+    let (mut members, resolved) = members(10_000);
     let mut builder = TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
-    builder.build(&config, &discovered, &resolved);
+    builder.build(&config, &view(&members), &resolved);
     let changed: std::collections::HashSet<String> = ["web".to_owned()].into();
     let mut flip = 0u32;
     c.bench_function("table_build/one_member_of_10000", |b| {
         b.iter(|| {
             flip ^= 1;
-            discovered.get_mut("web").unwrap()[4_321].weight = 3 + flip;
+            members.get_mut("web").unwrap()[4_321].weight = 3 + flip;
             black_box(builder.build_changed(
                 &config,
-                &discovered,
+                &view(&members),
                 &resolved,
                 zkgate_routing::Changed::Backends(&changed),
             ))
@@ -81,7 +93,7 @@ fn one_backend_of_fifty(c: &mut Criterion) {
     let mut text =
         "frontends:\n  web:\n    bind: [\"127.0.0.1:18080\"]\n    default_backend: b0\nbackends:\n"
             .to_owned();
-    let mut discovered: Discovered = HashMap::new();
+    let mut members: Members = HashMap::new();
     let mut resolved: Resolved = HashMap::new();
     for b in 0..50 {
         text.push_str(&format!("  b{b}:\n    servers: []\n"));
@@ -98,8 +110,9 @@ fn one_backend_of_fifty(c: &mut Criterion) {
                 server
             })
             .collect();
-        discovered.insert(format!("b{b}"), servers);
+        members.insert(format!("b{b}"), servers);
     }
+    let discovered = view(&members);
     let config = zkgate_config::parse(&text, "bench").unwrap();
     let mut builder = TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
     builder.build(&config, &discovered, &resolved);
@@ -149,10 +162,10 @@ fn pick(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("pick/{name}"));
         for n in [3, 100, 10_000] {
             let config = config_with(balance, method);
-            let (discovered, resolved) = members(n);
+            let (members, resolved) = members(n);
             let mut builder =
                 TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
-            let table = builder.build(&config, &discovered, &resolved);
+            let table = builder.build(&config, &view(&members), &resolved);
             let backend = table.backend("web").unwrap().clone();
             let mut key = 0u64;
             group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {

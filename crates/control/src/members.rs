@@ -45,7 +45,8 @@ impl BackendMembers {
                 }
             }
             Change::Reset(listing) => {
-                let ready = self.ready_count();
+                // Counted only where `protect` will ask (a walk of every member).
+                let ready = protect.map(|_| self.ready_count());
                 let before = std::mem::take(&mut self.members);
                 self.invalid.clear();
                 for listed in listing {
@@ -73,18 +74,16 @@ impl BackendMembers {
                 self.guard.sync_done();
             }
             Change::Upsert(listed) => {
-                let ready = self.ready_count();
                 let name = listed.name.clone();
                 let old = self.members.get(&name).cloned();
                 self.put(listed);
-                self.judge(backend, &name, old.as_ref(), ready, protect, now);
+                self.judge(backend, &name, old.as_ref(), None, protect, now);
             }
             Change::Remove(name) => {
-                let ready = self.ready_count();
                 let old = self.members.get(&name).cloned();
                 self.invalid.remove(&name);
                 self.remove(&name);
-                self.judge(backend, &name, old.as_ref(), ready, protect, now);
+                self.judge(backend, &name, old.as_ref(), None, protect, now);
             }
         }
     }
@@ -92,13 +91,16 @@ impl BackendMembers {
     /// After ZooKeeper's word on `name` was applied (`old`: what it was
     /// before): a held member that is ready again comes back; one still
     /// gone stays held with ZooKeeper's word noted; a ready member that
-    /// went is held if `protect` does not admit its removal.
+    /// went is held if `protect` does not admit its removal. `ready` is
+    /// how many members took traffic before the change; `None` for a
+    /// change to `name` alone, whose count is then the present one and
+    /// `name` (taken only if `protect` needs it: it walks every member).
     fn judge(
         &mut self,
         backend: &str,
         name: &str,
         old: Option<&Member>,
-        ready: usize,
+        ready: Option<usize>,
         protect: Option<&Protect>,
         now: Instant,
     ) {
@@ -119,6 +121,8 @@ impl BackendMembers {
             (Some(old), Some(new)) if old.ready() && !new.ready() => Removal::NotReady,
             _ => return,
         };
+        let (members, held) = (&self.members, self.guard.held().len());
+        let ready = || ready.unwrap_or_else(|| ready_in(members, held) + 1);
         if self.guard.admit(protect, name, ready, now) {
             return;
         }
@@ -136,7 +140,7 @@ impl BackendMembers {
 
     /// Members that take traffic, the held ones included.
     fn ready_count(&self) -> usize {
-        self.members.values().filter(|m| m.ready()).count() + self.guard.held().len()
+        ready_in(&self.members, self.guard.held().len())
     }
 
     /// Lets every held member go (`why`, for the log).
@@ -256,18 +260,12 @@ impl BackendMembers {
         self.keeping_last
     }
 
-    /// The members to put in service (the held ones included), applying
-    /// `on_empty`.
-    pub fn in_service(&mut self, backend: &str, on_empty: OnEmpty) -> Vec<ServerConfig> {
-        let held = self.guard.held().values().map(|h| h.member.server.clone());
-        let current: Vec<ServerConfig> = self
-            .members
-            .values()
-            .map(|m| m.server.clone())
-            .chain(held)
-            .collect();
-        let keep =
-            current.is_empty() && on_empty == OnEmpty::KeepLast && !self.last_non_empty.is_empty();
+    /// Applies `on_empty` to the members now listed: whether the last
+    /// non-empty set is kept in service (logged when that turns). Call
+    /// before [`BackendMembers::in_service`].
+    pub fn settle(&mut self, backend: &str, on_empty: OnEmpty) {
+        let listed = self.members.len() + self.guard.held().len();
+        let keep = listed == 0 && on_empty == OnEmpty::KeepLast && !self.last_non_empty.is_empty();
         if keep != self.keeping_last {
             if keep {
                 warn!(
@@ -276,19 +274,30 @@ impl BackendMembers {
                     "ZooKeeper lists no members: keeping the last ones in service (on_empty: keep_last)"
                 );
             } else {
-                info!(
-                    backend,
-                    members = current.len(),
-                    "ZooKeeper lists members again"
-                );
+                info!(backend, members = listed, "ZooKeeper lists members again");
             }
             self.keeping_last = keep;
         }
-        if keep {
-            return self.last_non_empty.clone();
-        }
-        current
     }
+
+    /// The members to put in service (the held ones included), as
+    /// [`BackendMembers::settle`] last decided.
+    pub fn in_service(&self) -> Vec<&ServerConfig> {
+        if self.keeping_last {
+            return self.last_non_empty.iter().collect();
+        }
+        let held = self.guard.held().values().map(|h| &h.member.server);
+        self.members
+            .values()
+            .map(|m| &m.server)
+            .chain(held)
+            .collect()
+    }
+}
+
+/// The members that take traffic, and the `held` ones (they serve on).
+fn ready_in(members: &BTreeMap<String, Member>, held: usize) -> usize {
+    members.values().filter(|m| m.ready()).count() + held
 }
 
 /// Every ZooKeeper-backed backend's membership, by backend name.
@@ -324,7 +333,13 @@ mod tests {
         }
     }
 
-    fn ports(servers: &[ServerConfig]) -> Vec<u16> {
+    /// The ports of the members put in service, `on_empty` applied.
+    fn serving(members: &mut BackendMembers, on_empty: OnEmpty) -> Vec<u16> {
+        members.settle("web", on_empty);
+        ports(&members.in_service())
+    }
+
+    fn ports(servers: &[&ServerConfig]) -> Vec<u16> {
         servers.iter().map(|s| s.address.port).collect()
     }
 
@@ -340,9 +355,9 @@ mod tests {
         assert!(members.synced);
         members.apply("web", Change::Upsert(ok("c", "10.0.0.1:3")), None);
         members.apply("web", Change::Remove("a".into()), None);
-        assert_eq!(ports(&members.in_service("web", OnEmpty::Apply)), [2, 3]);
+        assert_eq!(serving(&mut members, OnEmpty::Apply), [2, 3]);
         members.apply("web", Change::Reset(vec![ok("z", "10.0.0.1:9")]), None);
-        assert_eq!(ports(&members.in_service("web", OnEmpty::Apply)), [9]);
+        assert_eq!(serving(&mut members, OnEmpty::Apply), [9]);
     }
 
     #[test]
@@ -356,7 +371,7 @@ mod tests {
         assert_eq!(members.invalid(), 1);
         members.apply("web", Change::Upsert(bad("a")), None);
         assert_eq!(members.invalid(), 2);
-        assert!(members.in_service("web", OnEmpty::Apply).is_empty());
+        assert!(serving(&mut members, OnEmpty::Apply).is_empty());
         members.apply("web", Change::Remove("b".into()), None);
         assert_eq!(members.invalid(), 1);
     }
@@ -365,12 +380,12 @@ mod tests {
     fn keep_last_holds_the_last_non_empty_set_until_members_return() {
         let mut members = BackendMembers::default();
         members.apply("web", Change::Reset(vec![ok("a", "10.0.0.1:1")]), None);
-        assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [1]);
+        assert_eq!(serving(&mut members, OnEmpty::KeepLast), [1]);
         members.apply("web", Change::Remove("a".into()), None);
-        assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [1]);
+        assert_eq!(serving(&mut members, OnEmpty::KeepLast), [1]);
         assert!(members.keeping_last());
         members.apply("web", Change::Upsert(ok("b", "10.0.0.1:2")), None);
-        assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [2]);
+        assert_eq!(serving(&mut members, OnEmpty::KeepLast), [2]);
         assert!(!members.keeping_last());
     }
 
@@ -386,14 +401,14 @@ mod tests {
         // as it was before the last removal stays in service.
         members.apply("web", Change::Remove("a".into()), None);
         members.apply("web", Change::Upsert(bad("b")), None);
-        assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [2]);
+        assert_eq!(serving(&mut members, OnEmpty::KeepLast), [2]);
         members.apply(
             "web",
             Change::Reset(vec![ok("c", "10.0.0.1:3"), ok("d", "10.0.0.1:4")]),
             None,
         );
         members.apply("web", Change::Reset(Vec::new()), None);
-        assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [3, 4]);
+        assert_eq!(serving(&mut members, OnEmpty::KeepLast), [3, 4]);
     }
 
     #[test]
@@ -415,27 +430,27 @@ mod tests {
         }
         // Two of four go; two are held and serve on.
         assert_eq!(members.held().len(), 2);
-        assert_eq!(ports(&members.in_service("web", OnEmpty::Apply)), [3, 4]);
+        assert_eq!(serving(&mut members, OnEmpty::Apply), [3, 4]);
         // One comes back: no longer held, a member again.
         members.apply("web", Change::Upsert(ok("c", "10.0.0.1:3")), Some(&protect));
         assert_eq!(members.held().len(), 1);
         // A failing health check lets the other go.
         assert!(members.release_failing("web", "10.0.0.1:4".parse().unwrap()));
-        assert_eq!(ports(&members.in_service("web", OnEmpty::Apply)), [3]);
+        assert_eq!(serving(&mut members, OnEmpty::Apply), [3]);
         // With all gone, keep_last keeps what served last.
         members.apply("web", Change::Remove("c".into()), Some(&protect));
         assert_eq!(members.held().len(), 1);
         members.release_all("web", "test");
-        assert_eq!(ports(&members.in_service("web", OnEmpty::KeepLast)), [3]);
-        assert!(members.in_service("web", OnEmpty::Apply).is_empty());
+        assert_eq!(serving(&mut members, OnEmpty::KeepLast), [3]);
+        assert!(serving(&mut members, OnEmpty::Apply).is_empty());
     }
 
     #[test]
     fn apply_obeys_an_empty_listing() {
         let mut members = BackendMembers::default();
         members.apply("web", Change::Reset(vec![ok("a", "10.0.0.1:1")]), None);
-        members.in_service("web", OnEmpty::Apply);
+        serving(&mut members, OnEmpty::Apply);
         members.apply("web", Change::Reset(Vec::new()), None);
-        assert!(members.in_service("web", OnEmpty::Apply).is_empty());
+        assert!(serving(&mut members, OnEmpty::Apply).is_empty());
     }
 }

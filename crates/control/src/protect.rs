@@ -73,7 +73,7 @@ impl Guard {
         &mut self,
         protect: Option<&Protect>,
         name: &str,
-        ready: usize,
+        ready: impl FnOnce() -> usize,
         now: Instant,
     ) -> bool {
         let Some(protect) = protect else {
@@ -86,7 +86,7 @@ impl Guard {
             .last_removal
             .is_none_or(|at| now >= at + protect.window)
         {
-            self.base = ready;
+            self.base = ready();
             self.applied = 0;
         }
         self.last_removal = Some(now);
@@ -183,16 +183,16 @@ mod tests {
         let mut guard = Guard::default();
         let now = Instant::now();
         let admitted = (0..8)
-            .filter(|n| guard.admit(Some(&HALF), &format!("m{n}"), 10, now))
+            .filter(|n| guard.admit(Some(&HALF), &format!("m{n}"), || 10, now))
             .count();
         assert_eq!(admitted, 5);
         // A window later, the count starts again from what is left.
         let later = now + Duration::from_secs(31);
-        assert!(guard.admit(Some(&HALF), "m9", 5, later));
-        assert!(guard.admit(Some(&HALF), "m10", 5, later));
-        assert!(!guard.admit(Some(&HALF), "m11", 5, later));
+        assert!(guard.admit(Some(&HALF), "m9", || 5, later));
+        assert!(guard.admit(Some(&HALF), "m10", || 5, later));
+        assert!(!guard.admit(Some(&HALF), "m11", || 5, later));
         // Without protect, everything goes.
-        assert!((0..10).all(|n| Guard::default().admit(None, &format!("m{n}"), 10, now)));
+        assert!((0..10).all(|n| Guard::default().admit(None, &format!("m{n}"), || 10, now)));
     }
 
     #[test]
@@ -209,13 +209,13 @@ mod tests {
             "the first release seen is where we start"
         );
         let now = Instant::now();
-        assert!(guard.admit(Some(&HALF), "a", 2, now));
-        assert!(guard.admit(Some(&HALF), "b", 2, now));
-        assert!(!guard.admit(Some(&HALF), "c", 2, now));
+        assert!(guard.admit(Some(&HALF), "a", || 2, now));
+        assert!(guard.admit(Some(&HALF), "b", || 2, now));
+        assert!(!guard.admit(Some(&HALF), "c", || 2, now));
         guard.sync_done();
         // The same directives again (a resync): `a` is no longer forced.
         assert!(!guard.directives(&first));
-        assert!(!guard.admit(Some(&HALF), "a", 2, now));
+        assert!(!guard.admit(Some(&HALF), "a", || 2, now));
         let release = Directives {
             release: 4,
             forced: vec!["a".into()],

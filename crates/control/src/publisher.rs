@@ -343,42 +343,23 @@ impl TablePublisher {
     /// backend if `None`) are built anew.
     async fn build_changed(&mut self, changed: Option<&HashSet<String>>) -> RoutingTable {
         let on_cpu = OnCpu::start();
-        let mut discovered = Discovered::new();
-        for backend in &self.config.backends {
-            if changed.is_some_and(|c| !c.contains(&backend.name)) {
-                continue;
-            }
+        let rebuilt = |name: &String| changed.is_none_or(|c| c.contains(name));
+        for backend in self.config.backends.iter().filter(|b| rebuilt(&b.name)) {
             let (Some(discovery), Some(members)) =
                 (&backend.discovery, self.members.get_mut(&backend.name))
             else {
                 continue;
             };
-            let in_service = members.in_service(&backend.name, discovery.on_empty);
-            let labels = &[backend.name.as_str()];
-            self.metrics
-                .discovery_members
-                .with_label_values(labels)
-                .set(in_service.len() as i64);
-            self.metrics
-                .discovery_invalid_members
-                .with_label_values(labels)
-                .set(members.invalid() as i64);
-            self.metrics
-                .discovery_keeping_last
-                .with_label_values(labels)
-                .set(i64::from(members.keeping_last()));
-            self.metrics
-                .discovery_stale
-                .with_label_values(labels)
-                .set(i64::from(members.stale()));
-            self.metrics
-                .discovery_held_members
-                .with_label_values(labels)
-                .set(members.held().len() as i64);
-            self.metrics
-                .discovery_applied_zxid
-                .with_label_values(labels)
-                .set(members.applied_zxid());
+            members.settle(&backend.name, discovery.on_empty);
+        }
+        // The members are read where they are kept, not copied.
+        let mut discovered = Discovered::new();
+        for backend in self.config.backends.iter().filter(|b| rebuilt(&b.name)) {
+            let Some(members) = self.members.get(&backend.name) else {
+                continue;
+            };
+            let in_service = members.in_service();
+            export_members(&self.metrics, &backend.name, members, in_service.len());
             discovered.insert(backend.name.clone(), in_service);
         }
         let addresses = self
@@ -386,7 +367,7 @@ impl TablePublisher {
             .backends
             .iter()
             .flat_map(|b| &b.servers)
-            .chain(discovered.values().flatten())
+            .chain(discovered.values().flatten().copied())
             .map(|s| &s.address);
         self.cost += on_cpu.elapsed();
         let resolved = self.resolver.resolve(addresses).await;
@@ -528,4 +509,21 @@ async fn sleep_until_ms(at_ms: Option<u64>) {
         Some(at) => tokio::time::sleep_until(zkgate_routing::clock::instant_of(at).into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// The gauges of `backend`'s membership, `serving` of them in service.
+fn export_members(metrics: &Metrics, backend: &str, members: &BackendMembers, serving: usize) {
+    let labels = &[backend];
+    let gauge = |vec: &prometheus::IntGaugeVec, value: i64| {
+        vec.with_label_values(labels).set(value);
+    };
+    gauge(&metrics.discovery_members, serving as i64);
+    gauge(&metrics.discovery_invalid_members, members.invalid() as i64);
+    gauge(
+        &metrics.discovery_keeping_last,
+        i64::from(members.keeping_last()),
+    );
+    gauge(&metrics.discovery_stale, i64::from(members.stale()));
+    gauge(&metrics.discovery_held_members, members.held().len() as i64);
+    gauge(&metrics.discovery_applied_zxid, members.applied_zxid());
 }

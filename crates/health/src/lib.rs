@@ -230,9 +230,10 @@ mod tests {
         let mut builder = TableBuilder::new(metrics);
         let (events, _received) = mpsc::channel(16);
         let mut checks = HealthChecks::new(events);
+        let (a, b, a_after) = (members(&[1, 2, 3]), members(&[4, 5]), members(&[1, 3]));
         let mut discovered: Discovered = [
-            ("a".into(), members(&[1, 2, 3])),
-            ("b".into(), members(&[4, 5])),
+            ("a".into(), a.iter().collect()),
+            ("b".into(), b.iter().collect()),
         ]
         .into();
         let first = builder.build(&config, &discovered, &Default::default());
@@ -245,7 +246,7 @@ mod tests {
         let b_task = task_of(&checks, 4);
 
         // Backend a loses a server; b is carried over and keeps its tasks.
-        discovered.insert("a".into(), members(&[1, 3]));
+        discovered.insert("a".into(), a_after.iter().collect());
         let changed: HashSet<String> = ["a".to_owned()].into();
         let second = builder.build_changed(
             &config,

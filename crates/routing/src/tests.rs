@@ -324,11 +324,8 @@ fn discovered_servers_join_static_ones_and_a_static_address_wins() {
         state: zkgate_config::AdminState::Ready,
         zone: None,
     };
-    let discovered: Discovered = [(
-        "api".to_owned(),
-        vec![member("127.0.0.1:9102", 3), member("127.0.0.1:9101", 9)],
-    )]
-    .into();
+    let members = [member("127.0.0.1:9102", 3), member("127.0.0.1:9101", 9)];
+    let discovered: Discovered = [("api".to_owned(), members.iter().collect())].into();
     let mut resolved = resolved(&config);
     for m in &discovered["api"] {
         resolved.insert(m.address.clone(), m.address.to_string().parse().unwrap());

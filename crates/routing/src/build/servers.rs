@@ -29,7 +29,7 @@ type Listed<'a> = (&'a ServerConfig, ServerSource, SocketAddr);
 pub(super) fn servers_of(
     name: &Arc<str>,
     config: &BackendConfig,
-    discovered: &[ServerConfig],
+    discovered: &[&ServerConfig],
     resolved: &Resolved,
     previous: &[Server],
     registry: &mut RegistryGeneration<'_>,
@@ -39,7 +39,7 @@ pub(super) fn servers_of(
         .servers
         .iter()
         .map(|s| (s, ServerSource::Static))
-        .chain(discovered.iter().map(|s| (s, ServerSource::ZooKeeper)));
+        .chain(discovered.iter().map(|&s| (s, ServerSource::ZooKeeper)));
     for (server, source) in all {
         match server
             .address
@@ -136,8 +136,8 @@ mod tests {
                 state: AdminState::Ready,
                 zone: None,
             })
-            .collect();
-        let discovered: Discovered = [("web".to_owned(), members)].into();
+            .collect::<Vec<_>>();
+        let discovered: Discovered = [("web".to_owned(), members.iter().collect())].into();
         let changed = ["web".to_owned()].into();
         builder.build_changed(
             &config,
