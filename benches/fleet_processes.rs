@@ -5,15 +5,18 @@
 //! every one of them, measured on traffic: two members are real servers,
 //! one ready and one draining (the others draining addresses that take no
 //! traffic); a change swaps them in one multi-write, and a client per
-//! process, asking every `PROBE_MS` (5 ms) on a kept-alive connection,
-//! notes when the other server answers. A probe's period bounds the
-//! resolution.
+//! process, asking every `PROBE_MS` (5 ms) on a kept-alive connection from
+//! the write on, notes when the other server answers. A probe's period
+//! bounds the resolution. The probes ask nothing between changes (they
+//! did once: 20,000 requests a second on the two cores the processes and
+//! the ensemble share).
 //!
 //! Run: `cargo bench --bench fleet_processes` (`FLEET_PROCESSES`,
-//! `FLEET_MEMBERS`, `FLEET_CHANGES` (20) change the shape).
+//! `FLEET_MEMBERS`, `FLEET_CHANGES` (20) change the shape; the first
+//! `FLEET_WARM_UP` (30) changes are not measured).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,9 @@ use zookeeper_client::{Acls, Client, CreateMode};
 
 const ZKGATE: &str = env!("CARGO_BIN_EXE_zkgate");
 const PATH: &str = "/bench/fleet-processes";
+/// One worker each, and the log at its default level, as a fleet runs (the
+/// test kit's debug log writes several lines a change).
+const PROCESS_ENV: [(&str, &str); 2] = [("ZKGATE_WORKERS", "1"), ("ZKGATE_LOG", "info")];
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -37,15 +43,26 @@ fn member(address: SocketAddr, ready: bool) -> String {
     format!(r#"{{"address":"{address}","weight":1,"state":"{state}"}}"#)
 }
 
-/// Asks `addr` every `period` which server answers; when it is the one
-/// `target` names (0 or 1) for the first time since `since_ns` was set, the
-/// time since then goes to `seen`.
+/// A change as written: when (since the bench's origin) and which server
+/// (0 or 1) answers once it is live.
+#[derive(Clone, Copy, Default)]
+struct Written {
+    since_ns: u64,
+    target: u8,
+}
+
+/// After each change `written` announces, asks `addr` every `period`
+/// which server answers, until it is the one the change names; the time
+/// since the write goes to `seen`. Between changes it asks nothing: on
+/// this machine a hundred probes asking all the time take the cores the
+/// processes and the ensemble apply the change on. `asked` counts the
+/// requests.
 async fn probe(
     addr: SocketAddr,
     period: Duration,
-    target: Arc<AtomicU8>,
-    since_ns: Arc<AtomicU64>,
+    mut written: tokio::sync::watch::Receiver<Written>,
     seen: tokio::sync::mpsc::UnboundedSender<Duration>,
+    asked: Arc<AtomicU64>,
     origin: Instant,
 ) {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -56,47 +73,57 @@ async fn probe(
     tokio::spawn(connection);
     let mut reported = 0u64;
     loop {
-        if sender.ready().await.is_err() {
-            return;
-        }
-        let request = http::Request::get("/")
-            .header("host", "bench")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        let Ok(response) = sender.send_request(request).await else {
+        let Ok(change) = written
+            .wait_for(|w| w.since_ns > reported)
+            .await
+            .map(|w| *w)
+        else {
             return;
         };
-        let body = response.into_body().collect().await.map(|b| b.to_bytes());
-        let since = since_ns.load(Ordering::Acquire);
-        let wanted: &[u8] = if target.load(Ordering::Acquire) == 0 {
-            b"a"
-        } else {
-            b"b"
-        };
-        if since > reported && body.as_deref().ok() == Some(wanted) {
-            reported = since;
-            let now = origin.elapsed().as_nanos() as u64;
-            if seen
-                .send(Duration::from_nanos(now.saturating_sub(since)))
-                .is_err()
-            {
+        reported = change.since_ns;
+        let wanted: &[u8] = if change.target == 0 { b"a" } else { b"b" };
+        loop {
+            if sender.ready().await.is_err() {
                 return;
             }
+            let request = http::Request::get("/")
+                .header("host", "bench")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let Ok(response) = sender.send_request(request).await else {
+                return;
+            };
+            asked.fetch_add(1, Ordering::Relaxed);
+            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            if body.as_deref().ok() == Some(wanted) {
+                let now = origin.elapsed().as_nanos() as u64;
+                let wait = Duration::from_nanos(now.saturating_sub(change.since_ns));
+                if seen.send(wait).is_err() {
+                    return;
+                }
+                break;
+            }
+            tokio::time::sleep(period).await;
         }
-        tokio::time::sleep(period).await;
     }
 }
 
 /// CPU time (user + system) the processes `pids` have used so far.
 fn cpu(pids: &[u32]) -> Duration {
+    cpu_field(pids, 11) + cpu_field(pids, 12)
+}
+
+/// One of the CPU times of `/proc/PID/stat` summed over `pids`: its
+/// `field` after the command (11: user time, 12: system time).
+fn cpu_field(pids: &[u32], field: usize) -> Duration {
     let ticks: u64 = pids
         .iter()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
         .map(|stat| {
-            // Fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
+            // The fields after the command's closing parenthesis.
             let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)
+            let value = rest.split_whitespace().nth(field);
+            value.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         })
         .sum();
     Duration::from_millis(ticks * 10)
@@ -152,7 +179,7 @@ async fn main() {
             "zookeeper:\n  connect: \"{}\"\nfrontends:\n  web:\n    bind: [\"127.0.0.1:{port}\"]\n    default_backend: web\nbackends:\n  web:\n    zookeeper: {{ path: {PATH} }}\n",
             zk.connect_string()
         );
-        fleet.push(Zkgate::start_with_env(ZKGATE, &config, &[("ZKGATE_WORKERS", "1")]).await);
+        fleet.push(Zkgate::start_with_env(ZKGATE, &config, &PROCESS_ENV).await);
         ports.push(port);
     }
     println!(
@@ -161,28 +188,41 @@ async fn main() {
     );
 
     let origin = Instant::now();
-    let target = Arc::new(AtomicU8::new(0));
-    let since_ns = Arc::new(AtomicU64::new(0));
+    let (write, written) = tokio::sync::watch::channel(Written::default());
+    let asked = Arc::new(AtomicU64::new(0));
     let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
     for &port in &ports {
         tokio::spawn(probe(
             ([127, 0, 0, 1], port).into(),
             period,
-            Arc::clone(&target),
-            Arc::clone(&since_ns),
+            written.clone(),
             seen_tx.clone(),
+            Arc::clone(&asked),
             origin,
         ));
     }
     let pids: Vec<u32> = fleet.iter().map(Zkgate::pid).collect();
-    // What the processes spend on the probes alone, to tell the changes' cost from it.
+    // What the processes spend idle (sessions' pings, timers), to tell
+    // the changes' cost from it.
     let idle = cpu(&pids);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let probes_per_second = (cpu(&pids) - idle).as_secs_f64() / 3.0;
+    let idle_per_second = (cpu(&pids) - idle).as_secs_f64() / 3.0;
     let mut waits = Vec::with_capacity(processes * changes);
-    let counted_before = counts(&fleet[0]).await;
-    let (cpu_before, changes_began) = (cpu(&pids), Instant::now());
-    for change in 0..changes {
+    // The first changes are not measured: they warm up the ensemble's
+    // JVMs (their compilers otherwise take a tenth of the machine for
+    // the first seconds of changes) and the processes, as a long-running
+    // fleet's are.
+    let warm_up = env_number("FLEET_WARM_UP", 30);
+    let mut counted_before = (0.0, 0.0);
+    let (mut cpu_before, mut changes_began) = (cpu(&pids), Instant::now());
+    let mut kernel_before = cpu_field(&pids, 12);
+    for change in 0..warm_up + changes {
+        if change == warm_up {
+            waits.clear();
+            counted_before = counts(&fleet[0]).await;
+            (cpu_before, changes_began) = (cpu(&pids), Instant::now());
+            kernel_before = cpu_field(&pids, 12);
+        }
         let next = (change + 1) % 2;
         let mut writer = client.new_multi_writer();
         writer
@@ -191,8 +231,11 @@ async fn main() {
         writer
             .add_set_data(&node(1), member(b.addr, next == 1).as_bytes(), None)
             .expect("set");
-        target.store(next as u8, Ordering::Release);
-        since_ns.store(origin.elapsed().as_nanos() as u64, Ordering::Release);
+        let since_ns = origin.elapsed().as_nanos() as u64;
+        write.send_replace(Written {
+            since_ns,
+            target: next as u8,
+        });
         writer.commit().await.expect("commit");
         for _ in 0..processes {
             let wait = tokio::time::timeout(Duration::from_secs(30), seen.recv())
@@ -204,8 +247,9 @@ async fn main() {
         // Let the probes settle on the new server before the next change.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let spent = (cpu(&pids) - cpu_before).as_secs_f64()
-        - probes_per_second * changes_began.elapsed().as_secs_f64();
+    let in_all = cpu(&pids) - cpu_before;
+    let kernel = (cpu_field(&pids, 12) - kernel_before).as_secs_f64() / in_all.as_secs_f64();
+    let spent = in_all.as_secs_f64() - idle_per_second * changes_began.elapsed().as_secs_f64();
     let counted = counts(&fleet[0]).await;
     println!(
         "the first process, per change: {:.2} watch events, {:.2} tables published",
@@ -215,9 +259,11 @@ async fn main() {
     waits.sort();
     let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
     println!(
-        "CPU per change and process, the probes' share taken out: {:.2} ms ({:.0} ms of CPU a change in all, on 2 cores)",
+        "CPU per change and process, the idle share taken out: {:.2} ms ({:.0} ms of CPU a change in all, on 2 cores), with {:.1} probe requests; the kernel's share of the processes' CPU: {:.0} %",
         spent * 1000.0 / (changes * processes) as f64,
-        spent * 1000.0 / changes as f64
+        spent * 1000.0 / changes as f64,
+        asked.load(Ordering::Relaxed) as f64 / (changes * processes) as f64,
+        kernel * 100.0
     );
     println!(
         "a change live in all {processes}: over {changes} changes × {processes} processes, p50 {} ms, p99 {} ms, max {} ms (probing every {} ms; from before the write was sent)",
