@@ -87,6 +87,42 @@ fn one_member_of_ten_thousand(c: &mut Criterion) {
     });
 }
 
+/// One member of a 1,000-server backend changes its weight, with the
+/// caches emptied before each build: a fleet's process on a shared
+/// machine meets its table cold at every change (a hundred such tables
+/// do not fit in the caches), so what a change costs there is mostly the
+/// cache lines it touches.
+fn one_member_of_a_thousand_cold(c: &mut Criterion) {
+    let config = zkgate_config::parse(CONFIG, "bench").unwrap();
+    let (mut members, resolved) = members(1_000);
+    let mut builder = TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
+    builder.build(&config, &view(&members), &resolved);
+    let changed: std::collections::HashSet<String> = ["web".to_owned()].into();
+    // Larger than the last-level cache.
+    let mut flush = vec![0u8; 96 << 20];
+    let mut flip = 0u32;
+    c.bench_function("table_build/one_member_of_1000_cold", |b| {
+        b.iter_batched(
+            || {
+                for line in flush.chunks_mut(64) {
+                    line[0] = line[0].wrapping_add(1);
+                }
+            },
+            |()| {
+                flip ^= 1;
+                members.get_mut("web").unwrap()[432].weight = 3 + flip;
+                black_box(builder.build_changed(
+                    &config,
+                    &view(&members),
+                    &resolved,
+                    zkgate_routing::Changed::Backends(&changed),
+                ))
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+}
+
 /// 50 backends × 200 servers: every backend built, against one changed
 /// backend built anew and the others carried over.
 fn one_backend_of_fifty(c: &mut Criterion) {
@@ -233,6 +269,7 @@ criterion_group!(
     table_build,
     one_backend_of_fifty,
     one_member_of_ten_thousand,
+    one_member_of_a_thousand_cold,
     pick,
     route_match
 );

@@ -27,10 +27,12 @@ pub struct ServerState {
     pub active: IntGauge,
     /// Requests or connections sent, ever.
     pub requests: IntCounter,
-    /// `zkgate_server_up`, set at each table build.
+    /// `zkgate_server_up`, set by table builds.
     pub up: IntGauge,
-    /// `zkgate_server_weight`, set at each table build.
+    /// `zkgate_server_weight`, set by table builds.
     pub weight: IntGauge,
+    /// What `up` and `weight` were last set to (see [`ServerState::export`]).
+    exported: AtomicU64,
     /// Peak-EWMA response time, for `balance: ewma`.
     pub latency: PeakEwma,
     /// What active health checks last concluded.
@@ -87,6 +89,19 @@ impl ServerState {
         self.requests.inc();
         self.active.inc();
         ActiveRequest(Arc::clone(self))
+    }
+
+    /// Sets the `up` and `weight` gauges, unless they hold these values
+    /// already: each is a cache line of its own, and a change to a large
+    /// backend, built at every change, leaves almost every server as it was.
+    pub(crate) fn export(&self, up: bool, weight: u32) {
+        // The top bit tells a value set from the initial "never set".
+        let value = 1 << 63 | u64::from(up) << 32 | u64::from(weight);
+        if self.exported.load(Ordering::Relaxed) != value {
+            self.exported.store(value, Ordering::Relaxed);
+            self.up.set(i64::from(up));
+            self.weight.set(i64::from(weight));
+        }
     }
 }
 
@@ -328,6 +343,7 @@ fn new_state(
             .with_label_values(labels),
         outlier: Outlier::default(),
         ready_since_ms: AtomicU64::new(if first { 0 } else { crate::clock::now_ms() }),
+        exported: AtomicU64::new(0),
     })
 }
 

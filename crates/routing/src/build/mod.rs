@@ -366,8 +366,7 @@ fn build_backend(
 fn export_states(name: &str, servers: &[Server], traffic: &Eligibility, metrics: &Metrics) {
     let mut by_state = [0i64; 3];
     for server in servers {
-        server.state.up.set(i64::from(traffic.takes(server)));
-        server.state.weight.set(i64::from(server.weight));
+        server.state.export(traffic.takes(server), server.weight);
         by_state[server.admin as usize] += 1;
     }
     for state in [AdminState::Ready, AdminState::Drain, AdminState::Maint] {

@@ -170,6 +170,31 @@ mod tests {
     }
 
     #[test]
+    fn a_servers_gauges_follow_every_build_back_and_forth() {
+        let registry = Registry::new();
+        let mut builder = TableBuilder::new(Metrics::register(&registry).unwrap());
+        let gauges = |table: &RoutingTable| {
+            let servers = &table.backend("web").unwrap().servers;
+            let server = servers.iter().find(|s| s.address().port() == 9002);
+            let state = &server.unwrap().state;
+            (state.up.get(), state.weight.get())
+        };
+        // Only what changed is set; a value that comes back is set again.
+        for (weight, expected) in [
+            (1, (1, 1)),
+            (3, (1, 3)),
+            (0, (0, 0)),
+            (3, (1, 3)),
+            (1, (1, 1)),
+        ] {
+            let table = table(&mut builder, &[(9001, 1), (9002, weight)]);
+            assert_eq!(gauges(&table), expected, "weight {weight}");
+        }
+        assert!(series(&registry)
+            .contains(r#"zkgate_server_weight{backend="web",server="127.0.0.1:9002"} 1"#));
+    }
+
+    #[test]
     fn servers_that_stay_keep_their_state_whatever_else_changes_in_the_list() {
         let registry = Registry::new();
         let mut builder = TableBuilder::new(Metrics::register(&registry).unwrap());
