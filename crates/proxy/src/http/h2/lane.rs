@@ -61,19 +61,11 @@ impl Lane {
             path: target.path,
         }
     }
-
-    fn values_of<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let name = name.as_str().as_bytes();
-        self.fields
-            .regular()
-            .filter(move |(n, _)| *n == name)
-            .map(|(_, value)| value)
-    }
 }
 
 impl RequestHeaders for Lane {
     fn has_value(&self, name: &HeaderName, value: &[u8]) -> bool {
-        self.values_of(name).any(|v| v == value)
+        self.values(name).any(|v| v == value)
     }
 }
 
@@ -97,7 +89,11 @@ impl RequestView for Lane {
     }
 
     fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.values_of(name)
+        let name = name.as_str().as_bytes();
+        self.fields
+            .regular()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, value)| value)
     }
 }
 
