@@ -64,26 +64,52 @@ fn table_build(c: &mut Criterion) {
     group.finish();
 }
 
-/// One member of a 10,000-server backend changes its weight: the backend
-/// built anew from its members, as a change to it is applied.
+/// One backend of `n` members, built once, whose members then change one
+/// at a time, as a member change is applied.
+struct OneBackend {
+    config: zkgate_config::Config,
+    members: Members,
+    resolved: Resolved,
+    builder: TableBuilder,
+    flip: u32,
+}
+
+impl OneBackend {
+    fn new(n: usize) -> Self {
+        let config = zkgate_config::parse(CONFIG, "bench").unwrap();
+        let (members, resolved) = members(n);
+        let mut builder =
+            TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
+        builder.build(&config, &view(&members), &resolved);
+        OneBackend {
+            config,
+            members,
+            resolved,
+            builder,
+            flip: 0,
+        }
+    }
+
+    /// Member `index` changes its weight; the backend is built anew from
+    /// its members.
+    fn change(&mut self, index: usize) -> zkgate_routing::RoutingTable {
+        self.flip ^= 1;
+        self.members.get_mut("web").unwrap()[index].weight = 3 + self.flip;
+        let changed: std::collections::HashSet<String> = ["web".to_owned()].into();
+        self.builder.build_changed(
+            &self.config,
+            &view(&self.members),
+            &self.resolved,
+            zkgate_routing::Changed::Backends(&changed),
+        )
+    }
+}
+
+/// One member of a 10,000-server backend changes its weight.
 fn one_member_of_ten_thousand(c: &mut Criterion) {
-    let config = zkgate_config::parse(CONFIG, "bench").unwrap();
-    let (mut members, resolved) = members(10_000);
-    let mut builder = TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
-    builder.build(&config, &view(&members), &resolved);
-    let changed: std::collections::HashSet<String> = ["web".to_owned()].into();
-    let mut flip = 0u32;
+    let mut backend = OneBackend::new(10_000);
     c.bench_function("table_build/one_member_of_10000", |b| {
-        b.iter(|| {
-            flip ^= 1;
-            members.get_mut("web").unwrap()[4_321].weight = 3 + flip;
-            black_box(builder.build_changed(
-                &config,
-                &view(&members),
-                &resolved,
-                zkgate_routing::Changed::Backends(&changed),
-            ))
-        })
+        b.iter(|| black_box(backend.change(4_321)))
     });
 }
 
@@ -93,14 +119,9 @@ fn one_member_of_ten_thousand(c: &mut Criterion) {
 /// do not fit in the caches), so what a change costs there is mostly the
 /// cache lines it touches.
 fn one_member_of_a_thousand_cold(c: &mut Criterion) {
-    let config = zkgate_config::parse(CONFIG, "bench").unwrap();
-    let (mut members, resolved) = members(1_000);
-    let mut builder = TableBuilder::new(Metrics::register(&prometheus::Registry::new()).unwrap());
-    builder.build(&config, &view(&members), &resolved);
-    let changed: std::collections::HashSet<String> = ["web".to_owned()].into();
+    let mut backend = OneBackend::new(1_000);
     // Larger than the last-level cache.
     let mut flush = vec![0u8; 96 << 20];
-    let mut flip = 0u32;
     c.bench_function("table_build/one_member_of_1000_cold", |b| {
         b.iter_batched(
             || {
@@ -108,16 +129,7 @@ fn one_member_of_a_thousand_cold(c: &mut Criterion) {
                     line[0] = line[0].wrapping_add(1);
                 }
             },
-            |()| {
-                flip ^= 1;
-                members.get_mut("web").unwrap()[432].weight = 3 + flip;
-                black_box(builder.build_changed(
-                    &config,
-                    &view(&members),
-                    &resolved,
-                    zkgate_routing::Changed::Backends(&changed),
-                ))
-            },
+            |()| black_box(backend.change(432)),
             criterion::BatchSize::PerIteration,
         )
     });
