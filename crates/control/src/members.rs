@@ -92,9 +92,10 @@ impl BackendMembers {
     /// before): a held member that is ready again comes back; one still
     /// gone stays held with ZooKeeper's word noted; a ready member that
     /// went is held if `protect` does not admit its removal. `ready` is
-    /// how many members took traffic before the change; `None` for a
-    /// change to `name` alone, whose count is then the present one and
-    /// `name` (taken only if `protect` needs it: it walks every member).
+    /// how many members took traffic before the change, as the caller
+    /// counted them; `None` for a change to `name` alone (then counted
+    /// from the present members and `name`, and only if `protect` asks:
+    /// it walks every member) or when there is no `protect` to ask.
     fn judge(
         &mut self,
         backend: &str,
