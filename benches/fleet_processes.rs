@@ -108,6 +108,55 @@ async fn probe(
     }
 }
 
+/// Member `n`'s znode.
+fn node_of(n: usize) -> String {
+    format!("{PATH}/m{n:06}")
+}
+
+/// Creates the backend's `members` members: the first two are `servers`
+/// (the first ready), the others draining addresses nobody connects to.
+async fn register(client: &Client, members: usize, servers: [SocketAddr; 2]) {
+    let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    client.mkdir(PATH, &open).await.expect("mkdir");
+    for chunk in (0..members).collect::<Vec<_>>().chunks(500) {
+        let mut writer = client.new_multi_writer();
+        for &n in chunk {
+            let data = match n {
+                0 | 1 => member(servers[n], n == 0),
+                n => member(([10, 9, (n / 256) as u8, (n % 256) as u8], 9).into(), false),
+            };
+            writer
+                .add_create(&node_of(n), data.as_bytes(), &open)
+                .expect("create");
+        }
+        writer.commit().await.expect("commit");
+    }
+}
+
+/// Makes `servers[next]` the ready one and the other draining, in one
+/// multi-write, announcing it to the probes just before.
+async fn swap(
+    client: &Client,
+    servers: [SocketAddr; 2],
+    next: usize,
+    write: &tokio::sync::watch::Sender<Written>,
+    origin: Instant,
+) {
+    let mut writer = client.new_multi_writer();
+    for (n, server) in servers.into_iter().enumerate() {
+        let data = member(server, n == next);
+        writer
+            .add_set_data(&node_of(n), data.as_bytes(), None)
+            .expect("set");
+    }
+    let since_ns = origin.elapsed().as_nanos() as u64;
+    write.send_replace(Written {
+        since_ns,
+        target: next as u8,
+    });
+    writer.commit().await.expect("commit");
+}
+
 /// CPU time (user + system) the processes `pids` have used so far.
 fn cpu(pids: &[u32]) -> Duration {
     cpu_field(pids, 11) + cpu_field(pids, 12)
@@ -150,25 +199,8 @@ async fn main() {
     let client = Client::connect(&zk.connect_string())
         .await
         .expect("connect");
-    let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    client.mkdir(PATH, &open).await.expect("mkdir");
     let (a, b) = (HttpServer::start("a").await, HttpServer::start("b").await);
-    let node = |n: usize| format!("{PATH}/m{n:06}");
-    for chunk in (0..members).collect::<Vec<_>>().chunks(500) {
-        let mut writer = client.new_multi_writer();
-        for &n in chunk {
-            let data = match n {
-                0 => member(a.addr, true),
-                1 => member(b.addr, false),
-                // Draining addresses nobody connects to.
-                n => member(([10, 9, (n / 256) as u8, (n % 256) as u8], 9).into(), false),
-            };
-            writer
-                .add_create(&node(n), data.as_bytes(), &open)
-                .expect("create");
-        }
-        writer.commit().await.expect("commit");
-    }
+    register(&client, members, [a.addr, b.addr]).await;
 
     let started = Instant::now();
     let mut fleet = Vec::with_capacity(processes);
@@ -219,24 +251,12 @@ async fn main() {
     for change in 0..warm_up + changes {
         if change == warm_up {
             waits.clear();
+            asked.store(0, Ordering::Relaxed);
             counted_before = counts(&fleet[0]).await;
             (cpu_before, changes_began) = (cpu(&pids), Instant::now());
             kernel_before = cpu_field(&pids, 12);
         }
-        let next = (change + 1) % 2;
-        let mut writer = client.new_multi_writer();
-        writer
-            .add_set_data(&node(0), member(a.addr, next == 0).as_bytes(), None)
-            .expect("set");
-        writer
-            .add_set_data(&node(1), member(b.addr, next == 1).as_bytes(), None)
-            .expect("set");
-        let since_ns = origin.elapsed().as_nanos() as u64;
-        write.send_replace(Written {
-            since_ns,
-            target: next as u8,
-        });
-        writer.commit().await.expect("commit");
+        swap(&client, [a.addr, b.addr], (change + 1) % 2, &write, origin).await;
         for _ in 0..processes {
             let wait = tokio::time::timeout(Duration::from_secs(30), seen.recv())
                 .await
