@@ -100,20 +100,27 @@ fn routes_config(port: u16, routes: &str, backends: &str, extra: &str) -> String
     )
 }
 
+/// One route splitting every request between backends `a` and `b` (one
+/// server each, at the weights given); `b_options` go before b's servers.
+fn split_config(port: u16, sides: [(SocketAddr, u32); 2], b_options: &str) -> String {
+    let [(a, a_weight), (b, b_weight)] = sides;
+    routes_config(
+        port,
+        &format!("      - {{ path_prefix: /, split: [{{ backend: a, weight: {a_weight} }}, {{ backend: b, weight: {b_weight} }}] }}\n"),
+        &format!(
+            "  a: {{ servers: {} }}\n  b: {{ {b_options}servers: {} }}\n",
+            servers(&[(a, 1)]),
+            servers(&[(b, 1)])
+        ),
+        "",
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_95_5_split_holds_its_weights_over_20000_requests() {
     let (a, b) = (HttpServer::start("a").await, HttpServer::start("b").await);
     let port = free_port();
-    let config = routes_config(
-        port,
-        "      - { path_prefix: /, split: [{ backend: a, weight: 95 }, { backend: b, weight: 5 }] }\n",
-        &format!(
-            "  a: {{ servers: {} }}\n  b: {{ servers: {} }}\n",
-            servers(&[(a.addr, 1)]),
-            servers(&[(b.addr, 1)])
-        ),
-        "",
-    );
+    let config = split_config(port, [(a.addr, 95), (b.addr, 5)], "");
     let zkgate = Zkgate::start(ZKGATE, &config).await;
     let addr = ([127, 0, 0, 1], port).into();
     let total = 20_000;
@@ -153,16 +160,7 @@ async fn a_95_5_split_holds_its_weights_over_20000_requests() {
 async fn a_split_across_protocols_holds_its_weights_from_every_client() {
     let (a, b) = (HttpServer::start("a").await, H2Server::start().await);
     let port = free_port();
-    let config = routes_config(
-        port,
-        "      - { path_prefix: /, split: [{ backend: a, weight: 50 }, { backend: b, weight: 50 }] }\n",
-        &format!(
-            "  a: {{ servers: {} }}\n  b: {{ protocol: http2, servers: {} }}\n",
-            servers(&[(a.addr, 1)]),
-            servers(&[(b.addr, 1)])
-        ),
-        "",
-    );
+    let config = split_config(port, [(a.addr, 50), (b.addr, 50)], "protocol: http2, ");
     let _zkgate = Zkgate::start(ZKGATE, &config).await;
     let addr = ([127, 0, 0, 1], port).into();
     let total = 800;
